@@ -1,0 +1,15 @@
+//! Fjord's domain model: servers, platforms, sites, clients, users, backups and tasks, the validation of
+//! every name a user can type, and the `Plan`/`Step` vocabulary that tasks are executed in.
+//!
+//! This crate is pure: it performs no IO, spawns nothing and knows nothing of SQL, HTTP or the CLI.
+//! Everything else in Fjord depends on it, so it must stay small and dependency-free.
+
+pub mod model;
+pub mod names;
+pub mod plan;
+pub mod task;
+
+pub use model::*;
+pub use names::{Domain, Name, ValidationError};
+pub use plan::{FileContent, Plan, Planned, Snapshot, StateChange, Step};
+pub use task::*;

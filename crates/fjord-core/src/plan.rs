@@ -1,0 +1,172 @@
+//! A plan is what a task will do to a host, as data: computed by a pure planner, printed by `--dry-run`,
+//! stored with the task, and executed step by step by the daemon, which records an undo entry for each
+//! applied step so that a failure (or a crash) rolls back systematically.
+
+use serde::{Deserialize, Serialize};
+
+/// The marker a planner puts into file content where a secret goes. The executor replaces it with the
+/// secret read from the secrets store at write time, so plans, logs and dry-runs never contain secrets.
+pub const SECRET_OPEN: &str = "@@fjord-secret:";
+pub const SECRET_CLOSE: &str = "@@";
+
+/// A reference to a secret, to be embedded in file content.
+pub fn secret_ref(key: &str) -> String {
+    format!("{SECRET_OPEN}{key}{SECRET_CLOSE}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn push(&mut self, step: Step) -> &mut Self {
+        self.steps.push(step);
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "content", rename_all = "lowercase")]
+pub enum FileContent {
+    /// Text that may contain secret markers (see [`secret_ref`]).
+    Text { text: String },
+}
+
+/// One thing done to a host. Every step is idempotent (applying it twice has the effect of applying it
+/// once), so a resumed or retried task is safe, and each knows how to undo itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Create a directory (and missing parents). Undo removes what was created, if still empty.
+    MakeDir { path: String, mode: u32 },
+    /// Write a file atomically (temp file + rename) with the given mode. Undo restores the previous
+    /// content, or removes the file if there was none. A write that changes nothing is skipped.
+    WriteFile { path: String, content: FileContent, mode: u32 },
+    /// Remove a file or directory tree. Undo puts it back (it is moved aside, not deleted, until the
+    /// task has succeeded).
+    RemovePath { path: String },
+    /// Run a command (argv, never a shell string). `undo` is the command that reverses it, if any.
+    Run {
+        label: String,
+        argv: Vec<String>,
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        timeout_secs: u64,
+        #[serde(default)]
+        undo: Option<Vec<String>>,
+    },
+    /// Reload a service so it picks up new config. Idempotent, nothing to undo; the executor coalesces
+    /// reloads of the same service.
+    Reload { service: String },
+    /// Wait; used by no-op tasks in tests and benchmarks.
+    Sleep { ms: u64 },
+    /// Fail on purpose; used for fault injection in tests.
+    Fail { message: String },
+}
+
+impl Step {
+    /// One line saying what the step does, for logs and plans. Never contains a secret.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::MakeDir { path, mode } => format!("make directory {path} (mode {mode:o})"),
+            Step::WriteFile { path, mode, .. } => format!("write {path} (mode {mode:o})"),
+            Step::RemovePath { path } => format!("remove {path}"),
+            Step::Run { label, argv, .. } => format!("{label}: run {}", shell_words(argv)),
+            Step::Reload { service } => format!("reload {service}"),
+            Step::Sleep { ms } => format!("sleep {ms} ms"),
+            Step::Fail { message } => format!("fail: {message}"),
+        }
+    }
+}
+
+/// Renders an argv for display only (it is never executed through a shell): words with special
+/// characters are single-quoted.
+pub fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Replaces secret markers for display.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(SECRET_OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + SECRET_OPEN.len()..];
+        match after.find(SECRET_CLOSE) {
+            Some(end) => {
+                out.push_str("********");
+                rest = &after[end + SECRET_CLOSE.len()..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        let text = format!("user=a\npass={}\nend", secret_ref("site-1-db"));
+        assert_eq!(mask_secrets(&text), "user=a\npass=********\nend");
+    }
+
+    #[test]
+    fn argv_display_quotes() {
+        let argv = vec!["echo".to_string(), "a b".into(), "it's".into()];
+        assert_eq!(shell_words(&argv), "echo 'a b' 'it'\\''s'");
+    }
+}
+
+/// A change to the state database that a task makes when it ends, applied in the same transaction that
+/// records the task's outcome, so the state never claims what the disk does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
+pub enum StateChange {
+    SiteStatus { site: crate::SiteId, status: crate::SiteStatus },
+    PlatformStatus { platform: crate::PlatformId, status: crate::ObjectStatus },
+    PlatformVerified {
+        platform: crate::PlatformId,
+        docroot: Option<String>,
+        app: Option<crate::AppKind>,
+        app_version: Option<String>,
+    },
+    ServerStatus { server: crate::ServerId, status: crate::ObjectStatus },
+}
+
+/// What a planner produces for a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Planned {
+    pub plan: Plan,
+    pub on_success: Vec<StateChange>,
+    pub on_failure: Vec<StateChange>,
+}
+
+/// Everything a planner may read about the state: the task's target and its surroundings, loaded by the
+/// store in one go so that planners stay pure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub server: crate::Server,
+    pub platform: Option<crate::Platform>,
+    pub site: Option<crate::Site>,
+    /// For platform tasks, the live sites on the platform; for server tasks, every live site on the server.
+    pub sites: Vec<crate::Site>,
+    /// For server tasks, the live platforms on the server.
+    pub platforms: Vec<crate::Platform>,
+}

@@ -1,0 +1,207 @@
+//! Tasks: every change to the hosting model is a task in the persistent queue.
+
+use crate::model::*;
+use crate::string_enum;
+use serde::{Deserialize, Serialize};
+
+string_enum!(
+    /// What a task does. Named `<object>-<verb>` in storage and in the CLI.
+    TaskKind {
+        ServerVerify = "server-verify",
+        ServerRemove = "server-remove",
+        PlatformVerify = "platform-verify",
+        PlatformRemove = "platform-remove",
+        SiteInstall = "site-install",
+        SiteVerify = "site-verify",
+        SiteEnable = "site-enable",
+        SiteDisable = "site-disable",
+        SiteDelete = "site-delete",
+        Noop = "noop",
+    }
+);
+
+/// What happens to a task whose daemon died while it ran, once its applied steps are undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptPolicy {
+    /// Run it again from the start (the task is idempotent).
+    Requeue,
+    /// Leave it failed; a person decides whether to retry.
+    Fail,
+}
+
+impl TaskKind {
+    pub fn on_interrupt(self) -> InterruptPolicy {
+        match self {
+            TaskKind::ServerVerify
+            | TaskKind::PlatformVerify
+            | TaskKind::SiteVerify
+            | TaskKind::SiteEnable
+            | TaskKind::SiteDisable
+            | TaskKind::Noop => InterruptPolicy::Requeue,
+            TaskKind::ServerRemove | TaskKind::PlatformRemove | TaskKind::SiteInstall | TaskKind::SiteDelete => {
+                InterruptPolicy::Fail
+            }
+        }
+    }
+
+    pub fn target_kind(self) -> TargetKind {
+        match self {
+            TaskKind::ServerVerify | TaskKind::ServerRemove => TargetKind::Server,
+            TaskKind::PlatformVerify | TaskKind::PlatformRemove => TargetKind::Platform,
+            TaskKind::SiteInstall
+            | TaskKind::SiteVerify
+            | TaskKind::SiteEnable
+            | TaskKind::SiteDisable
+            | TaskKind::SiteDelete => TargetKind::Site,
+            TaskKind::Noop => TargetKind::Site,
+        }
+    }
+}
+
+string_enum!(TargetKind { Server = "server", Platform = "platform", Site = "site" });
+
+string_enum!(
+    TaskStatus {
+        Queued = "queued",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Cancelled = "cancelled",
+        Interrupted = "interrupted",
+    }
+);
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled)
+    }
+}
+
+/// The place of a task's target in the server → platform → site hierarchy. Two tasks conflict (must not
+/// run at the same time, and run in queue order) when one lane is a prefix of the other: a site task
+/// conflicts with tasks on the same site, on its platform and on its server; a platform task with
+/// everything on that platform; a server task with everything on that server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lane {
+    pub server: ServerId,
+    pub platform: Option<PlatformId>,
+    pub site: Option<SiteId>,
+}
+
+impl Lane {
+    pub fn conflicts_with(&self, other: &Lane) -> bool {
+        fn prefix<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+        }
+        self.server == other.server
+            && prefix(self.platform, other.platform)
+            && (self.platform.is_none() || other.platform.is_none() || prefix(self.site, other.site))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub target_kind: TargetKind,
+    pub target_id: i64,
+    pub lane: Lane,
+    pub args: serde_json::Value,
+    pub status: TaskStatus,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub cancel_requested: bool,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<Millis>,
+    pub error: Option<String>,
+    /// Who asked for it ("cli:root", "api:alice", "daemon" for scheduled work).
+    pub created_by: String,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    /// The task is not claimed before this time (retry back-off).
+    pub run_after: Millis,
+}
+
+impl Task {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.finished_at? - self.started_at?)
+    }
+}
+
+/// A new task, before it has an id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewTask {
+    pub kind: TaskKind,
+    pub target_id: i64,
+    pub lane: Lane,
+    pub args: serde_json::Value,
+    pub created_by: String,
+}
+
+string_enum!(LogLevel { Debug = "debug", Info = "info", Warn = "warn", Error = "error" });
+string_enum!(
+    /// Where a log line came from: Fjord itself, or the output of a command the task ran.
+    LogStream { Fjord = "fjord", Stdout = "stdout", Stderr = "stderr" }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: i64,
+    pub task_id: TaskId,
+    pub ts: Millis,
+    pub level: LogLevel,
+    pub stream: LogStream,
+    pub text: String,
+}
+
+string_enum!(
+    /// The state of one step of a running task, as recorded in the undo log.
+    StepStatus { Pending = "pending", Applied = "applied", Failed = "failed", Undone = "undone", UndoFailed = "undo-failed" }
+);
+
+/// One entry of a task's undo log: what a step did and what undoing it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub task_id: TaskId,
+    pub idx: i64,
+    pub description: String,
+    pub status: StepStatus,
+    /// JSON the executor needs to undo the step (e.g. where the previous file content was saved).
+    pub undo: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(server: i64, platform: Option<i64>, site: Option<i64>) -> Lane {
+        Lane { server: ServerId(server), platform: platform.map(PlatformId), site: site.map(SiteId) }
+    }
+
+    #[test]
+    fn lanes_conflict_along_the_hierarchy() {
+        let s1 = lane(1, Some(1), Some(1));
+        let s2 = lane(1, Some(1), Some(2));
+        let p1 = lane(1, Some(1), None);
+        let p2 = lane(1, Some(2), None);
+        let srv = lane(1, None, None);
+        let other = lane(2, Some(3), Some(9));
+        assert!(s1.conflicts_with(&s1));
+        assert!(!s1.conflicts_with(&s2));
+        assert!(s1.conflicts_with(&p1) && p1.conflicts_with(&s2));
+        assert!(!p1.conflicts_with(&p2) && !s1.conflicts_with(&p2));
+        assert!(srv.conflicts_with(&s1) && srv.conflicts_with(&p2));
+        assert!(!other.conflicts_with(&s1) && !other.conflicts_with(&srv));
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in TaskKind::ALL {
+            assert_eq!(TaskKind::parse(k.as_str()), Some(*k));
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Running commands: argv only, with a timeout, environment, optional stdin, output streamed line by
+//! line to the task log, and the whole process group killed on timeout or cancel.
+
+use crate::{io_err, ExecError, ExecResult};
+use fjord_core::plan::shell_words;
+use fjord_core::LogStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+/// Where a running command's output lines go (the daemon writes them to the task log).
+pub type OutputSink = mpsc::UnboundedSender<(LogStream, String)>;
+
+#[derive(Clone)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    /// Bytes written to the command's stdin; the way to hand it a secret without putting it on argv.
+    pub stdin: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // stdin may be a secret; env values may be too.
+        f.debug_struct("Cmd").field("argv", &self.argv).field("cwd", &self.cwd).finish_non_exhaustive()
+    }
+}
+
+impl Cmd {
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Cmd {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+            timeout: Duration::from_secs(600),
+        }
+    }
+    pub fn timeout(mut self, t: Duration) -> Cmd {
+        self.timeout = t;
+        self
+    }
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Cmd {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn stdin(mut self, bytes: Vec<u8>) -> Cmd {
+        self.stdin = Some(bytes);
+        self
+    }
+    pub fn display(&self) -> String {
+        shell_words(&self.argv)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CmdOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl CmdOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Last lines of stderr, for error messages.
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join(" | ")
+}
+
+async fn pump<R: AsyncRead + Unpin>(reader: R, stream: LogStream, sink: Option<OutputSink>) -> String {
+    let mut lines = BufReader::new(reader).lines();
+    let mut all = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(s) = &sink {
+            let _ = s.send((stream, line.clone()));
+        }
+        all.push_str(&line);
+        all.push('\n');
+    }
+    all
+}
+
+/// Runs `cmd` to completion. A non-zero exit is not an error here (see [`run_checked`]); a timeout or a
+/// cancel kills the whole process group and is.
+pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
+    let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group, so a timeout kills the children it started too.
+        .process_group(0);
+    for (k, v) in &cmd.env {
+        command.env(k, v);
+    }
+    if let Some(cwd) = &cmd.cwd {
+        command.current_dir(cwd);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
+    let pid = child.id();
+    if let (Some(bytes), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let out = tokio::spawn(pump(child.stdout.take().expect("stdout piped"), LogStream::Stdout, sink.clone()));
+    let err = tokio::spawn(pump(child.stderr.take().expect("stderr piped"), LogStream::Stderr, sink));
+    let cancelled = async {
+        match cancel {
+            Some(mut rx) => {
+                while !*rx.borrow() {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let kill_group = |pid: Option<u32>| {
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    let status = tokio::select! {
+        s = child.wait() => s.map_err(io_err(format!("waiting for `{}`", cmd.display())))?,
+        _ = tokio::time::sleep(cmd.timeout) => {
+            kill_group(pid);
+            return Err(ExecError::Timeout { command: cmd.display(), secs: cmd.timeout.as_secs() });
+        }
+        _ = cancelled => {
+            kill_group(pid);
+            return Err(ExecError::Cancelled);
+        }
+    };
+    let stdout = out.await.unwrap_or_default();
+    let stderr = err.await.unwrap_or_default();
+    Ok(CmdOutput { code: status.code(), stdout, stderr, duration: started.elapsed() })
+}
+
+/// Runs `cmd` and fails unless it exits 0.
+pub async fn run_checked(
+    cmd: &Cmd,
+    sink: Option<OutputSink>,
+    cancel: Option<watch::Receiver<bool>>,
+) -> ExecResult<CmdOutput> {
+    let out = run(cmd, sink, cancel).await?;
+    if out.success() {
+        Ok(out)
+    } else {
+        Err(ExecError::Failed {
+            command: cmd.display(),
+            status: out.code.map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
+            stderr_tail: tail(&out.stderr, 5),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_argv_without_a_shell() {
+        let out = run(&Cmd::new(["echo", "$HOME; rm -rf /"]), None, None).await.expect("runs");
+        assert_eq!(out.stdout, "$HOME; rm -rf /\n");
+    }
+
+    #[tokio::test]
+    async fn stdin_env_and_exit_codes() {
+        let out = run(&Cmd::new(["cat"]).stdin(b"secret".to_vec()), None, None).await.expect("runs");
+        assert_eq!(out.stdout, "secret\n");
+        let out = run(&Cmd::new(["printenv", "FJORD_X"]).env("FJORD_X", "1"), None, None).await.expect("runs");
+        assert_eq!(out.stdout, "1\n");
+        let err = run_checked(&Cmd::new(["ls", "/nonexistent-fjord"]), None, None).await.expect_err("fails");
+        assert!(err.to_string().contains("exit code 2"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_process_group() {
+        let cmd = Cmd::new(["sleep", "30"]).timeout(Duration::from_millis(200));
+        let started = Instant::now();
+        let err = run(&cmd, None, None).await.expect_err("times out");
+        assert!(matches!(err, ExecError::Timeout { .. }));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_a_running_command() {
+        let (tx, rx) = watch::channel(false);
+        let handle = tokio::spawn(async move { run(&Cmd::new(["sleep", "30"]), None, Some(rx)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(true).expect("send");
+        let res = handle.await.expect("joins");
+        assert!(matches!(res, Err(ExecError::Cancelled)));
+    }
+
+    #[tokio::test]
+    async fn output_is_streamed() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        run(&Cmd::new(["sh", "-c", "echo out; echo err >&2"]), Some(tx), None).await.expect("runs");
+        let mut got = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            got.push(line);
+        }
+        got.sort_by_key(|(s, _)| s.as_str());
+        assert_eq!(got, vec![(LogStream::Stderr, "err".into()), (LogStream::Stdout, "out".into())]);
+    }
+}

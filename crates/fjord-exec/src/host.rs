@@ -1,0 +1,90 @@
+//! A host Fjord acts on. Today only the local machine; a remote host over SSH will be another variant
+//! with the same operations, so callers never care where a step runs.
+
+use crate::cmd::{self, Cmd, CmdOutput, OutputSink};
+use crate::fsops;
+use crate::ExecResult;
+use std::path::{Path, PathBuf};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Default)]
+pub enum Host {
+    #[default]
+    Local,
+}
+
+impl Host {
+    pub async fn run(&self, cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
+        match self {
+            Host::Local => cmd::run(cmd, sink, cancel).await,
+        }
+    }
+
+    pub async fn run_checked(
+        &self,
+        cmd: &Cmd,
+        sink: Option<OutputSink>,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> ExecResult<CmdOutput> {
+        match self {
+            Host::Local => cmd::run_checked(cmd, sink, cancel).await,
+        }
+    }
+
+    pub fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::write_atomic(path, bytes, mode),
+        }
+    }
+
+    pub fn read(&self, path: &Path) -> ExecResult<Option<Vec<u8>>> {
+        match self {
+            Host::Local => fsops::read_optional(path),
+        }
+    }
+
+    pub fn mode_of(&self, path: &Path) -> Option<u32> {
+        match self {
+            Host::Local => fsops::mode_of(path),
+        }
+    }
+
+    pub fn exists(&self, path: &Path) -> bool {
+        match self {
+            Host::Local => path.symlink_metadata().is_ok(),
+        }
+    }
+
+    pub fn missing_dirs(&self, path: &Path) -> Vec<PathBuf> {
+        match self {
+            Host::Local => fsops::missing_dirs(path),
+        }
+    }
+
+    pub fn create_dirs(&self, path: &Path, mode: u32) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::create_dirs(path, mode),
+        }
+    }
+
+    /// Removes a directory only if it is empty; anything else is left alone.
+    pub fn remove_empty_dir(&self, path: &Path) {
+        match self {
+            Host::Local => {
+                let _ = std::fs::remove_dir(path);
+            }
+        }
+    }
+
+    pub fn remove_all(&self, path: &Path) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::remove_all(path),
+        }
+    }
+
+    pub fn rename(&self, from: &Path, to: &Path) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::rename(from, to),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Servers, platforms, sites and clients. Creating or changing an object that needs work on a host also
+//! queues the task that does the work, in the same transaction.
+
+use crate::queue::insert_task;
+use crate::rows::{self, PLATFORM_COLS, SERVER_COLS, SITE_COLS};
+use crate::{now_millis, Store, StoreError, StoreResult};
+use fjord_core::names::db_name_for;
+use fjord_core::*;
+use sqlx::{AnyConnection, Row};
+
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    pub name: Name,
+    pub hostname: String,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPlatform {
+    pub name: Name,
+    pub server: ServerId,
+    pub root: String,
+    pub source: PlatformSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub domain: Domain,
+    pub platform: PlatformId,
+    pub db_server: Option<ServerId>,
+    pub db_engine: DbEngine,
+    pub php: Option<String>,
+    pub profile: Option<String>,
+    pub language: String,
+    pub client: Option<ClientId>,
+    pub aliases: Vec<Domain>,
+    pub redirect_aliases: bool,
+    pub https: HttpsMode,
+    pub cron_interval: Option<i64>,
+}
+
+/// Longest database name we derive; MariaDB allows 64 and PostgreSQL 63, and we leave room for a suffix.
+const DB_NAME_MAX: usize = 48;
+
+fn not_found(what: &'static str, name: impl ToString) -> StoreError {
+    StoreError::NotFound { what, name: name.to_string() }
+}
+
+impl Store {
+    // ---- servers -------------------------------------------------------------------------------------
+
+    /// Records a server and queues its verify task.
+    pub async fn add_server(&self, new: &NewServer, created_by: &str) -> StoreResult<(Server, Task)> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        if self.find_server_in(&mut tx, new.name.as_str()).await?.is_some() {
+            return Err(StoreError::Conflict(format!("a server named {:?} already exists", new.name.as_str())));
+        }
+        let services = serde_json::to_string(&new.services).expect("services serialize");
+        let row = sqlx::query(&format!(
+            "INSERT INTO servers (name, hostname, services, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $4) RETURNING {SERVER_COLS}"
+        ))
+        .bind(new.name.as_str())
+        .bind(&new.hostname)
+        .bind(services)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let server = rows::server(&row)?;
+        let task = insert_task(
+            &mut tx,
+            &NewTask {
+                kind: TaskKind::ServerVerify,
+                target_id: server.id.0,
+                lane: Lane { server: server.id, platform: None, site: None },
+                args: serde_json::json!({}),
+                created_by: created_by.into(),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((server, task))
+    }
+
+    async fn find_server_in(&self, conn: &mut AnyConnection, name: &str) -> StoreResult<Option<Server>> {
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE name = $1 AND status <> 'deleted'"))
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+        row.as_ref().map(rows::server).transpose()
+    }
+
+    pub async fn servers(&self) -> StoreResult<Vec<Server>> {
+        let rows = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE status <> 'deleted' ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::server).collect()
+    }
+
+    pub async fn server(&self, id: ServerId) -> StoreResult<Server> {
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::server).transpose()?.ok_or_else(|| not_found("server", id))
+    }
+
+    pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
+        let mut conn = self.pool.acquire().await?;
+        self.find_server_in(&mut conn, name).await?.ok_or_else(|| not_found("server", name))
+    }
+
+    // ---- platforms -----------------------------------------------------------------------------------
+
+    /// Records a platform and queues its verify task.
+    pub async fn add_platform(&self, new: &NewPlatform, created_by: &str) -> StoreResult<(Platform, Task)> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let live = sqlx::query("SELECT COUNT(*) AS n FROM platforms WHERE name = $1 AND status <> 'deleted'")
+            .bind(new.name.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get::<i64, _>("n")?;
+        if live > 0 {
+            return Err(StoreError::Conflict(format!("a platform named {:?} already exists", new.name.as_str())));
+        }
+        let same_root = sqlx::query(
+            "SELECT name FROM platforms WHERE server_id = $1 AND root = $2 AND status <> 'deleted'",
+        )
+        .bind(new.server.0)
+        .bind(&new.root)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = same_root {
+            let other: String = row.try_get("name")?;
+            return Err(StoreError::Conflict(format!("platform {other:?} already uses {}", new.root)));
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO platforms (name, server_id, root, source, locked, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, 'queued', $5, $5) RETURNING {PLATFORM_COLS}"
+        ))
+        .bind(new.name.as_str())
+        .bind(new.server.0)
+        .bind(&new.root)
+        .bind(serde_json::to_string(&new.source).expect("source serializes"))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let platform = rows::platform(&row)?;
+        let task = insert_task(
+            &mut tx,
+            &NewTask {
+                kind: TaskKind::PlatformVerify,
+                target_id: platform.id.0,
+                lane: Lane { server: platform.server_id, platform: Some(platform.id), site: None },
+                args: serde_json::json!({}),
+                created_by: created_by.into(),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((platform, task))
+    }
+
+    pub async fn platforms(&self) -> StoreResult<Vec<Platform>> {
+        let rows =
+            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(rows::platform).collect()
+    }
+
+    pub async fn platform(&self, id: PlatformId) -> StoreResult<Platform> {
+        let row = sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", id))
+    }
+
+    pub async fn platform_by_name(&self, name: &str) -> StoreResult<Platform> {
+        let row =
+            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE name = $1 AND status <> 'deleted'"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", name))
+    }
+
+    /// Locking hides a platform from new sites; it needs no work on a host.
+    pub async fn set_platform_locked(&self, id: PlatformId, locked: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE platforms SET locked = $1, updated_at = $2 WHERE id = $3")
+            .bind(locked as i64)
+            .bind(now_millis())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- sites ---------------------------------------------------------------------------------------
+
+    /// Checks a new site against the state (platform usable, names free, client quota) and returns the
+    /// site it would become, with its derived database name, without writing anything. Used by `create`
+    /// and by `--dry-run`.
+    pub async fn prepare_site(&self, new: &NewSite) -> StoreResult<Site> {
+        let mut conn = self.pool.acquire().await?;
+        prepare_site_in(&mut conn, new).await
+    }
+
+    /// Records a new site and queues its install task.
+    pub async fn create_site(&self, new: &NewSite, created_by: &str) -> StoreResult<(Site, Task)> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
+        sqlx::query("UPDATE platforms SET updated_at = updated_at WHERE id = $1").bind(new.platform.0).execute(&mut *tx).await?;
+        let site = prepare_site_in(&mut tx, new).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO sites (domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, language, \
+             client_id, redirect_aliases, https, status, cron_interval, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'queued', $13, $14, $14) RETURNING {SITE_COLS}"
+        ))
+        .bind(site.domain.as_str())
+        .bind(site.platform_id.0)
+        .bind(site.db_server_id.map(|s| s.0))
+        .bind(site.db_engine.as_str())
+        .bind(&site.db_name)
+        .bind(&site.db_user)
+        .bind(site.php.clone())
+        .bind(site.profile.clone())
+        .bind(&site.language)
+        .bind(site.client_id.map(|c| c.0))
+        .bind(site.redirect_aliases as i64)
+        .bind(site.https.as_str())
+        .bind(site.cron_interval)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut created = rows::site(&row)?;
+        created.aliases = site.aliases.clone();
+        for (domain, is_alias) in created.all_domains().enumerate().map(|(i, d)| (d, i > 0)) {
+            sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, $3)")
+                .bind(domain.as_str())
+                .bind(created.id.0)
+                .bind(is_alias as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let platform = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
+            .bind(created.platform_id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        let task = insert_task(
+            &mut tx,
+            &NewTask {
+                kind: TaskKind::SiteInstall,
+                target_id: created.id.0,
+                lane: Lane {
+                    server: ServerId(platform.try_get("server_id")?),
+                    platform: Some(created.platform_id),
+                    site: Some(created.id),
+                },
+                args: serde_json::json!({}),
+                created_by: created_by.into(),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((created, task))
+    }
+
+    async fn fill_aliases(&self, sites: &mut [Site]) -> StoreResult<()> {
+        if sites.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = sites.iter().map(|s| s.id.0.to_string()).collect();
+        // The ids are integers we formatted ourselves, so inlining them is safe.
+        let rows = sqlx::query(&format!(
+            "SELECT site_id, domain FROM site_domains WHERE is_alias = 1 AND site_id IN ({}) ORDER BY domain",
+            ids.join(",")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let id: i64 = row.try_get("site_id")?;
+            let alias = rows::domain(&row, "domain")?;
+            if let Some(site) = sites.iter_mut().find(|s| s.id.0 == id) {
+                site.aliases.push(alias);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sites_where(&self, clause: &str, bind: Option<i64>) -> StoreResult<Vec<Site>> {
+        let sql = format!("SELECT {SITE_COLS} FROM sites WHERE {clause} ORDER BY domain");
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = bind {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut sites = rows.iter().map(rows::site).collect::<StoreResult<Vec<_>>>()?;
+        self.fill_aliases(&mut sites).await?;
+        Ok(sites)
+    }
+
+    /// Live sites (everything but deleted), optionally only those with `status`.
+    pub async fn sites(&self, status: Option<SiteStatus>) -> StoreResult<Vec<Site>> {
+        match status {
+            Some(s) => self.sites_where(&format!("status = '{}'", s.as_str()), None).await,
+            None => self.sites_where("status <> 'deleted'", None).await,
+        }
+    }
+
+    pub async fn sites_on_platform(&self, platform: PlatformId) -> StoreResult<Vec<Site>> {
+        self.sites_where("status <> 'deleted' AND platform_id = $1", Some(platform.0)).await
+    }
+
+    pub async fn site(&self, id: SiteId) -> StoreResult<Site> {
+        self.sites_where("id = $1", Some(id.0)).await?.pop().ok_or_else(|| not_found("site", id))
+    }
+
+    /// Finds a live site by its domain or one of its aliases.
+    pub async fn site_by_domain(&self, domain: &Domain) -> StoreResult<Site> {
+        let row = sqlx::query("SELECT site_id FROM site_domains WHERE domain = $1")
+            .bind(domain.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => self.site(SiteId(r.try_get("site_id")?)).await,
+            None => Err(not_found("site", domain)),
+        }
+    }
+
+    // ---- clients -------------------------------------------------------------------------------------
+
+    pub async fn add_client(&self, name: &Name, title: &str, site_quota: Option<i64>) -> StoreResult<Client> {
+        let existing = sqlx::query("SELECT id FROM clients WHERE name = $1").bind(name.as_str()).fetch_optional(&self.pool).await?;
+        if existing.is_some() {
+            return Err(StoreError::Conflict(format!("a client named {:?} already exists", name.as_str())));
+        }
+        let row = sqlx::query(
+            "INSERT INTO clients (name, title, site_quota, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, title, site_quota, created_at",
+        )
+        .bind(name.as_str())
+        .bind(title)
+        .bind(site_quota)
+        .bind(now_millis())
+        .fetch_one(&self.pool)
+        .await?;
+        rows::client(&row)
+    }
+
+    pub async fn clients(&self) -> StoreResult<Vec<Client>> {
+        let rows = sqlx::query("SELECT id, name, title, site_quota, created_at FROM clients ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::client).collect()
+    }
+
+    pub async fn client_by_name(&self, name: &str) -> StoreResult<Client> {
+        let row = sqlx::query("SELECT id, name, title, site_quota, created_at FROM clients WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::client).transpose()?.ok_or_else(|| not_found("client", name))
+    }
+
+    // ---- snapshots and state changes -----------------------------------------------------------------
+
+    /// Loads what a planner needs to plan `task`.
+    pub async fn snapshot(&self, task: &Task) -> StoreResult<Snapshot> {
+        let server = self.server(task.lane.server).await?;
+        let platform = match task.lane.platform {
+            Some(p) => Some(self.platform(p).await?),
+            None => None,
+        };
+        let site = match task.lane.site {
+            Some(s) => Some(self.site(s).await?),
+            None => None,
+        };
+        let (sites, platforms) = match task.target_kind {
+            TargetKind::Site => (Vec::new(), Vec::new()),
+            TargetKind::Platform => (self.sites_on_platform(PlatformId(task.target_id)).await?, Vec::new()),
+            TargetKind::Server => {
+                let platforms: Vec<Platform> = sqlx::query(&format!(
+                    "SELECT {PLATFORM_COLS} FROM platforms WHERE server_id = $1 AND status <> 'deleted' ORDER BY name"
+                ))
+                .bind(server.id.0)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(rows::platform)
+                .collect::<StoreResult<_>>()?;
+                let sites = self
+                    .sites_where(
+                        "status <> 'deleted' AND platform_id IN (SELECT id FROM platforms WHERE server_id = $1)",
+                        Some(server.id.0),
+                    )
+                    .await?;
+                (sites, platforms)
+            }
+        };
+        Ok(Snapshot { server, platform, site, sites, platforms })
+    }
+}
+
+async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult<Site> {
+    let row = sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE id = $1"))
+        .bind(new.platform.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let platform = row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", new.platform))?;
+    if platform.status == ObjectStatus::Deleted {
+        return Err(not_found("platform", platform.name));
+    }
+    if platform.locked {
+        return Err(StoreError::Conflict(format!("platform {} is locked: it takes no new sites", platform.name)));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for d in std::iter::once(&new.domain).chain(new.aliases.iter()) {
+        if !seen.insert(d.as_str()) {
+            return Err(StoreError::Conflict(format!("{d} is given more than once")));
+        }
+        let taken = sqlx::query("SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1")
+            .bind(d.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = taken {
+            let owner: String = row.try_get("domain")?;
+            return Err(StoreError::Conflict(if owner == d.as_str() {
+                format!("a site {d} already exists")
+            } else {
+                format!("{d} is already an alias of site {owner}")
+            }));
+        }
+    }
+    if let Some(client) = new.client {
+        let row = sqlx::query("SELECT name, site_quota FROM clients WHERE id = $1").bind(client.0).fetch_optional(&mut *conn).await?;
+        let row = row.ok_or_else(|| not_found("client", client))?;
+        if let Some(quota) = row.try_get::<Option<i64>, _>("site_quota")? {
+            let used = sqlx::query("SELECT COUNT(*) AS n FROM sites WHERE client_id = $1 AND status <> 'deleted'")
+                .bind(client.0)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<i64, _>("n")?;
+            if used >= quota {
+                let name: String = row.try_get("name")?;
+                return Err(StoreError::Conflict(format!("client {name} has used its quota of {quota} sites")));
+            }
+        }
+    }
+    // Derive a database name from the domain; add a number if it is taken on that database server.
+    let base = db_name_for(&new.domain, DB_NAME_MAX);
+    let mut db_name = base.clone();
+    for n in 2.. {
+        let taken = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sites WHERE db_name = $1 AND status <> 'deleted' \
+             AND COALESCE(db_server_id, 0) = COALESCE($2, 0)",
+        )
+        .bind(&db_name)
+        .bind(new.db_server.map(|s| s.0))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get::<i64, _>("n")?;
+        if taken == 0 {
+            break;
+        }
+        db_name = format!("{base}{n}");
+    }
+    let now = now_millis();
+    Ok(Site {
+        id: SiteId(0),
+        domain: new.domain.clone(),
+        platform_id: platform.id,
+        db_server_id: new.db_server,
+        db_engine: new.db_engine,
+        db_user: db_name.clone(),
+        db_name,
+        php: new.php.clone(),
+        profile: new.profile.clone(),
+        language: new.language.clone(),
+        client_id: new.client,
+        aliases: new.aliases.clone(),
+        redirect_aliases: new.redirect_aliases,
+        https: new.https,
+        status: SiteStatus::Queued,
+        cron_interval: new.cron_interval,
+        last_cron_at: None,
+        created_at: now,
+        updated_at: now,
+    })
+}

@@ -1,0 +1,144 @@
+//! Fjord's state database, the one source of truth for the hosting model and the task queue.
+//!
+//! One implementation serves both dialects through sqlx's `Any` driver: SQLite (the embedded default,
+//! one file in the state dir) and PostgreSQL (for several daemons sharing one queue). Queries use `$N`
+//! placeholders, which both accept; where the dialects differ (DDL, `FOR UPDATE SKIP LOCKED`), the
+//! [`Dialect`] decides. Each dialect has its own migrations directory, kept in step by hand and checked
+//! by the story test that runs against both.
+//!
+//! This is the only crate that contains SQL. It knows nothing of hosts, files or HTTP.
+
+mod entities;
+mod queue;
+mod rows;
+
+pub use entities::{NewPlatform, NewServer, NewSite};
+pub use queue::{ClaimedTask, TaskFilter};
+
+use fjord_core::{Millis, ValidationError};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("{what} {name:?} not found")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("state database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("state database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt value in state database column {column}: {detail}")]
+    Corrupt { column: &'static str, detail: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The state database. Cheap to clone (a pool handle).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: never print it.
+        f.debug_struct("Store").field("dialect", &self.dialect).finish()
+    }
+}
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:///path/fjord.db` or `postgres://...`), creating the SQLite file if
+    /// needed, and brings the schema up to date.
+    pub async fn open(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Dialect::Postgres
+        } else if url.starts_with("sqlite:") {
+            Dialect::Sqlite
+        } else {
+            return Err(StoreError::Conflict(format!(
+                "unsupported database URL scheme in {:?}: use sqlite:///path or postgres://",
+                url.split(':').next().unwrap_or("")
+            )));
+        };
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(match dialect {
+                Dialect::Sqlite => 8,
+                Dialect::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if dialect == Dialect::Sqlite {
+                        // WAL lets readers (the CLI, the API) work while the daemon writes; NORMAL sync is
+                        // durable across process crashes, which is what kill -9 recovery needs.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, dialect };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Bare statements for the queue benchmark's baseline: one INSERT and one UPDATE on a scratch table.
+    pub async fn baseline_insert_update(&self, n: usize) -> StoreResult<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_baseline (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM bench_baseline").execute(&self.pool).await?;
+        for i in 0..n as i64 {
+            sqlx::query("INSERT INTO bench_baseline (id, v) VALUES ($1, 0)").bind(i).execute(&self.pool).await?;
+            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = $1").bind(i).execute(&self.pool).await?;
+        }
+        sqlx::query("DROP TABLE bench_baseline").execute(&self.pool).await?;
+        Ok(())
+    }
+}

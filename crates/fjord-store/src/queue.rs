@@ -1,0 +1,436 @@
+//! The persistent task queue: enqueue, claim with a lease, heartbeat, finish, the task log and the
+//! undo log (`task_steps`).
+//!
+//! Ordering and exclusion: a queued task may start only when no *earlier* active task and no running
+//! task shares its lane (see [`fjord_core::Lane`]). The claim is one `UPDATE … WHERE id = (SELECT …)`
+//! statement, atomic on SQLite; on PostgreSQL the inner select takes `FOR UPDATE SKIP LOCKED`, so several
+//! daemons can claim from one queue without blocking each other or taking the same task.
+
+use crate::rows::{self, TASK_COLS};
+use crate::{now_millis, Dialect, Store, StoreError, StoreResult};
+use fjord_core::*;
+use sqlx::{AnyConnection, Row};
+
+/// A task the daemon has claimed, with the lease it holds.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    pub task: Task,
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub target: Option<(TargetKind, i64)>,
+    pub limit: Option<i64>,
+}
+
+const ACTIVE: &str = "('queued', 'running', 'interrupted')";
+
+/// `u` blocks `t` when it is active, is not `t`, and is either running or earlier in the queue.
+const BLOCKS: &str = "u.status IN ('queued', 'running', 'interrupted') AND u.id <> t.id AND (u.status <> 'queued' OR u.id < t.id)";
+
+fn claim_sql(dialect: Dialect) -> String {
+    // Five NOT EXISTS, one per way two lanes can overlap, so each can use the lane index.
+    let pick = format!(
+        "SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.run_after <= $3 \
+         AND NOT EXISTS (SELECT 1 FROM tasks u WHERE u.lane_server = t.lane_server AND u.lane_platform IS NULL AND {BLOCKS}) \
+         AND NOT EXISTS (SELECT 1 FROM tasks u WHERE u.lane_server = t.lane_server AND u.lane_platform = t.lane_platform AND u.lane_site IS NULL AND {BLOCKS}) \
+         AND NOT EXISTS (SELECT 1 FROM tasks u WHERE u.lane_server = t.lane_server AND u.lane_platform = t.lane_platform AND u.lane_site = t.lane_site AND {BLOCKS}) \
+         AND (t.lane_platform IS NULL OR t.lane_site IS NOT NULL OR NOT EXISTS (SELECT 1 FROM tasks u WHERE u.lane_server = t.lane_server AND u.lane_platform = t.lane_platform AND {BLOCKS})) \
+         AND (t.lane_platform IS NOT NULL OR NOT EXISTS (SELECT 1 FROM tasks u WHERE u.lane_server = t.lane_server AND {BLOCKS})) \
+         ORDER BY t.id LIMIT 1{}",
+        match dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    );
+    format!(
+        "UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2, started_at = $3, \
+         finished_at = NULL, attempts = attempts + 1 WHERE id = ({pick}) AND status = 'queued' RETURNING {TASK_COLS}"
+    )
+}
+
+pub(crate) async fn insert_task(conn: &mut AnyConnection, new: &NewTask, now: Millis) -> StoreResult<Task> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO tasks (kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
+         attempts, max_attempts, cancel_requested, created_by, created_at, run_after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 3, 0, $8, $9, $9) RETURNING {TASK_COLS}"
+    ))
+    .bind(new.kind.as_str())
+    .bind(new.kind.target_kind().as_str())
+    .bind(new.target_id)
+    .bind(new.lane.server.0)
+    .bind(new.lane.platform.map(|p| p.0))
+    .bind(new.lane.site.map(|s| s.0))
+    .bind(new.args.to_string())
+    .bind(&new.created_by)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    rows::task(&row)
+}
+
+impl Store {
+    pub async fn enqueue(&self, new: &NewTask) -> StoreResult<Task> {
+        let mut conn = self.pool.acquire().await?;
+        insert_task(&mut conn, new, now_millis()).await
+    }
+
+    /// The lane a new task on this target runs in.
+    pub async fn lane_of(&self, target: TargetKind, id: i64) -> StoreResult<Lane> {
+        Ok(match target {
+            TargetKind::Server => Lane { server: self.server(ServerId(id)).await?.id, platform: None, site: None },
+            TargetKind::Platform => {
+                let p = self.platform(PlatformId(id)).await?;
+                Lane { server: p.server_id, platform: Some(p.id), site: None }
+            }
+            TargetKind::Site => {
+                let s = self.site(SiteId(id)).await?;
+                let p = self.platform(s.platform_id).await?;
+                Lane { server: p.server_id, platform: Some(p.id), site: Some(s.id) }
+            }
+        })
+    }
+
+    /// Claims the first runnable task, leasing it to `owner` until `now + lease_ms`.
+    pub async fn claim(&self, owner: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
+        let now = now_millis();
+        let row = sqlx::query(&claim_sql(self.dialect))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::task).transpose()
+    }
+
+    /// Extends the lease of a task this owner holds. Returns whether the task asks to be cancelled, or
+    /// `None` if the lease was lost (another daemon recovered the task).
+    pub async fn heartbeat(&self, id: TaskId, owner: &str, lease_ms: i64) -> StoreResult<Option<bool>> {
+        let row = sqlx::query(
+            "UPDATE tasks SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'running' \
+             RETURNING cancel_requested",
+        )
+        .bind(now_millis() + lease_ms)
+        .bind(id.0)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<i64, _>("cancel_requested")? != 0),
+            None => None,
+        })
+    }
+
+    /// Stores the plan a task is about to run (for `task show` and post-mortems).
+    pub async fn set_plan(&self, id: TaskId, plan: &Plan) -> StoreResult<()> {
+        sqlx::query("UPDATE tasks SET plan = $1 WHERE id = $2")
+            .bind(serde_json::to_string(plan).expect("plan serializes"))
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn plan_of(&self, id: TaskId) -> StoreResult<Option<Plan>> {
+        let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
+        match row.map(|r| r.try_get::<Option<String>, _>("plan")).transpose()?.flatten() {
+            Some(s) => Ok(Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column: "plan", detail: e.to_string() })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Ends a task: records its final status and applies its state changes, atomically. Does nothing
+    /// (returns false) if `owner` no longer holds the task.
+    pub async fn finish(
+        &self,
+        id: TaskId,
+        owner: &str,
+        status: TaskStatus,
+        error: Option<&str>,
+        changes: &[StateChange],
+    ) -> StoreResult<bool> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE tasks SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $4 AND lease_owner = $5 AND status IN ('running', 'interrupted')",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(now)
+        .bind(id.0)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        for change in changes {
+            apply_change(&mut tx, change, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Puts an interrupted task back in the queue (keeping its place: its id is unchanged).
+    pub async fn requeue(&self, id: TaskId, owner: &str, delay_ms: i64) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_until = NULL, run_after = $1 \
+             WHERE id = $2 AND lease_owner = $3",
+        )
+        .bind(now_millis() + delay_ms)
+        .bind(id.0)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Tasks left running by a dead daemon: those of this `owner` (a restart of the same node), and those
+    /// whose lease has run out. Each is taken over: marked interrupted and leased to `owner`.
+    pub async fn take_over_orphans(&self, owner: &str, lease_ms: i64) -> StoreResult<Vec<Task>> {
+        let now = now_millis();
+        let rows = sqlx::query(
+            "SELECT id, lease_owner FROM tasks WHERE status IN ('running', 'interrupted') \
+             AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $2) ORDER BY id",
+        )
+        .bind(owner)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut taken = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let old: Option<String> = row.try_get("lease_owner")?;
+            let got = sqlx::query(&format!(
+                "UPDATE tasks SET status = 'interrupted', lease_owner = $1, lease_until = $2 \
+                 WHERE id = $3 AND status IN ('running', 'interrupted') AND COALESCE(lease_owner, '') = $4 \
+                 RETURNING {TASK_COLS}"
+            ))
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(id)
+            .bind(old.unwrap_or_default())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = got {
+                taken.push(rows::task(&r)?);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Cancels a task: a queued one at once; a running one is asked to stop (the daemon undoes what it
+    /// applied and marks it cancelled). Returns the task as it now is.
+    pub async fn cancel(&self, id: TaskId) -> StoreResult<Task> {
+        let task = self.task(id).await?;
+        match task.status {
+            TaskStatus::Queued => {
+                sqlx::query("UPDATE tasks SET status = 'cancelled', finished_at = $1 WHERE id = $2 AND status = 'queued'")
+                    .bind(now_millis())
+                    .bind(id.0)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            TaskStatus::Running | TaskStatus::Interrupted => {
+                sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1").bind(id.0).execute(&self.pool).await?;
+            }
+            s => return Err(StoreError::Conflict(format!("task {id} is already {s}"))),
+        }
+        self.task(id).await
+    }
+
+    /// Queues a failed or cancelled task again as a new task with the same kind, target and arguments.
+    pub async fn retry(&self, id: TaskId, created_by: &str) -> StoreResult<Task> {
+        let task = self.task(id).await?;
+        if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+            return Err(StoreError::Conflict(format!("task {id} is {}; only failed or cancelled tasks can be retried", task.status)));
+        }
+        let lane = self.lane_of(task.target_kind, task.target_id).await?;
+        self.enqueue(&NewTask { kind: task.kind, target_id: task.target_id, lane, args: task.args, created_by: created_by.into() }).await
+    }
+
+    pub async fn task(&self, id: TaskId) -> StoreResult<Task> {
+        let row = sqlx::query(&format!("SELECT {TASK_COLS} FROM tasks WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound { what: "task", name: id.to_string() })
+    }
+
+    /// Tasks, newest first.
+    pub async fn tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+        let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1");
+        if let Some(s) = filter.status {
+            sql.push_str(&format!(" AND status = '{}'", s.as_str()));
+        }
+        if let Some((kind, _)) = filter.target {
+            sql.push_str(&format!(" AND target_kind = '{}' AND target_id = $1", kind.as_str()));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.unwrap_or(50).clamp(1, 10_000)));
+        let mut q = sqlx::query(&sql);
+        if let Some((_, id)) = filter.target {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(rows::task).collect()
+    }
+
+    /// Number of tasks that are queued, running or being recovered.
+    pub async fn active_task_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+
+    // ---- task log ------------------------------------------------------------------------------------
+
+    pub async fn log(&self, task: TaskId, level: LogLevel, stream: LogStream, text: &str) -> StoreResult<()> {
+        self.log_many(task, level, stream, std::iter::once(text)).await
+    }
+
+    /// Appends several lines in one transaction (a command's whole output).
+    pub async fn log_many<'a>(
+        &self,
+        task: TaskId,
+        level: LogLevel,
+        stream: LogStream,
+        lines: impl IntoIterator<Item = &'a str>,
+    ) -> StoreResult<()> {
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query("INSERT INTO task_log (task_id, ts, level, stream, text) VALUES ($1, $2, $3, $4, $5)")
+                .bind(task.0)
+                .bind(now)
+                .bind(level.as_str())
+                .bind(stream.as_str())
+                .bind(line)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Log lines of a task after `after_seq` (0 for all), in order.
+    pub async fn logs(&self, task: TaskId, after_seq: i64) -> StoreResult<Vec<LogLine>> {
+        let rows = sqlx::query(
+            "SELECT seq, task_id, ts, level, stream, text FROM task_log WHERE task_id = $1 AND seq > $2 ORDER BY seq",
+        )
+        .bind(task.0)
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::log_line).collect()
+    }
+
+    // ---- undo log ------------------------------------------------------------------------------------
+
+    /// Records a step's state and the data its undo needs. Called before a step runs (pending, with the
+    /// undo data already known, so a crash mid-step can still be undone) and after.
+    pub async fn record_step(
+        &self,
+        task: TaskId,
+        idx: i64,
+        description: &str,
+        status: StepStatus,
+        undo: Option<&str>,
+    ) -> StoreResult<()> {
+        let updated = sqlx::query("UPDATE task_steps SET description = $1, status = $2, undo = $3 WHERE task_id = $4 AND idx = $5")
+            .bind(description)
+            .bind(status.as_str())
+            .bind(undo)
+            .bind(task.0)
+            .bind(idx)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            sqlx::query("INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5)")
+                .bind(task.0)
+                .bind(idx)
+                .bind(description)
+                .bind(status.as_str())
+                .bind(undo)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn set_step_status(&self, task: TaskId, idx: i64, status: StepStatus) -> StoreResult<()> {
+        sqlx::query("UPDATE task_steps SET status = $1 WHERE task_id = $2 AND idx = $3")
+            .bind(status.as_str())
+            .bind(task.0)
+            .bind(idx)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn steps(&self, task: TaskId) -> StoreResult<Vec<StepRecord>> {
+        let rows = sqlx::query("SELECT task_id, idx, description, status, undo FROM task_steps WHERE task_id = $1 ORDER BY idx")
+            .bind(task.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::step).collect()
+    }
+
+    /// Forgets a task's undo log once it is settled for good (a new attempt starts a fresh one).
+    pub async fn clear_steps(&self, task: TaskId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM task_steps WHERE task_id = $1").bind(task.0).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Millis) -> StoreResult<()> {
+    match change {
+        StateChange::SiteStatus { site, status } => {
+            sqlx::query("UPDATE sites SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(site.0)
+                .execute(&mut *conn)
+                .await?;
+            if matches!(status, SiteStatus::Deleted | SiteStatus::Failed) {
+                // A deleted or never-installed site frees its domain and aliases for reuse.
+                sqlx::query("DELETE FROM site_domains WHERE site_id = $1").bind(site.0).execute(&mut *conn).await?;
+            }
+        }
+        StateChange::PlatformStatus { platform, status } => {
+            sqlx::query("UPDATE platforms SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(platform.0)
+                .execute(&mut *conn)
+                .await?;
+        }
+        StateChange::PlatformVerified { platform, docroot, app, app_version } => {
+            sqlx::query(
+                "UPDATE platforms SET docroot = $1, app = $2, app_version = $3, verified_at = $4, updated_at = $4, \
+                 status = CASE WHEN status = 'queued' OR status = 'failed' THEN 'enabled' ELSE status END WHERE id = $5",
+            )
+            .bind(docroot.clone())
+            .bind(app.map(|a| a.as_str()))
+            .bind(app_version.clone())
+            .bind(now)
+            .bind(platform.0)
+            .execute(&mut *conn)
+            .await?;
+        }
+        StateChange::ServerStatus { server, status } => {
+            sqlx::query("UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(status.as_str())
+                .bind(now)
+                .bind(server.0)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

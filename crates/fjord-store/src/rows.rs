@@ -1,0 +1,159 @@
+//! Mapping between rows and model types. Columns are read by name; enums are stored as their text form.
+
+use crate::{StoreError, StoreResult};
+use fjord_core::*;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+pub(crate) fn text_enum<T>(row: &AnyRow, column: &'static str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s: String = row.try_get(column)?;
+    parse(&s).ok_or(StoreError::Corrupt { column, detail: s })
+}
+
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
+    let s: String = row.try_get(column)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+}
+
+fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+fn name(row: &AnyRow, column: &'static str) -> StoreResult<Name> {
+    let s: String = row.try_get(column)?;
+    Name::parse("name", &s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+}
+
+pub(crate) fn domain(row: &AnyRow, column: &'static str) -> StoreResult<Domain> {
+    let s: String = row.try_get(column)?;
+    Domain::parse(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+}
+
+pub(crate) const SERVER_COLS: &str = "id, name, hostname, services, status, created_at, updated_at";
+
+pub(crate) fn server(row: &AnyRow) -> StoreResult<Server> {
+    Ok(Server {
+        id: ServerId(row.try_get("id")?),
+        name: name(row, "name")?,
+        hostname: row.try_get("hostname")?,
+        services: json(row, "services")?,
+        status: text_enum(row, "status", ObjectStatus::parse)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) const PLATFORM_COLS: &str =
+    "id, name, server_id, root, docroot, source, app, app_version, locked, status, verified_at, created_at, updated_at";
+
+pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
+    let app: Option<String> = row.try_get("app")?;
+    Ok(Platform {
+        id: PlatformId(row.try_get("id")?),
+        name: name(row, "name")?,
+        server_id: ServerId(row.try_get("server_id")?),
+        root: row.try_get("root")?,
+        docroot: row.try_get("docroot")?,
+        source: json(row, "source")?,
+        app: match app {
+            Some(a) => Some(AppKind::parse(&a).ok_or(StoreError::Corrupt { column: "app", detail: a })?),
+            None => None,
+        },
+        app_version: row.try_get("app_version")?,
+        locked: boolean(row, "locked")?,
+        status: text_enum(row, "status", ObjectStatus::parse)?,
+        verified_at: row.try_get("verified_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, \
+     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, created_at, updated_at";
+
+/// Aliases live in `site_domains`; the caller fills them in.
+pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
+    Ok(Site {
+        id: SiteId(row.try_get("id")?),
+        domain: domain(row, "domain")?,
+        platform_id: PlatformId(row.try_get("platform_id")?),
+        db_server_id: row.try_get::<Option<i64>, _>("db_server_id")?.map(ServerId),
+        db_engine: text_enum(row, "db_engine", DbEngine::parse)?,
+        db_name: row.try_get("db_name")?,
+        db_user: row.try_get("db_user")?,
+        php: row.try_get("php")?,
+        profile: row.try_get("profile")?,
+        language: row.try_get("language")?,
+        client_id: row.try_get::<Option<i64>, _>("client_id")?.map(ClientId),
+        aliases: Vec::new(),
+        redirect_aliases: boolean(row, "redirect_aliases")?,
+        https: text_enum(row, "https", HttpsMode::parse)?,
+        status: text_enum(row, "status", SiteStatus::parse)?,
+        cron_interval: row.try_get("cron_interval")?,
+        last_cron_at: row.try_get("last_cron_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(crate) fn client(row: &AnyRow) -> StoreResult<Client> {
+    Ok(Client {
+        id: ClientId(row.try_get("id")?),
+        name: name(row, "name")?,
+        title: row.try_get("title")?,
+        site_quota: row.try_get("site_quota")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(crate) const TASK_COLS: &str = "id, kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
+     attempts, max_attempts, cancel_requested, lease_owner, lease_until, error, created_by, created_at, started_at, \
+     finished_at, run_after";
+
+pub(crate) fn task(row: &AnyRow) -> StoreResult<Task> {
+    Ok(Task {
+        id: TaskId(row.try_get("id")?),
+        kind: text_enum(row, "kind", TaskKind::parse)?,
+        target_kind: text_enum(row, "target_kind", TargetKind::parse)?,
+        target_id: row.try_get("target_id")?,
+        lane: Lane {
+            server: ServerId(row.try_get("lane_server")?),
+            platform: row.try_get::<Option<i64>, _>("lane_platform")?.map(PlatformId),
+            site: row.try_get::<Option<i64>, _>("lane_site")?.map(SiteId),
+        },
+        args: json(row, "args")?,
+        status: text_enum(row, "status", TaskStatus::parse)?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        cancel_requested: boolean(row, "cancel_requested")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get("lease_until")?,
+        error: row.try_get("error")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        run_after: row.try_get("run_after")?,
+    })
+}
+
+pub(crate) fn log_line(row: &AnyRow) -> StoreResult<LogLine> {
+    Ok(LogLine {
+        seq: row.try_get("seq")?,
+        task_id: TaskId(row.try_get("task_id")?),
+        ts: row.try_get("ts")?,
+        level: text_enum(row, "level", LogLevel::parse)?,
+        stream: text_enum(row, "stream", LogStream::parse)?,
+        text: row.try_get("text")?,
+    })
+}
+
+pub(crate) fn step(row: &AnyRow) -> StoreResult<StepRecord> {
+    Ok(StepRecord {
+        task_id: TaskId(row.try_get("task_id")?),
+        idx: row.try_get("idx")?,
+        description: row.try_get("description")?,
+        status: text_enum(row, "status", StepStatus::parse)?,
+        undo: row.try_get("undo")?,
+    })
+}

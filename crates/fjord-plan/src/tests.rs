@@ -1,0 +1,133 @@
+//! Planner tests: each scenario renders its whole plan (steps, files, state changes) into one snapshot.
+
+use super::*;
+
+fn server() -> Server {
+    Server {
+        id: ServerId(1),
+        name: Name::parse("name", "web1").expect("valid"),
+        hostname: "localhost".into(),
+        services: vec![
+            Service::Http { kind: HttpKind::Nginx, version: None, port: 8080, https_port: None },
+            Service::Db { engine: DbEngine::Sqlite, version: None, host: None, port: None },
+        ],
+        status: ObjectStatus::Enabled,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn platform() -> Platform {
+    Platform {
+        id: PlatformId(2),
+        name: Name::parse("name", "d10").expect("valid"),
+        server_id: ServerId(1),
+        root: "/srv/platforms/d10".into(),
+        docroot: Some("web".into()),
+        source: PlatformSource::Path,
+        app: Some(AppKind::Drupal),
+        app_version: Some("10.3.1".into()),
+        locked: false,
+        status: ObjectStatus::Enabled,
+        verified_at: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
+    Site {
+        id: SiteId(3),
+        domain: Domain::parse("example.org").expect("valid"),
+        platform_id: PlatformId(2),
+        db_server_id: None,
+        db_engine: DbEngine::Sqlite,
+        db_name: "exampleorg".into(),
+        db_user: "exampleorg".into(),
+        php: None,
+        profile: None,
+        language: "en".into(),
+        client_id: None,
+        aliases: aliases.iter().map(|a| Domain::parse(a).expect("valid")).collect(),
+        redirect_aliases: redirect,
+        https: HttpsMode::Off,
+        status,
+        cron_interval: None,
+        last_cron_at: None,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn snap(site: Option<Site>) -> Snapshot {
+    Snapshot { server: server(), platform: Some(platform()), site, sites: vec![], platforms: vec![] }
+}
+
+/// Renders a planned task as text: each step, file contents in full, then the state changes.
+fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts) -> String {
+    let layout = Layout::new("/var/lib/fjord");
+    match plan(&layout, kind, &args, snap, facts) {
+        Err(e) => format!("refused: {e}\n"),
+        Ok(p) => {
+            let mut out = String::new();
+            for step in &p.plan.steps {
+                out.push_str(&format!("- {}\n", step.describe()));
+                if let Step::WriteFile { content: FileContent::Text { text }, .. } = step {
+                    for line in text.lines() {
+                        out.push_str(&format!("    | {line}\n"));
+                    }
+                }
+            }
+            out.push_str(&format!("on success: {:?}\non failure: {:?}\n", p.on_success, p.on_failure));
+            out
+        }
+    }
+}
+
+#[test]
+fn server_verify() {
+    insta::assert_snapshot!(show(TaskKind::ServerVerify, serde_json::json!({}), &snap(None), &Facts::default()));
+}
+
+#[test]
+fn site_install_with_aliases() {
+    let s = snap(Some(site(SiteStatus::Queued, &["www.example.org", "example.net"], false)));
+    insta::assert_snapshot!(show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default()));
+}
+
+#[test]
+fn site_aliases_redirected() {
+    let s = snap(Some(site(SiteStatus::Enabled, &["www.example.org"], true)));
+    insta::assert_snapshot!(show(TaskKind::SiteVerify, serde_json::json!({}), &s, &Facts::default()));
+}
+
+#[test]
+fn site_disable() {
+    let s = snap(Some(site(SiteStatus::Enabled, &[], false)));
+    insta::assert_snapshot!(show(TaskKind::SiteDisable, serde_json::json!({}), &s, &Facts::default()));
+}
+
+#[test]
+fn verify_keeps_a_disabled_site_disabled() {
+    let s = snap(Some(site(SiteStatus::Disabled, &[], false)));
+    let text = show(TaskKind::SiteVerify, serde_json::json!({}), &s, &Facts::default());
+    assert!(text.contains("return 503") && text.contains("status: Disabled"), "{text}");
+}
+
+#[test]
+fn delete_needs_disable_or_force() {
+    let enabled = snap(Some(site(SiteStatus::Enabled, &[], false)));
+    assert!(show(TaskKind::SiteDelete, serde_json::json!({}), &enabled, &Facts::default()).starts_with("refused: site example.org is enabled"));
+    insta::assert_snapshot!(show(TaskKind::SiteDelete, serde_json::json!({"force": true}), &enabled, &Facts::default()));
+    let bad = show(TaskKind::SiteDelete, serde_json::json!({"forse": true}), &enabled, &Facts::default());
+    assert!(bad.contains("unknown field"), "{bad}");
+}
+
+#[test]
+fn platform_verify_and_remove() {
+    let facts = Facts { root_exists: false, ..Facts::default() };
+    insta::assert_snapshot!(show(TaskKind::PlatformVerify, serde_json::json!({}), &snap(None), &facts));
+    let mut s = snap(None);
+    s.sites.push(site(SiteStatus::Enabled, &[], false));
+    assert!(show(TaskKind::PlatformRemove, serde_json::json!({}), &s, &facts).contains("still has 1 site(s)"));
+}

@@ -42,6 +42,9 @@ fi
 # ---------------------------------------------------------------------------
 # System packages
 # ---------------------------------------------------------------------------
+POLICY_RC=/usr/sbin/policy-rc.d
+POLICY_RC_CREATED=""    # set if we created POLICY_RC and must remove it
+
 PACKAGES=(
     postgresql postgresql-client
     nginx-light
@@ -72,21 +75,22 @@ install_packages() {
     # invoke-rc.d (postgresql's main cluster on :5432, nginx, mariadb,
     # php-fpm). Tests start what they need themselves, so forbid that with a
     # temporary policy-rc.d (exit 101 = "action not allowed"), unless the
-    # machine already has one (docker images do).
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [[ ! -e $policy ]]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        created_policy=1
+    # machine already has one (docker images do). cleanup() also removes it,
+    # so it cannot outlive a failed apt run or an interrupt.
+    if [[ ! -e $POLICY_RC ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"
+        chmod 755 "$POLICY_RC"
+        POLICY_RC_CREATED=1
     fi
 
-    local rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get -q update &&
-        DEBIAN_FRONTEND=noninteractive apt-get -q -y install "${missing[@]}" ||
-        rc=$?
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q update
+    apt-get -q -y install "${missing[@]}"
 
-    if ((created_policy)); then rm -f "$policy"; fi
-    return "$rc"
+    if [[ -n $POLICY_RC_CREATED ]]; then
+        rm -f "$POLICY_RC"
+        POLICY_RC_CREATED=""
+    fi
 }
 
 # ---------------------------------------------------------------------------
@@ -94,7 +98,7 @@ install_packages() {
 # ---------------------------------------------------------------------------
 PG_DIR=""     # temp dir holding data/, the unix socket and the logs
 PG_PORT=""
-PG_PID=""     # pid of the runuser process whose child is the postmaster
+PG_PID=""     # pid of the postmaster (a child of this script)
 
 cleanup() {
     local rc=$?
@@ -102,11 +106,12 @@ cleanup() {
     if [[ -n $PG_PID ]] && kill -0 "$PG_PID" 2>/dev/null; then
         echo "stopping test postgres (port $PG_PORT)"
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null ||
-            kill -TERM "$PG_PID"
+            kill -INT "$PG_PID" # SIGINT = fast shutdown
     fi
     # Reap it, so nothing (not even a zombie) outlives the script.
     [[ -n $PG_PID ]] && wait "$PG_PID" 2>/dev/null
     [[ -n $PG_DIR ]] && rm -rf "$PG_DIR"
+    [[ -n $POLICY_RC_CREATED ]] && rm -f "$POLICY_RC"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -116,8 +121,11 @@ trap 'exit 143' TERM
 
 # Run a command as the postgres user from inside PG_DIR (the caller's cwd,
 # e.g. /root, is usually unreadable for postgres and makes it warn).
+# setpriv (util-linux, always present) execs the command directly, unlike
+# runuser/su which stay around as a parent process; so for the server, $! is
+# the postmaster itself and we can stop and reap it precisely.
 as_postgres() {
-    (cd "$PG_DIR" && exec runuser -u postgres -- "$@")
+    (cd "$PG_DIR" && exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@")
 }
 
 port_in_use() {
@@ -168,7 +176,10 @@ EOF
     # via `pg_ctl start`: pg_ctl daemonizes it, and on machines whose PID 1
     # does not reap orphans (containers, VMs without a real init) the stopped
     # postmaster would linger as a zombie.
-    as_postgres "$PG_BIN/postgres" -D "$PG_DIR/data" >"$PG_DIR/postgres.log" 2>&1 &
+    # `( ... exec ...) &` rather than `as_postgres ... &`: backgrounding a
+    # function adds an extra bash process and $! would point at that instead.
+    (cd "$PG_DIR" && exec setpriv --reuid=postgres --regid=postgres --init-groups -- \
+        "$PG_BIN/postgres" -D "$PG_DIR/data") >"$PG_DIR/postgres.log" 2>&1 &
     PG_PID=$!
 
     # Wait on the TCP listener the tests will use.
@@ -218,13 +229,21 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
     rustup component add rustfmt clippy
 fi
 
-banner "cargo fmt --all --check"
-cargo fmt --all --check
+# Run every phase even if an earlier one fails (a formatting nit should not
+# hide test results), then report and fail if any phase failed.
+FAILED=()
+phase() {
+    banner "$*"
+    "$@" || FAILED+=("$*")
+}
 
-banner "cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+phase cargo fmt --all --check
+phase cargo clippy --workspace --all-targets -- -D warnings
+phase cargo test --workspace "$@"
 
-banner "cargo test --workspace $*"
-cargo test --workspace "$@"
-
+if ((${#FAILED[@]})); then
+    banner "FAILED"
+    printf '  %s\n' "${FAILED[@]}"
+    exit 1
+fi
 banner "all checks passed"

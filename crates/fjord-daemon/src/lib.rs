@@ -1,1 +1,121 @@
-//! placeholder
+//! The worker pool behind `fjord serve`: claims tasks from the queue with a lease, runs their plans step
+//! by step with an undo log, rolls back on failure or cancel, and recovers tasks whose daemon died.
+//!
+//! Shape (after mini-redis): [`run`] takes the shutdown signal as a future; a semaphore caps the number
+//! of tasks running at once; each running task has a heartbeat that renews its lease and notices a
+//! cancel request. Ordering and exclusion between tasks are the queue's job (see `fjord_store::queue`).
+
+mod runner;
+
+pub use runner::Fault;
+
+use fjord_exec::Executor;
+use fjord_plan::Layout;
+use fjord_store::{Store, StoreResult};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Most tasks run at once.
+    pub workers: usize,
+    /// How long a claim holds without a heartbeat; a dead daemon's tasks are taken over after this.
+    pub lease: Duration,
+    /// How often to look for work when the queue was empty.
+    pub poll: Duration,
+    /// This daemon's identity in leases. A restart with the same node name recovers its own tasks at
+    /// once instead of waiting for their leases to run out.
+    pub node: String,
+    pub layout: Layout,
+    /// Fault injection for tests (`FJORD_FAULT`).
+    pub fault: Option<Fault>,
+}
+
+impl DaemonConfig {
+    pub fn new(node: impl Into<String>, layout: Layout) -> DaemonConfig {
+        DaemonConfig {
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+            node: node.into(),
+            layout,
+            fault: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] fjord_store::StoreError),
+}
+
+/// Runs the worker pool until `shutdown` resolves, then waits for running tasks to end (up to `grace`).
+pub async fn run(
+    store: Store,
+    executor: Executor,
+    config: DaemonConfig,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> Result<(), DaemonError> {
+    let ctx = Arc::new(runner::Context { store, executor, config });
+    recover(&ctx).await?;
+    let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
+    let mut last_recovery = tokio::time::Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        // Leases of other daemons may have run out: take their tasks over now and then.
+        if last_recovery.elapsed() > ctx.config.lease / 2 {
+            last_recovery = tokio::time::Instant::now();
+            if let Err(e) = recover(&ctx).await {
+                tracing::warn!(error = %e, "recovery pass failed");
+            }
+        }
+        match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
+            Ok(Some(task)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    runner::run_task(&ctx, task).await;
+                    drop(permit);
+                });
+            }
+            Ok(None) => {
+                drop(permit);
+                tokio::select! {
+                    _ = tokio::time::sleep(ctx.config.poll) => {}
+                    _ = &mut shutdown => break,
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                tracing::warn!(error = %e, "claiming a task failed; retrying");
+                tokio::time::sleep(ctx.config.poll * 10).await;
+            }
+        }
+    }
+    tracing::info!("shutting down: waiting for running tasks");
+    let all = ctx.config.workers.max(1) as u32;
+    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+        tracing::warn!("tasks still running at shutdown; they will be recovered on the next start");
+    }
+    Ok(())
+}
+
+/// Takes over the tasks a dead daemon left running: undoes their applied steps and requeues or fails
+/// them according to their kind.
+pub async fn recover(ctx: &runner::Context) -> StoreResult<()> {
+    let orphans = ctx.store.take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64).await?;
+    for task in orphans {
+        runner::recover_task(ctx, task).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -142,3 +142,42 @@ impl Store {
         Ok(())
     }
 }
+
+/// Scratch stores for tests and benchmarks: a fresh SQLite file, and a fresh PostgreSQL database when
+/// `FJORD_TEST_PG_URL` names a server (the README's test command starts one).
+pub mod testing {
+    use super::*;
+
+    /// A store on a new SQLite file in `dir`.
+    pub async fn sqlite_in(dir: &std::path::Path) -> StoreResult<Store> {
+        Store::open(&format!("sqlite://{}/fjord.db", dir.display())).await
+    }
+
+    /// A store on a new, empty PostgreSQL database created on the server `FJORD_TEST_PG_URL` points to,
+    /// or `None` when the variable is unset.
+    pub async fn postgres_scratch() -> StoreResult<Option<Store>> {
+        let Ok(url) = std::env::var("FJORD_TEST_PG_URL") else { return Ok(None) };
+        sqlx::any::install_default_drivers();
+        let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await?;
+        let name = format!("fjord_scratch_{}_{}", std::process::id(), now_millis() % 1_000_000_000 + next_serial());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+        admin.close().await;
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+        Ok(Some(Store::open(&format!("{base}/{name}")).await?))
+    }
+
+    fn next_serial() -> i64 {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static N: AtomicI64 = AtomicI64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every backend available here, labelled: SQLite always, PostgreSQL when configured.
+    pub async fn all_backends(dir: &std::path::Path) -> StoreResult<Vec<(&'static str, Store)>> {
+        let mut v = vec![("sqlite", sqlite_in(dir).await?)];
+        if let Some(pg) = postgres_scratch().await? {
+            v.push(("postgres", pg));
+        }
+        Ok(v)
+    }
+}

@@ -123,8 +123,9 @@ impl Store {
         })
     }
 
-    /// Stores the plan a task is about to run (for `task show` and post-mortems).
-    pub async fn set_plan(&self, id: TaskId, plan: &Plan) -> StoreResult<()> {
+    /// Stores the plan a task is about to run, with its outcomes (for `task show`, post-mortems and
+    /// recovery, which needs the failure outcome).
+    pub async fn set_plan(&self, id: TaskId, plan: &Planned) -> StoreResult<()> {
         sqlx::query("UPDATE tasks SET plan = $1 WHERE id = $2")
             .bind(serde_json::to_string(plan).expect("plan serializes"))
             .bind(id.0)
@@ -133,7 +134,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn plan_of(&self, id: TaskId) -> StoreResult<Option<Plan>> {
+    pub async fn plan_of(&self, id: TaskId) -> StoreResult<Option<Planned>> {
         let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
         match row.map(|r| r.try_get::<Option<String>, _>("plan")).transpose()?.flatten() {
             Some(s) => Ok(Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column: "plan", detail: e.to_string() })?)),
@@ -250,7 +251,12 @@ impl Store {
         if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
             return Err(StoreError::Conflict(format!("task {id} is {}; only failed or cancelled tasks can be retried", task.status)));
         }
-        let lane = self.lane_of(task.target_kind, task.target_id).await?;
+        // The target may have moved (a site migrated to another platform): recompute its lane. No-op
+        // tasks have no real target and keep theirs.
+        let lane = match task.kind {
+            TaskKind::Noop => task.lane,
+            _ => self.lane_of(task.target_kind, task.target_id).await?,
+        };
         self.enqueue(&NewTask { kind: task.kind, target_id: task.target_id, lane, args: task.args, created_by: created_by.into() }).await
     }
 

@@ -1,0 +1,304 @@
+//! Running one task: plan, record, apply step by step, undo on failure, finish.
+
+use crate::DaemonConfig;
+use fjord_core::*;
+use fjord_exec::{Executor, StepUndo};
+use fjord_plan::Facts;
+use fjord_store::Store;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+pub struct Context {
+    pub store: Store,
+    pub executor: Executor,
+    pub config: DaemonConfig,
+}
+
+/// Fault injection: make step `step` of tasks of `kind` fail after it was applied, or abort the whole
+/// daemon process there (as a kill -9 would), to test undo and crash recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: TaskKind,
+    pub step: usize,
+    pub crash: bool,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    /// `KIND:STEP:fail` or `KIND:STEP:crash`, e.g. `site-install:2:fail`.
+    fn from_str(s: &str) -> Result<Fault, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let [kind, step, what] = parts[..] else { return Err(format!("fault {s:?}: expected KIND:STEP:fail|crash")) };
+        Ok(Fault {
+            kind: kind.parse()?,
+            step: step.parse().map_err(|_| format!("fault {s:?}: step must be a number"))?,
+            crash: match what {
+                "crash" => true,
+                "fail" => false,
+                _ => return Err(format!("fault {s:?}: expected fail or crash")),
+            },
+        })
+    }
+}
+
+/// Writes to the task log, never failing the task because logging failed.
+struct Log<'a> {
+    store: &'a Store,
+    task: TaskId,
+}
+
+impl Log<'_> {
+    async fn line(&self, level: LogLevel, text: &str) {
+        match level {
+            LogLevel::Error => tracing::error!(task = self.task.0, "{text}"),
+            LogLevel::Warn => tracing::warn!(task = self.task.0, "{text}"),
+            _ => tracing::info!(task = self.task.0, "{text}"),
+        }
+        if let Err(e) = self.store.log(self.task, level, LogStream::Fjord, text).await {
+            tracing::warn!(task = self.task.0, error = %e, "cannot write task log");
+        }
+    }
+    async fn info(&self, text: &str) {
+        self.line(LogLevel::Info, text).await
+    }
+    async fn error(&self, text: &str) {
+        self.line(LogLevel::Error, text).await
+    }
+}
+
+/// Forwards a command's output lines to the task log while it runs.
+fn output_forwarder(store: &Store, task: TaskId) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
+    let store = store.clone();
+    let handle = tokio::spawn(async move {
+        while let Some((stream, line)) = rx.recv().await {
+            let _ = store.log(task, LogLevel::Info, stream, &line).await;
+        }
+    });
+    (tx, handle)
+}
+
+async fn gather_facts(ctx: &Context, task: &Task, snap: &Snapshot) -> Facts {
+    if task.kind != TaskKind::PlatformVerify {
+        return Facts::default();
+    }
+    let Some(platform) = &snap.platform else { return Facts::default() };
+    let root = Path::new(&platform.root);
+    let docroot = fjord_exec::probe::docroot(root);
+    let app = docroot.as_ref().and_then(|d| fjord_exec::probe::app(&root.join(d)));
+    let _ = ctx;
+    Facts {
+        root_exists: root.is_dir(),
+        docroot,
+        app: app.as_ref().map(|(a, _)| *a),
+        app_version: app.and_then(|(_, v)| v),
+    }
+}
+
+async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
+    if task.kind == TaskKind::Noop {
+        let args = serde_json::from_value(task.args.clone()).map_err(|e| format!("task arguments: {e}"))?;
+        return fjord_plan::noop(args).map_err(|e| e.to_string());
+    }
+    let snap = ctx.store.snapshot(task).await.map_err(|e| e.to_string())?;
+    let facts = gather_facts(ctx, task, &snap).await;
+    fjord_plan::plan(&ctx.config.layout, task.kind, &task.args, &snap, &facts).map_err(|e| e.to_string())
+}
+
+/// Renews the lease while the task runs; flips `cancel` when the task is asked to stop or the lease is
+/// lost (another daemon took it over).
+fn heartbeat(ctx: &Context, task: TaskId, cancel: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
+    let store = ctx.store.clone();
+    let owner = ctx.config.node.clone();
+    let lease = ctx.config.lease;
+    tokio::spawn(async move {
+        let every = (lease / 3).max(Duration::from_millis(50));
+        let poll = Duration::from_millis(200).min(every);
+        let mut since_beat = Duration::ZERO;
+        loop {
+            tokio::time::sleep(poll).await;
+            since_beat += poll;
+            // Cancel requests are checked often so a cancel takes effect quickly; the lease less often.
+            if since_beat >= every || poll == every {
+                since_beat = Duration::ZERO;
+                match store.heartbeat(task, &owner, lease.as_millis() as i64).await {
+                    Ok(Some(true)) | Ok(None) => {
+                        let _ = cancel.send(true);
+                        return;
+                    }
+                    Ok(Some(false)) => {}
+                    Err(e) => tracing::warn!(task = task.0, error = %e, "heartbeat failed"),
+                }
+            } else if let Ok(t) = store.task(task).await {
+                if t.cancel_requested {
+                    let _ = cancel.send(true);
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Runs a claimed task to its end.
+pub async fn run_task(ctx: &Context, task: Task) {
+    let log = Log { store: &ctx.store, task: task.id };
+    log.info(&format!("{} started (attempt {} of {}) on {}", task.kind, task.attempts, task.max_attempts, ctx.config.node)).await;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let beat = heartbeat(ctx, task.id, cancel_tx);
+    let outcome = execute(ctx, &task, &log, cancel_rx).await;
+    beat.abort();
+    let (status, error, changes, undos) = outcome;
+    match &error {
+        None => log.info(&format!("{} succeeded", task.kind)).await,
+        Some(e) => log.error(&format!("{} {}: {e}", task.kind, status)).await,
+    }
+    match ctx.store.finish(task.id, &ctx.config.node, status, error.as_deref(), &changes).await {
+        Ok(true) => ctx.executor.forget(task.id, &undos, status == TaskStatus::Succeeded),
+        Ok(false) => tracing::warn!(task = task.id.0, "lease lost before the task could finish"),
+        Err(e) => tracing::error!(task = task.id.0, error = %e, "cannot record the task's end"),
+    }
+}
+
+type Outcome = (TaskStatus, Option<String>, Vec<StateChange>, Vec<StepUndo>);
+
+async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Receiver<bool>) -> Outcome {
+    let planned = match plan_task(ctx, task).await {
+        Ok(p) => p,
+        Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![]),
+    };
+    if let Err(e) = ctx.store.set_plan(task.id, &planned).await {
+        return (TaskStatus::Failed, Some(format!("cannot store the plan: {e}")), planned.on_failure, vec![]);
+    }
+    let mut undos: Vec<(usize, StepUndo)> = Vec::new();
+    let mut failure: Option<(TaskStatus, String)> = None;
+    for (idx, step) in planned.plan.steps.iter().enumerate() {
+        if *cancel.borrow() {
+            failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
+            break;
+        }
+        let description = step.describe();
+        let undo = match ctx.executor.prepare(task.id, idx, step) {
+            Ok(u) => u,
+            Err(e) => {
+                failure = Some((TaskStatus::Failed, format!("step {} ({description}): {e}", idx + 1)));
+                break;
+            }
+        };
+        let undo_json = serde_json::to_string(&undo).expect("undo serializes");
+        if let Err(e) = ctx.store.record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&undo_json)).await {
+            failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
+            break;
+        }
+        undos.push((idx, undo));
+        log.info(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len())).await;
+        let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
+        let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
+        let _ = forwarder.await;
+        let injected = ctx.config.fault.as_ref().filter(|f| f.kind == task.kind && f.step == idx);
+        match result {
+            Ok(note) => {
+                if let Some(note) = note {
+                    log.info(&format!("  {note}")).await;
+                }
+                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
+                if let Some(f) = injected {
+                    if f.crash {
+                        tracing::error!(task = task.id.0, "fault injection: aborting the daemon");
+                        std::process::abort();
+                    }
+                    failure = Some((TaskStatus::Failed, format!("step {} ({description}): injected fault", idx + 1)));
+                    break;
+                }
+            }
+            Err(fjord_exec::ExecError::Cancelled) => {
+                failure = Some((TaskStatus::Cancelled, format!("cancelled during step {}", idx + 1)));
+                break;
+            }
+            Err(e) => {
+                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Failed).await;
+                failure = Some((TaskStatus::Failed, format!("step {} ({description}): {e}", idx + 1)));
+                break;
+            }
+        }
+    }
+    let all_undos: Vec<StepUndo> = undos.iter().map(|(_, u)| u.clone()).collect();
+    match failure {
+        None => (TaskStatus::Succeeded, None, planned.on_success, all_undos),
+        Some((status, error)) => {
+            log.error(&format!("{error}; rolling back {} step(s)", undos.len())).await;
+            let undo_error = roll_back(ctx, task.id, log, &undos).await;
+            let error = match undo_error {
+                Some(u) => format!("{error}; rollback incomplete: {u}"),
+                None => error,
+            };
+            (status, Some(error), planned.on_failure, all_undos)
+        }
+    }
+}
+
+/// Undoes steps in reverse order. Returns a description of undo failures, if any.
+async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
+    let mut failures = Vec::new();
+    for (idx, undo) in undos.iter().rev() {
+        let (sink, forwarder) = output_forwarder(&ctx.store, task);
+        let result = ctx.executor.undo(undo, Some(sink)).await;
+        let _ = forwarder.await;
+        match result {
+            Ok(()) => {
+                let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::Undone).await;
+                if *undo != StepUndo::Nothing {
+                    log.info(&format!("undid step {}", idx + 1)).await;
+                }
+            }
+            Err(e) => {
+                let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::UndoFailed).await;
+                log.error(&format!("undoing step {} failed: {e}", idx + 1)).await;
+                failures.push(format!("step {}: {e}", idx + 1));
+            }
+        }
+    }
+    (!failures.is_empty()).then(|| failures.join("; "))
+}
+
+/// Recovers a task a dead daemon left running (already marked interrupted and leased to us).
+pub async fn recover_task(ctx: &Context, task: Task) {
+    let log = Log { store: &ctx.store, task: task.id };
+    log.line(LogLevel::Warn, &format!("interrupted: the daemon running it stopped; recovered by {}", ctx.config.node)).await;
+    let steps = ctx.store.steps(task.id).await.unwrap_or_default();
+    let undos: Vec<(usize, StepUndo)> = steps
+        .iter()
+        .filter(|s| matches!(s.status, StepStatus::Pending | StepStatus::Applied | StepStatus::Failed))
+        .filter_map(|s| Some((s.idx as usize, serde_json::from_str(s.undo.as_deref()?).ok()?)))
+        .collect();
+    let undo_error = roll_back(ctx, task.id, &log, &undos).await;
+    let on_failure = match ctx.store.plan_of(task.id).await {
+        Ok(Some(p)) => p.on_failure,
+        _ => vec![],
+    };
+    let all: Vec<StepUndo> = undos.iter().map(|(_, u)| u.clone()).collect();
+    ctx.executor.forget(task.id, &all, false);
+    let requeue = undo_error.is_none()
+        && !task.cancel_requested
+        && task.kind.on_interrupt() == InterruptPolicy::Requeue
+        && task.attempts < task.max_attempts;
+    if requeue {
+        let _ = ctx.store.clear_steps(task.id).await;
+        log.info("rolled back; queued again").await;
+        if let Err(e) = ctx.store.requeue(task.id, &ctx.config.node, 0).await {
+            tracing::error!(task = task.id.0, error = %e, "cannot requeue");
+        }
+    } else {
+        let (status, why) = if task.cancel_requested {
+            (TaskStatus::Cancelled, "cancelled while its daemon was down".to_string())
+        } else {
+            (TaskStatus::Failed, "interrupted: its daemon stopped while it ran".to_string())
+        };
+        let error = match undo_error {
+            Some(u) => format!("{why}; rollback incomplete: {u}"),
+            None => format!("{why}; rolled back"),
+        };
+        log.error(&error).await;
+        let _ = ctx.store.finish(task.id, &ctx.config.node, status, Some(&error), &on_failure).await;
+    }
+}

@@ -1,0 +1,181 @@
+//! The daemon against a real store (SQLite, and PostgreSQL when configured), with no-op tasks.
+
+use super::*;
+use fjord_core::*;
+use fjord_exec::{Host, SecretStore};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn executor(dir: &Path) -> Executor {
+    Executor {
+        host: Host::Local,
+        secrets: SecretStore::open(dir.join("secrets")).expect("secrets"),
+        undo_dir: dir.join("undo"),
+        reloads: BTreeMap::new(),
+    }
+}
+
+fn config(dir: &Path, node: &str, workers: usize) -> DaemonConfig {
+    let mut c = DaemonConfig::new(node, Layout::new(dir.to_string_lossy()));
+    c.workers = workers;
+    c.poll = Duration::from_millis(20);
+    c.lease = Duration::from_secs(5);
+    c
+}
+
+fn lane(site: Option<i64>, platform: Option<i64>) -> Lane {
+    Lane { server: ServerId(1), platform: platform.map(PlatformId), site: site.map(SiteId) }
+}
+
+async fn noop(store: &Store, lane: Lane, args: serde_json::Value) -> Task {
+    store
+        .enqueue(&NewTask { kind: TaskKind::Noop, target_id: 0, lane, args, created_by: "test".into() })
+        .await
+        .expect("enqueue")
+}
+
+/// Runs the daemon until the queue has no active task.
+async fn drain(store: &Store, dir: &Path, workers: usize) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(run(
+        store.clone(),
+        executor(dir),
+        config(dir, "test-node", workers),
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(10),
+    ));
+    for _ in 0..1000 {
+        if store.active_task_count().await.expect("count") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = tx.send(());
+    daemon.await.expect("joins").expect("daemon ok");
+}
+
+fn overlaps(a: &Task, b: &Task) -> bool {
+    let (a0, a1) = (a.started_at.expect("started"), a.finished_at.expect("finished"));
+    let (b0, b1) = (b.started_at.expect("started"), b.finished_at.expect("finished"));
+    a0 < b1 && b0 < a1
+}
+
+async fn reload(store: &Store, tasks: &[Task]) -> Vec<Task> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(store.task(t.id).await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn same_object_in_order_different_objects_in_parallel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let a: Vec<Task> = futures_join(&store, 3, lane(Some(1), Some(1)), 150).await;
+        let b: Vec<Task> = futures_join(&store, 3, lane(Some(2), Some(1)), 150).await;
+        drain(&store, dir.path(), 4).await;
+        let (a, b) = (reload(&store, &a).await, reload(&store, &b).await);
+        for t in a.iter().chain(b.iter()) {
+            assert_eq!(t.status, TaskStatus::Succeeded, "{label}: {t:?}");
+        }
+        for w in a.windows(2).chain(b.windows(2)) {
+            assert!(!overlaps(&w[0], &w[1]), "{label}: tasks on one site overlapped");
+            assert!(w[0].finished_at <= w[1].started_at, "{label}: tasks on one site ran out of order");
+        }
+        assert!(a.iter().any(|x| b.iter().any(|y| overlaps(x, y))), "{label}: tasks on two sites never ran in parallel");
+    }
+}
+
+async fn futures_join(store: &Store, n: usize, lane: Lane, sleep_ms: u64) -> Vec<Task> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(noop(store, lane, serde_json::json!({ "sleep_ms": sleep_ms })).await);
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_platform_task_excludes_its_sites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let s1 = noop(&store, lane(Some(1), Some(1)), serde_json::json!({ "sleep_ms": 150 })).await;
+        let p = noop(&store, lane(None, Some(1)), serde_json::json!({ "sleep_ms": 150 })).await;
+        let s2 = noop(&store, lane(Some(2), Some(1)), serde_json::json!({ "sleep_ms": 150 })).await;
+        let other = noop(&store, lane(Some(3), Some(2)), serde_json::json!({ "sleep_ms": 150 })).await;
+        drain(&store, dir.path(), 4).await;
+        let t = reload(&store, &[s1, p, s2, other]).await;
+        assert!(!overlaps(&t[0], &t[1]) && !overlaps(&t[1], &t[2]), "{label}: platform task overlapped its sites");
+        assert!(t[0].finished_at <= t[1].started_at && t[1].finished_at <= t[2].started_at, "{label}: order");
+        assert!(overlaps(&t[0], &t[3]) || overlaps(&t[1], &t[3]), "{label}: another platform's site was blocked");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_task_undoes_its_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let f = dir.path().join(format!("{label}-written"));
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({ "files": [f], "fail": true })).await;
+        drain(&store, dir.path(), 2).await;
+        let t = store.task(t.id).await.expect("task");
+        assert_eq!(t.status, TaskStatus::Failed, "{label}");
+        assert!(!f.exists(), "{label}: the written file was not undone");
+        let steps = store.steps(t.id).await.expect("steps");
+        assert!(steps.iter().all(|s| s.status == StepStatus::Undone), "{label}: {steps:?}");
+        let log: Vec<String> = store.logs(t.id, 0).await.expect("log").into_iter().map(|l| l.text).collect();
+        assert!(log.iter().any(|l| l.contains("rolling back")), "{label}: {log:?}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_task_and_undoes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let f = dir.path().join(format!("{label}-cancelled"));
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({ "files": [f], "sleep_ms": 20000 })).await;
+        let queued = noop(&store, lane(Some(1), Some(1)), serde_json::json!({})).await;
+        store.cancel(queued.id).await.expect("cancel queued");
+        let s2 = store.clone();
+        let id = t.id;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if s2.task(id).await.expect("task").status == TaskStatus::Running {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    s2.cancel(id).await.expect("cancel");
+                    break;
+                }
+            }
+        });
+        drain(&store, dir.path(), 2).await;
+        let t = store.task(t.id).await.expect("task");
+        assert_eq!(t.status, TaskStatus::Cancelled, "{label}");
+        assert!(t.duration_ms().expect("ran") < 15000, "{label}: cancel did not interrupt the sleep");
+        assert!(!f.exists(), "{label}");
+        assert_eq!(store.task(queued.id).await.expect("task").status, TaskStatus::Cancelled);
+        let retried = store.retry(t.id, "test").await.expect("retry");
+        assert_eq!(retried.status, TaskStatus::Queued);
+        store.cancel(retried.id).await.expect("cancel retry");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_requeued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({})).await;
+        // A daemon on another node claims the task and dies at once: its 1 ms lease runs out.
+        let claimed = store.claim("ghost", 1).await.expect("claim").expect("a task");
+        assert_eq!(claimed.id, t.id);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drain(&store, dir.path(), 2).await;
+        let t = store.task(t.id).await.expect("task");
+        assert_eq!(t.status, TaskStatus::Succeeded, "{label}");
+        assert_eq!(t.attempts, 2, "{label}");
+        let log: Vec<String> = store.logs(t.id, 0).await.expect("log").into_iter().map(|l| l.text).collect();
+        assert!(log.iter().any(|l| l.contains("interrupted")), "{label}: {log:?}");
+    }
+}

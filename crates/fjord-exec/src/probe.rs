@@ -1,0 +1,73 @@
+//! Looking at a codebase to learn what it is: where its web root is, which application and version.
+//! Read-only; the results feed the planners as facts.
+
+use fjord_core::AppKind;
+use std::path::Path;
+
+/// Web root candidates, in the order Aegir probes them; the root itself is the fallback.
+const DOCROOTS: &[&str] = &["web", "docroot", "html"];
+
+pub fn docroot(root: &Path) -> Option<String> {
+    if !root.is_dir() {
+        return None;
+    }
+    DOCROOTS
+        .iter()
+        .find(|d| root.join(d).join("index.php").is_file())
+        .map(|d| d.to_string())
+        .or_else(|| Some(String::new()))
+}
+
+/// Finds `marker` in the file and returns the quoted string that follows it: for
+/// `const VERSION = '10.3.1';` and marker `const VERSION` it returns `10.3.1`.
+fn quoted_after(file: &Path, marker: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let rest = &text[text.find(marker)? + marker.len()..];
+    let start = rest.find(['\'', '"'])?;
+    let quote = rest.as_bytes()[start] as char;
+    let value = &rest[start + 1..];
+    let end = value.find(quote)?;
+    let v = &value[..end];
+    (!v.is_empty() && v.len() < 40 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+_".contains(&b))).then(|| v.to_string())
+}
+
+/// Detects the application in a web root.
+pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
+    if web.join("core/lib/Drupal.php").is_file() {
+        return Some((AppKind::Drupal, quoted_after(&web.join("core/lib/Drupal.php"), "const VERSION")));
+    }
+    if web.join("includes/bootstrap.inc").is_file() && web.join("modules/system").is_dir() {
+        return Some((AppKind::Drupal7, quoted_after(&web.join("includes/bootstrap.inc"), "define('VERSION'")));
+    }
+    if web.join("wp-includes/version.php").is_file() {
+        return Some((AppKind::Wordpress, quoted_after(&web.join("wp-includes/version.php"), "$wp_version")));
+    }
+    if web.join("index.php").is_file() {
+        return Some((AppKind::Php, None));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_drupal_wordpress_and_docroots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("web/core/lib")).expect("mkdir");
+        std::fs::write(root.join("web/index.php"), "<?php").expect("write");
+        std::fs::write(root.join("web/core/lib/Drupal.php"), "class Drupal {\n  const VERSION = '10.3.1';\n}").expect("write");
+        assert_eq!(docroot(root).as_deref(), Some("web"));
+        assert_eq!(app(&root.join("web")), Some((AppKind::Drupal, Some("10.3.1".into()))));
+
+        let wp = root.join("wp");
+        std::fs::create_dir_all(wp.join("wp-includes")).expect("mkdir");
+        std::fs::write(wp.join("index.php"), "<?php").expect("write");
+        std::fs::write(wp.join("wp-includes/version.php"), "<?php\n$wp_version = '6.1.1';\n").expect("write");
+        assert_eq!(docroot(&wp).as_deref(), Some(""));
+        assert_eq!(app(&wp), Some((AppKind::Wordpress, Some("6.1.1".into()))));
+        assert_eq!(docroot(&root.join("missing")), None);
+    }
+}

@@ -72,9 +72,27 @@ string_enum!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Service {
-    Http { kind: HttpKind, #[serde(default)] version: Option<String>, port: u16, #[serde(default)] https_port: Option<u16> },
-    Db { engine: DbEngine, #[serde(default)] version: Option<String>, #[serde(default)] host: Option<String>, #[serde(default)] port: Option<u16> },
-    Php { version: String, binary: String },
+    Http {
+        kind: HttpKind,
+        #[serde(default)]
+        version: Option<String>,
+        port: u16,
+        #[serde(default)]
+        https_port: Option<u16>,
+    },
+    Db {
+        engine: DbEngine,
+        #[serde(default)]
+        version: Option<String>,
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        port: Option<u16>,
+    },
+    Php {
+        version: String,
+        binary: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,9 +134,17 @@ impl Server {
 pub enum PlatformSource {
     /// An existing directory, managed by someone else.
     Path,
-    Git { url: String, #[serde(rename = "ref")] git_ref: String },
-    Composer { package: String },
-    Archive { file: String },
+    Git {
+        url: String,
+        #[serde(rename = "ref")]
+        git_ref: String,
+    },
+    Composer {
+        package: String,
+    },
+    Archive {
+        file: String,
+    },
 }
 
 impl PlatformSource {

@@ -21,7 +21,11 @@ impl ValidationError {
         if value.chars().count() > 80 {
             shown.push('…');
         }
-        ValidationError { field, value: shown, reason: reason.into() }
+        ValidationError {
+            field,
+            value: shown,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -50,17 +54,20 @@ impl Domain {
         if trimmed.len() > 4 * MAX_DOMAIN_LEN {
             return Err(err("is far too long"));
         }
-        if let Some(c) = trimmed
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '\\' | ':' | '@' | '*' | '?' | '#' | '%' | '"' | '\'' | ';' | '$' | '{' | '}' | '~' | '`'))
-        {
+        if let Some(c) = trimmed.chars().find(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '/' | '\\' | ':' | '@' | '*' | '?' | '#' | '%' | '"' | '\'' | ';' | '$' | '{' | '}' | '~' | '`'
+                )
+        }) {
             return Err(err(&format!("must not contain {c:?}")));
         }
         let ascii = if trimmed.is_ascii() {
             trimmed.to_ascii_lowercase()
         } else {
-            idna::domain_to_ascii_strict(trimmed)
-                .map_err(|_| err("is not a valid internationalised domain name"))?
+            idna::domain_to_ascii_strict(trimmed).map_err(|_| err("is not a valid internationalised domain name"))?
         };
         if ascii.len() > MAX_DOMAIN_LEN {
             return Err(err(&format!("is longer than {MAX_DOMAIN_LEN} characters")));
@@ -79,7 +86,12 @@ impl Domain {
                 return Err(err("has a label that starts or ends with a hyphen"));
             }
         }
-        if ascii.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) && ascii.contains('.') {
+        if ascii
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+            && ascii.contains('.')
+        {
             return Err(err("looks like an IP address; sites need a host name"));
         }
         Ok(Domain(ascii))
@@ -148,7 +160,10 @@ impl Name {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(err("must start with a lowercase letter or a digit".into()));
         }
-        if !input.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
+        if !input
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
             return Err(err("may contain only lowercase letters, digits, '-' and '_'".into()));
         }
         Ok(Name(input.to_string()))

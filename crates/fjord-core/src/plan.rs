@@ -42,7 +42,11 @@ pub enum Step {
     MakeDir { path: String, mode: u32 },
     /// Write a file atomically (temp file + rename) with the given mode. Undo restores the previous
     /// content, or removes the file if there was none. A write that changes nothing is skipped.
-    WriteFile { path: String, content: FileContent, mode: u32 },
+    WriteFile {
+        path: String,
+        content: FileContent,
+        mode: u32,
+    },
     /// Remove a file or directory tree. Undo puts it back (it is moved aside, not deleted, until the
     /// task has succeeded).
     RemovePath { path: String },
@@ -85,7 +89,10 @@ impl Step {
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -139,15 +146,24 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "kebab-case")]
 pub enum StateChange {
-    SiteStatus { site: crate::SiteId, status: crate::SiteStatus },
-    PlatformStatus { platform: crate::PlatformId, status: crate::ObjectStatus },
+    SiteStatus {
+        site: crate::SiteId,
+        status: crate::SiteStatus,
+    },
+    PlatformStatus {
+        platform: crate::PlatformId,
+        status: crate::ObjectStatus,
+    },
     PlatformVerified {
         platform: crate::PlatformId,
         docroot: Option<String>,
         app: Option<crate::AppKind>,
         app_version: Option<String>,
     },
-    ServerStatus { server: crate::ServerId, status: crate::ObjectStatus },
+    ServerStatus {
+        server: crate::ServerId,
+        status: crate::ObjectStatus,
+    },
 }
 
 /// What a planner produces for a task.

@@ -5,7 +5,7 @@
 //! of tasks running at once; each running task has a heartbeat that renews its lease and notices a
 //! cancel request. Ordering and exclusion between tasks are the queue's job (see `fjord_store::queue`).
 
-mod runner;
+pub mod runner;
 
 pub use runner::Fault;
 
@@ -60,7 +60,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<(), DaemonError> {
-    let ctx = Arc::new(runner::Context { store, executor, config });
+    let ctx = Arc::new(runner::Context {
+        store,
+        executor,
+        config,
+    });
     recover(&ctx).await?;
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
@@ -77,7 +81,11 @@ pub async fn run(
                 tracing::warn!(error = %e, "recovery pass failed");
             }
         }
-        match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
+        match ctx
+            .store
+            .claim(&ctx.config.node, ctx.config.lease.as_millis() as i64)
+            .await
+        {
             Ok(Some(task)) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -110,7 +118,10 @@ pub async fn run(
 /// Takes over the tasks a dead daemon left running: undoes their applied steps and requeues or fails
 /// them according to their kind.
 pub async fn recover(ctx: &runner::Context) -> StoreResult<()> {
-    let orphans = ctx.store.take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64).await?;
+    let orphans = ctx
+        .store
+        .take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64)
+        .await?;
     for task in orphans {
         runner::recover_task(ctx, task).await;
     }

@@ -29,10 +29,14 @@ impl std::str::FromStr for Fault {
     /// `KIND:STEP:fail` or `KIND:STEP:crash`, e.g. `site-install:2:fail`.
     fn from_str(s: &str) -> Result<Fault, String> {
         let parts: Vec<&str> = s.split(':').collect();
-        let [kind, step, what] = parts[..] else { return Err(format!("fault {s:?}: expected KIND:STEP:fail|crash")) };
+        let [kind, step, what] = parts[..] else {
+            return Err(format!("fault {s:?}: expected KIND:STEP:fail|crash"));
+        };
         Ok(Fault {
             kind: kind.parse()?,
-            step: step.parse().map_err(|_| format!("fault {s:?}: step must be a number"))?,
+            step: step
+                .parse()
+                .map_err(|_| format!("fault {s:?}: step must be a number"))?,
             crash: match what {
                 "crash" => true,
                 "fail" => false,
@@ -68,7 +72,10 @@ impl Log<'_> {
 }
 
 /// Forwards a command's output lines to the task log while it runs.
-fn output_forwarder(store: &Store, task: TaskId) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<()>) {
+fn output_forwarder(
+    store: &Store,
+    task: TaskId,
+) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
     let store = store.clone();
     let handle = tokio::spawn(async move {
@@ -83,7 +90,9 @@ async fn gather_facts(ctx: &Context, task: &Task, snap: &Snapshot) -> Facts {
     if task.kind != TaskKind::PlatformVerify {
         return Facts::default();
     }
-    let Some(platform) = &snap.platform else { return Facts::default() };
+    let Some(platform) = &snap.platform else {
+        return Facts::default();
+    };
     let root = Path::new(&platform.root);
     let docroot = fjord_exec::probe::docroot(root);
     let app = docroot.as_ref().and_then(|d| fjord_exec::probe::app(&root.join(d)));
@@ -142,8 +151,15 @@ fn heartbeat(ctx: &Context, task: TaskId, cancel: watch::Sender<bool>) -> tokio:
 
 /// Runs a claimed task to its end.
 pub async fn run_task(ctx: &Context, task: Task) {
-    let log = Log { store: &ctx.store, task: task.id };
-    log.info(&format!("{} started (attempt {} of {}) on {}", task.kind, task.attempts, task.max_attempts, ctx.config.node)).await;
+    let log = Log {
+        store: &ctx.store,
+        task: task.id,
+    };
+    log.info(&format!(
+        "{} started (attempt {} of {}) on {}",
+        task.kind, task.attempts, task.max_attempts, ctx.config.node
+    ))
+    .await;
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let outcome = execute(ctx, &task, &log, cancel_rx).await;
@@ -153,7 +169,11 @@ pub async fn run_task(ctx: &Context, task: Task) {
         None => log.info(&format!("{} succeeded", task.kind)).await,
         Some(e) => log.error(&format!("{} {}: {e}", task.kind, status)).await,
     }
-    match ctx.store.finish(task.id, &ctx.config.node, status, error.as_deref(), &changes).await {
+    match ctx
+        .store
+        .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes)
+        .await
+    {
         Ok(true) => ctx.executor.forget(task.id, &undos, status == TaskStatus::Succeeded),
         Ok(false) => tracing::warn!(task = task.id.0, "lease lost before the task could finish"),
         Err(e) => tracing::error!(task = task.id.0, error = %e, "cannot record the task's end"),
@@ -168,13 +188,21 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![]),
     };
     if let Err(e) = ctx.store.set_plan(task.id, &planned).await {
-        return (TaskStatus::Failed, Some(format!("cannot store the plan: {e}")), planned.on_failure, vec![]);
+        return (
+            TaskStatus::Failed,
+            Some(format!("cannot store the plan: {e}")),
+            planned.on_failure,
+            vec![],
+        );
     }
     let mut undos: Vec<(usize, StepUndo)> = Vec::new();
     let mut failure: Option<(TaskStatus, String)> = None;
     for (idx, step) in planned.plan.steps.iter().enumerate() {
         if *cancel.borrow() {
-            failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
+            failure = Some((
+                TaskStatus::Cancelled,
+                "cancelled before step ".to_string() + &(idx + 1).to_string(),
+            ));
             break;
         }
         let description = step.describe();
@@ -186,28 +214,46 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
             }
         };
         let undo_json = serde_json::to_string(&undo).expect("undo serializes");
-        if let Err(e) = ctx.store.record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&undo_json)).await {
+        if let Err(e) = ctx
+            .store
+            .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&undo_json))
+            .await
+        {
             failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
             break;
         }
         undos.push((idx, undo));
-        log.info(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len())).await;
+        log.info(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len()))
+            .await;
         let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
-        let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
+        let result = ctx
+            .executor
+            .apply(task.id, idx, step, Some(sink), Some(cancel.clone()))
+            .await;
         let _ = forwarder.await;
-        let injected = ctx.config.fault.as_ref().filter(|f| f.kind == task.kind && f.step == idx);
+        let injected = ctx
+            .config
+            .fault
+            .as_ref()
+            .filter(|f| f.kind == task.kind && f.step == idx);
         match result {
             Ok(note) => {
                 if let Some(note) = note {
                     log.info(&format!("  {note}")).await;
                 }
-                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
+                let _ = ctx
+                    .store
+                    .set_step_status(task.id, idx as i64, StepStatus::Applied)
+                    .await;
                 if let Some(f) = injected {
                     if f.crash {
                         tracing::error!(task = task.id.0, "fault injection: aborting the daemon");
                         std::process::abort();
                     }
-                    failure = Some((TaskStatus::Failed, format!("step {} ({description}): injected fault", idx + 1)));
+                    failure = Some((
+                        TaskStatus::Failed,
+                        format!("step {} ({description}): injected fault", idx + 1),
+                    ));
                     break;
                 }
             }
@@ -226,7 +272,8 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     match failure {
         None => (TaskStatus::Succeeded, None, planned.on_success, all_undos),
         Some((status, error)) => {
-            log.error(&format!("{error}; rolling back {} step(s)", undos.len())).await;
+            log.error(&format!("{error}; rolling back {} step(s)", undos.len()))
+                .await;
             let undo_error = roll_back(ctx, task.id, log, &undos).await;
             let error = match undo_error {
                 Some(u) => format!("{error}; rollback incomplete: {u}"),
@@ -252,7 +299,10 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
                 }
             }
             Err(e) => {
-                let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::UndoFailed).await;
+                let _ = ctx
+                    .store
+                    .set_step_status(task, *idx as i64, StepStatus::UndoFailed)
+                    .await;
                 log.error(&format!("undoing step {} failed: {e}", idx + 1)).await;
                 failures.push(format!("step {}: {e}", idx + 1));
             }
@@ -263,8 +313,18 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
 
 /// Recovers a task a dead daemon left running (already marked interrupted and leased to us).
 pub async fn recover_task(ctx: &Context, task: Task) {
-    let log = Log { store: &ctx.store, task: task.id };
-    log.line(LogLevel::Warn, &format!("interrupted: the daemon running it stopped; recovered by {}", ctx.config.node)).await;
+    let log = Log {
+        store: &ctx.store,
+        task: task.id,
+    };
+    log.line(
+        LogLevel::Warn,
+        &format!(
+            "interrupted: the daemon running it stopped; recovered by {}",
+            ctx.config.node
+        ),
+    )
+    .await;
     let steps = ctx.store.steps(task.id).await.unwrap_or_default();
     let undos: Vec<(usize, StepUndo)> = steps
         .iter()
@@ -292,13 +352,19 @@ pub async fn recover_task(ctx: &Context, task: Task) {
         let (status, why) = if task.cancel_requested {
             (TaskStatus::Cancelled, "cancelled while its daemon was down".to_string())
         } else {
-            (TaskStatus::Failed, "interrupted: its daemon stopped while it ran".to_string())
+            (
+                TaskStatus::Failed,
+                "interrupted: its daemon stopped while it ran".to_string(),
+            )
         };
         let error = match undo_error {
             Some(u) => format!("{why}; rollback incomplete: {u}"),
             None => format!("{why}; rolled back"),
         };
         log.error(&error).await;
-        let _ = ctx.store.finish(task.id, &ctx.config.node, status, Some(&error), &on_failure).await;
+        let _ = ctx
+            .store
+            .finish(task.id, &ctx.config.node, status, Some(&error), &on_failure)
+            .await;
     }
 }

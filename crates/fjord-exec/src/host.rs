@@ -14,7 +14,12 @@ pub enum Host {
 }
 
 impl Host {
-    pub async fn run(&self, cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
+    pub async fn run(
+        &self,
+        cmd: &Cmd,
+        sink: Option<OutputSink>,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> ExecResult<CmdOutput> {
         match self {
             Host::Local => cmd::run(cmd, sink, cancel).await,
         }

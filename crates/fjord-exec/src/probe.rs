@@ -28,19 +28,29 @@ fn quoted_after(file: &Path, marker: &str) -> Option<String> {
     let value = &rest[start + 1..];
     let end = value.find(quote)?;
     let v = &value[..end];
-    (!v.is_empty() && v.len() < 40 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+_".contains(&b))).then(|| v.to_string())
+    (!v.is_empty() && v.len() < 40 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+_".contains(&b)))
+        .then(|| v.to_string())
 }
 
 /// Detects the application in a web root.
 pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
     if web.join("core/lib/Drupal.php").is_file() {
-        return Some((AppKind::Drupal, quoted_after(&web.join("core/lib/Drupal.php"), "const VERSION")));
+        return Some((
+            AppKind::Drupal,
+            quoted_after(&web.join("core/lib/Drupal.php"), "const VERSION"),
+        ));
     }
     if web.join("includes/bootstrap.inc").is_file() && web.join("modules/system").is_dir() {
-        return Some((AppKind::Drupal7, quoted_after(&web.join("includes/bootstrap.inc"), "define('VERSION'")));
+        return Some((
+            AppKind::Drupal7,
+            quoted_after(&web.join("includes/bootstrap.inc"), "define('VERSION'"),
+        ));
     }
     if web.join("wp-includes/version.php").is_file() {
-        return Some((AppKind::Wordpress, quoted_after(&web.join("wp-includes/version.php"), "$wp_version")));
+        return Some((
+            AppKind::Wordpress,
+            quoted_after(&web.join("wp-includes/version.php"), "$wp_version"),
+        ));
     }
     if web.join("index.php").is_file() {
         return Some((AppKind::Php, None));
@@ -49,6 +59,7 @@ pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -58,7 +69,11 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("web/core/lib")).expect("mkdir");
         std::fs::write(root.join("web/index.php"), "<?php").expect("write");
-        std::fs::write(root.join("web/core/lib/Drupal.php"), "class Drupal {\n  const VERSION = '10.3.1';\n}").expect("write");
+        std::fs::write(
+            root.join("web/core/lib/Drupal.php"),
+            "class Drupal {\n  const VERSION = '10.3.1';\n}",
+        )
+        .expect("write");
         assert_eq!(docroot(root).as_deref(), Some("web"));
         assert_eq!(app(&root.join("web")), Some((AppKind::Drupal, Some("10.3.1".into()))));
 

@@ -19,7 +19,11 @@ impl Secret {
         use rand::Rng;
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
         let mut rng = rand::thread_rng();
-        Secret((0..32).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect())
+        Secret(
+            (0..32)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect(),
+        )
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -38,14 +42,20 @@ pub struct SecretStore {
 }
 
 fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_') && !key.starts_with('.')
+    !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_')
+        && !key.starts_with('.')
 }
 
 impl SecretStore {
     pub fn open(dir: impl Into<PathBuf>) -> ExecResult<SecretStore> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(io_err(format!("create {}", dir.display())))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(format!("chmod {}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err(format!("chmod {}", dir.display())))?;
         Ok(SecretStore { dir })
     }
 
@@ -99,7 +109,10 @@ mod tests {
         let store = SecretStore::open(dir.path().join("secrets")).expect("open");
         let s = store.get_or_generate("site-1-db").expect("generate");
         assert_eq!(store.get_or_generate("site-1-db").expect("again"), s);
-        assert_eq!(crate::fsops::mode_of(&dir.path().join("secrets/site-1-db")), Some(0o600));
+        assert_eq!(
+            crate::fsops::mode_of(&dir.path().join("secrets/site-1-db")),
+            Some(0o600)
+        );
         assert_eq!(crate::fsops::mode_of(&dir.path().join("secrets")), Some(0o700));
         assert_eq!(format!("{s:?}"), "Secret(********)");
         assert!(store.get("../etc/passwd").is_err());

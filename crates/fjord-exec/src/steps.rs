@@ -25,12 +25,24 @@ use tokio::sync::watch;
 pub enum StepUndo {
     Nothing,
     /// Remove these directories (innermost first) if they are empty.
-    RemoveDirs { dirs: Vec<String> },
+    RemoveDirs {
+        dirs: Vec<String>,
+    },
     /// Put the saved copy back (or remove the file if there was none before).
-    RestoreFile { path: String, saved: Option<String>, mode: Option<u32> },
+    RestoreFile {
+        path: String,
+        saved: Option<String>,
+        mode: Option<u32>,
+    },
     /// Move the removed path back from where it was put aside.
-    MoveBack { path: String, aside: String },
-    Run { argv: Vec<String>, timeout_secs: u64 },
+    MoveBack {
+        path: String,
+        aside: String,
+    },
+    Run {
+        argv: Vec<String>,
+        timeout_secs: u64,
+    },
 }
 
 /// Applies steps on one host. Holds what steps need beyond their own data: the secrets store (to fill
@@ -55,8 +67,12 @@ impl Executor {
     pub fn prepare(&self, task: TaskId, idx: usize, step: &Step) -> ExecResult<StepUndo> {
         Ok(match step {
             Step::MakeDir { path, .. } => {
-                let mut dirs: Vec<String> =
-                    self.host.missing_dirs(Path::new(path)).into_iter().map(|p| p.to_string_lossy().into_owned()).collect();
+                let mut dirs: Vec<String> = self
+                    .host
+                    .missing_dirs(Path::new(path))
+                    .into_iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
                 dirs.reverse();
                 StepUndo::RemoveDirs { dirs }
             }
@@ -72,14 +88,29 @@ impl Executor {
                     }
                     None => None,
                 };
-                StepUndo::RestoreFile { path: path.clone(), saved, mode: self.host.mode_of(p) }
+                StepUndo::RestoreFile {
+                    path: path.clone(),
+                    saved,
+                    mode: self.host.mode_of(p),
+                }
             }
             Step::RemovePath { path } => StepUndo::MoveBack {
                 path: path.clone(),
-                aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
+                aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0))
+                    .to_string_lossy()
+                    .into_owned(),
             },
-            Step::Run { undo: Some(argv), timeout_secs, .. } => StepUndo::Run { argv: argv.clone(), timeout_secs: *timeout_secs },
-            Step::Run { undo: None, .. } | Step::Reload { .. } | Step::Sleep { .. } | Step::Fail { .. } => StepUndo::Nothing,
+            Step::Run {
+                undo: Some(argv),
+                timeout_secs,
+                ..
+            } => StepUndo::Run {
+                argv: argv.clone(),
+                timeout_secs: *timeout_secs,
+            },
+            Step::Run { undo: None, .. } | Step::Reload { .. } | Step::Sleep { .. } | Step::Fail { .. } => {
+                StepUndo::Nothing
+            }
         })
     }
 
@@ -90,7 +121,9 @@ impl Executor {
         while let Some(start) = rest.find(SECRET_OPEN) {
             out.push_str(&rest[..start]);
             let after = &rest[start + SECRET_OPEN.len()..];
-            let end = after.find(SECRET_CLOSE).ok_or_else(|| ExecError::Other("unterminated secret marker".into()))?;
+            let end = after
+                .find(SECRET_CLOSE)
+                .ok_or_else(|| ExecError::Other("unterminated secret marker".into()))?;
             out.push_str(self.secrets.require(&after[..end])?.expose());
             rest = &after[end + SECRET_CLOSE.len()..];
         }
@@ -134,7 +167,12 @@ impl Executor {
                 self.host.rename(p, &aside)?;
                 Ok(None)
             }
-            Step::Run { argv, env, timeout_secs, .. } => {
+            Step::Run {
+                argv,
+                env,
+                timeout_secs,
+                ..
+            } => {
                 let mut cmd = Cmd::new(argv.clone()).timeout(Duration::from_secs(*timeout_secs));
                 cmd.env = env.clone();
                 self.host.run_checked(&cmd, sink, cancel).await?;
@@ -142,7 +180,9 @@ impl Executor {
             }
             Step::Reload { service } => match self.reloads.get(service) {
                 Some(argv) => {
-                    self.host.run_checked(&Cmd::new(argv.clone()).timeout(Duration::from_secs(60)), sink, cancel).await?;
+                    self.host
+                        .run_checked(&Cmd::new(argv.clone()).timeout(Duration::from_secs(60)), sink, cancel)
+                        .await?;
                     Ok(None)
                 }
                 None => Ok(Some(format!("no reload command is configured for {service}"))),
@@ -176,7 +216,10 @@ impl Executor {
             }
             StepUndo::RestoreFile { path, saved, mode } => match saved {
                 Some(copy) => {
-                    let bytes = self.host.read(Path::new(copy))?.ok_or_else(|| ExecError::Other(format!("saved copy {copy} is missing")))?;
+                    let bytes = self
+                        .host
+                        .read(Path::new(copy))?
+                        .ok_or_else(|| ExecError::Other(format!("saved copy {copy} is missing")))?;
                     self.host.write_atomic(Path::new(path), &bytes, mode.unwrap_or(0o644))
                 }
                 None => self.host.remove_all(Path::new(path)),
@@ -189,7 +232,13 @@ impl Executor {
                 Ok(())
             }
             StepUndo::Run { argv, timeout_secs } => {
-                self.host.run_checked(&Cmd::new(argv.clone()).timeout(Duration::from_secs(*timeout_secs)), sink, None).await?;
+                self.host
+                    .run_checked(
+                        &Cmd::new(argv.clone()).timeout(Duration::from_secs(*timeout_secs)),
+                        sink,
+                        None,
+                    )
+                    .await?;
                 Ok(())
             }
         }
@@ -213,7 +262,12 @@ impl Executor {
             Step::WriteFile { path, content, mode } => {
                 let FileContent::Text { text } = content;
                 let new = mask_secrets(text);
-                let old = self.host.read(Path::new(path)).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
+                let old = self
+                    .host
+                    .read(Path::new(path))
+                    .ok()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned());
                 // The current file holds real secrets; mask the lines the new content masks.
                 let old_shown = old.as_deref().map(|o| mask_like(o, text)).unwrap_or_default();
                 let header = match &old {
@@ -222,7 +276,12 @@ impl Executor {
                     Some(_) => format!("update {path} (mode {mode:o})"),
                 };
                 let diff = similar::TextDiff::from_lines(&old_shown, &new);
-                format!("{header}\n{}", diff.unified_diff().context_radius(3).header(&format!("{path} (now)"), &format!("{path} (planned)")))
+                format!(
+                    "{header}\n{}",
+                    diff.unified_diff()
+                        .context_radius(3)
+                        .header(&format!("{path} (now)"), &format!("{path} (planned)"))
+                )
             }
             other => other.describe(),
         }
@@ -241,7 +300,11 @@ fn mask_like(old: &str, new: &str) -> String {
     for line in old.lines() {
         match secret_prefixes.iter().find(|p| line.starts_with(**p)) {
             Some(p) => {
-                let new_line = new.lines().find(|l| l.starts_with(*p)).map(mask_secrets).unwrap_or_default();
+                let new_line = new
+                    .lines()
+                    .find(|l| l.starts_with(*p))
+                    .map(mask_secrets)
+                    .unwrap_or_default();
                 out.push_str(&new_line);
             }
             None => out.push_str(line),
@@ -252,6 +315,7 @@ fn mask_like(old: &str, new: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
     use fjord_core::plan::secret_ref;
@@ -277,13 +341,21 @@ mod tests {
         let ex = executor(dir.path());
         let p = dir.path().join("f.conf");
         crate::fsops::write_atomic(&p, b"old", 0o640).expect("write");
-        let step = Step::WriteFile { path: p.to_string_lossy().into(), content: FileContent::Text { text: "new".into() }, mode: 0o600 };
+        let step = Step::WriteFile {
+            path: p.to_string_lossy().into(),
+            content: FileContent::Text { text: "new".into() },
+            mode: 0o600,
+        };
         apply_and_undo(&ex, &step).await;
         assert_eq!(std::fs::read(&p).expect("read"), b"old");
         assert_eq!(crate::fsops::mode_of(&p), Some(0o640));
         // A file that did not exist is removed again.
         let q = dir.path().join("new.conf");
-        let step = Step::WriteFile { path: q.to_string_lossy().into(), content: FileContent::Text { text: "x".into() }, mode: 0o644 };
+        let step = Step::WriteFile {
+            path: q.to_string_lossy().into(),
+            content: FileContent::Text { text: "x".into() },
+            mode: 0o644,
+        };
         apply_and_undo(&ex, &step).await;
         assert!(!q.exists());
     }
@@ -293,12 +365,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ex = executor(dir.path());
         let deep = dir.path().join("a/b/c");
-        apply_and_undo(&ex, &Step::MakeDir { path: deep.to_string_lossy().into(), mode: 0o755 }).await;
+        apply_and_undo(
+            &ex,
+            &Step::MakeDir {
+                path: deep.to_string_lossy().into(),
+                mode: 0o755,
+            },
+        )
+        .await;
         assert!(!dir.path().join("a").exists());
         let keep = dir.path().join("keep");
         std::fs::create_dir(&keep).expect("mkdir");
         std::fs::write(keep.join("x"), b"1").expect("write");
-        apply_and_undo(&ex, &Step::RemovePath { path: keep.to_string_lossy().into() }).await;
+        apply_and_undo(
+            &ex,
+            &Step::RemovePath {
+                path: keep.to_string_lossy().into(),
+            },
+        )
+        .await;
         assert_eq!(std::fs::read(keep.join("x")).expect("read"), b"1");
     }
 
@@ -309,14 +394,27 @@ mod tests {
         let pw = ex.secrets.get_or_generate("db").expect("secret");
         let p = dir.path().join("settings.php");
         let text = format!("$user = 'a';\n$pass = '{}';\n", secret_ref("db"));
-        let step = Step::WriteFile { path: p.to_string_lossy().into(), content: FileContent::Text { text: text.clone() }, mode: 0o600 };
+        let step = Step::WriteFile {
+            path: p.to_string_lossy().into(),
+            content: FileContent::Text { text: text.clone() },
+            mode: 0o600,
+        };
         assert!(!ex.preview(&step).contains(pw.expose()));
         ex.apply(TaskId(1), 0, &step, None, None).await.expect("apply");
         assert!(std::fs::read_to_string(&p).expect("read").contains(pw.expose()));
         let preview = ex.preview(&step);
         assert!(preview.contains("up to date"), "{preview}");
-        let changed = Step::WriteFile { path: p.to_string_lossy().into(), content: FileContent::Text { text: format!("{text}// more\n") }, mode: 0o600 };
+        let changed = Step::WriteFile {
+            path: p.to_string_lossy().into(),
+            content: FileContent::Text {
+                text: format!("{text}// more\n"),
+            },
+            mode: 0o600,
+        };
         let preview = ex.preview(&changed);
-        assert!(!preview.contains(pw.expose()) && preview.contains("+// more"), "{preview}");
+        assert!(
+            !preview.contains(pw.expose()) && preview.contains("+// more"),
+            "{preview}"
+        );
     }
 }

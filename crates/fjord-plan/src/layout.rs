@@ -10,7 +10,9 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(state_dir: impl Into<String>) -> Layout {
-        Layout { state_dir: state_dir.into() }
+        Layout {
+            state_dir: state_dir.into(),
+        }
     }
     /// Per-server generated config: `<state>/servers/<name>`.
     pub fn server_dir(&self, server: &Server) -> String {

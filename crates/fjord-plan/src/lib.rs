@@ -67,7 +67,13 @@ fn args<T: serde::de::DeserializeOwned + Default>(task_args: &serde_json::Value)
 }
 
 /// Plans `kind` with `task_args` against the state in `snap`.
-pub fn plan(layout: &Layout, kind: TaskKind, task_args: &serde_json::Value, snap: &Snapshot, facts: &Facts) -> PlanResult<Planned> {
+pub fn plan(
+    layout: &Layout,
+    kind: TaskKind,
+    task_args: &serde_json::Value,
+    snap: &Snapshot,
+    facts: &Facts,
+) -> PlanResult<Planned> {
     match kind {
         TaskKind::ServerVerify => server_verify(layout, snap),
         TaskKind::ServerRemove => server_remove(layout, snap),
@@ -76,7 +82,11 @@ pub fn plan(layout: &Layout, kind: TaskKind, task_args: &serde_json::Value, snap
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, Some(SiteStatus::Failed)),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
-            let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
+            let target = if site.status == SiteStatus::Disabled {
+                SiteStatus::Disabled
+            } else {
+                SiteStatus::Enabled
+            };
             site_apply(layout, snap, target, None)
         }
         TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, None),
@@ -90,23 +100,36 @@ pub fn plan(layout: &Layout, kind: TaskKind, task_args: &serde_json::Value, snap
 pub fn noop(a: NoopArgs) -> PlanResult<Planned> {
     let mut plan = Plan::default();
     for f in &a.files {
-        plan.push(Step::WriteFile { path: f.clone(), content: FileContent::Text { text: "noop\n".into() }, mode: 0o644 });
+        plan.push(Step::WriteFile {
+            path: f.clone(),
+            content: FileContent::Text { text: "noop\n".into() },
+            mode: 0o644,
+        });
     }
     if a.sleep_ms > 0 {
         plan.push(Step::Sleep { ms: a.sleep_ms });
     }
     if a.fail {
-        plan.push(Step::Fail { message: "no-op task asked to fail".into() });
+        plan.push(Step::Fail {
+            message: "no-op task asked to fail".into(),
+        });
     }
-    Ok(Planned { plan, ..Default::default() })
+    Ok(Planned {
+        plan,
+        ..Default::default()
+    })
 }
 
 fn site_of(snap: &Snapshot) -> PlanResult<&Site> {
-    snap.site.as_ref().ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
+    snap.site
+        .as_ref()
+        .ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
 }
 
 fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
-    snap.platform.as_ref().ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
+    snap.platform
+        .as_ref()
+        .ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
 }
 
 fn web_service(snap: &Snapshot) -> Option<&'static str> {
@@ -116,27 +139,45 @@ fn web_service(snap: &Snapshot) -> Option<&'static str> {
 fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
-    plan.push(Step::MakeDir { path: layout.vhost_dir(server), mode: 0o755 });
-    plan.push(Step::MakeDir { path: layout.static_dir(), mode: 0o755 });
-    plan.push(Step::MakeDir { path: layout.acme_dir(), mode: 0o755 });
+    plan.push(Step::MakeDir {
+        path: layout.vhost_dir(server),
+        mode: 0o755,
+    });
+    plan.push(Step::MakeDir {
+        path: layout.static_dir(),
+        mode: 0o755,
+    });
+    plan.push(Step::MakeDir {
+        path: layout.acme_dir(),
+        mode: 0o755,
+    });
     plan.push(Step::WriteFile {
         path: format!("{}/fjord-site-disabled.html", layout.static_dir()),
-        content: FileContent::Text { text: render::site_disabled_page()? },
+        content: FileContent::Text {
+            text: render::site_disabled_page()?,
+        },
         mode: 0o644,
     });
     if server.http().is_some() {
         plan.push(Step::WriteFile {
             path: layout.server_include(server),
-            content: FileContent::Text { text: render::server_include(layout, server)? },
+            content: FileContent::Text {
+                text: render::server_include(layout, server)?,
+            },
             mode: 0o644,
         });
     }
     if let Some(service) = web_service(snap) {
-        plan.push(Step::Reload { service: service.into() });
+        plan.push(Step::Reload {
+            service: service.into(),
+        });
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus { server: server.id, status: ObjectStatus::Enabled }],
+        on_success: vec![StateChange::ServerStatus {
+            server: server.id,
+            status: ObjectStatus::Enabled,
+        }],
         on_failure: vec![],
     })
 }
@@ -144,13 +185,22 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
 fn server_remove(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     if !snap.platforms.is_empty() {
         let names: Vec<&str> = snap.platforms.iter().map(|p| p.name.as_str()).collect();
-        return Err(PlanError::Refused(format!("server {} still has platforms: {}", snap.server.name, names.join(", "))));
+        return Err(PlanError::Refused(format!(
+            "server {} still has platforms: {}",
+            snap.server.name,
+            names.join(", ")
+        )));
     }
     let mut plan = Plan::default();
-    plan.push(Step::RemovePath { path: layout.server_dir(&snap.server) });
+    plan.push(Step::RemovePath {
+        path: layout.server_dir(&snap.server),
+    });
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus { server: snap.server.id, status: ObjectStatus::Deleted }],
+        on_success: vec![StateChange::ServerStatus {
+            server: snap.server.id,
+            status: ObjectStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }
@@ -159,7 +209,9 @@ fn platform_verify(snap: &Snapshot, facts: &Facts) -> PlanResult<Planned> {
     let platform = platform_of(snap)?;
     let mut plan = Plan::default();
     if !facts.root_exists {
-        plan.push(Step::Fail { message: format!("platform root {} does not exist or is not a directory", platform.root) });
+        plan.push(Step::Fail {
+            message: format!("platform root {} does not exist or is not a directory", platform.root),
+        });
     }
     Ok(Planned {
         plan,
@@ -185,14 +237,22 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan: Plan::default(),
-        on_success: vec![StateChange::PlatformStatus { platform: platform.id, status: ObjectStatus::Deleted }],
+        on_success: vec![StateChange::PlatformStatus {
+            platform: platform.id,
+            status: ObjectStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }
 
 /// Install, verify, enable and disable all converge a site's derived files to the same shape; they
 /// differ only in the status they render and record.
-fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, on_failure: Option<SiteStatus>) -> PlanResult<Planned> {
+fn site_apply(
+    layout: &Layout,
+    snap: &Snapshot,
+    status: SiteStatus,
+    on_failure: Option<SiteStatus>,
+) -> PlanResult<Planned> {
     let site = site_of(snap)?;
     let platform = platform_of(snap)?;
     if site.status == SiteStatus::Deleted {
@@ -200,24 +260,40 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, on_failure: 
     }
     let mut plan = Plan::default();
     let dir = layout.site_dir(site);
-    plan.push(Step::MakeDir { path: dir.clone(), mode: 0o750 });
+    plan.push(Step::MakeDir {
+        path: dir.clone(),
+        mode: 0o750,
+    });
     for sub in ["files", "private", "tmp"] {
-        plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770 });
+        plan.push(Step::MakeDir {
+            path: format!("{dir}/{sub}"),
+            mode: 0o770,
+        });
     }
     if snap.server.http().is_some() {
         plan.push(Step::WriteFile {
             path: layout.vhost_path(&snap.server, site),
-            content: FileContent::Text { text: render::vhost(layout, &snap.server, platform, site, status == SiteStatus::Disabled)? },
+            content: FileContent::Text {
+                text: render::vhost(layout, &snap.server, platform, site, status == SiteStatus::Disabled)?,
+            },
             mode: 0o644,
         });
     }
     if let Some(service) = web_service(snap) {
-        plan.push(Step::Reload { service: service.into() });
+        plan.push(Step::Reload {
+            service: service.into(),
+        });
     }
     Ok(Planned {
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
-        on_failure: on_failure.map(|s| StateChange::SiteStatus { site: site.id, status: s }).into_iter().collect(),
+        on_failure: on_failure
+            .map(|s| StateChange::SiteStatus {
+                site: site.id,
+                status: s,
+            })
+            .into_iter()
+            .collect(),
     })
 }
 
@@ -231,15 +307,24 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     }
     let mut plan = Plan::default();
     if snap.server.http().is_some() {
-        plan.push(Step::RemovePath { path: layout.vhost_path(&snap.server, site) });
+        plan.push(Step::RemovePath {
+            path: layout.vhost_path(&snap.server, site),
+        });
         if let Some(service) = web_service(snap) {
-            plan.push(Step::Reload { service: service.into() });
+            plan.push(Step::Reload {
+                service: service.into(),
+            });
         }
     }
-    plan.push(Step::RemovePath { path: layout.site_dir(site) });
+    plan.push(Step::RemovePath {
+        path: layout.site_dir(site),
+    });
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
+        on_success: vec![StateChange::SiteStatus {
+            site: site.id,
+            status: SiteStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }

@@ -29,18 +29,30 @@ fn render(name: &str, ctx: minijinja::Value) -> PlanResult<String> {
     env()
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|source| PlanError::Template { name: name.into(), source })
+        .map_err(|source| PlanError::Template {
+            name: name.into(),
+            source,
+        })
 }
 
 pub(crate) fn server_include(layout: &Layout, server: &Server) -> PlanResult<String> {
-    render(SERVER_INCLUDE, context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) })
+    render(
+        SERVER_INCLUDE,
+        context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) },
+    )
 }
 
 pub(crate) fn site_disabled_page() -> PlanResult<String> {
     render(SITE_DISABLED, context! {})
 }
 
-pub(crate) fn vhost(layout: &Layout, server: &Server, platform: &Platform, site: &Site, disabled: bool) -> PlanResult<String> {
+pub(crate) fn vhost(
+    layout: &Layout,
+    server: &Server,
+    platform: &Platform,
+    site: &Site,
+    disabled: bool,
+) -> PlanResult<String> {
     let port = server.http().map(|(_, p)| p).unwrap_or(80);
     let docroot = match platform.docroot.as_deref() {
         Some("") | None => platform.root.clone(),

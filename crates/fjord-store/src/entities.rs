@@ -43,7 +43,10 @@ pub struct NewSite {
 const DB_NAME_MAX: usize = 48;
 
 fn not_found(what: &'static str, name: impl ToString) -> StoreError {
-    StoreError::NotFound { what, name: name.to_string() }
+    StoreError::NotFound {
+        what,
+        name: name.to_string(),
+    }
 }
 
 impl Store {
@@ -54,7 +57,10 @@ impl Store {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         if self.find_server_in(&mut tx, new.name.as_str()).await?.is_some() {
-            return Err(StoreError::Conflict(format!("a server named {:?} already exists", new.name.as_str())));
+            return Err(StoreError::Conflict(format!(
+                "a server named {:?} already exists",
+                new.name.as_str()
+            )));
         }
         let services = serde_json::to_string(&new.services).expect("services serialize");
         let row = sqlx::query(&format!(
@@ -73,7 +79,11 @@ impl Store {
             &NewTask {
                 kind: TaskKind::ServerVerify,
                 target_id: server.id.0,
-                lane: Lane { server: server.id, platform: None, site: None },
+                lane: Lane {
+                    server: server.id,
+                    platform: None,
+                    site: None,
+                },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -85,17 +95,21 @@ impl Store {
     }
 
     async fn find_server_in(&self, conn: &mut AnyConnection, name: &str) -> StoreResult<Option<Server>> {
-        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE name = $1 AND status <> 'deleted'"))
-            .bind(name)
-            .fetch_optional(conn)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE name = $1 AND status <> 'deleted'"
+        ))
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
         row.as_ref().map(rows::server).transpose()
     }
 
     pub async fn servers(&self) -> StoreResult<Vec<Server>> {
-        let rows = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE status <> 'deleted' ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE status <> 'deleted' ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(rows::server).collect()
     }
 
@@ -104,12 +118,17 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(rows::server).transpose()?.ok_or_else(|| not_found("server", id))
+        row.as_ref()
+            .map(rows::server)
+            .transpose()?
+            .ok_or_else(|| not_found("server", id))
     }
 
     pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
         let mut conn = self.pool.acquire().await?;
-        self.find_server_in(&mut conn, name).await?.ok_or_else(|| not_found("server", name))
+        self.find_server_in(&mut conn, name)
+            .await?
+            .ok_or_else(|| not_found("server", name))
     }
 
     // ---- platforms -----------------------------------------------------------------------------------
@@ -124,18 +143,23 @@ impl Store {
             .await?
             .try_get::<i64, _>("n")?;
         if live > 0 {
-            return Err(StoreError::Conflict(format!("a platform named {:?} already exists", new.name.as_str())));
+            return Err(StoreError::Conflict(format!(
+                "a platform named {:?} already exists",
+                new.name.as_str()
+            )));
         }
-        let same_root = sqlx::query(
-            "SELECT name FROM platforms WHERE server_id = $1 AND root = $2 AND status <> 'deleted'",
-        )
-        .bind(new.server.0)
-        .bind(&new.root)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let same_root =
+            sqlx::query("SELECT name FROM platforms WHERE server_id = $1 AND root = $2 AND status <> 'deleted'")
+                .bind(new.server.0)
+                .bind(&new.root)
+                .fetch_optional(&mut *tx)
+                .await?;
         if let Some(row) = same_root {
             let other: String = row.try_get("name")?;
-            return Err(StoreError::Conflict(format!("platform {other:?} already uses {}", new.root)));
+            return Err(StoreError::Conflict(format!(
+                "platform {other:?} already uses {}",
+                new.root
+            )));
         }
         let row = sqlx::query(&format!(
             "INSERT INTO platforms (name, server_id, root, source, locked, status, created_at, updated_at) \
@@ -154,7 +178,11 @@ impl Store {
             &NewTask {
                 kind: TaskKind::PlatformVerify,
                 target_id: platform.id.0,
-                lane: Lane { server: platform.server_id, platform: Some(platform.id), site: None },
+                lane: Lane {
+                    server: platform.server_id,
+                    platform: Some(platform.id),
+                    site: None,
+                },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -166,10 +194,11 @@ impl Store {
     }
 
     pub async fn platforms(&self) -> StoreResult<Vec<Platform>> {
-        let rows =
-            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(rows::platform).collect()
     }
 
@@ -178,16 +207,23 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", id))
+        row.as_ref()
+            .map(rows::platform)
+            .transpose()?
+            .ok_or_else(|| not_found("platform", id))
     }
 
     pub async fn platform_by_name(&self, name: &str) -> StoreResult<Platform> {
-        let row =
-            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE name = $1 AND status <> 'deleted'"))
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", name))
+        let row = sqlx::query(&format!(
+            "SELECT {PLATFORM_COLS} FROM platforms WHERE name = $1 AND status <> 'deleted'"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(rows::platform)
+            .transpose()?
+            .ok_or_else(|| not_found("platform", name))
     }
 
     /// Locking hides a platform from new sites; it needs no work on a host.
@@ -216,7 +252,10 @@ impl Store {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
-        sqlx::query("UPDATE platforms SET updated_at = updated_at WHERE id = $1").bind(new.platform.0).execute(&mut *tx).await?;
+        sqlx::query("UPDATE platforms SET updated_at = updated_at WHERE id = $1")
+            .bind(new.platform.0)
+            .execute(&mut *tx)
+            .await?;
         let site = prepare_site_in(&mut tx, new).await?;
         let row = sqlx::query(&format!(
             "INSERT INTO sites (domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, language, \
@@ -316,11 +355,15 @@ impl Store {
     }
 
     pub async fn sites_on_platform(&self, platform: PlatformId) -> StoreResult<Vec<Site>> {
-        self.sites_where("status <> 'deleted' AND platform_id = $1", Some(platform.0)).await
+        self.sites_where("status <> 'deleted' AND platform_id = $1", Some(platform.0))
+            .await
     }
 
     pub async fn site(&self, id: SiteId) -> StoreResult<Site> {
-        self.sites_where("id = $1", Some(id.0)).await?.pop().ok_or_else(|| not_found("site", id))
+        self.sites_where("id = $1", Some(id.0))
+            .await?
+            .pop()
+            .ok_or_else(|| not_found("site", id))
     }
 
     /// Finds a live site by its domain or one of its aliases.
@@ -338,9 +381,15 @@ impl Store {
     // ---- clients -------------------------------------------------------------------------------------
 
     pub async fn add_client(&self, name: &Name, title: &str, site_quota: Option<i64>) -> StoreResult<Client> {
-        let existing = sqlx::query("SELECT id FROM clients WHERE name = $1").bind(name.as_str()).fetch_optional(&self.pool).await?;
+        let existing = sqlx::query("SELECT id FROM clients WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         if existing.is_some() {
-            return Err(StoreError::Conflict(format!("a client named {:?} already exists", name.as_str())));
+            return Err(StoreError::Conflict(format!(
+                "a client named {:?} already exists",
+                name.as_str()
+            )));
         }
         let row = sqlx::query(
             "INSERT INTO clients (name, title, site_quota, created_at) VALUES ($1, $2, $3, $4) \
@@ -367,7 +416,10 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(rows::client).transpose()?.ok_or_else(|| not_found("client", name))
+        row.as_ref()
+            .map(rows::client)
+            .transpose()?
+            .ok_or_else(|| not_found("client", name))
     }
 
     // ---- snapshots and state changes -----------------------------------------------------------------
@@ -405,7 +457,13 @@ impl Store {
                 (sites, platforms)
             }
         };
-        Ok(Snapshot { server, platform, site, sites, platforms })
+        Ok(Snapshot {
+            server,
+            platform,
+            site,
+            sites,
+            platforms,
+        })
     }
 }
 
@@ -414,22 +472,30 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         .bind(new.platform.0)
         .fetch_optional(&mut *conn)
         .await?;
-    let platform = row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", new.platform))?;
+    let platform = row
+        .as_ref()
+        .map(rows::platform)
+        .transpose()?
+        .ok_or_else(|| not_found("platform", new.platform))?;
     if platform.status == ObjectStatus::Deleted {
         return Err(not_found("platform", platform.name));
     }
     if platform.locked {
-        return Err(StoreError::Conflict(format!("platform {} is locked: it takes no new sites", platform.name)));
+        return Err(StoreError::Conflict(format!(
+            "platform {} is locked: it takes no new sites",
+            platform.name
+        )));
     }
     let mut seen = std::collections::BTreeSet::new();
     for d in std::iter::once(&new.domain).chain(new.aliases.iter()) {
         if !seen.insert(d.as_str()) {
             return Err(StoreError::Conflict(format!("{d} is given more than once")));
         }
-        let taken = sqlx::query("SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1")
-            .bind(d.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let taken =
+            sqlx::query("SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1")
+                .bind(d.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
         if let Some(row) = taken {
             let owner: String = row.try_get("domain")?;
             return Err(StoreError::Conflict(if owner == d.as_str() {
@@ -440,7 +506,10 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         }
     }
     if let Some(client) = new.client {
-        let row = sqlx::query("SELECT name, site_quota FROM clients WHERE id = $1").bind(client.0).fetch_optional(&mut *conn).await?;
+        let row = sqlx::query("SELECT name, site_quota FROM clients WHERE id = $1")
+            .bind(client.0)
+            .fetch_optional(&mut *conn)
+            .await?;
         let row = row.ok_or_else(|| not_found("client", client))?;
         if let Some(quota) = row.try_get::<Option<i64>, _>("site_quota")? {
             let used = sqlx::query("SELECT COUNT(*) AS n FROM sites WHERE client_id = $1 AND status <> 'deleted'")
@@ -450,7 +519,9 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
                 .try_get::<i64, _>("n")?;
             if used >= quota {
                 let name: String = row.try_get("name")?;
-                return Err(StoreError::Conflict(format!("client {name} has used its quota of {quota} sites")));
+                return Err(StoreError::Conflict(format!(
+                    "client {name} has used its quota of {quota} sites"
+                )));
             }
         }
     }

@@ -135,8 +135,14 @@ impl Store {
             .await?;
         sqlx::query("DELETE FROM bench_baseline").execute(&self.pool).await?;
         for i in 0..n as i64 {
-            sqlx::query("INSERT INTO bench_baseline (id, v) VALUES ($1, 0)").bind(i).execute(&self.pool).await?;
-            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = $1").bind(i).execute(&self.pool).await?;
+            sqlx::query("INSERT INTO bench_baseline (id, v) VALUES ($1, 0)")
+                .bind(i)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = $1")
+                .bind(i)
+                .execute(&self.pool)
+                .await?;
         }
         sqlx::query("DROP TABLE bench_baseline").execute(&self.pool).await?;
         Ok(())
@@ -156,10 +162,16 @@ pub mod testing {
     /// A store on a new, empty PostgreSQL database created on the server `FJORD_TEST_PG_URL` points to,
     /// or `None` when the variable is unset.
     pub async fn postgres_scratch() -> StoreResult<Option<Store>> {
-        let Ok(url) = std::env::var("FJORD_TEST_PG_URL") else { return Ok(None) };
+        let Ok(url) = std::env::var("FJORD_TEST_PG_URL") else {
+            return Ok(None);
+        };
         sqlx::any::install_default_drivers();
         let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await?;
-        let name = format!("fjord_scratch_{}_{}", std::process::id(), now_millis() % 1_000_000_000 + next_serial());
+        let name = format!(
+            "fjord_scratch_{}_{}",
+            std::process::id(),
+            now_millis() % 1_000_000_000 + next_serial()
+        );
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
         admin.close().await;
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);

@@ -28,7 +28,8 @@ pub struct TaskFilter {
 const ACTIVE: &str = "('queued', 'running', 'interrupted')";
 
 /// `u` blocks `t` when it is active, is not `t`, and is either running or earlier in the queue.
-const BLOCKS: &str = "u.status IN ('queued', 'running', 'interrupted') AND u.id <> t.id AND (u.status <> 'queued' OR u.id < t.id)";
+const BLOCKS: &str =
+    "u.status IN ('queued', 'running', 'interrupted') AND u.id <> t.id AND (u.status <> 'queued' OR u.id < t.id)";
 
 fn claim_sql(dialect: Dialect) -> String {
     // Five NOT EXISTS, one per way two lanes can overlap, so each can use the lane index.
@@ -80,15 +81,27 @@ impl Store {
     /// The lane a new task on this target runs in.
     pub async fn lane_of(&self, target: TargetKind, id: i64) -> StoreResult<Lane> {
         Ok(match target {
-            TargetKind::Server => Lane { server: self.server(ServerId(id)).await?.id, platform: None, site: None },
+            TargetKind::Server => Lane {
+                server: self.server(ServerId(id)).await?.id,
+                platform: None,
+                site: None,
+            },
             TargetKind::Platform => {
                 let p = self.platform(PlatformId(id)).await?;
-                Lane { server: p.server_id, platform: Some(p.id), site: None }
+                Lane {
+                    server: p.server_id,
+                    platform: Some(p.id),
+                    site: None,
+                }
             }
             TargetKind::Site => {
                 let s = self.site(SiteId(id)).await?;
                 let p = self.platform(s.platform_id).await?;
-                Lane { server: p.server_id, platform: Some(p.id), site: Some(s.id) }
+                Lane {
+                    server: p.server_id,
+                    platform: Some(p.id),
+                    site: Some(s.id),
+                }
             }
         })
     }
@@ -135,9 +148,19 @@ impl Store {
     }
 
     pub async fn plan_of(&self, id: TaskId) -> StoreResult<Option<Planned>> {
-        let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
-        match row.map(|r| r.try_get::<Option<String>, _>("plan")).transpose()?.flatten() {
-            Some(s) => Ok(Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column: "plan", detail: e.to_string() })?)),
+        let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row
+            .map(|r| r.try_get::<Option<String>, _>("plan"))
+            .transpose()?
+            .flatten()
+        {
+            Some(s) => Ok(Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+                column: "plan",
+                detail: e.to_string(),
+            })?)),
             None => Ok(None),
         }
     }
@@ -231,14 +254,19 @@ impl Store {
         let task = self.task(id).await?;
         match task.status {
             TaskStatus::Queued => {
-                sqlx::query("UPDATE tasks SET status = 'cancelled', finished_at = $1 WHERE id = $2 AND status = 'queued'")
-                    .bind(now_millis())
+                sqlx::query(
+                    "UPDATE tasks SET status = 'cancelled', finished_at = $1 WHERE id = $2 AND status = 'queued'",
+                )
+                .bind(now_millis())
+                .bind(id.0)
+                .execute(&self.pool)
+                .await?;
+            }
+            TaskStatus::Running | TaskStatus::Interrupted => {
+                sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1")
                     .bind(id.0)
                     .execute(&self.pool)
                     .await?;
-            }
-            TaskStatus::Running | TaskStatus::Interrupted => {
-                sqlx::query("UPDATE tasks SET cancel_requested = 1 WHERE id = $1").bind(id.0).execute(&self.pool).await?;
             }
             s => return Err(StoreError::Conflict(format!("task {id} is already {s}"))),
         }
@@ -249,7 +277,10 @@ impl Store {
     pub async fn retry(&self, id: TaskId, created_by: &str) -> StoreResult<Task> {
         let task = self.task(id).await?;
         if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
-            return Err(StoreError::Conflict(format!("task {id} is {}; only failed or cancelled tasks can be retried", task.status)));
+            return Err(StoreError::Conflict(format!(
+                "task {id} is {}; only failed or cancelled tasks can be retried",
+                task.status
+            )));
         }
         // The target may have moved (a site migrated to another platform): recompute its lane. No-op
         // tasks have no real target and keep theirs.
@@ -257,7 +288,14 @@ impl Store {
             TaskKind::Noop => task.lane,
             _ => self.lane_of(task.target_kind, task.target_id).await?,
         };
-        self.enqueue(&NewTask { kind: task.kind, target_id: task.target_id, lane, args: task.args, created_by: created_by.into() }).await
+        self.enqueue(&NewTask {
+            kind: task.kind,
+            target_id: task.target_id,
+            lane,
+            args: task.args,
+            created_by: created_by.into(),
+        })
+        .await
     }
 
     pub async fn task(&self, id: TaskId) -> StoreResult<Task> {
@@ -265,7 +303,10 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound { what: "task", name: id.to_string() })
+        row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound {
+            what: "task",
+            name: id.to_string(),
+        })
     }
 
     /// Tasks, newest first.
@@ -277,7 +318,10 @@ impl Store {
         if let Some((kind, _)) = filter.target {
             sql.push_str(&format!(" AND target_kind = '{}' AND target_id = $1", kind.as_str()));
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.unwrap_or(50).clamp(1, 10_000)));
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            filter.limit.unwrap_or(50).clamp(1, 10_000)
+        ));
         let mut q = sqlx::query(&sql);
         if let Some((_, id)) = filter.target {
             q = q.bind(id);
@@ -287,10 +331,12 @@ impl Store {
 
     /// Number of tasks that are queued, running or being recovered.
     pub async fn active_task_count(&self) -> StoreResult<i64> {
-        Ok(sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE}"))
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?)
+        Ok(
+            sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE}"))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
     }
 
     // ---- task log ------------------------------------------------------------------------------------
@@ -347,15 +393,17 @@ impl Store {
         status: StepStatus,
         undo: Option<&str>,
     ) -> StoreResult<()> {
-        let updated = sqlx::query("UPDATE task_steps SET description = $1, status = $2, undo = $3 WHERE task_id = $4 AND idx = $5")
-            .bind(description)
-            .bind(status.as_str())
-            .bind(undo)
-            .bind(task.0)
-            .bind(idx)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let updated = sqlx::query(
+            "UPDATE task_steps SET description = $1, status = $2, undo = $3 WHERE task_id = $4 AND idx = $5",
+        )
+        .bind(description)
+        .bind(status.as_str())
+        .bind(undo)
+        .bind(task.0)
+        .bind(idx)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         if updated == 0 {
             sqlx::query("INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5)")
                 .bind(task.0)
@@ -380,16 +428,21 @@ impl Store {
     }
 
     pub async fn steps(&self, task: TaskId) -> StoreResult<Vec<StepRecord>> {
-        let rows = sqlx::query("SELECT task_id, idx, description, status, undo FROM task_steps WHERE task_id = $1 ORDER BY idx")
-            .bind(task.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT task_id, idx, description, status, undo FROM task_steps WHERE task_id = $1 ORDER BY idx",
+        )
+        .bind(task.0)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(rows::step).collect()
     }
 
     /// Forgets a task's undo log once it is settled for good (a new attempt starts a fresh one).
     pub async fn clear_steps(&self, task: TaskId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM task_steps WHERE task_id = $1").bind(task.0).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM task_steps WHERE task_id = $1")
+            .bind(task.0)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
@@ -405,7 +458,10 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .await?;
             if matches!(status, SiteStatus::Deleted | SiteStatus::Failed) {
                 // A deleted or never-installed site frees its domain and aliases for reuse.
-                sqlx::query("DELETE FROM site_domains WHERE site_id = $1").bind(site.0).execute(&mut *conn).await?;
+                sqlx::query("DELETE FROM site_domains WHERE site_id = $1")
+                    .bind(site.0)
+                    .execute(&mut *conn)
+                    .await?;
             }
         }
         StateChange::PlatformStatus { platform, status } => {
@@ -416,7 +472,12 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
-        StateChange::PlatformVerified { platform, docroot, app, app_version } => {
+        StateChange::PlatformVerified {
+            platform,
+            docroot,
+            app,
+            app_version,
+        } => {
             sqlx::query(
                 "UPDATE platforms SET docroot = $1, app = $2, app_version = $3, verified_at = $4, updated_at = $4, \
                  status = CASE WHEN status = 'queued' OR status = 'failed' THEN 'enabled' ELSE status END WHERE id = $5",

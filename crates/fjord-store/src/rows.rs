@@ -12,7 +12,10 @@ pub(crate) fn text_enum<T>(row: &AnyRow, column: &'static str, parse: fn(&str) -
 
 pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
     let s: String = row.try_get(column)?;
-    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+        column,
+        detail: e.to_string(),
+    })
 }
 
 fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
@@ -21,12 +24,18 @@ fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
 
 fn name(row: &AnyRow, column: &'static str) -> StoreResult<Name> {
     let s: String = row.try_get(column)?;
-    Name::parse("name", &s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+    Name::parse("name", &s).map_err(|e| StoreError::Corrupt {
+        column,
+        detail: e.to_string(),
+    })
 }
 
 pub(crate) fn domain(row: &AnyRow, column: &'static str) -> StoreResult<Domain> {
     let s: String = row.try_get(column)?;
-    Domain::parse(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+    Domain::parse(&s).map_err(|e| StoreError::Corrupt {
+        column,
+        detail: e.to_string(),
+    })
 }
 
 pub(crate) const SERVER_COLS: &str = "id, name, hostname, services, status, created_at, updated_at";
@@ -56,7 +65,10 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
         docroot: row.try_get("docroot")?,
         source: json(row, "source")?,
         app: match app {
-            Some(a) => Some(AppKind::parse(&a).ok_or(StoreError::Corrupt { column: "app", detail: a })?),
+            Some(a) => Some(AppKind::parse(&a).ok_or(StoreError::Corrupt {
+                column: "app",
+                detail: a,
+            })?),
             None => None,
         },
         app_version: row.try_get("app_version")?,
@@ -106,7 +118,8 @@ pub(crate) fn client(row: &AnyRow) -> StoreResult<Client> {
     })
 }
 
-pub(crate) const TASK_COLS: &str = "id, kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
+pub(crate) const TASK_COLS: &str =
+    "id, kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
      attempts, max_attempts, cancel_requested, lease_owner, lease_until, error, created_by, created_at, started_at, \
      finished_at, run_after";
 

@@ -1,1 +1,41 @@
-fn main() {}
+//! The `fjord` binary: parses the command line, loads the configuration, and hands each command to
+//! the library crates. Glue only: the model lives in fjord-core, state in fjord-store, host work in
+//! fjord-exec, plans in fjord-plan, the worker pool in fjord-daemon.
+#![allow(clippy::print_stdout)]
+
+mod cli;
+mod commands;
+mod config;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FJORD_LOG").unwrap_or_else(|_| {
+                // The daemon logs its work; other commands speak only when something is wrong.
+                let default = if matches!(cli.command, cli::Command::Serve(_)) {
+                    "info"
+                } else {
+                    "warn"
+                };
+                tracing_subscriber::EnvFilter::new(default)
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The command line, as clap definitions only. `fjord <noun> <verb>`; every command takes `--json`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fjord",
+    version,
+    about = "Fjord: a hosting control plane for Drupal, WordPress and other PHP sites"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// State directory (database, secrets, generated config, logs).
+    #[arg(long, global = true, env = "FJORD_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Config file [default: STATE/fjord.toml].
+    #[arg(long, global = true, env = "FJORD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State database URL (sqlite:///path or postgres://…) [default: sqlite in the state dir].
+    #[arg(long, global = true, env = "FJORD_DB", value_name = "URL", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print what a state-changing command would do (files with a diff, commands) and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// After queueing a task, follow its log until it ends; exit non-zero if it fails.
+    #[arg(long, global = true)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the state directory and database (harmless to run again).
+    Init,
+    /// Run the task daemon (the worker pool).
+    Serve(ServeArgs),
+    /// Check that the state database is reachable and whether a daemon is running.
+    Health,
+    #[command(subcommand)]
+    Server(ServerCmd),
+    #[command(subcommand)]
+    Platform(PlatformCmd),
+    #[command(subcommand)]
+    Site(SiteCmd),
+    #[command(subcommand)]
+    Client(ClientCmd),
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages into a directory.
+    Man { dir: PathBuf },
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Most tasks run at once [default: number of CPUs].
+    #[arg(long, env = "FJORD_WORKERS")]
+    pub workers: Option<usize>,
+    /// This daemon's name in task leases [default: the host name].
+    #[arg(long, env = "FJORD_NODE")]
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCmd {
+    /// Register a server and queue its verify.
+    Add(ServerAdd),
+    List,
+    Show {
+        name: String,
+    },
+    /// Regenerate and check the server's config.
+    Verify {
+        name: String,
+    },
+    /// Remove a server (refused while it has platforms).
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerAdd {
+    pub name: String,
+    /// Host name or address Fjord reaches it at.
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// Web server.
+    #[arg(long, default_value = "nginx")]
+    pub http: String,
+    #[arg(long, default_value_t = 80)]
+    pub http_port: u16,
+    /// Database engines it offers (repeatable): mariadb, postgres, sqlite.
+    #[arg(long = "database", value_name = "ENGINE")]
+    pub dbs: Vec<String>,
+    /// PHP-FPM runtimes (repeatable), as VERSION=BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2.
+    #[arg(long = "php", value_name = "VERSION=BINARY")]
+    pub phps: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformCmd {
+    /// Register a codebase and queue its verify.
+    Add(PlatformAdd),
+    List,
+    Show {
+        name: String,
+    },
+    /// Detect the app, version and docroot.
+    Verify {
+        name: String,
+    },
+    /// Hide the platform from new sites.
+    Lock {
+        name: String,
+    },
+    Unlock {
+        name: String,
+    },
+    /// Remove a platform (refused while it has sites).
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlatformAdd {
+    pub name: String,
+    /// Server it lives on [default: the only server].
+    #[arg(long)]
+    pub server: Option<String>,
+    /// An existing codebase directory.
+    #[arg(long, conflicts_with_all = ["git", "composer", "archive"])]
+    pub path: Option<String>,
+    /// Build from a git repository (with --ref).
+    #[arg(long, requires = "git_ref")]
+    pub git: Option<String>,
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Build with composer create-project PACKAGE[:VERSION].
+    #[arg(long)]
+    pub composer: Option<String>,
+    /// Build from a tar archive.
+    #[arg(long)]
+    pub archive: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCmd {
+    /// Create a site and queue its install.
+    Create(Box<SiteCreate>),
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    Show {
+        domain: String,
+    },
+    /// Regenerate everything derived for the site.
+    Verify {
+        domain: String,
+    },
+    Enable {
+        domain: String,
+    },
+    Disable {
+        domain: String,
+    },
+    /// Delete a disabled site (or any, with --force).
+    Delete {
+        domain: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SiteCreate {
+    pub domain: String,
+    #[arg(long)]
+    pub platform: String,
+    /// Database engine: mariadb, postgres or sqlite.
+    #[arg(long, default_value = "mariadb")]
+    pub db_engine: String,
+    /// Server holding the database [default: the platform's server].
+    #[arg(long)]
+    pub db_server: Option<String>,
+    /// PHP version [default: the server's default].
+    #[arg(long)]
+    pub php: Option<String>,
+    #[arg(long)]
+    pub profile: Option<String>,
+    #[arg(long, default_value = "en")]
+    pub language: String,
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Domain alias (repeatable).
+    #[arg(long = "alias", value_name = "DOMAIN")]
+    pub aliases: Vec<String>,
+    /// Answer aliases with a 301 to the main domain.
+    #[arg(long)]
+    pub redirect_aliases: bool,
+    /// Add www.DOMAIN as an alias.
+    #[arg(long)]
+    pub www: bool,
+    /// HTTPS mode: off, on, required.
+    #[arg(long, default_value = "off")]
+    pub https: String,
+    /// Seconds between cron runs (0 disables cron).
+    #[arg(long, default_value_t = 3600)]
+    pub cron_interval: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    Add {
+        name: String,
+        #[arg(long)]
+        title: Option<String>,
+        /// Most sites the client may have.
+        #[arg(long)]
+        quota: Option<i64>,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    Show {
+        id: i64,
+    },
+    /// Print a task's log; --follow keeps printing until it ends.
+    Log {
+        id: i64,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    Cancel {
+        id: i64,
+    },
+    Retry {
+        id: i64,
+    },
+    /// Queue a task that does nothing but wait (for testing the queue).
+    #[command(hide = true)]
+    Noop {
+        #[arg(long, default_value_t = 1)]
+        server: i64,
+        #[arg(long)]
+        platform: Option<i64>,
+        #[arg(long)]
+        site: Option<i64>,
+        #[arg(long, default_value_t = 0)]
+        sleep_ms: u64,
+        #[arg(long = "file")]
+        files: Vec<String>,
+        #[arg(long)]
+        fail: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// No-op tasks through the whole queue vs. bare INSERT+UPDATE statements.
+    Queue {
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        /// Sites the tasks are spread over.
+        #[arg(long, default_value_t = 200)]
+        sites: i64,
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

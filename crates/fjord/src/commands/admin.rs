@@ -1,0 +1,186 @@
+//! init, serve, health, completions, man.
+
+use super::Ctx;
+use crate::cli::{Cli, ServeArgs};
+use crate::config::{self, ensure_dir};
+use anyhow::{bail, Context as _, Result};
+use clap::CommandFactory;
+use fjord_daemon::DaemonConfig;
+use std::fs::File;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn init(ctx: &mut Ctx) -> Result<ExitCode> {
+    let s = ctx.settings.clone();
+    if let Some(url) = &ctx.global.db {
+        config::check_url(url)?;
+    }
+    if ctx.global.dry_run {
+        println!(
+            "dry run: would create {} (secrets/, log/, undo/, backups/), write {} and create the state database",
+            s.state_dir.display(),
+            s.config_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    ensure_dir(&s.state_dir, 0o755)?;
+    for (dir, mode) in [
+        (s.secrets_dir(), 0o700),
+        (s.undo_dir(), 0o700),
+        (s.state_dir.join("backups"), 0o700),
+        (s.log_dir(), 0o750),
+    ] {
+        ensure_dir(&dir, mode)?;
+    }
+    let wrote_config = if s.config_path.exists() {
+        false
+    } else {
+        fjord_exec::fsops::write_atomic(
+            &s.config_path,
+            config::default_config_text(ctx.global.db.as_deref()).as_bytes(),
+            0o640,
+        )?;
+        true
+    };
+    let store = ctx.store().await?;
+    let servers = store.servers().await?.len();
+    let summary = serde_json::json!({
+        "state_dir": s.state_dir,
+        "config": s.config_path,
+        "database": store_kind(&s.database_url),
+        "config_written": wrote_config,
+        "servers": servers,
+    });
+    ctx.out.emit(&summary, || {
+        println!("Fjord state is ready in {}", s.state_dir.display());
+        println!(
+            "  config:   {}{}",
+            s.config_path.display(),
+            if wrote_config { " (written)" } else { " (kept)" }
+        );
+        println!("  database: {}", store_kind(&s.database_url));
+        println!("Next: `fjord serve` runs the task daemon; `fjord server add localhost` registers this machine.");
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_kind(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        format!("SQLite ({})", url.trim_start_matches("sqlite://"))
+    } else {
+        "PostgreSQL".into()
+    }
+}
+
+/// Holds an exclusive lock on `serve.lock` while a daemon runs on this state dir.
+fn try_lock(path: &Path) -> Result<Option<nix::fcntl::Flock<File>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).context("locking serve.lock"),
+    }
+}
+
+/// Whether a `fjord serve` is running on this state dir.
+pub fn daemon_running(ctx: &Ctx) -> bool {
+    let path = ctx.settings.lock_path();
+    path.exists() && matches!(try_lock(&path), Ok(None))
+}
+
+pub fn default_node() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
+    if !ctx.settings.state_dir.is_dir() {
+        bail!(
+            "state dir {} does not exist; run `fjord init` first",
+            ctx.settings.state_dir.display()
+        );
+    }
+    let Some(_lock) = try_lock(&ctx.settings.lock_path())? else {
+        bail!(
+            "another `fjord serve` is already running on {}",
+            ctx.settings.state_dir.display()
+        );
+    };
+    let store = ctx.store().await?;
+    let file = &ctx.settings.file;
+    let mut cfg = DaemonConfig::new(
+        args.node.or(file.node.clone()).unwrap_or_else(default_node),
+        ctx.layout(),
+    );
+    if let Some(w) = args.workers.or(file.workers) {
+        if w == 0 {
+            bail!("--workers must be at least 1");
+        }
+        cfg.workers = w;
+    }
+    if let Some(l) = file.lease_seconds {
+        cfg.lease = Duration::from_secs(l.max(1));
+    }
+    if let Ok(f) = std::env::var("FJORD_FAULT") {
+        cfg.fault = Some(f.parse().map_err(anyhow::Error::msg)?);
+    }
+    fjord_exec::fsops::write_atomic(
+        &ctx.settings.state_dir.join("serve.pid"),
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+    )?;
+    tracing::info!(workers = cfg.workers, node = %cfg.node, state = %ctx.settings.state_dir.display(), "fjord serve started");
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("signal received");
+    };
+    fjord_daemon::run(store, ctx.executor()?, cfg, shutdown, Duration::from_secs(30)).await?;
+    let _ = std::fs::remove_file(ctx.settings.state_dir.join("serve.pid"));
+    tracing::info!("fjord serve stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn health(ctx: &mut Ctx) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let active = store.active_task_count().await?;
+    let running = daemon_running(ctx);
+    let v = serde_json::json!({ "database": "ok", "daemon_running": running, "active_tasks": active });
+    ctx.out.emit(&v, || {
+        println!("state database: ok");
+        println!(
+            "daemon:         {}",
+            if running {
+                "running"
+            } else {
+                "not running (start it with `fjord serve`)"
+            }
+        );
+        println!("active tasks:   {active}");
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    clap_complete::generate(shell, &mut Cli::command(), "fjord", &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn man(dir: &Path) -> Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    clap_mangen::generate_to(Cli::command(), dir).context("writing man pages")?;
+    println!("man pages written to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,189 @@
+//! One module per noun. Each command resolves its arguments into validated model values first, so bad
+//! input fails before anything is written.
+
+mod admin;
+mod bench;
+mod objects;
+mod site;
+mod task;
+
+use crate::cli::{Cli, Command, Global};
+use crate::config::{self, Settings};
+use crate::output::Out;
+use anyhow::{Context as _, Result};
+use fjord_core::*;
+use fjord_exec::{Executor, Host, SecretStore};
+use fjord_plan::{Facts, Layout};
+use fjord_store::Store;
+use std::process::ExitCode;
+
+/// What every command gets: settings, output mode, global flags, and the store (opened on demand).
+pub struct Ctx {
+    pub settings: Settings,
+    pub global: Global,
+    pub out: Out,
+    store: Option<Store>,
+}
+
+impl Ctx {
+    pub async fn store(&mut self) -> Result<Store> {
+        if let Some(s) = &self.store {
+            return Ok(s.clone());
+        }
+        if !self.settings.state_dir.is_dir() && self.settings.database_url.starts_with("sqlite:") {
+            anyhow::bail!(
+                "state dir {} does not exist; run `fjord init --state {}` first",
+                self.settings.state_dir.display(),
+                self.settings.state_dir.display()
+            );
+        }
+        let store = Store::open(&self.settings.database_url)
+            .await
+            .context("opening the state database")?;
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.settings.state_str())
+    }
+
+    pub fn executor(&self) -> Result<Executor> {
+        Ok(Executor {
+            host: Host::Local,
+            secrets: SecretStore::open(self.settings.secrets_dir())?,
+            undo_dir: self.settings.undo_dir(),
+            reloads: self.settings.file.reload.clone(),
+        })
+    }
+
+    /// Who is asking, for the task record.
+    pub fn actor(&self) -> String {
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| nix::unistd::getuid().to_string());
+        format!("cli:{user}")
+    }
+}
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let settings = config::resolve(&cli.global)?;
+    let mut ctx = Ctx {
+        settings,
+        out: Out { json: cli.global.json },
+        global: cli.global,
+        store: None,
+    };
+    match cli.command {
+        Command::Init => admin::init(&mut ctx).await,
+        Command::Serve(args) => admin::serve(&mut ctx, args).await,
+        Command::Health => admin::health(&mut ctx).await,
+        Command::Completions { shell } => admin::completions(shell),
+        Command::Man { dir } => admin::man(&dir),
+        Command::Server(cmd) => objects::server(&mut ctx, cmd).await,
+        Command::Platform(cmd) => objects::platform(&mut ctx, cmd).await,
+        Command::Client(cmd) => objects::client(&mut ctx, cmd).await,
+        Command::Site(cmd) => site::run(&mut ctx, cmd).await,
+        Command::Task(cmd) => task::run(&mut ctx, cmd).await,
+        Command::Bench(cmd) => bench::run(&mut ctx, cmd).await,
+    }
+}
+
+/// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
+pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
+    Task {
+        id: TaskId(0),
+        kind,
+        target_kind: kind.target_kind(),
+        target_id,
+        lane,
+        args,
+        status: TaskStatus::Queued,
+        attempts: 0,
+        max_attempts: 3,
+        cancel_requested: false,
+        lease_owner: None,
+        lease_until: None,
+        error: None,
+        created_by: String::new(),
+        created_at: 0,
+        started_at: None,
+        finished_at: None,
+        run_after: 0,
+    }
+}
+
+/// What the daemon would find on the host; the CLI runs on the same host, so it can look too.
+pub fn facts_for(kind: TaskKind, snap: &Snapshot) -> Facts {
+    match (kind, &snap.platform) {
+        (TaskKind::PlatformVerify, Some(p)) => {
+            let root = std::path::Path::new(&p.root);
+            let docroot = fjord_exec::probe::docroot(root);
+            let app = docroot.as_ref().and_then(|d| fjord_exec::probe::app(&root.join(d)));
+            Facts {
+                root_exists: root.is_dir(),
+                docroot,
+                app: app.as_ref().map(|(a, _)| *a),
+                app_version: app.and_then(|(_, v)| v),
+            }
+        }
+        _ => Facts::default(),
+    }
+}
+
+/// Plans `kind` against `snap`; a refusal becomes the command's error, so nothing gets queued.
+pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
+    Ok(fjord_plan::plan(
+        &ctx.layout(),
+        kind,
+        args,
+        snap,
+        &facts_for(kind, snap),
+    )?)
+}
+
+/// Prints a plan for `--dry-run`.
+pub fn print_plan(ctx: &Ctx, kind: TaskKind, planned: &Planned) -> Result<ExitCode> {
+    let ex = ctx.executor()?;
+    if ctx.out.json {
+        let previews: Vec<String> = planned.plan.steps.iter().map(|s| ex.preview(s)).collect();
+        let v = serde_json::json!({ "dry_run": true, "kind": kind, "steps": planned.plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>(), "previews": previews, "on_success": planned.on_success });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "dry run: {kind} would do {} step(s); nothing was changed",
+            planned.plan.steps.len()
+        );
+        for (i, step) in planned.plan.steps.iter().enumerate() {
+            println!("\n[{}] {}", i + 1, ex.preview(step));
+        }
+        for change in &planned.on_success {
+            println!("\nthen record: {}", serde_json::to_string(change)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Queues a task on an existing object, after checking it would be accepted; honours `--dry-run` and
+/// `--wait`.
+pub async fn queue_task(ctx: &mut Ctx, kind: TaskKind, target_id: i64, args: serde_json::Value) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let lane = store.lane_of(kind.target_kind(), target_id).await?;
+    let snap = store
+        .snapshot(&prospective_task(kind, target_id, lane, args.clone()))
+        .await?;
+    let planned = plan_now(ctx, kind, &args, &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, kind, &planned);
+    }
+    let task = store
+        .enqueue(&NewTask {
+            kind,
+            target_id,
+            lane,
+            args,
+            created_by: ctx.actor(),
+        })
+        .await?;
+    task::queued(ctx, &task).await
+}

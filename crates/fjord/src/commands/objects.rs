@@ -1,0 +1,377 @@
+//! Servers, platforms and clients.
+
+use super::{plan_now, print_plan, queue_task, task, Ctx};
+use crate::cli::{ClientCmd, PlatformAdd, PlatformCmd, ServerAdd, ServerCmd};
+use crate::output::{fields, table, when};
+use anyhow::{bail, Result};
+use fjord_core::names::{validate_abs_path, validate_token};
+use fjord_core::*;
+use fjord_store::{NewPlatform, NewServer, Store};
+use std::process::ExitCode;
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
+    s.parse().map_err(|e| anyhow::anyhow!("invalid {field}: {e}"))
+}
+
+fn services(add: &ServerAdd) -> Result<Vec<Service>> {
+    let mut services = vec![Service::Http {
+        kind: parse_enum("--http", &add.http)?,
+        version: None,
+        port: add.http_port,
+        https_port: None,
+    }];
+    for db in &add.dbs {
+        let engine: DbEngine = parse_enum("--database", db)?;
+        if services
+            .iter()
+            .any(|s| matches!(s, Service::Db { engine: e, .. } if *e == engine))
+        {
+            bail!("--database {db} is given twice");
+        }
+        services.push(Service::Db {
+            engine,
+            version: None,
+            host: None,
+            port: None,
+        });
+    }
+    for php in &add.phps {
+        let Some((version, binary)) = php.split_once('=') else {
+            bail!("invalid --php {php:?}: expected VERSION=BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2")
+        };
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            bail!("invalid --php {php:?}: the version must look like 8.2");
+        }
+        services.push(Service::Php {
+            version: version.into(),
+            binary: validate_abs_path("php binary", binary)?,
+        });
+    }
+    Ok(services)
+}
+
+fn prospective_server(new: &NewServer) -> Server {
+    Server {
+        id: ServerId(0),
+        name: new.name.clone(),
+        hostname: new.hostname.clone(),
+        services: new.services.clone(),
+        status: ObjectStatus::Queued,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    match cmd {
+        ServerCmd::Add(add) => {
+            let hostname = if add.hostname == "localhost" {
+                add.hostname.clone()
+            } else {
+                Domain::parse_field("hostname", &add.hostname)?.to_string()
+            };
+            let new = NewServer {
+                name: Name::parse("server name", &add.name)?,
+                hostname,
+                services: services(&add)?,
+            };
+            if ctx.global.dry_run {
+                let snap = Snapshot {
+                    server: prospective_server(&new),
+                    platform: None,
+                    site: None,
+                    sites: vec![],
+                    platforms: vec![],
+                };
+                let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
+                return print_plan(ctx, TaskKind::ServerVerify, &planned);
+            }
+            let (server, t) = store.add_server(&new, &ctx.actor()).await?;
+            if !ctx.out.json {
+                println!("server {} added", server.name);
+            }
+            task::queued(ctx, &t).await
+        }
+        ServerCmd::List => {
+            let servers = store.servers().await?;
+            ctx.out.emit(&servers, || {
+                let rows = servers
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.to_string(),
+                            s.hostname.clone(),
+                            describe_services(&s.services),
+                            s.status.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["name", "hostname", "services", "status"], &rows);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        ServerCmd::Show { name } => {
+            let s = store.server_by_name(&name).await?;
+            ctx.out.emit(&s, || {
+                fields(&[
+                    ("name", s.name.to_string()),
+                    ("hostname", s.hostname.clone()),
+                    ("services", describe_services(&s.services)),
+                    ("status", s.status.to_string()),
+                    ("created", when(Some(s.created_at))),
+                ])
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        ServerCmd::Verify { name } => {
+            let s = store.server_by_name(&name).await?;
+            queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
+        }
+        ServerCmd::Remove { name } => {
+            let s = store.server_by_name(&name).await?;
+            queue_task(ctx, TaskKind::ServerRemove, s.id.0, serde_json::json!({})).await
+        }
+    }
+}
+
+fn describe_services(services: &[Service]) -> String {
+    services
+        .iter()
+        .map(|s| match s {
+            Service::Http { kind, port, .. } => format!("{kind}:{port}"),
+            Service::Db { engine, .. } => engine.to_string(),
+            Service::Php { version, .. } => format!("php{version}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The server a platform goes on: the one named, or the only one there is.
+async fn pick_server(store: &Store, name: Option<&str>) -> Result<Server> {
+    if let Some(n) = name {
+        return Ok(store.server_by_name(n).await?);
+    }
+    let mut servers = store.servers().await?;
+    match servers.len() {
+        1 => Ok(servers.remove(0)),
+        0 => bail!("no server yet: add one with `fjord server add localhost`"),
+        _ => bail!("several servers exist: say which with --server"),
+    }
+}
+
+pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    match cmd {
+        PlatformCmd::Add(add) => platform_add(ctx, &store, add).await,
+        PlatformCmd::List => {
+            let platforms = store.platforms().await?;
+            let servers = store.servers().await?;
+            ctx.out.emit(&platforms, || {
+                let rows = platforms
+                    .iter()
+                    .map(|p| {
+                        let server = servers
+                            .iter()
+                            .find(|s| s.id == p.server_id)
+                            .map(|s| s.name.to_string())
+                            .unwrap_or_default();
+                        let app = match (&p.app, &p.app_version) {
+                            (Some(a), Some(v)) => format!("{a} {v}"),
+                            (Some(a), None) => a.to_string(),
+                            _ => "-".into(),
+                        };
+                        vec![
+                            p.name.to_string(),
+                            server,
+                            p.root.clone(),
+                            app,
+                            if p.locked {
+                                "locked".into()
+                            } else {
+                                p.status.to_string()
+                            },
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["name", "server", "root", "app", "status"], &rows);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PlatformCmd::Show { name } => {
+            let p = store.platform_by_name(&name).await?;
+            let sites = store.sites_on_platform(p.id).await?;
+            let v = serde_json::json!({ "platform": p, "sites": sites.iter().map(|s| s.domain.as_str()).collect::<Vec<_>>() });
+            ctx.out.emit(&v, || {
+                fields(&[
+                    ("name", p.name.to_string()),
+                    ("root", p.root.clone()),
+                    (
+                        "docroot",
+                        p.docroot
+                            .clone()
+                            .map(|d| if d.is_empty() { "(root)".into() } else { d })
+                            .unwrap_or_else(|| "- (not verified)".into()),
+                    ),
+                    ("source", p.source.describe()),
+                    ("app", p.app.map(|a| a.to_string()).unwrap_or_else(|| "-".into())),
+                    ("version", p.app_version.clone().unwrap_or_else(|| "-".into())),
+                    ("locked", p.locked.to_string()),
+                    ("status", p.status.to_string()),
+                    ("verified", when(p.verified_at)),
+                    ("sites", sites.len().to_string()),
+                ])
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PlatformCmd::Verify { name } => {
+            let p = store.platform_by_name(&name).await?;
+            queue_task(ctx, TaskKind::PlatformVerify, p.id.0, serde_json::json!({})).await
+        }
+        PlatformCmd::Lock { name } | PlatformCmd::Unlock { name } if ctx.global.dry_run => {
+            let p = store.platform_by_name(&name).await?;
+            println!(
+                "dry run: would change the lock of platform {} (now {}); no host changes",
+                p.name,
+                if p.locked { "locked" } else { "unlocked" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PlatformCmd::Lock { name } => set_lock(ctx, &store, &name, true).await,
+        PlatformCmd::Unlock { name } => set_lock(ctx, &store, &name, false).await,
+        PlatformCmd::Remove { name } => {
+            let p = store.platform_by_name(&name).await?;
+            queue_task(ctx, TaskKind::PlatformRemove, p.id.0, serde_json::json!({})).await
+        }
+    }
+}
+
+async fn set_lock(ctx: &Ctx, store: &Store, name: &str, locked: bool) -> Result<ExitCode> {
+    let p = store.platform_by_name(name).await?;
+    store.set_platform_locked(p.id, locked).await?;
+    let p = store.platform(p.id).await?;
+    ctx.out.emit(&p, || {
+        println!(
+            "platform {} {}",
+            p.name,
+            if locked {
+                "locked: it takes no new sites"
+            } else {
+                "unlocked"
+            }
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<ExitCode> {
+    let name = Name::parse("platform name", &add.name)?;
+    let server = pick_server(store, add.server.as_deref()).await?;
+    let default_root = || format!("{}/platforms/{}", ctx.settings.state_str(), name);
+    let (source, root) = match (&add.path, &add.git, &add.composer, &add.archive) {
+        (Some(path), None, None, None) => (PlatformSource::Path, validate_abs_path("--path", path)?),
+        (None, Some(url), None, None) => {
+            let git_ref = add.git_ref.as_deref().unwrap_or("HEAD");
+            (
+                PlatformSource::Git {
+                    url: validate_token("--git", url, 2048)?,
+                    git_ref: validate_token("--ref", git_ref, 255)?,
+                },
+                default_root(),
+            )
+        }
+        (None, None, Some(pkg), None) => (
+            PlatformSource::Composer {
+                package: validate_token("--composer", pkg, 255)?,
+            },
+            default_root(),
+        ),
+        (None, None, None, Some(file)) => (
+            PlatformSource::Archive {
+                file: validate_abs_path("--archive", file)?,
+            },
+            default_root(),
+        ),
+        (None, None, None, None) => {
+            bail!("say where the code is: --path DIR, --git URL --ref REF, --composer PACKAGE or --archive FILE")
+        }
+        _ => bail!("give only one of --path, --git, --composer, --archive"),
+    };
+    let new = NewPlatform {
+        name,
+        server: server.id,
+        root,
+        source,
+    };
+    if ctx.global.dry_run {
+        let platform = Platform {
+            id: PlatformId(0),
+            name: new.name.clone(),
+            server_id: server.id,
+            root: new.root.clone(),
+            docroot: None,
+            source: new.source.clone(),
+            app: None,
+            app_version: None,
+            locked: false,
+            status: ObjectStatus::Queued,
+            verified_at: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let snap = Snapshot {
+            server,
+            platform: Some(platform),
+            site: None,
+            sites: vec![],
+            platforms: vec![],
+        };
+        let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
+        return print_plan(ctx, TaskKind::PlatformVerify, &planned);
+    }
+    let (p, t) = store.add_platform(&new, &ctx.actor()).await?;
+    if !ctx.out.json {
+        println!("platform {} added ({})", p.name, p.root);
+    }
+    task::queued(ctx, &t).await
+}
+
+pub async fn client(ctx: &mut Ctx, cmd: ClientCmd) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    match cmd {
+        ClientCmd::Add { name, title, quota } => {
+            let name = Name::parse_client(&name)?;
+            if quota.is_some_and(|q| q < 0) {
+                bail!("--quota must not be negative");
+            }
+            let title = title.unwrap_or_else(|| name.to_string());
+            if title.chars().any(char::is_control) || title.len() > 255 {
+                bail!("--title must be printable and at most 255 bytes");
+            }
+            if ctx.global.dry_run {
+                println!("dry run: would add client {name}; no host changes");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let c = store.add_client(&name, &title, quota).await?;
+            ctx.out.emit(&c, || println!("client {} added", c.name));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCmd::List => {
+            let clients = store.clients().await?;
+            ctx.out.emit(&clients, || {
+                let rows = clients
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.to_string(),
+                            c.title.clone(),
+                            c.site_quota.map(|q| q.to_string()).unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["name", "title", "quota"], &rows);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Sites.
+
+use super::{plan_now, print_plan, queue_task, task, Ctx};
+use crate::cli::{SiteCmd, SiteCreate};
+use crate::output::{fields, table, when};
+use anyhow::{bail, Result};
+use fjord_core::*;
+use fjord_store::NewSite;
+use std::process::ExitCode;
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
+    s.parse().map_err(|e| anyhow::anyhow!("invalid {field}: {e}"))
+}
+
+pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    match cmd {
+        SiteCmd::Create(c) => create(ctx, *c).await,
+        SiteCmd::List { status } => {
+            let status = status.map(|s| parse_enum::<SiteStatus>("--status", &s)).transpose()?;
+            let sites = store.sites(status).await?;
+            let platforms = store.platforms().await?;
+            ctx.out.emit(&sites, || {
+                let rows = sites
+                    .iter()
+                    .map(|s| {
+                        let p = platforms
+                            .iter()
+                            .find(|p| p.id == s.platform_id)
+                            .map(|p| p.name.to_string())
+                            .unwrap_or_default();
+                        vec![s.domain.to_string(), p, s.db_engine.to_string(), s.status.to_string()]
+                    })
+                    .collect::<Vec<_>>();
+                table(&["domain", "platform", "db", "status"], &rows);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        SiteCmd::Show { domain } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            let tasks = store
+                .tasks(&fjord_store::TaskFilter {
+                    target: Some((TargetKind::Site, site.id.0)),
+                    limit: Some(5),
+                    ..Default::default()
+                })
+                .await?;
+            let v = serde_json::json!({ "site": site, "platform": platform.name, "recent_tasks": tasks });
+            ctx.out.emit(&v, || {
+                let aliases = site.aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+                fields(&[
+                    ("domain", site.domain.to_string()),
+                    ("status", site.status.to_string()),
+                    ("platform", platform.name.to_string()),
+                    ("aliases", if aliases.is_empty() { "-".into() } else { aliases }),
+                    ("redirect aliases", site.redirect_aliases.to_string()),
+                    (
+                        "database",
+                        format!("{} {} (user {})", site.db_engine, site.db_name, site.db_user),
+                    ),
+                    ("php", site.php.clone().unwrap_or_else(|| "server default".into())),
+                    ("https", site.https.to_string()),
+                    (
+                        "cron",
+                        site.cron_interval
+                            .map(|i| format!("every {i} s"))
+                            .unwrap_or_else(|| "off".into()),
+                    ),
+                    ("last cron", when(site.last_cron_at)),
+                    ("created", when(Some(site.created_at))),
+                ]);
+                println!("\nrecent tasks:");
+                task::print_tasks(&tasks);
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        SiteCmd::Verify { domain } => on_site(ctx, &domain, TaskKind::SiteVerify, serde_json::json!({})).await,
+        SiteCmd::Enable { domain } => on_site(ctx, &domain, TaskKind::SiteEnable, serde_json::json!({})).await,
+        SiteCmd::Disable { domain } => on_site(ctx, &domain, TaskKind::SiteDisable, serde_json::json!({})).await,
+        SiteCmd::Delete { domain, force } => {
+            on_site(
+                ctx,
+                &domain,
+                TaskKind::SiteDelete,
+                serde_json::json!({ "force": force }),
+            )
+            .await
+        }
+    }
+}
+
+async fn on_site(ctx: &mut Ctx, domain: &str, kind: TaskKind, args: serde_json::Value) -> Result<ExitCode> {
+    let site = ctx.store().await?.site_by_domain(&Domain::parse(domain)?).await?;
+    queue_task(ctx, kind, site.id.0, args).await
+}
+
+async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let domain = Domain::parse(&c.domain)?;
+    let mut aliases = c
+        .aliases
+        .iter()
+        .map(|a| Domain::parse_field("alias", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if c.www {
+        match domain.with_www() {
+            Some(www) if !aliases.contains(&www) => aliases.push(www),
+            _ => {}
+        }
+    }
+    let db_engine: DbEngine = parse_enum("--db-engine", &c.db_engine)?;
+    let https: HttpsMode = parse_enum("--https", &c.https)?;
+    if c.cron_interval < 0 {
+        bail!("--cron-interval must not be negative");
+    }
+    if let Some(p) = &c.profile {
+        Name::parse("profile", p)?;
+    }
+    if c.language.len() > 12
+        || c.language.is_empty()
+        || !c.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        bail!(
+            "invalid --language {:?}: use a language code such as en or pt-br",
+            c.language
+        );
+    }
+    let platform = store.platform_by_name(&c.platform).await?;
+    let server = store.server(platform.server_id).await?;
+    let db_server = match &c.db_server {
+        Some(name) => Some(store.server_by_name(name).await?),
+        None => None,
+    };
+    let db_host = db_server.as_ref().unwrap_or(&server);
+    if db_engine != DbEngine::Sqlite && !db_host.db_engines().any(|e| e == db_engine) {
+        bail!(
+            "server {} offers no {db_engine} database; add it to the server or choose --db-engine sqlite",
+            db_host.name
+        );
+    }
+    if let Some(v) = &c.php {
+        if !server.php_versions().any(|have| have == v) {
+            bail!("server {} has no PHP {v} runtime", server.name);
+        }
+    }
+    let client = match &c.client {
+        Some(name) => Some(store.client_by_name(name).await?.id),
+        None => None,
+    };
+    let new = NewSite {
+        domain,
+        platform: platform.id,
+        db_server: db_server
+            .as_ref()
+            .map(|s| s.id)
+            .or(Some(server.id))
+            .filter(|_| db_engine != DbEngine::Sqlite),
+        db_engine,
+        php: c.php.clone(),
+        profile: c.profile.clone(),
+        language: c.language.clone(),
+        client,
+        aliases,
+        redirect_aliases: c.redirect_aliases,
+        https,
+        cron_interval: (c.cron_interval > 0).then_some(c.cron_interval),
+    };
+    // Checks names, quota and the platform, and plans the install, before anything is written.
+    let prospective = store.prepare_site(&new).await?;
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+    };
+    let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, TaskKind::SiteInstall, &planned);
+    }
+    let (site, t) = store.create_site(&new, &ctx.actor()).await?;
+    if !ctx.out.json {
+        println!("site {} created", site.domain);
+    }
+    task::queued(ctx, &t).await
+}

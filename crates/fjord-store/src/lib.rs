@@ -162,6 +162,14 @@ pub mod testing {
     /// A store on a new, empty PostgreSQL database created on the server `FJORD_TEST_PG_URL` points to,
     /// or `None` when the variable is unset.
     pub async fn postgres_scratch() -> StoreResult<Option<Store>> {
+        match postgres_scratch_url().await? {
+            Some(url) => Ok(Some(Store::open(&url).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The URL of a new, empty PostgreSQL database, or `None` when `FJORD_TEST_PG_URL` is unset.
+    pub async fn postgres_scratch_url() -> StoreResult<Option<String>> {
         let Ok(url) = std::env::var("FJORD_TEST_PG_URL") else {
             return Ok(None);
         };
@@ -175,7 +183,7 @@ pub mod testing {
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
         admin.close().await;
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
-        Ok(Some(Store::open(&format!("{base}/{name}")).await?))
+        Ok(Some(format!("{base}/{name}")))
     }
 
     fn next_serial() -> i64 {

@@ -1,0 +1,211 @@
+//! Drives the real `fjord` binary against a temp state dir (lldap/ripgrep style): one `Fjord` per test,
+//! its daemon killed when the value drops.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Fjord {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub db: Option<String>,
+    serve: Option<Child>,
+    pub node: String,
+}
+
+/// The state databases to run a scenario on: SQLite, and a fresh PostgreSQL database when
+/// `FJORD_TEST_PG_URL` is set.
+pub fn backends() -> Vec<(&'static str, Option<String>)> {
+    let mut v = vec![("sqlite", None)];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Some(url) = rt
+        .block_on(fjord_store::testing::postgres_scratch_url())
+        .expect("scratch postgres database")
+    {
+        v.push(("postgres", Some(url)));
+    }
+    v
+}
+
+impl Fjord {
+    pub fn new(db: Option<String>) -> Fjord {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let f = Fjord {
+            state,
+            db,
+            serve: None,
+            node: "test-node".into(),
+            dir,
+        };
+        f.ok(&["init"]);
+        f
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fjord"));
+        c.arg("--state").arg(&self.state);
+        if let Some(db) = &self.db {
+            c.env("FJORD_DB", db);
+        }
+        c.env_remove("FJORD_FAULT").env("FJORD_NODE", &self.node).args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("fjord runs")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fjord {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a command that must fail cleanly (no panic); returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "fjord {args:?} should have failed");
+        assert_ne!(
+            out.status.code(),
+            Some(101),
+            "fjord {args:?} panicked: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).expect("JSON output")
+    }
+
+    pub fn start_serve(&mut self, env: &[(&str, &str)]) {
+        let mut c = self.command(&["serve", "--workers", "4"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let log = std::fs::File::create(self.dir.path().join("serve.log")).expect("log file");
+        c.stdout(Stdio::null()).stderr(log);
+        self.serve = Some(c.spawn().expect("serve starts"));
+        // Ready once it holds its lock.
+        self.wait_until("daemon running", || self.json(&["health"])["daemon_running"] == true);
+    }
+
+    pub fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGKILL, as a crash or `kill -9` would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reaped");
+        }
+    }
+
+    /// Waits for the daemon to exit by itself (e.g. after an injected crash).
+    pub fn wait_serve_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.serve.take().expect("a daemon");
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "daemon did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            child.wait().expect("reaped");
+        }
+    }
+
+    pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}\n{}",
+                self.serve_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn task(&self, id: i64) -> Value {
+        self.json(&["task", "show", &id.to_string()])["task"].clone()
+    }
+
+    pub fn wait_task(&self, id: i64, status: &str) -> Value {
+        self.wait_until(&format!("task {id} {status}"), || self.task(id)["status"] == status);
+        self.task(id)
+    }
+
+    /// Every file under the state dir with its content, minus the database (for "nothing changed").
+    pub fn files(&self) -> Vec<(String, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+            let Ok(rd) = std::fs::read_dir(dir) else { return };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = p.to_string_lossy().into_owned();
+                if name.contains("fjord.db") || name.ends_with("serve.lock") {
+                    continue;
+                }
+                if p.is_dir() {
+                    out.push((name, Vec::new()));
+                    walk(&p, out);
+                } else {
+                    out.push((name, std::fs::read(&p).unwrap_or_default()));
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.state, &mut v);
+        v.sort();
+        v
+    }
+
+    /// The state as the CLI sees it: servers, platforms, sites, tasks.
+    pub fn state_summary(&self) -> Value {
+        serde_json::json!({
+            "servers": self.json(&["server", "list"]),
+            "platforms": self.json(&["platform", "list"]),
+            "sites": self.json(&["site", "list"]),
+            "tasks": self.json(&["task", "list", "--limit", "1000"]),
+            "clients": self.json(&["client", "list"]),
+        })
+    }
+
+    /// A platform codebase: a tiny PHP app with a `web/` docroot.
+    pub fn make_codebase(&self, name: &str) -> String {
+        let root = self.dir.path().join("code").join(name);
+        std::fs::create_dir_all(root.join("web")).expect("mkdir");
+        std::fs::write(root.join("web/index.php"), "<?php echo 'hello';\n").expect("write");
+        root.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Fjord {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -239,7 +239,7 @@ phase() {
 
 phase cargo fmt --all --check
 phase cargo clippy --workspace --all-targets -- -D warnings
-phase cargo test --workspace "$@"
+phase cargo test --workspace --no-fail-fast "$@"
 
 if ((${#FAILED[@]})); then
     banner "FAILED"

@@ -155,23 +155,24 @@ pub async fn run_task(ctx: &Context, task: Task) {
         store: &ctx.store,
         task: task.id,
     };
-    log.info(&format!(
-        "{} started (attempt {} of {}) on {}",
-        task.kind, task.attempts, task.max_attempts, ctx.config.node
-    ))
-    .await;
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let outcome = execute(ctx, &task, &log, cancel_rx).await;
     beat.abort();
-    let (status, error, changes, undos) = outcome;
-    match &error {
-        None => log.info(&format!("{} succeeded", task.kind)).await,
-        Some(e) => log.error(&format!("{} {}: {e}", task.kind, status)).await,
-    }
+    let (status, error, changes, undos, unlogged_start) = outcome;
+    let last = match &error {
+        None => (LogLevel::Info, format!("{} succeeded", task.kind)),
+        Some(e) => (LogLevel::Error, format!("{} {}: {e}", task.kind, status)),
+    };
+    tracing::info!(task = task.id.0, "{}", last.1);
     match ctx
         .store
-        .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes)
+        .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes, &{
+            let mut lines: Vec<(LogLevel, &str)> =
+                unlogged_start.iter().map(|s| (LogLevel::Info, s.as_str())).collect();
+            lines.push((last.0, &last.1));
+            lines
+        })
         .await
     {
         Ok(true) => ctx.executor.forget(task.id, &undos, status == TaskStatus::Succeeded),
@@ -180,19 +181,36 @@ pub async fn run_task(ctx: &Context, task: Task) {
     }
 }
 
-type Outcome = (TaskStatus, Option<String>, Vec<StateChange>, Vec<StepUndo>);
+/// Status, error, state changes, undo entries, and the "started" log line if it is still to be written.
+type Outcome = (
+    TaskStatus,
+    Option<String>,
+    Vec<StateChange>,
+    Vec<StepUndo>,
+    Option<String>,
+);
 
 async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Receiver<bool>) -> Outcome {
     let planned = match plan_task(ctx, task).await {
         Ok(p) => p,
-        Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![]),
+        Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![], None),
     };
-    if let Err(e) = ctx.store.set_plan(task.id, &planned).await {
+    let started = format!(
+        "{} started (attempt {} of {}) on {}",
+        task.kind, task.attempts, task.max_attempts, ctx.config.node
+    );
+    // A plan without steps has nothing to undo after a crash: it needs no stored plan, and its first
+    // log line can go with its last, saving a transaction on the queue's hottest path.
+    if planned.plan.steps.is_empty() {
+        return (TaskStatus::Succeeded, None, planned.on_success, vec![], Some(started));
+    }
+    if let Err(e) = ctx.store.set_plan(task.id, &planned, &started).await {
         return (
             TaskStatus::Failed,
             Some(format!("cannot store the plan: {e}")),
             planned.on_failure,
             vec![],
+            None,
         );
     }
     let mut undos: Vec<(usize, StepUndo)> = Vec::new();
@@ -270,7 +288,7 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     }
     let all_undos: Vec<StepUndo> = undos.iter().map(|(_, u)| u.clone()).collect();
     match failure {
-        None => (TaskStatus::Succeeded, None, planned.on_success, all_undos),
+        None => (TaskStatus::Succeeded, None, planned.on_success, all_undos, None),
         Some((status, error)) => {
             log.error(&format!("{error}; rolling back {} step(s)", undos.len()))
                 .await;
@@ -279,7 +297,7 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
                 Some(u) => format!("{error}; rollback incomplete: {u}"),
                 None => error,
             };
-            (status, Some(error), planned.on_failure, all_undos)
+            (status, Some(error), planned.on_failure, all_undos, None)
         }
     }
 }
@@ -361,10 +379,17 @@ pub async fn recover_task(ctx: &Context, task: Task) {
             Some(u) => format!("{why}; rollback incomplete: {u}"),
             None => format!("{why}; rolled back"),
         };
-        log.error(&error).await;
+        tracing::error!(task = task.id.0, "{error}");
         let _ = ctx
             .store
-            .finish(task.id, &ctx.config.node, status, Some(&error), &on_failure)
+            .finish(
+                task.id,
+                &ctx.config.node,
+                status,
+                Some(&error),
+                &on_failure,
+                &[(LogLevel::Error, &error)],
+            )
             .await;
     }
 }

@@ -138,12 +138,16 @@ impl Store {
 
     /// Stores the plan a task is about to run, with its outcomes (for `task show`, post-mortems and
     /// recovery, which needs the failure outcome).
-    pub async fn set_plan(&self, id: TaskId, plan: &Planned) -> StoreResult<()> {
+    /// Writes `log` as the task's first line of this attempt, in the same transaction.
+    pub async fn set_plan(&self, id: TaskId, plan: &Planned, log: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE tasks SET plan = $1 WHERE id = $2")
             .bind(serde_json::to_string(plan).expect("plan serializes"))
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        insert_log(&mut tx, id, LogLevel::Info, LogStream::Fjord, log, now_millis()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -165,8 +169,8 @@ impl Store {
         }
     }
 
-    /// Ends a task: records its final status and applies its state changes, atomically. Does nothing
-    /// (returns false) if `owner` no longer holds the task.
+    /// Ends a task: records its final status, its last log lines and its state changes, atomically.
+    /// Does nothing (returns false) if `owner` no longer holds the task.
     pub async fn finish(
         &self,
         id: TaskId,
@@ -174,27 +178,45 @@ impl Store {
         status: TaskStatus,
         error: Option<&str>,
         changes: &[StateChange],
+        last_logs: &[(LogLevel, &str)],
     ) -> StoreResult<bool> {
         let now = now_millis();
+        let end = concat!(
+            "UPDATE tasks SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL ",
+            "WHERE id = $4 AND lease_owner = $5 AND status IN ('running', 'interrupted')"
+        );
+        if changes.is_empty() {
+            // Nothing else to keep atomic with the status: skip the transaction (the queue's hot path).
+            // The log lines go first, so whoever sees the final status also sees them.
+            insert_logs(&self.pool, id, last_logs, now).await?;
+            let done = sqlx::query(end)
+                .bind(status.as_str())
+                .bind(error)
+                .bind(now)
+                .bind(id.0)
+                .bind(owner)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            return Ok(done > 0);
+        }
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE tasks SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $4 AND lease_owner = $5 AND status IN ('running', 'interrupted')",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(now)
-        .bind(id.0)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let done = sqlx::query(end)
+            .bind(status.as_str())
+            .bind(error)
+            .bind(now)
+            .bind(id.0)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if done == 0 {
             return Ok(false);
         }
         for change in changes {
             apply_change(&mut tx, change, now).await?;
         }
+        insert_logs(&mut *tx, id, last_logs, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -356,14 +378,7 @@ impl Store {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         for line in lines {
-            sqlx::query("INSERT INTO task_log (task_id, ts, level, stream, text) VALUES ($1, $2, $3, $4, $5)")
-                .bind(task.0)
-                .bind(now)
-                .bind(level.as_str())
-                .bind(stream.as_str())
-                .bind(line)
-                .execute(&mut *tx)
-                .await?;
+            insert_log(&mut tx, task, level, stream, line, now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -445,6 +460,50 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+async fn insert_log(
+    conn: &mut AnyConnection,
+    task: TaskId,
+    level: LogLevel,
+    stream: LogStream,
+    text: &str,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO task_log (task_id, ts, level, stream, text) VALUES ($1, $2, $3, $4, $5)")
+        .bind(task.0)
+        .bind(now)
+        .bind(level.as_str())
+        .bind(stream.as_str())
+        .bind(text)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Inserts several Fjord log lines in one statement.
+async fn insert_logs<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    task: TaskId,
+    lines: &[(LogLevel, &str)],
+    now: Millis,
+) -> StoreResult<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> = (0..lines.len())
+        .map(|i| format!("($1, $2, ${}, 'fjord', ${})", 3 + 2 * i, 4 + 2 * i))
+        .collect();
+    let sql = format!(
+        "INSERT INTO task_log (task_id, ts, level, stream, text) VALUES {}",
+        values.join(", ")
+    );
+    let mut q = sqlx::query(&sql).bind(task.0).bind(now);
+    for (level, text) in lines {
+        q = q.bind(level.as_str()).bind(*text);
+    }
+    q.execute(executor).await?;
+    Ok(())
 }
 
 async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Millis) -> StoreResult<()> {

@@ -33,7 +33,7 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
             );
         }
         results.push(serde_json::json!({ "backend": label, "count": count, "workers": workers, "tasks_per_sec": r.tasks_per_sec,
-            "claim_p50_ms": r.claim_p50_ms, "claim_p99_ms": r.claim_p99_ms, "baseline_ms": r.baseline_ms, "queue_ms": r.queue_ms,
+            "claim_p50_ms": r.claim_p50_ms, "claim_p99_ms": r.claim_p99_ms, "baseline_ms": r.baseline_ms, "queue_ms": r.queue_ms, "enqueue_ms": r.enqueue_ms,
             "ratio": r.queue_ms / r.baseline_ms }));
         store.close().await;
     }
@@ -49,6 +49,7 @@ struct Result1 {
     claim_p99_ms: f64,
     baseline_ms: f64,
     queue_ms: f64,
+    enqueue_ms: f64,
 }
 
 async fn queue_bench(
@@ -92,6 +93,7 @@ async fn queue_bench(
             })
             .await?;
     }
+    let enqueued = t0.elapsed();
     let mut handles = Vec::new();
     for _ in 0..workers {
         let ctx = ctx.clone();
@@ -137,5 +139,6 @@ async fn queue_bench(
         claim_p99_ms: pct(0.99),
         baseline_ms: baseline.as_secs_f64() * 1000.0,
         queue_ms: queue.as_secs_f64() * 1000.0,
+        enqueue_ms: enqueued.as_secs_f64() * 1000.0,
     })
 }

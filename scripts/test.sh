@@ -3,19 +3,26 @@
 #
 # Meant for a fresh Debian bookworm machine, run as root, without systemd or
 # docker. It installs the system packages the tests need (only when missing),
-# starts a throwaway PostgreSQL 15 on loopback, runs the checks, and always
-# stops the server and deletes its data on exit, so it is safe to re-run.
+# starts a throwaway PostgreSQL 15 and a throwaway MariaDB 10.11 on loopback,
+# runs the checks, and always stops both servers and deletes their data on
+# exit (also on failure, Ctrl-C or SIGTERM), so it is safe to re-run.
 #
 # Usage: scripts/test.sh [extra args passed to `cargo test --workspace`]
 #   e.g. scripts/test.sh -p fjord-store -- --nocapture
 #
 # Environment:
-#   FJORD_TEST_ONLY_SERVICES=1  install packages, start the services, run
-#                               `select version()` through psql, then stop and
-#                               exit without running cargo. Handy for
-#                               checking the service setup on its own.
+#   FJORD_TEST_ONLY_SERVICES=1  install packages, start the services, check
+#                               them (psql `select version()`; for MariaDB:
+#                               root over the socket, plus a throwaway
+#                               database and password user reached over TCP),
+#                               then stop and exit without running cargo.
+#                               Handy for checking the service setup on its
+#                               own.
 #   FJORD_TEST_PG_PORT=N        start the search for a free Postgres port at N
 #                               (default 55432).
+#   FJORD_TEST_MARIADB_PORT_START=N
+#                               start the search for a free MariaDB port at N
+#                               (default 53306).
 #
 # Exported to the tests:
 #   FJORD_TEST_SERVICES=1       the real services (postgres, nginx, php-fpm,
@@ -23,6 +30,18 @@
 #   FJORD_TEST_PG_URL           postgres://postgres@127.0.0.1:PORT/fjord_test
 #   FJORD_TEST_PG_ADMIN_URL     same server, database `postgres` (for tests
 #                               that create their own databases).
+#   FJORD_TEST_MARIADB_SOCKET   unix socket of the throwaway MariaDB. Its
+#                               `root` account has no password and uses
+#                               unix_socket auth: it works over this socket
+#                               for a client running as OS root (as the tests
+#                               do), e.g. `mariadb --socket=$SOCKET -uroot`.
+#                               Not over TCP. No databases besides the system
+#                               ones; server charset utf8mb4.
+#   FJORD_TEST_MARIADB_HOST     127.0.0.1 (the server listens on nothing else)
+#   FJORD_TEST_MARIADB_PORT     its TCP port, for accounts the tests create
+#                               with a password, e.g. 'u'@'127.0.0.1' (the
+#                               server runs with skip-name-resolve, so grant
+#                               to '127.0.0.1' or '%', not 'localhost').
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +54,7 @@ banner() {
 }
 
 if [[ $EUID -ne 0 ]]; then
-    echo "test.sh: must run as root (installs packages, runs postgres as the postgres user)" >&2
+    echo "test.sh: must run as root (installs packages, runs postgres and mariadb as their users)" >&2
     exit 1
 fi
 
@@ -51,8 +70,18 @@ PACKAGES=(
     php8.2-fpm php8.2-cli php8.2-mysql php8.2-pgsql php8.2-sqlite3
     php8.2-gd php8.2-xml php8.2-mbstring php8.2-curl
     mariadb-server mariadb-client
+    # wordpress Depends on `libapache2-mod-php | php` and `apache2 | httpd`.
+    # Alone, apt takes the first alternatives and installs apache2 with
+    # mod_php even though php8.2-fpm and nginx (which provides httpd) are
+    # listed here. Listing the `php` metapackage (satisfied by php8.2-fpm)
+    # avoids that; install_packages also forbids apache2 outright.
+    php wordpress
+    curl ca-certificates procps
     sqlite3 rsync git pkg-config build-essential
 )
+# Never installed by this script: apt must satisfy the dependencies above
+# without them (or fail loudly). Ones already on the machine are left alone.
+FORBIDDEN_PACKAGES=(apache2 libapache2-mod-php8.2)
 
 # `dpkg -s` also succeeds for removed-but-not-purged packages, so look at the
 # actual status string.
@@ -83,9 +112,16 @@ install_packages() {
         POLICY_RC_CREATED=1
     fi
 
+    # `apt-get install pkg-` means "must not be installed"; only used for
+    # packages that are not installed, so nothing gets removed.
+    local forbid=()
+    for p in "${FORBIDDEN_PACKAGES[@]}"; do
+        is_installed "$p" || forbid+=("$p-")
+    done
+
     export DEBIAN_FRONTEND=noninteractive
     apt-get -q update
-    apt-get -q -y install "${missing[@]}"
+    apt-get -q -y install "${missing[@]}" "${forbid[@]}"
 
     if [[ -n $POLICY_RC_CREATED ]]; then
         rm -f "$POLICY_RC"
@@ -99,10 +135,17 @@ install_packages() {
 PG_DIR=""     # temp dir holding data/, the unix socket and the logs
 PG_PORT=""
 PG_PID=""     # pid of the postmaster (a child of this script)
+MY_DIR=""     # temp dir holding the MariaDB data/, socket, pid file and logs
+MY_PORT=""
+MY_SOCK=""
+MY_PID=""     # pid of mariadbd (a child of this script)
 
 cleanup() {
     local rc=$?
     set +e
+    # A second Ctrl-C / TERM must not cut the cleanup short.
+    trap '' INT TERM
+    stop_mariadb
     if [[ -n $PG_PID ]] && kill -0 "$PG_PID" 2>/dev/null; then
         echo "stopping test postgres (port $PG_PORT)"
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null ||
@@ -111,6 +154,7 @@ cleanup() {
     # Reap it, so nothing (not even a zombie) outlives the script.
     [[ -n $PG_PID ]] && wait "$PG_PID" 2>/dev/null
     [[ -n $PG_DIR ]] && rm -rf "$PG_DIR"
+    [[ -n $MY_DIR ]] && rm -rf "$MY_DIR"
     [[ -n $POLICY_RC_CREATED ]] && rm -f "$POLICY_RC"
     exit "$rc"
 }
@@ -207,6 +251,158 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
+# Throwaway MariaDB server
+# ---------------------------------------------------------------------------
+# Client commands this script runs itself: root over the socket, ignoring
+# /etc/mysql (whose socket would be the system server's).
+my_admin() {
+    mariadb-admin --no-defaults --socket="$MY_SOCK" -uroot --connect-timeout=5 "$@"
+}
+my_sql() {
+    mariadb --no-defaults --socket="$MY_SOCK" -uroot --batch --skip-column-names "$@"
+}
+
+# Is $1 still running (a zombie, i.e. exited but not yet reaped, is not)?
+child_running() {
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+    [[ $state != Z* ]]
+}
+
+start_mariadb() {
+    MY_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fjord-test-mariadb.XXXXXX")"
+    chown mysql:mysql "$MY_DIR"
+    chmod 700 "$MY_DIR"
+    MY_SOCK="$MY_DIR/mysqld.sock"
+    # sun_path holds 107 bytes; a long TMPDIR would make the bind fail late.
+    if ((${#MY_SOCK} > 100)); then
+        echo "test mariadb: socket path too long (${#MY_SOCK} > 100): $MY_SOCK; set a shorter TMPDIR" >&2
+        return 1
+    fi
+    install -d -o mysql -g mysql -m 700 "$MY_DIR/tmp"
+
+    local start="${FJORD_TEST_MARIADB_PORT_START:-53306}"
+    MY_PORT="$start"
+    while port_in_use "$MY_PORT"; do
+        MY_PORT=$((MY_PORT + 1))
+        if ((MY_PORT > start + 100)); then
+            echo "no free port for test mariadb near $start" >&2
+            return 1
+        fi
+    done
+
+    # Our own option file, used as --defaults-file (which also keeps
+    # /etc/mysql out: its datadir, socket and pid file are the system
+    # server's). Without Debian's 50-server.cnf the server charset would be
+    # latin1, so set utf8mb4 here. Durability is pointless for a throwaway
+    # server, as for postgres.
+    cat >"$MY_DIR/my.cnf" <<EOF
+[mysqld]
+datadir = $MY_DIR/data
+tmpdir = $MY_DIR/tmp
+socket = $MY_SOCK
+pid-file = $MY_DIR/mariadbd.pid
+bind-address = 127.0.0.1
+port = $MY_PORT
+skip-name-resolve
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+max_connections = 200
+innodb_buffer_pool_size = 128M
+innodb_log_file_size = 32M
+innodb_flush_log_at_trx_commit = 0
+innodb_doublewrite = 0
+EOF
+    chown mysql:mysql "$MY_DIR/my.cnf"
+
+    # --auth-root-authentication-method=socket (10.11's default, spelled out)
+    # creates root@localhost and mysql@localhost identified via unix_socket
+    # (or an unusable password): no password, and only for the OS user of the
+    # same name, over the socket. --user=mysql names that second account.
+    (cd "$MY_DIR" && exec setpriv --reuid=mysql --regid=mysql --init-groups -- \
+        mariadb-install-db --defaults-file="$MY_DIR/my.cnf" --user=mysql \
+        --auth-root-authentication-method=socket --skip-test-db \
+        --skip-name-resolve) >"$MY_DIR/install-db.log" 2>&1 || {
+        echo "mariadb-install-db failed; log:" >&2
+        cat "$MY_DIR/install-db.log" >&2
+        return 1
+    }
+
+    # mariadbd itself, in the foreground as our child, for the same reason as
+    # postgres above: mysqld_safe would be a wrapper that restarts it, and
+    # daemonized servers become zombies where PID 1 does not reap. With no
+    # log-error option its log goes to stderr, i.e. mariadbd.log.
+    (cd "$MY_DIR" && exec setpriv --reuid=mysql --regid=mysql --init-groups -- \
+        mariadbd --defaults-file="$MY_DIR/my.cnf") >"$MY_DIR/mariadbd.log" 2>&1 &
+    MY_PID=$!
+
+    local i
+    for ((i = 0; i < 120; i++)); do
+        if ! child_running "$MY_PID"; then
+            echo "test mariadb exited during startup; log:" >&2
+            cat "$MY_DIR/mariadbd.log" >&2
+            return 1
+        fi
+        my_admin --silent ping >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    if ! my_admin ping >/dev/null; then
+        echo "test mariadb not ready after 60s; log:" >&2
+        cat "$MY_DIR/mariadbd.log" >&2
+        return 1
+    fi
+
+    export FJORD_TEST_MARIADB_SOCKET="$MY_SOCK"
+    export FJORD_TEST_MARIADB_HOST=127.0.0.1
+    export FJORD_TEST_MARIADB_PORT="$MY_PORT"
+    echo "test mariadb ready: socket $MY_SOCK, tcp 127.0.0.1:$MY_PORT"
+}
+
+# Called from cleanup(): clean shutdown, then SIGTERM, then SIGKILL, each
+# given time; always reaps the child.
+stop_mariadb() {
+    [[ -n $MY_PID ]] || return 0
+    local i
+    if child_running "$MY_PID"; then
+        echo "stopping test mariadb (port $MY_PORT)"
+        # Waits until the server has removed its pid file.
+        my_admin shutdown >/dev/null 2>&1 || kill -TERM "$MY_PID" 2>/dev/null
+        for ((i = 0; i < 60; i++)); do
+            child_running "$MY_PID" || break
+            ((i == 40)) && kill -TERM "$MY_PID" 2>/dev/null
+            sleep 0.5
+        done
+        if child_running "$MY_PID"; then
+            echo "test mariadb did not stop in 30s; killing it" >&2
+            kill -KILL "$MY_PID" 2>/dev/null
+        fi
+    fi
+    wait "$MY_PID" 2>/dev/null
+    MY_PID=""
+}
+
+# FJORD_TEST_ONLY_SERVICES check: root over the socket, then what tests do
+# with it: a database and a password user for it, used over TCP.
+check_mariadb() {
+    local db=fjord_probe user=fjord_probe pass="probe-$$-$RANDOM"
+    my_sql -e "CREATE DATABASE $db;
+        CREATE USER '$user'@'127.0.0.1' IDENTIFIED BY '$pass';
+        GRANT ALL ON $db.* TO '$user'@'127.0.0.1';"
+    # user() shows how we came in: fjord_probe@127.0.0.1 means TCP.
+    local got
+    got="$(mariadb --no-defaults --protocol=TCP -h"$FJORD_TEST_MARIADB_HOST" \
+        -P"$FJORD_TEST_MARIADB_PORT" -u"$user" -p"$pass" "$db" \
+        --batch --skip-column-names -e 'select 1, user(), database()')"
+    echo "over TCP as $user: $got"
+    [[ $got == $'1\t'"$user@127.0.0.1"$'\t'"$db" ]] || {
+        echo "unexpected answer over TCP: $got" >&2
+        return 1
+    }
+    my_sql -e "DROP USER '$user'@'127.0.0.1'; DROP DATABASE $db;"
+    echo "mariadb: root over socket, create/grant, password user over TCP, drop: OK"
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 banner "system packages"
@@ -214,10 +410,14 @@ install_packages
 
 banner "services"
 start_postgres
+start_mariadb
 export FJORD_TEST_SERVICES=1
 
 if [[ ${FJORD_TEST_ONLY_SERVICES:-} == 1 ]]; then
     "$PG_BIN/psql" "$FJORD_TEST_PG_URL" -X -A -t -v ON_ERROR_STOP=1 -c 'select version()'
+    # Exactly as a test (running as root) would connect.
+    mariadb --socket="$FJORD_TEST_MARIADB_SOCKET" -uroot -e 'select version()'
+    check_mariadb
     echo "FJORD_TEST_ONLY_SERVICES=1: services OK, skipping cargo"
     exit 0
 fi

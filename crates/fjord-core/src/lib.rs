@@ -11,5 +11,5 @@ pub mod task;
 
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
-pub use plan::{FileContent, Plan, Planned, Snapshot, StateChange, Step};
+pub use plan::{Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};
 pub use task::*;

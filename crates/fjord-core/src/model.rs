@@ -68,31 +68,78 @@ string_enum!(
     AppKind { Drupal7 = "drupal7", Drupal = "drupal", Wordpress = "wordpress", Php = "php" }
 );
 
-/// One service a server offers. A server may have several PHP runtimes.
+string_enum!(
+    /// Whether Fjord runs its own web-server master with a config it owns (`own`), or drops an include
+    /// into the system's web server and reloads it (`system`).
+    WebMode { Own = "own", System = "system" }
+);
+
+/// The web server of a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpService {
+    pub kind: HttpKind,
+    #[serde(default = "default_web_mode")]
+    pub mode: WebMode,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The web server's binary (e.g. `/usr/sbin/nginx`).
+    #[serde(default)]
+    pub binary: Option<String>,
+    /// Address sites listen on; `None` for all addresses.
+    #[serde(default)]
+    pub listen: Option<String>,
+    pub port: u16,
+    #[serde(default)]
+    pub https_port: Option<u16>,
+}
+
+fn default_web_mode() -> WebMode {
+    WebMode::Own
+}
+
+/// A database server Fjord can create databases and users on. The admin password, if any, is a secret
+/// (`server-<name>-<engine>-admin`), never stored here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbService {
+    pub engine: DbEngine,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// TCP host sites connect to (e.g. `127.0.0.1`).
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Unix socket (MariaDB) or socket directory (PostgreSQL), preferred for the admin connection.
+    #[serde(default)]
+    pub socket: Option<String>,
+    /// Admin account Fjord uses (`root`, `postgres`).
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Whether the admin account has a password in the secrets store.
+    #[serde(default)]
+    pub admin_password: bool,
+}
+
+/// A PHP-FPM runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhpRuntime {
+    pub version: String,
+    /// The php-fpm binary, e.g. `/usr/sbin/php-fpm8.2`.
+    pub binary: String,
+    /// The matching CLI binary, e.g. `/usr/bin/php8.2`, used to run installers.
+    #[serde(default)]
+    pub cli: Option<String>,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+/// One service a server offers. A server may have several PHP runtimes; the first is the default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Service {
-    Http {
-        kind: HttpKind,
-        #[serde(default)]
-        version: Option<String>,
-        port: u16,
-        #[serde(default)]
-        https_port: Option<u16>,
-    },
-    Db {
-        engine: DbEngine,
-        #[serde(default)]
-        version: Option<String>,
-        #[serde(default)]
-        host: Option<String>,
-        #[serde(default)]
-        port: Option<u16>,
-    },
-    Php {
-        version: String,
-        binary: String,
-    },
+    Http(HttpService),
+    Db(DbService),
+    Php(PhpRuntime),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,23 +155,39 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn http(&self) -> Option<(HttpKind, u16)> {
+    pub fn http(&self) -> Option<&HttpService> {
         self.services.iter().find_map(|s| match s {
-            Service::Http { kind, port, .. } => Some((*kind, *port)),
+            Service::Http(h) => Some(h),
+            _ => None,
+        })
+    }
+    pub fn db(&self, engine: DbEngine) -> Option<&DbService> {
+        self.services.iter().find_map(|s| match s {
+            Service::Db(d) if d.engine == engine => Some(d),
             _ => None,
         })
     }
     pub fn db_engines(&self) -> impl Iterator<Item = DbEngine> + '_ {
         self.services.iter().filter_map(|s| match s {
-            Service::Db { engine, .. } => Some(*engine),
+            Service::Db(d) => Some(d.engine),
+            _ => None,
+        })
+    }
+    pub fn php_runtimes(&self) -> impl Iterator<Item = &PhpRuntime> + '_ {
+        self.services.iter().filter_map(|s| match s {
+            Service::Php(p) => Some(p),
             _ => None,
         })
     }
     pub fn php_versions(&self) -> impl Iterator<Item = &str> + '_ {
-        self.services.iter().filter_map(|s| match s {
-            Service::Php { version, .. } => Some(version.as_str()),
-            _ => None,
-        })
+        self.php_runtimes().map(|p| p.version.as_str())
+    }
+    /// The runtime a site asks for, or the server's default (the first).
+    pub fn php_runtime(&self, version: Option<&str>) -> Option<&PhpRuntime> {
+        match version {
+            Some(v) => self.php_runtimes().find(|p| p.version == v),
+            None => self.php_runtimes().next(),
+        }
     }
 }
 

@@ -9,9 +9,17 @@ use serde::{Deserialize, Serialize};
 pub const SECRET_OPEN: &str = "@@fjord-secret:";
 pub const SECRET_CLOSE: &str = "@@";
 
-/// A reference to a secret, to be embedded in file content.
+/// A reference to a secret that must already exist (e.g. a database admin password).
 pub fn secret_ref(key: &str) -> String {
     format!("{SECRET_OPEN}{key}{SECRET_CLOSE}")
+}
+
+/// Suffix of a secret reference whose secret is generated (random) the first time it is used.
+pub const SECRET_GENERATE: &str = "?generate";
+
+/// A reference to a secret that is generated on first use and kept (e.g. a site's database password).
+pub fn secret_gen(key: &str) -> String {
+    format!("{SECRET_OPEN}{key}{SECRET_GENERATE}{SECRET_CLOSE}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -33,36 +41,133 @@ pub enum FileContent {
     Text { text: String },
 }
 
+/// A command to run: an argv (never a shell string) with what it needs. Secrets reach it only through
+/// `stdin` or `files` (0600 temp files), both of which may contain secret markers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// `{tmp:NAME}` in an argument is replaced by the path of temp file NAME; `{pid:PATH}` by the
+    /// process id read from PATH.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<TempFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub timeout_secs: u64,
+    /// Output lines containing any of these are masked in the task log (e.g. a password an installer
+    /// prints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
+}
+
+impl Command {
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Command {
+        Command {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            stdin: None,
+            files: Vec::new(),
+            cwd: None,
+            timeout_secs: 300,
+            redact: Vec::new(),
+        }
+    }
+    pub fn stdin(mut self, text: impl Into<String>) -> Command {
+        self.stdin = Some(text.into());
+        self
+    }
+    pub fn file(mut self, name: &str, content: impl Into<String>) -> Command {
+        self.files.push(TempFile { name: name.into(), content: content.into() });
+        self
+    }
+    pub fn cwd(mut self, dir: impl Into<String>) -> Command {
+        self.cwd = Some(dir.into());
+        self
+    }
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Command {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    pub fn timeout(mut self, secs: u64) -> Command {
+        self.timeout_secs = secs;
+        self
+    }
+    pub fn redact(mut self, needle: impl Into<String>) -> Command {
+        self.redact.push(needle.into());
+        self
+    }
+}
+
+/// A file that exists (mode 0600) only while its command runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TempFile {
+    pub name: String,
+    pub content: String,
+}
+
 /// One thing done to a host. Every step is idempotent (applying it twice has the effect of applying it
 /// once), so a resumed or retried task is safe, and each knows how to undo itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
-    /// Create a directory (and missing parents). Undo removes what was created, if still empty.
-    MakeDir { path: String, mode: u32 },
+    /// Create a directory (and missing parents). Undo removes what this step created, with anything
+    /// put inside it since.
+    MakeDir {
+        path: String,
+        mode: u32,
+        /// `user:group` to own the directory; `None` keeps the creator's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
     /// Write a file atomically (temp file + rename) with the given mode. Undo restores the previous
     /// content, or removes the file if there was none. A write that changes nothing is skipped.
     WriteFile {
         path: String,
         content: FileContent,
         mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     /// Remove a file or directory tree. Undo puts it back (it is moved aside, not deleted, until the
     /// task has succeeded).
     RemovePath { path: String },
-    /// Run a command (argv, never a shell string). `undo` is the command that reverses it, if any.
+    /// Run a command. `undo` reverses it; it must be safe to run even if the command did not run or
+    /// failed half-way (e.g. `DROP DATABASE IF EXISTS`).
     Run {
         label: String,
-        argv: Vec<String>,
-        #[serde(default)]
-        env: Vec<(String, String)>,
-        timeout_secs: u64,
-        #[serde(default)]
-        undo: Option<Vec<String>>,
+        cmd: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<Command>,
     },
-    /// Reload a service so it picks up new config. Idempotent, nothing to undo; the executor coalesces
-    /// reloads of the same service.
-    Reload { service: String },
+    /// Make a service pick up new config: validate it with `check`, then `reload` it if its pid file
+    /// names a live process, else `start` it. Skipped when `watch` is not empty and no file under
+    /// those paths changed in this task. Concurrent reloads of one service are coalesced. On rollback
+    /// the service is reloaded again once the old files are back.
+    Service {
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<Command>,
+        start: Command,
+        reload: Command,
+        pidfile: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        watch: Vec<String>,
+    },
+    /// Request a URL from the web server and check the answer (the site is really served).
+    HttpCheck {
+        /// `http://127.0.0.1:PORT/path`: where to connect.
+        url: String,
+        /// The Host header to send.
+        host: String,
+        /// Acceptable status codes.
+        expect: Vec<u16>,
+        /// Text the body must contain, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        contains: Option<String>,
+    },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -73,11 +178,12 @@ impl Step {
     /// One line saying what the step does, for logs and plans. Never contains a secret.
     pub fn describe(&self) -> String {
         match self {
-            Step::MakeDir { path, mode } => format!("make directory {path} (mode {mode:o})"),
+            Step::MakeDir { path, mode, .. } => format!("make directory {path} (mode {mode:o})"),
             Step::WriteFile { path, mode, .. } => format!("write {path} (mode {mode:o})"),
             Step::RemovePath { path } => format!("remove {path}"),
-            Step::Run { label, argv, .. } => format!("{label}: run {}", shell_words(argv)),
-            Step::Reload { service } => format!("reload {service}"),
+            Step::Run { label, cmd, .. } => format!("{label}: run {}", shell_words(&cmd.argv)),
+            Step::Service { service, .. } => format!("check and reload {service}"),
+            Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }
@@ -164,6 +270,8 @@ pub enum StateChange {
         server: crate::ServerId,
         status: crate::ObjectStatus,
     },
+    /// The site's cron ran now.
+    SiteCronRan { site: crate::SiteId },
 }
 
 /// What a planner produces for a task.
@@ -185,4 +293,7 @@ pub struct Snapshot {
     pub sites: Vec<crate::Site>,
     /// For server tasks, the live platforms on the server.
     pub platforms: Vec<crate::Platform>,
+    /// For site tasks whose database lives on another server, that server.
+    #[serde(default)]
+    pub db_server: Option<crate::Server>,
 }

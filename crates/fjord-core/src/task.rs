@@ -16,6 +16,8 @@ string_enum!(
         SiteEnable = "site-enable",
         SiteDisable = "site-disable",
         SiteDelete = "site-delete",
+        SiteLoginLink = "site-login-link",
+        SiteCron = "site-cron",
         Noop = "noop",
     }
 );
@@ -37,6 +39,8 @@ impl TaskKind {
             | TaskKind::SiteVerify
             | TaskKind::SiteEnable
             | TaskKind::SiteDisable
+            | TaskKind::SiteLoginLink
+            | TaskKind::SiteCron
             | TaskKind::Noop => InterruptPolicy::Requeue,
             TaskKind::ServerRemove | TaskKind::PlatformRemove | TaskKind::SiteInstall | TaskKind::SiteDelete => {
                 InterruptPolicy::Fail
@@ -52,7 +56,9 @@ impl TaskKind {
             | TaskKind::SiteVerify
             | TaskKind::SiteEnable
             | TaskKind::SiteDisable
-            | TaskKind::SiteDelete => TargetKind::Site,
+            | TaskKind::SiteDelete
+            | TaskKind::SiteLoginLink
+            | TaskKind::SiteCron => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

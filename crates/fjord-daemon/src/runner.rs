@@ -86,8 +86,10 @@ fn output_forwarder(
     (tx, handle)
 }
 
-async fn gather_facts(ctx: &Context, task: &Task, snap: &Snapshot) -> Facts {
-    if task.kind != TaskKind::PlatformVerify {
+/// What a planner needs to know about the host for `kind` (read-only). The CLI calls it too, for
+/// dry runs; both run on the host the task is for.
+pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
+    if kind != TaskKind::PlatformVerify {
         return Facts::default();
     }
     let Some(platform) = &snap.platform else {
@@ -95,13 +97,15 @@ async fn gather_facts(ctx: &Context, task: &Task, snap: &Snapshot) -> Facts {
     };
     let root = Path::new(&platform.root);
     let docroot = fjord_exec::probe::docroot(root);
-    let app = docroot.as_ref().and_then(|d| fjord_exec::probe::app(&root.join(d)));
-    let _ = ctx;
+    let web = docroot.as_ref().map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
+    let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
+    let sites_php = web.and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
     Facts {
         root_exists: root.is_dir(),
         docroot,
         app: app.as_ref().map(|(a, _)| *a),
         app_version: app.and_then(|(_, v)| v),
+        sites_php,
     }
 }
 
@@ -111,7 +115,7 @@ async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
         return fjord_plan::noop(args).map_err(|e| e.to_string());
     }
     let snap = ctx.store.snapshot(task).await.map_err(|e| e.to_string())?;
-    let facts = gather_facts(ctx, task, &snap).await;
+    let facts = gather_facts(task.kind, &snap);
     fjord_plan::plan(&ctx.config.layout, task.kind, &task.args, &snap, &facts).map_err(|e| e.to_string())
 }
 
@@ -215,6 +219,9 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     }
     let mut undos: Vec<(usize, StepUndo)> = Vec::new();
     let mut failure: Option<(TaskStatus, String)> = None;
+    // Paths this task really changed: a service reload watching none of them is skipped, so a verify
+    // that changes nothing reloads nothing.
+    let mut changed: Vec<String> = Vec::new();
     for (idx, step) in planned.plan.steps.iter().enumerate() {
         if *cancel.borrow() {
             failure = Some((
@@ -243,12 +250,25 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         undos.push((idx, undo));
         log.info(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len()))
             .await;
-        let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
-        let result = ctx
-            .executor
-            .apply(task.id, idx, step, Some(sink), Some(cancel.clone()))
-            .await;
-        let _ = forwarder.await;
+        let result = match step {
+            Step::Service { watch, service, .. }
+                if !watch.is_empty() && !changed.iter().any(|c| watch.iter().any(|w| c.starts_with(w.as_str()))) =>
+            {
+                Ok(Some(format!("no config of {service} changed: no reload")))
+            }
+            _ => {
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
+                let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
+                // The forwarder ends when the last sender (held by the command) is gone.
+                let _ = forwarder.await;
+                result
+            }
+        };
+        if let (Ok(None), Step::WriteFile { path, .. } | Step::MakeDir { path, .. } | Step::RemovePath { path }) =
+            (&result, step)
+        {
+            changed.push(path.clone());
+        }
         let injected = ctx
             .config
             .fault
@@ -302,10 +322,13 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     }
 }
 
-/// Undoes steps in reverse order. Returns a description of undo failures, if any.
+/// Undoes steps in reverse order; service reloads go last, once the old files are all back. Returns a
+/// description of undo failures, if any.
 async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
     let mut failures = Vec::new();
-    for (idx, undo) in undos.iter().rev() {
+    let (reloads, others): (Vec<_>, Vec<_>) =
+        undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
+    for (idx, undo) in others.into_iter().chain(reloads) {
         let (sink, forwarder) = output_forwarder(&ctx.store, task);
         let result = ctx.executor.undo(undo, Some(sink)).await;
         let _ = forwarder.await;

@@ -3,16 +3,10 @@
 use super::*;
 use fjord_core::*;
 use fjord_exec::{Host, SecretStore};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 fn executor(dir: &Path) -> Executor {
-    Executor {
-        host: Host::Local,
-        secrets: SecretStore::open(dir.join("secrets")).expect("secrets"),
-        undo_dir: dir.join("undo"),
-        reloads: BTreeMap::new(),
-    }
+    Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
 }
 
 fn config(dir: &Path, node: &str, workers: usize) -> DaemonConfig {

@@ -10,6 +10,11 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, chmod, rename. A
 /// reader sees either the old file or the new one, never a half-written one.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> ExecResult<()> {
+    write_atomic_owned(path, bytes, mode, None)
+}
+
+/// [`write_atomic`], with the file owned by `owner` (uid, gid) before it takes its place.
+pub fn write_atomic_owned(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> ExecResult<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mut tmp = tempfile_in(dir, path)?;
     let (file, tmp_path) = (&mut tmp.0, tmp.1.clone());
@@ -17,6 +22,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> ExecResult<()> {
         // Set the mode before any content is written so a secret is never readable by others.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err(format!("chmod {}", tmp_path.display())))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))
+                .map_err(io_err(format!("chown {}", tmp_path.display())))?;
+        }
         file.write_all(bytes)
             .map_err(io_err(format!("write {}", tmp_path.display())))?;
         file.sync_all()
@@ -61,6 +70,29 @@ impl Mode0600 for fs::OpenOptions {
         use std::os::unix::fs::OpenOptionsExt;
         self.mode(0o600)
     }
+}
+
+/// Resolves `user:group` (or `user`, meaning its primary group) to ids.
+pub fn resolve_owner(owner: &str) -> ExecResult<(u32, u32)> {
+    let (user, group) = owner.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((owner, None));
+    let u = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| crate::ExecError::Other(format!("no such user {user:?}")))?;
+    let gid = match group {
+        Some(g) => nix::unistd::Group::from_name(g)
+            .ok()
+            .flatten()
+            .ok_or_else(|| crate::ExecError::Other(format!("no such group {g:?}")))?
+            .gid
+            .as_raw(),
+        None => u.gid.as_raw(),
+    };
+    Ok((u.uid.as_raw(), gid))
+}
+
+pub fn chown(path: &Path, owner: (u32, u32)) -> ExecResult<()> {
+    std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)).map_err(io_err(format!("chown {}", path.display())))
 }
 
 /// Reads a file, `None` if it does not exist.

@@ -42,6 +42,25 @@ impl Host {
         }
     }
 
+    pub fn write_atomic_owned(&self, path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::write_atomic_owned(path, bytes, mode, owner),
+        }
+    }
+
+    pub fn chown(&self, path: &Path, owner: (u32, u32)) -> ExecResult<()> {
+        match self {
+            Host::Local => fsops::chown(path, owner),
+        }
+    }
+
+    pub fn owner_of(&self, path: &Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Host::Local => std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid())),
+        }
+    }
+
     pub fn read(&self, path: &Path) -> ExecResult<Option<Vec<u8>>> {
         match self {
             Host::Local => fsops::read_optional(path),

@@ -8,6 +8,7 @@
 pub mod cmd;
 pub mod fsops;
 pub mod host;
+pub mod http;
 pub mod probe;
 pub mod secrets;
 pub mod steps;

@@ -58,6 +58,45 @@ pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
     None
 }
 
+/// A PHP-FPM runtime found on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundPhp {
+    pub version: String,
+    pub fpm: String,
+    pub cli: Option<String>,
+}
+
+/// Every `php-fpmX.Y` under /usr/sbin, newest first, with its CLI if installed.
+pub fn php_runtimes() -> Vec<FoundPhp> {
+    let mut found: Vec<FoundPhp> = std::fs::read_dir("/usr/sbin")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_prefix("php-fpm")?.to_string();
+            if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return None;
+            }
+            let cli = format!("/usr/bin/php{version}");
+            Some(FoundPhp {
+                fpm: format!("/usr/sbin/{name}"),
+                cli: Path::new(&cli).exists().then_some(cli),
+                version,
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| b.version.cmp(&a.version));
+    found
+}
+
+/// The version an `nginx -v` reports (it prints to stderr).
+pub async fn nginx_version() -> Option<String> {
+    let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None).await.ok()?;
+    let text = format!("{}{}", out.stderr, out.stdout);
+    text.split("nginx/").nth(1).map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {

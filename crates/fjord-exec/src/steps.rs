@@ -7,17 +7,18 @@
 //! applied fully, partly or not at all, so the daemon can undo a step that was running when it died.
 
 use crate::cmd::{Cmd, OutputSink};
-use crate::fsops::aside_path;
+use crate::fsops::{aside_path, resolve_owner};
 use crate::host::Host;
 use crate::secrets::SecretStore;
 use crate::{ExecError, ExecResult};
-use fjord_core::plan::{mask_secrets, SECRET_CLOSE, SECRET_OPEN};
-use fjord_core::{FileContent, Step, TaskId};
+use fjord_core::plan::{mask_secrets, shell_words, SECRET_CLOSE, SECRET_OPEN};
+use fjord_core::{Command, FileContent, LogStream, Step, TaskId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
 
 /// What undoing one applied step needs; stored (as JSON) in the task's undo log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,7 @@ pub enum StepUndo {
         path: String,
         saved: Option<String>,
         mode: Option<u32>,
+        owner: Option<(u32, u32)>,
     },
     /// Move the removed path back from where it was put aside.
     MoveBack {
@@ -40,24 +42,127 @@ pub enum StepUndo {
         aside: String,
     },
     Run {
-        argv: Vec<String>,
-        timeout_secs: u64,
+        cmd: Command,
+    },
+    /// Reload the service again once every other step is undone (so it serves the old config).
+    Reload {
+        service: String,
+        check: Option<Command>,
+        reload: Command,
+        pidfile: String,
     },
 }
 
 /// Applies steps on one host. Holds what steps need beyond their own data: the secrets store (to fill
-/// secret markers), where saved copies go, and how to reload each service.
+/// secret markers), where saved copies go, and the gates that coalesce service reloads.
 #[derive(Debug, Clone)]
 pub struct Executor {
     pub host: Host,
     pub secrets: SecretStore,
     /// Directory for saved copies of overwritten files, `<state>/undo`.
     pub undo_dir: PathBuf,
-    /// Reload command per service name ("nginx" → argv). Unknown services are skipped with a note.
-    pub reloads: BTreeMap<String, Vec<String>>,
+    /// Per service: when its last reload started. See [`Executor::reload_service`].
+    pub reload_gates: ReloadGates,
 }
 
+pub type ReloadGates = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Instant>>>>>>;
+
 impl Executor {
+    pub fn new(host: Host, secrets: SecretStore, undo_dir: PathBuf) -> Executor {
+        Executor { host, secrets, undo_dir, reload_gates: Default::default() }
+    }
+
+    /// Turns a planned command into a runnable one: secret markers filled, temp files written (0600),
+    /// `{tmp:NAME}` and `{pid:PATH}` replaced. The temp dir is removed when the guard drops.
+    fn materialize(&self, c: &Command) -> ExecResult<(Cmd, Option<TempDirGuard>)> {
+        let guard = if c.files.is_empty() {
+            None
+        } else {
+            let dir = self.undo_dir.join(format!("tmp-{:016x}", rand::random::<u64>()));
+            self.host.create_dirs(&dir, 0o700)?;
+            for f in &c.files {
+                if f.name.contains('/') || f.name.starts_with('.') {
+                    return Err(ExecError::Other(format!("bad temp file name {:?}", f.name)));
+                }
+                self.host.write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
+            }
+            Some(TempDirGuard { host: self.host.clone(), dir })
+        };
+        let subst = |a: &str| -> ExecResult<String> {
+            let mut out = a.to_string();
+            if let Some(g) = &guard {
+                for f in &c.files {
+                    out = out.replace(&format!("{{tmp:{}}}", f.name), &g.dir.join(&f.name).to_string_lossy());
+                }
+            }
+            if let Some(start) = out.find("{pid:") {
+                let end = out[start..].find('}').map(|e| start + e).ok_or_else(|| ExecError::Other("bad {pid:}".into()))?;
+                let pidfile = &out[start + 5..end];
+                let pid = read_pid(&self.host, Path::new(pidfile)).ok_or_else(|| ExecError::Other(format!("no pid in {pidfile}")))?;
+                out = format!("{}{pid}{}", &out[..start], &out[end + 1..]);
+            }
+            Ok(out)
+        };
+        let mut cmd = Cmd::new(c.argv.iter().map(|a| subst(a)).collect::<ExecResult<Vec<_>>>()?)
+            .timeout(Duration::from_secs(c.timeout_secs));
+        for (k, v) in &c.env {
+            cmd = cmd.env(k.clone(), self.resolve_secrets(&subst(v)?)?);
+        }
+        if let Some(stdin) = &c.stdin {
+            cmd = cmd.stdin(self.resolve_secrets(stdin)?.into_bytes());
+        }
+        cmd.cwd = c.cwd.clone();
+        Ok((cmd, guard))
+    }
+
+    /// Runs a planned command; its output goes to `sink`, masked where the plan says so.
+    pub async fn run_command(
+        &self,
+        c: &Command,
+        sink: Option<OutputSink>,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> ExecResult<crate::CmdOutput> {
+        let (cmd, _guard) = self.materialize(c)?;
+        let sink = match (sink, c.redact.is_empty()) {
+            (Some(s), false) => Some(redacting(s, c.redact.clone())),
+            (s, _) => s,
+        };
+        self.host.run_checked(&cmd, sink, cancel).await
+    }
+
+    /// Checks and reloads (or starts) a service. Reloads are coalesced: a caller whose files were
+    /// written before a reload of the same service *started* needs no reload of its own, so concurrent
+    /// tasks share one.
+    pub async fn reload_service(
+        &self,
+        service: &str,
+        check: Option<&Command>,
+        start: &Command,
+        reload: &Command,
+        pidfile: &str,
+        sink: Option<OutputSink>,
+    ) -> ExecResult<Option<String>> {
+        let requested = Instant::now();
+        let gate = {
+            let mut gates = self.reload_gates.lock().expect("reload gate lock");
+            gates.entry(service.to_string()).or_default().clone()
+        };
+        let mut last = gate.lock().await;
+        if last.is_some_and(|t| t > requested) {
+            return Ok(Some(format!("{service} was reloaded by a concurrent task")));
+        }
+        *last = Some(Instant::now());
+        if let Some(check) = check {
+            self.run_command(check, sink.clone(), None).await?;
+        }
+        if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
+            self.run_command(reload, sink, None).await?;
+            Ok(None)
+        } else {
+            self.run_command(start, sink, None).await?;
+            Ok(Some(format!("{service} was not running: started it")))
+        }
+    }
     fn task_undo_dir(&self, task: TaskId) -> PathBuf {
         self.undo_dir.join(task.0.to_string())
     }
@@ -66,16 +171,15 @@ impl Executor {
     /// before [`Executor::apply`].
     pub fn prepare(&self, task: TaskId, idx: usize, step: &Step) -> ExecResult<StepUndo> {
         Ok(match step {
-            Step::MakeDir { path, .. } => {
-                let mut dirs: Vec<String> = self
+            Step::MakeDir { path, .. } => StepUndo::RemoveDirs {
+                dirs: self
                     .host
                     .missing_dirs(Path::new(path))
                     .into_iter()
+                    .take(1)
                     .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-                dirs.reverse();
-                StepUndo::RemoveDirs { dirs }
-            }
+                    .collect(),
+            },
             Step::WriteFile { path, .. } => {
                 let p = Path::new(path);
                 let saved = match self.host.read(p)? {
@@ -92,6 +196,7 @@ impl Executor {
                     path: path.clone(),
                     saved,
                     mode: self.host.mode_of(p),
+                    owner: self.host.owner_of(p),
                 }
             }
             Step::RemovePath { path } => StepUndo::MoveBack {
@@ -100,15 +205,14 @@ impl Executor {
                     .to_string_lossy()
                     .into_owned(),
             },
-            Step::Run {
-                undo: Some(argv),
-                timeout_secs,
-                ..
-            } => StepUndo::Run {
-                argv: argv.clone(),
-                timeout_secs: *timeout_secs,
+            Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
+            Step::Service { service, check, reload, pidfile, .. } => StepUndo::Reload {
+                service: service.clone(),
+                check: check.clone(),
+                reload: reload.clone(),
+                pidfile: pidfile.clone(),
             },
-            Step::Run { undo: None, .. } | Step::Reload { .. } | Step::Sleep { .. } | Step::Fail { .. } => {
+            Step::Run { undo: None, .. } | Step::HttpCheck { .. } | Step::Sleep { .. } | Step::Fail { .. } => {
                 StepUndo::Nothing
             }
         })
@@ -124,7 +228,12 @@ impl Executor {
             let end = after
                 .find(SECRET_CLOSE)
                 .ok_or_else(|| ExecError::Other("unterminated secret marker".into()))?;
-            out.push_str(self.secrets.require(&after[..end])?.expose());
+            let key = &after[..end];
+            let secret = match key.strip_suffix(fjord_core::plan::SECRET_GENERATE) {
+                Some(k) => self.secrets.get_or_generate(k)?,
+                None => self.secrets.require(key)?,
+            };
+            out.push_str(secret.expose());
             rest = &after[end + SECRET_CLOSE.len()..];
         }
         out.push_str(rest);
@@ -142,20 +251,30 @@ impl Executor {
         cancel: Option<watch::Receiver<bool>>,
     ) -> ExecResult<Option<String>> {
         match step {
-            Step::MakeDir { path, mode } => {
+            Step::MakeDir { path, mode, owner } => {
                 let p = Path::new(path);
-                let existed = self.host.exists(p);
+                let owner = owner.as_deref().map(resolve_owner).transpose()?;
+                if self.host.exists(p) && self.host.mode_of(p) == Some(*mode) && owner.is_none_or(|o| self.host.owner_of(p) == Some(o)) {
+                    return Ok(Some(format!("{path} already exists")));
+                }
                 self.host.create_dirs(p, *mode)?;
-                Ok(existed.then(|| format!("{path} already exists")))
+                if let Some(o) = owner {
+                    self.host.chown(p, o)?;
+                }
+                Ok(None)
             }
-            Step::WriteFile { path, content, mode } => {
+            Step::WriteFile { path, content, mode, owner } => {
                 let FileContent::Text { text } = content;
                 let bytes = self.resolve_secrets(text)?.into_bytes();
                 let p = Path::new(path);
-                if self.host.read(p)?.as_deref() == Some(&bytes[..]) && self.host.mode_of(p) == Some(*mode) {
+                let owner = owner.as_deref().map(resolve_owner).transpose()?;
+                if self.host.read(p)?.as_deref() == Some(&bytes[..])
+                    && self.host.mode_of(p) == Some(*mode)
+                    && owner.is_none_or(|o| self.host.owner_of(p) == Some(o))
+                {
                     return Ok(Some(format!("{path} is already up to date")));
                 }
-                self.host.write_atomic(p, &bytes, *mode)?;
+                self.host.write_atomic_owned(p, &bytes, *mode, owner)?;
                 Ok(None)
             }
             Step::RemovePath { path } => {
@@ -167,26 +286,37 @@ impl Executor {
                 self.host.rename(p, &aside)?;
                 Ok(None)
             }
-            Step::Run {
-                argv,
-                env,
-                timeout_secs,
-                ..
-            } => {
-                let mut cmd = Cmd::new(argv.clone()).timeout(Duration::from_secs(*timeout_secs));
-                cmd.env = env.clone();
-                self.host.run_checked(&cmd, sink, cancel).await?;
+            Step::Run { cmd, .. } => {
+                self.run_command(cmd, sink, cancel).await?;
                 Ok(None)
             }
-            Step::Reload { service } => match self.reloads.get(service) {
-                Some(argv) => {
-                    self.host
-                        .run_checked(&Cmd::new(argv.clone()).timeout(Duration::from_secs(60)), sink, cancel)
-                        .await?;
-                    Ok(None)
+            Step::Service { service, check, start, reload, pidfile, .. } => {
+                self.reload_service(service, check.as_ref(), start, reload, pidfile, sink).await
+            }
+            Step::HttpCheck { url, host, expect, contains } => {
+                // A freshly started PHP-FPM or web server may need a moment: retry briefly.
+                let mut last = String::new();
+                for attempt in 0..20 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    match crate::http::get(url, host, &[]).await {
+                        Ok(a) if expect.contains(&a.status) && contains.as_ref().is_none_or(|c| a.body.contains(c.as_str())) => {
+                            return Ok(Some(format!("{host} answered {}", a.status)));
+                        }
+                        Ok(a) => {
+                            last = format!(
+                                "{host} answered {} (expected {expect:?}{}): {}",
+                                a.status,
+                                contains.as_ref().map(|c| format!(" containing {c:?}")).unwrap_or_default(),
+                                a.body.chars().take(300).collect::<String>()
+                            )
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
                 }
-                None => Ok(Some(format!("no reload command is configured for {service}"))),
-            },
+                Err(ExecError::Other(last))
+            }
             Step::Sleep { ms } => {
                 let sleep = tokio::time::sleep(Duration::from_millis(*ms));
                 match cancel {
@@ -210,17 +340,17 @@ impl Executor {
             StepUndo::Nothing => Ok(()),
             StepUndo::RemoveDirs { dirs } => {
                 for d in dirs {
-                    self.host.remove_empty_dir(Path::new(d));
+                    self.host.remove_all(Path::new(d))?;
                 }
                 Ok(())
             }
-            StepUndo::RestoreFile { path, saved, mode } => match saved {
+            StepUndo::RestoreFile { path, saved, mode, owner } => match saved {
                 Some(copy) => {
                     let bytes = self
                         .host
                         .read(Path::new(copy))?
                         .ok_or_else(|| ExecError::Other(format!("saved copy {copy} is missing")))?;
-                    self.host.write_atomic(Path::new(path), &bytes, mode.unwrap_or(0o644))
+                    self.host.write_atomic_owned(Path::new(path), &bytes, mode.unwrap_or(0o644), *owner)
                 }
                 None => self.host.remove_all(Path::new(path)),
             },
@@ -231,14 +361,19 @@ impl Executor {
                 }
                 Ok(())
             }
-            StepUndo::Run { argv, timeout_secs } => {
-                self.host
-                    .run_checked(
-                        &Cmd::new(argv.clone()).timeout(Duration::from_secs(*timeout_secs)),
-                        sink,
-                        None,
-                    )
-                    .await?;
+            StepUndo::Run { cmd } => {
+                self.run_command(cmd, sink, None).await?;
+                Ok(())
+            }
+            StepUndo::Reload { service, check, reload, pidfile } => {
+                // Only a running service needs to pick the old config back up.
+                if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
+                    if let Some(check) = check {
+                        self.run_command(check, sink.clone(), None).await?;
+                    }
+                    self.run_command(reload, sink, None).await?;
+                    *self.gate(service).lock().await = Some(Instant::now());
+                }
                 Ok(())
             }
         }
@@ -256,10 +391,14 @@ impl Executor {
         let _ = self.host.remove_all(&self.task_undo_dir(task));
     }
 
+    fn gate(&self, service: &str) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+        self.reload_gates.lock().expect("reload gate lock").entry(service.to_string()).or_default().clone()
+    }
+
     /// What a step would do, for `--dry-run`: a unified diff for files, the argv for commands.
     pub fn preview(&self, step: &Step) -> String {
         match step {
-            Step::WriteFile { path, content, mode } => {
+            Step::WriteFile { path, content, mode, .. } => {
                 let FileContent::Text { text } = content;
                 let new = mask_secrets(text);
                 let old = self
@@ -283,9 +422,69 @@ impl Executor {
                         .header(&format!("{path} (now)"), &format!("{path} (planned)"))
                 )
             }
+            Step::Run { cmd, undo, .. } => {
+                let mut out = format!("{}\n  run: {}", step.describe(), shell_words(&cmd.argv));
+                if let Some(stdin) = &cmd.stdin {
+                    out.push_str(&format!("\n  stdin:\n{}", indent(&mask_secrets(stdin))));
+                }
+                if let Some(u) = undo {
+                    out.push_str(&format!("\n  undo: {}", shell_words(&u.argv)));
+                    if let Some(stdin) = &u.stdin {
+                        out.push_str(&format!("\n  undo stdin:\n{}", indent(&mask_secrets(stdin))));
+                    }
+                }
+                out
+            }
+            Step::Service { check, start, reload, .. } => {
+                let mut out = step.describe();
+                if let Some(c) = check {
+                    out.push_str(&format!("\n  check: {}", shell_words(&c.argv)));
+                }
+                out.push_str(&format!("\n  reload: {}\n  or start: {}", shell_words(&reload.argv), shell_words(&start.argv)));
+                out
+            }
             other => other.describe(),
         }
     }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Removes a command's temp files when it is done.
+struct TempDirGuard {
+    host: Host,
+    dir: PathBuf,
+}
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = self.host.remove_all(&self.dir);
+    }
+}
+
+fn read_pid(host: &Host, pidfile: &Path) -> Option<i32> {
+    let text = host.read(pidfile).ok().flatten()?;
+    String::from_utf8_lossy(&text).trim().parse().ok().filter(|p| *p > 0)
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+/// A sink that masks output lines containing any of `needles` before passing them on.
+fn redacting(sink: OutputSink, needles: Vec<String>) -> OutputSink {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
+    tokio::spawn(async move {
+        while let Some((stream, line)) = rx.recv().await {
+            let line = if needles.iter().any(|n| line.contains(n.as_str())) { "[line hidden: it holds a secret]".to_string() } else { line };
+            if sink.send((stream, line)).is_err() {
+                break;
+            }
+        }
+    });
+    tx
 }
 
 /// Masks the lines of `old` that correspond to secret-bearing lines of the template `new`, so a dry-run
@@ -321,12 +520,7 @@ mod tests {
     use fjord_core::plan::secret_ref;
 
     fn executor(dir: &Path) -> Executor {
-        Executor {
-            host: Host::Local,
-            secrets: SecretStore::open(dir.join("secrets")).expect("secrets"),
-            undo_dir: dir.join("undo"),
-            reloads: BTreeMap::new(),
-        }
+        Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
     }
 
     async fn apply_and_undo(ex: &Executor, step: &Step) {
@@ -345,6 +539,7 @@ mod tests {
             path: p.to_string_lossy().into(),
             content: FileContent::Text { text: "new".into() },
             mode: 0o600,
+            owner: None,
         };
         apply_and_undo(&ex, &step).await;
         assert_eq!(std::fs::read(&p).expect("read"), b"old");
@@ -355,6 +550,7 @@ mod tests {
             path: q.to_string_lossy().into(),
             content: FileContent::Text { text: "x".into() },
             mode: 0o644,
+            owner: None,
         };
         apply_and_undo(&ex, &step).await;
         assert!(!q.exists());
@@ -370,6 +566,7 @@ mod tests {
             &Step::MakeDir {
                 path: deep.to_string_lossy().into(),
                 mode: 0o755,
+                owner: None,
             },
         )
         .await;
@@ -398,6 +595,7 @@ mod tests {
             path: p.to_string_lossy().into(),
             content: FileContent::Text { text: text.clone() },
             mode: 0o600,
+            owner: None,
         };
         assert!(!ex.preview(&step).contains(pw.expose()));
         ex.apply(TaskId(1), 0, &step, None, None).await.expect("apply");
@@ -410,6 +608,7 @@ mod tests {
                 text: format!("{text}// more\n"),
             },
             mode: 0o600,
+            owner: None,
         };
         let preview = ex.preview(&changed);
         assert!(

@@ -1,36 +1,82 @@
 //! Where Fjord puts things on a host. All paths derive from the state dir and validated names, so they
 //! never contain `..` or anything a user typed unchecked.
 
-use fjord_core::{Server, Site};
+use fjord_core::{Platform, Server, Site};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub state_dir: String,
+    /// The Unix user PHP-FPM pools and web-server workers run as.
+    pub web_user: String,
 }
 
 impl Layout {
     pub fn new(state_dir: impl Into<String>) -> Layout {
-        Layout {
-            state_dir: state_dir.into(),
-        }
+        Layout { state_dir: state_dir.into(), web_user: "www-data".into() }
+    }
+    /// `user:group` of the web user.
+    pub fn web_owner(&self) -> String {
+        format!("{0}:{0}", self.web_user)
     }
     /// Per-server generated config: `<state>/servers/<name>`.
     pub fn server_dir(&self, server: &Server) -> String {
         format!("{}/servers/{}", self.state_dir, server.name)
     }
-    pub fn vhost_dir(&self, server: &Server) -> String {
-        format!("{}/nginx/vhost.d", self.server_dir(server))
+    pub fn nginx_dir(&self, server: &Server) -> String {
+        format!("{}/nginx", self.server_dir(server))
     }
-    /// The file the web server's main config includes.
+    pub fn vhost_dir(&self, server: &Server) -> String {
+        format!("{}/vhost.d", self.nginx_dir(server))
+    }
+    /// The file that includes every vhost; the web server's main config includes it.
     pub fn server_include(&self, server: &Server) -> String {
-        format!("{}/nginx/fjord.conf", self.server_dir(server))
+        format!("{}/fjord.conf", self.nginx_dir(server))
+    }
+    /// The main config of the nginx master Fjord runs itself.
+    pub fn nginx_conf(&self, server: &Server) -> String {
+        format!("{}/nginx.conf", self.nginx_dir(server))
+    }
+    pub fn nginx_pid(&self, server: &Server) -> String {
+        format!("{}/nginx-{}.pid", self.run_dir(), server.name)
+    }
+    /// The include Fjord drops into the system's nginx in `system` mode.
+    pub fn system_nginx_include(&self, server: &Server) -> String {
+        format!("/etc/nginx/conf.d/fjord-{}.conf", server.name)
     }
     pub fn vhost_path(&self, server: &Server, site: &Site) -> String {
         format!("{}/{}.conf", self.vhost_dir(server), site.domain)
     }
-    /// A site's own directory (files, private files, temp), outside any platform's code.
+    pub fn php_dir(&self, server: &Server, version: &str) -> String {
+        format!("{}/php/{version}", self.server_dir(server))
+    }
+    pub fn php_conf(&self, server: &Server, version: &str) -> String {
+        format!("{}/php-fpm.conf", self.php_dir(server, version))
+    }
+    pub fn php_pool_dir(&self, server: &Server, version: &str) -> String {
+        format!("{}/pool.d", self.php_dir(server, version))
+    }
+    pub fn php_pool(&self, server: &Server, version: &str, site: &Site) -> String {
+        format!("{}/{}.conf", self.php_pool_dir(server, version), site.domain)
+    }
+    pub fn php_pid(&self, server: &Server, version: &str) -> String {
+        format!("{}/php-fpm-{}-{version}.pid", self.run_dir(), server.name)
+    }
+    pub fn php_socket(&self, site: &Site) -> String {
+        format!("{}/php-{}.sock", self.run_dir(), site.domain)
+    }
+    /// A site's own directory outside any platform: private files, temp files, SQLite database.
     pub fn site_dir(&self, site: &Site) -> String {
         format!("{}/sites/{}", self.state_dir, site.domain)
+    }
+    pub fn sqlite_path(&self, site: &Site) -> String {
+        format!("{}/db/{}.sqlite", self.site_dir(site), site.db_name)
+    }
+    /// The web root of a platform.
+    pub fn docroot(&self, platform: &Platform) -> String {
+        match platform.docroot.as_deref() {
+            Some("") | None => platform.root.clone(),
+            Some(d) => format!("{}/{d}", platform.root),
+        }
     }
     /// Where HTTP-01 challenge files are served from, for every site.
     pub fn acme_dir(&self) -> String {
@@ -40,7 +86,10 @@ impl Layout {
     pub fn static_dir(&self) -> String {
         format!("{}/static", self.state_dir)
     }
-    pub fn php_socket(&self, site: &Site) -> String {
-        format!("{}/run/php-{}.sock", self.state_dir, site.domain)
+    pub fn run_dir(&self) -> String {
+        format!("{}/run", self.state_dir)
+    }
+    pub fn log_dir(&self) -> String {
+        format!("{}/log", self.state_dir)
     }
 }

@@ -3,13 +3,18 @@
 //! as [`Facts`] gathered by the daemon beforehand. This is what makes `--dry-run` exact: the CLI calls
 //! the same planner the daemon does.
 //!
-//! Config files are rendered from the templates under `templates/`, embedded in the binary.
+//! Modules: `services` (web server and PHP-FPM masters), `db` (databases and users), `apps` (one
+//! driver per application), `render` (the embedded templates under `templates/`), `layout` (paths).
 
+pub mod apps;
+pub mod db;
 pub mod layout;
 mod render;
+pub mod services;
 
 pub use layout::Layout;
 
+use apps::{App, SiteCtx};
 use fjord_core::*;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +40,8 @@ pub struct Facts {
     pub docroot: Option<String>,
     pub app: Option<AppKind>,
     pub app_version: Option<String>,
+    /// Drupal 8+: the current `sites/sites.php`, if any.
+    pub sites_php: Option<String>,
 }
 
 /// Arguments of a no-op task (used by tests and the queue benchmark).
@@ -77,21 +84,19 @@ pub fn plan(
     match kind {
         TaskKind::ServerVerify => server_verify(layout, snap),
         TaskKind::ServerRemove => server_remove(layout, snap),
-        TaskKind::PlatformVerify => platform_verify(snap, facts),
+        TaskKind::PlatformVerify => platform_verify(layout, snap, facts),
         TaskKind::PlatformRemove => platform_remove(snap),
-        TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, Some(SiteStatus::Failed)),
+        TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
-            let target = if site.status == SiteStatus::Disabled {
-                SiteStatus::Disabled
-            } else {
-                SiteStatus::Enabled
-            };
-            site_apply(layout, snap, target, None)
+            let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
+            site_apply(layout, snap, target, false)
         }
-        TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, None),
-        TaskKind::SiteDisable => site_apply(layout, snap, SiteStatus::Disabled, None),
+        TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, false),
+        TaskKind::SiteDisable => site_apply(layout, snap, SiteStatus::Disabled, false),
         TaskKind::SiteDelete => site_delete(layout, snap, args::<DeleteArgs>(task_args)?),
+        TaskKind::SiteLoginLink => site_login_link(layout, snap),
+        TaskKind::SiteCron => site_cron(layout, snap),
         TaskKind::Noop => noop(args::<NoopArgs>(task_args)?),
     }
 }
@@ -104,80 +109,55 @@ pub fn noop(a: NoopArgs) -> PlanResult<Planned> {
             path: f.clone(),
             content: FileContent::Text { text: "noop\n".into() },
             mode: 0o644,
+            owner: None,
         });
     }
     if a.sleep_ms > 0 {
         plan.push(Step::Sleep { ms: a.sleep_ms });
     }
     if a.fail {
-        plan.push(Step::Fail {
-            message: "no-op task asked to fail".into(),
-        });
+        plan.push(Step::Fail { message: "no-op task asked to fail".into() });
     }
-    Ok(Planned {
-        plan,
-        ..Default::default()
-    })
+    Ok(Planned { plan, ..Default::default() })
 }
 
 fn site_of(snap: &Snapshot) -> PlanResult<&Site> {
-    snap.site
-        .as_ref()
-        .ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
+    snap.site.as_ref().ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
 }
 
 fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
-    snap.platform
-        .as_ref()
-        .ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
-}
-
-fn web_service(snap: &Snapshot) -> Option<&'static str> {
-    snap.server.http().map(|(kind, _)| kind.as_str())
+    snap.platform.as_ref().ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
 }
 
 fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
-    plan.push(Step::MakeDir {
-        path: layout.vhost_dir(server),
-        mode: 0o755,
-    });
-    plan.push(Step::MakeDir {
-        path: layout.static_dir(),
-        mode: 0o755,
-    });
-    plan.push(Step::MakeDir {
-        path: layout.acme_dir(),
-        mode: 0o755,
-    });
+    for dir in [layout.run_dir(), layout.log_dir(), layout.static_dir(), layout.acme_dir()] {
+        plan.push(Step::MakeDir { path: dir, mode: 0o755, owner: None });
+    }
     plan.push(Step::WriteFile {
         path: format!("{}/fjord-site-disabled.html", layout.static_dir()),
-        content: FileContent::Text {
-            text: render::site_disabled_page()?,
-        },
+        content: FileContent::Text { text: render::site_disabled_page()? },
         mode: 0o644,
+        owner: None,
     });
-    if server.http().is_some() {
-        plan.push(Step::WriteFile {
-            path: layout.server_include(server),
-            content: FileContent::Text {
-                text: render::server_include(layout, server)?,
-            },
-            mode: 0o644,
-        });
+    for runtime in server.php_runtimes() {
+        services::php_files(layout, server, runtime, &mut plan)?;
+        // Start it if it is not running, whatever changed.
+        plan.push(services::php_reload(layout, server, runtime, vec![]));
     }
-    if let Some(service) = web_service(snap) {
-        plan.push(Step::Reload {
-            service: service.into(),
-        });
+    if server.http().is_some() {
+        services::web_files(layout, server, &mut plan)?;
+        plan.push(services::web_reload(layout, server, vec![])?);
+    }
+    for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
+        if let Some(db) = server.db(engine) {
+            plan.push(db::prove_admin(server, db));
+        }
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus {
-            server: server.id,
-            status: ObjectStatus::Enabled,
-        }],
+        on_success: vec![StateChange::ServerStatus { server: server.id, status: ObjectStatus::Enabled }],
         on_failure: vec![],
     })
 }
@@ -192,26 +172,39 @@ fn server_remove(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         )));
     }
     let mut plan = Plan::default();
-    plan.push(Step::RemovePath {
-        path: layout.server_dir(&snap.server),
-    });
+    if let Some(http) = snap.server.http() {
+        if http.mode == WebMode::System {
+            plan.push(Step::RemovePath { path: layout.system_nginx_include(&snap.server) });
+        }
+    }
+    plan.push(Step::RemovePath { path: layout.server_dir(&snap.server) });
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus {
-            server: snap.server.id,
-            status: ObjectStatus::Deleted,
-        }],
+        on_success: vec![StateChange::ServerStatus { server: snap.server.id, status: ObjectStatus::Deleted }],
         on_failure: vec![],
     })
 }
 
-fn platform_verify(snap: &Snapshot, facts: &Facts) -> PlanResult<Planned> {
+/// The line Fjord adds to a Drupal `sites/sites.php` so each site's entries live in a file of its own.
+pub const SITES_PHP_INCLUDE: &str =
+    "foreach (glob(__DIR__ . '/fjord-sites/*.php') ?: [] as $fjord_sites_file) { include $fjord_sites_file; }";
+
+fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResult<Planned> {
     let platform = platform_of(snap)?;
     let mut plan = Plan::default();
     if !facts.root_exists {
-        plan.push(Step::Fail {
-            message: format!("platform root {} does not exist or is not a directory", platform.root),
-        });
+        plan.push(Step::Fail { message: format!("platform root {} does not exist or is not a directory", platform.root) });
+    }
+    if facts.app == Some(AppKind::Drupal) {
+        // Drupal 8+ needs sites/sites.php for aliases; keep what is there and add Fjord's include.
+        let mut verified = platform.clone();
+        verified.docroot = facts.docroot.clone();
+        let path = format!("{}/sites/sites.php", layout.docroot(&verified));
+        let current = facts.sites_php.clone().unwrap_or_else(|| "<?php\n".into());
+        if !current.contains(SITES_PHP_INCLUDE) {
+            let text = format!("{}\n// Added by Fjord: one file of entries per site.\n{SITES_PHP_INCLUDE}\n", current.trim_end());
+            plan.push(Step::WriteFile { path, content: FileContent::Text { text }, mode: 0o644, owner: None });
+        }
     }
     Ok(Planned {
         plan,
@@ -237,63 +230,124 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan: Plan::default(),
-        on_success: vec![StateChange::PlatformStatus {
-            platform: platform.id,
-            status: ObjectStatus::Deleted,
-        }],
+        on_success: vec![StateChange::PlatformStatus { platform: platform.id, status: ObjectStatus::Deleted }],
         on_failure: vec![],
     })
 }
 
-/// Install, verify, enable and disable all converge a site's derived files to the same shape; they
-/// differ only in the status they render and record.
-fn site_apply(
-    layout: &Layout,
-    snap: &Snapshot,
-    status: SiteStatus,
-    on_failure: Option<SiteStatus>,
-) -> PlanResult<Planned> {
+/// The context every site planner works in.
+fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a>> {
     let site = site_of(snap)?;
     let platform = platform_of(snap)?;
+    let server = &snap.server;
+    let php = server.php_runtime(site.php.as_deref()).ok_or_else(|| {
+        PlanError::Refused(match &site.php {
+            Some(v) => format!("server {} has no PHP {v} runtime", server.name),
+            None => format!("server {} has no PHP runtime", server.name),
+        })
+    })?;
+    let port = server.http().map(|h| h.port).unwrap_or(80);
+    let base_url = if port == 80 { format!("http://{}", site.domain) } else { format!("http://{}:{port}", site.domain) };
+    // The database lives on the platform's server unless the site names another one.
+    let db_server = match site.db_server_id {
+        Some(id) if id != server.id => snap.db_server.as_ref(),
+        _ => Some(server),
+    };
+    Ok(SiteCtx {
+        layout,
+        server,
+        platform,
+        site,
+        db: db::connection(db_server, site, layout.sqlite_path(site))?,
+        php,
+        base_url,
+        port,
+        reverse_proxy: vec![],
+    })
+}
+
+fn db_server<'a>(snap: &'a Snapshot, site: &Site) -> Option<&'a Server> {
+    match site.db_server_id {
+        Some(id) if id != snap.server.id => snap.db_server.as_ref(),
+        _ => Some(&snap.server),
+    }
+}
+
+/// Install, verify, enable and disable all converge a site's derived state to the same shape; they
+/// differ in the status they render and record, and install also creates the database and runs the
+/// application's installer.
+fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: bool) -> PlanResult<Planned> {
+    let ctx = site_ctx(layout, snap)?;
+    let site = ctx.site;
     if site.status == SiteStatus::Deleted {
         return Err(PlanError::Refused(format!("site {} is deleted", site.domain)));
     }
+    if !install && matches!(site.status, SiteStatus::Queued | SiteStatus::Failed) {
+        return Err(PlanError::Refused(format!("site {} is not installed ({}); delete it or install it again", site.domain, site.status)));
+    }
+    let app = App::of(ctx.platform);
+    app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
     let dir = layout.site_dir(site);
-    plan.push(Step::MakeDir {
-        path: dir.clone(),
-        mode: 0o750,
+    let owner = Some(layout.web_owner());
+    plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
+    for sub in ["private", "tmp"] {
+        plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
+    }
+    if site.db_engine == DbEngine::Sqlite {
+        plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });
+    }
+    if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
+        plan.push(step);
+    }
+    app.settings(&ctx, &mut plan)?;
+
+    // PHP-FPM pool, then a reload if the pool changed.
+    let pool = layout.php_pool(&snap.server, &ctx.php.version, site);
+    plan.push(Step::WriteFile {
+        path: pool.clone(),
+        content: FileContent::Text { text: render::php_pool(layout, site)? },
+        mode: 0o644,
+        owner: None,
     });
-    for sub in ["files", "private", "tmp"] {
-        plan.push(Step::MakeDir {
-            path: format!("{dir}/{sub}"),
-            mode: 0o770,
-        });
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+
+    if install {
+        app.install(&ctx, &mut plan)?;
     }
-    if snap.server.http().is_some() {
-        plan.push(Step::WriteFile {
-            path: layout.vhost_path(&snap.server, site),
-            content: FileContent::Text {
-                text: render::vhost(layout, &snap.server, platform, site, status == SiteStatus::Disabled)?,
-            },
-            mode: 0o644,
-        });
-    }
-    if let Some(service) = web_service(snap) {
-        plan.push(Step::Reload {
-            service: service.into(),
+    // Installers run as root; give the web user back what it must write.
+    let writable = app.writable_dirs(&ctx);
+    let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
+    chown.extend(writable);
+    plan.push(Step::Run { label: "give the web user its writable directories".into(), cmd: Command::new(chown).timeout(600), undo: None });
+
+    let vhost = layout.vhost_path(&snap.server, site);
+    plan.push(Step::WriteFile {
+        path: vhost.clone(),
+        content: FileContent::Text {
+            text: render::vhost(layout, &snap.server, ctx.platform, site, app.vhost_flavour(), status == SiteStatus::Disabled)?,
+        },
+        mode: 0o644,
+        owner: None,
+    });
+    plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
+    if let Some(http) = snap.server.http() {
+        let addr = match http.listen.as_deref() {
+            Some("0.0.0.0") | None => "127.0.0.1",
+            Some(a) => a,
+        };
+        plan.push(Step::HttpCheck {
+            url: format!("http://{addr}:{}/", http.port),
+            host: site.domain.to_string(),
+            // Served by PHP (any non-error answer), or the "site disabled" page.
+            expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
+            contains: None,
         });
     }
     Ok(Planned {
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
-        on_failure: on_failure
-            .map(|s| StateChange::SiteStatus {
-                site: site.id,
-                status: s,
-            })
-            .into_iter()
-            .collect(),
+        on_failure: if install { vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }] } else { vec![] },
     })
 }
 
@@ -305,26 +359,59 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
             site.domain, site.status
         )));
     }
+    let ctx = site_ctx(layout, snap)?;
+    let app = App::of(ctx.platform);
     let mut plan = Plan::default();
-    if snap.server.http().is_some() {
-        plan.push(Step::RemovePath {
-            path: layout.vhost_path(&snap.server, site),
-        });
-        if let Some(service) = web_service(snap) {
-            plan.push(Step::Reload {
-                service: service.into(),
-            });
-        }
+    // First stop serving it, then remove what it had.
+    let vhost = layout.vhost_path(&snap.server, site);
+    plan.push(Step::RemovePath { path: vhost.clone() });
+    plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
+    let pool = layout.php_pool(&snap.server, &ctx.php.version, site);
+    plan.push(Step::RemovePath { path: pool.clone() });
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    for f in app.external_files(&ctx) {
+        plan.push(Step::RemovePath { path: f });
     }
-    plan.push(Step::RemovePath {
-        path: layout.site_dir(site),
-    });
+    if let Some(dir) = app.platform_site_dir(&ctx) {
+        plan.push(Step::RemovePath { path: dir });
+    }
+    plan.push(Step::RemovePath { path: layout.site_dir(site) });
+    // Dropping the database cannot be undone, so it comes last: anything before it can still fail
+    // and roll back to a whole site.
+    if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
+        plan.push(step);
+    }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::SiteStatus {
-            site: site.id,
-            status: SiteStatus::Deleted,
-        }],
+        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
+        on_failure: vec![],
+    })
+}
+
+fn enabled_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot, what: &str) -> PlanResult<SiteCtx<'a>> {
+    let ctx = site_ctx(layout, snap)?;
+    if ctx.site.status != SiteStatus::Enabled {
+        return Err(PlanError::Refused(format!("site {} is {}: no {what}", ctx.site.domain, ctx.site.status)));
+    }
+    Ok(ctx)
+}
+
+fn site_login_link(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
+    let ctx = enabled_ctx(layout, snap, "login link")?;
+    let mut plan = Plan::default();
+    plan.push(App::of(ctx.platform).login_link(&ctx)?);
+    Ok(Planned { plan, ..Default::default() })
+}
+
+fn site_cron(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
+    let ctx = enabled_ctx(layout, snap, "cron")?;
+    let mut plan = Plan::default();
+    if let Some(step) = App::of(ctx.platform).cron(&ctx)? {
+        plan.push(step);
+    }
+    Ok(Planned {
+        plan,
+        on_success: vec![StateChange::SiteCronRan { site: ctx.site.id }],
         on_failure: vec![],
     })
 }

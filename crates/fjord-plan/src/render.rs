@@ -1,49 +1,119 @@
-//! Rendering config files from the embedded templates.
+//! Rendering config files from the embedded templates. Template names are constants; every template
+//! is parsed once, at first use.
 
+use crate::apps::SiteCtx;
 use crate::{Layout, PlanError, PlanResult};
-use fjord_core::{Platform, Server, Site};
-use minijinja::{context, Environment};
+use fjord_core::{HttpService, PhpRuntime, Platform, Server, Site};
+use minijinja::{context, Environment, Value};
 use std::sync::OnceLock;
 
-const SERVER_INCLUDE: &str = "nginx/server.conf.j2";
-const VHOST: &str = "nginx/vhost.conf.j2";
-const SITE_DISABLED: &str = "nginx/site-disabled.html.j2";
+const TEMPLATES: &[(&str, &str)] = &[
+    ("nginx/server.conf.j2", include_str!("../templates/nginx/server.conf.j2")),
+    ("nginx/nginx.conf.j2", include_str!("../templates/nginx/nginx.conf.j2")),
+    ("nginx/vhost.conf.j2", include_str!("../templates/nginx/vhost.conf.j2")),
+    ("nginx/site-disabled.html.j2", include_str!("../templates/nginx/site-disabled.html.j2")),
+    ("php/php-fpm.conf.j2", include_str!("../templates/php/php-fpm.conf.j2")),
+    ("php/pool.conf.j2", include_str!("../templates/php/pool.conf.j2")),
+    ("apps/drupal.settings.php.j2", include_str!("../templates/apps/drupal.settings.php.j2")),
+    ("apps/drupal7-install.php.j2", include_str!("../templates/apps/drupal7-install.php.j2")),
+    ("apps/drupal7-script.php.j2", include_str!("../templates/apps/drupal7-script.php.j2")),
+    ("apps/wordpress.config.php.j2", include_str!("../templates/apps/wordpress.config.php.j2")),
+    ("apps/wordpress-script.php.j2", include_str!("../templates/apps/wordpress-script.php.j2")),
+    ("apps/wordpress-login.php.j2", include_str!("../templates/apps/wordpress-login.php.j2")),
+];
+
+/// The keys WordPress expects in its config, each a random secret.
+pub const WP_SALT_KEYS: &[&str] = &[
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+];
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
         env.set_keep_trailing_newline(true);
-        for (name, source) in [
-            (SERVER_INCLUDE, include_str!("../templates/nginx/server.conf.j2")),
-            (VHOST, include_str!("../templates/nginx/vhost.conf.j2")),
-            (SITE_DISABLED, include_str!("../templates/nginx/site-disabled.html.j2")),
-        ] {
+        for (name, source) in TEMPLATES {
             env.add_template(name, source).expect("embedded templates parse");
         }
         env
     })
 }
 
-fn render(name: &str, ctx: minijinja::Value) -> PlanResult<String> {
+fn render(name: &str, ctx: Value) -> PlanResult<String> {
     env()
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|source| PlanError::Template {
-            name: name.into(),
-            source,
-        })
+        .map_err(|source| PlanError::Template { name: name.into(), source })
 }
 
 pub(crate) fn server_include(layout: &Layout, server: &Server) -> PlanResult<String> {
+    render("nginx/server.conf.j2", context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) })
+}
+
+fn listen(http: &HttpService) -> String {
+    match &http.listen {
+        Some(addr) => format!("{addr}:{}", http.port),
+        None => http.port.to_string(),
+    }
+}
+
+pub(crate) fn nginx_conf(layout: &Layout, server: &Server, http: &HttpService) -> PlanResult<String> {
     render(
-        SERVER_INCLUDE,
-        context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) },
+        "nginx/nginx.conf.j2",
+        context! {
+            server => server.name.as_str(),
+            web_user => layout.web_user,
+            pid => layout.nginx_pid(server),
+            log_dir => layout.log_dir(),
+            run_dir => layout.run_dir(),
+            listen => listen(http),
+            include => layout.server_include(server),
+        },
     )
 }
 
 pub(crate) fn site_disabled_page() -> PlanResult<String> {
-    render(SITE_DISABLED, context! {})
+    render("nginx/site-disabled.html.j2", context! {})
+}
+
+pub(crate) fn php_fpm_conf(layout: &Layout, server: &Server, runtime: &PhpRuntime) -> PlanResult<String> {
+    render(
+        "php/php-fpm.conf.j2",
+        context! {
+            server => server.name.as_str(),
+            version => runtime.version,
+            pid => layout.php_pid(server, &runtime.version),
+            log_dir => layout.log_dir(),
+            run_dir => layout.run_dir(),
+            web_user => layout.web_user,
+            pool_dir => layout.php_pool_dir(server, &runtime.version),
+        },
+    )
+}
+
+pub(crate) fn php_pool(layout: &Layout, site: &Site) -> PlanResult<String> {
+    render(
+        "php/pool.conf.j2",
+        context! {
+            domain => site.domain.as_str(),
+            user => layout.web_user,
+            web_user => layout.web_user,
+            socket => layout.php_socket(site),
+            site_dir => layout.site_dir(site),
+            log_dir => layout.log_dir(),
+            max_children => 5,
+            memory_limit => "256M",
+            upload_max => "64M",
+            max_execution_time => 120,
+        },
+    )
 }
 
 pub(crate) fn vhost(
@@ -51,33 +121,141 @@ pub(crate) fn vhost(
     server: &Server,
     platform: &Platform,
     site: &Site,
+    flavour: &str,
     disabled: bool,
 ) -> PlanResult<String> {
-    let port = server.http().map(|(_, p)| p).unwrap_or(80);
-    let docroot = match platform.docroot.as_deref() {
-        Some("") | None => platform.root.clone(),
-        Some(d) => format!("{}/{d}", platform.root),
-    };
+    let http = server.http().ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
     let aliases: Vec<&str> = site.aliases.iter().map(|a| a.as_str()).collect();
-    let names: Vec<&str> = if site.redirect_aliases {
-        vec![site.domain.as_str()]
-    } else {
-        site.all_domains().map(|d| d.as_str()).collect()
-    };
+    let names: Vec<&str> =
+        if site.redirect_aliases { vec![site.domain.as_str()] } else { site.all_domains().map(|d| d.as_str()).collect() };
     render(
-        VHOST,
+        "nginx/vhost.conf.j2",
         context! {
             site => context! { domain => site.domain.as_str() },
             platform => context! { name => platform.name.as_str() },
-            listen => port,
+            listen => listen(http),
             names,
             aliases,
             redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
-            docroot,
+            docroot => layout.docroot(platform),
+            flavour,
             disabled,
             acme_dir => layout.acme_dir(),
             static_dir => layout.static_dir(),
             fastcgi_pass => format!("unix:{}", layout.php_socket(site)),
         },
     )
+}
+
+fn db_value(ctx: &SiteCtx, namespaced: bool) -> Value {
+    let d = &ctx.db;
+    // Drupal 10+ keeps its database drivers in core modules and wants them named.
+    let (namespace, autoload) = if namespaced {
+        (
+            format!("Drupal\\\\{0}\\\\Driver\\\\Database\\\\{0}", d.driver),
+            format!("core/modules/{0}/src/Driver/Database/{0}/", d.driver),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    context! {
+        driver => d.driver, database => d.database, username => d.username, password => d.password,
+        host => d.host, port => d.port, namespace, autoload,
+    }
+}
+
+/// Host patterns Drupal accepts: the domain and its aliases, anchored and escaped.
+fn trusted_hosts(site: &Site) -> Vec<String> {
+    site.all_domains().map(|d| format!("^{}$", d.as_str().replace('.', "\\."))).collect()
+}
+
+pub(crate) fn drupal_settings(ctx: &SiteCtx, drupal7: bool, hash_salt: &str) -> PlanResult<String> {
+    let major: u32 = ctx.platform.app_version.as_deref().and_then(|v| v.split('.').next()?.parse().ok()).unwrap_or(10);
+    render(
+        "apps/drupal.settings.php.j2",
+        context! {
+            domain => ctx.site.domain.as_str(),
+            db => db_value(ctx, !drupal7 && major >= 10),
+            drupal7,
+            hash_salt,
+            trusted_hosts => trusted_hosts(ctx.site),
+            site_dir => ctx.site_dir(),
+            reverse_proxy => ctx.reverse_proxy,
+        },
+    )
+}
+
+/// `sites/fjord-sites/DOMAIN.php`: the multisite entries that send the aliases (and non-default
+/// ports) to the site's directory.
+pub(crate) fn drupal_sites_entry(ctx: &SiteCtx) -> PlanResult<String> {
+    let mut out = format!("<?php\n// Managed by Fjord for {}: multisite entries.\n", ctx.site.domain);
+    for d in ctx.site.all_domains() {
+        out.push_str(&format!("$sites['{}'] = '{}';\n", d, ctx.site.domain));
+        if ctx.port != 80 {
+            out.push_str(&format!("$sites['{}.{}'] = '{}';\n", ctx.port, d, ctx.site.domain));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn drupal7_install(ctx: &SiteCtx, profile: &str, admin_password: &str) -> PlanResult<String> {
+    render(
+        "apps/drupal7-install.php.j2",
+        context! {
+            domain => ctx.site.domain.as_str(),
+            docroot => ctx.docroot(),
+            port => ctx.port,
+            profile,
+            language => ctx.site.language,
+            admin_password,
+            db => db_value(ctx, false),
+        },
+    )
+}
+
+pub(crate) fn drupal7_script(ctx: &SiteCtx, action: &str) -> PlanResult<String> {
+    render(
+        "apps/drupal7-script.php.j2",
+        context! { domain => ctx.site.domain.as_str(), docroot => ctx.docroot(), port => ctx.port, base_url => ctx.base_url, action },
+    )
+}
+
+pub(crate) fn wordpress_config(ctx: &SiteCtx, salts: &[(String, String)]) -> PlanResult<String> {
+    let salt_keys: Vec<&str> = salts.iter().map(|(k, _)| k.as_str()).collect();
+    let salts: std::collections::BTreeMap<&str, &str> = salts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    render(
+        "apps/wordpress.config.php.j2",
+        context! {
+            domain => ctx.site.domain.as_str(),
+            db => db_value(ctx, false),
+            salt_keys,
+            salts,
+            base_url => ctx.base_url,
+            site_dir => ctx.site_dir(),
+            reverse_proxy => ctx.reverse_proxy,
+        },
+    )
+}
+
+pub(crate) fn wordpress_script(ctx: &SiteCtx, action: &str, admin_password: &str) -> PlanResult<String> {
+    render(
+        "apps/wordpress-script.php.j2",
+        context! {
+            domain => ctx.site.domain.as_str(), docroot => ctx.docroot(), port => ctx.port,
+            language => if ctx.site.language == "en" { String::new() } else { ctx.site.language.clone() },
+            admin_password, action,
+        },
+    )
+}
+
+pub(crate) fn wordpress_login_plugin() -> PlanResult<String> {
+    render("apps/wordpress-login.php.j2", context! {})
+}
+
+pub(crate) fn php_settings(ctx: &SiteCtx) -> PlanResult<String> {
+    let d = &ctx.db;
+    Ok(format!(
+        "<?php\n// Managed by Fjord for {}: the site's database.\nreturn ['driver' => '{}', 'database' => '{}', 'username' => '{}', 'password' => '{}', 'host' => '{}', 'port' => {}];\n",
+        ctx.site.domain, d.driver, d.database, d.username, d.password, d.host, d.port
+    ))
 }

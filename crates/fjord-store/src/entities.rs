@@ -457,13 +457,11 @@ impl Store {
                 (sites, platforms)
             }
         };
-        Ok(Snapshot {
-            server,
-            platform,
-            site,
-            sites,
-            platforms,
-        })
+        let db_server = match site.as_ref().and_then(|s| s.db_server_id) {
+            Some(id) if id != server.id => Some(self.server(id).await?),
+            _ => None,
+        };
+        Ok(Snapshot { server, platform, site, sites, platforms, db_server })
     }
 }
 

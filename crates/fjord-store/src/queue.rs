@@ -549,6 +549,13 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             .execute(&mut *conn)
             .await?;
         }
+        StateChange::SiteCronRan { site } => {
+            sqlx::query("UPDATE sites SET last_cron_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(site.0)
+                .execute(&mut *conn)
+                .await?;
+        }
         StateChange::ServerStatus { server, status } => {
             sqlx::query("UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())

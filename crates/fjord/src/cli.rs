@@ -101,17 +101,63 @@ pub struct ServerAdd {
     /// Host name or address Fjord reaches it at.
     #[arg(long, default_value = "localhost")]
     pub hostname: String,
-    /// Web server.
+    /// Web server: nginx, or none.
     #[arg(long, default_value = "nginx")]
     pub http: String,
+    /// own: Fjord runs its own nginx master with a config it owns; system: Fjord drops an include
+    /// into the system nginx and reloads it.
+    #[arg(long, default_value = "own")]
+    pub http_mode: String,
     #[arg(long, default_value_t = 80)]
     pub http_port: u16,
+    /// Address the sites listen on [default: all].
+    #[arg(long)]
+    pub listen: Option<String>,
     /// Database engines it offers (repeatable): mariadb, postgres, sqlite.
     #[arg(long = "database", value_name = "ENGINE")]
     pub dbs: Vec<String>,
-    /// PHP-FPM runtimes (repeatable), as VERSION=BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2.
+    #[command(flatten)]
+    pub mariadb: DbAdminArgs,
+    #[command(flatten)]
+    pub postgres: PgAdminArgs,
+    /// PHP-FPM runtimes (repeatable), as VERSION=FPM_BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2
+    /// [default on localhost: every php-fpm found].
     #[arg(long = "php", value_name = "VERSION=BINARY")]
     pub phps: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DbAdminArgs {
+    /// MariaDB: unix socket for the admin connection.
+    #[arg(long)]
+    pub mariadb_socket: Option<String>,
+    /// MariaDB: TCP host sites connect to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub mariadb_host: String,
+    #[arg(long, default_value_t = 3306)]
+    pub mariadb_port: u16,
+    #[arg(long, default_value = "root")]
+    pub mariadb_admin: String,
+    /// MariaDB: file holding the admin password (it is copied into Fjord's secrets store).
+    #[arg(long, value_name = "FILE")]
+    pub mariadb_password_file: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PgAdminArgs {
+    /// PostgreSQL: socket directory for the admin connection.
+    #[arg(long)]
+    pub postgres_socket: Option<String>,
+    /// PostgreSQL: TCP host sites connect to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub postgres_host: String,
+    #[arg(long, default_value_t = 5432)]
+    pub postgres_port: u16,
+    #[arg(long, default_value = "postgres")]
+    pub postgres_admin: String,
+    /// PostgreSQL: file holding the admin password (it is copied into Fjord's secrets store).
+    #[arg(long, value_name = "FILE")]
+    pub postgres_password_file: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +226,14 @@ pub enum SiteCmd {
         domain: String,
     },
     Disable {
+        domain: String,
+    },
+    /// Print a one-time login link for the site's administrator.
+    LoginLink {
+        domain: String,
+    },
+    /// Run the site's cron now.
+    Cron {
         domain: String,
     },
     /// Delete a disabled site (or any, with --force).

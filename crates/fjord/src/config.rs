@@ -4,7 +4,6 @@
 use crate::cli::Global;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/fjord";
@@ -21,9 +20,6 @@ pub struct ConfigFile {
     pub node: Option<String>,
     /// Seconds a task lease lasts without a heartbeat.
     pub lease_seconds: Option<u64>,
-    /// Reload command per service, e.g. `nginx = ["nginx", "-s", "reload"]`.
-    #[serde(default)]
-    pub reload: BTreeMap<String, Vec<String>>,
 }
 
 /// Resolved settings every command works with.
@@ -99,10 +95,7 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # workers = 2          # tasks run at once; default: number of CPUs\n\
          # node = \"web1\"        # this daemon's name in task leases; default: host name\n\
          # lease_seconds = 30   # a dead daemon's tasks are taken over after this\n\
-         \n\
-         # How to reload each web server after its config changed:\n\
-         # [reload]\n\
-         # nginx = [\"nginx\", \"-s\", \"reload\"]\n"
+"
     )
 }
 

@@ -67,12 +67,7 @@ async fn queue_bench(
     cfg.workers = workers;
     let ctx = Arc::new(runner::Context {
         store: store.clone(),
-        executor: Executor {
-            host: Host::Local,
-            secrets: SecretStore::open(dir.join("secrets"))?,
-            undo_dir: dir.join("undo"),
-            reloads: Default::default(),
-        },
+        executor: Executor::new(Host::Local, SecretStore::open(dir.join("secrets"))?, dir.join("undo")),
         config: cfg,
     });
     let t0 = Instant::now();

@@ -13,7 +13,7 @@ use crate::output::Out;
 use anyhow::{Context as _, Result};
 use fjord_core::*;
 use fjord_exec::{Executor, Host, SecretStore};
-use fjord_plan::{Facts, Layout};
+use fjord_plan::Layout;
 use fjord_store::Store;
 use std::process::ExitCode;
 
@@ -22,7 +22,7 @@ pub struct Ctx {
     pub settings: Settings,
     pub global: Global,
     pub out: Out,
-    store: Option<Store>,
+    pub store: Option<Store>,
 }
 
 impl Ctx {
@@ -49,12 +49,7 @@ impl Ctx {
     }
 
     pub fn executor(&self) -> Result<Executor> {
-        Ok(Executor {
-            host: Host::Local,
-            secrets: SecretStore::open(self.settings.secrets_dir())?,
-            undo_dir: self.settings.undo_dir(),
-            reloads: self.settings.file.reload.clone(),
-        })
+        Ok(Executor::new(Host::Local, SecretStore::open(self.settings.secrets_dir())?, self.settings.undo_dir()))
     }
 
     /// Who is asking, for the task record.
@@ -113,24 +108,6 @@ pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_
     }
 }
 
-/// What the daemon would find on the host; the CLI runs on the same host, so it can look too.
-pub fn facts_for(kind: TaskKind, snap: &Snapshot) -> Facts {
-    match (kind, &snap.platform) {
-        (TaskKind::PlatformVerify, Some(p)) => {
-            let root = std::path::Path::new(&p.root);
-            let docroot = fjord_exec::probe::docroot(root);
-            let app = docroot.as_ref().and_then(|d| fjord_exec::probe::app(&root.join(d)));
-            Facts {
-                root_exists: root.is_dir(),
-                docroot,
-                app: app.as_ref().map(|(a, _)| *a),
-                app_version: app.and_then(|(_, v)| v),
-            }
-        }
-        _ => Facts::default(),
-    }
-}
-
 /// Plans `kind` against `snap`; a refusal becomes the command's error, so nothing gets queued.
 pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
     Ok(fjord_plan::plan(
@@ -138,7 +115,7 @@ pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snap
         kind,
         args,
         snap,
-        &facts_for(kind, snap),
+        &fjord_daemon::runner::gather_facts(kind, snap),
     )?)
 }
 

@@ -13,27 +13,71 @@ fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Resul
     s.parse().map_err(|e| anyhow::anyhow!("invalid {field}: {e}"))
 }
 
-fn services(add: &ServerAdd) -> Result<Vec<Service>> {
-    let mut services = vec![Service::Http {
-        kind: parse_enum("--http", &add.http)?,
-        version: None,
-        port: add.http_port,
-        https_port: None,
-    }];
+/// The services a new server offers: what the flags say, completed on the local machine by what is
+/// installed (nginx version, PHP-FPM runtimes).
+async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
+    let mut services = Vec::new();
+    if add.http != "none" {
+        let kind: HttpKind = parse_enum("--http", &add.http)?;
+        if kind != HttpKind::Nginx {
+            bail!("--http {kind} is not supported yet; use nginx");
+        }
+        if let Some(l) = &add.listen {
+            if l.parse::<std::net::IpAddr>().is_err() {
+                bail!("invalid --listen {l:?}: give an IP address");
+            }
+        }
+        services.push(Service::Http(HttpService {
+            kind,
+            mode: parse_enum("--http-mode", &add.http_mode)?,
+            version: if local { fjord_exec::probe::nginx_version().await } else { None },
+            binary: None,
+            listen: add.listen.clone(),
+            port: add.http_port,
+            https_port: None,
+        }));
+    }
     for db in &add.dbs {
         let engine: DbEngine = parse_enum("--database", db)?;
-        if services
-            .iter()
-            .any(|s| matches!(s, Service::Db { engine: e, .. } if *e == engine))
-        {
+        if services.iter().any(|s| matches!(s, Service::Db(d) if d.engine == engine)) {
             bail!("--database {db} is given twice");
         }
-        services.push(Service::Db {
-            engine,
-            version: None,
-            host: None,
-            port: None,
-        });
+        let path = |field: &'static str, p: &Option<String>| p.as_deref().map(|p| validate_abs_path(field, p)).transpose();
+        let service = match engine {
+            DbEngine::Mariadb => DbService {
+                engine,
+                version: None,
+                host: Some(add.mariadb.mariadb_host.clone()),
+                port: Some(add.mariadb.mariadb_port),
+                socket: path("--mariadb-socket", &add.mariadb.mariadb_socket)?,
+                admin_user: Some(Name::parse("--mariadb-admin", &add.mariadb.mariadb_admin)?.to_string()),
+                admin_password: add.mariadb.mariadb_password_file.is_some(),
+            },
+            DbEngine::Postgres => DbService {
+                engine,
+                version: None,
+                host: Some(add.postgres.postgres_host.clone()),
+                port: Some(add.postgres.postgres_port),
+                socket: path("--postgres-socket", &add.postgres.postgres_socket)?,
+                admin_user: Some(Name::parse("--postgres-admin", &add.postgres.postgres_admin)?.to_string()),
+                admin_password: add.postgres.postgres_password_file.is_some(),
+            },
+            DbEngine::Sqlite => DbService {
+                engine,
+                version: None,
+                host: None,
+                port: None,
+                socket: None,
+                admin_user: None,
+                admin_password: false,
+            },
+        };
+        for host in [&service.host].into_iter().flatten() {
+            if host.parse::<std::net::IpAddr>().is_err() && Domain::parse(host).is_err() {
+                bail!("invalid database host {host:?}");
+            }
+        }
+        services.push(Service::Db(service));
     }
     for php in &add.phps {
         let Some((version, binary)) = php.split_once('=') else {
@@ -42,12 +86,50 @@ fn services(add: &ServerAdd) -> Result<Vec<Service>> {
         if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             bail!("invalid --php {php:?}: the version must look like 8.2");
         }
-        services.push(Service::Php {
+        if services.iter().any(|s| matches!(s, Service::Php(p) if p.version == version)) {
+            bail!("--php {version} is given twice");
+        }
+        let binary = validate_abs_path("php binary", binary)?;
+        let cli = format!("/usr/bin/php{version}");
+        services.push(Service::Php(PhpRuntime {
             version: version.into(),
-            binary: validate_abs_path("php binary", binary)?,
-        });
+            binary,
+            cli: std::path::Path::new(&cli).exists().then_some(cli),
+            extensions: vec![],
+        }));
+    }
+    if add.phps.is_empty() && local {
+        for found in fjord_exec::probe::php_runtimes() {
+            services.push(Service::Php(PhpRuntime { version: found.version, binary: found.fpm, cli: found.cli, extensions: vec![] }));
+        }
     }
     Ok(services)
+}
+
+/// Copies admin password files into the secrets store, and proves each database answers.
+async fn db_admin_setup(ctx: &Ctx, server: &Server, add: &ServerAdd) -> Result<Vec<String>> {
+    let ex = ctx.executor()?;
+    let mut report = Vec::new();
+    for (engine, file) in [
+        (DbEngine::Mariadb, &add.mariadb.mariadb_password_file),
+        (DbEngine::Postgres, &add.postgres.postgres_password_file),
+    ] {
+        let Some(db) = server.db(engine) else { continue };
+        if let Some(file) = file {
+            let pw = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
+            let pw = pw.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                bail!("{file} is empty");
+            }
+            ex.secrets.put(&fjord_plan::db::admin_password_key(server, engine), &fjord_exec::Secret::new(pw))?;
+        }
+        let cmd = fjord_plan::db::admin(server, db, "SELECT version();\n".into());
+        match ex.run_command(&cmd, None, None).await {
+            Ok(out) => report.push(format!("{engine} {}", out.stdout.lines().last().unwrap_or("").trim())),
+            Err(e) => bail!("cannot reach {engine} as its admin account: {e}"),
+        }
+    }
+    Ok(report)
 }
 
 fn prospective_server(new: &NewServer) -> Server {
@@ -71,25 +153,41 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
             } else {
                 Domain::parse_field("hostname", &add.hostname)?.to_string()
             };
-            let new = NewServer {
-                name: Name::parse("server name", &add.name)?,
-                hostname,
-                services: services(&add)?,
+            let name = Name::parse("server name", &add.name)?;
+            if store.server_by_name(name.as_str()).await.is_ok() {
+                bail!("a server named {name:?} already exists");
+            }
+            let local = hostname == "localhost";
+            let new = NewServer { name, hostname, services: services(&add, local).await? };
+            let snap = Snapshot {
+                server: prospective_server(&new),
+                platform: None,
+                site: None,
+                sites: vec![],
+                platforms: vec![],
+                db_server: None,
             };
+            let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
             if ctx.global.dry_run {
-                let snap = Snapshot {
-                    server: prospective_server(&new),
-                    platform: None,
-                    site: None,
-                    sites: vec![],
-                    platforms: vec![],
-                };
-                let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
                 return print_plan(ctx, TaskKind::ServerVerify, &planned);
             }
+            // Prove the database admin accounts work before recording anything.
+            let reachable = match db_admin_setup(ctx, &snap.server, &add).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let ex = ctx.executor()?;
+                    for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
+                        let _ = ex.secrets.delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
+                    }
+                    return Err(e);
+                }
+            };
             let (server, t) = store.add_server(&new, &ctx.actor()).await?;
             if !ctx.out.json {
-                println!("server {} added", server.name);
+                println!("server {} added: {}", server.name, describe_services(&server.services));
+                for r in reachable {
+                    println!("  reachable: {r}");
+                }
             }
             task::queued(ctx, &t).await
         }
@@ -139,9 +237,9 @@ fn describe_services(services: &[Service]) -> String {
     services
         .iter()
         .map(|s| match s {
-            Service::Http { kind, port, .. } => format!("{kind}:{port}"),
-            Service::Db { engine, .. } => engine.to_string(),
-            Service::Php { version, .. } => format!("php{version}"),
+            Service::Http(h) => format!("{}{}:{} ({})", h.kind, h.version.as_deref().map(|v| format!("/{v}")).unwrap_or_default(), h.port, h.mode),
+            Service::Db(d) => d.engine.to_string(),
+            Service::Php(p) => format!("php{}", p.version),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -325,6 +423,7 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             site: None,
             sites: vec![],
             platforms: vec![],
+            db_server: None,
         };
         let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);

@@ -78,6 +78,8 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         SiteCmd::Verify { domain } => on_site(ctx, &domain, TaskKind::SiteVerify, serde_json::json!({})).await,
         SiteCmd::Enable { domain } => on_site(ctx, &domain, TaskKind::SiteEnable, serde_json::json!({})).await,
         SiteCmd::Disable { domain } => on_site(ctx, &domain, TaskKind::SiteDisable, serde_json::json!({})).await,
+        SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
+        SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
             on_site(
                 ctx,
@@ -168,12 +170,14 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
     };
     // Checks names, quota and the platform, and plans the install, before anything is written.
     let prospective = store.prepare_site(&new).await?;
+    let snap_server_id = server.id;
     let snap = Snapshot {
         server,
         platform: Some(platform),
         site: Some(prospective),
         sites: vec![],
         platforms: vec![],
+        db_server: db_server.clone().filter(|d| d.id != snap_server_id),
     };
     let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -184,4 +188,42 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         println!("site {} created", site.domain);
     }
     task::queued(ctx, &t).await
+}
+
+/// Queues a login-link task, waits for it, and prints the link (the last line of its output).
+async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    if ctx.global.dry_run {
+        return queue_task(ctx, TaskKind::SiteLoginLink, site.id.0, serde_json::json!({})).await;
+    }
+    let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
+    let snap = store
+        .snapshot(&super::prospective_task(TaskKind::SiteLoginLink, site.id.0, lane, serde_json::json!({})))
+        .await?;
+    plan_now(ctx, TaskKind::SiteLoginLink, &serde_json::json!({}), &snap)?;
+    let task = store
+        .enqueue(&NewTask {
+            kind: TaskKind::SiteLoginLink,
+            target_id: site.id.0,
+            lane,
+            args: serde_json::json!({}),
+            created_by: ctx.actor(),
+        })
+        .await?;
+    let quiet = Ctx { settings: ctx.settings.clone(), global: ctx.global.clone(), out: crate::output::Out { json: true }, store: None };
+    let end = task::follow(&quiet, &store, task.id).await?;
+    if end.status != TaskStatus::Succeeded {
+        anyhow::bail!("login link task {} {}: {}", end.id, end.status, end.error.unwrap_or_default());
+    }
+    let url = store
+        .logs(task.id, 0)
+        .await?
+        .into_iter()
+        .filter(|l| l.stream == LogStream::Stdout)
+        .map(|l| l.text.trim().to_string())
+        .rfind(|t| t.starts_with("http://") || t.starts_with("https://"))
+        .ok_or_else(|| anyhow::anyhow!("the login link task printed no URL (see `fjord task log {}`)", task.id))?;
+    ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || println!("{url}"));
+    Ok(ExitCode::SUCCESS)
 }

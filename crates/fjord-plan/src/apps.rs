@@ -1,0 +1,261 @@
+//! Application drivers: what differs between Drupal 7, Drupal 8+, WordPress and any other PHP app —
+//! where a site's settings go and what they say, how a site is installed, how an admin gets a
+//! one-time login link, how cron runs. Adding an application is adding a variant here.
+
+use crate::db::DbConnection;
+use crate::render;
+use crate::services::php_cli;
+use crate::{Layout, PlanError, PlanResult};
+use fjord_core::plan::secret_gen;
+use fjord_core::*;
+
+/// Everything a driver needs to know about one site.
+pub struct SiteCtx<'a> {
+    pub layout: &'a Layout,
+    pub server: &'a Server,
+    pub platform: &'a Platform,
+    pub site: &'a Site,
+    pub db: DbConnection,
+    pub php: &'a PhpRuntime,
+    /// `http://DOMAIN[:PORT]`.
+    pub base_url: String,
+    pub port: u16,
+    /// Trusted proxy addresses (for the app's reverse-proxy settings).
+    pub reverse_proxy: Vec<String>,
+}
+
+impl SiteCtx<'_> {
+    pub fn docroot(&self) -> String {
+        self.layout.docroot(self.platform)
+    }
+    pub fn site_dir(&self) -> String {
+        self.layout.site_dir(self.site)
+    }
+    fn secret(&self, name: &str) -> String {
+        secret_gen(&format!("site-{}-{name}", self.site.id))
+    }
+    fn php_script(&self, label: &str, script: String, redact: &[&str]) -> Step {
+        let mut cmd = Command::new([php_cli(self.php), "{tmp:script.php}".to_string()])
+            .file("script.php", script)
+            .cwd(self.docroot())
+            .timeout(900);
+        for r in redact {
+            cmd = cmd.redact(*r);
+        }
+        Step::Run { label: label.into(), cmd, undo: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum App {
+    Drupal7,
+    Drupal,
+    Wordpress,
+    Php,
+}
+
+impl App {
+    pub fn of(platform: &Platform) -> App {
+        match platform.app {
+            Some(AppKind::Drupal7) => App::Drupal7,
+            Some(AppKind::Drupal) => App::Drupal,
+            Some(AppKind::Wordpress) => App::Wordpress,
+            Some(AppKind::Php) | None => App::Php,
+        }
+    }
+
+    /// Refuses database engines the application cannot use.
+    pub fn check_engine(self, engine: DbEngine) -> PlanResult<()> {
+        if self == App::Wordpress && engine != DbEngine::Mariadb {
+            return Err(PlanError::Refused(format!("WordPress needs a MariaDB/MySQL database, not {engine}")));
+        }
+        Ok(())
+    }
+
+    /// Which nginx rules the vhost uses.
+    pub fn vhost_flavour(self) -> &'static str {
+        match self {
+            App::Drupal7 | App::Drupal => "drupal",
+            App::Wordpress => "wordpress",
+            App::Php => "php",
+        }
+    }
+
+    /// The site's directory inside the platform, for apps that keep one (Drupal's `sites/DOMAIN`).
+    pub fn platform_site_dir(self, ctx: &SiteCtx) -> Option<String> {
+        match self {
+            App::Drupal7 | App::Drupal => Some(format!("{}/sites/{}", ctx.docroot(), ctx.site.domain)),
+            _ => None,
+        }
+    }
+
+    /// Directories the web user must be able to write.
+    pub fn writable_dirs(self, ctx: &SiteCtx) -> Vec<String> {
+        let mut dirs = vec![format!("{}/private", ctx.site_dir()), format!("{}/tmp", ctx.site_dir())];
+        if let Some(dir) = self.platform_site_dir(ctx) {
+            dirs.push(format!("{dir}/files"));
+        }
+        if ctx.site.db_engine == DbEngine::Sqlite {
+            dirs.push(format!("{}/db", ctx.site_dir()));
+        }
+        dirs
+    }
+
+    /// Directories and settings files for a site; all derived from the state, so verify rewrites them.
+    pub fn settings(self, ctx: &SiteCtx, plan: &mut Plan) -> PlanResult<()> {
+        let owner = Some(ctx.layout.web_owner());
+        match self {
+            App::Drupal7 | App::Drupal => {
+                let dir = self.platform_site_dir(ctx).expect("Drupal keeps a site dir");
+                plan.push(Step::MakeDir { path: dir.clone(), mode: 0o755, owner: None });
+                plan.push(Step::MakeDir { path: format!("{dir}/files"), mode: 0o775, owner: owner.clone() });
+                if self == App::Drupal {
+                    plan.push(Step::MakeDir {
+                        path: format!("{}/config/sync", ctx.site_dir()),
+                        mode: 0o770,
+                        owner: owner.clone(),
+                    });
+                    // Aliases reach the site through sites/sites.php, which includes one file per site.
+                    plan.push(Step::MakeDir { path: format!("{}/sites/fjord-sites", ctx.docroot()), mode: 0o755, owner: None });
+                    plan.push(Step::WriteFile {
+                        path: format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain),
+                        content: FileContent::Text { text: render::drupal_sites_entry(ctx)? },
+                        mode: 0o644,
+                        owner: None,
+                    });
+                }
+                plan.push(Step::WriteFile {
+                    path: format!("{dir}/settings.php"),
+                    content: FileContent::Text { text: render::drupal_settings(ctx, self == App::Drupal7, &ctx.secret("hash-salt"))? },
+                    // Readable by the web user's group only: it holds the database password.
+                    mode: 0o640,
+                    owner: Some(format!("root:{}", ctx.layout.web_user)),
+                });
+            }
+            App::Wordpress => {
+                let salts: Vec<(String, String)> = render::WP_SALT_KEYS
+                    .iter()
+                    .map(|k| (k.to_string(), ctx.secret(&format!("wp-{}", k.to_lowercase().replace('_', "-")))))
+                    .collect();
+                let config = render::wordpress_config(ctx, &salts)?;
+                for domain in ctx.site.all_domains() {
+                    plan.push(Step::WriteFile {
+                        path: format!("/etc/wordpress/config-{domain}.php"),
+                        content: FileContent::Text { text: config.clone() },
+                        mode: 0o640,
+                        owner: Some(format!("root:{}", ctx.layout.web_user)),
+                    });
+                }
+                plan.push(Step::MakeDir { path: format!("{}/mu-plugins", ctx.site_dir()), mode: 0o755, owner: None });
+                plan.push(Step::WriteFile {
+                    path: format!("{}/mu-plugins/fjord-login.php", ctx.site_dir()),
+                    content: FileContent::Text { text: render::wordpress_login_plugin()? },
+                    mode: 0o644,
+                    owner: None,
+                });
+            }
+            App::Php => {
+                // A generic app gets its database settings as a PHP file it can include.
+                plan.push(Step::WriteFile {
+                    path: format!("{}/fjord-settings.php", ctx.site_dir()),
+                    content: FileContent::Text { text: render::php_settings(ctx)? },
+                    mode: 0o640,
+                    owner: Some(format!("root:{}", ctx.layout.web_user)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Files the settings step writes outside the site's own directories, removed when the site goes.
+    pub fn external_files(self, ctx: &SiteCtx) -> Vec<String> {
+        match self {
+            App::Wordpress => ctx.site.all_domains().map(|d| format!("/etc/wordpress/config-{d}.php")).collect(),
+            App::Drupal => vec![format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain)],
+            _ => vec![],
+        }
+    }
+
+    /// Runs the application's installer (the database and settings exist already).
+    pub fn install(self, ctx: &SiteCtx, plan: &mut Plan) -> PlanResult<()> {
+        let profile = ctx.site.profile.clone().unwrap_or_else(|| "standard".into());
+        match self {
+            App::Drupal => {
+                let drush = format!("{}/vendor/bin/drush", ctx.platform.root);
+                let cmd = Command::new([
+                    php_cli(ctx.php),
+                    drush,
+                    format!("--root={}", ctx.docroot()),
+                    format!("--uri={}", ctx.base_url),
+                    "site:install".into(),
+                    profile,
+                    format!("--sites-subdir={}", ctx.site.domain),
+                    format!("--site-name={}", ctx.site.domain),
+                    "--account-name=admin".into(),
+                    format!("--account-mail=admin@{}", ctx.site.domain),
+                    format!("--locale={}", ctx.site.language),
+                    "--yes".into(),
+                ])
+                .cwd(ctx.platform.root.clone())
+                // drush prints the generated admin password; the login link is the way in.
+                .redact("password")
+                .timeout(900);
+                plan.push(Step::Run { label: "install Drupal with the site-local drush".into(), cmd, undo: None });
+            }
+            App::Drupal7 => {
+                let script = render::drupal7_install(ctx, &profile, &ctx.secret("admin"))?;
+                plan.push(ctx.php_script("install Drupal 7", script, &[]));
+            }
+            App::Wordpress => {
+                let script = render::wordpress_script(ctx, "install", &ctx.secret("admin"))?;
+                plan.push(ctx.php_script("install WordPress", script, &[]));
+            }
+            App::Php => {}
+        }
+        Ok(())
+    }
+
+    /// A step whose output is a one-time login URL for the site's administrator.
+    pub fn login_link(self, ctx: &SiteCtx) -> PlanResult<Step> {
+        Ok(match self {
+            App::Drupal => Step::Run {
+                label: "one-time login link".into(),
+                cmd: Command::new([
+                    php_cli(ctx.php),
+                    format!("{}/vendor/bin/drush", ctx.platform.root),
+                    format!("--root={}", ctx.docroot()),
+                    format!("--uri={}", ctx.base_url),
+                    "user:login".into(),
+                ])
+                .cwd(ctx.platform.root.clone())
+                .timeout(120),
+                undo: None,
+            },
+            App::Drupal7 => ctx.php_script("one-time login link", render::drupal7_script(ctx, "login")?, &[]),
+            App::Wordpress => ctx.php_script("one-time login link", render::wordpress_script(ctx, "login", "")?, &[]),
+            App::Php => return Err(PlanError::Refused("a generic PHP site has no admin account to log in to".into())),
+        })
+    }
+
+    /// A step that runs the site's cron.
+    pub fn cron(self, ctx: &SiteCtx) -> PlanResult<Option<Step>> {
+        Ok(match self {
+            App::Drupal => Some(Step::Run {
+                label: "run cron".into(),
+                cmd: Command::new([
+                    php_cli(ctx.php),
+                    format!("{}/vendor/bin/drush", ctx.platform.root),
+                    format!("--root={}", ctx.docroot()),
+                    format!("--uri={}", ctx.base_url),
+                    "cron".into(),
+                ])
+                .cwd(ctx.platform.root.clone())
+                .timeout(900),
+                undo: None,
+            }),
+            App::Drupal7 => Some(ctx.php_script("run cron", render::drupal7_script(ctx, "cron")?, &[])),
+            App::Wordpress => Some(ctx.php_script("run cron", render::wordpress_script(ctx, "cron", "")?, &[])),
+            App::Php => None,
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! Databases on MariaDB and PostgreSQL: the admin commands that create a site's database and user with
+//! grants limited to that database and the web hosts, and that drop them. SQL goes on stdin and admin
+//! credentials into 0600 temp files, never on argv. Names come from validated domains (letters and
+//! digits only) and passwords from Fjord's own alphabet, so they need no escaping.
+
+use crate::{PlanError, PlanResult};
+use fjord_core::plan::{secret_gen, secret_ref};
+use fjord_core::*;
+
+/// The secret key of a site's database password.
+pub fn site_password_key(site: &Site) -> String {
+    format!("site-{}-db", site.id)
+}
+
+pub fn admin_password_key(server: &Server, engine: DbEngine) -> String {
+    format!("server-{}-{}-admin", server.name, engine)
+}
+
+/// Hosts a site's database user may connect from: the web hosts (all local for now).
+const WEB_HOSTS: &[&str] = &["localhost", "127.0.0.1"];
+
+/// How an application reaches its database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConnection {
+    /// PDO-style driver name: mysql, pgsql, sqlite.
+    pub driver: &'static str,
+    pub database: String,
+    pub username: String,
+    /// A secret marker; the executor fills it in when writing the settings file.
+    pub password: String,
+    pub host: String,
+    pub port: u16,
+}
+
+pub fn connection(server: Option<&Server>, site: &Site, sqlite_path: String) -> PlanResult<DbConnection> {
+    let password = secret_gen(&site_password_key(site));
+    match site.db_engine {
+        DbEngine::Sqlite => Ok(DbConnection {
+            driver: "sqlite",
+            database: sqlite_path,
+            username: String::new(),
+            password: String::new(),
+            host: String::new(),
+            port: 0,
+        }),
+        engine => {
+            let db = service(server, engine)?;
+            Ok(DbConnection {
+                driver: if engine == DbEngine::Mariadb { "mysql" } else { "pgsql" },
+                database: site.db_name.clone(),
+                username: site.db_user.clone(),
+                password,
+                host: db.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                port: db.port.unwrap_or(if engine == DbEngine::Mariadb { 3306 } else { 5432 }),
+            })
+        }
+    }
+}
+
+fn service(server: Option<&Server>, engine: DbEngine) -> PlanResult<&DbService> {
+    let server = server.ok_or_else(|| PlanError::Refused(format!("no database server for a {engine} site")))?;
+    server.db(engine).ok_or_else(|| PlanError::Refused(format!("server {} offers no {engine} database", server.name)))
+}
+
+/// An admin command on the database server, with `sql` on stdin.
+pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
+    match db.engine {
+        DbEngine::Mariadb => {
+            let mut cnf = format!("[client]\nuser={}\n", db.admin_user.as_deref().unwrap_or("root"));
+            match (&db.socket, &db.host) {
+                (Some(sock), _) => cnf.push_str(&format!("socket={sock}\n")),
+                (None, Some(host)) => cnf.push_str(&format!("host={host}\nport={}\n", db.port.unwrap_or(3306))),
+                (None, None) => {}
+            }
+            if db.admin_password {
+                cnf.push_str(&format!("password={}\n", secret_ref(&admin_password_key(server, db.engine))));
+            }
+            Command::new(["mariadb", "--defaults-extra-file={tmp:admin.cnf}", "--batch", "--skip-column-names"])
+                .file("admin.cnf", cnf)
+                .stdin(sql)
+                .timeout(120)
+        }
+        DbEngine::Postgres => {
+            let host = db.socket.clone().or_else(|| db.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
+            let user = db.admin_user.clone().unwrap_or_else(|| "postgres".into());
+            let port = db.port.unwrap_or(5432).to_string();
+            let mut cmd = Command::new([
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &port, "-U", &user, "-d", "postgres",
+            ])
+            .stdin(sql)
+            .timeout(120);
+            if db.admin_password {
+                cmd = cmd
+                    .file("pgpass", format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))))
+                    .env("PGPASSFILE", "{tmp:pgpass}");
+            }
+            cmd
+        }
+        DbEngine::Sqlite => unreachable!("SQLite has no admin connection"),
+    }
+}
+
+fn create_sql(engine: DbEngine, name: &str, user: &str, password: &str) -> String {
+    match engine {
+        DbEngine::Mariadb => {
+            let mut sql = format!("CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;\n");
+            for host in WEB_HOSTS {
+                sql.push_str(&format!(
+                    "CREATE USER IF NOT EXISTS '{user}'@'{host}' IDENTIFIED BY '{password}';\n\
+                     ALTER USER '{user}'@'{host}' IDENTIFIED BY '{password}';\n\
+                     GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'{host}';\n"
+                ));
+            }
+            sql
+        }
+        DbEngine::Postgres => format!(
+            "SELECT 'CREATE ROLE \"{user}\" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{user}')\\gexec\n\
+             ALTER ROLE \"{user}\" WITH LOGIN PASSWORD '{password}';\n\
+             SELECT 'CREATE DATABASE \"{name}\" OWNER \"{user}\" ENCODING ''UTF8'' TEMPLATE template0' \
+             WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')\\gexec\n\
+             REVOKE ALL ON DATABASE \"{name}\" FROM PUBLIC;\n\
+             GRANT ALL ON DATABASE \"{name}\" TO \"{user}\";\n"
+        ),
+        DbEngine::Sqlite => String::new(),
+    }
+}
+
+fn drop_sql(engine: DbEngine, name: &str, user: &str) -> String {
+    match engine {
+        DbEngine::Mariadb => {
+            let users: Vec<String> = WEB_HOSTS.iter().map(|h| format!("'{user}'@'{h}'")).collect();
+            format!("DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS {};\n", users.join(", "))
+        }
+        DbEngine::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{user}\";\n"),
+        DbEngine::Sqlite => String::new(),
+    }
+}
+
+/// Creates (or, for an existing site, re-asserts) the site's database, user, password and grants.
+/// `undoable`: on install, undoing drops them again; on verify, nothing is undone.
+pub fn ensure_site_db(server: Option<&Server>, site: &Site, undoable: bool) -> PlanResult<Option<Step>> {
+    if site.db_engine == DbEngine::Sqlite {
+        return Ok(None);
+    }
+    let db = service(server, site.db_engine)?;
+    let server = server.expect("service() checked it");
+    let password = secret_gen(&site_password_key(site));
+    Ok(Some(Step::Run {
+        label: format!("create {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
+        cmd: admin(server, db, create_sql(site.db_engine, &site.db_name, &site.db_user, &password)),
+        undo: undoable.then(|| admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user))),
+    }))
+}
+
+/// Drops the site's database and user.
+pub fn drop_site_db(server: Option<&Server>, site: &Site) -> PlanResult<Option<Step>> {
+    if site.db_engine == DbEngine::Sqlite {
+        return Ok(None);
+    }
+    let db = service(server, site.db_engine)?;
+    let server = server.expect("service() checked it");
+    Ok(Some(Step::Run {
+        label: format!("drop {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
+        cmd: admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user)),
+        undo: None,
+    }))
+}
+
+/// Proves the admin account can create a database and a user, grant, revoke, and clean up.
+pub fn prove_admin(server: &Server, db: &DbService) -> Step {
+    let (name, user) = ("fjordverifyprobe", "fjordverifyprobe");
+    let sql = match db.engine {
+        DbEngine::Mariadb => format!(
+            "{}REVOKE ALL PRIVILEGES ON `{name}`.* FROM '{user}'@'localhost';\n{}",
+            create_sql(db.engine, name, user, "probe-only-password"),
+            drop_sql(db.engine, name, user)
+        ),
+        _ => format!(
+            "{}REVOKE ALL ON DATABASE \"{name}\" FROM \"{user}\";\n{}",
+            create_sql(db.engine, name, user, "probe-only-password"),
+            drop_sql(db.engine, name, user)
+        ),
+    };
+    Step::Run {
+        label: format!("prove the {} admin account can create, grant, revoke and drop", db.engine),
+        cmd: admin(server, db, sql),
+        undo: Some(admin(server, db, drop_sql(db.engine, name, user))),
+    }
+}

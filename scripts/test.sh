@@ -11,6 +11,8 @@
 #   e.g. scripts/test.sh -p fjord-store -- --nocapture
 #
 # Environment:
+#   FJORD_TEST_RUN="cmd args"   start the services, run only that command
+#                               (e.g. "cargo test -p fjord --test sites"), stop.
 #   FJORD_TEST_ONLY_SERVICES=1  install packages, start the services, check
 #                               them (psql `select version()`; for MariaDB:
 #                               root over the socket, plus a throwaway
@@ -423,6 +425,13 @@ if [[ ${FJORD_TEST_ONLY_SERVICES:-} == 1 ]]; then
 fi
 
 cd "$REPO_ROOT"
+
+# FJORD_TEST_RUN="cmd args": run just that command with the services up (for working on one test).
+if [[ -n ${FJORD_TEST_RUN:-} ]]; then
+    read -r -a run_argv <<<"$FJORD_TEST_RUN"
+    "${run_argv[@]}"
+    exit $?
+fi
 
 # A minimal rustup profile lacks rustfmt/clippy; add them rather than fail.
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then

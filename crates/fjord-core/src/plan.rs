@@ -80,7 +80,10 @@ impl Command {
         self
     }
     pub fn file(mut self, name: &str, content: impl Into<String>) -> Command {
-        self.files.push(TempFile { name: name.into(), content: content.into() });
+        self.files.push(TempFile {
+            name: name.into(),
+            content: content.into(),
+        });
         self
     }
     pub fn cwd(mut self, dir: impl Into<String>) -> Command {

@@ -65,7 +65,7 @@ pub async fn run(
         executor,
         config,
     });
-    recover(&ctx).await?;
+    recover(&ctx, true).await?;
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
     tokio::pin!(shutdown);
@@ -77,7 +77,7 @@ pub async fn run(
         // Leases of other daemons may have run out: take their tasks over now and then.
         if last_recovery.elapsed() > ctx.config.lease / 2 {
             last_recovery = tokio::time::Instant::now();
-            if let Err(e) = recover(&ctx).await {
+            if let Err(e) = recover(&ctx, false).await {
                 tracing::warn!(error = %e, "recovery pass failed");
             }
         }
@@ -117,10 +117,10 @@ pub async fn run(
 
 /// Takes over the tasks a dead daemon left running: undoes their applied steps and requeues or fails
 /// them according to their kind.
-pub async fn recover(ctx: &runner::Context) -> StoreResult<()> {
+pub async fn recover(ctx: &runner::Context, at_startup: bool) -> StoreResult<()> {
     let orphans = ctx
         .store
-        .take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64)
+        .take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64, at_startup)
         .await?;
     for task in orphans {
         runner::recover_task(ctx, task).await;

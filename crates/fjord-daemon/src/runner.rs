@@ -97,7 +97,9 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
     };
     let root = Path::new(&platform.root);
     let docroot = fjord_exec::probe::docroot(root);
-    let web = docroot.as_ref().map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
+    let web = docroot
+        .as_ref()
+        .map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
     let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
     let sites_php = web.and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
     Facts {
@@ -258,7 +260,10 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
             }
             _ => {
                 let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
-                let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
+                let result = ctx
+                    .executor
+                    .apply(task.id, idx, step, Some(sink), Some(cancel.clone()))
+                    .await;
                 // The forwarder ends when the last sender (held by the command) is gone.
                 let _ = forwarder.await;
                 result
@@ -326,8 +331,10 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
 /// description of undo failures, if any.
 async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
     let mut failures = Vec::new();
-    let (reloads, others): (Vec<_>, Vec<_>) =
-        undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
+    let (reloads, others): (Vec<_>, Vec<_>) = undos
+        .iter()
+        .rev()
+        .partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
     for (idx, undo) in others.into_iter().chain(reloads) {
         let (sink, forwarder) = output_forwarder(&ctx.store, task);
         let result = ctx.executor.undo(undo, Some(sink)).await;

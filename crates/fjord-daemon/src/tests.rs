@@ -6,7 +6,11 @@ use fjord_exec::{Host, SecretStore};
 use std::path::Path;
 
 fn executor(dir: &Path) -> Executor {
-    Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
+    Executor::new(
+        Host::Local,
+        SecretStore::open(dir.join("secrets")).expect("secrets"),
+        dir.join("undo"),
+    )
 }
 
 fn config(dir: &Path, node: &str, workers: usize) -> DaemonConfig {

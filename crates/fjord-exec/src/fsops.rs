@@ -74,7 +74,10 @@ impl Mode0600 for fs::OpenOptions {
 
 /// Resolves `user:group` (or `user`, meaning its primary group) to ids.
 pub fn resolve_owner(owner: &str) -> ExecResult<(u32, u32)> {
-    let (user, group) = owner.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((owner, None));
+    let (user, group) = owner
+        .split_once(':')
+        .map(|(u, g)| (u, Some(g)))
+        .unwrap_or((owner, None));
     let u = nix::unistd::User::from_name(user)
         .ok()
         .flatten()

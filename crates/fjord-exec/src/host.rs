@@ -42,7 +42,13 @@ impl Host {
         }
     }
 
-    pub fn write_atomic_owned(&self, path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> ExecResult<()> {
+    pub fn write_atomic_owned(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> ExecResult<()> {
         match self {
             Host::Local => fsops::write_atomic_owned(path, bytes, mode, owner),
         }

@@ -14,18 +14,27 @@ pub struct HttpAnswer {
 
 impl HttpAnswer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// GETs `url` (`http://ADDR:PORT/path`), sending `host` as the Host header and any extra headers.
 pub async fn get(url: &str, host: &str, extra: &[(&str, &str)]) -> ExecResult<HttpAnswer> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| ExecError::Other(format!("only http:// URLs: {url}")))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| ExecError::Other(format!("only http:// URLs: {url}")))?;
     let (addr, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if addr.contains(':') { addr.to_string() } else { format!("{addr}:80") };
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:80")
+    };
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(&addr).await?;
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: fjord\r\n");
@@ -51,9 +60,14 @@ fn parse(buf: &[u8]) -> Option<HttpAnswer> {
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
     Some(HttpAnswer { status, headers, body })
 }
@@ -61,7 +75,9 @@ fn parse(buf: &[u8]) -> Option<HttpAnswer> {
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -75,8 +91,10 @@ fn dechunk(mut s: &str) -> String {
 mod tests {
     #[test]
     fn parses_chunked_answers() {
-        let a = super::parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
-            .expect("parses");
+        let a = super::parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .expect("parses");
         assert_eq!((a.status, a.body.as_str(), a.header("x-a")), (200, "abcde", Some("b")));
     }
 }

@@ -92,9 +92,13 @@ pub fn php_runtimes() -> Vec<FoundPhp> {
 
 /// The version an `nginx -v` reports (it prints to stderr).
 pub async fn nginx_version() -> Option<String> {
-    let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None).await.ok()?;
+    let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None)
+        .await
+        .ok()?;
     let text = format!("{}{}", out.stderr, out.stdout);
-    text.split("nginx/").nth(1).map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+    text.split("nginx/")
+        .nth(1)
+        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 
 #[cfg(test)]

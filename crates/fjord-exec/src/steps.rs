@@ -69,7 +69,12 @@ pub type ReloadGates = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<I
 
 impl Executor {
     pub fn new(host: Host, secrets: SecretStore, undo_dir: PathBuf) -> Executor {
-        Executor { host, secrets, undo_dir, reload_gates: Default::default() }
+        Executor {
+            host,
+            secrets,
+            undo_dir,
+            reload_gates: Default::default(),
+        }
     }
 
     /// Turns a planned command into a runnable one: secret markers filled, temp files written (0600),
@@ -84,9 +89,13 @@ impl Executor {
                 if f.name.contains('/') || f.name.starts_with('.') {
                     return Err(ExecError::Other(format!("bad temp file name {:?}", f.name)));
                 }
-                self.host.write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
+                self.host
+                    .write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
             }
-            Some(TempDirGuard { host: self.host.clone(), dir })
+            Some(TempDirGuard {
+                host: self.host.clone(),
+                dir,
+            })
         };
         let subst = |a: &str| -> ExecResult<String> {
             let mut out = a.to_string();
@@ -96,9 +105,13 @@ impl Executor {
                 }
             }
             if let Some(start) = out.find("{pid:") {
-                let end = out[start..].find('}').map(|e| start + e).ok_or_else(|| ExecError::Other("bad {pid:}".into()))?;
+                let end = out[start..]
+                    .find('}')
+                    .map(|e| start + e)
+                    .ok_or_else(|| ExecError::Other("bad {pid:}".into()))?;
                 let pidfile = &out[start + 5..end];
-                let pid = read_pid(&self.host, Path::new(pidfile)).ok_or_else(|| ExecError::Other(format!("no pid in {pidfile}")))?;
+                let pid = read_pid(&self.host, Path::new(pidfile))
+                    .ok_or_else(|| ExecError::Other(format!("no pid in {pidfile}")))?;
                 out = format!("{}{pid}{}", &out[..start], &out[end + 1..]);
             }
             Ok(out)
@@ -155,8 +168,10 @@ impl Executor {
         if let Some(check) = check {
             self.run_command(check, sink.clone(), None).await?;
         }
-        if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
+        if let Some(master) = read_pid(&self.host, Path::new(pidfile)).filter(|p| pid_alive(*p)) {
+            let before = children_of(master);
             self.run_command(reload, sink, None).await?;
+            settle(master, &before).await;
             Ok(None)
         } else {
             self.run_command(start, sink, None).await?;
@@ -206,7 +221,13 @@ impl Executor {
                     .into_owned(),
             },
             Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
-            Step::Service { service, check, reload, pidfile, .. } => StepUndo::Reload {
+            Step::Service {
+                service,
+                check,
+                reload,
+                pidfile,
+                ..
+            } => StepUndo::Reload {
                 service: service.clone(),
                 check: check.clone(),
                 reload: reload.clone(),
@@ -254,7 +275,10 @@ impl Executor {
             Step::MakeDir { path, mode, owner } => {
                 let p = Path::new(path);
                 let owner = owner.as_deref().map(resolve_owner).transpose()?;
-                if self.host.exists(p) && self.host.mode_of(p) == Some(*mode) && owner.is_none_or(|o| self.host.owner_of(p) == Some(o)) {
+                if self.host.exists(p)
+                    && self.host.mode_of(p) == Some(*mode)
+                    && owner.is_none_or(|o| self.host.owner_of(p) == Some(o))
+                {
                     return Ok(Some(format!("{path} already exists")));
                 }
                 self.host.create_dirs(p, *mode)?;
@@ -263,7 +287,12 @@ impl Executor {
                 }
                 Ok(None)
             }
-            Step::WriteFile { path, content, mode, owner } => {
+            Step::WriteFile {
+                path,
+                content,
+                mode,
+                owner,
+            } => {
                 let FileContent::Text { text } = content;
                 let bytes = self.resolve_secrets(text)?.into_bytes();
                 let p = Path::new(path);
@@ -290,10 +319,23 @@ impl Executor {
                 self.run_command(cmd, sink, cancel).await?;
                 Ok(None)
             }
-            Step::Service { service, check, start, reload, pidfile, .. } => {
-                self.reload_service(service, check.as_ref(), start, reload, pidfile, sink).await
+            Step::Service {
+                service,
+                check,
+                start,
+                reload,
+                pidfile,
+                ..
+            } => {
+                self.reload_service(service, check.as_ref(), start, reload, pidfile, sink)
+                    .await
             }
-            Step::HttpCheck { url, host, expect, contains } => {
+            Step::HttpCheck {
+                url,
+                host,
+                expect,
+                contains,
+            } => {
                 // A freshly started PHP-FPM or web server may need a moment: retry briefly.
                 let mut last = String::new();
                 for attempt in 0..20 {
@@ -301,14 +343,20 @@ impl Executor {
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                     match crate::http::get(url, host, &[]).await {
-                        Ok(a) if expect.contains(&a.status) && contains.as_ref().is_none_or(|c| a.body.contains(c.as_str())) => {
+                        Ok(a)
+                            if expect.contains(&a.status)
+                                && contains.as_ref().is_none_or(|c| a.body.contains(c.as_str())) =>
+                        {
                             return Ok(Some(format!("{host} answered {}", a.status)));
                         }
                         Ok(a) => {
                             last = format!(
                                 "{host} answered {} (expected {expect:?}{}): {}",
                                 a.status,
-                                contains.as_ref().map(|c| format!(" containing {c:?}")).unwrap_or_default(),
+                                contains
+                                    .as_ref()
+                                    .map(|c| format!(" containing {c:?}"))
+                                    .unwrap_or_default(),
                                 a.body.chars().take(300).collect::<String>()
                             )
                         }
@@ -344,13 +392,19 @@ impl Executor {
                 }
                 Ok(())
             }
-            StepUndo::RestoreFile { path, saved, mode, owner } => match saved {
+            StepUndo::RestoreFile {
+                path,
+                saved,
+                mode,
+                owner,
+            } => match saved {
                 Some(copy) => {
                     let bytes = self
                         .host
                         .read(Path::new(copy))?
                         .ok_or_else(|| ExecError::Other(format!("saved copy {copy} is missing")))?;
-                    self.host.write_atomic_owned(Path::new(path), &bytes, mode.unwrap_or(0o644), *owner)
+                    self.host
+                        .write_atomic_owned(Path::new(path), &bytes, mode.unwrap_or(0o644), *owner)
                 }
                 None => self.host.remove_all(Path::new(path)),
             },
@@ -365,7 +419,12 @@ impl Executor {
                 self.run_command(cmd, sink, None).await?;
                 Ok(())
             }
-            StepUndo::Reload { service, check, reload, pidfile } => {
+            StepUndo::Reload {
+                service,
+                check,
+                reload,
+                pidfile,
+            } => {
                 // Only a running service needs to pick the old config back up.
                 if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
                     if let Some(check) = check {
@@ -392,13 +451,20 @@ impl Executor {
     }
 
     fn gate(&self, service: &str) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
-        self.reload_gates.lock().expect("reload gate lock").entry(service.to_string()).or_default().clone()
+        self.reload_gates
+            .lock()
+            .expect("reload gate lock")
+            .entry(service.to_string())
+            .or_default()
+            .clone()
     }
 
     /// What a step would do, for `--dry-run`: a unified diff for files, the argv for commands.
     pub fn preview(&self, step: &Step) -> String {
         match step {
-            Step::WriteFile { path, content, mode, .. } => {
+            Step::WriteFile {
+                path, content, mode, ..
+            } => {
                 let FileContent::Text { text } = content;
                 let new = mask_secrets(text);
                 let old = self
@@ -435,12 +501,18 @@ impl Executor {
                 }
                 out
             }
-            Step::Service { check, start, reload, .. } => {
+            Step::Service {
+                check, start, reload, ..
+            } => {
                 let mut out = step.describe();
                 if let Some(c) = check {
                     out.push_str(&format!("\n  check: {}", shell_words(&c.argv)));
                 }
-                out.push_str(&format!("\n  reload: {}\n  or start: {}", shell_words(&reload.argv), shell_words(&start.argv)));
+                out.push_str(&format!(
+                    "\n  reload: {}\n  or start: {}",
+                    shell_words(&reload.argv),
+                    shell_words(&start.argv)
+                ));
                 out
             }
             other => other.describe(),
@@ -469,6 +541,44 @@ fn read_pid(host: &Host, pidfile: &Path) -> Option<i32> {
     String::from_utf8_lossy(&text).trim().parse().ok().filter(|p| *p > 0)
 }
 
+/// The processes whose parent is `pid` (read from /proc).
+fn children_of(pid: i32) -> std::collections::HashSet<i32> {
+    let mut out = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The parent pid is the second field after the parenthesised command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            out.insert(child);
+        }
+    }
+    out
+}
+
+/// A reload signal returns at once, but the service takes a moment to apply it. For a master with
+/// workers (nginx), wait until new workers replace the old ones, so the task ends when the new
+/// config really serves.
+async fn settle(master: i32, before: &std::collections::HashSet<i32>) {
+    if before.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let now = children_of(master);
+        if now.iter().any(|p| !before.contains(p)) && !now.iter().any(|p| before.contains(p)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn pid_alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
@@ -478,7 +588,11 @@ fn redacting(sink: OutputSink, needles: Vec<String>) -> OutputSink {
     let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
     tokio::spawn(async move {
         while let Some((stream, line)) = rx.recv().await {
-            let line = if needles.iter().any(|n| line.contains(n.as_str())) { "[line hidden: it holds a secret]".to_string() } else { line };
+            let line = if needles.iter().any(|n| line.contains(n.as_str())) {
+                "[line hidden: it holds a secret]".to_string()
+            } else {
+                line
+            };
             if sink.send((stream, line)).is_err() {
                 break;
             }
@@ -520,7 +634,11 @@ mod tests {
     use fjord_core::plan::secret_ref;
 
     fn executor(dir: &Path) -> Executor {
-        Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
+        Executor::new(
+            Host::Local,
+            SecretStore::open(dir.join("secrets")).expect("secrets"),
+            dir.join("undo"),
+        )
     }
 
     async fn apply_and_undo(ex: &Executor, step: &Step) {

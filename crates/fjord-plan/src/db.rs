@@ -59,7 +59,9 @@ pub fn connection(server: Option<&Server>, site: &Site, sqlite_path: String) -> 
 
 fn service(server: Option<&Server>, engine: DbEngine) -> PlanResult<&DbService> {
     let server = server.ok_or_else(|| PlanError::Refused(format!("no database server for a {engine} site")))?;
-    server.db(engine).ok_or_else(|| PlanError::Refused(format!("server {} offers no {engine} database", server.name)))
+    server
+        .db(engine)
+        .ok_or_else(|| PlanError::Refused(format!("server {} offers no {engine} database", server.name)))
 }
 
 /// An admin command on the database server, with `sql` on stdin.
@@ -73,25 +75,52 @@ pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
                 (None, None) => {}
             }
             if db.admin_password {
-                cnf.push_str(&format!("password={}\n", secret_ref(&admin_password_key(server, db.engine))));
+                cnf.push_str(&format!(
+                    "password={}\n",
+                    secret_ref(&admin_password_key(server, db.engine))
+                ));
             }
-            Command::new(["mariadb", "--defaults-extra-file={tmp:admin.cnf}", "--batch", "--skip-column-names"])
-                .file("admin.cnf", cnf)
-                .stdin(sql)
-                .timeout(120)
+            Command::new([
+                "mariadb",
+                "--defaults-extra-file={tmp:admin.cnf}",
+                "--batch",
+                "--skip-column-names",
+            ])
+            .file("admin.cnf", cnf)
+            .stdin(sql)
+            .timeout(120)
         }
         DbEngine::Postgres => {
-            let host = db.socket.clone().or_else(|| db.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
+            let host = db
+                .socket
+                .clone()
+                .or_else(|| db.host.clone())
+                .unwrap_or_else(|| "127.0.0.1".into());
             let user = db.admin_user.clone().unwrap_or_else(|| "postgres".into());
             let port = db.port.unwrap_or(5432).to_string();
             let mut cmd = Command::new([
-                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &host, "-p", &port, "-U", &user, "-d", "postgres",
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                &user,
+                "-d",
+                "postgres",
             ])
             .stdin(sql)
             .timeout(120);
             if db.admin_password {
                 cmd = cmd
-                    .file("pgpass", format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))))
+                    .file(
+                        "pgpass",
+                        format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))),
+                    )
                     .env("PGPASSFILE", "{tmp:pgpass}");
             }
             cmd
@@ -129,9 +158,14 @@ fn drop_sql(engine: DbEngine, name: &str, user: &str) -> String {
     match engine {
         DbEngine::Mariadb => {
             let users: Vec<String> = WEB_HOSTS.iter().map(|h| format!("'{user}'@'{h}'")).collect();
-            format!("DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS {};\n", users.join(", "))
+            format!(
+                "DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS {};\n",
+                users.join(", ")
+            )
         }
-        DbEngine::Postgres => format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{user}\";\n"),
+        DbEngine::Postgres => {
+            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{user}\";\n")
+        }
         DbEngine::Sqlite => String::new(),
     }
 }
@@ -146,8 +180,15 @@ pub fn ensure_site_db(server: Option<&Server>, site: &Site, undoable: bool) -> P
     let server = server.expect("service() checked it");
     let password = secret_gen(&site_password_key(site));
     Ok(Some(Step::Run {
-        label: format!("create {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
-        cmd: admin(server, db, create_sql(site.db_engine, &site.db_name, &site.db_user, &password)),
+        label: format!(
+            "create {} database {} and user {}",
+            site.db_engine, site.db_name, site.db_user
+        ),
+        cmd: admin(
+            server,
+            db,
+            create_sql(site.db_engine, &site.db_name, &site.db_user, &password),
+        ),
         undo: undoable.then(|| admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user))),
     }))
 }
@@ -160,30 +201,44 @@ pub fn drop_site_db(server: Option<&Server>, site: &Site) -> PlanResult<Option<S
     let db = service(server, site.db_engine)?;
     let server = server.expect("service() checked it");
     Ok(Some(Step::Run {
-        label: format!("drop {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
+        label: format!(
+            "drop {} database {} and user {}",
+            site.db_engine, site.db_name, site.db_user
+        ),
         cmd: admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user)),
         undo: None,
     }))
 }
 
-/// Proves the admin account can create a database and a user, grant, revoke, and clean up.
+/// Proves the admin account can create a database and a user, grant, revoke, and clean up. The probe
+/// names come from the server connection's id, so concurrent verifies never collide.
 pub fn prove_admin(server: &Server, db: &DbService) -> Step {
-    let (name, user) = ("fjordverifyprobe", "fjordverifyprobe");
     let sql = match db.engine {
-        DbEngine::Mariadb => format!(
-            "{}REVOKE ALL PRIVILEGES ON `{name}`.* FROM '{user}'@'localhost';\n{}",
-            create_sql(db.engine, name, user, "probe-only-password"),
-            drop_sql(db.engine, name, user)
-        ),
-        _ => format!(
-            "{}REVOKE ALL ON DATABASE \"{name}\" FROM \"{user}\";\n{}",
-            create_sql(db.engine, name, user, "probe-only-password"),
-            drop_sql(db.engine, name, user)
-        ),
+        DbEngine::Mariadb => r#"SET @n = CONCAT('fjordprobe', CONNECTION_ID());
+EXECUTE IMMEDIATE CONCAT('CREATE DATABASE `', @n, '`');
+EXECUTE IMMEDIATE CONCAT('CREATE USER ''', @n, '''@''127.0.0.1'' IDENTIFIED BY ''probe-only''');
+EXECUTE IMMEDIATE CONCAT('GRANT ALL PRIVILEGES ON `', @n, '`.* TO ''', @n, '''@''127.0.0.1''');
+EXECUTE IMMEDIATE CONCAT('REVOKE ALL PRIVILEGES ON `', @n, '`.* FROM ''', @n, '''@''127.0.0.1''');
+EXECUTE IMMEDIATE CONCAT('DROP USER ''', @n, '''@''127.0.0.1''');
+EXECUTE IMMEDIATE CONCAT('DROP DATABASE `', @n, '`');
+"#
+        .to_string(),
+        _ => r#"SELECT 'fjordprobe' || pg_backend_pid() AS n \gset
+CREATE ROLE :"n" LOGIN PASSWORD 'probe-only';
+CREATE DATABASE :"n" OWNER :"n";
+GRANT ALL ON DATABASE :"n" TO :"n";
+REVOKE ALL ON DATABASE :"n" FROM :"n";
+DROP DATABASE :"n";
+DROP ROLE :"n";
+"#
+        .to_string(),
     };
     Step::Run {
-        label: format!("prove the {} admin account can create, grant, revoke and drop", db.engine),
+        label: format!(
+            "prove the {} admin account can create, grant, revoke and drop",
+            db.engine
+        ),
         cmd: admin(server, db, sql),
-        undo: Some(admin(server, db, drop_sql(db.engine, name, user))),
+        undo: None,
     }
 }

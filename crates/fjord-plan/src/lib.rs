@@ -89,7 +89,11 @@ pub fn plan(
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
-            let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
+            let target = if site.status == SiteStatus::Disabled {
+                SiteStatus::Disabled
+            } else {
+                SiteStatus::Enabled
+            };
             site_apply(layout, snap, target, false)
         }
         TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, false),
@@ -116,28 +120,48 @@ pub fn noop(a: NoopArgs) -> PlanResult<Planned> {
         plan.push(Step::Sleep { ms: a.sleep_ms });
     }
     if a.fail {
-        plan.push(Step::Fail { message: "no-op task asked to fail".into() });
+        plan.push(Step::Fail {
+            message: "no-op task asked to fail".into(),
+        });
     }
-    Ok(Planned { plan, ..Default::default() })
+    Ok(Planned {
+        plan,
+        ..Default::default()
+    })
 }
 
 fn site_of(snap: &Snapshot) -> PlanResult<&Site> {
-    snap.site.as_ref().ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
+    snap.site
+        .as_ref()
+        .ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
 }
 
 fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
-    snap.platform.as_ref().ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
+    snap.platform
+        .as_ref()
+        .ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
 }
 
 fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
-    for dir in [layout.run_dir(), layout.log_dir(), layout.static_dir(), layout.acme_dir()] {
-        plan.push(Step::MakeDir { path: dir, mode: 0o755, owner: None });
+    for dir in [
+        layout.run_dir(),
+        layout.log_dir(),
+        layout.static_dir(),
+        layout.acme_dir(),
+    ] {
+        plan.push(Step::MakeDir {
+            path: dir,
+            mode: 0o755,
+            owner: None,
+        });
     }
     plan.push(Step::WriteFile {
         path: format!("{}/fjord-site-disabled.html", layout.static_dir()),
-        content: FileContent::Text { text: render::site_disabled_page()? },
+        content: FileContent::Text {
+            text: render::site_disabled_page()?,
+        },
         mode: 0o644,
         owner: None,
     });
@@ -157,7 +181,10 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus { server: server.id, status: ObjectStatus::Enabled }],
+        on_success: vec![StateChange::ServerStatus {
+            server: server.id,
+            status: ObjectStatus::Enabled,
+        }],
         on_failure: vec![],
     })
 }
@@ -174,13 +201,20 @@ fn server_remove(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let mut plan = Plan::default();
     if let Some(http) = snap.server.http() {
         if http.mode == WebMode::System {
-            plan.push(Step::RemovePath { path: layout.system_nginx_include(&snap.server) });
+            plan.push(Step::RemovePath {
+                path: layout.system_nginx_include(&snap.server),
+            });
         }
     }
-    plan.push(Step::RemovePath { path: layout.server_dir(&snap.server) });
+    plan.push(Step::RemovePath {
+        path: layout.server_dir(&snap.server),
+    });
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus { server: snap.server.id, status: ObjectStatus::Deleted }],
+        on_success: vec![StateChange::ServerStatus {
+            server: snap.server.id,
+            status: ObjectStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }
@@ -193,17 +227,27 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
     let platform = platform_of(snap)?;
     let mut plan = Plan::default();
     if !facts.root_exists {
-        plan.push(Step::Fail { message: format!("platform root {} does not exist or is not a directory", platform.root) });
+        plan.push(Step::Fail {
+            message: format!("platform root {} does not exist or is not a directory", platform.root),
+        });
     }
-    if facts.app == Some(AppKind::Drupal) {
+    if matches!(facts.app, Some(AppKind::Drupal | AppKind::Drupal7)) {
         // Drupal 8+ needs sites/sites.php for aliases; keep what is there and add Fjord's include.
         let mut verified = platform.clone();
         verified.docroot = facts.docroot.clone();
         let path = format!("{}/sites/sites.php", layout.docroot(&verified));
         let current = facts.sites_php.clone().unwrap_or_else(|| "<?php\n".into());
         if !current.contains(SITES_PHP_INCLUDE) {
-            let text = format!("{}\n// Added by Fjord: one file of entries per site.\n{SITES_PHP_INCLUDE}\n", current.trim_end());
-            plan.push(Step::WriteFile { path, content: FileContent::Text { text }, mode: 0o644, owner: None });
+            let text = format!(
+                "{}\n// Added by Fjord: one file of entries per site.\n{SITES_PHP_INCLUDE}\n",
+                current.trim_end()
+            );
+            plan.push(Step::WriteFile {
+                path,
+                content: FileContent::Text { text },
+                mode: 0o644,
+                owner: None,
+            });
         }
     }
     Ok(Planned {
@@ -230,7 +274,10 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan: Plan::default(),
-        on_success: vec![StateChange::PlatformStatus { platform: platform.id, status: ObjectStatus::Deleted }],
+        on_success: vec![StateChange::PlatformStatus {
+            platform: platform.id,
+            status: ObjectStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }
@@ -247,7 +294,11 @@ fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a
         })
     })?;
     let port = server.http().map(|h| h.port).unwrap_or(80);
-    let base_url = if port == 80 { format!("http://{}", site.domain) } else { format!("http://{}:{port}", site.domain) };
+    let base_url = if port == 80 {
+        format!("http://{}", site.domain)
+    } else {
+        format!("http://{}:{port}", site.domain)
+    };
     // The database lives on the platform's server unless the site names another one.
     let db_server = match site.db_server_id {
         Some(id) if id != server.id => snap.db_server.as_ref(),
@@ -283,19 +334,34 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
         return Err(PlanError::Refused(format!("site {} is deleted", site.domain)));
     }
     if !install && matches!(site.status, SiteStatus::Queued | SiteStatus::Failed) {
-        return Err(PlanError::Refused(format!("site {} is not installed ({}); delete it or install it again", site.domain, site.status)));
+        return Err(PlanError::Refused(format!(
+            "site {} is not installed ({}); delete it or install it again",
+            site.domain, site.status
+        )));
     }
     let app = App::of(ctx.platform);
     app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
     let dir = layout.site_dir(site);
     let owner = Some(layout.web_owner());
-    plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
+    plan.push(Step::MakeDir {
+        path: dir.clone(),
+        mode: 0o751,
+        owner: None,
+    });
     for sub in ["private", "tmp"] {
-        plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
+        plan.push(Step::MakeDir {
+            path: format!("{dir}/{sub}"),
+            mode: 0o770,
+            owner: owner.clone(),
+        });
     }
     if site.db_engine == DbEngine::Sqlite {
-        plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });
+        plan.push(Step::MakeDir {
+            path: format!("{dir}/db"),
+            mode: 0o770,
+            owner: owner.clone(),
+        });
     }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
         plan.push(step);
@@ -306,7 +372,9 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     let pool = layout.php_pool(&snap.server, &ctx.php.version, site);
     plan.push(Step::WriteFile {
         path: pool.clone(),
-        content: FileContent::Text { text: render::php_pool(layout, site)? },
+        content: FileContent::Text {
+            text: render::php_pool(layout, site)?,
+        },
         mode: 0o644,
         owner: None,
     });
@@ -319,13 +387,24 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     let writable = app.writable_dirs(&ctx);
     let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
     chown.extend(writable);
-    plan.push(Step::Run { label: "give the web user its writable directories".into(), cmd: Command::new(chown).timeout(600), undo: None });
+    plan.push(Step::Run {
+        label: "give the web user its writable directories".into(),
+        cmd: Command::new(chown).timeout(600),
+        undo: None,
+    });
 
     let vhost = layout.vhost_path(&snap.server, site);
     plan.push(Step::WriteFile {
         path: vhost.clone(),
         content: FileContent::Text {
-            text: render::vhost(layout, &snap.server, ctx.platform, site, app.vhost_flavour(), status == SiteStatus::Disabled)?,
+            text: render::vhost(
+                layout,
+                &snap.server,
+                ctx.platform,
+                site,
+                app.vhost_flavour(),
+                status == SiteStatus::Disabled,
+            )?,
         },
         mode: 0o644,
         owner: None,
@@ -340,14 +419,25 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
             url: format!("http://{addr}:{}/", http.port),
             host: site.domain.to_string(),
             // Served by PHP (any non-error answer), or the "site disabled" page.
-            expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
+            expect: if status == SiteStatus::Disabled {
+                vec![503]
+            } else {
+                vec![200, 301, 302, 303, 307, 308, 403]
+            },
             contains: None,
         });
     }
     Ok(Planned {
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
-        on_failure: if install { vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }] } else { vec![] },
+        on_failure: if install {
+            vec![StateChange::SiteStatus {
+                site: site.id,
+                status: SiteStatus::Failed,
+            }]
+        } else {
+            vec![]
+        },
     })
 }
 
@@ -375,7 +465,9 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     if let Some(dir) = app.platform_site_dir(&ctx) {
         plan.push(Step::RemovePath { path: dir });
     }
-    plan.push(Step::RemovePath { path: layout.site_dir(site) });
+    plan.push(Step::RemovePath {
+        path: layout.site_dir(site),
+    });
     // Dropping the database cannot be undone, so it comes last: anything before it can still fail
     // and roll back to a whole site.
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
@@ -383,7 +475,10 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
+        on_success: vec![StateChange::SiteStatus {
+            site: site.id,
+            status: SiteStatus::Deleted,
+        }],
         on_failure: vec![],
     })
 }
@@ -391,7 +486,10 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
 fn enabled_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot, what: &str) -> PlanResult<SiteCtx<'a>> {
     let ctx = site_ctx(layout, snap)?;
     if ctx.site.status != SiteStatus::Enabled {
-        return Err(PlanError::Refused(format!("site {} is {}: no {what}", ctx.site.domain, ctx.site.status)));
+        return Err(PlanError::Refused(format!(
+            "site {} is {}: no {what}",
+            ctx.site.domain, ctx.site.status
+        )));
     }
     Ok(ctx)
 }
@@ -400,7 +498,10 @@ fn site_login_link(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let ctx = enabled_ctx(layout, snap, "login link")?;
     let mut plan = Plan::default();
     plan.push(App::of(ctx.platform).login_link(&ctx)?);
-    Ok(Planned { plan, ..Default::default() })
+    Ok(Planned {
+        plan,
+        ..Default::default()
+    })
 }
 
 fn site_cron(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {

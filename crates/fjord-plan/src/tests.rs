@@ -8,18 +8,30 @@ fn server() -> Server {
         name: Name::parse("name", "web1").expect("valid"),
         hostname: "localhost".into(),
         services: vec![
-            Service::Http {
+            Service::Http(HttpService {
                 kind: HttpKind::Nginx,
+                mode: WebMode::Own,
                 version: None,
+                binary: None,
+                listen: None,
                 port: 8080,
                 https_port: None,
-            },
-            Service::Db {
-                engine: DbEngine::Sqlite,
+            }),
+            Service::Db(DbService {
+                engine: DbEngine::Mariadb,
                 version: None,
-                host: None,
-                port: None,
-            },
+                host: Some("127.0.0.1".into()),
+                port: Some(3306),
+                socket: Some("/run/mysqld/mysqld.sock".into()),
+                admin_user: Some("root".into()),
+                admin_password: false,
+            }),
+            Service::Php(PhpRuntime {
+                version: "8.2".into(),
+                binary: "/usr/sbin/php-fpm8.2".into(),
+                cli: Some("/usr/bin/php8.2".into()),
+                extensions: vec![],
+            }),
         ],
         status: ObjectStatus::Enabled,
         created_at: 0,
@@ -51,7 +63,7 @@ fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
         domain: Domain::parse("example.org").expect("valid"),
         platform_id: PlatformId(2),
         db_server_id: None,
-        db_engine: DbEngine::Sqlite,
+        db_engine: DbEngine::Mariadb,
         db_name: "exampleorg".into(),
         db_user: "exampleorg".into(),
         php: None,
@@ -76,6 +88,7 @@ fn snap(site: Option<Site>) -> Snapshot {
         site,
         sites: vec![],
         platforms: vec![],
+        db_server: None,
     }
 }
 
@@ -88,14 +101,29 @@ fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts)
             let mut out = String::new();
             for step in &p.plan.steps {
                 out.push_str(&format!("- {}\n", step.describe()));
-                if let Step::WriteFile {
-                    content: FileContent::Text { text },
-                    ..
-                } = step
-                {
-                    for line in text.lines() {
-                        out.push_str(&format!("    | {line}\n"));
+                match step {
+                    Step::WriteFile {
+                        content: FileContent::Text { text },
+                        ..
+                    } => {
+                        for line in text.lines() {
+                            out.push_str(&format!("    | {line}\n"));
+                        }
                     }
+                    Step::Run { cmd, undo, .. } => {
+                        for line in cmd
+                            .stdin
+                            .iter()
+                            .chain(cmd.files.iter().map(|f| &f.content))
+                            .flat_map(|t| t.lines())
+                        {
+                            out.push_str(&format!("    < {line}\n"));
+                        }
+                        if let Some(u) = undo {
+                            out.push_str(&format!("    undo: {}\n", fjord_core::plan::shell_words(&u.argv)));
+                        }
+                    }
+                    _ => {}
                 }
             }
             out.push_str(&format!(

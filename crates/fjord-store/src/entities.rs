@@ -461,7 +461,14 @@ impl Store {
             Some(id) if id != server.id => Some(self.server(id).await?),
             _ => None,
         };
-        Ok(Snapshot { server, platform, site, sites, platforms, db_server })
+        Ok(Snapshot {
+            server,
+            platform,
+            site,
+            sites,
+            platforms,
+            db_server,
+        })
     }
 }
 

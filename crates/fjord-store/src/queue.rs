@@ -238,13 +238,18 @@ impl Store {
 
     /// Tasks left running by a dead daemon: those of this `owner` (a restart of the same node), and those
     /// whose lease has run out. Each is taken over: marked interrupted and leased to `owner`.
-    pub async fn take_over_orphans(&self, owner: &str, lease_ms: i64) -> StoreResult<Vec<Task>> {
+    ///
+    /// `at_startup`: this daemon just started, so tasks leased to its own node name are orphans too
+    /// (its previous incarnation died). Later passes take only expired leases, never tasks this
+    /// daemon is running.
+    pub async fn take_over_orphans(&self, owner: &str, lease_ms: i64, at_startup: bool) -> StoreResult<Vec<Task>> {
         let now = now_millis();
+        let own = if at_startup { owner } else { "" };
         let rows = sqlx::query(
             "SELECT id, lease_owner FROM tasks WHERE status IN ('running', 'interrupted') \
              AND (lease_owner = $1 OR lease_owner IS NULL OR lease_until < $2) ORDER BY id",
         )
-        .bind(owner)
+        .bind(own)
         .bind(now)
         .fetch_all(&self.pool)
         .await?;

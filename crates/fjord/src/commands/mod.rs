@@ -49,7 +49,11 @@ impl Ctx {
     }
 
     pub fn executor(&self) -> Result<Executor> {
-        Ok(Executor::new(Host::Local, SecretStore::open(self.settings.secrets_dir())?, self.settings.undo_dir()))
+        Ok(Executor::new(
+            Host::Local,
+            SecretStore::open(self.settings.secrets_dir())?,
+            self.settings.undo_dir(),
+        ))
     }
 
     /// Who is asking, for the task record.

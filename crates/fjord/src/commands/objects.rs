@@ -30,7 +30,11 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         services.push(Service::Http(HttpService {
             kind,
             mode: parse_enum("--http-mode", &add.http_mode)?,
-            version: if local { fjord_exec::probe::nginx_version().await } else { None },
+            version: if local {
+                fjord_exec::probe::nginx_version().await
+            } else {
+                None
+            },
             binary: None,
             listen: add.listen.clone(),
             port: add.http_port,
@@ -39,10 +43,14 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
     }
     for db in &add.dbs {
         let engine: DbEngine = parse_enum("--database", db)?;
-        if services.iter().any(|s| matches!(s, Service::Db(d) if d.engine == engine)) {
+        if services
+            .iter()
+            .any(|s| matches!(s, Service::Db(d) if d.engine == engine))
+        {
             bail!("--database {db} is given twice");
         }
-        let path = |field: &'static str, p: &Option<String>| p.as_deref().map(|p| validate_abs_path(field, p)).transpose();
+        let path =
+            |field: &'static str, p: &Option<String>| p.as_deref().map(|p| validate_abs_path(field, p)).transpose();
         let service = match engine {
             DbEngine::Mariadb => DbService {
                 engine,
@@ -86,7 +94,10 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             bail!("invalid --php {php:?}: the version must look like 8.2");
         }
-        if services.iter().any(|s| matches!(s, Service::Php(p) if p.version == version)) {
+        if services
+            .iter()
+            .any(|s| matches!(s, Service::Php(p) if p.version == version))
+        {
             bail!("--php {version} is given twice");
         }
         let binary = validate_abs_path("php binary", binary)?;
@@ -100,7 +111,12 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
     }
     if add.phps.is_empty() && local {
         for found in fjord_exec::probe::php_runtimes() {
-            services.push(Service::Php(PhpRuntime { version: found.version, binary: found.fpm, cli: found.cli, extensions: vec![] }));
+            services.push(Service::Php(PhpRuntime {
+                version: found.version,
+                binary: found.fpm,
+                cli: found.cli,
+                extensions: vec![],
+            }));
         }
     }
     Ok(services)
@@ -121,7 +137,10 @@ async fn db_admin_setup(ctx: &Ctx, server: &Server, add: &ServerAdd) -> Result<V
             if pw.is_empty() {
                 bail!("{file} is empty");
             }
-            ex.secrets.put(&fjord_plan::db::admin_password_key(server, engine), &fjord_exec::Secret::new(pw))?;
+            ex.secrets.put(
+                &fjord_plan::db::admin_password_key(server, engine),
+                &fjord_exec::Secret::new(pw),
+            )?;
         }
         let cmd = fjord_plan::db::admin(server, db, "SELECT version();\n".into());
         match ex.run_command(&cmd, None, None).await {
@@ -158,7 +177,11 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 bail!("a server named {name:?} already exists");
             }
             let local = hostname == "localhost";
-            let new = NewServer { name, hostname, services: services(&add, local).await? };
+            let new = NewServer {
+                name,
+                hostname,
+                services: services(&add, local).await?,
+            };
             let snap = Snapshot {
                 server: prospective_server(&new),
                 platform: None,
@@ -177,7 +200,9 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 Err(e) => {
                     let ex = ctx.executor()?;
                     for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
-                        let _ = ex.secrets.delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
+                        let _ = ex
+                            .secrets
+                            .delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
                     }
                     return Err(e);
                 }
@@ -237,7 +262,13 @@ fn describe_services(services: &[Service]) -> String {
     services
         .iter()
         .map(|s| match s {
-            Service::Http(h) => format!("{}{}:{} ({})", h.kind, h.version.as_deref().map(|v| format!("/{v}")).unwrap_or_default(), h.port, h.mode),
+            Service::Http(h) => format!(
+                "{}{}:{} ({})",
+                h.kind,
+                h.version.as_deref().map(|v| format!("/{v}")).unwrap_or_default(),
+                h.port,
+                h.mode
+            ),
             Service::Db(d) => d.engine.to_string(),
             Service::Php(p) => format!("php{}", p.version),
         })

@@ -199,7 +199,12 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
     }
     let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
     let snap = store
-        .snapshot(&super::prospective_task(TaskKind::SiteLoginLink, site.id.0, lane, serde_json::json!({})))
+        .snapshot(&super::prospective_task(
+            TaskKind::SiteLoginLink,
+            site.id.0,
+            lane,
+            serde_json::json!({}),
+        ))
         .await?;
     plan_now(ctx, TaskKind::SiteLoginLink, &serde_json::json!({}), &snap)?;
     let task = store
@@ -211,10 +216,20 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
             created_by: ctx.actor(),
         })
         .await?;
-    let quiet = Ctx { settings: ctx.settings.clone(), global: ctx.global.clone(), out: crate::output::Out { json: true }, store: None };
+    let quiet = Ctx {
+        settings: ctx.settings.clone(),
+        global: ctx.global.clone(),
+        out: crate::output::Out { json: true },
+        store: None,
+    };
     let end = task::follow(&quiet, &store, task.id).await?;
     if end.status != TaskStatus::Succeeded {
-        anyhow::bail!("login link task {} {}: {}", end.id, end.status, end.error.unwrap_or_default());
+        anyhow::bail!(
+            "login link task {} {}: {}",
+            end.id,
+            end.status,
+            end.error.unwrap_or_default()
+        );
     }
     let url = store
         .logs(task.id, 0)
@@ -224,6 +239,8 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
         .map(|l| l.text.trim().to_string())
         .rfind(|t| t.starts_with("http://") || t.starts_with("https://"))
         .ok_or_else(|| anyhow::anyhow!("the login link task printed no URL (see `fjord task log {}`)", task.id))?;
-    ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || println!("{url}"));
+    ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || {
+        println!("{url}")
+    });
     Ok(ExitCode::SUCCESS)
 }

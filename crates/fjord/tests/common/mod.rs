@@ -207,5 +207,139 @@ impl Fjord {
 impl Drop for Fjord {
     fn drop(&mut self) {
         self.kill9();
+        // Stop the nginx and PHP-FPM masters this test's server started.
+        if let Ok(rd) = std::fs::read_dir(self.state.join("run")) {
+            for e in rd.flatten() {
+                if e.path().extension().is_some_and(|x| x == "pid") {
+                    if let Some(pid) = std::fs::read_to_string(e.path())
+                        .ok()
+                        .and_then(|p| p.trim().parse::<i32>().ok())
+                    {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the real services (nginx, PHP-FPM, MariaDB, PostgreSQL) are installed and running for
+/// tests; `scripts/test.sh` sets `FJORD_TEST_SERVICES=1`.
+pub fn services_available() -> bool {
+    if std::env::var("FJORD_TEST_SERVICES").is_ok() {
+        return true;
+    }
+    eprintln!("skipped: set FJORD_TEST_SERVICES=1 (scripts/test.sh does) to run tests against real nginx, PHP-FPM and databases");
+    false
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Copies a directory tree (for fixture platforms, which get site directories written into them).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success());
+}
+
+/// An answer from the web server.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Fjord {
+    /// A Fjord with a server `localhost` whose nginx listens on a free loopback port, with every
+    /// database engine the test environment runs. Verified (nginx and PHP-FPM started) and a daemon
+    /// running.
+    pub fn with_server() -> (Fjord, u16) {
+        let mut f = Fjord::new(None);
+        // Web-server workers and PHP-FPM pools run as www-data: they must reach the state dir.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut args: Vec<String> = [
+            "server",
+            "add",
+            "localhost",
+            "--http-port",
+            &port_s,
+            "--listen",
+            "127.0.0.1",
+            "--database",
+            "sqlite",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let (Ok(sock), Ok(p)) = (
+            std::env::var("FJORD_TEST_MARIADB_SOCKET"),
+            std::env::var("FJORD_TEST_MARIADB_PORT"),
+        ) {
+            args.extend(["--database", "mariadb", "--mariadb-socket", &sock, "--mariadb-port", &p].map(String::from));
+        }
+        if let Ok(url) = std::env::var("FJORD_TEST_PG_URL") {
+            let pg_port = url
+                .rsplit(':')
+                .next()
+                .and_then(|r| r.split('/').next())
+                .expect("port in FJORD_TEST_PG_URL")
+                .to_string();
+            args.extend(["--database", "postgres", "--postgres-port", &pg_port].map(String::from));
+        }
+        f.start_serve(&[]);
+        let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let mut a = a;
+        a.push("--wait");
+        f.ok(&a);
+        (f, port)
+    }
+
+    pub fn has_engine(&self, engine: &str) -> bool {
+        match engine {
+            "sqlite" => true,
+            "mariadb" => std::env::var("FJORD_TEST_MARIADB_SOCKET").is_ok(),
+            "postgres" => std::env::var("FJORD_TEST_PG_URL").is_ok(),
+            _ => false,
+        }
+    }
+
+    /// GET `path` from the test's nginx with Host `host`, keeping cookies in the test's jar.
+    pub fn get(&self, port: u16, host: &str, path: &str) -> Answer {
+        let jar = self.dir.path().join("cookies.txt");
+        let out = Command::new("curl")
+            .args(["-s", "-i", "--max-time", "30", "-b"])
+            .arg(&jar)
+            .arg("-c")
+            .arg(&jar)
+            .arg("-H")
+            // As a browser does: the port is part of the Host header.
+            .arg(format!("Host: {host}:{port}"))
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Answer {
+            status,
+            headers: head.to_string(),
+            body: body.to_string(),
+        }
     }
 }

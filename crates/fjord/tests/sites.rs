@@ -1,0 +1,344 @@
+//! Real sites, really served: Fjord's own nginx and PHP-FPM masters, MariaDB, PostgreSQL and SQLite,
+//! the project's Drupal 7 / Drupal 10 fixture platforms and Debian's WordPress. Each test drives the
+//! real binary and checks the sites over HTTP. Needs `FJORD_TEST_SERVICES=1` (`scripts/test.sh`).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::{copy_tree, services_available, Fjord};
+use std::path::Path;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/platforms")
+        .join(name)
+}
+
+/// Adds a platform from a copy of a fixture codebase.
+fn fixture_platform(f: &Fjord, fixture_name: &str, platform: &str) {
+    let dest = f.dir.path().join("code").join(platform);
+    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+    copy_tree(&fixture(fixture_name), &dest);
+    f.ok(&["platform", "add", platform, "--path", &dest.to_string_lossy(), "--wait"]);
+}
+
+/// The path part of a URL (`http://host:port/a/b` → `/a/b`).
+fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    rest.find('/')
+        .map(|i| rest[i..].to_string())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// The whole life cycle of one site, checked over HTTP.
+fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, generator: &str) {
+    let alias = format!("www.{domain}");
+    let out = f.ok(&[
+        "site",
+        "create",
+        domain,
+        "--platform",
+        platform,
+        "--db-engine",
+        engine,
+        "--alias",
+        &alias,
+        "--wait",
+    ]);
+    assert!(out.contains("succeeded"), "{domain}: {out}");
+
+    // Served from the database by nginx + PHP-FPM, on the main domain and the alias.
+    let a = f.get(port, domain, "/");
+    assert_eq!(a.status, 200, "{domain}: {a:?}");
+    assert!(
+        a.body.contains(&format!("<h1>{domain}</h1>")),
+        "{domain}: site name not read from the database: {}",
+        a.body
+    );
+    assert!(a.headers.contains(generator), "{domain}: {}", a.headers);
+    assert_eq!(f.get(port, &alias, "/").status, 200, "{alias}");
+
+    // The settings file holds the password: not world-readable.
+    let shown = f.json(&["site", "show", domain]);
+    assert_eq!(shown["site"]["status"], "enabled");
+
+    // One-time login link really logs the admin in, once.
+    let link = f.json(&["site", "login-link", domain])["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let first = f.get(port, domain, &path_of(&link));
+    assert_eq!(first.status, 302, "{domain}: login link: {first:?}");
+    let me = f.get(port, domain, "/user/1");
+    assert!(me.body.contains("Logged in as admin"), "{domain}: {me:?}");
+    assert_eq!(
+        f.get(port, domain, &path_of(&link)).status,
+        403,
+        "{domain}: a login link worked twice"
+    );
+
+    // Cron runs and is recorded.
+    f.ok(&["site", "cron", domain, "--wait"]);
+    assert!(
+        f.json(&["site", "show", domain])["site"]["last_cron_at"].is_i64(),
+        "{domain}: cron not recorded"
+    );
+
+    // A second verify changes nothing and reloads nothing.
+    let out = f.ok(&["site", "verify", domain, "--wait"]);
+    assert!(
+        out.contains("no config of nginx") && out.contains("no config of php-fpm"),
+        "{domain}: {out}"
+    );
+
+    // Disabled: 503 "site disabled", while ACME challenges are still answered.
+    f.ok(&["site", "disable", domain, "--wait"]);
+    let acme = f.state.join("acme/.well-known/acme-challenge");
+    std::fs::create_dir_all(&acme).expect("mkdir");
+    std::fs::write(acme.join("token-1"), "challenge-answer").expect("write");
+    let a = f.get(port, domain, "/");
+    assert_eq!(a.status, 503, "{domain}: {a:?}");
+    assert!(a.body.contains("disabled"), "{domain}: {}", a.body);
+    let a = f.get(port, domain, "/.well-known/acme-challenge/token-1");
+    assert_eq!((a.status, a.body.as_str()), (200, "challenge-answer"), "{domain}");
+    f.ok(&["site", "enable", domain, "--wait"]);
+    assert_eq!(f.get(port, domain, "/").status, 200, "{domain}");
+
+    // Delete: only once disabled; then nothing of it is served or left.
+    f.fails(&["site", "delete", domain]);
+    f.ok(&["site", "disable", domain, "--wait"]);
+    f.ok(&["site", "delete", domain, "--wait"]);
+    assert_eq!(
+        f.get(port, domain, "/").status,
+        0,
+        "{domain}: still served after delete"
+    );
+    assert!(!f.state.join("sites").join(domain).exists(), "{domain}: site dir left");
+    if engine == "mariadb" {
+        let dbs = std::process::Command::new("mariadb")
+            .arg(format!(
+                "--socket={}",
+                std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")
+            ))
+            .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
+            .output()
+            .expect("mariadb");
+        let db_name: String = domain.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        assert!(
+            !String::from_utf8_lossy(&dbs.stdout).lines().any(|l| l == db_name),
+            "{domain}: database left behind"
+        );
+    }
+}
+
+fn engines(f: &Fjord) -> Vec<&'static str> {
+    ["sqlite", "mariadb", "postgres"]
+        .into_iter()
+        .filter(|e| f.has_engine(e))
+        .collect()
+}
+
+#[test]
+fn drupal10_fixture_on_every_engine() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    let p = f.json(&["platform", "show", "d10"]);
+    assert_eq!(
+        (p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()),
+        (Some("drupal"), Some("10.3.99"))
+    );
+    for engine in engines(&f) {
+        life_cycle(
+            &f,
+            port,
+            "d10",
+            engine,
+            &format!("d10-{engine}.example"),
+            "X-Generator: Drupal 10",
+        );
+    }
+}
+
+#[test]
+fn drupal7_fixture_on_every_engine() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal7", "d7");
+    let p = f.json(&["platform", "show", "d7"]);
+    assert_eq!(
+        (p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()),
+        (Some("drupal7"), Some("7.99"))
+    );
+    for engine in engines(&f) {
+        life_cycle(
+            &f,
+            port,
+            "d7",
+            engine,
+            &format!("d7-{engine}.example"),
+            "X-Generator: Drupal 7",
+        );
+    }
+}
+
+#[test]
+fn wordpress_from_debian() {
+    if !services_available() || !Path::new("/usr/share/wordpress/wp-includes/version.php").exists() {
+        eprintln!("skipped: Debian's wordpress package is not installed");
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    if !f.has_engine("mariadb") {
+        eprintln!("skipped: no MariaDB");
+        return;
+    }
+    f.ok(&["platform", "add", "wp", "--path", "/usr/share/wordpress", "--wait"]);
+    assert_eq!(f.json(&["platform", "show", "wp"])["platform"]["app"], "wordpress");
+    // WordPress does not run on SQLite or PostgreSQL: refused up front, nothing written.
+    let err = f.fails(&[
+        "site",
+        "create",
+        "wp-sqlite.example",
+        "--platform",
+        "wp",
+        "--db-engine",
+        "sqlite",
+    ]);
+    assert!(err.contains("MariaDB"), "{err}");
+
+    let domain = format!("wp{}.example", std::process::id());
+    f.ok(&[
+        "site",
+        "create",
+        &domain,
+        "--platform",
+        "wp",
+        "--db-engine",
+        "mariadb",
+        "--wait",
+    ]);
+    let a = f.get(port, &domain, "/");
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(
+        a.body.contains(&domain),
+        "the blog title (from the database) is missing"
+    );
+    let link = f.json(&["site", "login-link", &domain])["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    let first = f.get(port, &domain, &path_of(&link));
+    assert_eq!(first.status, 302, "{first:?}");
+    let admin = f.get(port, &domain, "/wp-admin/");
+    assert_eq!(admin.status, 200, "{admin:?}");
+    assert!(admin.body.contains("Dashboard"), "not logged in to wp-admin");
+    assert_eq!(
+        f.get(port, &domain, &path_of(&link)).status,
+        403,
+        "the login link worked twice"
+    );
+    f.ok(&["site", "cron", &domain, "--wait"]);
+    f.ok(&["site", "disable", &domain, "--wait"]);
+    f.ok(&["site", "delete", &domain, "--wait"]);
+    assert!(
+        !Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(),
+        "WordPress config left behind"
+    );
+}
+
+#[test]
+fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    let engine = if f.has_engine("mariadb") { "mariadb" } else { "sqlite" };
+    f.ok(&[
+        "site",
+        "create",
+        "keep.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        engine,
+        "--wait",
+    ]);
+    // Fail the installer step itself: after the database, settings, pool and reload were applied.
+    let plan = f.ok(&[
+        "--dry-run",
+        "site",
+        "create",
+        "gone.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        engine,
+    ]);
+    let step = plan
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .position(|l| l.contains("site:install"))
+        .expect("installer step");
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-install:{step}:fail"))]);
+    let out = f.run(&[
+        "site",
+        "create",
+        "gone.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        engine,
+        "--wait",
+    ]);
+    assert!(!out.status.success());
+    assert!(!f.state.join("sites/gone.example").exists(), "site dir left");
+    assert!(
+        !f.dir.path().join("code/d10/web/sites/gone.example").exists(),
+        "platform site dir left"
+    );
+    assert!(
+        !f.state
+            .join("servers/localhost/php/8.2/pool.d/gone.example.conf")
+            .exists(),
+        "pool left"
+    );
+    assert!(
+        !f.state
+            .join("servers/localhost/nginx/vhost.d/gone.example.conf")
+            .exists(),
+        "vhost left"
+    );
+    assert_eq!(
+        f.json(&["site", "list", "--status", "failed"])
+            .as_array()
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        f.get(port, "keep.example", "/").status,
+        200,
+        "the other site stopped being served"
+    );
+    if engine == "mariadb" {
+        let dbs = std::process::Command::new("mariadb")
+            .arg(format!(
+                "--socket={}",
+                std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")
+            ))
+            .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
+            .output()
+            .expect("mariadb");
+        assert!(
+            !String::from_utf8_lossy(&dbs.stdout).contains("goneexample"),
+            "database left behind"
+        );
+    }
+}

@@ -1,6 +1,7 @@
-//! End-to-end tests of the `fjord` binary: the site life cycle through the queue and daemon, dry runs,
-//! bad input, and crash recovery with a real `kill -9` of a real `fjord serve`. Each scenario runs on
-//! SQLite and, when configured, on PostgreSQL.
+//! End-to-end tests of the `fjord` binary that need no web server or application: dry runs, bad input,
+//! the queue through a real `fjord serve` (crash recovery with a real `kill -9`, two daemons on one
+//! PostgreSQL). Each scenario runs on SQLite and, when configured, on PostgreSQL. Real sites are in
+//! `sites.rs`.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
@@ -24,155 +25,6 @@ fn setup(f: &Fjord) {
     ]);
     let code = f.make_codebase("p1");
     f.ok(&["platform", "add", "p1", "--path", &code]);
-}
-
-#[test]
-fn site_life_cycle_through_the_daemon() {
-    for (label, db) in backends() {
-        let mut f = Fjord::new(db);
-        setup(&f);
-        f.start_serve(&[]);
-        let out = f.ok(&[
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "sqlite",
-            "--www",
-            "--wait",
-        ]);
-        assert!(out.contains("succeeded"), "{label}: {out}");
-        let site = f.json(&["site", "show", "a.example"]);
-        assert_eq!(site["site"]["status"], "enabled", "{label}");
-        assert_eq!(site["site"]["aliases"], serde_json::json!(["www.a.example"]), "{label}");
-        let platform = f.json(&["platform", "show", "p1"]);
-        assert_eq!(platform["platform"]["docroot"], "web", "{label}");
-        assert_eq!(platform["platform"]["app"], "php", "{label}");
-
-        let vhost = f.state.join("servers/localhost/nginx/vhost.d/a.example.conf");
-        let text = std::fs::read_to_string(&vhost).expect("vhost written");
-        assert!(
-            text.contains("server_name a.example www.a.example;") && text.contains("/code/p1/web;"),
-            "{label}: {text}"
-        );
-
-        // A second verify changes nothing.
-        let out = f.ok(&["site", "verify", "a.example", "--wait"]);
-        assert!(out.contains("already up to date"), "{label}: {out}");
-
-        // Delete is refused while enabled, and nothing is queued.
-        let tasks_before = f.json(&["task", "list"]).as_array().expect("list").len();
-        let err = f.fails(&["site", "delete", "a.example"]);
-        assert!(err.contains("disable it first"), "{label}: {err}");
-        assert_eq!(
-            f.json(&["task", "list"]).as_array().expect("list").len(),
-            tasks_before,
-            "{label}"
-        );
-
-        f.ok(&["site", "disable", "a.example", "--wait"]);
-        assert!(
-            std::fs::read_to_string(&vhost).expect("vhost").contains("return 503"),
-            "{label}"
-        );
-        assert_eq!(f.json(&["site", "show", "a.example"])["site"]["status"], "disabled");
-        f.ok(&["site", "enable", "a.example", "--wait"]);
-        assert!(
-            !std::fs::read_to_string(&vhost).expect("vhost").contains("return 503"),
-            "{label}"
-        );
-        f.ok(&["site", "disable", "a.example", "--wait"]);
-        f.ok(&["site", "delete", "a.example", "--wait"]);
-        assert!(
-            !vhost.exists() && !f.state.join("sites/a.example").exists(),
-            "{label}: files left behind"
-        );
-        assert_eq!(f.json(&["site", "list"]), serde_json::json!([]), "{label}");
-        // The domain is free again.
-        f.ok(&[
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "sqlite",
-            "--wait",
-        ]);
-
-        // Platform removal is refused while it has sites; lock hides it from new sites.
-        let err = f.fails(&["platform", "remove", "p1"]);
-        assert!(err.contains("still has 1 site"), "{label}: {err}");
-        f.ok(&["platform", "lock", "p1"]);
-        let err = f.fails(&[
-            "site",
-            "create",
-            "b.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "sqlite",
-        ]);
-        assert!(err.contains("locked"), "{label}: {err}");
-        f.ok(&["platform", "unlock", "p1"]);
-
-        // Task log records every step; task show lists the undo log.
-        let tasks = f.json(&["task", "list"]);
-        let last = id(&tasks[0]);
-        let log = f.ok(&["task", "log", &last.to_string()]);
-        assert!(log.contains("step 1/"), "{label}: {log}");
-        f.stop();
-    }
-}
-
-#[test]
-fn a_failed_install_leaves_nothing_behind() {
-    for (label, db) in backends() {
-        let mut f = Fjord::new(db);
-        setup(&f);
-        // Step 5 (0-based 4) writes the vhost; fail right after it.
-        f.start_serve(&[("FJORD_FAULT", "site-install:4:fail")]);
-        let out = f.run(&[
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "sqlite",
-            "--wait",
-        ]);
-        assert!(!out.status.success(), "{label}");
-        assert!(
-            !f.state.join("sites/a.example").exists(),
-            "{label}: site dir left behind"
-        );
-        assert!(
-            !f.state.join("servers/localhost/nginx/vhost.d/a.example.conf").exists(),
-            "{label}: vhost left behind"
-        );
-        assert_eq!(
-            f.json(&["site", "list", "--status", "failed"])
-                .as_array()
-                .expect("list")
-                .len(),
-            1,
-            "{label}"
-        );
-        let tasks = f.json(&["task", "list", "--status", "failed"]);
-        let shown = f.json(&["task", "show", &id(&tasks[0]).to_string()]);
-        assert!(
-            shown["steps"]
-                .as_array()
-                .expect("steps")
-                .iter()
-                .all(|s| s["status"] == "undone"),
-            "{label}: {shown}"
-        );
-        f.stop();
-    }
 }
 
 #[test]
@@ -331,39 +183,6 @@ fn kill_9_mid_task_is_recovered_on_restart() {
         assert_eq!(end["attempts"], 2, "{label}");
         assert!(!marker.exists(), "{label}: the interrupted step was not undone");
 
-        // A fail-on-interrupt task (install) crashes the daemon after writing its vhost.
-        f.stop();
-        f.start_serve(&[("FJORD_FAULT", "site-install:4:crash")]);
-        let out = f.json(&[
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "sqlite",
-        ]);
-        let _ = f.wait_serve_exit();
-        let vhost = f.state.join("servers/localhost/nginx/vhost.d/a.example.conf");
-        assert!(vhost.exists(), "{label}: the crash should come after the vhost write");
-        f.start_serve(&[]);
-        let end = f.wait_task(id(&out), "failed");
-        assert!(
-            end["error"].as_str().expect("error").contains("interrupted"),
-            "{label}: {end}"
-        );
-        assert!(
-            !vhost.exists() && !f.state.join("sites/a.example").exists(),
-            "{label}: install not rolled back"
-        );
-        assert_eq!(
-            f.json(&["site", "list", "--status", "failed"])
-                .as_array()
-                .expect("list")
-                .len(),
-            1,
-            "{label}"
-        );
         // Nothing is left running.
         assert_eq!(f.json(&["health"])["active_tasks"], 0, "{label}");
         f.stop();

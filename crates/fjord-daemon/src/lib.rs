@@ -31,6 +31,8 @@ pub struct DaemonConfig {
     pub layout: Layout,
     /// Fault injection for tests (`FJORD_FAULT`).
     pub fault: Option<Fault>,
+    /// How often to look for sites whose cron is due.
+    pub cron_check: Duration,
 }
 
 impl DaemonConfig {
@@ -42,6 +44,7 @@ impl DaemonConfig {
             node: node.into(),
             layout,
             fault: None,
+            cron_check: Duration::from_secs(15),
         }
     }
 }
@@ -68,6 +71,7 @@ pub async fn run(
     recover(&ctx, true).await?;
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
+    let mut last_cron_check = tokio::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -79,6 +83,15 @@ pub async fn run(
             last_recovery = tokio::time::Instant::now();
             if let Err(e) = recover(&ctx, false).await {
                 tracing::warn!(error = %e, "recovery pass failed");
+            }
+        }
+        // Scheduled work: each site's cron, at its interval.
+        if last_cron_check.elapsed() >= ctx.config.cron_check {
+            last_cron_check = tokio::time::Instant::now();
+            match ctx.store.queue_due_cron(fjord_store::now_millis()).await {
+                Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued cron runs"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
             }
         }
         match ctx

@@ -179,6 +179,7 @@ pub(crate) fn vhost(
             static_dir => layout.static_dir(),
             fastcgi_pass => format!("unix:{}", layout.php_socket(site)),
             host_var => if http.port == 80 { "$host" } else { "$host:$server_port" },
+            redirect_host => if http.port == 80 { site.domain.to_string() } else { format!("{}:{}", site.domain, http.port) },
         },
     )
 }

@@ -378,6 +378,92 @@ impl Store {
         }
     }
 
+    /// Replaces a site's aliases and its redirect flag (the desired state; a verify then makes the
+    /// host match). Refuses an alias another site already answers to.
+    pub async fn set_site_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE sites SET redirect_aliases = $1, updated_at = $2 WHERE id = $3")
+            .bind(redirect as i64)
+            .bind(now_millis())
+            .bind(site.id.0)
+            .execute(&mut *tx)
+            .await?;
+        let mut seen = std::collections::BTreeSet::new();
+        for a in aliases {
+            if a == &site.domain || !seen.insert(a.as_str()) {
+                return Err(StoreError::Conflict(format!("{a} is given more than once")));
+            }
+            let taken = sqlx::query(
+                "SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1 AND d.site_id <> $2",
+            )
+            .bind(a.as_str())
+            .bind(site.id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = taken {
+                let owner: String = row.try_get("domain")?;
+                return Err(StoreError::Conflict(format!("{a} already belongs to site {owner}")));
+            }
+        }
+        sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND is_alias = 1")
+            .bind(site.id.0)
+            .execute(&mut *tx)
+            .await?;
+        for a in aliases {
+            sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 1)")
+                .bind(a.as_str())
+                .bind(site.id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Queues a cron task for every enabled site whose cron is due: none was queued within its
+    /// interval, and its first run waits a per-site offset after creation so sites created together
+    /// do not all run at once. Returns the tasks queued.
+    pub async fn queue_due_cron(&self, now: Millis) -> StoreResult<Vec<Task>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS id, p.server_id AS server_id, s.platform_id AS platform_id FROM sites s \
+             JOIN platforms p ON p.id = s.platform_id \
+             WHERE s.status = 'enabled' AND s.cron_interval IS NOT NULL AND s.cron_interval > 0 \
+             AND s.created_at + ((s.id * 7919) % s.cron_interval) * 1000 <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.target_kind = 'site' AND t.target_id = s.id \
+                 AND t.kind = 'site-cron' \
+                 AND (t.status IN ('queued', 'running', 'interrupted') OR t.created_at > $1 - s.cron_interval * 1000)) \
+             ORDER BY s.id LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut queued = Vec::new();
+        for row in rows {
+            let site = SiteId(row.try_get("id")?);
+            let lane = Lane {
+                server: ServerId(row.try_get("server_id")?),
+                platform: Some(PlatformId(row.try_get("platform_id")?)),
+                site: Some(site),
+            };
+            let mut conn = self.pool.acquire().await?;
+            queued.push(
+                insert_task(
+                    &mut conn,
+                    &NewTask {
+                        kind: TaskKind::SiteCron,
+                        target_id: site.0,
+                        lane,
+                        args: serde_json::json!({}),
+                        created_by: "daemon:cron".into(),
+                    },
+                    now,
+                )
+                .await?,
+            );
+        }
+        Ok(queued)
+    }
+
     // ---- clients -------------------------------------------------------------------------------------
 
     pub async fn add_client(&self, name: &Name, title: &str, site_quota: Option<i64>) -> StoreResult<Client> {

@@ -80,7 +80,7 @@ pub struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServerCmd {
     /// Register a server and queue its verify.
-    Add(ServerAdd),
+    Add(Box<ServerAdd>),
     List,
     Show {
         name: String,
@@ -227,6 +227,22 @@ pub enum SiteCmd {
     },
     Disable {
         domain: String,
+    },
+    /// Add or remove domain aliases, or change whether they redirect to the main domain; then verify.
+    Alias {
+        domain: String,
+        /// Alias to add (repeatable).
+        #[arg(long = "add", value_name = "ALIAS")]
+        add: Vec<String>,
+        /// Alias to remove (repeatable).
+        #[arg(long = "remove", value_name = "ALIAS")]
+        remove: Vec<String>,
+        /// Answer aliases with a 301 to the main domain: on or off.
+        #[arg(long)]
+        redirect: Option<String>,
+        /// Add www.DOMAIN.
+        #[arg(long)]
+        www: bool,
     },
     /// Print a one-time login link for the site's administrator.
     LoginLink {

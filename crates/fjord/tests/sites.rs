@@ -351,20 +351,51 @@ fn kill_9_mid_install_is_rolled_back_on_restart() {
     let (mut f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal7", "d7");
     // Crash (abort, as kill -9 would) right after the vhost is written and before nginx reloads.
-    let plan = f.ok(&["--dry-run", "site", "create", "crash.example", "--platform", "d7", "--db-engine", "sqlite"]);
-    let vhost_step = plan.lines().filter(|l| l.starts_with('[')).position(|l| l.contains("vhost.d/crash.example.conf")).expect("vhost step");
+    let plan = f.ok(&[
+        "--dry-run",
+        "site",
+        "create",
+        "crash.example",
+        "--platform",
+        "d7",
+        "--db-engine",
+        "sqlite",
+    ]);
+    let vhost_step = plan
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .position(|l| l.contains("vhost.d/crash.example.conf"))
+        .expect("vhost step");
     f.stop();
     f.start_serve(&[("FJORD_FAULT", &format!("site-install:{vhost_step}:crash"))]);
-    let t = f.json(&["site", "create", "crash.example", "--platform", "d7", "--db-engine", "sqlite"]);
+    let t = f.json(&[
+        "site",
+        "create",
+        "crash.example",
+        "--platform",
+        "d7",
+        "--db-engine",
+        "sqlite",
+    ]);
     let _ = f.wait_serve_exit();
     let vhost = f.state.join("servers/localhost/nginx/vhost.d/crash.example.conf");
     assert!(vhost.exists(), "the crash should come after the vhost write");
     f.start_serve(&[]);
     let end = f.wait_task(t["id"].as_i64().expect("id"), "failed");
     assert!(end["error"].as_str().expect("error").contains("interrupted"), "{end}");
-    assert!(!vhost.exists() && !f.state.join("sites/crash.example").exists(), "install not rolled back");
-    assert!(!f.dir.path().join("code/d7/sites/crash.example").exists(), "platform site dir left");
-    assert_eq!(f.get(port, "crash.example", "/").status, 0, "a half-installed site is served");
+    assert!(
+        !vhost.exists() && !f.state.join("sites/crash.example").exists(),
+        "install not rolled back"
+    );
+    assert!(
+        !f.dir.path().join("code/d7/sites/crash.example").exists(),
+        "platform site dir left"
+    );
+    assert_eq!(
+        f.get(port, "crash.example", "/").status,
+        0,
+        "a half-installed site is served"
+    );
     assert_eq!(f.json(&["health"])["active_tasks"], 0);
 }
 
@@ -375,7 +406,16 @@ fn an_invalid_web_config_is_rolled_back_and_the_old_one_keeps_serving() {
     }
     let (f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal7", "d7");
-    f.ok(&["site", "create", "ok.example", "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
+    f.ok(&[
+        "site",
+        "create",
+        "ok.example",
+        "--platform",
+        "d7",
+        "--db-engine",
+        "sqlite",
+        "--wait",
+    ]);
     // Someone leaves a broken file among the generated vhosts: the next change fails `nginx -t`,
     // is rolled back, and nothing stops being served.
     let broken = f.state.join("servers/localhost/nginx/vhost.d/zz-broken.conf");
@@ -384,11 +424,73 @@ fn an_invalid_web_config_is_rolled_back_and_the_old_one_keeps_serving() {
     assert!(!out.status.success(), "a change that fails validation succeeded");
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("rolling back"), "{log}");
-    assert_eq!(f.get(port, "ok.example", "/").status, 200, "the previous config stopped serving");
+    assert_eq!(
+        f.get(port, "ok.example", "/").status,
+        200,
+        "the previous config stopped serving"
+    );
     assert_eq!(f.json(&["site", "show", "ok.example"])["site"]["status"], "enabled");
-    let vhost = std::fs::read_to_string(f.state.join("servers/localhost/nginx/vhost.d/ok.example.conf")).expect("vhost");
+    let vhost =
+        std::fs::read_to_string(f.state.join("servers/localhost/nginx/vhost.d/ok.example.conf")).expect("vhost");
     assert!(!vhost.contains("return 503"), "the vhost change was not undone");
     std::fs::remove_file(&broken).expect("rm");
     f.ok(&["site", "disable", "ok.example", "--wait"]);
     assert_eq!(f.get(port, "ok.example", "/").status, 503);
+}
+
+#[test]
+fn aliases_change_and_cron_runs_on_schedule() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, port) = Fjord::with_server();
+    f.stop();
+    f.start_serve(&[("FJORD_CRON_CHECK_SECONDS", "1")]);
+    fixture_platform(&f, "drupal7", "d7");
+    f.ok(&[
+        "site",
+        "create",
+        "al.example",
+        "--platform",
+        "d7",
+        "--db-engine",
+        "sqlite",
+        "--cron-interval",
+        "2",
+        "--wait",
+    ]);
+
+    // An alias added later is served; with redirect on it answers 301 to the main domain.
+    f.ok(&["site", "alias", "al.example", "--add", "other.example", "--wait"]);
+    assert_eq!(f.get(port, "other.example", "/").status, 200);
+    f.ok(&["site", "alias", "al.example", "--redirect", "on", "--wait"]);
+    let a = f.get(port, "other.example", "/some/page");
+    assert_eq!(a.status, 301, "{a:?}");
+    assert!(
+        a.headers.contains("Location: http://al.example:") && a.headers.contains("/some/page"),
+        "{}",
+        a.headers
+    );
+    f.ok(&["site", "alias", "al.example", "--remove", "other.example", "--wait"]);
+    assert_eq!(
+        f.get(port, "other.example", "/").status,
+        0,
+        "a removed alias is still served"
+    );
+    let err = f.fails(&["site", "alias", "al.example", "--remove", "nope.example"]);
+    assert!(err.contains("not an alias"), "{err}");
+
+    // The daemon runs cron by itself at the site's interval, and records it.
+    f.wait_until("a scheduled cron run", || {
+        f.json(&["site", "show", "al.example"])["site"]["last_cron_at"].is_i64()
+    });
+    let tasks = f.json(&["task", "list", "--limit", "100"]);
+    let cron: Vec<_> = tasks
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|t| t["kind"] == "site-cron")
+        .collect();
+    assert!(cron.iter().all(|t| t["created_by"] == "daemon:cron"), "{cron:?}");
+    assert!(cron.iter().any(|t| t["status"] == "succeeded"), "{cron:?}");
 }

@@ -129,6 +129,12 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     if let Some(l) = file.lease_seconds {
         cfg.lease = Duration::from_secs(l.max(1));
     }
+    if let Ok(secs) = std::env::var("FJORD_CRON_CHECK_SECONDS") {
+        cfg.cron_check = Duration::from_secs(
+            secs.parse()
+                .map_err(|_| anyhow::anyhow!("FJORD_CRON_CHECK_SECONDS must be a number"))?,
+        );
+    }
     if let Ok(f) = std::env::var("FJORD_FAULT") {
         cfg.fault = Some(f.parse().map_err(anyhow::Error::msg)?);
     }

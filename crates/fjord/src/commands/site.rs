@@ -78,6 +78,13 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         SiteCmd::Verify { domain } => on_site(ctx, &domain, TaskKind::SiteVerify, serde_json::json!({})).await,
         SiteCmd::Enable { domain } => on_site(ctx, &domain, TaskKind::SiteEnable, serde_json::json!({})).await,
         SiteCmd::Disable { domain } => on_site(ctx, &domain, TaskKind::SiteDisable, serde_json::json!({})).await,
+        SiteCmd::Alias {
+            domain,
+            add,
+            remove,
+            redirect,
+            www,
+        } => aliases(ctx, &domain, add, remove, redirect, www).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
@@ -243,4 +250,62 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
         println!("{url}")
     });
     Ok(ExitCode::SUCCESS)
+}
+
+async fn aliases(
+    ctx: &mut Ctx,
+    domain: &str,
+    add: Vec<String>,
+    remove: Vec<String>,
+    redirect: Option<String>,
+    www: bool,
+) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    let mut aliases = site.aliases.clone();
+    let mut adding = add
+        .iter()
+        .map(|a| Domain::parse_field("alias", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    if www {
+        adding.extend(site.domain.with_www());
+    }
+    for r in &remove {
+        let r = Domain::parse_field("alias", r)?;
+        if !aliases.contains(&r) {
+            bail!("{r} is not an alias of {}", site.domain);
+        }
+        aliases.retain(|a| a != &r);
+    }
+    for a in adding {
+        if aliases.contains(&a) {
+            bail!("{a} is already an alias of {}", site.domain);
+        }
+        aliases.push(a);
+    }
+    let redirect = match redirect.as_deref() {
+        None => site.redirect_aliases,
+        Some("on") => true,
+        Some("off") => false,
+        Some(other) => bail!("invalid --redirect {other:?}: use on or off"),
+    };
+    if ctx.global.dry_run {
+        let mut changed = site.clone();
+        changed.aliases = aliases;
+        changed.redirect_aliases = redirect;
+        let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
+        let mut snap = store
+            .snapshot(&super::prospective_task(
+                TaskKind::SiteVerify,
+                site.id.0,
+                lane,
+                serde_json::json!({}),
+            ))
+            .await?;
+        snap.site = Some(changed);
+        let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
+        return print_plan(ctx, TaskKind::SiteVerify, &planned);
+    }
+    store.set_site_aliases(&site, &aliases, redirect).await?;
+    queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
 }

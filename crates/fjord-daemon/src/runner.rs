@@ -243,18 +243,29 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         let undo_json = serde_json::to_string(&undo).expect("undo serializes");
         if let Err(e) = ctx
             .store
-            .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&undo_json))
+            .record_step(
+                task.id,
+                idx as i64,
+                &description,
+                StepStatus::Pending,
+                Some(&undo_json),
+                Some(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len())),
+            )
             .await
         {
             failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
             break;
         }
         undos.push((idx, undo));
-        log.info(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len()))
-            .await;
         let result = match step {
-            Step::Service { watch, service, .. }
-                if !watch.is_empty() && !changed.iter().any(|c| watch.iter().any(|w| c.starts_with(w.as_str()))) =>
+            Step::Service {
+                watch,
+                service,
+                pidfile,
+                ..
+            } if !watch.is_empty()
+                && !changed.iter().any(|c| watch.iter().any(|w| c.starts_with(w.as_str())))
+                && ctx.executor.service_running(pidfile) =>
             {
                 Ok(Some(format!("no config of {service} changed: no reload")))
             }

@@ -195,9 +195,23 @@ impl Executor {
                     .map(|p| p.to_string_lossy().into_owned())
                     .collect(),
             },
-            Step::WriteFile { path, .. } => {
+            Step::WriteFile {
+                path,
+                content: FileContent::Text { text },
+                mode,
+                ..
+            } => {
                 let p = Path::new(path);
-                let saved = match self.host.read(p)? {
+                let old = self.host.read(p)?;
+                // A write that will change nothing needs no saved copy (verify of many sites writes
+                // mostly such files).
+                if old.is_some()
+                    && self.host.mode_of(p) == Some(*mode)
+                    && old.as_deref() == Some(self.resolve_secrets(text)?.as_bytes())
+                {
+                    return Ok(StepUndo::Nothing);
+                }
+                let saved = match old {
                     Some(old) => {
                         let dir = self.task_undo_dir(task);
                         self.host.create_dirs(&dir, 0o700)?;
@@ -450,6 +464,11 @@ impl Executor {
         let _ = self.host.remove_all(&self.task_undo_dir(task));
     }
 
+    /// Whether the process a pid file names is alive.
+    pub fn service_running(&self, pidfile: &str) -> bool {
+        read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive)
+    }
+
     fn gate(&self, service: &str) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
         self.reload_gates
             .lock()
@@ -571,8 +590,10 @@ async fn settle(master: i32, before: &std::collections::HashSet<i32>) {
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
+        // New workers (nginx starts them at once) or the old ones gone (PHP-FPM's ondemand pools
+        // start none until a request comes).
         let now = children_of(master);
-        if now.iter().any(|p| !before.contains(p)) && !now.iter().any(|p| before.contains(p)) {
+        if now.iter().any(|p| !before.contains(p)) || !now.iter().any(|p| before.contains(p)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -167,12 +167,28 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     });
     for runtime in server.php_runtimes() {
         services::php_files(layout, server, runtime, &mut plan)?;
-        // Start it if it is not running, whatever changed.
-        plan.push(services::php_reload(layout, server, runtime, vec![]));
+    }
+    // Every site's derived files, regenerated from the state, then one reload of each service.
+    for site in snap
+        .sites
+        .iter()
+        .filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled))
+    {
+        let Some(platform) = snap.platforms.iter().find(|p| p.id == site.platform_id) else {
+            continue;
+        };
+        let ctx = ctx_for(layout, server, platform, site, Some(server))?;
+        site_files(&ctx, App::of(platform), site.status == SiteStatus::Disabled, &mut plan)?;
+    }
+    // A reload only if some generated config changed; a service that is not running is started.
+    let watch = vec![layout.server_dir(server)];
+    for runtime in server.php_runtimes() {
+        plan.push(services::php_reload(layout, server, runtime, watch.clone()));
     }
     if server.http().is_some() {
-        services::web_files(layout, server, &mut plan)?;
-        plan.push(services::web_reload(layout, server, vec![])?);
+        let mut web_watch = services::web_files(layout, server, &mut plan)?;
+        web_watch.extend(watch.clone());
+        plan.push(services::web_reload(layout, server, web_watch)?);
     }
     for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
         if let Some(db) = server.db(engine) {
@@ -286,7 +302,18 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
 fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a>> {
     let site = site_of(snap)?;
     let platform = platform_of(snap)?;
-    let server = &snap.server;
+    ctx_for(layout, &snap.server, platform, site, db_server(snap, site))
+}
+
+/// The context for one site on `server`; `db_server` holds its database (`None` for SQLite sites
+/// whose database server is unknown).
+fn ctx_for<'a>(
+    layout: &'a Layout,
+    server: &'a Server,
+    platform: &'a Platform,
+    site: &'a Site,
+    db_server: Option<&'a Server>,
+) -> PlanResult<SiteCtx<'a>> {
     let php = server.php_runtime(site.php.as_deref()).ok_or_else(|| {
         PlanError::Refused(match &site.php {
             Some(v) => format!("server {} has no PHP {v} runtime", server.name),
@@ -299,11 +326,6 @@ fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a
     } else {
         format!("http://{}:{port}", site.domain)
     };
-    // The database lives on the platform's server unless the site names another one.
-    let db_server = match site.db_server_id {
-        Some(id) if id != server.id => snap.db_server.as_ref(),
-        _ => Some(server),
-    };
     Ok(SiteCtx {
         layout,
         server,
@@ -315,6 +337,54 @@ fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a
         port,
         reverse_proxy: vec![],
     })
+}
+
+/// Everything derived about a site that needs no service to be asked: its directories, settings,
+/// PHP-FPM pool and vhost. Returns the pool and vhost paths (what reloads watch).
+fn site_files(ctx: &SiteCtx, app: App, disabled: bool, plan: &mut Plan) -> PlanResult<(String, String)> {
+    let layout = ctx.layout;
+    let site = ctx.site;
+    let dir = layout.site_dir(site);
+    let owner = Some(layout.web_owner());
+    plan.push(Step::MakeDir {
+        path: dir.clone(),
+        mode: 0o751,
+        owner: None,
+    });
+    for sub in ["private", "tmp"] {
+        plan.push(Step::MakeDir {
+            path: format!("{dir}/{sub}"),
+            mode: 0o770,
+            owner: owner.clone(),
+        });
+    }
+    if site.db_engine == DbEngine::Sqlite {
+        plan.push(Step::MakeDir {
+            path: format!("{dir}/db"),
+            mode: 0o770,
+            owner: owner.clone(),
+        });
+    }
+    app.settings(ctx, plan)?;
+    let pool = layout.php_pool(ctx.server, &ctx.php.version, site);
+    plan.push(Step::WriteFile {
+        path: pool.clone(),
+        content: FileContent::Text {
+            text: render::php_pool(layout, site)?,
+        },
+        mode: 0o644,
+        owner: None,
+    });
+    let vhost = layout.vhost_path(ctx.server, site);
+    plan.push(Step::WriteFile {
+        path: vhost.clone(),
+        content: FileContent::Text {
+            text: render::vhost(layout, ctx.server, ctx.platform, site, app.vhost_flavour(), disabled)?,
+        },
+        mode: 0o644,
+        owner: None,
+    });
+    Ok((pool, vhost))
 }
 
 fn db_server<'a>(snap: &'a Snapshot, site: &Site) -> Option<&'a Server> {
@@ -342,72 +412,23 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     let app = App::of(ctx.platform);
     app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
-    let dir = layout.site_dir(site);
-    let owner = Some(layout.web_owner());
-    plan.push(Step::MakeDir {
-        path: dir.clone(),
-        mode: 0o751,
-        owner: None,
-    });
-    for sub in ["private", "tmp"] {
-        plan.push(Step::MakeDir {
-            path: format!("{dir}/{sub}"),
-            mode: 0o770,
-            owner: owner.clone(),
-        });
-    }
-    if site.db_engine == DbEngine::Sqlite {
-        plan.push(Step::MakeDir {
-            path: format!("{dir}/db"),
-            mode: 0o770,
-            owner: owner.clone(),
-        });
-    }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
         plan.push(step);
     }
-    app.settings(&ctx, &mut plan)?;
-
-    // PHP-FPM pool, then a reload if the pool changed.
-    let pool = layout.php_pool(&snap.server, &ctx.php.version, site);
-    plan.push(Step::WriteFile {
-        path: pool.clone(),
-        content: FileContent::Text {
-            text: render::php_pool(layout, site)?,
-        },
-        mode: 0o644,
-        owner: None,
-    });
+    let (pool, vhost) = site_files(&ctx, app, status == SiteStatus::Disabled, &mut plan)?;
+    // The vhost was written with the other files, but nginx reloads only after the installer: a site
+    // is served only once it is installed.
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
-
     if install {
         app.install(&ctx, &mut plan)?;
     }
     // Installers run as root; give the web user back what it must write.
-    let writable = app.writable_dirs(&ctx);
     let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
-    chown.extend(writable);
+    chown.extend(app.writable_dirs(&ctx));
     plan.push(Step::Run {
         label: "give the web user its writable directories".into(),
         cmd: Command::new(chown).timeout(600),
         undo: None,
-    });
-
-    let vhost = layout.vhost_path(&snap.server, site);
-    plan.push(Step::WriteFile {
-        path: vhost.clone(),
-        content: FileContent::Text {
-            text: render::vhost(
-                layout,
-                &snap.server,
-                ctx.platform,
-                site,
-                app.vhost_flavour(),
-                status == SiteStatus::Disabled,
-            )?,
-        },
-        mode: 0o644,
-        owner: None,
     });
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     if let Some(http) = snap.server.http() {

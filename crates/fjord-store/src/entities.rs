@@ -378,6 +378,17 @@ impl Store {
         }
     }
 
+    /// Sets a site's status directly, without a task (benchmarks and tests that build large states).
+    pub async fn set_site_status(&self, site: SiteId, status: SiteStatus) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a site's aliases and its redirect flag (the desired state; a verify then makes the
     /// host match). Refuses an alias another site already answers to.
     pub async fn set_site_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool) -> StoreResult<()> {

@@ -405,6 +405,8 @@ impl Store {
 
     /// Records a step's state and the data its undo needs. Called before a step runs (pending, with the
     /// undo data already known, so a crash mid-step can still be undone) and after.
+    /// `log`, if given, is written to the task log in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_step(
         &self,
         task: TaskId,
@@ -412,28 +414,25 @@ impl Store {
         description: &str,
         status: StepStatus,
         undo: Option<&str>,
+        log: Option<&str>,
     ) -> StoreResult<()> {
-        let updated = sqlx::query(
-            "UPDATE task_steps SET description = $1, status = $2, undo = $3 WHERE task_id = $4 AND idx = $5",
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (task_id, idx) DO UPDATE SET description = excluded.description, status = excluded.status, \
+             undo = excluded.undo",
         )
+        .bind(task.0)
+        .bind(idx)
         .bind(description)
         .bind(status.as_str())
         .bind(undo)
-        .bind(task.0)
-        .bind(idx)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            sqlx::query("INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5)")
-                .bind(task.0)
-                .bind(idx)
-                .bind(description)
-                .bind(status.as_str())
-                .bind(undo)
-                .execute(&self.pool)
-                .await?;
+        .execute(&mut *tx)
+        .await?;
+        if let Some(text) = log {
+            insert_log(&mut tx, task, LogLevel::Info, LogStream::Fjord, text, now_millis()).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 

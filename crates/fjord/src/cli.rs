@@ -363,6 +363,21 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         workers: usize,
     },
+    /// Verify of many sites on one server (real nginx and PHP-FPM) vs. writing the same files.
+    Verify {
+        #[arg(long, default_value_t = 1000)]
+        sites: usize,
+        /// Platform codebase [default: the Drupal 10 fixture under tests/fixtures/platforms].
+        #[arg(long)]
+        codebase: Option<String>,
+    },
+    /// Site installs on a fixture platform: Fjord's time beyond the application's own installer.
+    Create {
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long)]
+        codebase: Option<String>,
+    },
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
-    let BenchCmd::Queue { count, sites, workers } = cmd;
+    let (count, sites, workers) = match cmd {
+        BenchCmd::Queue { count, sites, workers } => (count, sites, workers),
+        BenchCmd::Verify { sites, codebase } => return sites_bench::verify(ctx, sites, codebase).await,
+        BenchCmd::Create { count, codebase } => return sites_bench::create(ctx, count, codebase).await,
+    };
     let dir = tempfile::tempdir()?;
     let mut results = Vec::new();
     for (label, store) in fjord_store::testing::all_backends(dir.path()).await? {
@@ -136,4 +140,305 @@ async fn queue_bench(
         queue_ms: queue.as_secs_f64() * 1000.0,
         enqueue_ms: enqueued.as_secs_f64() * 1000.0,
     })
+}
+
+/// Benchmarks on real sites: nginx and PHP-FPM masters run by Fjord in a temp state dir.
+mod sites_bench {
+    use super::*;
+    use anyhow::Context as _;
+    use fjord_store::{NewPlatform, NewServer, NewSite};
+
+    struct Bench {
+        ctx: Arc<runner::Context>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Drop for Bench {
+        fn drop(&mut self) {
+            // Stop the nginx and PHP-FPM masters this bench started.
+            for e in std::fs::read_dir(self.dir.path().join("run"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Some(pid) = std::fs::read_to_string(e.path())
+                    .ok()
+                    .and_then(|p| p.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+                }
+            }
+        }
+    }
+
+    impl Bench {
+        /// A state dir with a server (own nginx on a free port, the local PHP-FPM) and a platform.
+        async fn new(codebase: Option<String>) -> Result<Bench> {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::tempdir()?;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+            let state = dir.path().to_string_lossy().into_owned();
+            let store = fjord_store::testing::sqlite_in(dir.path()).await?;
+            let mut cfg = DaemonConfig::new("bench", Layout::new(state.clone()));
+            cfg.workers = 1;
+            let ctx = Arc::new(runner::Context {
+                store,
+                executor: Executor::new(
+                    Host::Local,
+                    SecretStore::open(dir.path().join("secrets"))?,
+                    dir.path().join("undo"),
+                ),
+                config: cfg,
+            });
+            let bench = Bench { ctx, dir };
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut services = vec![
+                Service::Http(HttpService {
+                    kind: HttpKind::Nginx,
+                    mode: WebMode::Own,
+                    version: None,
+                    binary: None,
+                    listen: Some("127.0.0.1".into()),
+                    port,
+                    https_port: None,
+                }),
+                Service::Db(DbService {
+                    engine: DbEngine::Sqlite,
+                    version: None,
+                    host: None,
+                    port: None,
+                    socket: None,
+                    admin_user: None,
+                    admin_password: false,
+                }),
+            ];
+            let php = fjord_exec::probe::php_runtimes();
+            let php = php.first().context("no php-fpm found under /usr/sbin")?;
+            services.push(Service::Php(PhpRuntime {
+                version: php.version.clone(),
+                binary: php.fpm.clone(),
+                cli: php.cli.clone(),
+                extensions: vec![],
+            }));
+            let (server, _) = bench
+                .ctx
+                .store
+                .add_server(
+                    &NewServer {
+                        name: Name::parse("name", "bench")?,
+                        hostname: "localhost".into(),
+                        services,
+                    },
+                    "bench",
+                )
+                .await?;
+            let source = codebase.unwrap_or_else(|| "tests/fixtures/platforms/drupal10".into());
+            let root = bench.dir.path().join("code");
+            let status = std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&source)
+                .arg(&root)
+                .status();
+            anyhow::ensure!(
+                status.is_ok_and(|s| s.success()),
+                "cannot copy the codebase {source} (run from the repository root or give --codebase)"
+            );
+            bench
+                .ctx
+                .store
+                .add_platform(
+                    &NewPlatform {
+                        name: Name::parse("name", "bench")?,
+                        server: server.id,
+                        root: root.to_string_lossy().into(),
+                        source: PlatformSource::Path,
+                    },
+                    "bench",
+                )
+                .await?;
+            bench.drain().await?;
+            Ok(bench)
+        }
+
+        /// Runs queued tasks until none is left.
+        async fn drain(&self) -> Result<()> {
+            while let Some(task) = self.ctx.store.claim("bench", 600_000).await? {
+                runner::run_task(&self.ctx, task).await;
+            }
+            Ok(())
+        }
+
+        fn new_site(&self, domain: &str) -> Result<NewSite> {
+            Ok(NewSite {
+                domain: Domain::parse(domain)?,
+                platform: PlatformId(1),
+                db_server: None,
+                db_engine: DbEngine::Sqlite,
+                php: None,
+                profile: Some("minimal".into()),
+                language: "en".into(),
+                client: None,
+                aliases: vec![],
+                redirect_aliases: false,
+                https: HttpsMode::Off,
+                cron_interval: None,
+            })
+        }
+
+        /// Runs one task to its end and returns it with its log.
+        async fn run_one(&self, kind: TaskKind, target: i64) -> Result<(Task, Vec<LogLine>)> {
+            let lane = self.ctx.store.lane_of(kind.target_kind(), target).await?;
+            let t = self
+                .ctx
+                .store
+                .enqueue(&NewTask {
+                    kind,
+                    target_id: target,
+                    lane,
+                    args: serde_json::json!({}),
+                    created_by: "bench".into(),
+                })
+                .await?;
+            self.drain().await?;
+            Ok((self.ctx.store.task(t.id).await?, self.ctx.store.logs(t.id, 0).await?))
+        }
+    }
+
+    /// How many times a task really reloaded nginx (a reload step not skipped as unchanged).
+    fn nginx_reloads(log: &[LogLine]) -> usize {
+        let steps = log
+            .iter()
+            .filter(|l| l.text.contains(": check and reload nginx"))
+            .count();
+        steps - log.iter().filter(|l| l.text.contains("no config of nginx")).count()
+    }
+
+    pub async fn verify(ctx: &mut Ctx, sites: usize, codebase: Option<String>) -> Result<ExitCode> {
+        let bench = Bench::new(codebase).await?;
+        let store = &bench.ctx.store;
+        for i in 0..sites {
+            let (site, task) = store
+                .create_site(&bench.new_site(&format!("s{i}.bench.example"))?, "bench")
+                .await?;
+            store.cancel(task.id).await?;
+            store.set_site_status(site.id, SiteStatus::Enabled).await?;
+        }
+        // Baseline: write the very files the verify writes, with the same atomic writes, same run.
+        let lane = store.lane_of(TargetKind::Server, 1).await?;
+        let snap = store
+            .snapshot(&super::super::prospective_task(
+                TaskKind::ServerVerify,
+                1,
+                lane,
+                serde_json::json!({}),
+            ))
+            .await?;
+        let planned = fjord_plan::plan(
+            &bench.ctx.config.layout,
+            TaskKind::ServerVerify,
+            &serde_json::json!({}),
+            &snap,
+            &Default::default(),
+        )?;
+        let scratch = bench.dir.path().join("baseline");
+        std::fs::create_dir_all(&scratch)?;
+        let t0 = Instant::now();
+        let mut files = 0;
+        for step in &planned.plan.steps {
+            if let Step::WriteFile {
+                content: FileContent::Text { text },
+                mode,
+                ..
+            } = step
+            {
+                let text = bench.ctx.executor.resolve_secrets(text)?;
+                fjord_exec::fsops::write_atomic(&scratch.join(files.to_string()), text.as_bytes(), *mode)?;
+                files += 1;
+            }
+        }
+        let baseline = t0.elapsed();
+        let t0 = Instant::now();
+        let (first, log1) = bench.run_one(TaskKind::ServerVerify, 1).await?;
+        let first_time = t0.elapsed();
+        anyhow::ensure!(
+            first.status == TaskStatus::Succeeded,
+            "verify failed: {:?}",
+            first.error
+        );
+        let t0 = Instant::now();
+        let (second, log2) = bench.run_one(TaskKind::ServerVerify, 1).await?;
+        let second_time = t0.elapsed();
+        anyhow::ensure!(
+            second.status == TaskStatus::Succeeded,
+            "second verify failed: {:?}",
+            second.error
+        );
+        let per_site = |d: Duration| d.as_secs_f64() * 1000.0 / sites as f64;
+        let overhead = per_site(first_time.saturating_sub(baseline));
+        let v = serde_json::json!({
+            "sites": sites, "files": files, "baseline_ms": baseline.as_secs_f64() * 1000.0,
+            "verify_ms": first_time.as_secs_f64() * 1000.0, "verify_per_site_ms": per_site(first_time),
+            "overhead_per_site_ms": overhead, "reloads": nginx_reloads(&log1),
+            "second_verify_ms": second_time.as_secs_f64() * 1000.0, "second_reloads": nginx_reloads(&log2),
+        });
+        ctx.out.emit(&v, || {
+            println!(
+                "verify of {sites} sites ({files} files): {:.0} ms ({:.2} ms/site), {} nginx reload(s); \
+                 baseline writing the same files {:.0} ms; Fjord overhead {:.2} ms/site (target <= 10)",
+                first_time.as_secs_f64() * 1000.0,
+                per_site(first_time),
+                nginx_reloads(&log1),
+                baseline.as_secs_f64() * 1000.0,
+                overhead
+            );
+            println!(
+                "second verify, nothing changed: {:.0} ms ({:.2} ms/site), {} nginx reload(s)",
+                second_time.as_secs_f64() * 1000.0,
+                per_site(second_time),
+                nginx_reloads(&log2)
+            );
+        });
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn create(ctx: &mut Ctx, count: usize, codebase: Option<String>) -> Result<ExitCode> {
+        let bench = Bench::new(codebase).await?;
+        let mut overheads = Vec::new();
+        let mut installers = Vec::new();
+        for i in 0..count {
+            let (_, task) = bench
+                .ctx
+                .store
+                .create_site(&bench.new_site(&format!("c{i}.bench.example"))?, "bench")
+                .await?;
+            bench.drain().await?;
+            let t = bench.ctx.store.task(task.id).await?;
+            anyhow::ensure!(t.status == TaskStatus::Succeeded, "install failed: {:?}", t.error);
+            let log = bench.ctx.store.logs(task.id, 0).await?;
+            // The installer's time: from its step line to the next step line.
+            let start = log
+                .iter()
+                .position(|l| l.text.contains(": install "))
+                .context("no installer step")?;
+            let next = log[start + 1..]
+                .iter()
+                .find(|l| l.text.starts_with("step "))
+                .context("no step after the installer")?;
+            let installer = next.ts - log[start].ts;
+            installers.push(installer as f64);
+            overheads.push((t.duration_ms().unwrap_or(0) - installer) as f64);
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let max = overheads.iter().cloned().fold(0.0, f64::max);
+        let v = serde_json::json!({ "count": count, "installer_mean_ms": mean(&installers), "overhead_mean_ms": mean(&overheads), "overhead_max_ms": max });
+        ctx.out.emit(&v, || {
+            println!(
+                "site create x{count}: the app's installer {:.0} ms on average; Fjord's own work {:.0} ms on average, {:.0} ms at most (target <= 300)",
+                mean(&installers),
+                mean(&overheads),
+                max
+            )
+        });
+        Ok(ExitCode::SUCCESS)
+    }
 }

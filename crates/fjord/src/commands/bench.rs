@@ -234,15 +234,15 @@ mod sites_bench {
                 .await?;
             let source = codebase.unwrap_or_else(|| "tests/fixtures/platforms/drupal10".into());
             let root = bench.dir.path().join("code");
-            let status = std::process::Command::new("cp")
-                .arg("-a")
-                .arg(&source)
-                .arg(&root)
-                .status();
-            anyhow::ensure!(
-                status.is_ok_and(|s| s.success()),
-                "cannot copy the codebase {source} (run from the repository root or give --codebase)"
-            );
+            let copy = fjord_exec::Cmd::new([
+                "cp".to_string(),
+                "-a".into(),
+                source.clone(),
+                root.to_string_lossy().into_owned(),
+            ]);
+            fjord_exec::cmd::run_checked(&copy, None, None).await.with_context(|| {
+                format!("copying the codebase {source} (run from the repository root or give --codebase)")
+            })?;
             bench
                 .ctx
                 .store

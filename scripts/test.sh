@@ -79,7 +79,7 @@ PACKAGES=(
     # avoids that; install_packages also forbids apache2 outright.
     php wordpress
     curl ca-certificates procps
-    sqlite3 rsync git pkg-config build-essential
+    sqlite3 rsync git composer pkg-config build-essential
 )
 # Never installed by this script: apt must satisfy the dependencies above
 # without them (or fail loudly). Ones already on the machine are left alone.

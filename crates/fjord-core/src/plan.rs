@@ -275,6 +275,8 @@ pub enum StateChange {
     },
     /// The site's cron ran now.
     SiteCronRan { site: crate::SiteId },
+    /// Queue another task (e.g. verify a platform again once its code is built).
+    FollowUp { kind: crate::TaskKind, target: i64 },
 }
 
 /// What a planner produces for a task.

@@ -103,6 +103,8 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
     let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
     let sites_php = web.and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
     Facts {
+        composer_json: root.join("composer.json").is_file(),
+        vendor: root.join("vendor").is_dir(),
         root_exists: root.is_dir(),
         docroot,
         app: app.as_ref().map(|(a, _)| *a),

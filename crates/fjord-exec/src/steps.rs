@@ -588,12 +588,12 @@ async fn settle(master: i32, before: &std::collections::HashSet<i32>) {
     if before.is_empty() {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        // New workers (nginx starts them at once) or the old ones gone (PHP-FPM's ondemand pools
-        // start none until a request comes).
-        let now = children_of(master);
-        if now.iter().any(|p| !before.contains(p)) || !now.iter().any(|p| before.contains(p)) {
+        // Done when the old workers are gone: until then they may still take new connections with
+        // the old config. (Workers held by a client's keep-alive connection can linger: the deadline
+        // bounds the wait.)
+        if !children_of(master).iter().any(|p| before.contains(p)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

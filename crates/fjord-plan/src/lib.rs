@@ -42,6 +42,9 @@ pub struct Facts {
     pub app_version: Option<String>,
     /// Drupal 8+: the current `sites/sites.php`, if any.
     pub sites_php: Option<String>,
+    /// The root has a `composer.json`, and a `vendor/` directory.
+    pub composer_json: bool,
+    pub vendor: bool,
 }
 
 /// Arguments of a no-op task (used by tests and the queue benchmark).
@@ -243,8 +246,89 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
     let platform = platform_of(snap)?;
     let mut plan = Plan::default();
     if !facts.root_exists {
-        plan.push(Step::Fail {
-            message: format!("platform root {} does not exist or is not a directory", platform.root),
+        // Build the codebase from its source, then verify again to detect what was built.
+        let root = platform.root.clone();
+        let remove_root = || Some(Command::new(["rm", "-rf", "--", root.as_str()]).timeout(600));
+        match &platform.source {
+            PlatformSource::Path => {
+                plan.push(Step::Fail {
+                    message: format!("platform root {root} does not exist or is not a directory"),
+                });
+            }
+            PlatformSource::Git { url, git_ref } => {
+                plan.push(Step::Run {
+                    label: "clone the codebase".into(),
+                    cmd: Command::new(["git", "clone", "--quiet", "--", url.as_str(), root.as_str()]).timeout(1800),
+                    undo: remove_root(),
+                });
+                plan.push(Step::Run {
+                    label: format!("check out {git_ref}"),
+                    cmd: Command::new([
+                        "git",
+                        "-C",
+                        root.as_str(),
+                        "checkout",
+                        "--quiet",
+                        "--detach",
+                        git_ref.as_str(),
+                    ])
+                    .timeout(600),
+                    undo: None,
+                });
+            }
+            PlatformSource::Composer { package } => {
+                let (name, version) = package
+                    .split_once(':')
+                    .map(|(n, v)| (n, Some(v)))
+                    .unwrap_or((package, None));
+                let mut argv = vec![
+                    "composer",
+                    "create-project",
+                    "--no-dev",
+                    "--no-interaction",
+                    "--",
+                    name,
+                    root.as_str(),
+                ];
+                argv.extend(version);
+                plan.push(Step::Run {
+                    label: "build the codebase with composer create-project".into(),
+                    cmd: Command::new(argv).env("COMPOSER_ALLOW_SUPERUSER", "1").timeout(3600),
+                    undo: remove_root(),
+                });
+            }
+            PlatformSource::Archive { file } => {
+                plan.push(Step::MakeDir {
+                    path: root.clone(),
+                    mode: 0o755,
+                    owner: None,
+                });
+                plan.push(Step::Run {
+                    label: "unpack the codebase".into(),
+                    cmd: Command::new(["tar", "-xf", file.as_str(), "-C", root.as_str(), "--no-same-owner"])
+                        .timeout(1800),
+                    undo: None,
+                });
+            }
+        }
+        return Ok(Planned {
+            plan,
+            on_success: vec![StateChange::FollowUp {
+                kind: TaskKind::PlatformVerify,
+                target: platform.id.0,
+            }],
+            on_failure: vec![],
+        });
+    }
+    if facts.composer_json && !facts.vendor {
+        // A composer project without its dependencies: install them (no dev packages on a server).
+        plan.push(Step::Run {
+            label: "install the codebase's dependencies".into(),
+            cmd: Command::new(["composer", "install", "--no-dev", "--no-interaction", "--no-progress"])
+                .cwd(platform.root.clone())
+                .env("COMPOSER_ALLOW_SUPERUSER", "1")
+                .timeout(3600),
+            undo: Some(Command::new(["rm", "-rf", "--", &format!("{}/vendor", platform.root)]).timeout(600)),
         });
     }
     if matches!(facts.app, Some(AppKind::Drupal | AppKind::Drupal7)) {

@@ -560,6 +560,49 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
+        StateChange::FollowUp { kind, target } => {
+            let lane = match kind.target_kind() {
+                TargetKind::Platform => {
+                    let row = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
+                        .bind(*target)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Lane {
+                        server: ServerId(row.try_get("server_id")?),
+                        platform: Some(PlatformId(*target)),
+                        site: None,
+                    }
+                }
+                TargetKind::Server => Lane {
+                    server: ServerId(*target),
+                    platform: None,
+                    site: None,
+                },
+                TargetKind::Site => {
+                    let row = sqlx::query("SELECT s.platform_id AS p, pl.server_id AS s FROM sites s JOIN platforms pl ON pl.id = s.platform_id WHERE s.id = $1")
+                        .bind(*target)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Lane {
+                        server: ServerId(row.try_get("s")?),
+                        platform: Some(PlatformId(row.try_get("p")?)),
+                        site: Some(SiteId(*target)),
+                    }
+                }
+            };
+            insert_task(
+                conn,
+                &NewTask {
+                    kind: *kind,
+                    target_id: *target,
+                    lane,
+                    args: serde_json::json!({}),
+                    created_by: "fjord".into(),
+                },
+                now,
+            )
+            .await?;
+        }
         StateChange::ServerStatus { server, status } => {
             sqlx::query("UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())

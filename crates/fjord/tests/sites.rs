@@ -494,3 +494,100 @@ fn aliases_change_and_cron_runs_on_schedule() {
     assert!(cron.iter().all(|t| t["created_by"] == "daemon:cron"), "{cron:?}");
     assert!(cron.iter().any(|t| t["status"] == "succeeded"), "{cron:?}");
 }
+
+#[test]
+fn platforms_built_from_git_and_composer() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    // A git repository holding the Drupal 7 fixture, with a tag to check out.
+    let repo = f.dir.path().join("repo");
+    copy_tree(&fixture("drupal7"), &repo);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=Fjord Test",
+                "-c",
+                "user.email=test@fjord.invalid",
+                "-C",
+            ])
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", "fixture"]);
+    git(&["tag", "v1"]);
+    f.ok(&[
+        "platform",
+        "add",
+        "fromgit",
+        "--git",
+        &repo.to_string_lossy(),
+        "--ref",
+        "v1",
+        "--wait",
+    ]);
+    f.wait_until("the follow-up verify", || {
+        f.json(&["platform", "show", "fromgit"])["platform"]["app"] == "drupal7"
+    });
+    f.ok(&[
+        "site",
+        "create",
+        "git.example",
+        "--platform",
+        "fromgit",
+        "--db-engine",
+        "sqlite",
+        "--wait",
+    ]);
+    assert_eq!(f.get(port, "git.example", "/").status, 200);
+
+    // A composer project without vendor/: verify runs composer install.
+    if std::process::Command::new("composer")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the composer part: composer is not installed");
+        return;
+    }
+    let code = f.dir.path().join("composer-app");
+    std::fs::create_dir_all(code.join("web")).expect("mkdir");
+    std::fs::write(
+        code.join("web/index.php"),
+        "<?php require __DIR__ . '/../vendor/autoload.php'; echo 'composer ok';",
+    )
+    .expect("write");
+    std::fs::write(
+        code.join("composer.json"),
+        r#"{"name": "fjord/composer-test", "require": {}}"#,
+    )
+    .expect("write");
+    f.ok(&["platform", "add", "comp", "--path", &code.to_string_lossy(), "--wait"]);
+    assert!(
+        code.join("vendor/autoload.php").exists(),
+        "composer install did not run"
+    );
+    f.ok(&[
+        "site",
+        "create",
+        "comp.example",
+        "--platform",
+        "comp",
+        "--db-engine",
+        "sqlite",
+        "--wait",
+    ]);
+    let a = f.get(port, "comp.example", "/");
+    assert!(a.body.contains("composer ok"), "{a:?}");
+}

@@ -18,6 +18,7 @@ string_enum!(
         SiteDelete = "site-delete",
         SiteLoginLink = "site-login-link",
         SiteCron = "site-cron",
+        SiteImport = "site-import",
         Noop = "noop",
     }
 );
@@ -42,9 +43,11 @@ impl TaskKind {
             | TaskKind::SiteLoginLink
             | TaskKind::SiteCron
             | TaskKind::Noop => InterruptPolicy::Requeue,
-            TaskKind::ServerRemove | TaskKind::PlatformRemove | TaskKind::SiteInstall | TaskKind::SiteDelete => {
-                InterruptPolicy::Fail
-            }
+            TaskKind::ServerRemove
+            | TaskKind::PlatformRemove
+            | TaskKind::SiteInstall
+            | TaskKind::SiteImport
+            | TaskKind::SiteDelete => InterruptPolicy::Fail,
         }
     }
 
@@ -58,7 +61,8 @@ impl TaskKind {
             | TaskKind::SiteDisable
             | TaskKind::SiteDelete
             | TaskKind::SiteLoginLink
-            | TaskKind::SiteCron => TargetKind::Site,
+            | TaskKind::SiteCron
+            | TaskKind::SiteImport => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

@@ -90,6 +90,7 @@ pub fn plan(
         TaskKind::PlatformVerify => platform_verify(layout, snap, facts),
         TaskKind::PlatformRemove => platform_remove(snap),
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
+        TaskKind::SiteImport => site_import(layout, snap),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
             let target = if site.status == SiteStatus::Disabled {
@@ -544,6 +545,29 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
             vec![]
         },
     })
+}
+
+/// Adopts a site that already exists (its database, and for Drupal its files): Fjord takes over its
+/// settings, pool and vhost. Nothing of the existing database is ever undone.
+fn site_import(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
+    let site = site_of(snap)?;
+    if site.status != SiteStatus::Queued {
+        return Err(PlanError::Refused(format!(
+            "site {} is {}: only a new record can be imported",
+            site.domain, site.status
+        )));
+    }
+    let mut imported = snap.clone();
+    if let Some(s) = imported.site.as_mut() {
+        // Plan it as the enabled site it is about to become.
+        s.status = SiteStatus::Enabled;
+    }
+    let mut planned = site_apply(layout, &imported, SiteStatus::Enabled, false)?;
+    planned.on_failure = vec![StateChange::SiteStatus {
+        site: site.id,
+        status: SiteStatus::Failed,
+    }];
+    Ok(planned)
 }
 
 fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Planned> {

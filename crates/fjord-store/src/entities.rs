@@ -5,6 +5,7 @@ use crate::queue::insert_task;
 use crate::rows::{self, PLATFORM_COLS, SERVER_COLS, SITE_COLS};
 use crate::{now_millis, Store, StoreError, StoreResult};
 use fjord_core::names::db_name_for;
+use fjord_core::ValidationError;
 use fjord_core::*;
 use sqlx::{AnyConnection, Row};
 
@@ -37,6 +38,8 @@ pub struct NewSite {
     pub redirect_aliases: bool,
     pub https: HttpsMode,
     pub cron_interval: Option<i64>,
+    /// An existing database and user to adopt (import); `None` derives new names from the domain.
+    pub existing_db: Option<(String, String)>,
 }
 
 /// Longest database name we derive; MariaDB allows 64 and PostgreSQL 63, and we leave room for a suffix.
@@ -249,6 +252,20 @@ impl Store {
 
     /// Records a new site and queues its install task.
     pub async fn create_site(&self, new: &NewSite, created_by: &str) -> StoreResult<(Site, Task)> {
+        let (site, task) = self
+            .create_site_with(new, created_by, Some(TaskKind::SiteInstall))
+            .await?;
+        Ok((site, task.expect("a task was asked for")))
+    }
+
+    /// Records a new site and queues `kind` for it, if given (an import queues its task itself once
+    /// the site's password is in the secrets store).
+    pub async fn create_site_with(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<TaskKind>,
+    ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
@@ -288,6 +305,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let Some(kind) = kind else {
+            tx.commit().await?;
+            return Ok((created, None));
+        };
         let platform = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
             .bind(created.platform_id.0)
             .fetch_one(&mut *tx)
@@ -295,7 +316,7 @@ impl Store {
         let task = insert_task(
             &mut tx,
             &NewTask {
-                kind: TaskKind::SiteInstall,
+                kind,
                 target_id: created.id.0,
                 lane: Lane {
                     server: ServerId(platform.try_get("server_id")?),
@@ -309,7 +330,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok((created, task))
+        Ok((created, Some(task)))
     }
 
     async fn fill_aliases(&self, sites: &mut [Site]) -> StoreResult<()> {
@@ -627,6 +648,30 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
             }
         }
     }
+    if let Some((name, user)) = &new.existing_db {
+        for (field, v) in [("database name", name), ("database user", user)] {
+            if v.is_empty() || v.len() > 63 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(StoreError::Invalid(ValidationError::new(
+                    field,
+                    v,
+                    "use letters, digits and _ only, at most 63",
+                )));
+            }
+        }
+        let taken = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sites WHERE db_name = $1 AND status <> 'deleted' AND COALESCE(db_server_id, 0) = COALESCE($2, 0)",
+        )
+        .bind(name)
+        .bind(new.db_server.map(|s| s.0))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get::<i64, _>("n")?;
+        if taken > 0 {
+            return Err(StoreError::Conflict(format!(
+                "database {name} already belongs to another site"
+            )));
+        }
+    }
     // Derive a database name from the domain; add a number if it is taken on that database server.
     let base = db_name_for(&new.domain, DB_NAME_MAX);
     let mut db_name = base.clone();
@@ -652,8 +697,12 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         platform_id: platform.id,
         db_server_id: new.db_server,
         db_engine: new.db_engine,
-        db_user: db_name.clone(),
-        db_name,
+        db_user: new
+            .existing_db
+            .as_ref()
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| db_name.clone()),
+        db_name: new.existing_db.as_ref().map(|(n, _)| n.clone()).unwrap_or(db_name),
         php: new.php.clone(),
         profile: new.profile.clone(),
         language: new.language.clone(),

@@ -244,6 +244,8 @@ pub enum SiteCmd {
         #[arg(long)]
         www: bool,
     },
+    /// Adopt a site that already exists (its database; for Drupal, its sites/DOMAIN directory).
+    Import(Box<SiteImport>),
     /// Print a one-time login link for the site's administrator.
     LoginLink {
         domain: String,
@@ -258,6 +260,32 @@ pub enum SiteCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SiteImport {
+    pub domain: String,
+    #[arg(long)]
+    pub platform: String,
+    /// Database engine of the existing database: mariadb or postgres.
+    #[arg(long)]
+    pub db_engine: String,
+    /// The existing database.
+    #[arg(long)]
+    pub db_name: String,
+    /// Its user [default: the database name].
+    #[arg(long)]
+    pub db_user: Option<String>,
+    /// File holding that user's password (copied into Fjord's secrets store).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: String,
+    /// Domain alias (repeatable).
+    #[arg(long = "alias", value_name = "DOMAIN")]
+    pub aliases: Vec<String>,
+    #[arg(long)]
+    pub php: Option<String>,
+    #[arg(long)]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -591,3 +591,110 @@ fn platforms_built_from_git_and_composer() {
     let a = f.get(port, "comp.example", "/");
     assert!(a.body.contains("composer ok"), "{a:?}");
 }
+
+#[test]
+fn an_existing_site_is_imported_with_its_database() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    if !f.has_engine("mariadb") {
+        eprintln!("skipped: no MariaDB");
+        return;
+    }
+    fixture_platform(&f, "drupal10", "d10");
+    // A site made by hand, the way it was before Fjord: its own database, settings and install.
+    let sock = std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket");
+    let mport = std::env::var("FJORD_TEST_MARIADB_PORT").expect("port");
+    let sql = "CREATE DATABASE legacydb; CREATE USER 'legacyuser'@'127.0.0.1' IDENTIFIED BY 'legacy-pass-123'; \
+               GRANT ALL ON legacydb.* TO 'legacyuser'@'127.0.0.1';";
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={sock}"))
+        .args(["-uroot", "-e", sql])
+        .output()
+        .expect("mariadb");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let code = f.dir.path().join("code/d10");
+    let site_dir = code.join("web/sites/old.example");
+    std::fs::create_dir_all(&site_dir).expect("mkdir");
+    std::fs::write(
+        site_dir.join("settings.php"),
+        format!(
+            "<?php\n$databases['default']['default'] = ['driver' => 'mysql', 'database' => 'legacydb', 'username' => 'legacyuser', \
+             'password' => 'legacy-pass-123', 'host' => '127.0.0.1', 'port' => '{mport}', 'prefix' => ''];\n\
+             $settings['hash_salt'] = 'hand-made-salt';\n"
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new("php")
+        .arg(code.join("vendor/bin/drush"))
+        .arg(format!("--root={}", code.join("web").display()))
+        .args([
+            "--uri=http://old.example",
+            "site:install",
+            "minimal",
+            "--sites-subdir=old.example",
+            "--site-name=Old Site",
+            "--yes",
+        ])
+        .output()
+        .expect("drush");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pw = f.dir.path().join("pw");
+    std::fs::write(&pw, "legacy-pass-123\n").expect("write");
+
+    f.ok(&[
+        "site",
+        "import",
+        "old.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        "mariadb",
+        "--db-name",
+        "legacydb",
+        "--db-user",
+        "legacyuser",
+        "--db-password-file",
+        &pw.to_string_lossy(),
+        "--wait",
+    ]);
+    // Served, with its own content: adopted, not reinstalled.
+    let a = f.get(port, "old.example", "/");
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body.contains("<h1>Old Site</h1>"), "{}", a.body);
+    let settings = std::fs::read_to_string(site_dir.join("settings.php")).expect("settings");
+    assert!(
+        settings.contains("Managed by Fjord") && settings.contains("legacydb"),
+        "{settings}"
+    );
+    assert_eq!(f.json(&["site", "show", "old.example"])["site"]["status"], "enabled");
+    // Bad input changes nothing: SQLite import is refused, and a database another site uses too.
+    f.fails(&[
+        "site",
+        "import",
+        "x.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        "sqlite",
+        "--db-name",
+        "x",
+        "--db-password-file",
+        &pw.to_string_lossy(),
+    ]);
+    let err = f.fails(&[
+        "site",
+        "import",
+        "y.example",
+        "--platform",
+        "d10",
+        "--db-engine",
+        "mariadb",
+        "--db-name",
+        "legacydb",
+        "--db-password-file",
+        &pw.to_string_lossy(),
+    ]);
+    assert!(err.contains("already belongs"), "{err}");
+}

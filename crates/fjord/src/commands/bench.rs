@@ -282,6 +282,7 @@ mod sites_bench {
                 redirect_aliases: false,
                 https: HttpsMode::Off,
                 cron_interval: None,
+                existing_db: None,
             })
         }
 

@@ -85,6 +85,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             redirect,
             www,
         } => aliases(ctx, &domain, add, remove, redirect, www).await,
+        SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
@@ -174,6 +175,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         redirect_aliases: c.redirect_aliases,
         https,
         cron_interval: (c.cron_interval > 0).then_some(c.cron_interval),
+        existing_db: None,
     };
     // Checks names, quota and the platform, and plans the install, before anything is written.
     let prospective = store.prepare_site(&new).await?;
@@ -308,4 +310,92 @@ async fn aliases(
     }
     store.set_site_aliases(&site, &aliases, redirect).await?;
     queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+}
+
+/// Adopts an existing site: records it with its existing database, and queues the import, which
+/// takes over its settings, pool and vhost (and never drops the database, even when it fails).
+async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let domain = Domain::parse(&i.domain)?;
+    let aliases = i
+        .aliases
+        .iter()
+        .map(|a| Domain::parse_field("alias", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let db_engine: DbEngine = parse_enum("--db-engine", &i.db_engine)?;
+    if db_engine == DbEngine::Sqlite {
+        bail!("importing SQLite sites is not supported yet: their database file would have to move into Fjord's site directory");
+    }
+    let platform = store.platform_by_name(&i.platform).await?;
+    let server = store.server(platform.server_id).await?;
+    if !server.db_engines().any(|e| e == db_engine) {
+        bail!("server {} offers no {db_engine} database", server.name);
+    }
+    let password = std::fs::read_to_string(&i.db_password_file)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", i.db_password_file))?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() || password.contains(['\'', '\\', '\n']) {
+        bail!(
+            "{}: the password must be one line without quotes or backslashes",
+            i.db_password_file
+        );
+    }
+    let client = match &i.client {
+        Some(name) => Some(store.client_by_name(name).await?.id),
+        None => None,
+    };
+    let new = NewSite {
+        domain,
+        platform: platform.id,
+        db_server: Some(server.id),
+        db_engine,
+        php: i.php.clone(),
+        profile: None,
+        language: "en".into(),
+        client,
+        aliases,
+        redirect_aliases: false,
+        https: HttpsMode::Off,
+        cron_interval: Some(3600),
+        existing_db: Some((
+            i.db_name.clone(),
+            i.db_user.clone().unwrap_or_else(|| i.db_name.clone()),
+        )),
+    };
+    let mut prospective = store.prepare_site(&new).await?;
+    prospective.status = SiteStatus::Enabled;
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+        db_server: None,
+    };
+    plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
+    if ctx.global.dry_run {
+        let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
+        return print_plan(ctx, TaskKind::SiteImport, &planned);
+    }
+    let (site, _) = store.create_site_with(&new, &ctx.actor(), None).await?;
+    // The site keeps its password (Fjord's grants step re-asserts the same one): store it before the
+    // import is queued, so no daemon can get there first and generate another.
+    ctx.executor()?.secrets.put(
+        &fjord_plan::db::site_password_key(&site),
+        &fjord_exec::Secret::new(password),
+    )?;
+    let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
+    let t = store
+        .enqueue(&NewTask {
+            kind: TaskKind::SiteImport,
+            target_id: site.id.0,
+            lane,
+            args: serde_json::json!({}),
+            created_by: ctx.actor(),
+        })
+        .await?;
+    if !ctx.out.json {
+        println!("site {} recorded for import", site.domain);
+    }
+    task::queued(ctx, &t).await
 }

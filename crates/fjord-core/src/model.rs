@@ -245,8 +245,32 @@ pub struct Platform {
     pub locked: bool,
     pub status: ObjectStatus,
     pub verified_at: Option<Millis>,
+    /// What the last verify found in the codebase.
+    #[serde(default)]
+    pub details: PlatformDetails,
     pub created_at: Millis,
     pub updated_at: Millis,
+}
+
+/// What platform verify found in a codebase besides its app and version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformDetails {
+    /// Install profiles (Drupal), by machine name.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    /// The site-local drush, relative to the platform root.
+    #[serde(default)]
+    pub drush: Option<String>,
+    /// The PHP version constraint the code declares (composer.json `require.php`).
+    #[serde(default)]
+    pub php_requirement: Option<String>,
+    /// Whether one of the server's PHP runtimes satisfies `php_requirement` (`None`: no requirement
+    /// or not understood).
+    #[serde(default)]
+    pub php_ok: Option<bool>,
+    /// Site directories found under `sites/` that no Fjord site owns (candidates for `site import`).
+    #[serde(default)]
+    pub unknown_sites: Vec<String>,
 }
 
 /// A domain alias of a site.

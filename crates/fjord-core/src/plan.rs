@@ -265,6 +265,8 @@ pub enum StateChange {
     },
     PlatformVerified {
         platform: crate::PlatformId,
+        #[serde(default)]
+        details: crate::PlatformDetails,
         docroot: Option<String>,
         app: Option<crate::AppKind>,
         app_version: Option<String>,

@@ -101,7 +101,10 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
         .as_ref()
         .map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
     let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
-    let sites_php = web.and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
+    let sites_php = web
+        .as_ref()
+        .and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
+    let details = fjord_exec::probe::platform_details(root, web.as_deref());
     Facts {
         composer_json: root.join("composer.json").is_file(),
         vendor: root.join("vendor").is_dir(),
@@ -110,6 +113,7 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
         app: app.as_ref().map(|(a, _)| *a),
         app_version: app.and_then(|(_, v)| v),
         sites_php,
+        details,
     }
 }
 

@@ -58,6 +58,43 @@ pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
     None
 }
 
+/// Profiles, site-local drush, the declared PHP requirement and the site directories of a codebase.
+pub fn platform_details(root: &Path, web: Option<&Path>) -> fjord_core::PlatformDetails {
+    let mut d = fjord_core::PlatformDetails::default();
+    for drush in ["vendor/bin/drush", "vendor/drush/drush/drush.php"] {
+        if root.join(drush).is_file() {
+            d.drush = Some(drush.into());
+            break;
+        }
+    }
+    d.php_requirement = std::fs::read_to_string(root.join("composer.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["require"]["php"].as_str().map(String::from));
+    let Some(web) = web else { return d };
+    // Drupal 8+ keeps profiles in core/profiles and profiles/; Drupal 7 in profiles/.
+    for dir in ["core/profiles", "profiles", "profiles/contrib", "profiles/custom"] {
+        for e in std::fs::read_dir(web.join(dir)).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let p = e.path();
+            let is_profile =
+                p.join(format!("{name}.info.yml")).is_file() || p.join(format!("{name}.profile")).is_file();
+            if is_profile && !name.starts_with("testing") && !d.profiles.contains(&name) {
+                d.profiles.push(name);
+            }
+        }
+    }
+    d.profiles.sort();
+    for e in std::fs::read_dir(web.join("sites")).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name != "default" && name != "all" && e.path().join("settings.php").is_file() {
+            d.unknown_sites.push(name);
+        }
+    }
+    d.unknown_sites.sort();
+    d
+}
+
 /// A PHP-FPM runtime found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundPhp {

@@ -45,6 +45,8 @@ pub struct Facts {
     /// The root has a `composer.json`, and a `vendor/` directory.
     pub composer_json: bool,
     pub vendor: bool,
+    /// Profiles, drush, PHP requirement, site directories found.
+    pub details: PlatformDetails,
 }
 
 /// Arguments of a no-op task (used by tests and the queue benchmark).
@@ -355,12 +357,81 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
         plan,
         on_success: vec![StateChange::PlatformVerified {
             platform: platform.id,
+            details: PlatformDetails {
+                // Sites Fjord already knows are not "unknown".
+                unknown_sites: facts
+                    .details
+                    .unknown_sites
+                    .iter()
+                    .filter(|d| !snap.sites.iter().any(|s| s.domain.as_str() == d.as_str()))
+                    .cloned()
+                    .collect(),
+                php_ok: facts.details.php_requirement.as_deref().and_then(|req| {
+                    let verdicts: Vec<bool> = snap
+                        .server
+                        .php_versions()
+                        .filter_map(|v| php_satisfies(req, v))
+                        .collect();
+                    (!verdicts.is_empty()).then(|| verdicts.contains(&true))
+                }),
+                ..facts.details.clone()
+            },
             docroot: facts.docroot.clone(),
             app: facts.app,
             app_version: facts.app_version.clone(),
         }],
         on_failure: vec![],
     })
+}
+
+/// Whether PHP `version` (e.g. "8.2") satisfies a composer constraint such as `>=8.1`, `^8.1`,
+/// `~8.2.0`, `>=7.4 <8.3` or `^7.4 || ^8.0`. `None` when the constraint is not understood.
+pub fn php_satisfies(constraint: &str, version: &str) -> Option<bool> {
+    fn parse(v: &str) -> Option<(u32, u32)> {
+        let mut it = v.trim_start_matches('v').split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it
+            .next()
+            .map(|m| m.trim_end_matches(".*").parse().ok())
+            .unwrap_or(Some(0))?;
+        Some((major, minor))
+    }
+    let have = parse(version)?;
+    let mut any = false;
+    for alternative in constraint.split("||") {
+        let mut all = true;
+        for term in alternative.split([' ', ',']).filter(|t| !t.is_empty()) {
+            let (op, v) = match term {
+                t if t.starts_with(">=") || t.starts_with("<=") => (&t[..2], &t[2..]),
+                t if t.starts_with('>')
+                    || t.starts_with('<')
+                    || t.starts_with('^')
+                    || t.starts_with('~')
+                    || t.starts_with('=') =>
+                {
+                    (&t[..1], &t[1..])
+                }
+                t => ("=", t),
+            };
+            if let Some(major) = v.strip_suffix(".*") {
+                all &= major.parse::<u32>().ok()? == have.0;
+                continue;
+            }
+            let want = parse(v)?;
+            let ok = match op {
+                ">=" => have >= want,
+                ">" => have > want,
+                "<=" => have <= want,
+                "<" => have < want,
+                "^" => have.0 == want.0 && have >= want,
+                "~" => have.0 == want.0 && have >= want,
+                _ => v == "*" || have == want || (v.split('.').count() == 1 && have.0 == want.0),
+            };
+            all &= ok;
+        }
+        any |= all;
+    }
+    Some(any)
 }
 
 fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {

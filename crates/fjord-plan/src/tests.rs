@@ -54,6 +54,7 @@ fn platform() -> Platform {
         verified_at: None,
         created_at: 0,
         updated_at: 0,
+        details: PlatformDetails::default(),
     }
 }
 
@@ -224,4 +225,20 @@ fn platform_verify_and_remove() {
     let mut s = snap(None);
     s.sites.push(site(SiteStatus::Enabled, &[], false));
     assert!(show(TaskKind::PlatformRemove, serde_json::json!({}), &s, &facts).contains("still has 1 site(s)"));
+}
+
+#[test]
+fn php_constraints() {
+    for (c, v, want) in [
+        (">=8.1", "8.2", Some(true)),
+        (">=8.3", "8.2", Some(false)),
+        ("^8.1", "8.2", Some(true)),
+        ("^7.4 || ^8.0", "8.2", Some(true)),
+        (">=7.4 <8.2", "8.2", Some(false)),
+        ("~8.2.0", "8.2", Some(true)),
+        ("8.*", "8.2", Some(true)),
+        ("dev-main", "8.2", None),
+    ] {
+        assert_eq!(php_satisfies(c, v), want, "{c} vs {v}");
+    }
 }

@@ -540,16 +540,19 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             docroot,
             app,
             app_version,
+            details,
         } => {
             sqlx::query(
                 "UPDATE platforms SET docroot = $1, app = $2, app_version = $3, verified_at = $4, updated_at = $4, \
-                 status = CASE WHEN status = 'queued' OR status = 'failed' THEN 'enabled' ELSE status END WHERE id = $5",
+                 status = CASE WHEN status = 'queued' OR status = 'failed' THEN 'enabled' ELSE status END, \
+                 details = $6 WHERE id = $5",
             )
             .bind(docroot.clone())
             .bind(app.map(|a| a.as_str()))
             .bind(app_version.clone())
             .bind(now)
             .bind(platform.0)
+            .bind(serde_json::to_string(details).expect("details serialize"))
             .execute(&mut *conn)
             .await?;
         }

@@ -53,7 +53,7 @@ pub(crate) fn server(row: &AnyRow) -> StoreResult<Server> {
 }
 
 pub(crate) const PLATFORM_COLS: &str =
-    "id, name, server_id, root, docroot, source, app, app_version, locked, status, verified_at, created_at, updated_at";
+    "id, name, server_id, root, docroot, source, app, app_version, locked, status, verified_at, created_at, updated_at, details";
 
 pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
     let app: Option<String> = row.try_get("app")?;
@@ -77,6 +77,13 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
         verified_at: row.try_get("verified_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        details: match row.try_get::<Option<String>, _>("details")? {
+            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                column: "details",
+                detail: e.to_string(),
+            })?,
+            None => PlatformDetails::default(),
+        },
     })
 }
 

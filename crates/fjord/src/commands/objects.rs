@@ -348,6 +348,38 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
                     ("locked", p.locked.to_string()),
                     ("status", p.status.to_string()),
                     ("verified", when(p.verified_at)),
+                    (
+                        "profiles",
+                        if p.details.profiles.is_empty() {
+                            "-".into()
+                        } else {
+                            p.details.profiles.join(", ")
+                        },
+                    ),
+                    ("drush", p.details.drush.clone().unwrap_or_else(|| "-".into())),
+                    (
+                        "php needed",
+                        p.details.php_requirement.clone().unwrap_or_else(|| "-".into()),
+                    ),
+                    (
+                        "php runtimes ok",
+                        match p.details.php_ok {
+                            Some(true) => "yes".into(),
+                            Some(false) => "NO: no runtime of the server satisfies it".into(),
+                            None => "-".into(),
+                        },
+                    ),
+                    (
+                        "unknown sites",
+                        if p.details.unknown_sites.is_empty() {
+                            "-".into()
+                        } else {
+                            format!(
+                                "{} (adopt with `fjord site import`)",
+                                p.details.unknown_sites.join(", ")
+                            )
+                        },
+                    ),
                     ("sites", sites.len().to_string()),
                 ])
             });
@@ -447,6 +479,7 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             verified_at: None,
             created_at: 0,
             updated_at: 0,
+            details: Default::default(),
         };
         let snap = Snapshot {
             server,

@@ -314,12 +314,16 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                 });
             }
         }
+        // A missing directory of an existing-directory platform fails above; a built one is verified
+        // again once built.
+        let follow_up = StateChange::FollowUp {
+            kind: TaskKind::PlatformVerify,
+            target: platform.id.0,
+        };
+        let built = platform.source != PlatformSource::Path;
         return Ok(Planned {
             plan,
-            on_success: vec![StateChange::FollowUp {
-                kind: TaskKind::PlatformVerify,
-                target: platform.id.0,
-            }],
+            on_success: if built { vec![follow_up] } else { vec![] },
             on_failure: vec![],
         });
     }

@@ -21,11 +21,7 @@ impl ValidationError {
         if value.chars().count() > 80 {
             shown.push('…');
         }
-        ValidationError {
-            field,
-            value: shown,
-            reason: reason.into(),
-        }
+        ValidationError { field, value: shown, reason: reason.into() }
     }
 }
 
@@ -86,12 +82,7 @@ impl Domain {
                 return Err(err("has a label that starts or ends with a hyphen"));
             }
         }
-        if ascii
-            .rsplit('.')
-            .next()
-            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-            && ascii.contains('.')
-        {
+        if ascii.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) && ascii.contains('.') {
             return Err(err("looks like an IP address; sites need a host name"));
         }
         Ok(Domain(ascii))
@@ -160,10 +151,7 @@ impl Name {
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(err("must start with a lowercase letter or a digit".into()));
         }
-        if !input
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
+        if !input.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
             return Err(err("may contain only lowercase letters, digits, '-' and '_'".into()));
         }
         Ok(Name(input.to_string()))

@@ -80,10 +80,7 @@ impl Command {
         self
     }
     pub fn file(mut self, name: &str, content: impl Into<String>) -> Command {
-        self.files.push(TempFile {
-            name: name.into(),
-            content: content.into(),
-        });
+        self.files.push(TempFile { name: name.into(), content: content.into() });
         self
     }
     pub fn cwd(mut self, dir: impl Into<String>) -> Command {
@@ -198,10 +195,7 @@ impl Step {
 pub fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b))
-            {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+".contains(&b)) {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -276,9 +270,14 @@ pub enum StateChange {
         status: crate::ObjectStatus,
     },
     /// The site's cron ran now.
-    SiteCronRan { site: crate::SiteId },
+    SiteCronRan {
+        site: crate::SiteId,
+    },
     /// Queue another task (e.g. verify a platform again once its code is built).
-    FollowUp { kind: crate::TaskKind, target: i64 },
+    FollowUp {
+        kind: crate::TaskKind,
+        target: i64,
+    },
 }
 
 /// What a planner produces for a task.

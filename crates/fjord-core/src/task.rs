@@ -189,11 +189,7 @@ mod tests {
     use super::*;
 
     fn lane(server: i64, platform: Option<i64>, site: Option<i64>) -> Lane {
-        Lane {
-            server: ServerId(server),
-            platform: platform.map(PlatformId),
-            site: site.map(SiteId),
-        }
+        Lane { server: ServerId(server), platform: platform.map(PlatformId), site: site.map(SiteId) }
     }
 
     #[test]

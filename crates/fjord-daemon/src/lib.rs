@@ -63,11 +63,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> Result<(), DaemonError> {
-    let ctx = Arc::new(runner::Context {
-        store,
-        executor,
-        config,
-    });
+    let ctx = Arc::new(runner::Context { store, executor, config });
     recover(&ctx, true).await?;
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
@@ -94,11 +90,7 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
             }
         }
-        match ctx
-            .store
-            .claim(&ctx.config.node, ctx.config.lease.as_millis() as i64)
-            .await
-        {
+        match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
             Ok(Some(task)) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
@@ -131,10 +123,8 @@ pub async fn run(
 /// Takes over the tasks a dead daemon left running: undoes their applied steps and requeues or fails
 /// them according to their kind.
 pub async fn recover(ctx: &runner::Context, at_startup: bool) -> StoreResult<()> {
-    let orphans = ctx
-        .store
-        .take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64, at_startup)
-        .await?;
+    let orphans =
+        ctx.store.take_over_orphans(&ctx.config.node, ctx.config.lease.as_millis() as i64, at_startup).await?;
     for task in orphans {
         runner::recover_task(ctx, task).await;
     }

@@ -34,9 +34,7 @@ impl std::str::FromStr for Fault {
         };
         Ok(Fault {
             kind: kind.parse()?,
-            step: step
-                .parse()
-                .map_err(|_| format!("fault {s:?}: step must be a number"))?,
+            step: step.parse().map_err(|_| format!("fault {s:?}: step must be a number"))?,
             crash: match what {
                 "crash" => true,
                 "fail" => false,
@@ -97,13 +95,9 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
     };
     let root = Path::new(&platform.root);
     let docroot = fjord_exec::probe::docroot(root);
-    let web = docroot
-        .as_ref()
-        .map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
+    let web = docroot.as_ref().map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
     let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
-    let sites_php = web
-        .as_ref()
-        .and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
+    let sites_php = web.as_ref().and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
     let details = fjord_exec::probe::platform_details(root, web.as_deref());
     Facts {
         composer_json: root.join("composer.json").is_file(),
@@ -163,10 +157,7 @@ fn heartbeat(ctx: &Context, task: TaskId, cancel: watch::Sender<bool>) -> tokio:
 
 /// Runs a claimed task to its end.
 pub async fn run_task(ctx: &Context, task: Task) {
-    let log = Log {
-        store: &ctx.store,
-        task: task.id,
-    };
+    let log = Log { store: &ctx.store, task: task.id };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let outcome = execute(ctx, &task, &log, cancel_rx).await;
@@ -194,36 +185,22 @@ pub async fn run_task(ctx: &Context, task: Task) {
 }
 
 /// Status, error, state changes, undo entries, and the "started" log line if it is still to be written.
-type Outcome = (
-    TaskStatus,
-    Option<String>,
-    Vec<StateChange>,
-    Vec<StepUndo>,
-    Option<String>,
-);
+type Outcome = (TaskStatus, Option<String>, Vec<StateChange>, Vec<StepUndo>, Option<String>);
 
 async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Receiver<bool>) -> Outcome {
     let planned = match plan_task(ctx, task).await {
         Ok(p) => p,
         Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![], None),
     };
-    let started = format!(
-        "{} started (attempt {} of {}) on {}",
-        task.kind, task.attempts, task.max_attempts, ctx.config.node
-    );
+    let started =
+        format!("{} started (attempt {} of {}) on {}", task.kind, task.attempts, task.max_attempts, ctx.config.node);
     // A plan without steps has nothing to undo after a crash: it needs no stored plan, and its first
     // log line can go with its last, saving a transaction on the queue's hottest path.
     if planned.plan.steps.is_empty() {
         return (TaskStatus::Succeeded, None, planned.on_success, vec![], Some(started));
     }
     if let Err(e) = ctx.store.set_plan(task.id, &planned, &started).await {
-        return (
-            TaskStatus::Failed,
-            Some(format!("cannot store the plan: {e}")),
-            planned.on_failure,
-            vec![],
-            None,
-        );
+        return (TaskStatus::Failed, Some(format!("cannot store the plan: {e}")), planned.on_failure, vec![], None);
     }
     let mut undos: Vec<(usize, StepUndo)> = Vec::new();
     let mut failure: Option<(TaskStatus, String)> = None;
@@ -232,10 +209,7 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     let mut changed: Vec<String> = Vec::new();
     for (idx, step) in planned.plan.steps.iter().enumerate() {
         if *cancel.borrow() {
-            failure = Some((
-                TaskStatus::Cancelled,
-                "cancelled before step ".to_string() + &(idx + 1).to_string(),
-            ));
+            failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
             break;
         }
         let description = step.describe();
@@ -264,23 +238,16 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         }
         undos.push((idx, undo));
         let result = match step {
-            Step::Service {
-                watch,
-                service,
-                pidfile,
-                ..
-            } if !watch.is_empty()
-                && !changed.iter().any(|c| watch.iter().any(|w| c.starts_with(w.as_str())))
-                && ctx.executor.service_running(pidfile) =>
+            Step::Service { watch, service, pidfile, .. }
+                if !watch.is_empty()
+                    && !changed.iter().any(|c| watch.iter().any(|w| c.starts_with(w.as_str())))
+                    && ctx.executor.service_running(pidfile) =>
             {
                 Ok(Some(format!("no config of {service} changed: no reload")))
             }
             _ => {
                 let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
-                let result = ctx
-                    .executor
-                    .apply(task.id, idx, step, Some(sink), Some(cancel.clone()))
-                    .await;
+                let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
                 // The forwarder ends when the last sender (held by the command) is gone.
                 let _ = forwarder.await;
                 result
@@ -291,29 +258,19 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         {
             changed.push(path.clone());
         }
-        let injected = ctx
-            .config
-            .fault
-            .as_ref()
-            .filter(|f| f.kind == task.kind && f.step == idx);
+        let injected = ctx.config.fault.as_ref().filter(|f| f.kind == task.kind && f.step == idx);
         match result {
             Ok(note) => {
                 if let Some(note) = note {
                     log.info(&format!("  {note}")).await;
                 }
-                let _ = ctx
-                    .store
-                    .set_step_status(task.id, idx as i64, StepStatus::Applied)
-                    .await;
+                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
                 if let Some(f) = injected {
                     if f.crash {
                         tracing::error!(task = task.id.0, "fault injection: aborting the daemon");
                         std::process::abort();
                     }
-                    failure = Some((
-                        TaskStatus::Failed,
-                        format!("step {} ({description}): injected fault", idx + 1),
-                    ));
+                    failure = Some((TaskStatus::Failed, format!("step {} ({description}): injected fault", idx + 1)));
                     break;
                 }
             }
@@ -332,8 +289,7 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     match failure {
         None => (TaskStatus::Succeeded, None, planned.on_success, all_undos, None),
         Some((status, error)) => {
-            log.error(&format!("{error}; rolling back {} step(s)", undos.len()))
-                .await;
+            log.error(&format!("{error}; rolling back {} step(s)", undos.len())).await;
             let undo_error = roll_back(ctx, task.id, log, &undos).await;
             let error = match undo_error {
                 Some(u) => format!("{error}; rollback incomplete: {u}"),
@@ -348,10 +304,8 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
 /// description of undo failures, if any.
 async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
     let mut failures = Vec::new();
-    let (reloads, others): (Vec<_>, Vec<_>) = undos
-        .iter()
-        .rev()
-        .partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
+    let (reloads, others): (Vec<_>, Vec<_>) =
+        undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
     for (idx, undo) in others.into_iter().chain(reloads) {
         let (sink, forwarder) = output_forwarder(&ctx.store, task);
         let result = ctx.executor.undo(undo, Some(sink)).await;
@@ -364,10 +318,7 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
                 }
             }
             Err(e) => {
-                let _ = ctx
-                    .store
-                    .set_step_status(task, *idx as i64, StepStatus::UndoFailed)
-                    .await;
+                let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::UndoFailed).await;
                 log.error(&format!("undoing step {} failed: {e}", idx + 1)).await;
                 failures.push(format!("step {}: {e}", idx + 1));
             }
@@ -378,18 +329,9 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
 
 /// Recovers a task a dead daemon left running (already marked interrupted and leased to us).
 pub async fn recover_task(ctx: &Context, task: Task) {
-    let log = Log {
-        store: &ctx.store,
-        task: task.id,
-    };
-    log.line(
-        LogLevel::Warn,
-        &format!(
-            "interrupted: the daemon running it stopped; recovered by {}",
-            ctx.config.node
-        ),
-    )
-    .await;
+    let log = Log { store: &ctx.store, task: task.id };
+    log.line(LogLevel::Warn, &format!("interrupted: the daemon running it stopped; recovered by {}", ctx.config.node))
+        .await;
     let steps = ctx.store.steps(task.id).await.unwrap_or_default();
     let undos: Vec<(usize, StepUndo)> = steps
         .iter()
@@ -417,10 +359,7 @@ pub async fn recover_task(ctx: &Context, task: Task) {
         let (status, why) = if task.cancel_requested {
             (TaskStatus::Cancelled, "cancelled while its daemon was down".to_string())
         } else {
-            (
-                TaskStatus::Failed,
-                "interrupted: its daemon stopped while it ran".to_string(),
-            )
+            (TaskStatus::Failed, "interrupted: its daemon stopped while it ran".to_string())
         };
         let error = match undo_error {
             Some(u) => format!("{why}; rollback incomplete: {u}"),
@@ -429,14 +368,7 @@ pub async fn recover_task(ctx: &Context, task: Task) {
         tracing::error!(task = task.id.0, "{error}");
         let _ = ctx
             .store
-            .finish(
-                task.id,
-                &ctx.config.node,
-                status,
-                Some(&error),
-                &on_failure,
-                &[(LogLevel::Error, &error)],
-            )
+            .finish(task.id, &ctx.config.node, status, Some(&error), &on_failure, &[(LogLevel::Error, &error)])
             .await;
     }
 }

@@ -6,11 +6,7 @@ use fjord_exec::{Host, SecretStore};
 use std::path::Path;
 
 fn executor(dir: &Path) -> Executor {
-    Executor::new(
-        Host::Local,
-        SecretStore::open(dir.join("secrets")).expect("secrets"),
-        dir.join("undo"),
-    )
+    Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
 }
 
 fn config(dir: &Path, node: &str, workers: usize) -> DaemonConfig {
@@ -22,22 +18,12 @@ fn config(dir: &Path, node: &str, workers: usize) -> DaemonConfig {
 }
 
 fn lane(site: Option<i64>, platform: Option<i64>) -> Lane {
-    Lane {
-        server: ServerId(1),
-        platform: platform.map(PlatformId),
-        site: site.map(SiteId),
-    }
+    Lane { server: ServerId(1), platform: platform.map(PlatformId), site: site.map(SiteId) }
 }
 
 async fn noop(store: &Store, lane: Lane, args: serde_json::Value) -> Task {
     store
-        .enqueue(&NewTask {
-            kind: TaskKind::Noop,
-            target_id: 0,
-            lane,
-            args,
-            created_by: "test".into(),
-        })
+        .enqueue(&NewTask { kind: TaskKind::Noop, target_id: 0, lane, args, created_by: "test".into() })
         .await
         .expect("enqueue")
 }
@@ -91,10 +77,7 @@ async fn same_object_in_order_different_objects_in_parallel() {
         }
         for w in a.windows(2).chain(b.windows(2)) {
             assert!(!overlaps(&w[0], &w[1]), "{label}: tasks on one site overlapped");
-            assert!(
-                w[0].finished_at <= w[1].started_at,
-                "{label}: tasks on one site ran out of order"
-            );
+            assert!(w[0].finished_at <= w[1].started_at, "{label}: tasks on one site ran out of order");
         }
         assert!(
             a.iter().any(|x| b.iter().any(|y| overlaps(x, y))),
@@ -121,18 +104,9 @@ async fn a_platform_task_excludes_its_sites() {
         let other = noop(&store, lane(Some(3), Some(2)), serde_json::json!({ "sleep_ms": 150 })).await;
         drain(&store, dir.path(), 4).await;
         let t = reload(&store, &[s1, p, s2, other]).await;
-        assert!(
-            !overlaps(&t[0], &t[1]) && !overlaps(&t[1], &t[2]),
-            "{label}: platform task overlapped its sites"
-        );
-        assert!(
-            t[0].finished_at <= t[1].started_at && t[1].finished_at <= t[2].started_at,
-            "{label}: order"
-        );
-        assert!(
-            overlaps(&t[0], &t[3]) || overlaps(&t[1], &t[3]),
-            "{label}: another platform's site was blocked"
-        );
+        assert!(!overlaps(&t[0], &t[1]) && !overlaps(&t[1], &t[2]), "{label}: platform task overlapped its sites");
+        assert!(t[0].finished_at <= t[1].started_at && t[1].finished_at <= t[2].started_at, "{label}: order");
+        assert!(overlaps(&t[0], &t[3]) || overlaps(&t[1], &t[3]), "{label}: another platform's site was blocked");
     }
 }
 
@@ -141,28 +115,14 @@ async fn a_failed_task_undoes_its_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
         let f = dir.path().join(format!("{label}-written"));
-        let t = noop(
-            &store,
-            lane(Some(1), Some(1)),
-            serde_json::json!({ "files": [f], "fail": true }),
-        )
-        .await;
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({ "files": [f], "fail": true })).await;
         drain(&store, dir.path(), 2).await;
         let t = store.task(t.id).await.expect("task");
         assert_eq!(t.status, TaskStatus::Failed, "{label}");
         assert!(!f.exists(), "{label}: the written file was not undone");
         let steps = store.steps(t.id).await.expect("steps");
-        assert!(
-            steps.iter().all(|s| s.status == StepStatus::Undone),
-            "{label}: {steps:?}"
-        );
-        let log: Vec<String> = store
-            .logs(t.id, 0)
-            .await
-            .expect("log")
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
+        assert!(steps.iter().all(|s| s.status == StepStatus::Undone), "{label}: {steps:?}");
+        let log: Vec<String> = store.logs(t.id, 0).await.expect("log").into_iter().map(|l| l.text).collect();
         assert!(log.iter().any(|l| l.contains("rolling back")), "{label}: {log:?}");
     }
 }
@@ -172,12 +132,7 @@ async fn cancel_stops_a_running_task_and_undoes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
         let f = dir.path().join(format!("{label}-cancelled"));
-        let t = noop(
-            &store,
-            lane(Some(1), Some(1)),
-            serde_json::json!({ "files": [f], "sleep_ms": 20000 }),
-        )
-        .await;
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({ "files": [f], "sleep_ms": 20000 })).await;
         let queued = noop(&store, lane(Some(1), Some(1)), serde_json::json!({})).await;
         store.cancel(queued.id).await.expect("cancel queued");
         let s2 = store.clone();
@@ -195,10 +150,7 @@ async fn cancel_stops_a_running_task_and_undoes_it() {
         drain(&store, dir.path(), 2).await;
         let t = store.task(t.id).await.expect("task");
         assert_eq!(t.status, TaskStatus::Cancelled, "{label}");
-        assert!(
-            t.duration_ms().expect("ran") < 15000,
-            "{label}: cancel did not interrupt the sleep"
-        );
+        assert!(t.duration_ms().expect("ran") < 15000, "{label}: cancel did not interrupt the sleep");
         assert!(!f.exists(), "{label}");
         assert_eq!(store.task(queued.id).await.expect("task").status, TaskStatus::Cancelled);
         let retried = store.retry(t.id, "test").await.expect("retry");
@@ -220,13 +172,7 @@ async fn an_expired_lease_is_taken_over_and_requeued() {
         let t = store.task(t.id).await.expect("task");
         assert_eq!(t.status, TaskStatus::Succeeded, "{label}");
         assert_eq!(t.attempts, 2, "{label}");
-        let log: Vec<String> = store
-            .logs(t.id, 0)
-            .await
-            .expect("log")
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
+        let log: Vec<String> = store.logs(t.id, 0).await.expect("log").into_iter().map(|l| l.text).collect();
         assert!(log.iter().any(|l| l.contains("interrupted")), "{label}: {log:?}");
     }
 }

@@ -25,10 +25,7 @@ pub struct Cmd {
 impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // stdin may be a secret; env values may be too.
-        f.debug_struct("Cmd")
-            .field("argv", &self.argv)
-            .field("cwd", &self.cwd)
-            .finish_non_exhaustive()
+        f.debug_struct("Cmd").field("argv", &self.argv).field("cwd", &self.cwd).finish_non_exhaustive()
     }
 }
 
@@ -97,18 +94,11 @@ async fn pump<R: AsyncRead + Unpin>(reader: R, stream: LogStream, sink: Option<O
 // The one place in Fjord that starts a process.
 #[allow(clippy::disallowed_methods)]
 pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
-    let (program, args) = cmd
-        .argv
-        .split_first()
-        .ok_or_else(|| ExecError::Other("empty command".into()))?;
+    let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
-        .stdin(if cmd.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -121,25 +111,15 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
         command.current_dir(cwd);
     }
     let started = Instant::now();
-    let mut child = command
-        .spawn()
-        .map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
+    let mut child = command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
     let pid = child.id();
     if let (Some(bytes), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let out = tokio::spawn(pump(
-        child.stdout.take().expect("stdout piped"),
-        LogStream::Stdout,
-        sink.clone(),
-    ));
-    let err = tokio::spawn(pump(
-        child.stderr.take().expect("stderr piped"),
-        LogStream::Stderr,
-        sink,
-    ));
+    let out = tokio::spawn(pump(child.stdout.take().expect("stdout piped"), LogStream::Stdout, sink.clone()));
+    let err = tokio::spawn(pump(child.stderr.take().expect("stderr piped"), LogStream::Stderr, sink));
     let cancelled = async {
         match cancel {
             Some(mut rx) => {
@@ -154,10 +134,7 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
     };
     let kill_group = |pid: Option<u32>| {
         if let Some(pid) = pid {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
         }
     };
     let status = tokio::select! {
@@ -173,12 +150,7 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
     };
     let stdout = out.await.unwrap_or_default();
     let stderr = err.await.unwrap_or_default();
-    Ok(CmdOutput {
-        code: status.code(),
-        stdout,
-        stderr,
-        duration: started.elapsed(),
-    })
+    Ok(CmdOutput { code: status.code(), stdout, stderr, duration: started.elapsed() })
 }
 
 /// Runs `cmd` and fails unless it exits 0.
@@ -193,10 +165,7 @@ pub async fn run_checked(
     } else {
         Err(ExecError::Failed {
             command: cmd.display(),
-            status: out
-                .code
-                .map(|c| format!("exit code {c}"))
-                .unwrap_or_else(|| "a signal".into()),
+            status: out.code.map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
             stderr_tail: tail(&out.stderr, 5),
         })
     }
@@ -208,25 +177,17 @@ mod tests {
 
     #[tokio::test]
     async fn runs_argv_without_a_shell() {
-        let out = run(&Cmd::new(["echo", "$HOME; rm -rf /"]), None, None)
-            .await
-            .expect("runs");
+        let out = run(&Cmd::new(["echo", "$HOME; rm -rf /"]), None, None).await.expect("runs");
         assert_eq!(out.stdout, "$HOME; rm -rf /\n");
     }
 
     #[tokio::test]
     async fn stdin_env_and_exit_codes() {
-        let out = run(&Cmd::new(["cat"]).stdin(b"secret".to_vec()), None, None)
-            .await
-            .expect("runs");
+        let out = run(&Cmd::new(["cat"]).stdin(b"secret".to_vec()), None, None).await.expect("runs");
         assert_eq!(out.stdout, "secret\n");
-        let out = run(&Cmd::new(["printenv", "FJORD_X"]).env("FJORD_X", "1"), None, None)
-            .await
-            .expect("runs");
+        let out = run(&Cmd::new(["printenv", "FJORD_X"]).env("FJORD_X", "1"), None, None).await.expect("runs");
         assert_eq!(out.stdout, "1\n");
-        let err = run_checked(&Cmd::new(["ls", "/nonexistent-fjord"]), None, None)
-            .await
-            .expect_err("fails");
+        let err = run_checked(&Cmd::new(["ls", "/nonexistent-fjord"]), None, None).await.expect_err("fails");
         assert!(err.to_string().contains("exit code 2"), "{err}");
     }
 
@@ -252,17 +213,12 @@ mod tests {
     #[tokio::test]
     async fn output_is_streamed() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        run(&Cmd::new(["sh", "-c", "echo out; echo err >&2"]), Some(tx), None)
-            .await
-            .expect("runs");
+        run(&Cmd::new(["sh", "-c", "echo out; echo err >&2"]), Some(tx), None).await.expect("runs");
         let mut got = Vec::new();
         while let Ok(line) = rx.try_recv() {
             got.push(line);
         }
         got.sort_by_key(|(s, _)| s.as_str());
-        assert_eq!(
-            got,
-            vec![(LogStream::Stderr, "err".into()), (LogStream::Stdout, "out".into())]
-        );
+        assert_eq!(got, vec![(LogStream::Stderr, "err".into()), (LogStream::Stdout, "out".into())]);
     }
 }

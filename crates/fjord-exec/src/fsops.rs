@@ -26,10 +26,8 @@ pub fn write_atomic_owned(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u
             std::os::unix::fs::fchown(&*file, Some(uid), Some(gid))
                 .map_err(io_err(format!("chown {}", tmp_path.display())))?;
         }
-        file.write_all(bytes)
-            .map_err(io_err(format!("write {}", tmp_path.display())))?;
-        file.sync_all()
-            .map_err(io_err(format!("fsync {}", tmp_path.display())))?;
+        file.write_all(bytes).map_err(io_err(format!("write {}", tmp_path.display())))?;
+        file.sync_all().map_err(io_err(format!("fsync {}", tmp_path.display())))?;
         fs::rename(&tmp_path, path).map_err(io_err(format!("rename onto {}", path.display())))
     })();
     if result.is_err() {
@@ -39,27 +37,16 @@ pub fn write_atomic_owned(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> ExecResult<(fs::File, PathBuf)> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     for _ in 0..16 {
         let candidate = dir.join(format!(".{name}.fjord-tmp-{:08x}", rand::random::<u32>()));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode_0600()
-            .open(&candidate)
-        {
+        match fs::OpenOptions::new().write(true).create_new(true).mode_0600().open(&candidate) {
             Ok(f) => return Ok((f, candidate)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(io_err(format!("create temp file in {}", dir.display()))(e)),
         }
     }
-    Err(crate::ExecError::Other(format!(
-        "cannot create a temp file in {}",
-        dir.display()
-    )))
+    Err(crate::ExecError::Other(format!("cannot create a temp file in {}", dir.display())))
 }
 
 trait Mode0600 {
@@ -74,10 +61,7 @@ impl Mode0600 for fs::OpenOptions {
 
 /// Resolves `user:group` (or `user`, meaning its primary group) to ids.
 pub fn resolve_owner(owner: &str) -> ExecResult<(u32, u32)> {
-    let (user, group) = owner
-        .split_once(':')
-        .map(|(u, g)| (u, Some(g)))
-        .unwrap_or((owner, None));
+    let (user, group) = owner.split_once(':').map(|(u, g)| (u, Some(g))).unwrap_or((owner, None));
     let u = nix::unistd::User::from_name(user)
         .ok()
         .flatten()
@@ -130,10 +114,7 @@ pub fn create_dirs(path: &Path, mode: u32) -> ExecResult<()> {
 
 /// Where `remove_aside` puts a path: beside it, so the move is a rename on the same filesystem.
 pub fn aside_path(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.fjord-removed-{tag}"))
 }
 
@@ -174,9 +155,6 @@ mod tests {
     fn missing_dirs_lists_outermost_first() {
         let dir = tempfile::tempdir().expect("tempdir");
         let deep = dir.path().join("a/b/c");
-        assert_eq!(
-            missing_dirs(&deep),
-            vec![dir.path().join("a"), dir.path().join("a/b"), deep.clone()]
-        );
+        assert_eq!(missing_dirs(&deep), vec![dir.path().join("a"), dir.path().join("a/b"), deep.clone()]);
     }
 }

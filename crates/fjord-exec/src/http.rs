@@ -14,27 +14,18 @@ pub struct HttpAnswer {
 
 impl HttpAnswer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
 /// GETs `url` (`http://ADDR:PORT/path`), sending `host` as the Host header and any extra headers.
 pub async fn get(url: &str, host: &str, extra: &[(&str, &str)]) -> ExecResult<HttpAnswer> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| ExecError::Other(format!("only http:// URLs: {url}")))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| ExecError::Other(format!("only http:// URLs: {url}")))?;
     let (addr, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let addr = if addr.contains(':') {
-        addr.to_string()
-    } else {
-        format!("{addr}:80")
-    };
+    let addr = if addr.contains(':') { addr.to_string() } else { format!("{addr}:80") };
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(&addr).await?;
         let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: fjord\r\n");
@@ -59,15 +50,9 @@ fn parse(buf: &[u8]) -> Option<HttpAnswer> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_string() };
     Some(HttpAnswer { status, headers, body })
 }

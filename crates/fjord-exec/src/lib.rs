@@ -23,11 +23,7 @@ pub enum ExecError {
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("command `{command}` failed with {status}{}", tail_suffix(.stderr_tail))]
-    Failed {
-        command: String,
-        status: String,
-        stderr_tail: String,
-    },
+    Failed { command: String, status: String, stderr_tail: String },
     #[error("command `{command}` timed out after {secs} s")]
     Timeout { command: String, secs: u64 },
     #[error("cancelled")]

@@ -35,22 +35,13 @@ fn quoted_after(file: &Path, marker: &str) -> Option<String> {
 /// Detects the application in a web root.
 pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
     if web.join("core/lib/Drupal.php").is_file() {
-        return Some((
-            AppKind::Drupal,
-            quoted_after(&web.join("core/lib/Drupal.php"), "const VERSION"),
-        ));
+        return Some((AppKind::Drupal, quoted_after(&web.join("core/lib/Drupal.php"), "const VERSION")));
     }
     if web.join("includes/bootstrap.inc").is_file() && web.join("modules/system").is_dir() {
-        return Some((
-            AppKind::Drupal7,
-            quoted_after(&web.join("includes/bootstrap.inc"), "define('VERSION'"),
-        ));
+        return Some((AppKind::Drupal7, quoted_after(&web.join("includes/bootstrap.inc"), "define('VERSION'")));
     }
     if web.join("wp-includes/version.php").is_file() {
-        return Some((
-            AppKind::Wordpress,
-            quoted_after(&web.join("wp-includes/version.php"), "$wp_version"),
-        ));
+        return Some((AppKind::Wordpress, quoted_after(&web.join("wp-includes/version.php"), "$wp_version")));
     }
     if web.join("index.php").is_file() {
         return Some((AppKind::Php, None));
@@ -116,11 +107,7 @@ pub fn php_runtimes() -> Vec<FoundPhp> {
                 return None;
             }
             let cli = format!("/usr/bin/php{version}");
-            Some(FoundPhp {
-                fpm: format!("/usr/sbin/{name}"),
-                cli: Path::new(&cli).exists().then_some(cli),
-                version,
-            })
+            Some(FoundPhp { fpm: format!("/usr/sbin/{name}"), cli: Path::new(&cli).exists().then_some(cli), version })
         })
         .collect();
     found.sort_by(|a, b| b.version.cmp(&a.version));
@@ -129,13 +116,9 @@ pub fn php_runtimes() -> Vec<FoundPhp> {
 
 /// The version an `nginx -v` reports (it prints to stderr).
 pub async fn nginx_version() -> Option<String> {
-    let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None)
-        .await
-        .ok()?;
+    let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None).await.ok()?;
     let text = format!("{}{}", out.stderr, out.stdout);
-    text.split("nginx/")
-        .nth(1)
-        .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+    text.split("nginx/").nth(1).map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 
 #[cfg(test)]
@@ -149,11 +132,8 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("web/core/lib")).expect("mkdir");
         std::fs::write(root.join("web/index.php"), "<?php").expect("write");
-        std::fs::write(
-            root.join("web/core/lib/Drupal.php"),
-            "class Drupal {\n  const VERSION = '10.3.1';\n}",
-        )
-        .expect("write");
+        std::fs::write(root.join("web/core/lib/Drupal.php"), "class Drupal {\n  const VERSION = '10.3.1';\n}")
+            .expect("write");
         assert_eq!(docroot(root).as_deref(), Some("web"));
         assert_eq!(app(&root.join("web")), Some((AppKind::Drupal, Some("10.3.1".into()))));
 

@@ -19,11 +19,7 @@ impl Secret {
         use rand::Rng;
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
         let mut rng = rand::thread_rng();
-        Secret(
-            (0..32)
-                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-                .collect(),
-        )
+        Secret((0..32).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect())
     }
     pub fn expose(&self) -> &str {
         &self.0
@@ -44,9 +40,7 @@ pub struct SecretStore {
 fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_')
         && !key.starts_with('.')
 }
 
@@ -109,10 +103,7 @@ mod tests {
         let store = SecretStore::open(dir.path().join("secrets")).expect("open");
         let s = store.get_or_generate("site-1-db").expect("generate");
         assert_eq!(store.get_or_generate("site-1-db").expect("again"), s);
-        assert_eq!(
-            crate::fsops::mode_of(&dir.path().join("secrets/site-1-db")),
-            Some(0o600)
-        );
+        assert_eq!(crate::fsops::mode_of(&dir.path().join("secrets/site-1-db")), Some(0o600));
         assert_eq!(crate::fsops::mode_of(&dir.path().join("secrets")), Some(0o700));
         assert_eq!(format!("{s:?}"), "Secret(********)");
         assert!(store.get("../etc/passwd").is_err());

@@ -69,12 +69,7 @@ pub type ReloadGates = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<I
 
 impl Executor {
     pub fn new(host: Host, secrets: SecretStore, undo_dir: PathBuf) -> Executor {
-        Executor {
-            host,
-            secrets,
-            undo_dir,
-            reload_gates: Default::default(),
-        }
+        Executor { host, secrets, undo_dir, reload_gates: Default::default() }
     }
 
     /// Turns a planned command into a runnable one: secret markers filled, temp files written (0600),
@@ -89,13 +84,9 @@ impl Executor {
                 if f.name.contains('/') || f.name.starts_with('.') {
                     return Err(ExecError::Other(format!("bad temp file name {:?}", f.name)));
                 }
-                self.host
-                    .write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
+                self.host.write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
             }
-            Some(TempDirGuard {
-                host: self.host.clone(),
-                dir,
-            })
+            Some(TempDirGuard { host: self.host.clone(), dir })
         };
         let subst = |a: &str| -> ExecResult<String> {
             let mut out = a.to_string();
@@ -105,10 +96,8 @@ impl Executor {
                 }
             }
             if let Some(start) = out.find("{pid:") {
-                let end = out[start..]
-                    .find('}')
-                    .map(|e| start + e)
-                    .ok_or_else(|| ExecError::Other("bad {pid:}".into()))?;
+                let end =
+                    out[start..].find('}').map(|e| start + e).ok_or_else(|| ExecError::Other("bad {pid:}".into()))?;
                 let pidfile = &out[start + 5..end];
                 let pid = read_pid(&self.host, Path::new(pidfile))
                     .ok_or_else(|| ExecError::Other(format!("no pid in {pidfile}")))?;
@@ -195,12 +184,7 @@ impl Executor {
                     .map(|p| p.to_string_lossy().into_owned())
                     .collect(),
             },
-            Step::WriteFile {
-                path,
-                content: FileContent::Text { text },
-                mode,
-                ..
-            } => {
+            Step::WriteFile { path, content: FileContent::Text { text }, mode, .. } => {
                 let p = Path::new(path);
                 let old = self.host.read(p)?;
                 // A write that will change nothing needs no saved copy (verify of many sites writes
@@ -230,18 +214,10 @@ impl Executor {
             }
             Step::RemovePath { path } => StepUndo::MoveBack {
                 path: path.clone(),
-                aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0))
-                    .to_string_lossy()
-                    .into_owned(),
+                aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
             Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
-            Step::Service {
-                service,
-                check,
-                reload,
-                pidfile,
-                ..
-            } => StepUndo::Reload {
+            Step::Service { service, check, reload, pidfile, .. } => StepUndo::Reload {
                 service: service.clone(),
                 check: check.clone(),
                 reload: reload.clone(),
@@ -260,9 +236,7 @@ impl Executor {
         while let Some(start) = rest.find(SECRET_OPEN) {
             out.push_str(&rest[..start]);
             let after = &rest[start + SECRET_OPEN.len()..];
-            let end = after
-                .find(SECRET_CLOSE)
-                .ok_or_else(|| ExecError::Other("unterminated secret marker".into()))?;
+            let end = after.find(SECRET_CLOSE).ok_or_else(|| ExecError::Other("unterminated secret marker".into()))?;
             let key = &after[..end];
             let secret = match key.strip_suffix(fjord_core::plan::SECRET_GENERATE) {
                 Some(k) => self.secrets.get_or_generate(k)?,
@@ -301,12 +275,7 @@ impl Executor {
                 }
                 Ok(None)
             }
-            Step::WriteFile {
-                path,
-                content,
-                mode,
-                owner,
-            } => {
+            Step::WriteFile { path, content, mode, owner } => {
                 let FileContent::Text { text } = content;
                 let bytes = self.resolve_secrets(text)?.into_bytes();
                 let p = Path::new(path);
@@ -333,23 +302,10 @@ impl Executor {
                 self.run_command(cmd, sink, cancel).await?;
                 Ok(None)
             }
-            Step::Service {
-                service,
-                check,
-                start,
-                reload,
-                pidfile,
-                ..
-            } => {
-                self.reload_service(service, check.as_ref(), start, reload, pidfile, sink)
-                    .await
+            Step::Service { service, check, start, reload, pidfile, .. } => {
+                self.reload_service(service, check.as_ref(), start, reload, pidfile, sink).await
             }
-            Step::HttpCheck {
-                url,
-                host,
-                expect,
-                contains,
-            } => {
+            Step::HttpCheck { url, host, expect, contains } => {
                 // A freshly started PHP-FPM or web server may need a moment: retry briefly.
                 let mut last = String::new();
                 for attempt in 0..20 {
@@ -367,10 +323,7 @@ impl Executor {
                             last = format!(
                                 "{host} answered {} (expected {expect:?}{}): {}",
                                 a.status,
-                                contains
-                                    .as_ref()
-                                    .map(|c| format!(" containing {c:?}"))
-                                    .unwrap_or_default(),
+                                contains.as_ref().map(|c| format!(" containing {c:?}")).unwrap_or_default(),
                                 a.body.chars().take(300).collect::<String>()
                             )
                         }
@@ -406,19 +359,13 @@ impl Executor {
                 }
                 Ok(())
             }
-            StepUndo::RestoreFile {
-                path,
-                saved,
-                mode,
-                owner,
-            } => match saved {
+            StepUndo::RestoreFile { path, saved, mode, owner } => match saved {
                 Some(copy) => {
                     let bytes = self
                         .host
                         .read(Path::new(copy))?
                         .ok_or_else(|| ExecError::Other(format!("saved copy {copy} is missing")))?;
-                    self.host
-                        .write_atomic_owned(Path::new(path), &bytes, mode.unwrap_or(0o644), *owner)
+                    self.host.write_atomic_owned(Path::new(path), &bytes, mode.unwrap_or(0o644), *owner)
                 }
                 None => self.host.remove_all(Path::new(path)),
             },
@@ -433,12 +380,7 @@ impl Executor {
                 self.run_command(cmd, sink, None).await?;
                 Ok(())
             }
-            StepUndo::Reload {
-                service,
-                check,
-                reload,
-                pidfile,
-            } => {
+            StepUndo::Reload { service, check, reload, pidfile } => {
                 // Only a running service needs to pick the old config back up.
                 if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
                     if let Some(check) = check {
@@ -470,28 +412,17 @@ impl Executor {
     }
 
     fn gate(&self, service: &str) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
-        self.reload_gates
-            .lock()
-            .expect("reload gate lock")
-            .entry(service.to_string())
-            .or_default()
-            .clone()
+        self.reload_gates.lock().expect("reload gate lock").entry(service.to_string()).or_default().clone()
     }
 
     /// What a step would do, for `--dry-run`: a unified diff for files, the argv for commands.
     pub fn preview(&self, step: &Step) -> String {
         match step {
-            Step::WriteFile {
-                path, content, mode, ..
-            } => {
+            Step::WriteFile { path, content, mode, .. } => {
                 let FileContent::Text { text } = content;
                 let new = mask_secrets(text);
-                let old = self
-                    .host
-                    .read(Path::new(path))
-                    .ok()
-                    .flatten()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned());
+                let old =
+                    self.host.read(Path::new(path)).ok().flatten().map(|b| String::from_utf8_lossy(&b).into_owned());
                 // The current file holds real secrets; mask the lines the new content masks.
                 let old_shown = old.as_deref().map(|o| mask_like(o, text)).unwrap_or_default();
                 let header = match &old {
@@ -520,9 +451,7 @@ impl Executor {
                 }
                 out
             }
-            Step::Service {
-                check, start, reload, ..
-            } => {
+            Step::Service { check, start, reload, .. } => {
                 let mut out = step.describe();
                 if let Some(c) = check {
                     out.push_str(&format!("\n  check: {}", shell_words(&c.argv)));
@@ -571,9 +500,7 @@ fn children_of(pid: i32) -> std::collections::HashSet<i32> {
             continue;
         };
         // The parent pid is the second field after the parenthesised command name.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
         if ppid == Some(pid) {
             out.insert(child);
         }
@@ -625,20 +552,13 @@ fn redacting(sink: OutputSink, needles: Vec<String>) -> OutputSink {
 /// Masks the lines of `old` that correspond to secret-bearing lines of the template `new`, so a dry-run
 /// diff never prints a secret that is already on disk.
 fn mask_like(old: &str, new: &str) -> String {
-    let secret_prefixes: Vec<&str> = new
-        .lines()
-        .filter_map(|l| l.find(SECRET_OPEN).map(|i| &l[..i]))
-        .filter(|p| !p.trim().is_empty())
-        .collect();
+    let secret_prefixes: Vec<&str> =
+        new.lines().filter_map(|l| l.find(SECRET_OPEN).map(|i| &l[..i])).filter(|p| !p.trim().is_empty()).collect();
     let mut out = String::new();
     for line in old.lines() {
         match secret_prefixes.iter().find(|p| line.starts_with(**p)) {
             Some(p) => {
-                let new_line = new
-                    .lines()
-                    .find(|l| l.starts_with(*p))
-                    .map(mask_secrets)
-                    .unwrap_or_default();
+                let new_line = new.lines().find(|l| l.starts_with(*p)).map(mask_secrets).unwrap_or_default();
                 out.push_str(&new_line);
             }
             None => out.push_str(line),
@@ -655,11 +575,7 @@ mod tests {
     use fjord_core::plan::secret_ref;
 
     fn executor(dir: &Path) -> Executor {
-        Executor::new(
-            Host::Local,
-            SecretStore::open(dir.join("secrets")).expect("secrets"),
-            dir.join("undo"),
-        )
+        Executor::new(Host::Local, SecretStore::open(dir.join("secrets")).expect("secrets"), dir.join("undo"))
     }
 
     async fn apply_and_undo(ex: &Executor, step: &Step) {
@@ -700,26 +616,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ex = executor(dir.path());
         let deep = dir.path().join("a/b/c");
-        apply_and_undo(
-            &ex,
-            &Step::MakeDir {
-                path: deep.to_string_lossy().into(),
-                mode: 0o755,
-                owner: None,
-            },
-        )
-        .await;
+        apply_and_undo(&ex, &Step::MakeDir { path: deep.to_string_lossy().into(), mode: 0o755, owner: None }).await;
         assert!(!dir.path().join("a").exists());
         let keep = dir.path().join("keep");
         std::fs::create_dir(&keep).expect("mkdir");
         std::fs::write(keep.join("x"), b"1").expect("write");
-        apply_and_undo(
-            &ex,
-            &Step::RemovePath {
-                path: keep.to_string_lossy().into(),
-            },
-        )
-        .await;
+        apply_and_undo(&ex, &Step::RemovePath { path: keep.to_string_lossy().into() }).await;
         assert_eq!(std::fs::read(keep.join("x")).expect("read"), b"1");
     }
 
@@ -743,16 +645,11 @@ mod tests {
         assert!(preview.contains("up to date"), "{preview}");
         let changed = Step::WriteFile {
             path: p.to_string_lossy().into(),
-            content: FileContent::Text {
-                text: format!("{text}// more\n"),
-            },
+            content: FileContent::Text { text: format!("{text}// more\n") },
             mode: 0o600,
             owner: None,
         };
         let preview = ex.preview(&changed);
-        assert!(
-            !preview.contains(pw.expose()) && preview.contains("+// more"),
-            "{preview}"
-        );
+        assert!(!preview.contains(pw.expose()) && preview.contains("+// more"), "{preview}");
     }
 }

@@ -42,11 +42,7 @@ impl SiteCtx<'_> {
         for r in redact {
             cmd = cmd.redact(*r);
         }
-        Step::Run {
-            label: label.into(),
-            cmd,
-            undo: None,
-        }
+        Step::Run { label: label.into(), cmd, undo: None }
     }
 }
 
@@ -71,9 +67,7 @@ impl App {
     /// Refuses database engines the application cannot use.
     pub fn check_engine(self, engine: DbEngine) -> PlanResult<()> {
         if self == App::Wordpress && engine != DbEngine::Mariadb {
-            return Err(PlanError::Refused(format!(
-                "WordPress needs a MariaDB/MySQL database, not {engine}"
-            )));
+            return Err(PlanError::Refused(format!("WordPress needs a MariaDB/MySQL database, not {engine}")));
         }
         Ok(())
     }
@@ -113,16 +107,8 @@ impl App {
         match self {
             App::Drupal7 | App::Drupal => {
                 let dir = self.platform_site_dir(ctx).expect("Drupal keeps a site dir");
-                plan.push(Step::MakeDir {
-                    path: dir.clone(),
-                    mode: 0o755,
-                    owner: None,
-                });
-                plan.push(Step::MakeDir {
-                    path: format!("{dir}/files"),
-                    mode: 0o775,
-                    owner: owner.clone(),
-                });
+                plan.push(Step::MakeDir { path: dir.clone(), mode: 0o755, owner: None });
+                plan.push(Step::MakeDir { path: format!("{dir}/files"), mode: 0o775, owner: owner.clone() });
                 if self == App::Drupal {
                     plan.push(Step::MakeDir {
                         path: format!("{}/config/sync", ctx.site_dir()),
@@ -138,9 +124,7 @@ impl App {
                 });
                 plan.push(Step::WriteFile {
                     path: format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain),
-                    content: FileContent::Text {
-                        text: render::drupal_sites_entry(ctx)?,
-                    },
+                    content: FileContent::Text { text: render::drupal_sites_entry(ctx)? },
                     mode: 0o644,
                     owner: None,
                 });
@@ -157,12 +141,7 @@ impl App {
             App::Wordpress => {
                 let salts: Vec<(String, String)> = render::WP_SALT_KEYS
                     .iter()
-                    .map(|k| {
-                        (
-                            k.to_string(),
-                            ctx.secret(&format!("wp-{}", k.to_lowercase().replace('_', "-"))),
-                        )
-                    })
+                    .map(|k| (k.to_string(), ctx.secret(&format!("wp-{}", k.to_lowercase().replace('_', "-")))))
                     .collect();
                 let config = render::wordpress_config(ctx, &salts)?;
                 for domain in ctx.site.all_domains() {
@@ -173,16 +152,10 @@ impl App {
                         owner: Some(format!("root:{}", ctx.layout.web_user)),
                     });
                 }
-                plan.push(Step::MakeDir {
-                    path: format!("{}/mu-plugins", ctx.site_dir()),
-                    mode: 0o755,
-                    owner: None,
-                });
+                plan.push(Step::MakeDir { path: format!("{}/mu-plugins", ctx.site_dir()), mode: 0o755, owner: None });
                 plan.push(Step::WriteFile {
                     path: format!("{}/mu-plugins/fjord-login.php", ctx.site_dir()),
-                    content: FileContent::Text {
-                        text: render::wordpress_login_plugin()?,
-                    },
+                    content: FileContent::Text { text: render::wordpress_login_plugin()? },
                     mode: 0o644,
                     owner: None,
                 });
@@ -191,9 +164,7 @@ impl App {
                 // A generic app gets its database settings as a PHP file it can include.
                 plan.push(Step::WriteFile {
                     path: format!("{}/fjord-settings.php", ctx.site_dir()),
-                    content: FileContent::Text {
-                        text: render::php_settings(ctx)?,
-                    },
+                    content: FileContent::Text { text: render::php_settings(ctx)? },
                     mode: 0o640,
                     owner: Some(format!("root:{}", ctx.layout.web_user)),
                 });
@@ -205,11 +176,7 @@ impl App {
     /// Files the settings step writes outside the site's own directories, removed when the site goes.
     pub fn external_files(self, ctx: &SiteCtx) -> Vec<String> {
         match self {
-            App::Wordpress => ctx
-                .site
-                .all_domains()
-                .map(|d| format!("/etc/wordpress/config-{d}.php"))
-                .collect(),
+            App::Wordpress => ctx.site.all_domains().map(|d| format!("/etc/wordpress/config-{d}.php")).collect(),
             App::Drupal | App::Drupal7 => vec![format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain)],
             _ => vec![],
         }
@@ -239,11 +206,7 @@ impl App {
                 // drush prints the generated admin password; the login link is the way in.
                 .redact("password")
                 .timeout(900);
-                plan.push(Step::Run {
-                    label: "install Drupal with the site-local drush".into(),
-                    cmd,
-                    undo: None,
-                });
+                plan.push(Step::Run { label: "install Drupal with the site-local drush".into(), cmd, undo: None });
             }
             App::Drupal7 => {
                 let script = render::drupal7_install(ctx, &profile, &ctx.secret("admin"))?;
@@ -276,11 +239,7 @@ impl App {
             },
             App::Drupal7 => ctx.php_script("one-time login link", render::drupal7_script(ctx, "login")?, &[]),
             App::Wordpress => ctx.php_script("one-time login link", render::wordpress_script(ctx, "login", "")?, &[]),
-            App::Php => {
-                return Err(PlanError::Refused(
-                    "a generic PHP site has no admin account to log in to".into(),
-                ))
-            }
+            App::Php => return Err(PlanError::Refused("a generic PHP site has no admin account to log in to".into())),
         })
     }
 

@@ -59,9 +59,7 @@ pub fn connection(server: Option<&Server>, site: &Site, sqlite_path: String) -> 
 
 fn service(server: Option<&Server>, engine: DbEngine) -> PlanResult<&DbService> {
     let server = server.ok_or_else(|| PlanError::Refused(format!("no database server for a {engine} site")))?;
-    server
-        .db(engine)
-        .ok_or_else(|| PlanError::Refused(format!("server {} offers no {engine} database", server.name)))
+    server.db(engine).ok_or_else(|| PlanError::Refused(format!("server {} offers no {engine} database", server.name)))
 }
 
 /// An admin command on the database server, with `sql` on stdin.
@@ -75,27 +73,15 @@ pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
                 (None, None) => {}
             }
             if db.admin_password {
-                cnf.push_str(&format!(
-                    "password={}\n",
-                    secret_ref(&admin_password_key(server, db.engine))
-                ));
+                cnf.push_str(&format!("password={}\n", secret_ref(&admin_password_key(server, db.engine))));
             }
-            Command::new([
-                "mariadb",
-                "--defaults-extra-file={tmp:admin.cnf}",
-                "--batch",
-                "--skip-column-names",
-            ])
-            .file("admin.cnf", cnf)
-            .stdin(sql)
-            .timeout(120)
+            Command::new(["mariadb", "--defaults-extra-file={tmp:admin.cnf}", "--batch", "--skip-column-names"])
+                .file("admin.cnf", cnf)
+                .stdin(sql)
+                .timeout(120)
         }
         DbEngine::Postgres => {
-            let host = db
-                .socket
-                .clone()
-                .or_else(|| db.host.clone())
-                .unwrap_or_else(|| "127.0.0.1".into());
+            let host = db.socket.clone().or_else(|| db.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
             let user = db.admin_user.clone().unwrap_or_else(|| "postgres".into());
             let port = db.port.unwrap_or(5432).to_string();
             let mut cmd = Command::new([
@@ -117,10 +103,7 @@ pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
             .timeout(120);
             if db.admin_password {
                 cmd = cmd
-                    .file(
-                        "pgpass",
-                        format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))),
-                    )
+                    .file("pgpass", format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))))
                     .env("PGPASSFILE", "{tmp:pgpass}");
             }
             cmd
@@ -158,10 +141,7 @@ fn drop_sql(engine: DbEngine, name: &str, user: &str) -> String {
     match engine {
         DbEngine::Mariadb => {
             let users: Vec<String> = WEB_HOSTS.iter().map(|h| format!("'{user}'@'{h}'")).collect();
-            format!(
-                "DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS {};\n",
-                users.join(", ")
-            )
+            format!("DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS {};\n", users.join(", "))
         }
         DbEngine::Postgres => {
             format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{user}\";\n")
@@ -180,15 +160,8 @@ pub fn ensure_site_db(server: Option<&Server>, site: &Site, undoable: bool) -> P
     let server = server.expect("service() checked it");
     let password = secret_gen(&site_password_key(site));
     Ok(Some(Step::Run {
-        label: format!(
-            "create {} database {} and user {}",
-            site.db_engine, site.db_name, site.db_user
-        ),
-        cmd: admin(
-            server,
-            db,
-            create_sql(site.db_engine, &site.db_name, &site.db_user, &password),
-        ),
+        label: format!("create {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
+        cmd: admin(server, db, create_sql(site.db_engine, &site.db_name, &site.db_user, &password)),
         undo: undoable.then(|| admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user))),
     }))
 }
@@ -201,10 +174,7 @@ pub fn drop_site_db(server: Option<&Server>, site: &Site) -> PlanResult<Option<S
     let db = service(server, site.db_engine)?;
     let server = server.expect("service() checked it");
     Ok(Some(Step::Run {
-        label: format!(
-            "drop {} database {} and user {}",
-            site.db_engine, site.db_name, site.db_user
-        ),
+        label: format!("drop {} database {} and user {}", site.db_engine, site.db_name, site.db_user),
         cmd: admin(server, db, drop_sql(site.db_engine, &site.db_name, &site.db_user)),
         undo: None,
     }))
@@ -234,10 +204,7 @@ DROP ROLE :"n";
         .to_string(),
     };
     Step::Run {
-        label: format!(
-            "prove the {} admin account can create, grant, revoke and drop",
-            db.engine
-        ),
+        label: format!("prove the {} admin account can create, grant, revoke and drop", db.engine),
         cmd: admin(server, db, sql),
         undo: None,
     }

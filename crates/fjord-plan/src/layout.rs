@@ -12,10 +12,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(state_dir: impl Into<String>) -> Layout {
-        Layout {
-            state_dir: state_dir.into(),
-            web_user: "www-data".into(),
-        }
+        Layout { state_dir: state_dir.into(), web_user: "www-data".into() }
     }
     /// `user:group` of the web user.
     pub fn web_owner(&self) -> String {

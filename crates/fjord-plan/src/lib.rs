@@ -95,11 +95,7 @@ pub fn plan(
         TaskKind::SiteImport => site_import(layout, snap),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
-            let target = if site.status == SiteStatus::Disabled {
-                SiteStatus::Disabled
-            } else {
-                SiteStatus::Enabled
-            };
+            let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
             site_apply(layout, snap, target, false)
         }
         TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, false),
@@ -126,48 +122,28 @@ pub fn noop(a: NoopArgs) -> PlanResult<Planned> {
         plan.push(Step::Sleep { ms: a.sleep_ms });
     }
     if a.fail {
-        plan.push(Step::Fail {
-            message: "no-op task asked to fail".into(),
-        });
+        plan.push(Step::Fail { message: "no-op task asked to fail".into() });
     }
-    Ok(Planned {
-        plan,
-        ..Default::default()
-    })
+    Ok(Planned { plan, ..Default::default() })
 }
 
 fn site_of(snap: &Snapshot) -> PlanResult<&Site> {
-    snap.site
-        .as_ref()
-        .ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
+    snap.site.as_ref().ok_or_else(|| PlanError::Refused("the site no longer exists".into()))
 }
 
 fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
-    snap.platform
-        .as_ref()
-        .ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
+    snap.platform.as_ref().ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
 }
 
 fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
-    for dir in [
-        layout.run_dir(),
-        layout.log_dir(),
-        layout.static_dir(),
-        layout.acme_dir(),
-    ] {
-        plan.push(Step::MakeDir {
-            path: dir,
-            mode: 0o755,
-            owner: None,
-        });
+    for dir in [layout.run_dir(), layout.log_dir(), layout.static_dir(), layout.acme_dir()] {
+        plan.push(Step::MakeDir { path: dir, mode: 0o755, owner: None });
     }
     plan.push(Step::WriteFile {
         path: format!("{}/fjord-site-disabled.html", layout.static_dir()),
-        content: FileContent::Text {
-            text: render::site_disabled_page()?,
-        },
+        content: FileContent::Text { text: render::site_disabled_page()? },
         mode: 0o644,
         owner: None,
     });
@@ -175,11 +151,7 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         services::php_files(layout, server, runtime, &mut plan)?;
     }
     // Every site's derived files, regenerated from the state, then one reload of each service.
-    for site in snap
-        .sites
-        .iter()
-        .filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled))
-    {
+    for site in snap.sites.iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)) {
         let Some(platform) = snap.platforms.iter().find(|p| p.id == site.platform_id) else {
             continue;
         };
@@ -203,10 +175,7 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus {
-            server: server.id,
-            status: ObjectStatus::Enabled,
-        }],
+        on_success: vec![StateChange::ServerStatus { server: server.id, status: ObjectStatus::Enabled }],
         on_failure: vec![],
     })
 }
@@ -223,20 +192,13 @@ fn server_remove(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let mut plan = Plan::default();
     if let Some(http) = snap.server.http() {
         if http.mode == WebMode::System {
-            plan.push(Step::RemovePath {
-                path: layout.system_nginx_include(&snap.server),
-            });
+            plan.push(Step::RemovePath { path: layout.system_nginx_include(&snap.server) });
         }
     }
-    plan.push(Step::RemovePath {
-        path: layout.server_dir(&snap.server),
-    });
+    plan.push(Step::RemovePath { path: layout.server_dir(&snap.server) });
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::ServerStatus {
-            server: snap.server.id,
-            status: ObjectStatus::Deleted,
-        }],
+        on_success: vec![StateChange::ServerStatus { server: snap.server.id, status: ObjectStatus::Deleted }],
         on_failure: vec![],
     })
 }
@@ -254,9 +216,7 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
         let remove_root = || Some(Command::new(["rm", "-rf", "--", root.as_str()]).timeout(600));
         match &platform.source {
             PlatformSource::Path => {
-                plan.push(Step::Fail {
-                    message: format!("platform root {root} does not exist or is not a directory"),
-                });
+                plan.push(Step::Fail { message: format!("platform root {root} does not exist or is not a directory") });
             }
             PlatformSource::Git { url, git_ref } => {
                 plan.push(Step::Run {
@@ -280,19 +240,9 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                 });
             }
             PlatformSource::Composer { package } => {
-                let (name, version) = package
-                    .split_once(':')
-                    .map(|(n, v)| (n, Some(v)))
-                    .unwrap_or((package, None));
-                let mut argv = vec![
-                    "composer",
-                    "create-project",
-                    "--no-dev",
-                    "--no-interaction",
-                    "--",
-                    name,
-                    root.as_str(),
-                ];
+                let (name, version) = package.split_once(':').map(|(n, v)| (n, Some(v))).unwrap_or((package, None));
+                let mut argv =
+                    vec!["composer", "create-project", "--no-dev", "--no-interaction", "--", name, root.as_str()];
                 argv.extend(version);
                 plan.push(Step::Run {
                     label: "build the codebase with composer create-project".into(),
@@ -301,11 +251,7 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                 });
             }
             PlatformSource::Archive { file } => {
-                plan.push(Step::MakeDir {
-                    path: root.clone(),
-                    mode: 0o755,
-                    owner: None,
-                });
+                plan.push(Step::MakeDir { path: root.clone(), mode: 0o755, owner: None });
                 plan.push(Step::Run {
                     label: "unpack the codebase".into(),
                     cmd: Command::new(["tar", "-xf", file.as_str(), "-C", root.as_str(), "--no-same-owner"])
@@ -316,16 +262,9 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
         }
         // A missing directory of an existing-directory platform fails above; a built one is verified
         // again once built.
-        let follow_up = StateChange::FollowUp {
-            kind: TaskKind::PlatformVerify,
-            target: platform.id.0,
-        };
+        let follow_up = StateChange::FollowUp { kind: TaskKind::PlatformVerify, target: platform.id.0 };
         let built = platform.source != PlatformSource::Path;
-        return Ok(Planned {
-            plan,
-            on_success: if built { vec![follow_up] } else { vec![] },
-            on_failure: vec![],
-        });
+        return Ok(Planned { plan, on_success: if built { vec![follow_up] } else { vec![] }, on_failure: vec![] });
     }
     if facts.composer_json && !facts.vendor {
         // A composer project without its dependencies: install them (no dev packages on a server).
@@ -349,12 +288,7 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                 "{}\n// Added by Fjord: one file of entries per site.\n{SITES_PHP_INCLUDE}\n",
                 current.trim_end()
             );
-            plan.push(Step::WriteFile {
-                path,
-                content: FileContent::Text { text },
-                mode: 0o644,
-                owner: None,
-            });
+            plan.push(Step::WriteFile { path, content: FileContent::Text { text }, mode: 0o644, owner: None });
         }
     }
     Ok(Planned {
@@ -371,11 +305,8 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                     .cloned()
                     .collect(),
                 php_ok: facts.details.php_requirement.as_deref().and_then(|req| {
-                    let verdicts: Vec<bool> = snap
-                        .server
-                        .php_versions()
-                        .filter_map(|v| php_satisfies(req, v))
-                        .collect();
+                    let verdicts: Vec<bool> =
+                        snap.server.php_versions().filter_map(|v| php_satisfies(req, v)).collect();
                     (!verdicts.is_empty()).then(|| verdicts.contains(&true))
                 }),
                 ..facts.details.clone()
@@ -394,10 +325,7 @@ pub fn php_satisfies(constraint: &str, version: &str) -> Option<bool> {
     fn parse(v: &str) -> Option<(u32, u32)> {
         let mut it = v.trim_start_matches('v').split('.');
         let major = it.next()?.parse().ok()?;
-        let minor = it
-            .next()
-            .map(|m| m.trim_end_matches(".*").parse().ok())
-            .unwrap_or(Some(0))?;
+        let minor = it.next().map(|m| m.trim_end_matches(".*").parse().ok()).unwrap_or(Some(0))?;
         Some((major, minor))
     }
     let have = parse(version)?;
@@ -450,10 +378,7 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     }
     Ok(Planned {
         plan: Plan::default(),
-        on_success: vec![StateChange::PlatformStatus {
-            platform: platform.id,
-            status: ObjectStatus::Deleted,
-        }],
+        on_success: vec![StateChange::PlatformStatus { platform: platform.id, status: ObjectStatus::Deleted }],
         on_failure: vec![],
     })
 }
@@ -481,11 +406,8 @@ fn ctx_for<'a>(
         })
     })?;
     let port = server.http().map(|h| h.port).unwrap_or(80);
-    let base_url = if port == 80 {
-        format!("http://{}", site.domain)
-    } else {
-        format!("http://{}:{port}", site.domain)
-    };
+    let base_url =
+        if port == 80 { format!("http://{}", site.domain) } else { format!("http://{}:{port}", site.domain) };
     Ok(SiteCtx {
         layout,
         server,
@@ -506,32 +428,18 @@ fn site_files(ctx: &SiteCtx, app: App, disabled: bool, plan: &mut Plan) -> PlanR
     let site = ctx.site;
     let dir = layout.site_dir(site);
     let owner = Some(layout.web_owner());
-    plan.push(Step::MakeDir {
-        path: dir.clone(),
-        mode: 0o751,
-        owner: None,
-    });
+    plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
     for sub in ["private", "tmp"] {
-        plan.push(Step::MakeDir {
-            path: format!("{dir}/{sub}"),
-            mode: 0o770,
-            owner: owner.clone(),
-        });
+        plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
     }
     if site.db_engine == DbEngine::Sqlite {
-        plan.push(Step::MakeDir {
-            path: format!("{dir}/db"),
-            mode: 0o770,
-            owner: owner.clone(),
-        });
+        plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });
     }
     app.settings(ctx, plan)?;
     let pool = layout.php_pool(ctx.server, &ctx.php.version, site);
     plan.push(Step::WriteFile {
         path: pool.clone(),
-        content: FileContent::Text {
-            text: render::php_pool(layout, site)?,
-        },
+        content: FileContent::Text { text: render::php_pool(layout, site)? },
         mode: 0o644,
         owner: None,
     });
@@ -600,11 +508,7 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
             url: format!("http://{addr}:{}/", http.port),
             host: site.domain.to_string(),
             // Served by PHP (any non-error answer), or the "site disabled" page.
-            expect: if status == SiteStatus::Disabled {
-                vec![503]
-            } else {
-                vec![200, 301, 302, 303, 307, 308, 403]
-            },
+            expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
             contains: None,
         });
     }
@@ -612,10 +516,7 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
         on_failure: if install {
-            vec![StateChange::SiteStatus {
-                site: site.id,
-                status: SiteStatus::Failed,
-            }]
+            vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }]
         } else {
             vec![]
         },
@@ -638,10 +539,7 @@ fn site_import(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         s.status = SiteStatus::Enabled;
     }
     let mut planned = site_apply(layout, &imported, SiteStatus::Enabled, false)?;
-    planned.on_failure = vec![StateChange::SiteStatus {
-        site: site.id,
-        status: SiteStatus::Failed,
-    }];
+    planned.on_failure = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }];
     Ok(planned)
 }
 
@@ -669,9 +567,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     if let Some(dir) = app.platform_site_dir(&ctx) {
         plan.push(Step::RemovePath { path: dir });
     }
-    plan.push(Step::RemovePath {
-        path: layout.site_dir(site),
-    });
+    plan.push(Step::RemovePath { path: layout.site_dir(site) });
     // Dropping the database cannot be undone, so it comes last: anything before it can still fail
     // and roll back to a whole site.
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
@@ -679,10 +575,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::SiteStatus {
-            site: site.id,
-            status: SiteStatus::Deleted,
-        }],
+        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
         on_failure: vec![],
     })
 }
@@ -690,10 +583,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
 fn enabled_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot, what: &str) -> PlanResult<SiteCtx<'a>> {
     let ctx = site_ctx(layout, snap)?;
     if ctx.site.status != SiteStatus::Enabled {
-        return Err(PlanError::Refused(format!(
-            "site {} is {}: no {what}",
-            ctx.site.domain, ctx.site.status
-        )));
+        return Err(PlanError::Refused(format!("site {} is {}: no {what}", ctx.site.domain, ctx.site.status)));
     }
     Ok(ctx)
 }
@@ -702,10 +592,7 @@ fn site_login_link(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let ctx = enabled_ctx(layout, snap, "login link")?;
     let mut plan = Plan::default();
     plan.push(App::of(ctx.platform).login_link(&ctx)?);
-    Ok(Planned {
-        plan,
-        ..Default::default()
-    })
+    Ok(Planned { plan, ..Default::default() })
 }
 
 fn site_cron(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
@@ -714,11 +601,7 @@ fn site_cron(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     if let Some(step) = App::of(ctx.platform).cron(&ctx)? {
         plan.push(step);
     }
-    Ok(Planned {
-        plan,
-        on_success: vec![StateChange::SiteCronRan { site: ctx.site.id }],
-        on_failure: vec![],
-    })
+    Ok(Planned { plan, on_success: vec![StateChange::SiteCronRan { site: ctx.site.id }], on_failure: vec![] })
 }
 
 #[cfg(test)]

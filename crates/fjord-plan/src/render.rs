@@ -8,42 +8,18 @@ use minijinja::{context, Environment, Value};
 use std::sync::OnceLock;
 
 const TEMPLATES: &[(&str, &str)] = &[
-    (
-        "nginx/server.conf.j2",
-        include_str!("../templates/nginx/server.conf.j2"),
-    ),
+    ("nginx/server.conf.j2", include_str!("../templates/nginx/server.conf.j2")),
     ("nginx/nginx.conf.j2", include_str!("../templates/nginx/nginx.conf.j2")),
     ("nginx/vhost.conf.j2", include_str!("../templates/nginx/vhost.conf.j2")),
-    (
-        "nginx/site-disabled.html.j2",
-        include_str!("../templates/nginx/site-disabled.html.j2"),
-    ),
+    ("nginx/site-disabled.html.j2", include_str!("../templates/nginx/site-disabled.html.j2")),
     ("php/php-fpm.conf.j2", include_str!("../templates/php/php-fpm.conf.j2")),
     ("php/pool.conf.j2", include_str!("../templates/php/pool.conf.j2")),
-    (
-        "apps/drupal.settings.php.j2",
-        include_str!("../templates/apps/drupal.settings.php.j2"),
-    ),
-    (
-        "apps/drupal7-install.php.j2",
-        include_str!("../templates/apps/drupal7-install.php.j2"),
-    ),
-    (
-        "apps/drupal7-script.php.j2",
-        include_str!("../templates/apps/drupal7-script.php.j2"),
-    ),
-    (
-        "apps/wordpress.config.php.j2",
-        include_str!("../templates/apps/wordpress.config.php.j2"),
-    ),
-    (
-        "apps/wordpress-script.php.j2",
-        include_str!("../templates/apps/wordpress-script.php.j2"),
-    ),
-    (
-        "apps/wordpress-login.php.j2",
-        include_str!("../templates/apps/wordpress-login.php.j2"),
-    ),
+    ("apps/drupal.settings.php.j2", include_str!("../templates/apps/drupal.settings.php.j2")),
+    ("apps/drupal7-install.php.j2", include_str!("../templates/apps/drupal7-install.php.j2")),
+    ("apps/drupal7-script.php.j2", include_str!("../templates/apps/drupal7-script.php.j2")),
+    ("apps/wordpress.config.php.j2", include_str!("../templates/apps/wordpress.config.php.j2")),
+    ("apps/wordpress-script.php.j2", include_str!("../templates/apps/wordpress-script.php.j2")),
+    ("apps/wordpress-login.php.j2", include_str!("../templates/apps/wordpress-login.php.j2")),
 ];
 
 /// The keys WordPress expects in its config, each a random secret.
@@ -74,17 +50,11 @@ fn render(name: &str, ctx: Value) -> PlanResult<String> {
     env()
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|source| PlanError::Template {
-            name: name.into(),
-            source,
-        })
+        .map_err(|source| PlanError::Template { name: name.into(), source })
 }
 
 pub(crate) fn server_include(layout: &Layout, server: &Server) -> PlanResult<String> {
-    render(
-        "nginx/server.conf.j2",
-        context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) },
-    )
+    render("nginx/server.conf.j2", context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) })
 }
 
 fn listen(http: &HttpService) -> String {
@@ -154,9 +124,7 @@ pub(crate) fn vhost(
     flavour: &str,
     disabled: bool,
 ) -> PlanResult<String> {
-    let http = server
-        .http()
-        .ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
+    let http = server.http().ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
     let aliases: Vec<&str> = site.aliases.iter().map(|a| a.as_str()).collect();
     let names: Vec<&str> = if site.redirect_aliases {
         vec![site.domain.as_str()]
@@ -203,18 +171,11 @@ fn db_value(ctx: &SiteCtx, namespaced: bool) -> Value {
 
 /// Host patterns Drupal accepts: the domain and its aliases, anchored and escaped.
 fn trusted_hosts(site: &Site) -> Vec<String> {
-    site.all_domains()
-        .map(|d| format!("^{}$", d.as_str().replace('.', "\\.")))
-        .collect()
+    site.all_domains().map(|d| format!("^{}$", d.as_str().replace('.', "\\."))).collect()
 }
 
 pub(crate) fn drupal_settings(ctx: &SiteCtx, drupal7: bool, hash_salt: &str) -> PlanResult<String> {
-    let major: u32 = ctx
-        .platform
-        .app_version
-        .as_deref()
-        .and_then(|v| v.split('.').next()?.parse().ok())
-        .unwrap_or(10);
+    let major: u32 = ctx.platform.app_version.as_deref().and_then(|v| v.split('.').next()?.parse().ok()).unwrap_or(10);
     render(
         "apps/drupal.settings.php.j2",
         context! {
@@ -232,10 +193,7 @@ pub(crate) fn drupal_settings(ctx: &SiteCtx, drupal7: bool, hash_salt: &str) -> 
 /// `sites/fjord-sites/DOMAIN.php`: the multisite entries that send the aliases (and non-default
 /// ports) to the site's directory.
 pub(crate) fn drupal_sites_entry(ctx: &SiteCtx) -> PlanResult<String> {
-    let mut out = format!(
-        "<?php\n// Managed by Fjord for {}: multisite entries.\n",
-        ctx.site.domain
-    );
+    let mut out = format!("<?php\n// Managed by Fjord for {}: multisite entries.\n", ctx.site.domain);
     for d in ctx.site.all_domains() {
         out.push_str(&format!("$sites['{}'] = '{}';\n", d, ctx.site.domain));
         if ctx.port != 80 {

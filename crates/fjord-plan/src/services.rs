@@ -12,21 +12,13 @@ fn nginx_binary(http: &HttpService) -> String {
 /// The step that validates and reloads the server's web server. `watch`: the files whose change calls
 /// for a reload (empty: always).
 pub fn web_reload(layout: &Layout, server: &Server, watch: Vec<String>) -> PlanResult<Step> {
-    let http = server
-        .http()
-        .ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
+    let http = server.http().ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
     if http.kind != HttpKind::Nginx {
-        return Err(PlanError::Refused(format!(
-            "web server {} is not supported yet",
-            http.kind
-        )));
+        return Err(PlanError::Refused(format!("web server {} is not supported yet", http.kind)));
     }
     let bin = nginx_binary(http);
     let (conf_args, pidfile) = match http.mode {
-        WebMode::Own => (
-            vec!["-c".to_string(), layout.nginx_conf(server)],
-            layout.nginx_pid(server),
-        ),
+        WebMode::Own => (vec!["-c".to_string(), layout.nginx_conf(server)], layout.nginx_pid(server)),
         WebMode::System => (vec![], "/run/nginx.pid".to_string()),
     };
     let with = |extra: &[&str]| {
@@ -49,16 +41,10 @@ pub fn web_reload(layout: &Layout, server: &Server, watch: Vec<String>) -> PlanR
 pub fn web_files(layout: &Layout, server: &Server, plan: &mut Plan) -> PlanResult<Vec<String>> {
     let Some(http) = server.http() else { return Ok(vec![]) };
     let mut watch = vec![layout.server_include(server)];
-    plan.push(Step::MakeDir {
-        path: layout.vhost_dir(server),
-        mode: 0o755,
-        owner: None,
-    });
+    plan.push(Step::MakeDir { path: layout.vhost_dir(server), mode: 0o755, owner: None });
     plan.push(Step::WriteFile {
         path: layout.server_include(server),
-        content: FileContent::Text {
-            text: render::server_include(layout, server)?,
-        },
+        content: FileContent::Text { text: render::server_include(layout, server)? },
         mode: 0o644,
         owner: None,
     });
@@ -73,9 +59,7 @@ pub fn web_files(layout: &Layout, server: &Server, plan: &mut Plan) -> PlanResul
             }
             plan.push(Step::WriteFile {
                 path: layout.nginx_conf(server),
-                content: FileContent::Text {
-                    text: render::nginx_conf(layout, server, http)?,
-                },
+                content: FileContent::Text { text: render::nginx_conf(layout, server, http)? },
                 mode: 0o644,
                 owner: None,
             });
@@ -101,10 +85,7 @@ pub fn web_files(layout: &Layout, server: &Server, plan: &mut Plan) -> PlanResul
 
 /// The php CLI that goes with a runtime (for installers and scripts).
 pub fn php_cli(runtime: &PhpRuntime) -> String {
-    runtime
-        .cli
-        .clone()
-        .unwrap_or_else(|| format!("/usr/bin/php{}", runtime.version))
+    runtime.cli.clone().unwrap_or_else(|| format!("/usr/bin/php{}", runtime.version))
 }
 
 /// The step that validates and reloads one PHP-FPM master.
@@ -124,17 +105,11 @@ pub fn php_reload(layout: &Layout, server: &Server, runtime: &PhpRuntime, watch:
 
 /// Files a PHP-FPM master needs.
 pub fn php_files(layout: &Layout, server: &Server, runtime: &PhpRuntime, plan: &mut Plan) -> PlanResult<Vec<String>> {
-    plan.push(Step::MakeDir {
-        path: layout.php_pool_dir(server, &runtime.version),
-        mode: 0o755,
-        owner: None,
-    });
+    plan.push(Step::MakeDir { path: layout.php_pool_dir(server, &runtime.version), mode: 0o755, owner: None });
     let conf = layout.php_conf(server, &runtime.version);
     plan.push(Step::WriteFile {
         path: conf.clone(),
-        content: FileContent::Text {
-            text: render::php_fpm_conf(layout, server, runtime)?,
-        },
+        content: FileContent::Text { text: render::php_fpm_conf(layout, server, runtime)? },
         mode: 0o644,
         owner: None,
     });

@@ -83,14 +83,7 @@ fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
 }
 
 fn snap(site: Option<Site>) -> Snapshot {
-    Snapshot {
-        server: server(),
-        platform: Some(platform()),
-        site,
-        sites: vec![],
-        platforms: vec![],
-        db_server: None,
-    }
+    Snapshot { server: server(), platform: Some(platform()), site, sites: vec![], platforms: vec![], db_server: None }
 }
 
 /// Renders a planned task as text: each step, file contents in full, then the state changes.
@@ -103,20 +96,13 @@ fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts)
             for step in &p.plan.steps {
                 out.push_str(&format!("- {}\n", step.describe()));
                 match step {
-                    Step::WriteFile {
-                        content: FileContent::Text { text },
-                        ..
-                    } => {
+                    Step::WriteFile { content: FileContent::Text { text }, .. } => {
                         for line in text.lines() {
                             out.push_str(&format!("    | {line}\n"));
                         }
                     }
                     Step::Run { cmd, undo, .. } => {
-                        for line in cmd
-                            .stdin
-                            .iter()
-                            .chain(cmd.files.iter().map(|f| &f.content))
-                            .flat_map(|t| t.lines())
+                        for line in cmd.stdin.iter().chain(cmd.files.iter().map(|f| &f.content)).flat_map(|t| t.lines())
                         {
                             out.push_str(&format!("    < {line}\n"));
                         }
@@ -127,10 +113,7 @@ fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts)
                     _ => {}
                 }
             }
-            out.push_str(&format!(
-                "on success: {:?}\non failure: {:?}\n",
-                p.on_success, p.on_failure
-            ));
+            out.push_str(&format!("on success: {:?}\non failure: {:?}\n", p.on_success, p.on_failure));
             out
         }
     }
@@ -138,27 +121,13 @@ fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts)
 
 #[test]
 fn server_verify() {
-    insta::assert_snapshot!(show(
-        TaskKind::ServerVerify,
-        serde_json::json!({}),
-        &snap(None),
-        &Facts::default()
-    ));
+    insta::assert_snapshot!(show(TaskKind::ServerVerify, serde_json::json!({}), &snap(None), &Facts::default()));
 }
 
 #[test]
 fn site_install_with_aliases() {
-    let s = snap(Some(site(
-        SiteStatus::Queued,
-        &["www.example.org", "example.net"],
-        false,
-    )));
-    insta::assert_snapshot!(show(
-        TaskKind::SiteInstall,
-        serde_json::json!({}),
-        &s,
-        &Facts::default()
-    ));
+    let s = snap(Some(site(SiteStatus::Queued, &["www.example.org", "example.net"], false)));
+    insta::assert_snapshot!(show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default()));
 }
 
 #[test]
@@ -170,58 +139,35 @@ fn site_aliases_redirected() {
 #[test]
 fn site_disable() {
     let s = snap(Some(site(SiteStatus::Enabled, &[], false)));
-    insta::assert_snapshot!(show(
-        TaskKind::SiteDisable,
-        serde_json::json!({}),
-        &s,
-        &Facts::default()
-    ));
+    insta::assert_snapshot!(show(TaskKind::SiteDisable, serde_json::json!({}), &s, &Facts::default()));
 }
 
 #[test]
 fn verify_keeps_a_disabled_site_disabled() {
     let s = snap(Some(site(SiteStatus::Disabled, &[], false)));
     let text = show(TaskKind::SiteVerify, serde_json::json!({}), &s, &Facts::default());
-    assert!(
-        text.contains("return 503") && text.contains("status: Disabled"),
-        "{text}"
-    );
+    assert!(text.contains("return 503") && text.contains("status: Disabled"), "{text}");
 }
 
 #[test]
 fn delete_needs_disable_or_force() {
     let enabled = snap(Some(site(SiteStatus::Enabled, &[], false)));
-    assert!(
-        show(TaskKind::SiteDelete, serde_json::json!({}), &enabled, &Facts::default())
-            .starts_with("refused: site example.org is enabled")
-    );
+    assert!(show(TaskKind::SiteDelete, serde_json::json!({}), &enabled, &Facts::default())
+        .starts_with("refused: site example.org is enabled"));
     insta::assert_snapshot!(show(
         TaskKind::SiteDelete,
         serde_json::json!({"force": true}),
         &enabled,
         &Facts::default()
     ));
-    let bad = show(
-        TaskKind::SiteDelete,
-        serde_json::json!({"forse": true}),
-        &enabled,
-        &Facts::default(),
-    );
+    let bad = show(TaskKind::SiteDelete, serde_json::json!({"forse": true}), &enabled, &Facts::default());
     assert!(bad.contains("unknown field"), "{bad}");
 }
 
 #[test]
 fn platform_verify_and_remove() {
-    let facts = Facts {
-        root_exists: false,
-        ..Facts::default()
-    };
-    insta::assert_snapshot!(show(
-        TaskKind::PlatformVerify,
-        serde_json::json!({}),
-        &snap(None),
-        &facts
-    ));
+    let facts = Facts { root_exists: false, ..Facts::default() };
+    insta::assert_snapshot!(show(TaskKind::PlatformVerify, serde_json::json!({}), &snap(None), &facts));
     let mut s = snap(None);
     s.sites.push(site(SiteStatus::Enabled, &[], false));
     assert!(show(TaskKind::PlatformRemove, serde_json::json!({}), &s, &facts).contains("still has 1 site(s)"));

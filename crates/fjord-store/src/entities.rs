@@ -46,10 +46,7 @@ pub struct NewSite {
 const DB_NAME_MAX: usize = 48;
 
 fn not_found(what: &'static str, name: impl ToString) -> StoreError {
-    StoreError::NotFound {
-        what,
-        name: name.to_string(),
-    }
+    StoreError::NotFound { what, name: name.to_string() }
 }
 
 impl Store {
@@ -60,10 +57,7 @@ impl Store {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         if self.find_server_in(&mut tx, new.name.as_str()).await?.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "a server named {:?} already exists",
-                new.name.as_str()
-            )));
+            return Err(StoreError::Conflict(format!("a server named {:?} already exists", new.name.as_str())));
         }
         let services = serde_json::to_string(&new.services).expect("services serialize");
         let row = sqlx::query(&format!(
@@ -82,11 +76,7 @@ impl Store {
             &NewTask {
                 kind: TaskKind::ServerVerify,
                 target_id: server.id.0,
-                lane: Lane {
-                    server: server.id,
-                    platform: None,
-                    site: None,
-                },
+                lane: Lane { server: server.id, platform: None, site: None },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -98,21 +88,17 @@ impl Store {
     }
 
     async fn find_server_in(&self, conn: &mut AnyConnection, name: &str) -> StoreResult<Option<Server>> {
-        let row = sqlx::query(&format!(
-            "SELECT {SERVER_COLS} FROM servers WHERE name = $1 AND status <> 'deleted'"
-        ))
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE name = $1 AND status <> 'deleted'"))
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
         row.as_ref().map(rows::server).transpose()
     }
 
     pub async fn servers(&self) -> StoreResult<Vec<Server>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {SERVER_COLS} FROM servers WHERE status <> 'deleted' ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE status <> 'deleted' ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(rows::server).collect()
     }
 
@@ -121,17 +107,12 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref()
-            .map(rows::server)
-            .transpose()?
-            .ok_or_else(|| not_found("server", id))
+        row.as_ref().map(rows::server).transpose()?.ok_or_else(|| not_found("server", id))
     }
 
     pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
         let mut conn = self.pool.acquire().await?;
-        self.find_server_in(&mut conn, name)
-            .await?
-            .ok_or_else(|| not_found("server", name))
+        self.find_server_in(&mut conn, name).await?.ok_or_else(|| not_found("server", name))
     }
 
     // ---- platforms -----------------------------------------------------------------------------------
@@ -146,10 +127,7 @@ impl Store {
             .await?
             .try_get::<i64, _>("n")?;
         if live > 0 {
-            return Err(StoreError::Conflict(format!(
-                "a platform named {:?} already exists",
-                new.name.as_str()
-            )));
+            return Err(StoreError::Conflict(format!("a platform named {:?} already exists", new.name.as_str())));
         }
         let same_root =
             sqlx::query("SELECT name FROM platforms WHERE server_id = $1 AND root = $2 AND status <> 'deleted'")
@@ -159,10 +137,7 @@ impl Store {
                 .await?;
         if let Some(row) = same_root {
             let other: String = row.try_get("name")?;
-            return Err(StoreError::Conflict(format!(
-                "platform {other:?} already uses {}",
-                new.root
-            )));
+            return Err(StoreError::Conflict(format!("platform {other:?} already uses {}", new.root)));
         }
         let row = sqlx::query(&format!(
             "INSERT INTO platforms (name, server_id, root, source, locked, status, created_at, updated_at) \
@@ -181,11 +156,7 @@ impl Store {
             &NewTask {
                 kind: TaskKind::PlatformVerify,
                 target_id: platform.id.0,
-                lane: Lane {
-                    server: platform.server_id,
-                    platform: Some(platform.id),
-                    site: None,
-                },
+                lane: Lane { server: platform.server_id, platform: Some(platform.id), site: None },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -197,11 +168,10 @@ impl Store {
     }
 
     pub async fn platforms(&self) -> StoreResult<Vec<Platform>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"))
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(rows::platform).collect()
     }
 
@@ -210,23 +180,16 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref()
-            .map(rows::platform)
-            .transpose()?
-            .ok_or_else(|| not_found("platform", id))
+        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", id))
     }
 
     pub async fn platform_by_name(&self, name: &str) -> StoreResult<Platform> {
-        let row = sqlx::query(&format!(
-            "SELECT {PLATFORM_COLS} FROM platforms WHERE name = $1 AND status <> 'deleted'"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(rows::platform)
-            .transpose()?
-            .ok_or_else(|| not_found("platform", name))
+        let row =
+            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE name = $1 AND status <> 'deleted'"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", name))
     }
 
     /// Locking hides a platform from new sites; it needs no work on a host.
@@ -252,9 +215,7 @@ impl Store {
 
     /// Records a new site and queues its install task.
     pub async fn create_site(&self, new: &NewSite, created_by: &str) -> StoreResult<(Site, Task)> {
-        let (site, task) = self
-            .create_site_with(new, created_by, Some(TaskKind::SiteInstall))
-            .await?;
+        let (site, task) = self.create_site_with(new, created_by, Some(TaskKind::SiteInstall)).await?;
         Ok((site, task.expect("a task was asked for")))
     }
 
@@ -376,15 +337,11 @@ impl Store {
     }
 
     pub async fn sites_on_platform(&self, platform: PlatformId) -> StoreResult<Vec<Site>> {
-        self.sites_where("status <> 'deleted' AND platform_id = $1", Some(platform.0))
-            .await
+        self.sites_where("status <> 'deleted' AND platform_id = $1", Some(platform.0)).await
     }
 
     pub async fn site(&self, id: SiteId) -> StoreResult<Site> {
-        self.sites_where("id = $1", Some(id.0))
-            .await?
-            .pop()
-            .ok_or_else(|| not_found("site", id))
+        self.sites_where("id = $1", Some(id.0)).await?.pop().ok_or_else(|| not_found("site", id))
     }
 
     /// Finds a live site by its domain or one of its aliases.
@@ -504,10 +461,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         if existing.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "a client named {:?} already exists",
-                name.as_str()
-            )));
+            return Err(StoreError::Conflict(format!("a client named {:?} already exists", name.as_str())));
         }
         let row = sqlx::query(
             "INSERT INTO clients (name, title, site_quota, created_at) VALUES ($1, $2, $3, $4) \
@@ -534,10 +488,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref()
-            .map(rows::client)
-            .transpose()?
-            .ok_or_else(|| not_found("client", name))
+        row.as_ref().map(rows::client).transpose()?.ok_or_else(|| not_found("client", name))
     }
 
     // ---- snapshots and state changes -----------------------------------------------------------------
@@ -579,14 +530,7 @@ impl Store {
             Some(id) if id != server.id => Some(self.server(id).await?),
             _ => None,
         };
-        Ok(Snapshot {
-            server,
-            platform,
-            site,
-            sites,
-            platforms,
-            db_server,
-        })
+        Ok(Snapshot { server, platform, site, sites, platforms, db_server })
     }
 }
 
@@ -595,19 +539,12 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         .bind(new.platform.0)
         .fetch_optional(&mut *conn)
         .await?;
-    let platform = row
-        .as_ref()
-        .map(rows::platform)
-        .transpose()?
-        .ok_or_else(|| not_found("platform", new.platform))?;
+    let platform = row.as_ref().map(rows::platform).transpose()?.ok_or_else(|| not_found("platform", new.platform))?;
     if platform.status == ObjectStatus::Deleted {
         return Err(not_found("platform", platform.name));
     }
     if platform.locked {
-        return Err(StoreError::Conflict(format!(
-            "platform {} is locked: it takes no new sites",
-            platform.name
-        )));
+        return Err(StoreError::Conflict(format!("platform {} is locked: it takes no new sites", platform.name)));
     }
     let mut seen = std::collections::BTreeSet::new();
     for d in std::iter::once(&new.domain).chain(new.aliases.iter()) {
@@ -642,9 +579,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
                 .try_get::<i64, _>("n")?;
             if used >= quota {
                 let name: String = row.try_get("name")?;
-                return Err(StoreError::Conflict(format!(
-                    "client {name} has used its quota of {quota} sites"
-                )));
+                return Err(StoreError::Conflict(format!("client {name} has used its quota of {quota} sites")));
             }
         }
     }
@@ -667,9 +602,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         .await?
         .try_get::<i64, _>("n")?;
         if taken > 0 {
-            return Err(StoreError::Conflict(format!(
-                "database {name} already belongs to another site"
-            )));
+            return Err(StoreError::Conflict(format!("database {name} already belongs to another site")));
         }
     }
     // Derive a database name from the domain; add a number if it is taken on that database server.
@@ -697,11 +630,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         platform_id: platform.id,
         db_server_id: new.db_server,
         db_engine: new.db_engine,
-        db_user: new
-            .existing_db
-            .as_ref()
-            .map(|(_, u)| u.clone())
-            .unwrap_or_else(|| db_name.clone()),
+        db_user: new.existing_db.as_ref().map(|(_, u)| u.clone()).unwrap_or_else(|| db_name.clone()),
         db_name: new.existing_db.as_ref().map(|(n, _)| n.clone()).unwrap_or(db_name),
         php: new.php.clone(),
         profile: new.profile.clone(),

@@ -60,10 +60,7 @@ impl std::fmt::Debug for Store {
 }
 
 pub fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Store {
@@ -135,14 +132,8 @@ impl Store {
             .await?;
         sqlx::query("DELETE FROM bench_baseline").execute(&self.pool).await?;
         for i in 0..n as i64 {
-            sqlx::query("INSERT INTO bench_baseline (id, v) VALUES ($1, 0)")
-                .bind(i)
-                .execute(&self.pool)
-                .await?;
-            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = $1")
-                .bind(i)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query("INSERT INTO bench_baseline (id, v) VALUES ($1, 0)").bind(i).execute(&self.pool).await?;
+            sqlx::query("UPDATE bench_baseline SET v = v + 1 WHERE id = $1").bind(i).execute(&self.pool).await?;
         }
         sqlx::query("DROP TABLE bench_baseline").execute(&self.pool).await?;
         Ok(())
@@ -175,11 +166,7 @@ pub mod testing {
         };
         sqlx::any::install_default_drivers();
         let admin = AnyPoolOptions::new().max_connections(1).connect(&url).await?;
-        let name = format!(
-            "fjord_scratch_{}_{}",
-            std::process::id(),
-            now_millis() % 1_000_000_000 + next_serial()
-        );
+        let name = format!("fjord_scratch_{}_{}", std::process::id(), now_millis() % 1_000_000_000 + next_serial());
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
         admin.close().await;
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);

@@ -81,27 +81,15 @@ impl Store {
     /// The lane a new task on this target runs in.
     pub async fn lane_of(&self, target: TargetKind, id: i64) -> StoreResult<Lane> {
         Ok(match target {
-            TargetKind::Server => Lane {
-                server: self.server(ServerId(id)).await?.id,
-                platform: None,
-                site: None,
-            },
+            TargetKind::Server => Lane { server: self.server(ServerId(id)).await?.id, platform: None, site: None },
             TargetKind::Platform => {
                 let p = self.platform(PlatformId(id)).await?;
-                Lane {
-                    server: p.server_id,
-                    platform: Some(p.id),
-                    site: None,
-                }
+                Lane { server: p.server_id, platform: Some(p.id), site: None }
             }
             TargetKind::Site => {
                 let s = self.site(SiteId(id)).await?;
                 let p = self.platform(s.platform_id).await?;
-                Lane {
-                    server: p.server_id,
-                    platform: Some(p.id),
-                    site: Some(s.id),
-                }
+                Lane { server: p.server_id, platform: Some(p.id), site: Some(s.id) }
             }
         })
     }
@@ -152,19 +140,11 @@ impl Store {
     }
 
     pub async fn plan_of(&self, id: TaskId) -> StoreResult<Option<Planned>> {
-        let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row
-            .map(|r| r.try_get::<Option<String>, _>("plan"))
-            .transpose()?
-            .flatten()
-        {
-            Some(s) => Ok(Some(serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
-                column: "plan",
-                detail: e.to_string(),
-            })?)),
+        let row = sqlx::query("SELECT plan FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
+        match row.map(|r| r.try_get::<Option<String>, _>("plan")).transpose()?.flatten() {
+            Some(s) => Ok(Some(
+                serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column: "plan", detail: e.to_string() })?,
+            )),
             None => Ok(None),
         }
     }
@@ -330,10 +310,7 @@ impl Store {
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound {
-            what: "task",
-            name: id.to_string(),
-        })
+        row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound { what: "task", name: id.to_string() })
     }
 
     /// Tasks, newest first.
@@ -345,10 +322,7 @@ impl Store {
         if let Some((kind, _)) = filter.target {
             sql.push_str(&format!(" AND target_kind = '{}' AND target_id = $1", kind.as_str()));
         }
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {}",
-            filter.limit.unwrap_or(50).clamp(1, 10_000)
-        ));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", filter.limit.unwrap_or(50).clamp(1, 10_000)));
         let mut q = sqlx::query(&sql);
         if let Some((_, id)) = filter.target {
             q = q.bind(id);
@@ -358,12 +332,10 @@ impl Store {
 
     /// Number of tasks that are queued, running or being recovered.
     pub async fn active_task_count(&self) -> StoreResult<i64> {
-        Ok(
-            sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE}"))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?,
-        )
+        Ok(sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     // ---- task log ------------------------------------------------------------------------------------
@@ -458,10 +430,7 @@ impl Store {
 
     /// Forgets a task's undo log once it is settled for good (a new attempt starts a fresh one).
     pub async fn clear_steps(&self, task: TaskId) -> StoreResult<()> {
-        sqlx::query("DELETE FROM task_steps WHERE task_id = $1")
-            .bind(task.0)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM task_steps WHERE task_id = $1").bind(task.0).execute(&self.pool).await?;
         Ok(())
     }
 }
@@ -495,13 +464,9 @@ async fn insert_logs<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     if lines.is_empty() {
         return Ok(());
     }
-    let values: Vec<String> = (0..lines.len())
-        .map(|i| format!("($1, $2, ${}, 'fjord', ${})", 3 + 2 * i, 4 + 2 * i))
-        .collect();
-    let sql = format!(
-        "INSERT INTO task_log (task_id, ts, level, stream, text) VALUES {}",
-        values.join(", ")
-    );
+    let values: Vec<String> =
+        (0..lines.len()).map(|i| format!("($1, $2, ${}, 'fjord', ${})", 3 + 2 * i, 4 + 2 * i)).collect();
+    let sql = format!("INSERT INTO task_log (task_id, ts, level, stream, text) VALUES {}", values.join(", "));
     let mut q = sqlx::query(&sql).bind(task.0).bind(now);
     for (level, text) in lines {
         q = q.bind(level.as_str()).bind(*text);
@@ -521,10 +486,7 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .await?;
             if matches!(status, SiteStatus::Deleted | SiteStatus::Failed) {
                 // A deleted or never-installed site frees its domain and aliases for reuse.
-                sqlx::query("DELETE FROM site_domains WHERE site_id = $1")
-                    .bind(site.0)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query("DELETE FROM site_domains WHERE site_id = $1").bind(site.0).execute(&mut *conn).await?;
             }
         }
         StateChange::PlatformStatus { platform, status } => {
@@ -535,13 +497,7 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
-        StateChange::PlatformVerified {
-            platform,
-            docroot,
-            app,
-            app_version,
-            details,
-        } => {
+        StateChange::PlatformVerified { platform, docroot, app, app_version, details } => {
             sqlx::query(
                 "UPDATE platforms SET docroot = $1, app = $2, app_version = $3, verified_at = $4, updated_at = $4, \
                  status = CASE WHEN status = 'queued' OR status = 'failed' THEN 'enabled' ELSE status END, \
@@ -576,11 +532,7 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                         site: None,
                     }
                 }
-                TargetKind::Server => Lane {
-                    server: ServerId(*target),
-                    platform: None,
-                    site: None,
-                },
+                TargetKind::Server => Lane { server: ServerId(*target), platform: None, site: None },
                 TargetKind::Site => {
                     let row = sqlx::query("SELECT s.platform_id AS p, pl.server_id AS s FROM sites s JOIN platforms pl ON pl.id = s.platform_id WHERE s.id = $1")
                         .bind(*target)

@@ -12,10 +12,7 @@ pub(crate) fn text_enum<T>(row: &AnyRow, column: &'static str, parse: fn(&str) -
 
 pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
     let s: String = row.try_get(column)?;
-    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
-        column,
-        detail: e.to_string(),
-    })
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
 fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
@@ -24,18 +21,12 @@ fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
 
 fn name(row: &AnyRow, column: &'static str) -> StoreResult<Name> {
     let s: String = row.try_get(column)?;
-    Name::parse("name", &s).map_err(|e| StoreError::Corrupt {
-        column,
-        detail: e.to_string(),
-    })
+    Name::parse("name", &s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
 pub(crate) fn domain(row: &AnyRow, column: &'static str) -> StoreResult<Domain> {
     let s: String = row.try_get(column)?;
-    Domain::parse(&s).map_err(|e| StoreError::Corrupt {
-        column,
-        detail: e.to_string(),
-    })
+    Domain::parse(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
 pub(crate) const SERVER_COLS: &str = "id, name, hostname, services, status, created_at, updated_at";
@@ -65,10 +56,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
         docroot: row.try_get("docroot")?,
         source: json(row, "source")?,
         app: match app {
-            Some(a) => Some(AppKind::parse(&a).ok_or(StoreError::Corrupt {
-                column: "app",
-                detail: a,
-            })?),
+            Some(a) => Some(AppKind::parse(&a).ok_or(StoreError::Corrupt { column: "app", detail: a })?),
             None => None,
         },
         app_version: row.try_get("app_version")?,
@@ -78,10 +66,8 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         details: match row.try_get::<Option<String>, _>("details")? {
-            Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                column: "details",
-                detail: e.to_string(),
-            })?,
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt { column: "details", detail: e.to_string() })?,
             None => PlatformDetails::default(),
         },
     })

@@ -4,11 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "fjord",
-    version,
-    about = "Fjord: a hosting control plane for Drupal, WordPress and other PHP sites"
-)]
+#[command(name = "fjord", version, about = "Fjord: a hosting control plane for Drupal, WordPress and other PHP sites")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

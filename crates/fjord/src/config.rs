@@ -34,9 +34,7 @@ pub struct Settings {
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The database URL may carry a password.
-        f.debug_struct("Settings")
-            .field("state_dir", &self.state_dir)
-            .finish_non_exhaustive()
+        f.debug_struct("Settings").field("state_dir", &self.state_dir).finish_non_exhaustive()
     }
 }
 
@@ -55,12 +53,7 @@ pub fn resolve(global: &Global) -> Result<Settings> {
         .clone()
         .or_else(|| file.database_url.clone())
         .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("fjord.db").display()));
-    Ok(Settings {
-        state_dir,
-        config_path,
-        database_url,
-        file,
-    })
+    Ok(Settings { state_dir, config_path, database_url, file })
 }
 
 impl Settings {

@@ -14,23 +14,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FJORD_LOG").unwrap_or_else(|_| {
-                // The daemon logs its work; other commands speak only when something is wrong.
-                let default = if matches!(cli.command, cli::Command::Serve(_)) {
-                    "info"
-                } else {
-                    "warn"
-                };
-                tracing_subscriber::EnvFilter::new(default)
-            }),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FJORD_LOG").unwrap_or_else(|_| {
+            // The daemon logs its work; other commands speak only when something is wrong.
+            let default = if matches!(cli.command, cli::Command::Serve(_)) { "info" } else { "warn" };
+            tracing_subscriber::EnvFilter::new(default)
+        }))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {

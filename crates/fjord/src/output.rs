@@ -26,11 +26,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| h.to_uppercase()).collect());
@@ -57,12 +53,7 @@ pub fn when(ms: Option<i64>) -> String {
             let secs = ms / 1000;
             let (days, rem) = (secs / 86_400, secs % 86_400);
             let (y, m, d) = civil_from_days(days);
-            format!(
-                "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-                rem / 3600,
-                rem % 3600 / 60,
-                rem % 60
-            )
+            format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
         }
     }
 }

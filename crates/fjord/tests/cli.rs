@@ -14,15 +14,7 @@ fn id(v: &Value) -> i64 {
 }
 
 fn setup(f: &Fjord) {
-    f.ok(&[
-        "server",
-        "add",
-        "localhost",
-        "--http-port",
-        "8080",
-        "--database",
-        "sqlite",
-    ]);
+    f.ok(&["server", "add", "localhost", "--http-port", "8080", "--database", "sqlite"]);
     let code = f.make_codebase("p1");
     f.ok(&["platform", "add", "p1", "--path", &code]);
 }
@@ -44,10 +36,7 @@ fn dry_runs_and_bad_input_change_nothing() {
         "--alias",
         "b.example",
     ]);
-    assert!(
-        out.contains("dry run") && out.contains("+    server_name a.example b.example;"),
-        "{out}"
-    );
+    assert!(out.contains("dry run") && out.contains("+    server_name a.example b.example;"), "{out}");
     f.ok(&["--dry-run", "server", "add", "web2", "--http-port", "81"]);
     f.ok(&["--dry-run", "platform", "add", "p2", "--path", "/srv/nowhere"]);
     f.ok(&["--dry-run", "client", "add", "acme"]);
@@ -55,67 +44,13 @@ fn dry_runs_and_bad_input_change_nothing() {
         vec!["site", "create", "../etc/passwd", "--platform", "p1"],
         vec!["site", "create", "a..example", "--platform", "p1"],
         vec!["site", "create", "a.example", "--platform", "nope"],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--alias",
-            "bad domain",
-        ],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--alias",
-            "a.example",
-            "--db-engine",
-            "sqlite",
-        ],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "oracle",
-        ],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--db-engine",
-            "mariadb",
-        ],
+        vec!["site", "create", "a.example", "--platform", "p1", "--alias", "bad domain"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--alias", "a.example", "--db-engine", "sqlite"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--db-engine", "oracle"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--db-engine", "mariadb"],
         vec!["site", "create", "a.example", "--platform", "p1", "--https", "maybe"],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--php",
-            "5.6",
-            "--db-engine",
-            "sqlite",
-        ],
-        vec![
-            "site",
-            "create",
-            "a.example",
-            "--platform",
-            "p1",
-            "--client",
-            "ghost",
-            "--db-engine",
-            "sqlite",
-        ],
+        vec!["site", "create", "a.example", "--platform", "p1", "--php", "5.6", "--db-engine", "sqlite"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--client", "ghost", "--db-engine", "sqlite"],
         vec!["platform", "add", "Bad Name", "--path", "/srv"],
         vec!["platform", "add", "p2", "--path", "relative/dir"],
         vec!["platform", "add", "p2", "--path", "/srv/../etc"],
@@ -132,11 +67,7 @@ fn dry_runs_and_bad_input_change_nothing() {
         let err = f.fails(&bad);
         assert!(err.starts_with("error"), "{bad:?}: {err}");
     }
-    assert_eq!(
-        (f.files(), f.state_summary()),
-        before,
-        "a dry run or bad input changed the state"
-    );
+    assert_eq!((f.files(), f.state_summary()), before, "a dry run or bad input changed the state");
 }
 
 #[test]
@@ -162,21 +93,13 @@ fn kill_9_mid_task_is_recovered_on_restart() {
             "--file",
             &marker_s,
         ]);
-        f.wait_until("noop running with its file written", || {
-            marker.exists() && f.task(id(&t))["status"] == "running"
-        });
+        f.wait_until("noop running with its file written", || marker.exists() && f.task(id(&t))["status"] == "running");
         f.kill9();
-        assert_eq!(
-            f.task(id(&t))["status"],
-            "running",
-            "{label}: a killed daemon cannot have ended it"
-        );
+        assert_eq!(f.task(id(&t))["status"], "running", "{label}: a killed daemon cannot have ended it");
         // Restarted, the daemon marks it interrupted, undoes the write and queues it again; it is a
         // 60 s sleep, so cancel the retry and check the undo happened.
         f.start_serve(&[]);
-        f.wait_until("recovered", || {
-            f.ok(&["task", "log", &id(&t).to_string()]).contains("queued again")
-        });
+        f.wait_until("recovered", || f.ok(&["task", "log", &id(&t).to_string()]).contains("queued again"));
         f.wait_task(id(&t), "running");
         f.ok(&["task", "cancel", &id(&t).to_string()]);
         let end = f.wait_task(id(&t), "cancelled");
@@ -201,18 +124,7 @@ fn two_daemons_share_one_postgres_queue() {
     let mut ids = Vec::new();
     for i in 0..40 {
         let site = (i % 8 + 1).to_string();
-        let t = a.json(&[
-            "task",
-            "noop",
-            "--server",
-            "1",
-            "--platform",
-            "1",
-            "--site",
-            &site,
-            "--sleep-ms",
-            "30",
-        ]);
+        let t = a.json(&["task", "noop", "--server", "1", "--platform", "1", "--site", &site, "--sleep-ms", "30"]);
         ids.push(id(&t));
     }
     a.start_serve(&[]);
@@ -227,14 +139,8 @@ fn two_daemons_share_one_postgres_queue() {
     for x in &tasks {
         for y in &tasks {
             if x["id"] != y["id"] && x["lane"]["site"] == y["lane"]["site"] {
-                let (x0, x1) = (
-                    x["started_at"].as_i64().expect("s"),
-                    x["finished_at"].as_i64().expect("f"),
-                );
-                let (y0, y1) = (
-                    y["started_at"].as_i64().expect("s"),
-                    y["finished_at"].as_i64().expect("f"),
-                );
+                let (x0, x1) = (x["started_at"].as_i64().expect("s"), x["finished_at"].as_i64().expect("f"));
+                let (y0, y1) = (y["started_at"].as_i64().expect("s"), y["finished_at"].as_i64().expect("f"));
                 assert!(x1 <= y0 || y1 <= x0, "overlap on one site: {x} {y}");
             }
         }

@@ -38,21 +38,10 @@ struct Real {
     docroot: &'static str,
 }
 
-const D10: Real = Real {
-    var: "FJORD_REAL_D10",
-    platform: "real10",
-    app: "drupal",
-    version_prefix: "10.",
-    docroot: "web",
-};
+const D10: Real =
+    Real { var: "FJORD_REAL_D10", platform: "real10", app: "drupal", version_prefix: "10.", docroot: "web" };
 
-const D7: Real = Real {
-    var: "FJORD_REAL_D7",
-    platform: "real7",
-    app: "drupal7",
-    version_prefix: "7.",
-    docroot: "",
-};
+const D7: Real = Real { var: "FJORD_REAL_D7", platform: "real7", app: "drupal7", version_prefix: "7.", docroot: "" };
 
 impl Real {
     fn is_d7(&self) -> bool {
@@ -70,11 +59,8 @@ impl Real {
             return None;
         };
         let path = PathBuf::from(path);
-        let index = if self.docroot.is_empty() {
-            path.join("index.php")
-        } else {
-            path.join(self.docroot).join("index.php")
-        };
+        let index =
+            if self.docroot.is_empty() { path.join("index.php") } else { path.join(self.docroot).join("index.php") };
         assert!(
             index.is_file(),
             "{}={} does not look like the codebase: no {}",
@@ -89,9 +75,7 @@ impl Real {
 /// The path part of a URL (`http://host:port/a/b` → `/a/b`).
 fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.find('/')
-        .map(|i| rest[i..].to_string())
-        .unwrap_or_else(|| "/".into())
+    rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into())
 }
 
 /// The value of a response header, case-insensitively.
@@ -100,6 +84,14 @@ fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
+}
+
+/// The first stylesheet URL in a page (`href="….css?…"` or D7's `@import url("….css?…")`).
+fn stylesheet(body: &str) -> Option<String> {
+    let i = body.find(".css")?;
+    let start = body[..i].rfind(['"', '\''])? + 1;
+    let end = i + body[i..].find(['"', '\''])?;
+    Some(body[start..end].replace("&amp;", "&"))
 }
 
 /// Starts a fresh browser session: the next request carries no cookies.
@@ -172,23 +164,8 @@ fn add_platform(f: &Fjord, real: &Real, codebase: &Path) -> PathBuf {
     std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     let t0 = Instant::now();
     copy_tree(codebase, &dest);
-    eprintln!(
-        "[{}] copied {} in {:.1}s",
-        real.platform,
-        codebase.display(),
-        t0.elapsed().as_secs_f64()
-    );
-    ok(
-        f,
-        &[
-            "platform",
-            "add",
-            real.platform,
-            "--path",
-            &dest.to_string_lossy(),
-            "--wait",
-        ],
-    );
+    eprintln!("[{}] copied {} in {:.1}s", real.platform, codebase.display(), t0.elapsed().as_secs_f64());
+    ok(f, &["platform", "add", real.platform, "--path", &dest.to_string_lossy(), "--wait"]);
     let p = f.json(&["platform", "show", real.platform]);
     let version = p["platform"]["app_version"].as_str().unwrap_or("");
     eprintln!("[{}] detected {} {version}", real.platform, p["platform"]["app"]);
@@ -196,6 +173,69 @@ fn add_platform(f: &Fjord, real: &Real, codebase: &Path) -> PathBuf {
     assert!(version.starts_with(real.version_prefix), "version {version}: {p}");
     assert_eq!(p["platform"]["docroot"].as_str().unwrap_or(""), real.docroot, "{p}");
     dest
+}
+
+/// Status report entries that only say these test machines are offline (or that Fjord's Drupal 7
+/// installer leaves update notifications off, as there is nothing to fetch them from).
+const NEEDS_NETWORK: &[&str] =
+    &["HTTP request status", "Critical security announcements", "Drupal core update status", "Update notifications"];
+
+/// The errors and warnings of a Drupal status report page (`/admin/reports/status`), as
+/// `(severity, "Title value…")`; Drupal 10 (Claro) and Drupal 7 (Seven) markup.
+fn status_report_problems(body: &str) -> Vec<(&'static str, String)> {
+    fn text(html: &str) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for c in html.chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' if in_tag => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                c if !in_tag => out.push(c),
+                _ => {}
+            }
+        }
+        let words: Vec<&str> = out.split_whitespace().collect();
+        words.join(" ").chars().take(240).collect()
+    }
+    let mut found = Vec::new();
+    if body.contains("system-status-report__row") {
+        // Drupal 10: one row per entry, its icon class naming the severity.
+        for chunk in body.split("system-status-report__row").skip(1) {
+            let chunk = chunk.split("</details>").next().unwrap_or(chunk);
+            let severity = if chunk.contains("status-icon--error") {
+                "error"
+            } else if chunk.contains("status-icon--warning") {
+                "warning"
+            } else {
+                continue;
+            };
+            let start = chunk.find('>').map(|i| i + 1).unwrap_or(0);
+            found.push((severity, text(&chunk[start..])));
+        }
+    } else {
+        // Drupal 7: `<tr class="error merge-down">` rows, the description in a `merge-up` row.
+        for chunk in body.split("<tr class=\"").skip(1) {
+            let class = chunk.split('"').next().unwrap_or("");
+            let severity = if class.starts_with("error") {
+                "error"
+            } else if class.starts_with("warning") {
+                "warning"
+            } else {
+                continue;
+            };
+            if class.contains("merge-up") {
+                continue;
+            }
+            let row = chunk.split("</tr>").next().unwrap_or(chunk);
+            let row = row.split("status-title").nth(1).unwrap_or(row);
+            let start = row.find('>').map(|i| i + 1).unwrap_or(0);
+            found.push((severity, text(&row[start..])));
+        }
+    }
+    found
 }
 
 /// Which install profile each engine gets: `standard` (the realistic one) on SQLite, the faster
@@ -212,10 +252,7 @@ fn profile(engine: &str) -> &'static str {
 fn database_exists(engine: &str, name: &str) -> bool {
     let out = match engine {
         "mariadb" => std::process::Command::new("mariadb")
-            .arg(format!(
-                "--socket={}",
-                std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")
-            ))
+            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
             .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
             .output()
             .expect("mariadb runs"),
@@ -231,11 +268,7 @@ fn database_exists(engine: &str, name: &str) -> bool {
 }
 
 fn mode(path: &Path) -> u32 {
-    std::fs::metadata(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o7777
 }
 
 /// The whole life of one site of a real codebase on one engine, checked over HTTP.
@@ -251,11 +284,7 @@ fn real_life_cycle(real: &Real, engine: &str) {
         return;
     }
     let code = add_platform(&f, real, &codebase);
-    let docroot = if real.docroot.is_empty() {
-        code.clone()
-    } else {
-        code.join(real.docroot)
-    };
+    let docroot = if real.docroot.is_empty() { code.clone() } else { code.join(real.docroot) };
     let domain = format!("{}-{engine}.example", real.platform);
     let d = domain.as_str();
     let mut timings: Vec<(&str, f64)> = Vec::new();
@@ -265,7 +294,8 @@ fn real_life_cycle(real: &Real, engine: &str) {
         timings.push((what, s));
     };
 
-    // Install.
+    // Install, with an alias (multisite entries and trusted hosts must cover it).
+    let alias = format!("www.{d}");
     let t0 = Instant::now();
     let out = ok(
         &f,
@@ -279,6 +309,8 @@ fn real_life_cycle(real: &Real, engine: &str) {
             engine,
             "--profile",
             profile(engine),
+            "--alias",
+            &alias,
             "--wait",
         ],
     );
@@ -288,38 +320,19 @@ fn real_life_cycle(real: &Real, engine: &str) {
     let settings = site_dir.join("settings.php");
     check!(
         &f,
-        std::fs::read_to_string(&settings)
-            .unwrap_or_default()
-            .contains("Managed by Fjord"),
+        std::fs::read_to_string(&settings).unwrap_or_default().contains("Managed by Fjord"),
         "{d}: {} is not Fjord's after the install",
         settings.display()
     );
     // It holds the database password: never world-readable, whatever the installer did to it.
-    check!(
-        &f,
-        mode(&settings) & 0o007 == 0,
-        "{d}: settings.php is {:o} after the install",
-        mode(&settings)
-    );
+    check!(&f, mode(&settings) & 0o007 == 0, "{d}: settings.php is {:o} after the install", mode(&settings));
 
     // The front page, built from the database, through Fjord's nginx and PHP-FPM.
     let t0 = Instant::now();
     let a = f.get(port, d, "/");
     timed("first page", t0);
-    check!(
-        &f,
-        a.status == 200,
-        "{d}: front page: {} {}\n{}",
-        a.status,
-        a.headers,
-        a.body
-    );
-    check!(
-        &f,
-        a.body.contains(d),
-        "{d}: the site name is not on the front page:\n{}",
-        a.body
-    );
+    check!(&f, a.status == 200, "{d}: front page: {} {}\n{}", a.status, a.headers, a.body);
+    check!(&f, a.body.contains(d), "{d}: the site name is not on the front page:\n{}", a.body);
     if real.is_d7() {
         check!(
             &f,
@@ -329,14 +342,25 @@ fn real_life_cycle(real: &Real, engine: &str) {
             a.body
         );
         // The vhost routes every path to index.php, so the site was installed with clean URLs.
-        check!(
-            &f,
-            !a.body.contains("?q=user"),
-            "{d}: the front page links without clean URLs:\n{}",
-            a.body
-        );
+        check!(&f, !a.body.contains("?q=user"), "{d}: the front page links without clean URLs:\n{}", a.body);
     } else {
         check!(&f, a.headers.contains("X-Generator: Drupal 10"), "{d}: {}", a.headers);
+    }
+    let a = f.get(port, &alias, "/");
+    check!(&f, a.status == 200 && a.body.contains(d), "{alias}: {} {}", a.status, a.headers);
+    // A stylesheet the page links to is served (Drupal 10 builds its aggregates on request, into
+    // the site's files directory).
+    if let Some(css) = stylesheet(&a.body) {
+        let c = f.get(port, d, &path_of(&css));
+        check!(
+            &f,
+            c.status == 200 && header(&c.headers, "Content-Type").unwrap_or("").starts_with("text/css"),
+            "{d}: stylesheet {css}: {} {}",
+            c.status,
+            c.headers
+        );
+    } else {
+        panic!("{d}: no stylesheet on the front page:\n{}", a.body);
     }
     let login = f.get(port, d, "/user/login");
     check!(
@@ -353,10 +377,7 @@ fn real_life_cycle(real: &Real, engine: &str) {
 
     // A one-time login link logs the admin in (and redirects to the account form), once.
     let t0 = Instant::now();
-    let link = f.json(&["site", "login-link", d])["url"]
-        .as_str()
-        .expect("url")
-        .to_string();
+    let link = f.json(&["site", "login-link", d])["url"].as_str().expect("url").to_string();
     timed("login link", t0);
     eprintln!("[{d}] login link: {link}");
     check!(
@@ -383,31 +404,30 @@ fn real_life_cycle(real: &Real, engine: &str) {
         me.status,
         me.body
     );
+    // Drupal's own status report, as the admin sees it: nothing Fjord sets up (settings, trusted
+    // hosts, file system, database) is flagged; only what needs the network these machines lack.
+    let status = f.get(port, d, "/admin/reports/status");
+    check!(&f, status.status == 200, "{d}: status report: {}", status.status);
+    let problems = status_report_problems(&status.body);
+    for (severity, text) in &problems {
+        eprintln!("[{d}] status report {severity}: {text}");
+    }
+    let unexpected: Vec<_> =
+        problems.iter().filter(|(_, text)| !NEEDS_NETWORK.iter().any(|n| text.starts_with(n))).collect();
+    check!(&f, unexpected.is_empty(), "{d}: the status report flags {unexpected:?}");
+
     // Used: in a new session it logs nobody in.
     forget_cookies(&f);
     let again = f.get(port, d, &path_of(&link));
     let again_location = header(&again.headers, "Location").unwrap_or("");
-    check!(
-        &f,
-        !again_location.contains("user/1/edit"),
-        "{d}: the login link worked twice: {}",
-        again.headers
-    );
-    check!(
-        &f,
-        f.get(port, d, "/user/1/edit").status == 403,
-        "{d}: a used login link logged someone in"
-    );
+    check!(&f, !again_location.contains("user/1/edit"), "{d}: the login link worked twice: {}", again.headers);
+    check!(&f, f.get(port, d, "/user/1/edit").status == 403, "{d}: a used login link logged someone in");
 
     // Cron runs and is recorded.
     let t0 = Instant::now();
     ok(&f, &["site", "cron", d, "--wait"]);
     timed("cron", t0);
-    check!(
-        &f,
-        f.json(&["site", "show", d])["site"]["last_cron_at"].is_i64(),
-        "{d}: cron not recorded"
-    );
+    check!(&f, f.json(&["site", "show", d])["site"]["last_cron_at"].is_i64(), "{d}: cron not recorded");
 
     // Verify rewrites what the installer touched; a second verify changes and reloads nothing.
     let t0 = Instant::now();
@@ -422,19 +442,9 @@ fn real_life_cycle(real: &Real, engine: &str) {
         second_verify.contains("no config of nginx") && second_verify.contains("no config of php-fpm"),
         "{d}: the second verify reloaded something:\n{second_verify}"
     );
-    check!(
-        &f,
-        mode(&settings) & 0o007 == 0,
-        "{d}: settings.php is {:o}",
-        mode(&settings)
-    );
+    check!(&f, mode(&settings) & 0o007 == 0, "{d}: settings.php is {:o}", mode(&settings));
     let a = f.get(port, d, "/");
-    check!(
-        &f,
-        a.status == 200 && a.body.contains(d),
-        "{d}: after verify: {}",
-        a.status
-    );
+    check!(&f, a.status == 200 && a.body.contains(d), "{d}: after verify: {}", a.status);
 
     // Disable: 503; enable: served again.
     let t0 = Instant::now();
@@ -446,37 +456,21 @@ fn real_life_cycle(real: &Real, engine: &str) {
     ok(&f, &["site", "enable", d, "--wait"]);
     timed("enable", t0);
     let a = f.get(port, d, "/");
-    check!(
-        &f,
-        a.status == 200 && a.body.contains(d),
-        "{d}: enabled again: {}",
-        a.status
-    );
+    check!(&f, a.status == 200 && a.body.contains(d), "{d}: enabled again: {}", a.status);
 
     // Delete: nothing of it is served or left, in the platform, the state dir or the database.
-    let db_name = f.json(&["site", "show", d])["site"]["db_name"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let db_name = f.json(&["site", "show", d])["site"]["db_name"].as_str().unwrap_or("").to_string();
     ok(&f, &["site", "disable", d, "--wait"]);
     let t0 = Instant::now();
     ok(&f, &["site", "delete", d, "--wait"]);
     timed("delete", t0);
     check!(&f, f.get(port, d, "/").status == 0, "{d}: still served after delete");
     check!(&f, !site_dir.exists(), "{d}: {} left", site_dir.display());
-    check!(
-        &f,
-        !docroot.join("sites/fjord-sites").join(format!("{d}.php")).exists(),
-        "{d}: multisite entry left"
-    );
+    check!(&f, !docroot.join("sites/fjord-sites").join(format!("{d}.php")).exists(), "{d}: multisite entry left");
     check!(&f, !f.state.join("sites").join(d).exists(), "{d}: state site dir left");
     if engine != "sqlite" {
         check!(&f, !db_name.is_empty(), "{d}: no db_name in `site show`");
-        check!(
-            &f,
-            !database_exists(engine, &db_name),
-            "{d}: database {db_name} left behind"
-        );
+        check!(&f, !database_exists(engine, &db_name), "{d}: database {db_name} left behind");
     }
 
     eprintln!("[{d}] tasks:\n{}", f.ok(&["task", "list", "--limit", "100"]));

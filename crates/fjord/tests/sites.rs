@@ -9,9 +9,7 @@ use common::{copy_tree, services_available, Fjord};
 use std::path::Path;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/platforms")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/platforms").join(name)
 }
 
 /// Adds a platform from a copy of a fixture codebase.
@@ -25,26 +23,14 @@ fn fixture_platform(f: &Fjord, fixture_name: &str, platform: &str) {
 /// The path part of a URL (`http://host:port/a/b` → `/a/b`).
 fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.find('/')
-        .map(|i| rest[i..].to_string())
-        .unwrap_or_else(|| "/".into())
+    rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into())
 }
 
 /// The whole life cycle of one site, checked over HTTP.
 fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, generator: &str) {
     let alias = format!("www.{domain}");
-    let out = f.ok(&[
-        "site",
-        "create",
-        domain,
-        "--platform",
-        platform,
-        "--db-engine",
-        engine,
-        "--alias",
-        &alias,
-        "--wait",
-    ]);
+    let out =
+        f.ok(&["site", "create", domain, "--platform", platform, "--db-engine", engine, "--alias", &alias, "--wait"]);
     assert!(out.contains("succeeded"), "{domain}: {out}");
 
     // Served from the database by nginx + PHP-FPM, on the main domain and the alias.
@@ -63,33 +49,20 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
     assert_eq!(shown["site"]["status"], "enabled");
 
     // One-time login link really logs the admin in, once.
-    let link = f.json(&["site", "login-link", domain])["url"]
-        .as_str()
-        .expect("url")
-        .to_string();
+    let link = f.json(&["site", "login-link", domain])["url"].as_str().expect("url").to_string();
     let first = f.get(port, domain, &path_of(&link));
     assert_eq!(first.status, 302, "{domain}: login link: {first:?}");
     let me = f.get(port, domain, "/user/1");
     assert!(me.body.contains("Logged in as admin"), "{domain}: {me:?}");
-    assert_eq!(
-        f.get(port, domain, &path_of(&link)).status,
-        403,
-        "{domain}: a login link worked twice"
-    );
+    assert_eq!(f.get(port, domain, &path_of(&link)).status, 403, "{domain}: a login link worked twice");
 
     // Cron runs and is recorded.
     f.ok(&["site", "cron", domain, "--wait"]);
-    assert!(
-        f.json(&["site", "show", domain])["site"]["last_cron_at"].is_i64(),
-        "{domain}: cron not recorded"
-    );
+    assert!(f.json(&["site", "show", domain])["site"]["last_cron_at"].is_i64(), "{domain}: cron not recorded");
 
     // A second verify changes nothing and reloads nothing.
     let out = f.ok(&["site", "verify", domain, "--wait"]);
-    assert!(
-        out.contains("no config of nginx") && out.contains("no config of php-fpm"),
-        "{domain}: {out}"
-    );
+    assert!(out.contains("no config of nginx") && out.contains("no config of php-fpm"), "{domain}: {out}");
 
     // Disabled: 503 "site disabled", while ACME challenges are still answered.
     f.ok(&["site", "disable", domain, "--wait"]);
@@ -108,34 +81,21 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
     f.fails(&["site", "delete", domain]);
     f.ok(&["site", "disable", domain, "--wait"]);
     f.ok(&["site", "delete", domain, "--wait"]);
-    assert_eq!(
-        f.get(port, domain, "/").status,
-        0,
-        "{domain}: still served after delete"
-    );
+    assert_eq!(f.get(port, domain, "/").status, 0, "{domain}: still served after delete");
     assert!(!f.state.join("sites").join(domain).exists(), "{domain}: site dir left");
     if engine == "mariadb" {
         let dbs = std::process::Command::new("mariadb")
-            .arg(format!(
-                "--socket={}",
-                std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")
-            ))
+            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
             .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
             .output()
             .expect("mariadb");
         let db_name: String = domain.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        assert!(
-            !String::from_utf8_lossy(&dbs.stdout).lines().any(|l| l == db_name),
-            "{domain}: database left behind"
-        );
+        assert!(!String::from_utf8_lossy(&dbs.stdout).lines().any(|l| l == db_name), "{domain}: database left behind");
     }
 }
 
 fn engines(f: &Fjord) -> Vec<&'static str> {
-    ["sqlite", "mariadb", "postgres"]
-        .into_iter()
-        .filter(|e| f.has_engine(e))
-        .collect()
+    ["sqlite", "mariadb", "postgres"].into_iter().filter(|e| f.has_engine(e)).collect()
 }
 
 #[test]
@@ -151,14 +111,7 @@ fn drupal10_fixture_on_every_engine() {
         (Some("drupal"), Some("10.3.99"))
     );
     for engine in engines(&f) {
-        life_cycle(
-            &f,
-            port,
-            "d10",
-            engine,
-            &format!("d10-{engine}.example"),
-            "X-Generator: Drupal 10",
-        );
+        life_cycle(&f, port, "d10", engine, &format!("d10-{engine}.example"), "X-Generator: Drupal 10");
     }
 }
 
@@ -170,19 +123,9 @@ fn drupal7_fixture_on_every_engine() {
     let (f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal7", "d7");
     let p = f.json(&["platform", "show", "d7"]);
-    assert_eq!(
-        (p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()),
-        (Some("drupal7"), Some("7.99"))
-    );
+    assert_eq!((p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()), (Some("drupal7"), Some("7.99")));
     for engine in engines(&f) {
-        life_cycle(
-            &f,
-            port,
-            "d7",
-            engine,
-            &format!("d7-{engine}.example"),
-            "X-Generator: Drupal 7",
-        );
+        life_cycle(&f, port, "d7", engine, &format!("d7-{engine}.example"), "X-Generator: Drupal 7");
     }
 }
 
@@ -200,55 +143,25 @@ fn wordpress_from_debian() {
     f.ok(&["platform", "add", "wp", "--path", "/usr/share/wordpress", "--wait"]);
     assert_eq!(f.json(&["platform", "show", "wp"])["platform"]["app"], "wordpress");
     // WordPress does not run on SQLite or PostgreSQL: refused up front, nothing written.
-    let err = f.fails(&[
-        "site",
-        "create",
-        "wp-sqlite.example",
-        "--platform",
-        "wp",
-        "--db-engine",
-        "sqlite",
-    ]);
+    let err = f.fails(&["site", "create", "wp-sqlite.example", "--platform", "wp", "--db-engine", "sqlite"]);
     assert!(err.contains("MariaDB"), "{err}");
 
     let domain = format!("wp{}.example", std::process::id());
-    f.ok(&[
-        "site",
-        "create",
-        &domain,
-        "--platform",
-        "wp",
-        "--db-engine",
-        "mariadb",
-        "--wait",
-    ]);
+    f.ok(&["site", "create", &domain, "--platform", "wp", "--db-engine", "mariadb", "--wait"]);
     let a = f.get(port, &domain, "/");
     assert_eq!(a.status, 200, "{a:?}");
-    assert!(
-        a.body.contains(&domain),
-        "the blog title (from the database) is missing"
-    );
-    let link = f.json(&["site", "login-link", &domain])["url"]
-        .as_str()
-        .expect("url")
-        .to_string();
+    assert!(a.body.contains(&domain), "the blog title (from the database) is missing");
+    let link = f.json(&["site", "login-link", &domain])["url"].as_str().expect("url").to_string();
     let first = f.get(port, &domain, &path_of(&link));
     assert_eq!(first.status, 302, "{first:?}");
     let admin = f.get(port, &domain, "/wp-admin/");
     assert_eq!(admin.status, 200, "{admin:?}");
     assert!(admin.body.contains("Dashboard"), "not logged in to wp-admin");
-    assert_eq!(
-        f.get(port, &domain, &path_of(&link)).status,
-        403,
-        "the login link worked twice"
-    );
+    assert_eq!(f.get(port, &domain, &path_of(&link)).status, 403, "the login link worked twice");
     f.ok(&["site", "cron", &domain, "--wait"]);
     f.ok(&["site", "disable", &domain, "--wait"]);
     f.ok(&["site", "delete", &domain, "--wait"]);
-    assert!(
-        !Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(),
-        "WordPress config left behind"
-    );
+    assert!(!Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(), "WordPress config left behind");
 }
 
 #[test]
@@ -259,87 +172,28 @@ fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
     let (mut f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal10", "d10");
     let engine = if f.has_engine("mariadb") { "mariadb" } else { "sqlite" };
-    f.ok(&[
-        "site",
-        "create",
-        "keep.example",
-        "--platform",
-        "d10",
-        "--db-engine",
-        engine,
-        "--wait",
-    ]);
+    f.ok(&["site", "create", "keep.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
     // Fail the installer step itself: after the database, settings, pool and reload were applied.
-    let plan = f.ok(&[
-        "--dry-run",
-        "site",
-        "create",
-        "gone.example",
-        "--platform",
-        "d10",
-        "--db-engine",
-        engine,
-    ]);
-    let step = plan
-        .lines()
-        .filter(|l| l.starts_with('['))
-        .position(|l| l.contains("site:install"))
-        .expect("installer step");
+    let plan = f.ok(&["--dry-run", "site", "create", "gone.example", "--platform", "d10", "--db-engine", engine]);
+    let step =
+        plan.lines().filter(|l| l.starts_with('[')).position(|l| l.contains("site:install")).expect("installer step");
     f.stop();
     f.start_serve(&[("FJORD_FAULT", &format!("site-install:{step}:fail"))]);
-    let out = f.run(&[
-        "site",
-        "create",
-        "gone.example",
-        "--platform",
-        "d10",
-        "--db-engine",
-        engine,
-        "--wait",
-    ]);
+    let out = f.run(&["site", "create", "gone.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
     assert!(!out.status.success());
     assert!(!f.state.join("sites/gone.example").exists(), "site dir left");
-    assert!(
-        !f.dir.path().join("code/d10/web/sites/gone.example").exists(),
-        "platform site dir left"
-    );
-    assert!(
-        !f.state
-            .join("servers/localhost/php/8.2/pool.d/gone.example.conf")
-            .exists(),
-        "pool left"
-    );
-    assert!(
-        !f.state
-            .join("servers/localhost/nginx/vhost.d/gone.example.conf")
-            .exists(),
-        "vhost left"
-    );
-    assert_eq!(
-        f.json(&["site", "list", "--status", "failed"])
-            .as_array()
-            .expect("list")
-            .len(),
-        1
-    );
-    assert_eq!(
-        f.get(port, "keep.example", "/").status,
-        200,
-        "the other site stopped being served"
-    );
+    assert!(!f.dir.path().join("code/d10/web/sites/gone.example").exists(), "platform site dir left");
+    assert!(!f.state.join("servers/localhost/php/8.2/pool.d/gone.example.conf").exists(), "pool left");
+    assert!(!f.state.join("servers/localhost/nginx/vhost.d/gone.example.conf").exists(), "vhost left");
+    assert_eq!(f.json(&["site", "list", "--status", "failed"]).as_array().expect("list").len(), 1);
+    assert_eq!(f.get(port, "keep.example", "/").status, 200, "the other site stopped being served");
     if engine == "mariadb" {
         let dbs = std::process::Command::new("mariadb")
-            .arg(format!(
-                "--socket={}",
-                std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")
-            ))
+            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
             .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
             .output()
             .expect("mariadb");
-        assert!(
-            !String::from_utf8_lossy(&dbs.stdout).contains("goneexample"),
-            "database left behind"
-        );
+        assert!(!String::from_utf8_lossy(&dbs.stdout).contains("goneexample"), "database left behind");
     }
 }
 
@@ -351,16 +205,7 @@ fn kill_9_mid_install_is_rolled_back_on_restart() {
     let (mut f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal7", "d7");
     // Crash (abort, as kill -9 would) right after the vhost is written and before nginx reloads.
-    let plan = f.ok(&[
-        "--dry-run",
-        "site",
-        "create",
-        "crash.example",
-        "--platform",
-        "d7",
-        "--db-engine",
-        "sqlite",
-    ]);
+    let plan = f.ok(&["--dry-run", "site", "create", "crash.example", "--platform", "d7", "--db-engine", "sqlite"]);
     let vhost_step = plan
         .lines()
         .filter(|l| l.starts_with('['))
@@ -368,34 +213,16 @@ fn kill_9_mid_install_is_rolled_back_on_restart() {
         .expect("vhost step");
     f.stop();
     f.start_serve(&[("FJORD_FAULT", &format!("site-install:{vhost_step}:crash"))]);
-    let t = f.json(&[
-        "site",
-        "create",
-        "crash.example",
-        "--platform",
-        "d7",
-        "--db-engine",
-        "sqlite",
-    ]);
+    let t = f.json(&["site", "create", "crash.example", "--platform", "d7", "--db-engine", "sqlite"]);
     let _ = f.wait_serve_exit();
     let vhost = f.state.join("servers/localhost/nginx/vhost.d/crash.example.conf");
     assert!(vhost.exists(), "the crash should come after the vhost write");
     f.start_serve(&[]);
     let end = f.wait_task(t["id"].as_i64().expect("id"), "failed");
     assert!(end["error"].as_str().expect("error").contains("interrupted"), "{end}");
-    assert!(
-        !vhost.exists() && !f.state.join("sites/crash.example").exists(),
-        "install not rolled back"
-    );
-    assert!(
-        !f.dir.path().join("code/d7/sites/crash.example").exists(),
-        "platform site dir left"
-    );
-    assert_eq!(
-        f.get(port, "crash.example", "/").status,
-        0,
-        "a half-installed site is served"
-    );
+    assert!(!vhost.exists() && !f.state.join("sites/crash.example").exists(), "install not rolled back");
+    assert!(!f.dir.path().join("code/d7/sites/crash.example").exists(), "platform site dir left");
+    assert_eq!(f.get(port, "crash.example", "/").status, 0, "a half-installed site is served");
     assert_eq!(f.json(&["health"])["active_tasks"], 0);
 }
 
@@ -406,16 +233,7 @@ fn an_invalid_web_config_is_rolled_back_and_the_old_one_keeps_serving() {
     }
     let (f, port) = Fjord::with_server();
     fixture_platform(&f, "drupal7", "d7");
-    f.ok(&[
-        "site",
-        "create",
-        "ok.example",
-        "--platform",
-        "d7",
-        "--db-engine",
-        "sqlite",
-        "--wait",
-    ]);
+    f.ok(&["site", "create", "ok.example", "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
     // Someone leaves a broken file among the generated vhosts: the next change fails `nginx -t`,
     // is rolled back, and nothing stops being served.
     let broken = f.state.join("servers/localhost/nginx/vhost.d/zz-broken.conf");
@@ -424,11 +242,7 @@ fn an_invalid_web_config_is_rolled_back_and_the_old_one_keeps_serving() {
     assert!(!out.status.success(), "a change that fails validation succeeded");
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("rolling back"), "{log}");
-    assert_eq!(
-        f.get(port, "ok.example", "/").status,
-        200,
-        "the previous config stopped serving"
-    );
+    assert_eq!(f.get(port, "ok.example", "/").status, 200, "the previous config stopped serving");
     assert_eq!(f.json(&["site", "show", "ok.example"])["site"]["status"], "enabled");
     let vhost =
         std::fs::read_to_string(f.state.join("servers/localhost/nginx/vhost.d/ok.example.conf")).expect("vhost");
@@ -466,31 +280,16 @@ fn aliases_change_and_cron_runs_on_schedule() {
     f.ok(&["site", "alias", "al.example", "--redirect", "on", "--wait"]);
     let a = f.get(port, "other.example", "/some/page");
     assert_eq!(a.status, 301, "{a:?}");
-    assert!(
-        a.headers.contains("Location: http://al.example:") && a.headers.contains("/some/page"),
-        "{}",
-        a.headers
-    );
+    assert!(a.headers.contains("Location: http://al.example:") && a.headers.contains("/some/page"), "{}", a.headers);
     f.ok(&["site", "alias", "al.example", "--remove", "other.example", "--wait"]);
-    assert_eq!(
-        f.get(port, "other.example", "/").status,
-        0,
-        "a removed alias is still served"
-    );
+    assert_eq!(f.get(port, "other.example", "/").status, 0, "a removed alias is still served");
     let err = f.fails(&["site", "alias", "al.example", "--remove", "nope.example"]);
     assert!(err.contains("not an alias"), "{err}");
 
     // The daemon runs cron by itself at the site's interval, and records it.
-    f.wait_until("a scheduled cron run", || {
-        f.json(&["site", "show", "al.example"])["site"]["last_cron_at"].is_i64()
-    });
+    f.wait_until("a scheduled cron run", || f.json(&["site", "show", "al.example"])["site"]["last_cron_at"].is_i64());
     let tasks = f.json(&["task", "list", "--limit", "100"]);
-    let cron: Vec<_> = tasks
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter(|t| t["kind"] == "site-cron")
-        .collect();
+    let cron: Vec<_> = tasks.as_array().expect("list").iter().filter(|t| t["kind"] == "site-cron").collect();
     assert!(cron.iter().all(|t| t["created_by"] == "daemon:cron"), "{cron:?}");
     assert!(cron.iter().any(|t| t["status"] == "succeeded"), "{cron:?}");
 }
@@ -506,58 +305,24 @@ fn platforms_built_from_git_and_composer() {
     copy_tree(&fixture("drupal7"), &repo);
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
-            .args([
-                "-c",
-                "user.name=Fjord Test",
-                "-c",
-                "user.email=test@fjord.invalid",
-                "-C",
-            ])
+            .args(["-c", "user.name=Fjord Test", "-c", "user.email=test@fjord.invalid", "-C"])
             .arg(&repo)
             .args(args)
             .output()
             .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     git(&["init", "--quiet"]);
     git(&["add", "-A"]);
     git(&["commit", "--quiet", "-m", "fixture"]);
     git(&["tag", "v1"]);
-    f.ok(&[
-        "platform",
-        "add",
-        "fromgit",
-        "--git",
-        &repo.to_string_lossy(),
-        "--ref",
-        "v1",
-        "--wait",
-    ]);
-    f.wait_until("the follow-up verify", || {
-        f.json(&["platform", "show", "fromgit"])["platform"]["app"] == "drupal7"
-    });
-    f.ok(&[
-        "site",
-        "create",
-        "git.example",
-        "--platform",
-        "fromgit",
-        "--db-engine",
-        "sqlite",
-        "--wait",
-    ]);
+    f.ok(&["platform", "add", "fromgit", "--git", &repo.to_string_lossy(), "--ref", "v1", "--wait"]);
+    f.wait_until("the follow-up verify", || f.json(&["platform", "show", "fromgit"])["platform"]["app"] == "drupal7");
+    f.ok(&["site", "create", "git.example", "--platform", "fromgit", "--db-engine", "sqlite", "--wait"]);
     assert_eq!(f.get(port, "git.example", "/").status, 200);
 
     // A composer project without vendor/: verify runs composer install.
-    if std::process::Command::new("composer")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("composer").arg("--version").output().is_err() {
         eprintln!("skipped the composer part: composer is not installed");
         return;
     }
@@ -568,26 +333,10 @@ fn platforms_built_from_git_and_composer() {
         "<?php require __DIR__ . '/../vendor/autoload.php'; echo 'composer ok';",
     )
     .expect("write");
-    std::fs::write(
-        code.join("composer.json"),
-        r#"{"name": "fjord/composer-test", "require": {}}"#,
-    )
-    .expect("write");
+    std::fs::write(code.join("composer.json"), r#"{"name": "fjord/composer-test", "require": {}}"#).expect("write");
     f.ok(&["platform", "add", "comp", "--path", &code.to_string_lossy(), "--wait"]);
-    assert!(
-        code.join("vendor/autoload.php").exists(),
-        "composer install did not run"
-    );
-    f.ok(&[
-        "site",
-        "create",
-        "comp.example",
-        "--platform",
-        "comp",
-        "--db-engine",
-        "sqlite",
-        "--wait",
-    ]);
+    assert!(code.join("vendor/autoload.php").exists(), "composer install did not run");
+    f.ok(&["site", "create", "comp.example", "--platform", "comp", "--db-engine", "sqlite", "--wait"]);
     let a = f.get(port, "comp.example", "/");
     assert!(a.body.contains("composer ok"), "{a:?}");
 }
@@ -664,10 +413,7 @@ fn an_existing_site_is_imported_with_its_database() {
     assert_eq!(a.status, 200, "{a:?}");
     assert!(a.body.contains("<h1>Old Site</h1>"), "{}", a.body);
     let settings = std::fs::read_to_string(site_dir.join("settings.php")).expect("settings");
-    assert!(
-        settings.contains("Managed by Fjord") && settings.contains("legacydb"),
-        "{settings}"
-    );
+    assert!(settings.contains("Managed by Fjord") && settings.contains("legacydb"), "{settings}");
     assert_eq!(f.json(&["site", "show", "old.example"])["site"]["status"], "enabled");
     // Bad input changes nothing: SQLite import is refused, and a database another site uses too.
     f.fails(&[
@@ -697,4 +443,55 @@ fn an_existing_site_is_imported_with_its_database() {
         &pw.to_string_lossy(),
     ]);
     assert!(err.contains("already belongs"), "{err}");
+}
+
+/// Stops the system nginx and removes Fjord's include when the system-mode test ends, pass or fail.
+struct SystemNginxGuard;
+
+impl Drop for SystemNginxGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file("/etc/nginx/conf.d/fjord-sysweb.conf");
+        let _ = std::process::Command::new("nginx").args(["-s", "quit"]).output();
+    }
+}
+
+#[test]
+fn system_nginx_mode_serves_through_an_include() {
+    if !services_available() {
+        return;
+    }
+    if Path::new("/run/nginx.pid").exists() || !Path::new("/etc/nginx/nginx.conf").exists() {
+        eprintln!("skipped: a system nginx is already running (or not installed); this test starts and stops its own");
+        return;
+    }
+    let _guard = SystemNginxGuard;
+    let mut f = Fjord::new(None);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    f.start_serve(&[]);
+    let port = common::free_port();
+    f.ok(&[
+        "server",
+        "add",
+        "sysweb",
+        "--http-mode",
+        "system",
+        "--http-port",
+        &port.to_string(),
+        "--listen",
+        "127.0.0.1",
+        "--database",
+        "sqlite",
+        "--wait",
+    ]);
+    let include = std::fs::read_to_string("/etc/nginx/conf.d/fjord-sysweb.conf").expect("include written");
+    assert!(
+        include.contains(&f.state.join("servers/sysweb/nginx/fjord.conf").to_string_lossy().into_owned()),
+        "{include}"
+    );
+    fixture_platform(&f, "drupal7", "d7");
+    f.ok(&["site", "create", "sys.example", "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
+    let a = f.get(port, "sys.example", "/");
+    assert_eq!(a.status, 200, "{a:?}");
+    assert!(a.body.contains("<h1>sys.example</h1>"));
 }

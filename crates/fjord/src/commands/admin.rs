@@ -25,12 +25,9 @@ pub async fn init(ctx: &mut Ctx) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     ensure_dir(&s.state_dir, 0o755)?;
-    for (dir, mode) in [
-        (s.secrets_dir(), 0o700),
-        (s.undo_dir(), 0o700),
-        (s.state_dir.join("backups"), 0o700),
-        (s.log_dir(), 0o750),
-    ] {
+    for (dir, mode) in
+        [(s.secrets_dir(), 0o700), (s.undo_dir(), 0o700), (s.state_dir.join("backups"), 0o700), (s.log_dir(), 0o750)]
+    {
         ensure_dir(&dir, mode)?;
     }
     let wrote_config = if s.config_path.exists() {
@@ -54,11 +51,7 @@ pub async fn init(ctx: &mut Ctx) -> Result<ExitCode> {
     });
     ctx.out.emit(&summary, || {
         println!("Fjord state is ready in {}", s.state_dir.display());
-        println!(
-            "  config:   {}{}",
-            s.config_path.display(),
-            if wrote_config { " (written)" } else { " (kept)" }
-        );
+        println!("  config:   {}{}", s.config_path.display(), if wrote_config { " (written)" } else { " (kept)" });
         println!("  database: {}", store_kind(&s.database_url));
         println!("Next: `fjord serve` runs the task daemon; `fjord server add localhost` registers this machine.");
     });
@@ -95,31 +88,19 @@ pub fn daemon_running(ctx: &Ctx) -> bool {
 }
 
 pub fn default_node() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     if !ctx.settings.state_dir.is_dir() {
-        bail!(
-            "state dir {} does not exist; run `fjord init` first",
-            ctx.settings.state_dir.display()
-        );
+        bail!("state dir {} does not exist; run `fjord init` first", ctx.settings.state_dir.display());
     }
     let Some(_lock) = try_lock(&ctx.settings.lock_path())? else {
-        bail!(
-            "another `fjord serve` is already running on {}",
-            ctx.settings.state_dir.display()
-        );
+        bail!("another `fjord serve` is already running on {}", ctx.settings.state_dir.display());
     };
     let store = ctx.store().await?;
     let file = &ctx.settings.file;
-    let mut cfg = DaemonConfig::new(
-        args.node.or(file.node.clone()).unwrap_or_else(default_node),
-        ctx.layout(),
-    );
+    let mut cfg = DaemonConfig::new(args.node.or(file.node.clone()).unwrap_or_else(default_node), ctx.layout());
     if let Some(w) = args.workers.or(file.workers) {
         if w == 0 {
             bail!("--workers must be at least 1");
@@ -131,8 +112,7 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     }
     if let Ok(secs) = std::env::var("FJORD_CRON_CHECK_SECONDS") {
         cfg.cron_check = Duration::from_secs(
-            secs.parse()
-                .map_err(|_| anyhow::anyhow!("FJORD_CRON_CHECK_SECONDS must be a number"))?,
+            secs.parse().map_err(|_| anyhow::anyhow!("FJORD_CRON_CHECK_SECONDS must be a number"))?,
         );
     }
     if let Ok(f) = std::env::var("FJORD_FAULT") {
@@ -166,14 +146,7 @@ pub async fn health(ctx: &mut Ctx) -> Result<ExitCode> {
     let v = serde_json::json!({ "database": "ok", "daemon_running": running, "active_tasks": active });
     ctx.out.emit(&v, || {
         println!("state database: ok");
-        println!(
-            "daemon:         {}",
-            if running {
-                "running"
-            } else {
-                "not running (start it with `fjord serve`)"
-            }
-        );
+        println!("daemon:         {}", if running { "running" } else { "not running (start it with `fjord serve`)" });
         println!("active tasks:   {active}");
     });
     Ok(ExitCode::SUCCESS)

@@ -77,11 +77,7 @@ async fn queue_bench(
     let t0 = Instant::now();
     for i in 0..count as i64 {
         let site = i % sites + 1;
-        let lane = Lane {
-            server: ServerId(1),
-            platform: Some(PlatformId(1)),
-            site: Some(SiteId(site)),
-        };
+        let lane = Lane { server: ServerId(1), platform: Some(PlatformId(1)), site: Some(SiteId(site)) };
         store
             .enqueue(&NewTask {
                 kind: TaskKind::Noop,
@@ -127,10 +123,7 @@ async fn queue_bench(
     let queue = t0.elapsed();
     latencies.sort();
     let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p) as usize)
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(0.0)
+        latencies.get(((latencies.len() as f64 - 1.0) * p) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
     };
     Ok(Result1 {
         tasks_per_sec: count as f64 / queue.as_secs_f64(),
@@ -156,15 +149,8 @@ mod sites_bench {
     impl Drop for Bench {
         fn drop(&mut self) {
             // Stop the nginx and PHP-FPM masters this bench started.
-            for e in std::fs::read_dir(self.dir.path().join("run"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Some(pid) = std::fs::read_to_string(e.path())
-                    .ok()
-                    .and_then(|p| p.trim().parse::<i32>().ok())
-                {
+            for e in std::fs::read_dir(self.dir.path().join("run")).into_iter().flatten().flatten() {
+                if let Some(pid) = std::fs::read_to_string(e.path()).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
                     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
                 }
             }
@@ -224,11 +210,7 @@ mod sites_bench {
                 .ctx
                 .store
                 .add_server(
-                    &NewServer {
-                        name: Name::parse("name", "bench")?,
-                        hostname: "localhost".into(),
-                        services,
-                    },
+                    &NewServer { name: Name::parse("name", "bench")?, hostname: "localhost".into(), services },
                     "bench",
                 )
                 .await?;
@@ -307,10 +289,7 @@ mod sites_bench {
 
     /// How many times a task really reloaded nginx (a reload step not skipped as unchanged).
     fn nginx_reloads(log: &[LogLine]) -> usize {
-        let steps = log
-            .iter()
-            .filter(|l| l.text.contains(": check and reload nginx"))
-            .count();
+        let steps = log.iter().filter(|l| l.text.contains(": check and reload nginx")).count();
         steps - log.iter().filter(|l| l.text.contains("no config of nginx")).count()
     }
 
@@ -318,21 +297,14 @@ mod sites_bench {
         let bench = Bench::new(codebase).await?;
         let store = &bench.ctx.store;
         for i in 0..sites {
-            let (site, task) = store
-                .create_site(&bench.new_site(&format!("s{i}.bench.example"))?, "bench")
-                .await?;
+            let (site, task) = store.create_site(&bench.new_site(&format!("s{i}.bench.example"))?, "bench").await?;
             store.cancel(task.id).await?;
             store.set_site_status(site.id, SiteStatus::Enabled).await?;
         }
         // Baseline: write the very files the verify writes, with the same atomic writes, same run.
         let lane = store.lane_of(TargetKind::Server, 1).await?;
         let snap = store
-            .snapshot(&super::super::prospective_task(
-                TaskKind::ServerVerify,
-                1,
-                lane,
-                serde_json::json!({}),
-            ))
+            .snapshot(&super::super::prospective_task(TaskKind::ServerVerify, 1, lane, serde_json::json!({})))
             .await?;
         let planned = fjord_plan::plan(
             &bench.ctx.config.layout,
@@ -346,12 +318,7 @@ mod sites_bench {
         let t0 = Instant::now();
         let mut files = 0;
         for step in &planned.plan.steps {
-            if let Step::WriteFile {
-                content: FileContent::Text { text },
-                mode,
-                ..
-            } = step
-            {
+            if let Step::WriteFile { content: FileContent::Text { text }, mode, .. } = step {
                 let text = bench.ctx.executor.resolve_secrets(text)?;
                 fjord_exec::fsops::write_atomic(&scratch.join(files.to_string()), text.as_bytes(), *mode)?;
                 files += 1;
@@ -361,19 +328,11 @@ mod sites_bench {
         let t0 = Instant::now();
         let (first, log1) = bench.run_one(TaskKind::ServerVerify, 1).await?;
         let first_time = t0.elapsed();
-        anyhow::ensure!(
-            first.status == TaskStatus::Succeeded,
-            "verify failed: {:?}",
-            first.error
-        );
+        anyhow::ensure!(first.status == TaskStatus::Succeeded, "verify failed: {:?}", first.error);
         let t0 = Instant::now();
         let (second, log2) = bench.run_one(TaskKind::ServerVerify, 1).await?;
         let second_time = t0.elapsed();
-        anyhow::ensure!(
-            second.status == TaskStatus::Succeeded,
-            "second verify failed: {:?}",
-            second.error
-        );
+        anyhow::ensure!(second.status == TaskStatus::Succeeded, "second verify failed: {:?}", second.error);
         let per_site = |d: Duration| d.as_secs_f64() * 1000.0 / sites as f64;
         let overhead = per_site(first_time.saturating_sub(baseline));
         let v = serde_json::json!({
@@ -407,24 +366,16 @@ mod sites_bench {
         let mut overheads = Vec::new();
         let mut installers = Vec::new();
         for i in 0..count {
-            let (_, task) = bench
-                .ctx
-                .store
-                .create_site(&bench.new_site(&format!("c{i}.bench.example"))?, "bench")
-                .await?;
+            let (_, task) =
+                bench.ctx.store.create_site(&bench.new_site(&format!("c{i}.bench.example"))?, "bench").await?;
             bench.drain().await?;
             let t = bench.ctx.store.task(task.id).await?;
             anyhow::ensure!(t.status == TaskStatus::Succeeded, "install failed: {:?}", t.error);
             let log = bench.ctx.store.logs(task.id, 0).await?;
             // The installer's time: from its step line to the next step line.
-            let start = log
-                .iter()
-                .position(|l| l.text.contains(": install "))
-                .context("no installer step")?;
-            let next = log[start + 1..]
-                .iter()
-                .find(|l| l.text.starts_with("step "))
-                .context("no step after the installer")?;
+            let start = log.iter().position(|l| l.text.contains(": install ")).context("no installer step")?;
+            let next =
+                log[start + 1..].iter().find(|l| l.text.starts_with("step ")).context("no step after the installer")?;
             let installer = next.ts - log[start].ts;
             installers.push(installer as f64);
             overheads.push((t.duration_ms().unwrap_or(0) - installer) as f64);

@@ -37,9 +37,7 @@ impl Ctx {
                 self.settings.state_dir.display()
             );
         }
-        let store = Store::open(&self.settings.database_url)
-            .await
-            .context("opening the state database")?;
+        let store = Store::open(&self.settings.database_url).await.context("opening the state database")?;
         self.store = Some(store.clone());
         Ok(store)
     }
@@ -49,11 +47,7 @@ impl Ctx {
     }
 
     pub fn executor(&self) -> Result<Executor> {
-        Ok(Executor::new(
-            Host::Local,
-            SecretStore::open(self.settings.secrets_dir())?,
-            self.settings.undo_dir(),
-        ))
+        Ok(Executor::new(Host::Local, SecretStore::open(self.settings.secrets_dir())?, self.settings.undo_dir()))
     }
 
     /// Who is asking, for the task record.
@@ -67,12 +61,7 @@ impl Ctx {
 
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let settings = config::resolve(&cli.global)?;
-    let mut ctx = Ctx {
-        settings,
-        out: Out { json: cli.global.json },
-        global: cli.global,
-        store: None,
-    };
+    let mut ctx = Ctx { settings, out: Out { json: cli.global.json }, global: cli.global, store: None };
     match cli.command {
         Command::Init => admin::init(&mut ctx).await,
         Command::Serve(args) => admin::serve(&mut ctx, args).await,
@@ -114,13 +103,7 @@ pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_
 
 /// Plans `kind` against `snap`; a refusal becomes the command's error, so nothing gets queued.
 pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
-    Ok(fjord_plan::plan(
-        &ctx.layout(),
-        kind,
-        args,
-        snap,
-        &fjord_daemon::runner::gather_facts(kind, snap),
-    )?)
+    Ok(fjord_plan::plan(&ctx.layout(), kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
 }
 
 /// Prints a plan for `--dry-run`.
@@ -131,10 +114,7 @@ pub fn print_plan(ctx: &Ctx, kind: TaskKind, planned: &Planned) -> Result<ExitCo
         let v = serde_json::json!({ "dry_run": true, "kind": kind, "steps": planned.plan.steps.iter().map(|s| s.describe()).collect::<Vec<_>>(), "previews": previews, "on_success": planned.on_success });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "dry run: {kind} would do {} step(s); nothing was changed",
-            planned.plan.steps.len()
-        );
+        println!("dry run: {kind} would do {} step(s); nothing was changed", planned.plan.steps.len());
         for (i, step) in planned.plan.steps.iter().enumerate() {
             println!("\n[{}] {}", i + 1, ex.preview(step));
         }
@@ -150,21 +130,11 @@ pub fn print_plan(ctx: &Ctx, kind: TaskKind, planned: &Planned) -> Result<ExitCo
 pub async fn queue_task(ctx: &mut Ctx, kind: TaskKind, target_id: i64, args: serde_json::Value) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let lane = store.lane_of(kind.target_kind(), target_id).await?;
-    let snap = store
-        .snapshot(&prospective_task(kind, target_id, lane, args.clone()))
-        .await?;
+    let snap = store.snapshot(&prospective_task(kind, target_id, lane, args.clone())).await?;
     let planned = plan_now(ctx, kind, &args, &snap)?;
     if ctx.global.dry_run {
         return print_plan(ctx, kind, &planned);
     }
-    let task = store
-        .enqueue(&NewTask {
-            kind,
-            target_id,
-            lane,
-            args,
-            created_by: ctx.actor(),
-        })
-        .await?;
+    let task = store.enqueue(&NewTask { kind, target_id, lane, args, created_by: ctx.actor() }).await?;
     task::queued(ctx, &task).await
 }

@@ -30,11 +30,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         services.push(Service::Http(HttpService {
             kind,
             mode: parse_enum("--http-mode", &add.http_mode)?,
-            version: if local {
-                fjord_exec::probe::nginx_version().await
-            } else {
-                None
-            },
+            version: if local { fjord_exec::probe::nginx_version().await } else { None },
             binary: None,
             listen: add.listen.clone(),
             port: add.http_port,
@@ -43,10 +39,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
     }
     for db in &add.dbs {
         let engine: DbEngine = parse_enum("--database", db)?;
-        if services
-            .iter()
-            .any(|s| matches!(s, Service::Db(d) if d.engine == engine))
-        {
+        if services.iter().any(|s| matches!(s, Service::Db(d) if d.engine == engine)) {
             bail!("--database {db} is given twice");
         }
         let path =
@@ -94,10 +87,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             bail!("invalid --php {php:?}: the version must look like 8.2");
         }
-        if services
-            .iter()
-            .any(|s| matches!(s, Service::Php(p) if p.version == version))
-        {
+        if services.iter().any(|s| matches!(s, Service::Php(p) if p.version == version)) {
             bail!("--php {version} is given twice");
         }
         let binary = validate_abs_path("php binary", binary)?;
@@ -137,10 +127,7 @@ async fn db_admin_setup(ctx: &Ctx, server: &Server, add: &ServerAdd) -> Result<V
             if pw.is_empty() {
                 bail!("{file} is empty");
             }
-            ex.secrets.put(
-                &fjord_plan::db::admin_password_key(server, engine),
-                &fjord_exec::Secret::new(pw),
-            )?;
+            ex.secrets.put(&fjord_plan::db::admin_password_key(server, engine), &fjord_exec::Secret::new(pw))?;
         }
         let cmd = fjord_plan::db::admin(server, db, "SELECT version();\n".into());
         match ex.run_command(&cmd, None, None).await {
@@ -177,11 +164,7 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 bail!("a server named {name:?} already exists");
             }
             let local = hostname == "localhost";
-            let new = NewServer {
-                name,
-                hostname,
-                services: services(&add, local).await?,
-            };
+            let new = NewServer { name, hostname, services: services(&add, local).await? };
             let snap = Snapshot {
                 server: prospective_server(&new),
                 platform: None,
@@ -200,9 +183,7 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 Err(e) => {
                     let ex = ctx.executor()?;
                     for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
-                        let _ = ex
-                            .secrets
-                            .delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
+                        let _ = ex.secrets.delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
                     }
                     return Err(e);
                 }
@@ -315,11 +296,7 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
                             server,
                             p.root.clone(),
                             app,
-                            if p.locked {
-                                "locked".into()
-                            } else {
-                                p.status.to_string()
-                            },
+                            if p.locked { "locked".into() } else { p.status.to_string() },
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -350,17 +327,10 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
                     ("verified", when(p.verified_at)),
                     (
                         "profiles",
-                        if p.details.profiles.is_empty() {
-                            "-".into()
-                        } else {
-                            p.details.profiles.join(", ")
-                        },
+                        if p.details.profiles.is_empty() { "-".into() } else { p.details.profiles.join(", ") },
                     ),
                     ("drush", p.details.drush.clone().unwrap_or_else(|| "-".into())),
-                    (
-                        "php needed",
-                        p.details.php_requirement.clone().unwrap_or_else(|| "-".into()),
-                    ),
+                    ("php needed", p.details.php_requirement.clone().unwrap_or_else(|| "-".into())),
                     (
                         "php runtimes ok",
                         match p.details.php_ok {
@@ -374,10 +344,7 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
                         if p.details.unknown_sites.is_empty() {
                             "-".into()
                         } else {
-                            format!(
-                                "{} (adopt with `fjord site import`)",
-                                p.details.unknown_sites.join(", ")
-                            )
+                            format!("{} (adopt with `fjord site import`)", p.details.unknown_sites.join(", "))
                         },
                     ),
                     ("sites", sites.len().to_string()),
@@ -412,15 +379,7 @@ async fn set_lock(ctx: &Ctx, store: &Store, name: &str, locked: bool) -> Result<
     store.set_platform_locked(p.id, locked).await?;
     let p = store.platform(p.id).await?;
     ctx.out.emit(&p, || {
-        println!(
-            "platform {} {}",
-            p.name,
-            if locked {
-                "locked: it takes no new sites"
-            } else {
-                "unlocked"
-            }
-        )
+        println!("platform {} {}", p.name, if locked { "locked: it takes no new sites" } else { "unlocked" })
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -441,29 +400,18 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
                 default_root(),
             )
         }
-        (None, None, Some(pkg), None) => (
-            PlatformSource::Composer {
-                package: validate_token("--composer", pkg, 255)?,
-            },
-            default_root(),
-        ),
-        (None, None, None, Some(file)) => (
-            PlatformSource::Archive {
-                file: validate_abs_path("--archive", file)?,
-            },
-            default_root(),
-        ),
+        (None, None, Some(pkg), None) => {
+            (PlatformSource::Composer { package: validate_token("--composer", pkg, 255)? }, default_root())
+        }
+        (None, None, None, Some(file)) => {
+            (PlatformSource::Archive { file: validate_abs_path("--archive", file)? }, default_root())
+        }
         (None, None, None, None) => {
             bail!("say where the code is: --path DIR, --git URL --ref REF, --composer PACKAGE or --archive FILE")
         }
         _ => bail!("give only one of --path, --git, --composer, --archive"),
     };
-    let new = NewPlatform {
-        name,
-        server: server.id,
-        root,
-        source,
-    };
+    let new = NewPlatform { name, server: server.id, root, source };
     if ctx.global.dry_run {
         let platform = Platform {
             id: PlatformId(0),

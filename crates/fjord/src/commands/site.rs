@@ -55,18 +55,10 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                     ("platform", platform.name.to_string()),
                     ("aliases", if aliases.is_empty() { "-".into() } else { aliases }),
                     ("redirect aliases", site.redirect_aliases.to_string()),
-                    (
-                        "database",
-                        format!("{} {} (user {})", site.db_engine, site.db_name, site.db_user),
-                    ),
+                    ("database", format!("{} {} (user {})", site.db_engine, site.db_name, site.db_user)),
                     ("php", site.php.clone().unwrap_or_else(|| "server default".into())),
                     ("https", site.https.to_string()),
-                    (
-                        "cron",
-                        site.cron_interval
-                            .map(|i| format!("every {i} s"))
-                            .unwrap_or_else(|| "off".into()),
-                    ),
+                    ("cron", site.cron_interval.map(|i| format!("every {i} s")).unwrap_or_else(|| "off".into())),
                     ("last cron", when(site.last_cron_at)),
                     ("created", when(Some(site.created_at))),
                 ]);
@@ -78,24 +70,14 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         SiteCmd::Verify { domain } => on_site(ctx, &domain, TaskKind::SiteVerify, serde_json::json!({})).await,
         SiteCmd::Enable { domain } => on_site(ctx, &domain, TaskKind::SiteEnable, serde_json::json!({})).await,
         SiteCmd::Disable { domain } => on_site(ctx, &domain, TaskKind::SiteDisable, serde_json::json!({})).await,
-        SiteCmd::Alias {
-            domain,
-            add,
-            remove,
-            redirect,
-            www,
-        } => aliases(ctx, &domain, add, remove, redirect, www).await,
+        SiteCmd::Alias { domain, add, remove, redirect, www } => {
+            aliases(ctx, &domain, add, remove, redirect, www).await
+        }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
-            on_site(
-                ctx,
-                &domain,
-                TaskKind::SiteDelete,
-                serde_json::json!({ "force": force }),
-            )
-            .await
+            on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await
         }
     }
 }
@@ -108,11 +90,7 @@ async fn on_site(ctx: &mut Ctx, domain: &str, kind: TaskKind, args: serde_json::
 async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let domain = Domain::parse(&c.domain)?;
-    let mut aliases = c
-        .aliases
-        .iter()
-        .map(|a| Domain::parse_field("alias", a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut aliases = c.aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
     if c.www {
         match domain.with_www() {
             Some(www) if !aliases.contains(&www) => aliases.push(www),
@@ -131,10 +109,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         || c.language.is_empty()
         || !c.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
-        bail!(
-            "invalid --language {:?}: use a language code such as en or pt-br",
-            c.language
-        );
+        bail!("invalid --language {:?}: use a language code such as en or pt-br", c.language);
     }
     let platform = store.platform_by_name(&c.platform).await?;
     let server = store.server(platform.server_id).await?;
@@ -161,11 +136,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
     let new = NewSite {
         domain,
         platform: platform.id,
-        db_server: db_server
-            .as_ref()
-            .map(|s| s.id)
-            .or(Some(server.id))
-            .filter(|_| db_engine != DbEngine::Sqlite),
+        db_server: db_server.as_ref().map(|s| s.id).or(Some(server.id)).filter(|_| db_engine != DbEngine::Sqlite),
         db_engine,
         php: c.php.clone(),
         profile: c.profile.clone(),
@@ -208,12 +179,7 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
     }
     let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
     let snap = store
-        .snapshot(&super::prospective_task(
-            TaskKind::SiteLoginLink,
-            site.id.0,
-            lane,
-            serde_json::json!({}),
-        ))
+        .snapshot(&super::prospective_task(TaskKind::SiteLoginLink, site.id.0, lane, serde_json::json!({})))
         .await?;
     plan_now(ctx, TaskKind::SiteLoginLink, &serde_json::json!({}), &snap)?;
     let task = store
@@ -233,12 +199,7 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
     };
     let end = task::follow(&quiet, &store, task.id).await?;
     if end.status != TaskStatus::Succeeded {
-        anyhow::bail!(
-            "login link task {} {}: {}",
-            end.id,
-            end.status,
-            end.error.unwrap_or_default()
-        );
+        anyhow::bail!("login link task {} {}: {}", end.id, end.status, end.error.unwrap_or_default());
     }
     let url = store
         .logs(task.id, 0)
@@ -248,9 +209,7 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
         .map(|l| l.text.trim().to_string())
         .rfind(|t| t.starts_with("http://") || t.starts_with("https://"))
         .ok_or_else(|| anyhow::anyhow!("the login link task printed no URL (see `fjord task log {}`)", task.id))?;
-    ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || {
-        println!("{url}")
-    });
+    ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || println!("{url}"));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -265,10 +224,7 @@ async fn aliases(
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
     let mut aliases = site.aliases.clone();
-    let mut adding = add
-        .iter()
-        .map(|a| Domain::parse_field("alias", a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut adding = add.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
     if www {
         adding.extend(site.domain.with_www());
     }
@@ -297,12 +253,7 @@ async fn aliases(
         changed.redirect_aliases = redirect;
         let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
         let mut snap = store
-            .snapshot(&super::prospective_task(
-                TaskKind::SiteVerify,
-                site.id.0,
-                lane,
-                serde_json::json!({}),
-            ))
+            .snapshot(&super::prospective_task(TaskKind::SiteVerify, site.id.0, lane, serde_json::json!({})))
             .await?;
         snap.site = Some(changed);
         let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
@@ -317,11 +268,7 @@ async fn aliases(
 async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let domain = Domain::parse(&i.domain)?;
-    let aliases = i
-        .aliases
-        .iter()
-        .map(|a| Domain::parse_field("alias", a))
-        .collect::<Result<Vec<_>, _>>()?;
+    let aliases = i.aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
     let db_engine: DbEngine = parse_enum("--db-engine", &i.db_engine)?;
     if db_engine == DbEngine::Sqlite {
         bail!("importing SQLite sites is not supported yet: their database file would have to move into Fjord's site directory");
@@ -335,10 +282,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", i.db_password_file))?;
     let password = password.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() || password.contains(['\'', '\\', '\n']) {
-        bail!(
-            "{}: the password must be one line without quotes or backslashes",
-            i.db_password_file
-        );
+        bail!("{}: the password must be one line without quotes or backslashes", i.db_password_file);
     }
     let client = match &i.client {
         Some(name) => Some(store.client_by_name(name).await?.id),
@@ -357,10 +301,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         redirect_aliases: false,
         https: HttpsMode::Off,
         cron_interval: Some(3600),
-        existing_db: Some((
-            i.db_name.clone(),
-            i.db_user.clone().unwrap_or_else(|| i.db_name.clone()),
-        )),
+        existing_db: Some((i.db_name.clone(), i.db_user.clone().unwrap_or_else(|| i.db_name.clone()))),
     };
     let mut prospective = store.prepare_site(&new).await?;
     prospective.status = SiteStatus::Enabled;
@@ -380,10 +321,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
     let (site, _) = store.create_site_with(&new, &ctx.actor(), None).await?;
     // The site keeps its password (Fjord's grants step re-asserts the same one): store it before the
     // import is queued, so no daemon can get there first and generate another.
-    ctx.executor()?.secrets.put(
-        &fjord_plan::db::site_password_key(&site),
-        &fjord_exec::Secret::new(password),
-    )?;
+    ctx.executor()?.secrets.put(&fjord_plan::db::site_password_key(&site), &fjord_exec::Secret::new(password))?;
     let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
     let t = store
         .enqueue(&NewTask {

@@ -38,17 +38,10 @@ pub async fn queued(ctx: &mut Ctx, task: &Task) -> Result<ExitCode> {
         }
         let end = follow(ctx, &store, task.id).await?;
         ctx.out.emit(&end, || {});
-        return Ok(if end.status == TaskStatus::Succeeded {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(if end.status == TaskStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     ctx.out.emit(task, || {
-        println!(
-            "queued task {} ({}); follow it with `fjord task log {} --follow`",
-            task.id, task.kind, task.id
-        )
+        println!("queued task {} ({}); follow it with `fjord task log {} --follow`", task.id, task.kind, task.id)
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -76,11 +69,7 @@ pub async fn follow(ctx: &Ctx, store: &Store, id: TaskId) -> Result<Task> {
             let text = format!(
                 "{} {:<5} {}",
                 when(Some(l.ts)),
-                if l.stream == LogStream::Fjord {
-                    l.level.as_str()
-                } else {
-                    l.stream.as_str()
-                },
+                if l.stream == LogStream::Fjord { l.level.as_str() } else { l.stream.as_str() },
                 l.text
             );
             match &bar {
@@ -129,18 +118,9 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
     match cmd {
         TaskCmd::List { status, limit } => {
             let status = status
-                .map(|s| {
-                    s.parse::<TaskStatus>()
-                        .map_err(|e| anyhow::anyhow!("invalid --status: {e}"))
-                })
+                .map(|s| s.parse::<TaskStatus>().map_err(|e| anyhow::anyhow!("invalid --status: {e}")))
                 .transpose()?;
-            let tasks = store
-                .tasks(&TaskFilter {
-                    status,
-                    limit: Some(limit),
-                    ..Default::default()
-                })
-                .await?;
+            let tasks = store.tasks(&TaskFilter { status, limit: Some(limit), ..Default::default() }).await?;
             ctx.out.emit(&tasks, || print_tasks(&tasks));
         }
         TaskCmd::Show { id } => {
@@ -174,11 +154,7 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
         }
         TaskCmd::Log { id, follow: true } => {
             let end = follow(ctx, &store, TaskId(id)).await?;
-            return Ok(if end.status == TaskStatus::Succeeded {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(if end.status == TaskStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         TaskCmd::Log { id, follow: false } => {
             store.task(TaskId(id)).await?;
@@ -188,11 +164,7 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
                     println!(
                         "{} {:<5} {}",
                         when(Some(l.ts)),
-                        if l.stream == LogStream::Fjord {
-                            l.level.as_str()
-                        } else {
-                            l.stream.as_str()
-                        },
+                        if l.stream == LogStream::Fjord { l.level.as_str() } else { l.stream.as_str() },
                         l.text
                     );
                 }
@@ -220,19 +192,8 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
             let t = store.retry(TaskId(id), &ctx.actor()).await?;
             return queued(ctx, &t).await;
         }
-        TaskCmd::Noop {
-            server,
-            platform,
-            site,
-            sleep_ms,
-            files,
-            fail,
-        } => {
-            let lane = Lane {
-                server: ServerId(server),
-                platform: platform.map(PlatformId),
-                site: site.map(SiteId),
-            };
+        TaskCmd::Noop { server, platform, site, sleep_ms, files, fail } => {
+            let lane = Lane { server: ServerId(server), platform: platform.map(PlatformId), site: site.map(SiteId) };
             let args = serde_json::json!({ "sleep_ms": sleep_ms, "files": files, "fail": fail });
             let t = store
                 .enqueue(&NewTask {

@@ -19,14 +19,8 @@ pub struct Fjord {
 /// `FJORD_TEST_PG_URL` is set.
 pub fn backends() -> Vec<(&'static str, Option<String>)> {
     let mut v = vec![("sqlite", None)];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if let Some(url) = rt
-        .block_on(fjord_store::testing::postgres_scratch_url())
-        .expect("scratch postgres database")
-    {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if let Some(url) = rt.block_on(fjord_store::testing::postgres_scratch_url()).expect("scratch postgres database") {
         v.push(("postgres", Some(url)));
     }
     v
@@ -36,13 +30,7 @@ impl Fjord {
     pub fn new(db: Option<String>) -> Fjord {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
-        let f = Fjord {
-            state,
-            db,
-            serve: None,
-            node: "test-node".into(),
-            dir,
-        };
+        let f = Fjord { state, db, serve: None, node: "test-node".into(), dir };
         f.ok(&["init"]);
         f
     }
@@ -77,12 +65,7 @@ impl Fjord {
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(!out.status.success(), "fjord {args:?} should have failed");
-        assert_ne!(
-            out.status.code(),
-            Some(101),
-            "fjord {args:?} panicked: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_ne!(out.status.code(), Some(101), "fjord {args:?} panicked: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -142,11 +125,7 @@ impl Fjord {
     pub fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
         let t0 = Instant::now();
         while !cond() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}\n{}",
-                self.serve_log()
-            );
+            assert!(t0.elapsed() < Duration::from_secs(60), "timed out waiting for {what}\n{}", self.serve_log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -211,9 +190,7 @@ impl Drop for Fjord {
         if let Ok(rd) = std::fs::read_dir(self.state.join("run")) {
             for e in rd.flatten() {
                 if e.path().extension().is_some_and(|x| x == "pid") {
-                    if let Some(pid) = std::fs::read_to_string(e.path())
-                        .ok()
-                        .and_then(|p| p.trim().parse::<i32>().ok())
+                    if let Some(pid) = std::fs::read_to_string(e.path()).ok().and_then(|p| p.trim().parse::<i32>().ok())
                     {
                         let _ =
                             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
@@ -236,21 +213,12 @@ pub fn services_available() -> bool {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// Copies a directory tree (for fixture platforms, which get site directories written into them).
 pub fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp runs");
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp runs");
     assert!(status.success());
 }
 
@@ -273,24 +241,14 @@ impl Fjord {
         std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let port = free_port();
         let port_s = port.to_string();
-        let mut args: Vec<String> = [
-            "server",
-            "add",
-            "localhost",
-            "--http-port",
-            &port_s,
-            "--listen",
-            "127.0.0.1",
-            "--database",
-            "sqlite",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if let (Ok(sock), Ok(p)) = (
-            std::env::var("FJORD_TEST_MARIADB_SOCKET"),
-            std::env::var("FJORD_TEST_MARIADB_PORT"),
-        ) {
+        let mut args: Vec<String> =
+            ["server", "add", "localhost", "--http-port", &port_s, "--listen", "127.0.0.1", "--database", "sqlite"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        if let (Ok(sock), Ok(p)) =
+            (std::env::var("FJORD_TEST_MARIADB_SOCKET"), std::env::var("FJORD_TEST_MARIADB_PORT"))
+        {
             args.extend(["--database", "mariadb", "--mariadb-socket", &sock, "--mariadb-port", &p].map(String::from));
         }
         if let Ok(url) = std::env::var("FJORD_TEST_PG_URL") {
@@ -336,10 +294,6 @@ impl Fjord {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        Answer {
-            status,
-            headers: head.to_string(),
-            body: body.to_string(),
-        }
+        Answer { status, headers: head.to_string(), body: body.to_string() }
     }
 }

@@ -304,9 +304,12 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
 /// description of undo failures, if any.
 async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
     let mut failures = Vec::new();
-    let (reloads, others): (Vec<_>, Vec<_>) =
-        undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
-    for (idx, undo) in others.into_iter().chain(reloads) {
+    // Services this task started are stopped first (their pid files may go with later undos);
+    // services that were running reload last, once the old files are all back.
+    let (stops, rest): (Vec<_>, Vec<_>) =
+        undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { was_running: false, .. }));
+    let (reloads, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
+    for (idx, undo) in stops.into_iter().chain(others).chain(reloads) {
         let (sink, forwarder) = output_forwarder(&ctx.store, task);
         let result = ctx.executor.undo(undo, Some(sink)).await;
         let _ = forwarder.await;

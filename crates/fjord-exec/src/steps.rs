@@ -23,6 +23,8 @@ use tokio::sync::{mpsc, watch};
 /// What undoing one applied step needs; stored (as JSON) in the task's undo log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "undo", rename_all = "kebab-case")]
+// Undo entries live briefly and are stored as JSON; their size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StepUndo {
     Nothing,
     /// Remove these directories (innermost first) if they are empty.
@@ -44,12 +46,15 @@ pub enum StepUndo {
     Run {
         cmd: Command,
     },
-    /// Reload the service again once every other step is undone (so it serves the old config).
+    /// Reload the service again once every other step is undone (so it serves the old config), or,
+    /// if this task started it, stop it (first, while its pid file is still there).
     Reload {
         service: String,
         check: Option<Command>,
         reload: Command,
         pidfile: String,
+        #[serde(default = "yes")]
+        was_running: bool,
     },
 }
 
@@ -222,6 +227,7 @@ impl Executor {
                 check: check.clone(),
                 reload: reload.clone(),
                 pidfile: pidfile.clone(),
+                was_running: self.service_running(pidfile),
             },
             Step::Run { undo: None, .. } | Step::HttpCheck { .. } | Step::Sleep { .. } | Step::Fail { .. } => {
                 StepUndo::Nothing
@@ -380,7 +386,14 @@ impl Executor {
                 self.run_command(cmd, sink, None).await?;
                 Ok(())
             }
-            StepUndo::Reload { service, check, reload, pidfile } => {
+            StepUndo::Reload { was_running: false, pidfile, .. } => {
+                // This task started it: stop it again (SIGQUIT is a graceful stop for nginx and PHP-FPM).
+                if let Some(pid) = read_pid(&self.host, Path::new(pidfile)).filter(|p| pid_alive(*p)) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+                }
+                Ok(())
+            }
+            StepUndo::Reload { service, check, reload, pidfile, .. } => {
                 // Only a running service needs to pick the old config back up.
                 if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
                     if let Some(check) = check {
@@ -470,6 +483,10 @@ impl Executor {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Removes a command's temp files when it is done.

@@ -31,6 +31,14 @@ const ACTIVE: &str = "('queued', 'running', 'interrupted')";
 const BLOCKS: &str =
     "u.status IN ('queued', 'running', 'interrupted') AND u.id <> t.id AND (u.status <> 'queued' OR u.id < t.id)";
 
+/// The database's own clock in milliseconds since the epoch, evaluated when the statement runs.
+fn db_now(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
 fn claim_sql(dialect: Dialect) -> String {
     // Five NOT EXISTS, one per way two lanes can overlap, so each can use the lane index.
     let pick = format!(
@@ -47,8 +55,9 @@ fn claim_sql(dialect: Dialect) -> String {
         }
     );
     format!(
-        "UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2, started_at = $3, \
-         finished_at = NULL, attempts = attempts + 1 WHERE id = ({pick}) AND status = 'queued' RETURNING {TASK_COLS}"
+        "UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2, started_at = {}, \
+         finished_at = NULL, attempts = attempts + 1 WHERE id = ({pick}) AND status = 'queued' RETURNING {TASK_COLS}",
+        db_now(dialect)
     )
 }
 
@@ -161,15 +170,19 @@ impl Store {
         last_logs: &[(LogLevel, &str)],
     ) -> StoreResult<bool> {
         let now = now_millis();
-        let end = concat!(
-            "UPDATE tasks SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_until = NULL ",
-            "WHERE id = $4 AND lease_owner = $5 AND status IN ('running', 'interrupted')"
-        );
+        // The end time is the database's clock at the update, so a task that follows in the same lane
+        // (claimed after this commits, stamped with the same clock) never appears to overlap it.
+        let end = format!(
+            "UPDATE tasks SET status = $1, error = $2, finished_at = GREATEST_OF($3, {}), lease_owner = NULL, \
+             lease_until = NULL WHERE id = $4 AND lease_owner = $5 AND status IN ('running', 'interrupted')",
+            db_now(self.dialect)
+        )
+        .replace("GREATEST_OF", if self.dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" });
         if changes.is_empty() {
             // Nothing else to keep atomic with the status: skip the transaction (the queue's hot path).
             // The log lines go first, so whoever sees the final status also sees them.
             insert_logs(&self.pool, id, last_logs, now).await?;
-            let done = sqlx::query(end)
+            let done = sqlx::query(&end)
                 .bind(status.as_str())
                 .bind(error)
                 .bind(now)
@@ -181,7 +194,7 @@ impl Store {
             return Ok(done > 0);
         }
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(end)
+        let done = sqlx::query(&end)
             .bind(status.as_str())
             .bind(error)
             .bind(now)

@@ -201,19 +201,20 @@ fn status_report_problems(body: &str) -> Vec<(&'static str, String)> {
         words.join(" ").chars().take(240).collect()
     }
     let mut found = Vec::new();
-    if body.contains("system-status-report__row") {
-        // Drupal 10: one row per entry, its icon class naming the severity.
-        for chunk in body.split("system-status-report__row").skip(1) {
-            let chunk = chunk.split("</details>").next().unwrap_or(chunk);
-            let severity = if chunk.contains("status-icon--error") {
+    if body.contains("system-status-report__status-title") {
+        // Drupal 10 (Claro, or the system module's own markup under Stark): each entry starts with
+        // its title, whose icon class names the severity.
+        for chunk in body.split("system-status-report__status-title").skip(1) {
+            let Some(end_of_tag) = chunk.find('>') else { continue };
+            let severity = if chunk[..end_of_tag].contains("status-icon--error") {
                 "error"
-            } else if chunk.contains("status-icon--warning") {
+            } else if chunk[..end_of_tag].contains("status-icon--warning") {
                 "warning"
             } else {
                 continue;
             };
-            let start = chunk.find('>').map(|i| i + 1).unwrap_or(0);
-            found.push((severity, text(&chunk[start..])));
+            let entry = chunk[end_of_tag + 1..].split("</details>").next().unwrap_or("");
+            found.push((severity, text(entry)));
         }
     } else {
         // Drupal 7: `<tr class="error merge-down">` rows, the description in a `merge-up` row.
@@ -407,7 +408,14 @@ fn real_life_cycle(real: &Real, engine: &str) {
     // Drupal's own status report, as the admin sees it: nothing Fjord sets up (settings, trusted
     // hosts, file system, database) is flagged; only what needs the network these machines lack.
     let status = f.get(port, d, "/admin/reports/status");
-    check!(&f, status.status == 200, "{d}: status report: {}", status.status);
+    let marker = if real.is_d7() { "class=\"status-title\"" } else { "system-status-report__status-title" };
+    check!(
+        &f,
+        status.status == 200 && status.body.contains(marker),
+        "{d}: not the status report: {}\n{}",
+        status.status,
+        status.body
+    );
     let problems = status_report_problems(&status.body);
     for (severity, text) in &problems {
         eprintln!("[{d}] status report {severity}: {text}");

@@ -34,6 +34,18 @@ impl SiteCtx<'_> {
     fn secret(&self, name: &str) -> String {
         secret_gen(&format!("site-{}-{name}", self.site.id))
     }
+    /// A command of the platform's site-local drush, on this site.
+    fn drush(&self, args: &[String]) -> Command {
+        let mut argv = vec![
+            php_cli(self.php),
+            format!("{}/vendor/bin/drush", self.platform.root),
+            format!("--root={}", self.docroot()),
+            format!("--uri={}", self.base_url),
+        ];
+        argv.extend(args.iter().cloned());
+        Command::new(argv).cwd(self.platform.root.clone())
+    }
+
     fn php_script(&self, label: &str, script: String, redact: &[&str]) -> Step {
         let mut cmd = Command::new([php_cli(self.php), "{tmp:script.php}".to_string()])
             .file("script.php", script)
@@ -187,25 +199,20 @@ impl App {
         let profile = ctx.site.profile.clone().unwrap_or_else(|| "standard".into());
         match self {
             App::Drupal => {
-                let drush = format!("{}/vendor/bin/drush", ctx.platform.root);
-                let cmd = Command::new([
-                    php_cli(ctx.php),
-                    drush,
-                    format!("--root={}", ctx.docroot()),
-                    format!("--uri={}", ctx.base_url),
-                    "site:install".into(),
-                    profile,
-                    format!("--sites-subdir={}", ctx.site.domain),
-                    format!("--site-name={}", ctx.site.domain),
-                    "--account-name=admin".into(),
-                    format!("--account-mail=admin@{}", ctx.site.domain),
-                    format!("--locale={}", ctx.site.language),
-                    "--yes".into(),
-                ])
-                .cwd(ctx.platform.root.clone())
-                // drush prints the generated admin password; the login link is the way in.
-                .redact("password")
-                .timeout(900);
+                let cmd = ctx
+                    .drush(&[
+                        "site:install".into(),
+                        profile,
+                        format!("--sites-subdir={}", ctx.site.domain),
+                        format!("--site-name={}", ctx.site.domain),
+                        "--account-name=admin".into(),
+                        format!("--account-mail=admin@{}", ctx.site.domain),
+                        format!("--locale={}", ctx.site.language),
+                        "--yes".into(),
+                    ])
+                    // drush prints the generated admin password; the login link is the way in.
+                    .redact("password")
+                    .timeout(900);
                 plan.push(Step::Run { label: "install Drupal with the site-local drush".into(), cmd, undo: None });
             }
             App::Drupal7 => {
@@ -226,15 +233,7 @@ impl App {
         Ok(match self {
             App::Drupal => Step::Run {
                 label: "one-time login link".into(),
-                cmd: Command::new([
-                    php_cli(ctx.php),
-                    format!("{}/vendor/bin/drush", ctx.platform.root),
-                    format!("--root={}", ctx.docroot()),
-                    format!("--uri={}", ctx.base_url),
-                    "user:login".into(),
-                ])
-                .cwd(ctx.platform.root.clone())
-                .timeout(120),
+                cmd: ctx.drush(&["user:login".into()]).timeout(120),
                 undo: None,
             },
             App::Drupal7 => ctx.php_script("one-time login link", render::drupal7_script(ctx, "login")?, &[]),
@@ -246,19 +245,9 @@ impl App {
     /// A step that runs the site's cron.
     pub fn cron(self, ctx: &SiteCtx) -> PlanResult<Option<Step>> {
         Ok(match self {
-            App::Drupal => Some(Step::Run {
-                label: "run cron".into(),
-                cmd: Command::new([
-                    php_cli(ctx.php),
-                    format!("{}/vendor/bin/drush", ctx.platform.root),
-                    format!("--root={}", ctx.docroot()),
-                    format!("--uri={}", ctx.base_url),
-                    "cron".into(),
-                ])
-                .cwd(ctx.platform.root.clone())
-                .timeout(900),
-                undo: None,
-            }),
+            App::Drupal => {
+                Some(Step::Run { label: "run cron".into(), cmd: ctx.drush(&["cron".into()]).timeout(900), undo: None })
+            }
             App::Drupal7 => Some(ctx.php_script("run cron", render::drupal7_script(ctx, "cron")?, &[])),
             App::Wordpress => Some(ctx.php_script("run cron", render::wordpress_script(ctx, "cron", "")?, &[])),
             App::Php => None,

@@ -129,10 +129,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
             bail!("server {} has no PHP {v} runtime", server.name);
         }
     }
-    let client = match &c.client {
-        Some(name) => Some(store.client_by_name(name).await?.id),
-        None => None,
-    };
+    let client = client_id(&store, c.client.as_deref()).await?;
     let new = NewSite {
         domain,
         platform: platform.id,
@@ -284,10 +281,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
     if password.is_empty() || password.contains(['\'', '\\', '\n']) {
         bail!("{}: the password must be one line without quotes or backslashes", i.db_password_file);
     }
-    let client = match &i.client {
-        Some(name) => Some(store.client_by_name(name).await?.id),
-        None => None,
-    };
+    let client = client_id(&store, i.client.as_deref()).await?;
     let new = NewSite {
         domain,
         platform: platform.id,
@@ -336,4 +330,11 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         println!("site {} recorded for import", site.domain);
     }
     task::queued(ctx, &t).await
+}
+
+async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {
+    Ok(match name {
+        Some(name) => Some(store.client_by_name(name).await?.id),
+        None => None,
+    })
 }

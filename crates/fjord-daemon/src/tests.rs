@@ -174,5 +174,10 @@ async fn an_expired_lease_is_taken_over_and_requeued() {
         assert_eq!(t.attempts, 2, "{label}");
         let log: Vec<String> = store.logs(t.id, 0).await.expect("log").into_iter().map(|l| l.text).collect();
         assert!(log.iter().any(|l| l.contains("interrupted")), "{label}: {log:?}");
+        // A task without steps logs its start and end with its final status, in one statement.
+        assert!(
+            log.iter().any(|l| l.contains("noop started")) && log.last().is_some_and(|l| l.contains("noop succeeded")),
+            "{label}: {log:?}"
+        );
     }
 }

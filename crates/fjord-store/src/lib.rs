@@ -138,6 +138,29 @@ impl Store {
         sqlx::query("DROP TABLE bench_baseline").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// The same count of bare statements on the tasks table itself (with its indexes): one INSERT of a
+    /// task row and one UPDATE of its status each, none of the queue's logic. The rows are removed after.
+    pub async fn baseline_task_rows(&self, n: usize) -> StoreResult<()> {
+        for _ in 0..n {
+            let row = sqlx::query(
+                "INSERT INTO tasks (kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
+                 attempts, max_attempts, cancel_requested, created_by, created_at, run_after) \
+                 VALUES ('noop', 'site', 0, 1, 1, 1, '{}', 'cancelled', 0, 3, 0, 'bench-baseline', $1, $1) RETURNING id",
+            )
+            .bind(now_millis())
+            .fetch_one(&self.pool)
+            .await?;
+            let id: i64 = sqlx::Row::try_get(&row, "id")?;
+            sqlx::query("UPDATE tasks SET status = 'succeeded', finished_at = $1 WHERE id = $2")
+                .bind(now_millis())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query("DELETE FROM tasks WHERE created_by = 'bench-baseline'").execute(&self.pool).await?;
+        Ok(())
+    }
 }
 
 /// Scratch stores for tests and benchmarks: a fresh SQLite file, and a fresh PostgreSQL database when

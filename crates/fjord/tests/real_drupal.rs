@@ -274,10 +274,10 @@ fn mode(path: &Path) -> u32 {
 
 /// The whole life of one site of a real codebase on one engine, checked over HTTP.
 fn real_life_cycle(real: &Real, engine: &str) {
+    let Some(codebase) = real.codebase() else { return };
     if !services_available() {
         return;
     }
-    let Some(codebase) = real.codebase() else { return };
     let t_all = Instant::now();
     let (f, port) = Fjord::with_server();
     if !f.has_engine(engine) {

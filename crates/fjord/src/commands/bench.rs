@@ -27,18 +27,22 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
         if !ctx.out.json {
             println!(
                 "{label:<9} {count} tasks, {workers} workers: {:.0} tasks/s; claim p50 {:.2} ms, p99 {:.2} ms; \
-                 baseline {count}×(INSERT+UPDATE) {:.0} ms, queue {:.0} ms: {:.2}× the baseline",
-                r.tasks_per_sec,
-                r.claim_p50_ms,
-                r.claim_p99_ms,
+                 queue {:.0} ms (enqueue {:.0} ms)",
+                r.tasks_per_sec, r.claim_p50_ms, r.claim_p99_ms, r.queue_ms, r.enqueue_ms
+            );
+            println!(
+                "{label:<9} baseline {count}x(INSERT+UPDATE) on a bare table {:.0} ms: queue is {:.2}x; \
+                 on bare task rows (same table and indexes, no queue logic) {:.0} ms: queue is {:.2}x (target <= 3)",
                 r.baseline_ms,
-                r.queue_ms,
-                r.queue_ms / r.baseline_ms
+                r.queue_ms / r.baseline_ms,
+                r.baseline_tasks_ms,
+                r.queue_ms / r.baseline_tasks_ms
             );
         }
         results.push(serde_json::json!({ "backend": label, "count": count, "workers": workers, "tasks_per_sec": r.tasks_per_sec,
             "claim_p50_ms": r.claim_p50_ms, "claim_p99_ms": r.claim_p99_ms, "baseline_ms": r.baseline_ms, "queue_ms": r.queue_ms, "enqueue_ms": r.enqueue_ms,
-            "ratio": r.queue_ms / r.baseline_ms }));
+            "ratio": r.queue_ms / r.baseline_ms, "baseline_tasks_ms": r.baseline_tasks_ms,
+            "ratio_tasks": r.queue_ms / r.baseline_tasks_ms }));
         store.close().await;
     }
     if ctx.out.json {
@@ -54,6 +58,7 @@ struct Result1 {
     baseline_ms: f64,
     queue_ms: f64,
     enqueue_ms: f64,
+    baseline_tasks_ms: f64,
 }
 
 async fn queue_bench(
@@ -66,6 +71,9 @@ async fn queue_bench(
     let t0 = Instant::now();
     store.baseline_insert_update(count).await?;
     let baseline = t0.elapsed();
+    let t0 = Instant::now();
+    store.baseline_task_rows(count).await?;
+    let baseline_tasks = t0.elapsed();
 
     let mut cfg = DaemonConfig::new("bench", Layout::new(dir.to_string_lossy()));
     cfg.workers = workers;
@@ -132,6 +140,7 @@ async fn queue_bench(
         baseline_ms: baseline.as_secs_f64() * 1000.0,
         queue_ms: queue.as_secs_f64() * 1000.0,
         enqueue_ms: enqueued.as_secs_f64() * 1000.0,
+        baseline_tasks_ms: baseline_tasks.as_secs_f64() * 1000.0,
     })
 }
 

@@ -162,7 +162,13 @@ pub async fn run_task(ctx: &Context, task: Task) {
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let outcome = execute(ctx, &task, &log, cancel_rx).await;
     beat.abort();
-    let (status, error, changes, undos, unlogged_start) = outcome;
+    let (status, error, changes, undos, mut unlogged_start) = outcome;
+    if status == TaskStatus::Succeeded && task.kind == TaskKind::PlatformVerify {
+        if let Some(started) = unlogged_start.take() {
+            log.info(&started).await;
+        }
+        adopt_found_sites(ctx, &task, &log).await;
+    }
     let last = match &error {
         None => (LogLevel::Info, format!("{} succeeded", task.kind)),
         Some(e) => (LogLevel::Error, format!("{} {}: {e}", task.kind, status)),
@@ -374,4 +380,103 @@ pub async fn recover_task(ctx: &Context, task: Task) {
             .finish(task.id, &ctx.config.node, status, Some(&error), &on_failure, &[(LogLevel::Error, &error)])
             .await;
     }
+}
+
+/// After a platform verify: adopts the Drupal sites found under `sites/` that Fjord does not know,
+/// reading each one's database settings with PHP (as drush would), recording the site and queueing
+/// its import. The password goes to the secrets store, never into the state database.
+async fn adopt_found_sites(ctx: &Context, task: &Task, log: &Log<'_>) {
+    let Ok(platform) = ctx.store.platform(PlatformId(task.target_id)).await else { return };
+    if !matches!(platform.app, Some(AppKind::Drupal | AppKind::Drupal7)) {
+        return;
+    }
+    let Ok(server) = ctx.store.server(platform.server_id).await else { return };
+    let root = Path::new(&platform.root);
+    let web = match platform.docroot.as_deref() {
+        Some("") | None => root.to_path_buf(),
+        Some(d) => root.join(d),
+    };
+    for dir in fjord_exec::probe::platform_details(root, Some(&web)).unknown_sites {
+        let Ok(domain) = Domain::parse(&dir) else {
+            log.info(&format!("found sites/{dir}: not a domain name, left alone")).await;
+            continue;
+        };
+        if ctx.store.site_by_domain(&domain).await.is_ok() {
+            continue;
+        }
+        match adopt_one(ctx, &server, &platform, &web, &domain).await {
+            Ok(note) => log.info(&format!("found sites/{dir}: {note}")).await,
+            Err(e) => log.line(LogLevel::Warn, &format!("found sites/{dir}: not adopted: {e}")).await,
+        }
+    }
+}
+
+async fn adopt_one(
+    ctx: &Context,
+    server: &Server,
+    platform: &Platform,
+    web: &Path,
+    domain: &Domain,
+) -> Result<String, String> {
+    // The settings file is PHP: let PHP read it. Paths reach the script through the environment.
+    let script = "define('DRUPAL_ROOT', getenv('FJORD_WEB')); $app_root = getenv('FJORD_WEB'); \
+                  $site_path = 'sites/' . getenv('FJORD_SITE'); $databases = []; $settings = []; $conf = []; \
+                  include $app_root . '/' . $site_path . '/settings.php'; \
+                  echo json_encode($databases['default']['default'] ?? null);";
+    let php = server.php_runtime(None).and_then(|r| r.cli.clone()).unwrap_or_else(|| "php".into());
+    let cmd = fjord_exec::Cmd::new([php.as_str(), "-r", script])
+        .env("FJORD_WEB", web.to_string_lossy())
+        .env("FJORD_SITE", domain.as_str())
+        .timeout(Duration::from_secs(60));
+    let out = ctx.executor.host.run_checked(&cmd, None, None).await.map_err(|e| e.to_string())?;
+    let db: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).map_err(|_| "no database settings".to_string())?;
+    let field = |k: &str| db[k].as_str().map(String::from).or_else(|| db[k].as_i64().map(|n| n.to_string()));
+    let engine = match field("driver").as_deref() {
+        Some("mysql") => DbEngine::Mariadb,
+        Some("pgsql") => DbEngine::Postgres,
+        Some(other) => {
+            return Err(format!("its {other} database cannot be adopted automatically; use `fjord site import`"))
+        }
+        None => return Err("no database driver in its settings".into()),
+    };
+    if server.db(engine).is_none() {
+        return Err(format!("server {} offers no {engine} database", server.name));
+    }
+    let (Some(name), Some(user), Some(password)) = (field("database"), field("username"), field("password")) else {
+        return Err("incomplete database settings".into());
+    };
+    let new = fjord_store::NewSite {
+        domain: domain.clone(),
+        platform: platform.id,
+        db_server: Some(server.id),
+        db_engine: engine,
+        php: None,
+        profile: None,
+        language: "en".into(),
+        client: None,
+        aliases: vec![],
+        redirect_aliases: false,
+        https: HttpsMode::Off,
+        cron_interval: Some(3600),
+        existing_db: Some((name, user)),
+    };
+    let (site, _) = ctx.store.create_site_with(&new, "daemon:adopt", None).await.map_err(|e| e.to_string())?;
+    ctx.executor
+        .secrets
+        .put(&fjord_plan::db::site_password_key(&site), &fjord_exec::Secret::new(password))
+        .map_err(|e| e.to_string())?;
+    let lane = Lane { server: server.id, platform: Some(platform.id), site: Some(site.id) };
+    let t = ctx
+        .store
+        .enqueue(&NewTask {
+            kind: TaskKind::SiteImport,
+            target_id: site.id.0,
+            lane,
+            args: serde_json::json!({}),
+            created_by: "daemon:adopt".into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("adopted as site {domain}; its import is task {}", t.id))
 }

@@ -341,6 +341,47 @@ fn platforms_built_from_git_and_composer() {
     assert!(a.body.contains("composer ok"), "{a:?}");
 }
 
+/// Makes a Drupal 10 fixture site by hand in the `d10` platform, the way it was before Fjord: its own
+/// MariaDB database and user (password `legacy-pass-123`), settings.php, and drush install.
+fn hand_made_site(f: &Fjord, domain: &str, db: &str, user: &str, name: &str) -> std::path::PathBuf {
+    let sock = std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket");
+    let mport = std::env::var("FJORD_TEST_MARIADB_PORT").expect("port");
+    let sql = format!(
+        "CREATE DATABASE {db}; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'legacy-pass-123'; \
+         GRANT ALL ON {db}.* TO '{user}'@'127.0.0.1';"
+    );
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={sock}"))
+        .args(["-uroot", "-e", &sql])
+        .output()
+        .expect("mariadb");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let code = f.dir.path().join("code/d10");
+    let site_dir = code.join("web/sites").join(domain);
+    std::fs::create_dir_all(&site_dir).expect("mkdir");
+    std::fs::write(
+        site_dir.join("settings.php"),
+        format!(
+            "<?php\n$databases['default']['default'] = ['driver' => 'mysql', 'database' => '{db}', 'username' => '{user}', \
+             'password' => 'legacy-pass-123', 'host' => '127.0.0.1', 'port' => '{mport}', 'prefix' => ''];\n\
+             $settings['hash_salt'] = 'hand-made-salt';\n"
+        ),
+    )
+    .expect("write");
+    let out = std::process::Command::new("php")
+        .arg(code.join("vendor/bin/drush"))
+        .arg(format!("--root={}", code.join("web").display()))
+        .arg(format!("--uri=http://{domain}"))
+        .args(["site:install", "minimal"])
+        .arg(format!("--sites-subdir={domain}"))
+        .arg(format!("--site-name={name}"))
+        .arg("--yes")
+        .output()
+        .expect("drush");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    site_dir
+}
+
 #[test]
 fn an_existing_site_is_imported_with_its_database() {
     if !services_available() {
@@ -353,42 +394,7 @@ fn an_existing_site_is_imported_with_its_database() {
     }
     fixture_platform(&f, "drupal10", "d10");
     // A site made by hand, the way it was before Fjord: its own database, settings and install.
-    let sock = std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket");
-    let mport = std::env::var("FJORD_TEST_MARIADB_PORT").expect("port");
-    let sql = "CREATE DATABASE legacydb; CREATE USER 'legacyuser'@'127.0.0.1' IDENTIFIED BY 'legacy-pass-123'; \
-               GRANT ALL ON legacydb.* TO 'legacyuser'@'127.0.0.1';";
-    let out = std::process::Command::new("mariadb")
-        .arg(format!("--socket={sock}"))
-        .args(["-uroot", "-e", sql])
-        .output()
-        .expect("mariadb");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let code = f.dir.path().join("code/d10");
-    let site_dir = code.join("web/sites/old.example");
-    std::fs::create_dir_all(&site_dir).expect("mkdir");
-    std::fs::write(
-        site_dir.join("settings.php"),
-        format!(
-            "<?php\n$databases['default']['default'] = ['driver' => 'mysql', 'database' => 'legacydb', 'username' => 'legacyuser', \
-             'password' => 'legacy-pass-123', 'host' => '127.0.0.1', 'port' => '{mport}', 'prefix' => ''];\n\
-             $settings['hash_salt'] = 'hand-made-salt';\n"
-        ),
-    )
-    .expect("write");
-    let out = std::process::Command::new("php")
-        .arg(code.join("vendor/bin/drush"))
-        .arg(format!("--root={}", code.join("web").display()))
-        .args([
-            "--uri=http://old.example",
-            "site:install",
-            "minimal",
-            "--sites-subdir=old.example",
-            "--site-name=Old Site",
-            "--yes",
-        ])
-        .output()
-        .expect("drush");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let site_dir = hand_made_site(&f, "old.example", "legacydb", "legacyuser", "Old Site");
     let pw = f.dir.path().join("pw");
     std::fs::write(&pw, "legacy-pass-123\n").expect("write");
 
@@ -443,6 +449,17 @@ fn an_existing_site_is_imported_with_its_database() {
         &pw.to_string_lossy(),
     ]);
     assert!(err.contains("already belongs"), "{err}");
+
+    // Platform verify finds a site Fjord does not know and adopts it by itself.
+    hand_made_site(&f, "found.example", "founddb", "founduser", "Found Site");
+    let out = f.ok(&["platform", "verify", "d10", "--wait"]);
+    assert!(out.contains("found sites/found.example: adopted"), "{out}");
+    f.wait_until("the adopted site", || {
+        f.run(&["--json", "site", "show", "found.example"]).status.success()
+            && f.json(&["site", "show", "found.example"])["site"]["status"] == "enabled"
+    });
+    let a = f.get(port, "found.example", "/");
+    assert!(a.body.contains("<h1>Found Site</h1>"), "{a:?}");
 }
 
 /// Stops the system nginx and removes Fjord's include when the system-mode test ends, pass or fail.

@@ -9,7 +9,7 @@
 //! They also need the real services (`FJORD_TEST_SERVICES=1`); run them through `scripts/test.sh`:
 //!
 //! ```sh
-//! FJORD_REAL_D10=/work/real-drupal/sace FJORD_REAL_D7=/work/real-drupal/drops-7 \
+//! FJORD_REAL_D10=/path/to/sace FJORD_REAL_D7=/path/to/drops-7 \
 //!   FJORD_TEST_RUN="cargo test -p fjord --test real_drupal -- --nocapture --test-threads 1" \
 //!   bash scripts/test.sh
 //! ```

@@ -127,6 +127,20 @@ fn drupal7_fixture_on_every_engine() {
     for engine in engines(&f) {
         life_cycle(&f, port, "d7", engine, &format!("d7-{engine}.example"), "X-Generator: Drupal 7");
     }
+
+    // A platform with sites cannot be removed; a locked one takes no new sites; --force deletes an
+    // enabled site.
+    f.ok(&["site", "create", "keep7.example", "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
+    let err = f.fails(&["platform", "remove", "d7"]);
+    assert!(err.contains("still has 1 site"), "{err}");
+    f.ok(&["platform", "lock", "d7"]);
+    let err = f.fails(&["site", "create", "new7.example", "--platform", "d7", "--db-engine", "sqlite"]);
+    assert!(err.contains("locked"), "{err}");
+    f.ok(&["platform", "unlock", "d7"]);
+    f.ok(&["site", "delete", "keep7.example", "--force", "--wait"]);
+    assert_eq!(f.get(port, "keep7.example", "/").status, 0);
+    f.ok(&["platform", "remove", "d7", "--wait"]);
+    assert_eq!(f.json(&["platform", "list"]), serde_json::json!([]));
 }
 
 #[test]

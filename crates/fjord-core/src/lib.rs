@@ -11,5 +11,5 @@ pub mod task;
 
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
-pub use plan::{Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};
+pub use plan::{BackupTree, Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};
 pub use task::*;

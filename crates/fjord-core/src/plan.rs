@@ -101,6 +101,15 @@ impl Command {
     }
 }
 
+/// A directory a backup holds, under `name`, without the relative paths in `exclude` (caches).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupTree {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
 /// A file that exists (mode 0600) only while its command runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TempFile {
@@ -168,6 +177,15 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contains: Option<String>,
     },
+    /// Write a backup archive: run `dump` (if any) into a 0600 temp file, then stream the manifest, the
+    /// dump and the `trees` into `archive` (tar + zstd), with its SHA-256 beside it. Undo removes it.
+    Backup {
+        archive: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dump: Option<Command>,
+        trees: Vec<BackupTree>,
+        manifest: serde_json::Value,
+    },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -184,6 +202,7 @@ impl Step {
             Step::Run { label, cmd, .. } => format!("{label}: run {}", shell_words(&cmd.argv)),
             Step::Service { service, .. } => format!("check and reload {service}"),
             Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
+            Step::Backup { archive, .. } => format!("write backup {archive}"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }
@@ -272,6 +291,14 @@ pub enum StateChange {
     /// The site's cron ran now.
     SiteCronRan {
         site: crate::SiteId,
+    },
+    /// Record a backup the task wrote (size and checksum are filled in from the archive).
+    BackupRecorded {
+        site: crate::SiteId,
+        path: String,
+        kind: crate::BackupKind,
+        size: i64,
+        checksum: String,
     },
     /// Queue another task (e.g. verify a platform again once its code is built).
     FollowUp {

@@ -19,6 +19,7 @@ string_enum!(
         SiteLoginLink = "site-login-link",
         SiteCron = "site-cron",
         SiteImport = "site-import",
+        SiteBackup = "site-backup",
         Noop = "noop",
     }
 );
@@ -42,6 +43,7 @@ impl TaskKind {
             | TaskKind::SiteDisable
             | TaskKind::SiteLoginLink
             | TaskKind::SiteCron
+            | TaskKind::SiteBackup
             | TaskKind::Noop => InterruptPolicy::Requeue,
             TaskKind::ServerRemove
             | TaskKind::PlatformRemove
@@ -62,7 +64,8 @@ impl TaskKind {
             | TaskKind::SiteDelete
             | TaskKind::SiteLoginLink
             | TaskKind::SiteCron
-            | TaskKind::SiteImport => TargetKind::Site,
+            | TaskKind::SiteImport
+            | TaskKind::SiteBackup => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

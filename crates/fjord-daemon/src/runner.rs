@@ -162,7 +162,16 @@ pub async fn run_task(ctx: &Context, task: Task) {
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let outcome = execute(ctx, &task, &log, cancel_rx).await;
     beat.abort();
-    let (status, error, changes, undos, mut unlogged_start) = outcome;
+    let (status, error, mut changes, undos, mut unlogged_start) = outcome;
+    // A backup's size and checksum are known only once its archive is written.
+    for change in &mut changes {
+        if let StateChange::BackupRecorded { path, size, checksum, .. } = change {
+            *size = std::fs::metadata(&*path).map(|m| m.len() as i64).unwrap_or(0);
+            *checksum = std::fs::read_to_string(fjord_exec::backup::checksum_path(Path::new(&*path)))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+        }
+    }
     if status == TaskStatus::Succeeded && task.kind == TaskKind::PlatformVerify {
         if let Some(started) = unlogged_start.take() {
             log.info(&started).await;

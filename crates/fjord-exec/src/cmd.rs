@@ -20,6 +20,8 @@ pub struct Cmd {
     /// Bytes written to the command's stdin; the way to hand it a secret without putting it on argv.
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// Send stdout to this file (created 0600) instead of the log: for database dumps.
+    pub stdout_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -37,6 +39,7 @@ impl Cmd {
             cwd: None,
             stdin: None,
             timeout: Duration::from_secs(600),
+            stdout_file: None,
         }
     }
     pub fn timeout(mut self, t: Duration) -> Cmd {
@@ -99,7 +102,20 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
     command
         .args(args)
         .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
+        .stdout(match &cmd.stdout_file {
+            Some(path) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(io_err(format!("create {}", path.display())))?;
+                Stdio::from(f)
+            }
+            None => Stdio::piped(),
+        })
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         // Its own process group, so a timeout kills the children it started too.
@@ -118,7 +134,10 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let out = tokio::spawn(pump(child.stdout.take().expect("stdout piped"), LogStream::Stdout, sink.clone()));
+    let out = match child.stdout.take() {
+        Some(stdout) => tokio::spawn(pump(stdout, LogStream::Stdout, sink.clone())),
+        None => tokio::spawn(async { String::new() }),
+    };
     let err = tokio::spawn(pump(child.stderr.take().expect("stderr piped"), LogStream::Stderr, sink));
     let cancelled = async {
         match cancel {

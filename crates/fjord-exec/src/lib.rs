@@ -5,6 +5,7 @@
 //! Everything above this crate (planners, daemon, CLI) describes work as data; this crate does it.
 //! `clippy.toml` forbids process spawning and `std::fs::write` elsewhere.
 
+pub mod backup;
 pub mod cmd;
 pub mod fsops;
 pub mod host;

@@ -46,6 +46,10 @@ pub enum StepUndo {
     Run {
         cmd: Command,
     },
+    /// Remove files this step created (a backup archive and its checksum).
+    RemoveFiles {
+        paths: Vec<String>,
+    },
     /// Reload the service again once every other step is undone (so it serves the old config), or,
     /// if this task started it, stop it (first, while its pid file is still there).
     Reload {
@@ -222,6 +226,17 @@ impl Executor {
                 aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
             Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
+            Step::Backup { archive, .. } => {
+                let a = Path::new(archive);
+                StepUndo::RemoveFiles {
+                    paths: vec![
+                        archive.clone(),
+                        crate::backup::checksum_path(a).to_string_lossy().into_owned(),
+                        a.with_extension("partial").to_string_lossy().into_owned(),
+                        a.with_extension("dump").to_string_lossy().into_owned(),
+                    ],
+                }
+            }
             Step::Service { service, check, reload, pidfile, .. } => StepUndo::Reload {
                 service: service.clone(),
                 check: check.clone(),
@@ -338,6 +353,37 @@ impl Executor {
                 }
                 Err(ExecError::Other(last))
             }
+            Step::Backup { archive, dump, trees, manifest } => {
+                let archive = PathBuf::from(archive);
+                let dump_file = archive.with_extension("dump");
+                if let Some(cmd) = dump {
+                    let (mut c, _guard) = self.materialize(cmd)?;
+                    c.stdout_file = Some(dump_file.clone());
+                    if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
+                        let _ = self.host.remove_all(&dump_file);
+                        return Err(e);
+                    }
+                }
+                let trees: Vec<crate::backup::Tree> = trees
+                    .iter()
+                    .map(|t| crate::backup::Tree {
+                        name: t.name.clone(),
+                        path: t.path.clone(),
+                        exclude: t.exclude.clone(),
+                    })
+                    .collect();
+                let manifest = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+                let has_dump = dump.is_some();
+                let (a, d) = (archive.clone(), dump_file.clone());
+                let info = tokio::task::spawn_blocking(move || {
+                    crate::backup::write_archive(&a, &manifest, has_dump.then_some(d.as_path()), &trees)
+                })
+                .await
+                .map_err(|e| ExecError::Other(format!("backup thread: {e}")))?;
+                let _ = self.host.remove_all(&dump_file);
+                let info = info?;
+                Ok(Some(format!("archive of {} bytes, sha256 {}", info.size, info.sha256)))
+            }
             Step::Sleep { ms } => {
                 let sleep = tokio::time::sleep(Duration::from_millis(*ms));
                 match cancel {
@@ -379,6 +425,12 @@ impl Executor {
                 let (p, a) = (Path::new(path), Path::new(aside));
                 if self.host.exists(a) && !self.host.exists(p) {
                     self.host.rename(a, p)?;
+                }
+                Ok(())
+            }
+            StepUndo::RemoveFiles { paths } => {
+                for p in paths {
+                    self.host.remove_all(Path::new(p))?;
                 }
                 Ok(())
             }

@@ -78,6 +78,10 @@ impl Layout {
             Some(d) => format!("{}/{d}", platform.root),
         }
     }
+    /// Backup archives, one directory per site (0700).
+    pub fn backups_dir(&self) -> String {
+        format!("{}/backups", self.state_dir)
+    }
     /// Where HTTP-01 challenge files are served from, for every site.
     pub fn acme_dir(&self) -> String {
         format!("{}/acme", self.state_dir)

@@ -62,6 +62,21 @@ pub struct NoopArgs {
     pub fail: bool,
 }
 
+/// Arguments of a site backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupArgs {
+    pub kind: BackupKind,
+    /// Time stamp for the archive's name (`YYYYMMDD-HHMMSS-mmm`), set when the task is queued.
+    pub stamp: String,
+}
+
+impl Default for BackupArgs {
+    fn default() -> BackupArgs {
+        BackupArgs { kind: BackupKind::Manual, stamp: "unstamped".into() }
+    }
+}
+
 /// Arguments of a site delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +108,7 @@ pub fn plan(
         TaskKind::PlatformRemove => platform_remove(snap),
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
         TaskKind::SiteImport => site_import(layout, snap),
+        TaskKind::SiteBackup => site_backup(layout, snap, args::<BackupArgs>(task_args)?),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
             let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
@@ -541,6 +557,62 @@ fn site_import(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     let mut planned = site_apply(layout, &imported, SiteStatus::Enabled, false)?;
     planned.on_failure = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }];
     Ok(planned)
+}
+
+/// A backup archive of the site: its database dump, its own directories, and a manifest.
+fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Planned> {
+    let ctx = site_ctx(layout, snap)?;
+    let site = ctx.site;
+    if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
+        return Err(PlanError::Refused(format!("site {} is {}: nothing to back up", site.domain, site.status)));
+    }
+    if a.stamp.is_empty() || !a.stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(PlanError::Args(format!("bad stamp {:?}", a.stamp)));
+    }
+    let dir = format!("{}/{}", layout.backups_dir(), site.domain);
+    let archive = format!("{dir}/{}-{}.tar.zst", site.domain, a.stamp);
+    let app = App::of(ctx.platform);
+    let mut trees = Vec::new();
+    if let Some(platform_dir) = app.platform_site_dir(&ctx) {
+        // Generated caches are left out; the site rebuilds them.
+        trees.push(BackupTree {
+            name: "site".into(),
+            path: platform_dir,
+            exclude: vec!["files/css".into(), "files/js".into(), "files/php".into()],
+        });
+    }
+    // The site's own state dir, less its temp files and the SQLite file (dumped instead).
+    trees.push(BackupTree {
+        name: "state".into(),
+        path: layout.site_dir(site),
+        exclude: vec!["tmp".into(), "db".into()],
+    });
+    let manifest = serde_json::json!({
+        "format": 1,
+        "fjord_version": env!("CARGO_PKG_VERSION"),
+        "site": site,
+        "platform": ctx.platform.name,
+        "app": ctx.platform.app,
+        "app_version": ctx.platform.app_version,
+        "db_engine": site.db_engine,
+        "stamp": a.stamp,
+        "kind": a.kind,
+    });
+    let mut plan = Plan::default();
+    plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
+    plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
+    plan.push(Step::Backup { archive: archive.clone(), dump: Some(db::dump(&ctx)?), trees, manifest });
+    Ok(Planned {
+        plan,
+        on_success: vec![StateChange::BackupRecorded {
+            site: site.id,
+            path: archive,
+            kind: a.kind,
+            size: 0,
+            checksum: String::new(),
+        }],
+        on_failure: vec![],
+    })
 }
 
 fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Planned> {

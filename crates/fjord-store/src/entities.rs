@@ -453,6 +453,34 @@ impl Store {
         Ok(queued)
     }
 
+    // ---- backups -------------------------------------------------------------------------------------
+
+    /// Backups, newest first; of one site if given.
+    pub async fn backups(&self, site: Option<SiteId>) -> StoreResult<Vec<Backup>> {
+        let sql = format!(
+            "SELECT id, site_id, path, size, checksum, kind, created_at FROM backups {} ORDER BY id DESC",
+            if site.is_some() { "WHERE site_id = $1" } else { "" }
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(s) = site {
+            q = q.bind(s.0);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(rows::backup).collect()
+    }
+
+    pub async fn backup(&self, id: BackupId) -> StoreResult<Backup> {
+        let row = sqlx::query("SELECT id, site_id, path, size, checksum, kind, created_at FROM backups WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(rows::backup).transpose()?.ok_or_else(|| not_found("backup", id))
+    }
+
+    pub async fn delete_backup(&self, id: BackupId) -> StoreResult<()> {
+        sqlx::query("DELETE FROM backups WHERE id = $1").bind(id.0).execute(&self.pool).await?;
+        Ok(())
+    }
+
     // ---- clients -------------------------------------------------------------------------------------
 
     pub async fn add_client(&self, name: &Name, title: &str, site_quota: Option<i64>) -> StoreResult<Client> {

@@ -572,6 +572,19 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
+        StateChange::BackupRecorded { site, path, kind, size, checksum } => {
+            sqlx::query(
+                "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(site.0)
+            .bind(path)
+            .bind(*size)
+            .bind(checksum)
+            .bind(kind.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
         StateChange::FollowUp { kind, target } => {
             let lane = match kind.target_kind() {
                 TargetKind::Platform => {

@@ -163,3 +163,15 @@ pub(crate) fn step(row: &AnyRow) -> StoreResult<StepRecord> {
         undo: row.try_get("undo")?,
     })
 }
+
+pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
+    Ok(Backup {
+        id: BackupId(row.try_get("id")?),
+        site_id: SiteId(row.try_get("site_id")?),
+        path: row.try_get("path")?,
+        size: row.try_get("size")?,
+        checksum: row.try_get("checksum")?,
+        kind: text_enum(row, "kind", BackupKind::parse)?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -51,6 +51,8 @@ pub enum Command {
     #[command(subcommand)]
     Client(ClientCmd),
     #[command(subcommand)]
+    Backup(BackupCmd),
+    #[command(subcommand)]
     Task(TaskCmd),
     /// Print shell completions.
     Completions {
@@ -250,6 +252,10 @@ pub enum SiteCmd {
     Cron {
         domain: String,
     },
+    /// Write a backup archive of the site (database dump, its files, a manifest).
+    Backup {
+        domain: String,
+    },
     /// Delete a disabled site (or any, with --force).
     Delete {
         domain: String,
@@ -319,6 +325,20 @@ pub struct SiteCreate {
     /// Seconds between cron runs (0 disables cron).
     #[arg(long, default_value_t = 3600)]
     pub cron_interval: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Backups, newest first.
+    List {
+        /// Only this site's.
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Re-read an archive: checksum and every entry.
+    Verify { id: i64 },
+    /// Remove an archive and its record.
+    Delete { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]

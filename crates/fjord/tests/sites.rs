@@ -526,3 +526,44 @@ fn system_nginx_mode_serves_through_an_include() {
     assert_eq!(a.status, 200, "{a:?}");
     assert!(a.body.contains("<h1>sys.example</h1>"));
 }
+
+#[test]
+fn backups_are_written_listed_verified_and_deleted() {
+    if !services_available() {
+        return;
+    }
+    let (f, _port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    for engine in engines(&f) {
+        let domain = format!("bk-{engine}.example");
+        f.ok(&["site", "create", &domain, "--platform", "d10", "--db-engine", engine, "--wait"]);
+        let out = f.ok(&["site", "backup", &domain, "--wait"]);
+        assert!(out.contains("succeeded"), "{engine}: {out}");
+        let list = f.json(&["backup", "list", "--site", &domain]);
+        let b = &list.as_array().expect("list")[0];
+        assert!(
+            b["size"].as_i64().expect("size") > 0 && b["checksum"].as_str().expect("sum").len() == 64,
+            "{engine}: {b}"
+        );
+        let path = Path::new(b["path"].as_str().expect("path")).to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).expect("archive").permissions().mode() & 0o777, 0o600, "{engine}");
+        assert_eq!(std::fs::metadata(path.parent().expect("dir")).expect("dir").permissions().mode() & 0o777, 0o700);
+        let id = b["id"].as_i64().expect("id").to_string();
+        let v = f.json(&["backup", "verify", &id]);
+        let entries: Vec<&str> = v["entries"].as_array().expect("entries").iter().filter_map(|e| e.as_str()).collect();
+        for want in ["manifest.json", "database.sql", "site/settings.php"] {
+            assert!(entries.iter().any(|e| e.trim_end_matches('/') == want), "{engine}: {want} not in {entries:?}");
+        }
+        // A damaged archive is caught.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = f.fails(&["backup", "verify", &id]);
+        assert!(err.contains("checksum mismatch"), "{engine}: {err}");
+        f.ok(&["backup", "delete", &id]);
+        assert!(!path.exists(), "{engine}: archive left after delete");
+        assert_eq!(f.json(&["backup", "list", "--site", &domain]), serde_json::json!([]));
+    }
+}

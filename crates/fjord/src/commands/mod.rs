@@ -2,6 +2,7 @@
 //! input fails before anything is written.
 
 mod admin;
+mod backup;
 mod bench;
 mod objects;
 mod site;
@@ -71,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Server(cmd) => objects::server(&mut ctx, cmd).await,
         Command::Platform(cmd) => objects::platform(&mut ctx, cmd).await,
         Command::Client(cmd) => objects::client(&mut ctx, cmd).await,
+        Command::Backup(cmd) => backup::run(&mut ctx, cmd).await,
         Command::Site(cmd) => site::run(&mut ctx, cmd).await,
         Command::Task(cmd) => task::run(&mut ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&mut ctx, cmd).await,

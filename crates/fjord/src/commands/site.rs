@@ -1,6 +1,6 @@
 //! Sites.
 
-use super::{plan_now, print_plan, queue_task, task, Ctx};
+use super::{backup, plan_now, print_plan, queue_task, task, Ctx};
 use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Result};
@@ -75,6 +75,10 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
+        SiteCmd::Backup { domain } => {
+            let stamp = backup::stamp(fjord_store::now_millis());
+            on_site(ctx, &domain, TaskKind::SiteBackup, serde_json::json!({ "kind": "manual", "stamp": stamp })).await
+        }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
             on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await

@@ -52,6 +52,9 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
+    /// A file fed to stdin (a database dump to import), instead of `stdin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_file: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<TempFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +72,7 @@ impl Command {
             argv: argv.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             stdin: None,
+            stdin_file: None,
             files: Vec::new(),
             cwd: None,
             timeout_secs: 300,
@@ -186,6 +190,11 @@ pub enum Step {
         trees: Vec<BackupTree>,
         manifest: serde_json::Value,
     },
+    /// Check a backup archive against its checksum and unpack it into `dest` (created 0700). Undo
+    /// removes `dest`.
+    Extract { archive: String, sha256: String, dest: String },
+    /// Move a file or directory (same filesystem). Undo moves it back. Nothing to move is a no-op.
+    Move { from: String, to: String },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -203,6 +212,8 @@ impl Step {
             Step::Service { service, .. } => format!("check and reload {service}"),
             Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
             Step::Backup { archive, .. } => format!("write backup {archive}"),
+            Step::Extract { archive, dest, .. } => format!("check and unpack {archive} into {dest}"),
+            Step::Move { from, to } => format!("move {from} to {to}"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }
@@ -291,6 +302,11 @@ pub enum StateChange {
     /// The site's cron ran now.
     SiteCronRan {
         site: crate::SiteId,
+    },
+    /// The site's data now lives in another database (after a restore).
+    SiteDbName {
+        site: crate::SiteId,
+        db_name: String,
     },
     /// Record a backup the task wrote (size and checksum are filled in from the archive).
     BackupRecorded {

@@ -20,6 +20,7 @@ string_enum!(
         SiteCron = "site-cron",
         SiteImport = "site-import",
         SiteBackup = "site-backup",
+        SiteRestore = "site-restore",
         Noop = "noop",
     }
 );
@@ -49,6 +50,7 @@ impl TaskKind {
             | TaskKind::PlatformRemove
             | TaskKind::SiteInstall
             | TaskKind::SiteImport
+            | TaskKind::SiteRestore
             | TaskKind::SiteDelete => InterruptPolicy::Fail,
         }
     }
@@ -65,7 +67,8 @@ impl TaskKind {
             | TaskKind::SiteLoginLink
             | TaskKind::SiteCron
             | TaskKind::SiteImport
-            | TaskKind::SiteBackup => TargetKind::Site,
+            | TaskKind::SiteBackup
+            | TaskKind::SiteRestore => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// A directory to put into the archive, under `name`, leaving out the relative paths in `exclude`.
@@ -170,6 +170,18 @@ pub fn verify_archive(archive: &Path, expected_sha256: &str) -> ExecResult<Vec<S
         std::io::copy(&mut entry, &mut std::io::sink()).map_err(io_err("decompress an entry"))?;
     }
     Ok(names)
+}
+
+/// Checks an archive against its checksum, then unpacks it into `dest` (created 0700; it must not
+/// exist yet). Entries cannot escape `dest` (the tar crate refuses `..` and absolute paths).
+pub fn unpack_archive(archive: &Path, expected_sha256: &str, dest: &Path) -> ExecResult<()> {
+    verify_archive(archive, expected_sha256)?;
+    std::fs::DirBuilder::new().mode(0o700).create(dest).map_err(io_err(format!("create {}", dest.display())))?;
+    let zst = zstd::stream::read::Decoder::new(File::open(archive).map_err(io_err("open the archive"))?)
+        .map_err(io_err("zstd"))?;
+    let mut tar = tar::Archive::new(zst);
+    tar.set_preserve_permissions(true);
+    tar.unpack(dest).map_err(io_err(format!("unpack into {}", dest.display())))
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct Cmd {
     pub timeout: Duration,
     /// Send stdout to this file (created 0600) instead of the log: for database dumps.
     pub stdout_file: Option<std::path::PathBuf>,
+    /// Read stdin from this file (a dump to import).
+    pub stdin_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -40,6 +42,7 @@ impl Cmd {
             stdin: None,
             timeout: Duration::from_secs(600),
             stdout_file: None,
+            stdin_file: None,
         }
     }
     pub fn timeout(mut self, t: Duration) -> Cmd {
@@ -101,7 +104,13 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
-        .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(match (&cmd.stdin_file, &cmd.stdin) {
+            (Some(path), _) => {
+                Stdio::from(std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?)
+            }
+            (None, Some(_)) => Stdio::piped(),
+            (None, None) => Stdio::null(),
+        })
         .stdout(match &cmd.stdout_file {
             Some(path) => {
                 use std::os::unix::fs::OpenOptionsExt;

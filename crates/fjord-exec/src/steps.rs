@@ -46,6 +46,11 @@ pub enum StepUndo {
     Run {
         cmd: Command,
     },
+    /// Move `to` back to `from` (undoing a move; unlike `MoveBack`, nothing is deleted on success).
+    Unmove {
+        from: String,
+        to: String,
+    },
     /// Remove files this step created (a backup archive and its checksum).
     RemoveFiles {
         paths: Vec<String>,
@@ -122,6 +127,7 @@ impl Executor {
         if let Some(stdin) = &c.stdin {
             cmd = cmd.stdin(self.resolve_secrets(stdin)?.into_bytes());
         }
+        cmd.stdin_file = c.stdin_file.as_ref().map(PathBuf::from);
         cmd.cwd = c.cwd.clone();
         Ok((cmd, guard))
     }
@@ -226,6 +232,8 @@ impl Executor {
                 aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
             Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
+            Step::Extract { dest, .. } => StepUndo::RemoveFiles { paths: vec![dest.clone()] },
+            Step::Move { from, to } => StepUndo::Unmove { from: from.clone(), to: to.clone() },
             Step::Backup { archive, .. } => {
                 let a = Path::new(archive);
                 StepUndo::RemoveFiles {
@@ -353,6 +361,21 @@ impl Executor {
                 }
                 Err(ExecError::Other(last))
             }
+            Step::Extract { archive, sha256, dest } => {
+                let (a, s, d) = (PathBuf::from(archive), sha256.clone(), PathBuf::from(dest));
+                tokio::task::spawn_blocking(move || crate::backup::unpack_archive(&a, &s, &d))
+                    .await
+                    .map_err(|e| ExecError::Other(format!("unpack thread: {e}")))??;
+                Ok(None)
+            }
+            Step::Move { from, to } => {
+                let (f, t) = (Path::new(from), Path::new(to));
+                if !self.host.exists(f) {
+                    return Ok(Some(format!("{from} does not exist: nothing to move")));
+                }
+                self.host.rename(f, t)?;
+                Ok(None)
+            }
             Step::Backup { archive, dump, trees, manifest } => {
                 let archive = PathBuf::from(archive);
                 let dump_file = archive.with_extension("dump");
@@ -425,6 +448,13 @@ impl Executor {
                 let (p, a) = (Path::new(path), Path::new(aside));
                 if self.host.exists(a) && !self.host.exists(p) {
                     self.host.rename(a, p)?;
+                }
+                Ok(())
+            }
+            StepUndo::Unmove { from, to } => {
+                let (f, t) = (Path::new(from), Path::new(to));
+                if self.host.exists(t) && !self.host.exists(f) {
+                    self.host.rename(t, f)?;
                 }
                 Ok(())
             }

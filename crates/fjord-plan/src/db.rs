@@ -250,3 +250,58 @@ pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
         DbEngine::Sqlite => Command::new(["sqlite3", "-readonly", c.database.as_str(), ".dump"]).timeout(6 * 3600),
     })
 }
+
+/// The command that loads a dump (fed on stdin from `dump_file`) into the site's database, with the
+/// site's own account.
+pub fn import(ctx: &crate::apps::SiteCtx, dump_file: &str) -> PlanResult<Command> {
+    let c = &ctx.db;
+    let mut cmd = match ctx.site.db_engine {
+        DbEngine::Mariadb => {
+            Command::new(["mariadb", "--defaults-extra-file={tmp:site.cnf}", "--batch", c.database.as_str()]).file(
+                "site.cnf",
+                format!("[client]\nuser={}\npassword={}\nhost={}\nport={}\n", c.username, c.password, c.host, c.port),
+            )
+        }
+        DbEngine::Postgres => {
+            let port = c.port.to_string();
+            Command::new([
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &c.host,
+                "-p",
+                &port,
+                "-U",
+                &c.username,
+                "-d",
+                &c.database,
+            ])
+            .file("pgpass", format!("*:*:*:{}:{}\n", c.username, c.password))
+            .env("PGPASSFILE", "{tmp:pgpass}")
+        }
+        DbEngine::Sqlite => Command::new(["sqlite3", c.database.as_str()]),
+    };
+    cmd.stdin_file = Some(dump_file.to_string());
+    Ok(cmd.timeout(6 * 3600))
+}
+
+/// Drops a site's database only (its user stays: the site still uses it with another database).
+pub fn drop_database(server: Option<&Server>, site: &Site) -> PlanResult<Option<Step>> {
+    if site.db_engine == DbEngine::Sqlite {
+        return Ok(None);
+    }
+    let db = service(server, site.db_engine)?;
+    let server = server.expect("service() checked it");
+    let sql = match site.db_engine {
+        DbEngine::Mariadb => format!("DROP DATABASE IF EXISTS `{}`;\n", site.db_name),
+        _ => format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE);\n", site.db_name),
+    };
+    Ok(Some(Step::Run {
+        label: format!("drop the old database {}", site.db_name),
+        cmd: admin(server, db, sql),
+        undo: None,
+    }))
+}

@@ -77,6 +77,15 @@ impl Default for BackupArgs {
     }
 }
 
+/// Arguments of a site restore: the archive (a backup Fjord recorded) and its checksum.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreArgs {
+    pub archive: String,
+    pub sha256: String,
+    pub stamp: String,
+}
+
 /// Arguments of a site delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +118,7 @@ pub fn plan(
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
         TaskKind::SiteImport => site_import(layout, snap),
         TaskKind::SiteBackup => site_backup(layout, snap, args::<BackupArgs>(task_args)?),
+        TaskKind::SiteRestore => site_restore(layout, snap, args::<RestoreArgs>(task_args)?),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
             let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
@@ -613,6 +623,103 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
         }],
         on_failure: vec![],
     })
+}
+
+/// Restores a site from a backup: a pre-restore backup first, then the archive is checked and unpacked,
+/// its dump loaded into a *new* database, its files swapped in, and the settings pointed at the new
+/// database; the old database is dropped only at the very end. Any failure before that undoes it all
+/// and leaves the site as it was, still served.
+fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<Planned> {
+    let ctx = site_ctx(layout, snap)?;
+    let site = ctx.site;
+    let stamp_ok = !a.stamp.is_empty() && a.stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let archive_ok = a.archive.starts_with(&format!("{}/", layout.backups_dir()))
+        && !a.archive.contains("/../")
+        && a.archive.ends_with(".tar.zst");
+    if !stamp_ok || !archive_ok || a.sha256.len() != 64 {
+        return Err(PlanError::Args("a restore needs a recorded backup archive, its checksum and a stamp".into()));
+    }
+    let pre = site_backup(
+        layout,
+        snap,
+        BackupArgs { kind: BackupKind::PreRestore, stamp: format!("{}-pre-restore", a.stamp) },
+    )?;
+    let mut plan = pre.plan;
+    let staging = format!("{}/restore-{}-{}", layout.backups_dir(), site.domain, a.stamp);
+    plan.push(Step::Extract { archive: a.archive.clone(), sha256: a.sha256.clone(), dest: staging.clone() });
+
+    // A new database for the restored data, named after the old one and the stamp.
+    let digits: String = a.stamp.chars().filter(|c| c.is_ascii_digit()).collect();
+    let mut restored = site.clone();
+    restored.db_name = format!("{}_r{}", site.db_name, &digits[digits.len().saturating_sub(9)..]);
+    let mut snap2 = snap.clone();
+    snap2.site = Some(restored.clone());
+    let ctx2 = site_ctx(layout, &snap2)?;
+    // Undoing it drops the new database only: the database user is the live site's too.
+    if let Some(Step::Run { label, cmd, .. }) = db::ensure_site_db(db_server(snap, site), &restored, false)? {
+        let undo = match db::drop_database(db_server(snap, site), &restored)? {
+            Some(Step::Run { cmd, .. }) => Some(cmd),
+            _ => None,
+        };
+        plan.push(Step::Run { label, cmd, undo });
+    }
+    let import_undo = (site.db_engine == DbEngine::Sqlite)
+        .then(|| Command::new(["rm", "-f", "--", ctx2.db.database.as_str()]).timeout(60));
+    plan.push(Step::Run {
+        label: "load the backup's database dump into the new database".into(),
+        cmd: db::import(&ctx2, &format!("{staging}/database.sql"))?,
+        undo: import_undo,
+    });
+
+    // The site's files: the current ones step aside, the backup's take their place.
+    let app = App::of(ctx.platform);
+    let mut swaps = vec![(format!("{}/private", layout.site_dir(site)), format!("{staging}/state/private"))];
+    if let Some(dir) = app.platform_site_dir(&ctx) {
+        swaps.push((format!("{dir}/files"), format!("{staging}/site/files")));
+    }
+    let mut aside = Vec::new();
+    for (live, from_backup) in swaps {
+        let old = format!("{live}.before-restore-{}", a.stamp);
+        plan.push(Step::Move { from: live.clone(), to: old.clone() });
+        plan.push(Step::Move { from: from_backup, to: live });
+        aside.push(old);
+    }
+
+    // Settings now name the new database; everything else is regenerated as by verify.
+    let (pool, vhost) = site_files(&ctx2, app, site.status == SiteStatus::Disabled, &mut plan)?;
+    let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
+    chown.extend(app.writable_dirs(&ctx2));
+    plan.push(Step::Run {
+        label: "give the web user its writable directories".into(),
+        cmd: Command::new(chown).timeout(600),
+        undo: None,
+    });
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
+    if let (Some(http), SiteStatus::Enabled) = (snap.server.http(), site.status) {
+        let addr = match http.listen.as_deref() {
+            Some("0.0.0.0") | None => "127.0.0.1",
+            Some(a) => a,
+        };
+        plan.push(Step::HttpCheck {
+            url: format!("http://{addr}:{}/", http.port),
+            host: site.domain.to_string(),
+            expect: vec![200, 301, 302, 303, 307, 308, 403],
+            contains: None,
+        });
+    }
+    // Only now, what cannot be undone: the old data goes.
+    for dir in aside.into_iter().chain([staging]) {
+        plan.push(Step::RemovePath { path: dir });
+    }
+    if site.db_engine == DbEngine::Sqlite {
+        plan.push(Step::RemovePath { path: ctx.db.database.clone() });
+    } else if let Some(step) = db::drop_database(db_server(snap, site), site)? {
+        plan.push(step);
+    }
+    let mut on_success = vec![StateChange::SiteDbName { site: site.id, db_name: restored.db_name.clone() }];
+    on_success.extend(pre.on_success);
+    Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 
 fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Planned> {

@@ -572,6 +572,14 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
+        StateChange::SiteDbName { site, db_name } => {
+            sqlx::query("UPDATE sites SET db_name = $1, updated_at = $2 WHERE id = $3")
+                .bind(db_name)
+                .bind(now)
+                .bind(site.0)
+                .execute(&mut *conn)
+                .await?;
+        }
         StateChange::BackupRecorded { site, path, kind, size, checksum } => {
             sqlx::query(
                 "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

@@ -256,6 +256,13 @@ pub enum SiteCmd {
     Backup {
         domain: String,
     },
+    /// Bring a site back to one of its backups (a pre-restore backup is taken first).
+    Restore {
+        domain: String,
+        /// The backup's id (see `fjord backup list`).
+        #[arg(long)]
+        backup: i64,
+    },
     /// Delete a disabled site (or any, with --force).
     Delete {
         domain: String,

@@ -567,3 +567,82 @@ fn backups_are_written_listed_verified_and_deleted() {
         assert_eq!(f.json(&["backup", "list", "--site", &domain]), serde_json::json!([]));
     }
 }
+
+/// Runs SQL in a site's database as the test's database admin.
+fn sql_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) {
+    let site = f.json(&["site", "show", domain])["site"].clone();
+    let db = site["db_name"].as_str().expect("db name").to_string();
+    let out = match engine {
+        "sqlite" => std::process::Command::new("sqlite3")
+            .arg(f.state.join("sites").join(domain).join("db").join(format!("{db}.sqlite")))
+            .arg(sql)
+            .output(),
+        "mariadb" => std::process::Command::new("mariadb")
+            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+            .args(["-uroot", &db, "-e", sql])
+            .output(),
+        _ => {
+            let url = std::env::var("FJORD_TEST_PG_URL").expect("pg url");
+            let base = url.rsplit_once('/').expect("url").0;
+            std::process::Command::new("psql").args(["-X", "-q", &format!("{base}/{db}"), "-c", sql]).output()
+        }
+    }
+    .expect("sql client runs");
+    assert!(out.status.success(), "{engine}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_restore_brings_back_content_and_a_bad_archive_changes_nothing() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    for engine in engines(&f) {
+        let domain = format!("rs-{engine}.example");
+        f.ok(&["site", "create", &domain, "--platform", "d10", "--db-engine", engine, "--wait"]);
+        let files = f.dir.path().join("code/d10/web/sites").join(&domain).join("files");
+        std::fs::write(files.join("hello.txt"), "v1").expect("write");
+        f.ok(&["site", "backup", &domain, "--wait"]);
+        let backup = f.json(&["backup", "list", "--site", &domain])[0].clone();
+        let id = backup["id"].as_i64().expect("id").to_string();
+
+        // The site changes after the backup: its database and its files.
+        // The fixture stores variables PHP-serialized.
+        sql_as_admin(&f, engine, &domain, "UPDATE variable SET value = 's:7:\"Changed\";' WHERE name = 'site_name'");
+        std::fs::write(files.join("hello.txt"), "v2").expect("write");
+        std::fs::write(files.join("new.txt"), "new").expect("write");
+        assert!(f.get(port, &domain, "/").body.contains("<h1>Changed</h1>"), "{engine}: the change did not show");
+
+        f.ok(&["site", "restore", &domain, "--backup", &id, "--wait"]);
+        let a = f.get(port, &domain, "/");
+        assert!(a.body.contains(&format!("<h1>{domain}</h1>")), "{engine}: content not restored: {}", a.body);
+        assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1", "{engine}");
+        assert!(!files.join("new.txt").exists(), "{engine}: a file added after the backup survived the restore");
+        let kinds: Vec<String> = f
+            .json(&["backup", "list", "--site", &domain])
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|b| b["kind"].to_string())
+            .collect();
+        assert!(kinds.iter().any(|k| k.contains("pre-restore")), "{engine}: no pre-restore backup: {kinds:?}");
+        let login = f.json(&["site", "login-link", &domain])["url"].as_str().expect("url").to_string();
+        assert_eq!(f.get(port, &domain, &path_of(&login)).status, 302, "{engine}: the restored site cannot log in");
+
+        // A damaged archive: the restore fails and nothing changes.
+        sql_as_admin(&f, engine, &domain, "UPDATE variable SET value = 's:4:\"Kept\";' WHERE name = 'site_name'");
+        let path = std::path::PathBuf::from(backup["path"].as_str().expect("path"));
+        let mut bytes = std::fs::read(&path).expect("read");
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let out = f.run(&["site", "restore", &domain, "--backup", &id, "--wait"]);
+        assert!(!out.status.success(), "{engine}: a corrupted archive was restored");
+        assert!(
+            f.get(port, &domain, "/").body.contains("<h1>Kept</h1>"),
+            "{engine}: a failed restore changed the site"
+        );
+        assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1", "{engine}");
+    }
+}

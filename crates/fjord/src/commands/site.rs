@@ -79,6 +79,16 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let stamp = backup::stamp(fjord_store::now_millis());
             on_site(ctx, &domain, TaskKind::SiteBackup, serde_json::json!({ "kind": "manual", "stamp": stamp })).await
         }
+        SiteCmd::Restore { domain, backup: id } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let b = store.backup(BackupId(id)).await?;
+            if b.site_id != site.id {
+                bail!("backup {id} is not a backup of {}", site.domain);
+            }
+            let stamp = backup::stamp(fjord_store::now_millis());
+            let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });
+            queue_task(ctx, TaskKind::SiteRestore, site.id.0, args).await
+        }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Delete { domain, force } => {
             on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await

@@ -125,6 +125,8 @@ pub struct TempFile {
 /// once), so a resumed or retried task is safe, and each knows how to undo itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
+// Plans are data, built once per task and stored as JSON: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Step {
     /// Create a directory (and missing parents). Undo removes what this step created, with anything
     /// put inside it since.

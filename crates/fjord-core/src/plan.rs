@@ -32,6 +32,11 @@ impl Plan {
         self.steps.push(step);
         self
     }
+
+    pub fn extend(&mut self, steps: impl IntoIterator<Item = Step>) -> &mut Self {
+        self.steps.extend(steps);
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

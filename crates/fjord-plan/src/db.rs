@@ -210,82 +210,68 @@ DROP ROLE :"n";
     }
 }
 
-/// The command that writes the site's database as SQL to stdout, with the site's own account (its
-/// password in a 0600 temp file). MariaDB dumps in one consistent transaction without locking.
-pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
+/// A client command as the site's own database account: `argv` first, then the connection options,
+/// then `tail`; the password goes in a 0600 temp file (MariaDB option file, PostgreSQL pgpass).
+fn as_site(ctx: &crate::apps::SiteCtx, argv: &[&str], tail: &[&str]) -> Command {
     let c = &ctx.db;
-    Ok(match ctx.site.db_engine {
-        DbEngine::Mariadb => Command::new([
-            "mariadb-dump",
-            "--defaults-extra-file={tmp:site.cnf}",
-            "--single-transaction",
-            "--quick",
-            "--skip-lock-tables",
-            "--no-tablespaces",
-            c.database.as_str(),
-        ])
-        .file(
-            "site.cnf",
-            format!("[client]\nuser={}\npassword={}\nhost={}\nport={}\n", c.username, c.password, c.host, c.port),
-        )
-        .timeout(6 * 3600),
-        DbEngine::Postgres => {
-            let port = c.port.to_string();
-            Command::new([
-                "pg_dump",
-                "--no-owner",
-                "--no-privileges",
-                "-h",
-                &c.host,
-                "-p",
-                &port,
-                "-U",
-                &c.username,
-                &c.database,
-            ])
-            .file("pgpass", format!("*:*:*:{}:{}\n", c.username, c.password))
-            .env("PGPASSFILE", "{tmp:pgpass}")
-            .timeout(6 * 3600)
+    let mut args: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+    let cmd = match ctx.site.db_engine {
+        DbEngine::Mariadb => {
+            args.insert(1, "--defaults-extra-file={tmp:site.cnf}".into());
+            args.extend(tail.iter().map(|a| a.to_string()));
+            Command::new(args).file(
+                "site.cnf",
+                format!("[client]\nuser={}\npassword={}\nhost={}\nport={}\n", c.username, c.password, c.host, c.port),
+            )
         }
-        DbEngine::Sqlite => Command::new(["sqlite3", "-readonly", c.database.as_str(), ".dump"]).timeout(6 * 3600),
+        DbEngine::Postgres => {
+            args.extend([
+                "-h".into(),
+                c.host.clone(),
+                "-p".into(),
+                c.port.to_string(),
+                "-U".into(),
+                c.username.clone(),
+            ]);
+            args.extend(tail.iter().map(|a| a.to_string()));
+            Command::new(args)
+                .file("pgpass", format!("*:*:*:{}:{}\n", c.username, c.password))
+                .env("PGPASSFILE", "{tmp:pgpass}")
+        }
+        DbEngine::Sqlite => {
+            args.extend(tail.iter().map(|a| a.to_string()));
+            Command::new(args)
+        }
+    };
+    cmd.timeout(6 * 3600)
+}
+
+/// The command that writes the site's database as SQL to stdout, with the site's own account.
+/// MariaDB dumps in one consistent transaction without locking.
+pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
+    let db = ctx.db.database.as_str();
+    Ok(match ctx.site.db_engine {
+        DbEngine::Mariadb => as_site(
+            ctx,
+            &["mariadb-dump", "--single-transaction", "--quick", "--skip-lock-tables", "--no-tablespaces"],
+            &[db],
+        ),
+        DbEngine::Postgres => as_site(ctx, &["pg_dump", "--no-owner", "--no-privileges"], &[db]),
+        DbEngine::Sqlite => as_site(ctx, &["sqlite3", "-readonly", db, ".dump"], &[]),
     })
 }
 
 /// The command that loads a dump (fed on stdin from `dump_file`) into the site's database, with the
 /// site's own account.
 pub fn import(ctx: &crate::apps::SiteCtx, dump_file: &str) -> PlanResult<Command> {
-    let c = &ctx.db;
+    let db = ctx.db.database.as_str();
     let mut cmd = match ctx.site.db_engine {
-        DbEngine::Mariadb => {
-            Command::new(["mariadb", "--defaults-extra-file={tmp:site.cnf}", "--batch", c.database.as_str()]).file(
-                "site.cnf",
-                format!("[client]\nuser={}\npassword={}\nhost={}\nport={}\n", c.username, c.password, c.host, c.port),
-            )
-        }
-        DbEngine::Postgres => {
-            let port = c.port.to_string();
-            Command::new([
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &c.host,
-                "-p",
-                &port,
-                "-U",
-                &c.username,
-                "-d",
-                &c.database,
-            ])
-            .file("pgpass", format!("*:*:*:{}:{}\n", c.username, c.password))
-            .env("PGPASSFILE", "{tmp:pgpass}")
-        }
-        DbEngine::Sqlite => Command::new(["sqlite3", c.database.as_str()]),
+        DbEngine::Mariadb => as_site(ctx, &["mariadb", "--batch"], &[db]),
+        DbEngine::Postgres => as_site(ctx, &["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], &["-d", db]),
+        DbEngine::Sqlite => as_site(ctx, &["sqlite3", db], &[]),
     };
     cmd.stdin_file = Some(dump_file.to_string());
-    Ok(cmd.timeout(6 * 3600))
+    Ok(cmd)
 }
 
 /// Drops a site's database only (its user stays: the site still uses it with another database).

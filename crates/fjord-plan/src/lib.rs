@@ -488,6 +488,22 @@ fn db_server<'a>(snap: &'a Snapshot, site: &Site) -> Option<&'a Server> {
     }
 }
 
+/// The request that proves a site is served as `status` says: any non-error answer from PHP, or the
+/// "site disabled" page.
+fn http_check(server: &Server, site: &Site, status: SiteStatus) -> Option<Step> {
+    let http = server.http()?;
+    let addr = match http.listen.as_deref() {
+        Some("0.0.0.0") | None => "127.0.0.1",
+        Some(a) => a,
+    };
+    Some(Step::HttpCheck {
+        url: format!("http://{addr}:{}/", http.port),
+        host: site.domain.to_string(),
+        expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
+        contains: None,
+    })
+}
+
 /// Install, verify, enable and disable all converge a site's derived state to the same shape; they
 /// differ in the status they render and record, and install also creates the database and runs the
 /// application's installer.
@@ -525,19 +541,7 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
         undo: None,
     });
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
-    if let Some(http) = snap.server.http() {
-        let addr = match http.listen.as_deref() {
-            Some("0.0.0.0") | None => "127.0.0.1",
-            Some(a) => a,
-        };
-        plan.push(Step::HttpCheck {
-            url: format!("http://{addr}:{}/", http.port),
-            host: site.domain.to_string(),
-            // Served by PHP (any non-error answer), or the "site disabled" page.
-            expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
-            contains: None,
-        });
-    }
+    plan.extend(http_check(&snap.server, site, status));
     Ok(Planned {
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
@@ -696,18 +700,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     });
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
-    if let (Some(http), SiteStatus::Enabled) = (snap.server.http(), site.status) {
-        let addr = match http.listen.as_deref() {
-            Some("0.0.0.0") | None => "127.0.0.1",
-            Some(a) => a,
-        };
-        plan.push(Step::HttpCheck {
-            url: format!("http://{addr}:{}/", http.port),
-            host: site.domain.to_string(),
-            expect: vec![200, 301, 302, 303, 307, 308, 403],
-            contains: None,
-        });
-    }
+    plan.extend(http_check(&snap.server, site, site.status));
     // Only now, what cannot be undone: the old data goes.
     for dir in aside.into_iter().chain([staging]) {
         plan.push(Step::RemovePath { path: dir });

@@ -130,13 +130,27 @@ pub fn print_plan(ctx: &Ctx, kind: TaskKind, planned: &Planned) -> Result<ExitCo
 /// Queues a task on an existing object, after checking it would be accepted; honours `--dry-run` and
 /// `--wait`.
 pub async fn queue_task(ctx: &mut Ctx, kind: TaskKind, target_id: i64, args: serde_json::Value) -> Result<ExitCode> {
+    match enqueue_checked(ctx, kind, target_id, args).await? {
+        Some(task) => task::queued(ctx, &task).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Plans the task now (a refusal is the command's error, and nothing is queued), then queues it; with
+/// `--dry-run`, prints the plan instead and returns `None`.
+pub async fn enqueue_checked(
+    ctx: &mut Ctx,
+    kind: TaskKind,
+    target_id: i64,
+    args: serde_json::Value,
+) -> Result<Option<Task>> {
     let store = ctx.store().await?;
     let lane = store.lane_of(kind.target_kind(), target_id).await?;
     let snap = store.snapshot(&prospective_task(kind, target_id, lane, args.clone())).await?;
     let planned = plan_now(ctx, kind, &args, &snap)?;
     if ctx.global.dry_run {
-        return print_plan(ctx, kind, &planned);
+        print_plan(ctx, kind, &planned)?;
+        return Ok(None);
     }
-    let task = store.enqueue(&NewTask { kind, target_id, lane, args, created_by: ctx.actor() }).await?;
-    task::queued(ctx, &task).await
+    Ok(Some(store.enqueue(&NewTask { kind, target_id, lane, args, created_by: ctx.actor() }).await?))
 }

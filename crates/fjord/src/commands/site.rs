@@ -185,23 +185,10 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
 async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    if ctx.global.dry_run {
-        return queue_task(ctx, TaskKind::SiteLoginLink, site.id.0, serde_json::json!({})).await;
-    }
-    let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
-    let snap = store
-        .snapshot(&super::prospective_task(TaskKind::SiteLoginLink, site.id.0, lane, serde_json::json!({})))
-        .await?;
-    plan_now(ctx, TaskKind::SiteLoginLink, &serde_json::json!({}), &snap)?;
-    let task = store
-        .enqueue(&NewTask {
-            kind: TaskKind::SiteLoginLink,
-            target_id: site.id.0,
-            lane,
-            args: serde_json::json!({}),
-            created_by: ctx.actor(),
-        })
-        .await?;
+    let Some(task) = super::enqueue_checked(ctx, TaskKind::SiteLoginLink, site.id.0, serde_json::json!({})).await?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let quiet = Ctx {
         settings: ctx.settings.clone(),
         global: ctx.global.clone(),

@@ -181,6 +181,20 @@ pub enum PlatformCmd {
     Remove {
         name: String,
     },
+    /// Migrate every site of a platform to another (e.g. a security update), each with its own
+    /// backup and rollback; prints what succeeded and what was rolled back.
+    Migrate {
+        name: String,
+        /// The platform the sites move to.
+        #[arg(long)]
+        to: String,
+        /// How many sites migrate at the same time.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Migrate this many sites first and stop before the rest if any of them fails.
+        #[arg(long)]
+        canary: Option<usize>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +276,52 @@ pub enum SiteCmd {
         /// The backup's id (see `fjord backup list`).
         #[arg(long)]
         backup: i64,
+    },
+    /// Make a new site from an existing one: new database, copied files, its own settings.
+    Clone {
+        /// The site copied from.
+        source: String,
+        /// The new site's domain.
+        domain: String,
+        /// Platform of the new site [default: the source's].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Domain alias of the new site (repeatable; the source's aliases are not copied).
+        #[arg(long = "alias", value_name = "DOMAIN")]
+        aliases: Vec<String>,
+    },
+    /// Move a site to another platform (running its database updates), with a backup first and an
+    /// automatic rollback when anything fails.
+    Migrate {
+        domain: String,
+        /// The platform the site moves to.
+        #[arg(long)]
+        to: String,
+        /// A new main domain for the site (a rename on the way).
+        #[arg(long = "domain", value_name = "NEW_DOMAIN")]
+        new_domain: Option<String>,
+        /// After a rename, do not keep the old domain as an alias.
+        #[arg(long)]
+        drop_old_domain: bool,
+    },
+    /// Give a site a new main domain (its old one stays as an alias unless --drop-old-domain).
+    Rename {
+        domain: String,
+        new_domain: String,
+        #[arg(long)]
+        drop_old_domain: bool,
+    },
+    /// Copy the database and/or files of one site into another (e.g. live → staging), after a backup
+    /// of the target.
+    Sync {
+        from: String,
+        to: String,
+        /// Copy the database.
+        #[arg(long)]
+        db: bool,
+        /// Copy the files (public and private).
+        #[arg(long)]
+        files: bool,
     },
     /// Delete a disabled site (or any, with --force).
     Delete {

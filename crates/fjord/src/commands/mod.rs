@@ -4,6 +4,7 @@
 mod admin;
 mod backup;
 mod bench;
+mod migrate;
 mod objects;
 mod site;
 mod task;

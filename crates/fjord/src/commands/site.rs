@@ -90,6 +90,25 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             queue_task(ctx, TaskKind::SiteRestore, site.id.0, args).await
         }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
+        SiteCmd::Clone { source, domain, platform, aliases } => clone(ctx, &source, &domain, platform, aliases).await,
+        SiteCmd::Migrate { domain, to, new_domain, drop_old_domain } => {
+            migrate(ctx, &domain, &to, new_domain.as_deref(), !drop_old_domain).await
+        }
+        SiteCmd::Rename { domain, new_domain, drop_old_domain } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            migrate(ctx, &domain, platform.name.as_str(), Some(&new_domain), !drop_old_domain).await
+        }
+        SiteCmd::Sync { from, to, db, files } => {
+            if !db && !files {
+                bail!("say what to copy: --db, --files, or both");
+            }
+            let source = store.site_by_domain(&Domain::parse(&from)?).await?;
+            let target = store.site_by_domain(&Domain::parse(&to)?).await?;
+            let stamp = backup::stamp(fjord_store::now_millis());
+            let args = serde_json::json!({ "source_site": source.id.0, "db": db, "files": files, "stamp": stamp });
+            queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
+        }
         SiteCmd::Delete { domain, force } => {
             on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await
         }
@@ -169,6 +188,8 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         sites: vec![],
         platforms: vec![],
         db_server: db_server.clone().filter(|d| d.id != snap_server_id),
+        other_site: None,
+        other_platform: None,
     };
     let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -307,6 +328,8 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         sites: vec![],
         platforms: vec![],
         db_server: None,
+        other_site: None,
+        other_platform: None,
     };
     plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -331,6 +354,92 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         println!("site {} recorded for import", site.domain);
     }
     task::queued(ctx, &t).await
+}
+
+/// Records the new site (checked like a create: free domain, quota, platform) and queues its clone.
+async fn clone(
+    ctx: &mut Ctx,
+    source: &str,
+    domain: &str,
+    platform: Option<String>,
+    aliases: Vec<String>,
+) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let src = store.site_by_domain(&Domain::parse(source)?).await?;
+    let src_platform = store.platform(src.platform_id).await?;
+    let platform = match platform {
+        Some(name) => store.platform_by_name(&name).await?,
+        None => src_platform.clone(),
+    };
+    let server = store.server(platform.server_id).await?;
+    let new = NewSite {
+        domain: Domain::parse(domain)?,
+        platform: platform.id,
+        db_server: src.db_server_id,
+        db_engine: src.db_engine,
+        php: src.php.clone(),
+        profile: src.profile.clone(),
+        language: src.language.clone(),
+        client: src.client_id,
+        aliases: aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?,
+        redirect_aliases: src.redirect_aliases,
+        // HTTPS is not copied: the new domain needs its own certificate.
+        https: HttpsMode::Off,
+        cron_interval: src.cron_interval,
+        existing_db: None,
+    };
+    let prospective = store.prepare_site(&new).await?;
+    let db_server = match src.db_server_id {
+        Some(id) if id != server.id => Some(store.server(id).await?),
+        _ => None,
+    };
+    let args = serde_json::json!({ "source_site": src.id.0 });
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+        db_server,
+        other_site: Some(src),
+        other_platform: Some(src_platform),
+    };
+    let planned = plan_now(ctx, TaskKind::SiteClone, &args, &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, TaskKind::SiteClone, &planned);
+    }
+    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteClone, args))).await?;
+    if !ctx.out.json {
+        println!("site {} created as a clone of {source}", site.domain);
+    }
+    task::queued(ctx, &t.expect("a task was asked for")).await
+}
+
+/// Queues a migrate (or, to the same platform with a new domain, a rename).
+async fn migrate(ctx: &mut Ctx, domain: &str, to: &str, new_domain: Option<&str>, keep_old: bool) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    let target = store.platform_by_name(to).await?;
+    let new_domain = new_domain.map(|d| Domain::parse_field("new domain", d)).transpose()?;
+    if let Some(d) = &new_domain {
+        // The new name must be free, or one of this site's own aliases.
+        match store.site_by_domain(d).await {
+            Ok(owner) if owner.id != site.id => bail!("{d} is already used by site {}", owner.domain),
+            _ => {}
+        }
+    }
+    let args = migrate_args(target.id, new_domain.as_ref(), keep_old);
+    queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
+}
+
+/// The arguments of a migrate task, stamped now.
+pub fn migrate_args(to: PlatformId, new_domain: Option<&Domain>, keep_old: bool) -> serde_json::Value {
+    let stamp = backup::stamp(fjord_store::now_millis());
+    let mut args = serde_json::json!({ "to_platform": to.0, "keep_old_domain": keep_old, "stamp": stamp });
+    if let Some(d) = new_domain {
+        args["domain"] = serde_json::json!(d);
+    }
+    args
 }
 
 async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {

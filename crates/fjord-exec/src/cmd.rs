@@ -324,7 +324,8 @@ mod tests {
         assert_eq!(out.stdout, "a\nb\n");
         let err = run_pipe(&Cmd::new(["false"]), &Cmd::new(["cat"]), None, None).await.expect_err("producer fails");
         assert!(err.to_string().contains("false"), "{err}");
-        let err = run_pipe(&Cmd::new(["echo", "x"]), &Cmd::new(["false"]), None, None).await.expect_err("consumer fails");
+        let err =
+            run_pipe(&Cmd::new(["echo", "x"]), &Cmd::new(["false"]), None, None).await.expect_err("consumer fails");
         assert!(err.to_string().contains("false"), "{err}");
     }
 

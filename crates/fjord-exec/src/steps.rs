@@ -231,7 +231,9 @@ impl Executor {
                 path: path.clone(),
                 aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
-            Step::Run { undo: Some(cmd), .. } | Step::Pipe { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
+            Step::Run { undo: Some(cmd), .. } | Step::Pipe { undo: Some(cmd), .. } => {
+                StepUndo::Run { cmd: cmd.clone() }
+            }
             Step::Extract { dest, .. } => StepUndo::RemoveFiles { paths: vec![dest.clone()] },
             Step::Move { from, to } => StepUndo::Unmove { from: from.clone(), to: to.clone() },
             Step::Backup { archive, .. } => {
@@ -257,9 +259,7 @@ impl Executor {
             | Step::HttpCheck { .. }
             | Step::Mark { .. }
             | Step::Sleep { .. }
-            | Step::Fail { .. } => {
-                StepUndo::Nothing
-            }
+            | Step::Fail { .. } => StepUndo::Nothing,
         })
     }
 

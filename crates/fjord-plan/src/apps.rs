@@ -266,7 +266,11 @@ impl App {
                 vec![step]
             }
             App::Wordpress => {
-                vec![ctx.php_script("upgrade the WordPress database", render::wordpress_script(ctx, "upgrade", "")?, &[])]
+                vec![ctx.php_script(
+                    "upgrade the WordPress database",
+                    render::wordpress_script(ctx, "upgrade", "")?,
+                    &[],
+                )]
             }
             App::Php => vec![],
         })
@@ -290,7 +294,11 @@ impl App {
             .file("check.php", script)
             .cwd(target_docroot.to_string())
             .timeout(600);
-        Ok(Some(Step::Run { label: "check the database's module schemas against the new code".into(), cmd, undo: None }))
+        Ok(Some(Step::Run {
+            label: "check the database's module schemas against the new code".into(),
+            cmd,
+            undo: None,
+        }))
     }
 
     /// A step that runs the site's cron.

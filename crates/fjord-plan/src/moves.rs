@@ -10,7 +10,7 @@
 use crate::apps::{App, SiteCtx};
 use crate::render::Serving;
 use crate::{
-    ctx_for, db, db_server, http_check, render, serving, services, site_backup, site_ctx, site_files, BackupArgs,
+    ctx_for, db, db_server, http_check, render, services, serving, site_backup, site_ctx, site_files, BackupArgs,
     Layout, PlanError, PlanResult,
 };
 use fjord_core::*;
@@ -202,7 +202,8 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     let source = source.ok_or_else(|| PlanError::Refused("the site to clone no longer exists".into()))?;
     live(source, "the site to clone")?;
     let src_platform = snap.other_platform.as_ref().filter(|p| p.id == source.platform_id);
-    let src_platform = src_platform.ok_or_else(|| PlanError::Refused("the platform of the site to clone is gone".into()))?;
+    let src_platform =
+        src_platform.ok_or_else(|| PlanError::Refused("the platform of the site to clone is gone".into()))?;
     same_server(snap, src_platform)?;
     let app = same_app(src_platform, ctx.platform)?;
     app.check_engine(site.db_engine)?;
@@ -289,8 +290,11 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     if target.id != ctx.platform.id {
         plan.extend(app.schema_check(&ctx, &ctx2.docroot(), site_module_dirs(app, &ctx))?);
     }
-    let backup =
-        site_backup(layout, snap, BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp) })?;
+    let backup = site_backup(
+        layout,
+        snap,
+        BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp) },
+    )?;
     plan.extend(backup.plan.steps);
 
     // Maintenance: no more writes reach the old database from here on.
@@ -300,7 +304,14 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         plan.push(Step::WriteFile {
             path: old_vhost.clone(),
             content: FileContent::Text {
-                text: render::vhost(layout, &snap.server, ctx.platform, site, app.vhost_flavour(), Serving::Maintenance)?,
+                text: render::vhost(
+                    layout,
+                    &snap.server,
+                    ctx.platform,
+                    site,
+                    app.vhost_flavour(),
+                    Serving::Maintenance,
+                )?,
             },
             mode: 0o644,
             owner: None,
@@ -314,7 +325,12 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         plan.push(Step::MakeDir { path: layout.site_dir(&moved), mode: 0o751, owner: None });
         copy_dir(&format!("{}/private", ctx.site_dir()), &format!("{}/private", ctx2.site_dir()), &a.stamp, &mut plan);
         if app == App::Drupal {
-            copy_dir(&format!("{}/config", ctx.site_dir()), &format!("{}/config", ctx2.site_dir()), &a.stamp, &mut plan);
+            copy_dir(
+                &format!("{}/config", ctx.site_dir()),
+                &format!("{}/config", ctx2.site_dir()),
+                &a.stamp,
+                &mut plan,
+            );
         }
     }
     if site.db_engine == DbEngine::Sqlite {

@@ -21,7 +21,14 @@ pub struct Global {
     #[arg(long, global = true, env = "FJORD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// State database URL (sqlite:///path or postgres://…) [default: sqlite in the state dir].
-    #[arg(long, global = true, env = "FJORD_DB", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        id = "state_db",
+        long = "state-db",
+        global = true,
+        env = "FJORD_DB",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub db: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]

@@ -89,7 +89,11 @@ pub async fn platform_migrate(
         table(&["site", "result", "task", "downtime", "detail"], &rows);
         let count = |r: &str| outcomes.iter().filter(|o| o.result == r).count();
         if ctx.global.dry_run {
-            println!("\ndry run: {} would migrate, {} would be refused; nothing was changed", count("would-migrate"), count("would-refuse"));
+            println!(
+                "\ndry run: {} would migrate, {} would be refused; nothing was changed",
+                count("would-migrate"),
+                count("would-refuse")
+            );
         } else {
             println!(
                 "\n{} migrated, {} rolled back, {} refused, {} skipped",
@@ -205,7 +209,11 @@ async fn dry_run(
                 task: Some(id.0),
                 downtime_ms: None,
                 detail: if lines.is_empty() {
-                    if ok { "no pending updates".into() } else { t.error.unwrap_or_default() }
+                    if ok {
+                        "no pending updates".into()
+                    } else {
+                        t.error.unwrap_or_default()
+                    }
                 } else {
                     lines.join("; ")
                 },

@@ -97,6 +97,9 @@ pub struct DeleteArgs {
     /// Delete even if the site is not disabled first.
     #[serde(default)]
     pub force: bool,
+    /// Take a pre-delete backup first (its archive name's stamp); `None` deletes without one.
+    #[serde(default)]
+    pub backup_stamp: Option<String>,
 }
 
 fn args<T: serde::de::DeserializeOwned + Default>(task_args: &serde_json::Value) -> PlanResult<T> {
@@ -667,6 +670,10 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     if !stamp_ok || !archive_ok || a.sha256.len() != 64 {
         return Err(PlanError::Args("a restore needs a recorded backup archive, its checksum and a stamp".into()));
     }
+    if matches!(site.status, SiteStatus::Queued | SiteStatus::Failed) {
+        // A new record for a site that was deleted: nothing live to keep aside.
+        return moves::site_restore_new(layout, snap, a);
+    }
     let pre = site_backup(
         layout,
         snap,
@@ -742,6 +749,17 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     let ctx = site_ctx(layout, snap)?;
     let app = App::of(ctx.platform);
     let mut plan = Plan::default();
+    let mut on_success = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }];
+    if let (Some(stamp), SiteStatus::Enabled | SiteStatus::Disabled) = (&a.backup_stamp, site.status) {
+        // Nothing is lost: the site can come back from this backup.
+        let pre = site_backup(
+            layout,
+            snap,
+            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete") },
+        )?;
+        plan.extend(pre.plan.steps);
+        on_success.extend(pre.on_success);
+    }
     // First stop serving it, then remove what it had.
     let vhost = layout.vhost_path(&snap.server, site);
     plan.push(Step::RemovePath { path: vhost.clone() });
@@ -761,11 +779,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
         plan.push(step);
     }
-    Ok(Planned {
-        plan,
-        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
-        on_failure: vec![],
-    })
+    Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 
 fn enabled_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot, what: &str) -> PlanResult<SiteCtx<'a>> {

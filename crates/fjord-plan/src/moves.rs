@@ -470,6 +470,47 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
     Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 
+/// Brings a deleted site back from one of its backups into a new site record: its own database and
+/// user, the archive's dump and files, settings generated for it. A failure undoes it all and leaves
+/// the record failed.
+pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::RestoreArgs) -> PlanResult<Planned> {
+    let ctx = site_ctx(layout, snap)?;
+    let site = ctx.site;
+    let app = App::of(ctx.platform);
+    app.check_engine(site.db_engine)?;
+    let mut plan = Plan::default();
+    let staging = format!("{}/restore-{}-{}", layout.backups_dir(), site.domain, a.stamp);
+    plan.push(Step::Extract { archive: a.archive.clone(), sha256: a.sha256.clone(), dest: staging.clone() });
+    plan.extend(db::ensure_site_db(db_server(snap, site), site, true)?);
+    plan.push(Step::MakeDir { path: layout.site_dir(site), mode: 0o751, owner: None });
+    if site.db_engine == DbEngine::Sqlite {
+        plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
+    }
+    let import_undo = (site.db_engine == DbEngine::Sqlite)
+        .then(|| Command::new(["rm", "-f", "--", ctx.db.database.as_str()]).timeout(60));
+    plan.push(Step::Run {
+        label: "load the backup's database dump".into(),
+        cmd: db::import(&ctx, &format!("{staging}/database.sql"))?,
+        undo: import_undo,
+    });
+    plan.push(Step::Move { from: format!("{staging}/state/private"), to: format!("{}/private", ctx.site_dir()) });
+    if let Some(dir) = app.platform_site_dir(&ctx) {
+        // The whole site directory of the backup (files, site-level modules); settings are regenerated.
+        plan.push(Step::Move { from: format!("{staging}/site"), to: dir });
+    }
+    let (pool, vhost) = site_files(&ctx, app, Serving::Live, &mut plan)?;
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    chown_writable(app, &ctx, &mut plan);
+    plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
+    plan.extend(http_check(layout, &snap.server, site, SiteStatus::Enabled));
+    plan.push(Step::RemovePath { path: staging });
+    Ok(Planned {
+        plan,
+        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Enabled }],
+        on_failure: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,6 +283,9 @@ pub enum SiteCmd {
         /// The backup's id (see `fjord backup list`).
         #[arg(long)]
         backup: i64,
+        /// For a deleted site brought back: the platform to restore it on [default: its old one].
+        #[arg(long)]
+        platform: Option<String>,
     },
     /// Make a new site from an existing one: new database, copied files, its own settings.
     Clone {
@@ -330,11 +333,14 @@ pub enum SiteCmd {
         #[arg(long)]
         files: bool,
     },
-    /// Delete a disabled site (or any, with --force).
+    /// Delete a disabled site (or any, with --force), after a pre-delete backup.
     Delete {
         domain: String,
         #[arg(long)]
         force: bool,
+        /// Skip the pre-delete backup.
+        #[arg(long)]
+        no_backup: bool,
     },
 }
 

@@ -150,6 +150,8 @@ fn platform_with_module(f: &Fjord, fixture_name: &str, name: &str, updates: &[(u
     std::fs::create_dir_all(&module).expect("mkdir");
     if d7 {
         std::fs::write(module.join("fjordtest.info"), "name = Fjord test\ncore = 7.x\n").expect("write");
+        // Drupal 7 finds a module by its .module file.
+        std::fs::write(module.join("fjordtest.module"), "<?php\n").expect("write");
     } else {
         std::fs::write(
             module.join("fjordtest.info.yml"),
@@ -302,4 +304,167 @@ fn a_platform_migrate_moves_every_site_and_reports_the_ones_rolled_back() {
     }
     assert_eq!(f.json(&["site", "show", "pm1.example"])["platform"], "old");
     assert_eq!(h1(&f, port, "pm1.example"), "pm1.example", "the rolled-back site is not served as before");
+}
+
+/// The WordPress database version a site records.
+fn wp_db_version(f: &Fjord, domain: &str) -> String {
+    let db = f.json(&["site", "show", domain])["site"]["db_name"].as_str().expect("db").to_string();
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+        .args(["-uroot", "--batch", "--skip-column-names", &db, "-e"])
+        .arg("SELECT option_value FROM wp_options WHERE option_name = 'db_version'")
+        .output()
+        .expect("mariadb");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn wordpress_clones_and_migrates_with_its_database_upgrade() {
+    if !services_available() || !std::path::Path::new("/usr/share/wordpress/wp-includes/version.php").exists() {
+        eprintln!("skipped: Debian's wordpress package is not installed");
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    if !f.has_engine("mariadb") {
+        return;
+    }
+    // A second copy of the same code, and one whose database upgrade fails.
+    let code = f.dir.path().join("code");
+    std::fs::create_dir_all(&code).expect("mkdir");
+    for name in ["wp2", "wpbad"] {
+        let ok = std::process::Command::new("cp")
+            .args(["-a", "/usr/share/wordpress"])
+            .arg(code.join(name))
+            .status()
+            .expect("cp");
+        assert!(ok.success());
+    }
+    let upgrade = code.join("wpbad/wp-admin/includes/upgrade.php");
+    let text = std::fs::read_to_string(&upgrade).expect("read");
+    let broken = text.replacen(
+        "$wp_current_db_version = __get_option( 'db_version' );",
+        "$wp_current_db_version = __get_option( 'db_version' ); throw new Exception( 'upgrade fails on purpose' );",
+        1,
+    );
+    assert_ne!(text, broken, "the upgrade function changed shape");
+    std::fs::write(&upgrade, broken).expect("write");
+    f.ok(&["platform", "add", "wp1", "--path", "/usr/share/wordpress", "--wait"]);
+    for name in ["wp2", "wpbad"] {
+        f.ok(&["platform", "add", name, "--path", &code.join(name).to_string_lossy(), "--wait"]);
+    }
+
+    let domain = format!("wpm{}.example", std::process::id());
+    f.ok(&["site", "create", &domain, "--platform", "wp1", "--db-engine", "mariadb", "--wait"]);
+    let current = wp_db_version(&f, &domain);
+    // An older database: the new code has an upgrade to run.
+    sql_as_admin(
+        &f,
+        "mariadb",
+        &domain,
+        "UPDATE wp_options SET option_value = '53000' WHERE option_name = 'db_version'",
+    );
+
+    let out = f.run(&["site", "migrate", &domain, "--to", "wpbad", "--wait"]);
+    assert!(!out.status.success(), "a failing upgrade migrated");
+    assert_eq!(f.json(&["site", "show", &domain])["platform"], "wp1");
+    assert_eq!(wp_db_version(&f, &domain), "53000", "the rollback did not keep the old database");
+    let a = f.get(port, &domain, "/");
+    assert!(a.status == 200 && a.body.contains(&domain), "not served as before: {a:?}");
+
+    f.ok(&["site", "migrate", &domain, "--to", "wp2", "--wait"]);
+    assert_eq!(f.json(&["site", "show", &domain])["platform"], "wp2");
+    assert_eq!(wp_db_version(&f, &domain), current, "the database upgrade did not run");
+    let a = f.get(port, &domain, "/");
+    assert!(a.status == 200 && a.body.contains(&domain), "{a:?}");
+
+    let copy = format!("wpc{}.example", std::process::id());
+    f.ok(&["site", "clone", &domain, &copy, "--wait"]);
+    let a = f.get(port, &copy, "/");
+    assert!(a.status == 200 && a.body.contains(&domain), "the clone does not show the source's blog: {a:?}");
+    for d in [&copy, &domain] {
+        f.ok(&["site", "disable", d, "--wait"]);
+        f.ok(&["site", "delete", d, "--wait"]);
+    }
+}
+
+/// Row counts of `tables` in a site's database, as the test's database admin sees them.
+fn row_counts(f: &Fjord, engine: &str, domain: &str, tables: &[&str]) -> Vec<String> {
+    let site = f.json(&["site", "show", domain])["site"].clone();
+    let db = site["db_name"].as_str().expect("db name").to_string();
+    let sql: Vec<String> = tables.iter().map(|t| format!("SELECT COUNT(*) FROM {t};")).collect();
+    let sql = sql.join(" ");
+    let out = match engine {
+        "sqlite" => std::process::Command::new("sqlite3")
+            .arg(f.state.join("sites").join(domain).join("db").join(format!("{db}.sqlite")))
+            .arg(&sql)
+            .output(),
+        "mariadb" => std::process::Command::new("mariadb")
+            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+            .args(["-uroot", "--batch", "--skip-column-names", &db, "-e", &sql])
+            .output(),
+        _ => {
+            let url = std::env::var("FJORD_TEST_PG_URL").expect("pg url");
+            let base = url.rsplit_once('/').expect("url").0;
+            std::process::Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", &format!("{base}/{db}"), "-c", &sql])
+                .output()
+        }
+    }
+    .expect("sql client");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_deleted_site_comes_back_from_its_pre_delete_backup() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    fixture_platform(&f, "drupal7", "d7");
+    let wordpress = f.has_engine("mariadb") && std::path::Path::new("/usr/share/wordpress/wp-load.php").exists();
+    if wordpress {
+        f.ok(&["platform", "add", "wp", "--path", "/usr/share/wordpress", "--wait"]);
+    }
+    let mut cases: Vec<(&str, &str, &[&str])> = Vec::new();
+    for engine in engines(&f) {
+        cases.push(("d10", engine, &["variable", "users"]));
+        cases.push(("d7", engine, &["variable", "users"]));
+    }
+    if wordpress {
+        cases.push(("wp", "mariadb", &["wp_posts", "wp_options", "wp_users"]));
+    }
+    for (platform, engine, tables) in cases {
+        let domain = format!("back-{platform}-{engine}.example");
+        f.ok(&["site", "create", &domain, "--platform", platform, "--db-engine", engine, "--wait"]);
+        if platform != "wp" {
+            set_name(&f, engine, &domain, "Worth keeping");
+        }
+        let page = f.get(port, &domain, "/").body;
+        let counts = row_counts(&f, engine, &domain, tables);
+        f.ok(&["site", "disable", &domain, "--wait"]);
+        f.ok(&["site", "delete", &domain, "--wait"]);
+        assert_eq!(f.get(port, &domain, "/").status, 0, "{domain}: still served");
+        let backups = f.json(&["backup", "list"]);
+        let pre_delete = backups
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|b| b["kind"] == "pre-delete" && b["path"].as_str().unwrap_or_default().contains(&domain))
+            .unwrap_or_else(|| panic!("{domain}: no pre-delete backup in {backups}"));
+        let id = pre_delete["id"].as_i64().expect("id").to_string();
+        let out = f.ok(&["site", "restore", &domain, "--backup", &id, "--wait"]);
+        assert!(out.contains("succeeded"), "{domain}: {out}");
+        let again = f.get(port, &domain, "/").body;
+        // The fixtures print the time of the request; compare the content around it.
+        let strip =
+            |b: &str| b.lines().filter(|l| !l.contains("Served from the database at")).collect::<Vec<_>>().join("\n");
+        if platform == "wp" {
+            assert!(again.contains(&domain), "{domain}: {again}");
+        } else {
+            assert_eq!(strip(&again), strip(&page), "{domain}: different content after the restore");
+        }
+        assert_eq!(row_counts(&f, engine, &domain, tables), counts, "{domain}: row counts differ");
+    }
 }

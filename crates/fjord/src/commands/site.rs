@@ -79,9 +79,16 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let stamp = backup::stamp(fjord_store::now_millis());
             on_site(ctx, &domain, TaskKind::SiteBackup, serde_json::json!({ "kind": "manual", "stamp": stamp })).await
         }
-        SiteCmd::Restore { domain, backup: id } => {
-            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+        SiteCmd::Restore { domain, backup: id, platform } => {
+            let domain = Domain::parse(&domain)?;
             let b = store.backup(BackupId(id)).await?;
+            let site = match store.site_by_domain(&domain).await {
+                Ok(site) => site,
+                Err(fjord_store::StoreError::NotFound { .. }) => {
+                    return restore_deleted(ctx, &b, domain, platform).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if b.site_id != site.id {
                 bail!("backup {id} is not a backup of {}", site.domain);
             }
@@ -109,8 +116,10 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let args = serde_json::json!({ "source_site": source.id.0, "db": db, "files": files, "stamp": stamp });
             queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
         }
-        SiteCmd::Delete { domain, force } => {
-            on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await
+        SiteCmd::Delete { domain, force, no_backup } => {
+            let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));
+            let args = serde_json::json!({ "force": force, "backup_stamp": stamp });
+            on_site(ctx, &domain, TaskKind::SiteDelete, args).await
         }
     }
 }
@@ -411,6 +420,62 @@ async fn clone(
     let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteClone, args))).await?;
     if !ctx.out.json {
         println!("site {} created as a clone of {source}", site.domain);
+    }
+    task::queued(ctx, &t.expect("a task was asked for")).await
+}
+
+/// Brings a deleted site back from one of its backups: a new site record like the old one (under
+/// `domain`, on its old platform or `platform`), then a restore task that builds it from the archive.
+async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Option<String>) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let old = store.site(b.site_id).await?;
+    if old.status != SiteStatus::Deleted {
+        bail!("backup {} belongs to {}, which still exists; restore it there", b.id, old.domain);
+    }
+    let platform = match platform {
+        Some(name) => store.platform_by_name(&name).await?,
+        None => store.platform(old.platform_id).await?,
+    };
+    let new = NewSite {
+        domain,
+        platform: platform.id,
+        db_server: old.db_server_id,
+        db_engine: old.db_engine,
+        php: old.php.clone(),
+        profile: old.profile.clone(),
+        language: old.language.clone(),
+        client: old.client_id,
+        aliases: vec![],
+        redirect_aliases: old.redirect_aliases,
+        https: HttpsMode::Off,
+        cron_interval: old.cron_interval,
+        existing_db: None,
+    };
+    let stamp = backup::stamp(fjord_store::now_millis());
+    let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });
+    let prospective = store.prepare_site(&new).await?;
+    let server = store.server(platform.server_id).await?;
+    let db_server = match old.db_server_id {
+        Some(id) if id != server.id => Some(store.server(id).await?),
+        _ => None,
+    };
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+        db_server,
+        other_site: None,
+        other_platform: None,
+    };
+    let planned = plan_now(ctx, TaskKind::SiteRestore, &args, &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, TaskKind::SiteRestore, &planned);
+    }
+    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteRestore, args))).await?;
+    if !ctx.out.json {
+        println!("site {} recorded; restoring it from backup {}", site.domain, b.id);
     }
     task::queued(ctx, &t.expect("a task was asked for")).await
 }

@@ -507,12 +507,15 @@ impl Executor {
             }
             StepUndo::Reload { service, check, reload, pidfile, .. } => {
                 // Only a running service needs to pick the old config back up.
-                if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
+                if let Some(master) = read_pid(&self.host, Path::new(pidfile)).filter(|p| pid_alive(*p)) {
                     if let Some(check) = check {
                         self.run_command(check, sink.clone(), None).await?;
                     }
+                    let before = children_of(master);
                     self.run_command(reload, sink, None).await?;
                     *self.gate(service).lock().await = Some(Instant::now());
+                    // The rollback is over only once the old config really serves again.
+                    settle(master, &before).await;
                 }
                 Ok(())
             }

@@ -144,6 +144,7 @@ fn a_sync_copies_database_and_files_after_a_backup_of_the_target() {
 /// (function bodies keyed by number), added to Fjord and verified.
 fn platform_with_module(f: &Fjord, fixture_name: &str, name: &str, updates: &[(u32, &str)]) {
     let dest = f.dir.path().join("code").join(name);
+    std::fs::create_dir_all(f.dir.path().join("code")).expect("mkdir");
     common::copy_tree(&fixture(fixture_name), &dest);
     let d7 = fixture_name == "drupal7";
     let module = if d7 { dest.join("sites/all/modules/fjordtest") } else { dest.join("web/modules/custom/fjordtest") };
@@ -218,8 +219,10 @@ fn a_migrate_runs_the_new_codes_updates_and_a_failing_one_rolls_back() {
             assert!(kinds.to_string().contains("pre-migrate"), "{domain}: no pre-migrate backup: {kinds}");
 
             // Back to the older code: refused before anything happens (the schema would go backwards).
-            let err = f.fails(&["site", "migrate", &domain, "--to", &a, "--wait"]);
-            assert!(err.contains("newer than the target code"), "{domain}: {err}");
+            let out = f.run(&["site", "migrate", &domain, "--to", &a, "--wait"]);
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(!out.status.success() && text.contains("newer than the target code"), "{domain}: {text}");
+            assert_eq!(f.json(&["site", "show", &domain])["platform"], b.as_str());
             assert_eq!(h1(&f, port, &domain), "Updated by 8001", "{domain}");
         }
     }
@@ -276,7 +279,10 @@ fn a_platform_migrate_moves_every_site_and_reports_the_ones_rolled_back() {
     let schema = "UPDATE key_value SET value = 'i:9999;' WHERE collection = 'system.schema' AND name = 'fjordtest'";
     sql_as_admin(&f, "sqlite", "pm1.example", schema);
 
-    let dry = f.json(&["--dry-run", "platform", "migrate", "old", "--to", "new"]);
+    // A dry run that finds a site it could not move says so in its exit status.
+    let out = f.run(&["--json", "--dry-run", "platform", "migrate", "old", "--to", "new"]);
+    assert!(!out.status.success());
+    let dry: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
     let results: Vec<&str> =
         dry["sites"].as_array().expect("sites").iter().filter_map(|s| s["result"].as_str()).collect();
     assert_eq!(results, ["would-refuse", "would-migrate", "would-migrate", "would-migrate"], "{dry}");

@@ -491,6 +491,94 @@ fn real_life_cycle(real: &Real, engine: &str) {
     );
 }
 
+/// Backup, clone, migrate to a second copy of the codebase (running its database updates), rename,
+/// delete and restore from the pre-delete backup, on a real codebase, checked over HTTP.
+fn real_moves(real: &Real, engine: &str) {
+    let Some(codebase) = real.codebase() else { return };
+    if !services_available() {
+        return;
+    }
+    let t_all = Instant::now();
+    let (f, port) = Fjord::with_server();
+    if !f.has_engine(engine) {
+        return;
+    }
+    add_platform(&f, real, &codebase);
+    // A second copy of the codebase, the target of the migrate.
+    let second = Real { platform: if real.is_d7() { "real7b" } else { "real10b" }, ..*real };
+    add_platform(&f, &second, &codebase);
+    let d = format!("{}-mv-{engine}.example", real.platform);
+    let d = d.as_str();
+    let serves = |domain: &str, name: &str, what: &str| {
+        let a = f.get(port, domain, "/");
+        check!(&f, a.status == 200 && a.body.contains(name), "{domain}: {what}: {} {}", a.status, a.headers);
+    };
+    ok(&f, &["site", "create", d, "--platform", real.platform, "--db-engine", engine, "--profile", profile(engine), "--wait"]);
+    serves(d, d, "installed");
+
+    let t0 = Instant::now();
+    ok(&f, &["site", "backup", d, "--wait"]);
+    eprintln!("[{d}] backup: {:.1}s", t0.elapsed().as_secs_f64());
+
+    let copy = format!("copy-{d}");
+    let t0 = Instant::now();
+    ok(&f, &["site", "clone", d, &copy, "--wait"]);
+    eprintln!("[{d}] clone: {:.1}s", t0.elapsed().as_secs_f64());
+    serves(&copy, d, "the clone shows the source's site name");
+
+    let t0 = Instant::now();
+    let out = ok(&f, &["site", "migrate", d, "--to", second.platform, "--wait"]);
+    eprintln!("[{d}] migrate: {:.1}s\n{out}", t0.elapsed().as_secs_f64());
+    check!(&f, f.json(&["site", "show", d])["platform"] == second.platform, "{d}: not on {}", second.platform);
+    serves(d, d, "after the migrate");
+    let login = f.json(&["site", "login-link", d])["url"].as_str().expect("url").to_string();
+    forget_cookies(&f);
+    let first = f.get(port, d, &path_of(&login));
+    check!(&f, matches!(first.status, 302 | 303), "{d}: login after the migrate: {}", first.status);
+
+    let renamed = format!("renamed-{d}");
+    ok(&f, &["site", "rename", d, &renamed, "--wait"]);
+    serves(&renamed, d, "under its new name");
+    serves(d, d, "under its old name, now an alias");
+
+    for site in [renamed.as_str(), copy.as_str()] {
+        ok(&f, &["site", "disable", site, "--wait"]);
+        ok(&f, &["site", "delete", site, "--wait"]);
+    }
+    check!(&f, f.get(port, &renamed, "/").status == 0, "{renamed}: still served after delete");
+    let backups = f.json(&["backup", "list"]);
+    let pre_delete = backups
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|b| b["kind"] == "pre-delete" && b["path"].as_str().unwrap_or_default().contains(&renamed))
+        .unwrap_or_else(|| panic!("{renamed}: no pre-delete backup: {backups}"))["id"]
+        .to_string();
+    ok(&f, &["site", "restore", &renamed, "--backup", &pre_delete, "--wait"]);
+    serves(&renamed, d, "restored after its delete");
+    eprintln!("[{d}] moves PASSED in {:.1}s", t_all.elapsed().as_secs_f64());
+}
+
+#[test]
+fn real_drupal10_moves_mariadb() {
+    real_moves(&D10, "mariadb");
+}
+
+#[test]
+fn real_drupal10_moves_postgres() {
+    real_moves(&D10, "postgres");
+}
+
+#[test]
+fn real_drupal7_moves_mariadb() {
+    real_moves(&D7, "mariadb");
+}
+
+#[test]
+fn real_drupal7_moves_sqlite() {
+    real_moves(&D7, "sqlite");
+}
+
 #[test]
 fn real_drupal10_sqlite() {
     real_life_cycle(&D10, "sqlite");

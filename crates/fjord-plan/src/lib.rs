@@ -549,6 +549,9 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     let app = App::of(ctx.platform);
     app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
+    if install {
+        plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
+    }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
         plan.push(step);
     }

@@ -90,15 +90,17 @@ pub fn new_db_name(site: &Site, tag: char, stamp: &str) -> String {
 
 /// Creates a new database for `site` (its user gets a grant on it); undoing it drops that database
 /// only, since the user may be the live site's too.
-pub fn create_new_database(server: Option<&Server>, site: &Site) -> PlanResult<Option<Step>> {
+pub fn create_new_database(server: Option<&Server>, site: &Site) -> PlanResult<Vec<Step>> {
     let Some(Step::Run { label, cmd, .. }) = db::ensure_site_db(server, site, false)? else {
-        return Ok(None);
+        return Ok(vec![]);
     };
     let undo = match db::drop_database(server, site)? {
         Some(Step::Run { cmd, .. }) => Some(cmd),
         _ => None,
     };
-    Ok(Some(Step::Run { label, cmd, undo }))
+    let mut steps: Vec<Step> = db::ensure_absent(server, site, false)?.into_iter().collect();
+    steps.push(Step::Run { label, cmd, undo });
+    Ok(steps)
 }
 
 /// Streams `from`'s database into `to`'s (no intermediate file), each with its own account.
@@ -216,6 +218,7 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     if src_platform.id != ctx.platform.id {
         plan.extend(app.schema_check(&src, &ctx.docroot(), site_module_dirs(app, &src))?);
     }
+    plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     plan.extend(db::ensure_site_db(db_server(snap, site), site, true)?);
     plan.push(Step::MakeDir { path: layout.site_dir(site), mode: 0o751, owner: None });
     if let (Some(from), Some(to)) = (app.platform_site_dir(&src), app.platform_site_dir(&ctx)) {
@@ -481,6 +484,7 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
     let mut plan = Plan::default();
     let staging = format!("{}/restore-{}-{}", layout.backups_dir(), site.domain, a.stamp);
     plan.push(Step::Extract { archive: a.archive.clone(), sha256: a.sha256.clone(), dest: staging.clone() });
+    plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     plan.extend(db::ensure_site_db(db_server(snap, site), site, true)?);
     plan.push(Step::MakeDir { path: layout.site_dir(site), mode: 0o751, owner: None });
     if site.db_engine == DbEngine::Sqlite {

@@ -502,6 +502,42 @@ pub enum BenchCmd {
         #[arg(long)]
         codebase: Option<String>,
     },
+    /// Backup, restore and clone of a generated MariaDB site vs. `mariadb-dump | gzip` + `tar czf`
+    /// (and their reverse) in the same run.
+    Backup {
+        /// Size of the generated database and of the generated files, each, in MB.
+        #[arg(long, default_value_t = 1024)]
+        size_mb: u64,
+        /// Leave out the clone measurement.
+        #[arg(long)]
+        no_clone: bool,
+        #[command(flatten)]
+        env: BenchEnv,
+    },
+    /// `platform migrate` of many small sites, `--parallel 2` vs. one at a time, with each site's downtime.
+    Migrate {
+        #[arg(long, default_value_t = 50)]
+        sites: usize,
+        #[command(flatten)]
+        env: BenchEnv,
+    },
+}
+
+/// Where the site benchmarks find MariaDB and put their data.
+#[derive(Debug, Args)]
+pub struct BenchEnv {
+    /// MariaDB socket where root gets in by unix_socket auth (as `scripts/test.sh` starts it).
+    #[arg(long, env = "FJORD_TEST_MARIADB_SOCKET")]
+    pub mariadb_socket: String,
+    /// The same MariaDB's TCP port on 127.0.0.1, for the sites' own accounts.
+    #[arg(long, env = "FJORD_TEST_MARIADB_PORT", default_value_t = 3306)]
+    pub mariadb_port: u16,
+    /// Platform codebase [default: the Drupal 10 fixture under tests/fixtures/platforms].
+    #[arg(long)]
+    pub codebase: Option<String>,
+    /// Directory for the bench's state, sites and archives (removed at the end) [default: the temp dir].
+    #[arg(long)]
+    pub dir: Option<String>,
 }
 
 #[cfg(test)]

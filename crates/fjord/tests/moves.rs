@@ -18,14 +18,17 @@ fn set_name(f: &Fjord, engine: &str, domain: &str, name: &str) {
     sql_as_admin(f, engine, domain, &sql);
 }
 
+#[track_caller]
 fn h1(f: &Fjord, port: u16, domain: &str) -> String {
     let a = f.get(port, domain, "/");
-    a.body
-        .split("<h1>")
-        .nth(1)
-        .and_then(|r| r.split("</h1>").next())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("{domain}: no <h1> in {} {}", a.status, a.body.chars().take(300).collect::<String>()))
+    a.body.split("<h1>").nth(1).and_then(|r| r.split("</h1>").next()).map(str::to_string).unwrap_or_else(|| {
+        let log = std::fs::read_to_string(f.state.join(format!("log/php-{domain}-error.log"))).unwrap_or_default();
+        panic!(
+            "{domain}: no <h1> in {} {}\nPHP error log:\n{log}",
+            a.status,
+            a.body.chars().take(300).collect::<String>()
+        )
+    })
 }
 
 fn site_files_dir(f: &Fjord, platform: &str, docroot: &str, domain: &str) -> PathBuf {

@@ -23,10 +23,14 @@ fn h1(f: &Fjord, port: u16, domain: &str) -> String {
     let a = f.get(port, domain, "/");
     a.body.split("<h1>").nth(1).and_then(|r| r.split("</h1>").next()).map(str::to_string).unwrap_or_else(|| {
         let log = std::fs::read_to_string(f.state.join(format!("log/php-{domain}-error.log"))).unwrap_or_default();
+        let again = f.get(port, domain, "/");
+        let tasks = f.ok(&["task", "list", "--limit", "8"]);
         panic!(
-            "{domain}: no <h1> in {} {}\nPHP error log:\n{log}",
+            "{domain}: no <h1> in {} {}\nPHP error log:\n{log}\nagain: {} {}\ntasks:\n{tasks}",
             a.status,
-            a.body.chars().take(300).collect::<String>()
+            a.body.chars().take(300).collect::<String>(),
+            again.status,
+            again.body.chars().take(200).collect::<String>()
         )
     })
 }

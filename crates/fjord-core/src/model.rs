@@ -301,6 +301,9 @@ pub struct Site {
     /// Seconds between cron runs; `None` disables cron.
     pub cron_interval: Option<i64>,
     pub last_cron_at: Option<Millis>,
+    /// Text the front page must contain for a health check to pass; `None` checks the status only.
+    #[serde(default)]
+    pub health_marker: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

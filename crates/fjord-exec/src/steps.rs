@@ -379,6 +379,16 @@ impl Executor {
                             return Ok(Some(format!("{host} answered {}", a.status)));
                         }
                         Ok(a) => {
+                            // A PHP fatal error logged since the check began is the answer: no retry.
+                            if let (Some(log), Some(offset)) = (error_log, log_offset) {
+                                let new = self.host.read_from(Path::new(log), offset);
+                                if let Some(line) = crate::steps::php_fatal(&String::from_utf8_lossy(&new)) {
+                                    return Err(ExecError::Other(format!(
+                                        "{host} answered {} and logged a PHP error: {line}",
+                                        a.status
+                                    )));
+                                }
+                            }
                             last = format!(
                                 "{host} answered {} (expected {expect:?}{}): {}",
                                 a.status,

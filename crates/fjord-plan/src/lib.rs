@@ -472,7 +472,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     let dir = layout.site_dir(site);
     let owner = Some(layout.web_owner());
     plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
-    for sub in ["private", "tmp"] {
+    for sub in ["private", "tmp", "log"] {
         plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
     }
     if site.db_engine == DbEngine::Sqlite {
@@ -517,7 +517,7 @@ fn http_check(layout: &Layout, server: &Server, site: &Site, status: SiteStatus)
         url: format!("http://{addr}:{}/", http.port),
         host: site.domain.to_string(),
         expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
-        contains: None,
+        contains: site.health_marker.clone().filter(|_| status == SiteStatus::Enabled),
         error_log: (status == SiteStatus::Enabled).then(|| layout.php_error_log(site)),
     })
 }
@@ -629,7 +629,7 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     trees.push(BackupTree {
         name: "state".into(),
         path: layout.site_dir(site),
-        exclude: vec!["tmp".into(), "db".into()],
+        exclude: vec!["tmp".into(), "db".into(), "log".into()],
     });
     let manifest = serde_json::json!({
         "format": 1,

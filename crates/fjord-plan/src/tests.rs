@@ -77,6 +77,7 @@ pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site
         status,
         cron_interval: None,
         last_cron_at: None,
+        health_marker: None,
         created_at: 0,
         updated_at: 0,
     }

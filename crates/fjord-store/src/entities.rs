@@ -357,6 +357,17 @@ impl Store {
         }
     }
 
+    /// Sets (or clears) the text a site's front page must contain for its health checks to pass.
+    pub async fn set_site_health_marker(&self, site: SiteId, marker: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET health_marker = $1, updated_at = $2 WHERE id = $3")
+            .bind(marker.map(str::to_string))
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Sets a site's status directly, without a task (benchmarks and tests that build large states).
     pub async fn set_site_status(&self, site: SiteId, status: SiteStatus) -> StoreResult<()> {
         sqlx::query("UPDATE sites SET status = $1, updated_at = $2 WHERE id = $3")
@@ -682,6 +693,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         status: SiteStatus::Queued,
         cron_interval: new.cron_interval,
         last_cron_at: None,
+        health_marker: None,
         created_at: now,
         updated_at: now,
     })

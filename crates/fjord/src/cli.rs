@@ -333,6 +333,12 @@ pub enum SiteCmd {
         #[arg(long)]
         files: bool,
     },
+    /// Set the text the site's front page must contain for health checks (after a migrate, restore,
+    /// clone or sync) to pass; without TEXT, only the status is checked.
+    HealthMarker {
+        domain: String,
+        text: Option<String>,
+    },
     /// Delete a disabled site (or any, with --force), after a pre-delete backup.
     Delete {
         domain: String,

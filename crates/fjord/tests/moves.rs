@@ -22,7 +22,8 @@ fn set_name(f: &Fjord, engine: &str, domain: &str, name: &str) {
 fn h1(f: &Fjord, port: u16, domain: &str) -> String {
     let a = f.get(port, domain, "/");
     a.body.split("<h1>").nth(1).and_then(|r| r.split("</h1>").next()).map(str::to_string).unwrap_or_else(|| {
-        let log = std::fs::read_to_string(f.state.join(format!("log/php-{domain}-error.log"))).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(f.state.join(format!("sites/{domain}/log/php-error.log"))).unwrap_or_default();
         let again = f.get(port, domain, "/");
         let tasks = f.ok(&["task", "list", "--limit", "8"]);
         panic!(
@@ -480,4 +481,35 @@ fn a_deleted_site_comes_back_from_its_pre_delete_backup() {
         }
         assert_eq!(row_counts(&f, engine, &domain, tables), counts, "{domain}: row counts differ");
     }
+}
+
+#[test]
+fn the_health_check_decides_a_migrate_marker_text_and_php_fatals() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    platform_with_module(&f, "drupal10", "a", &[]);
+    platform_with_module(&f, "drupal10", "b", &[(8001, &rename_update(false, "Rebranded"))]);
+    let domain = "health.example";
+    f.ok(&["site", "create", domain, "--platform", "a", "--db-engine", "sqlite", "--wait"]);
+    set_name(&f, "sqlite", domain, "Keep this title");
+
+    // The update changes the title the marker looks for: the site is not what it should be.
+    f.ok(&["site", "health-marker", domain, "Keep this title"]);
+    assert_eq!(f.json(&["site", "show", domain])["site"]["health_marker"], "Keep this title");
+    let out = f.run(&["site", "migrate", domain, "--to", "b", "--wait"]);
+    assert!(!out.status.success(), "a migrate whose result lacks the marker succeeded");
+    assert_eq!(f.json(&["site", "show", domain])["platform"], "a");
+    assert_eq!(h1(&f, port, domain), "Keep this title");
+
+    // Without the marker, a PHP fatal error in the new code fails the health check just the same.
+    f.ok(&["site", "health-marker", domain]);
+    let index = f.dir.path().join("code/b/web/index.php");
+    let code = std::fs::read_to_string(&index).expect("read");
+    std::fs::write(&index, code.replacen("<?php", "<?php\nfjord_no_such_function();", 1)).expect("write");
+    let out = f.run(&["site", "migrate", domain, "--to", "b", "--wait"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success() && text.contains("PHP"), "a fatal error went unnoticed: {text}");
+    assert_eq!(h1(&f, port, domain), "Keep this title");
 }

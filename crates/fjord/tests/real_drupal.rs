@@ -123,12 +123,16 @@ fn diagnostics(f: &Fjord) -> String {
         lines[lines.len().saturating_sub(40)..].join("\n")
     };
     out.push_str(&format!("\n--- daemon log (tail)\n{}", tail(&f.serve_log())));
-    if let Ok(rd) = std::fs::read_dir(f.state.join("log")) {
-        for e in rd.flatten() {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            if !text.trim().is_empty() {
-                out.push_str(&format!("\n--- {} (tail)\n{}", e.path().display(), tail(&text)));
-            }
+    // The server's logs, and each site's PHP error log.
+    let mut logs: Vec<PathBuf> =
+        std::fs::read_dir(f.state.join("log")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    for site in std::fs::read_dir(f.state.join("sites")).into_iter().flatten().flatten() {
+        logs.push(site.path().join("log/php-error.log"));
+    }
+    for path in logs {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if !text.trim().is_empty() {
+            out.push_str(&format!("\n--- {} (tail)\n{}", path.display(), tail(&text)));
         }
     }
     out

@@ -60,6 +60,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                     ("https", site.https.to_string()),
                     ("cron", site.cron_interval.map(|i| format!("every {i} s")).unwrap_or_else(|| "off".into())),
                     ("last cron", when(site.last_cron_at)),
+                    ("health marker", site.health_marker.clone().unwrap_or_else(|| "-".into())),
                     ("created", when(Some(site.created_at))),
                 ]);
                 println!("\nrecent tasks:");
@@ -115,6 +116,23 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let stamp = backup::stamp(fjord_store::now_millis());
             let args = serde_json::json!({ "source_site": source.id.0, "db": db, "files": files, "stamp": stamp });
             queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
+        }
+        SiteCmd::HealthMarker { domain, text } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            if let Some(t) = &text {
+                if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                    bail!("invalid health marker: one line of visible text, at most 200 bytes");
+                }
+            }
+            if ctx.global.dry_run {
+                println!("dry run: would set the health marker of {} to {text:?}; nothing was changed", site.domain);
+                return Ok(ExitCode::SUCCESS);
+            }
+            store.set_site_health_marker(site.id, text.as_deref()).await?;
+            ctx.out.emit(&serde_json::json!({ "domain": site.domain, "health_marker": text }), || {
+                println!("health marker of {}: {}", site.domain, text.as_deref().unwrap_or("(none: status only)"))
+            });
+            Ok(ExitCode::SUCCESS)
         }
         SiteCmd::Delete { domain, force, no_backup } => {
             let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));

@@ -343,6 +343,8 @@ pub enum StateChange {
         domain: crate::Domain,
         db_name: String,
         #[serde(default)]
+        db_server: Option<crate::ServerId>,
+        #[serde(default)]
         old_domain_alias: bool,
     },
     /// Record a backup the task wrote (size and checksum are filled in from the archive).
@@ -390,4 +392,7 @@ pub struct Snapshot {
     /// platform when it differs), that platform.
     #[serde(default)]
     pub other_platform: Option<crate::Platform>,
+    /// For a migrate to another database server, that server.
+    #[serde(default)]
+    pub other_db_server: Option<crate::Server>,
 }

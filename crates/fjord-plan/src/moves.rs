@@ -35,6 +35,9 @@ pub struct MigrateArgs {
     /// Keep the old domain as an alias after a rename (old links keep working).
     #[serde(default)]
     pub keep_old_domain: bool,
+    /// Move the database to this server too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_server: Option<i64>,
     pub stamp: String,
 }
 
@@ -277,15 +280,32 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         return Err(PlanError::Refused(format!("platform {} is {}: verify it first", target.name, target.status)));
     }
     let renamed = a.domain.as_ref().is_some_and(|d| d != &site.domain);
-    if target.id == ctx.platform.id && !renamed {
+    let old_db_server = db_server(snap, site);
+    let new_db_server = match a.db_server {
+        None => old_db_server,
+        Some(id) => {
+            if site.db_engine == DbEngine::Sqlite {
+                return Err(PlanError::Refused(format!("{} keeps its SQLite database with its files", site.domain)));
+            }
+            let s = snap.other_db_server.as_ref().filter(|s| s.id.0 == id);
+            let s = s.ok_or_else(|| PlanError::Refused("the target database server no longer exists".into()))?;
+            if s.db(site.db_engine).is_none() {
+                return Err(PlanError::Refused(format!("server {} offers no {} database", s.name, site.db_engine)));
+            }
+            Some(s)
+        }
+    };
+    let db_moves = new_db_server.map(|s| s.id) != old_db_server.map(|s| s.id);
+    if target.id == ctx.platform.id && !renamed && !db_moves {
         return Err(PlanError::Refused(format!("site {} is already on platform {}", site.domain, target.name)));
     }
     if target.locked && target.id != ctx.platform.id {
         return Err(PlanError::Refused(format!("platform {} is locked: it takes no new sites", target.name)));
     }
     let app = same_app(ctx.platform, target)?;
-    let moved = moved_site(site, target, &a);
-    let ctx2 = ctx_for(layout, &snap.server, target, &moved, db_server(snap, site))?;
+    let mut moved = moved_site(site, target, &a);
+    moved.db_server_id = new_db_server.map(|s| s.id).or(site.db_server_id);
+    let ctx2 = ctx_for(layout, &snap.server, target, &moved, new_db_server)?;
     let enabled = site.status == SiteStatus::Enabled;
     let mut plan = Plan::default();
 
@@ -323,7 +343,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     }
 
     // The new place: database, directories, settings.
-    plan.extend(create_new_database(db_server(snap, site), &moved)?);
+    plan.extend(create_new_database(new_db_server, &moved)?);
     if renamed {
         plan.push(Step::MakeDir { path: layout.site_dir(&moved), mode: 0o751, owner: None });
         copy_dir(&format!("{}/private", ctx.site_dir()), &format!("{}/private", ctx2.site_dir()), &a.stamp, &mut plan);
@@ -378,18 +398,34 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         if renamed {
             plan.push(Step::RemovePath { path: format!("{}/db/{}.sqlite", ctx2.site_dir(), site.db_name) });
         }
+    } else if db_moves && !same_service(old_db_server, new_db_server, site.db_engine) {
+        // The site left that database server: its account there goes too.
+        plan.extend(db::drop_site_db(old_db_server, site)?);
     } else {
-        plan.extend(db::drop_database(db_server(snap, site), site)?);
+        plan.extend(db::drop_database(old_db_server, site)?);
     }
     let mut on_success = vec![StateChange::SiteMoved {
         site: site.id,
         platform: target.id,
         domain: moved.domain.clone(),
         db_name: moved.db_name.clone(),
+        db_server: db_moves.then(|| new_db_server.map(|s| s.id)).flatten(),
         old_domain_alias: renamed && a.keep_old_domain,
     }];
     on_success.extend(backup.on_success);
     Ok(Planned { plan, on_success, on_failure: vec![] })
+}
+
+/// Whether two server records reach the same database service (one server known under two names):
+/// then an account "on the old server" is the one the site still uses.
+fn same_service(a: Option<&Server>, b: Option<&Server>, engine: DbEngine) -> bool {
+    match (a.and_then(|s| s.db(engine)), b.and_then(|s| s.db(engine))) {
+        (Some(x), Some(y)) => {
+            let host = |d: &DbService| d.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+            (x.socket.is_some() && x.socket == y.socket) || (host(x) == host(y) && x.port == y.port)
+        }
+        _ => false,
+    }
 }
 
 /// Whether a site could move to a platform: the schema check alone. Changes nothing.

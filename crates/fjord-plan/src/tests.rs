@@ -93,6 +93,7 @@ fn snap(site: Option<Site>) -> Snapshot {
         db_server: None,
         other_site: None,
         other_platform: None,
+        other_db_server: None,
     }
 }
 

@@ -581,7 +581,21 @@ impl Store {
             Some(id) => Some(self.platform(PlatformId(id)).await?),
             None => None,
         };
-        Ok(Snapshot { server, platform, site, sites, platforms, db_server, other_site, other_platform })
+        let other_db_server = match arg("db_server") {
+            Some(id) => Some(self.server(ServerId(id)).await?),
+            None => None,
+        };
+        Ok(Snapshot {
+            server,
+            platform,
+            site,
+            sites,
+            platforms,
+            db_server,
+            other_site,
+            other_platform,
+            other_db_server,
+        })
     }
 }
 

@@ -313,6 +313,9 @@ pub enum SiteCmd {
         /// After a rename, do not keep the old domain as an alias.
         #[arg(long)]
         drop_old_domain: bool,
+        /// Move the database to this server too.
+        #[arg(long)]
+        db_server: Option<String>,
     },
     /// Give a site a new main domain (its old one stays as an alias unless --drop-old-domain).
     Rename {

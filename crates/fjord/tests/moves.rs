@@ -513,3 +513,48 @@ fn the_health_check_decides_a_migrate_marker_text_and_php_fatals() {
     assert!(!out.status.success() && text.contains("PHP"), "a fatal error went unnoticed: {text}");
     assert_eq!(h1(&f, port, domain), "Keep this title");
 }
+
+#[test]
+fn a_migrate_can_move_the_database_to_another_server() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    let (Ok(sock), Ok(db_port)) =
+        (std::env::var("FJORD_TEST_MARIADB_SOCKET"), std::env::var("FJORD_TEST_MARIADB_PORT"))
+    else {
+        return;
+    };
+    fixture_platform(&f, "drupal10", "d10");
+    // A database-only server (here the same MariaDB under a second name: one instance is what the
+    // test environment has).
+    f.ok(&[
+        "server",
+        "add",
+        "dbhost",
+        "--http",
+        "none",
+        "--database",
+        "mariadb",
+        "--mariadb-socket",
+        &sock,
+        "--mariadb-port",
+        &db_port,
+        "--wait",
+    ]);
+    let domain = "dbmove.example";
+    f.ok(&["site", "create", domain, "--platform", "d10", "--db-engine", "mariadb", "--wait"]);
+    set_name(&f, "mariadb", domain, "Moved database");
+    let before = f.json(&["site", "show", domain])["site"].clone();
+    let err = f.fails(&["site", "migrate", domain, "--to", "d10", "--db-server", "nope"]);
+    assert!(err.contains("nope"), "{err}");
+    f.ok(&["site", "migrate", domain, "--to", "d10", "--db-server", "dbhost", "--wait"]);
+    let after = f.json(&["site", "show", domain])["site"].clone();
+    assert_ne!(after["db_server_id"], before["db_server_id"], "{after}");
+    assert_ne!(after["db_name"], before["db_name"]);
+    assert_eq!(h1(&f, port, domain), "Moved database");
+    // SQLite sites have no database server to move to.
+    f.ok(&["site", "create", "lite.example", "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+    let err = f.fails(&["site", "migrate", "lite.example", "--to", "d10", "--db-server", "dbhost"]);
+    assert!(err.contains("SQLite"), "{err}");
+}

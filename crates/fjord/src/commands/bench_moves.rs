@@ -604,6 +604,14 @@ async fn backup_bench(ctx: &mut Ctx, d: &Driver, size_mb: u64, clone: bool) -> R
 
     // Clone vs. backup-then-restore.
     let clone_time = if clone {
+        // The restore removes the replaced files in the background (`.NAME.fjord-removed-…`); a clone
+        // copying the site's directory meanwhile fails when entries vanish under `cp`. Wait for it.
+        let t0 = Instant::now();
+        while std::fs::read_dir(&site_dir)?.flatten().any(|e| e.file_name().to_string_lossy().contains("fjord-removed"))
+        {
+            ensure!(t0.elapsed() < Duration::from_secs(600), "the restore's old files are still being removed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let (t, _) = d.timed_task(&["site", "clone", domain, "copy.bench.example", "--wait"]).await?;
         ensure!(row_count(d, &db_name(d, "copy.bench.example").await?).await? == rows, "the clone lost rows");
         say(format!("fjord clone: {:.1} s", secs(t)));

@@ -174,6 +174,7 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 db_server: None,
                 other_site: None,
                 other_platform: None,
+                other_db_server: None,
             };
             let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
             if ctx.global.dry_run {
@@ -443,6 +444,7 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             db_server: None,
             other_site: None,
             other_platform: None,
+            other_db_server: None,
         };
         let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);

@@ -99,13 +99,13 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
         SiteCmd::Clone { source, domain, platform, aliases } => clone(ctx, &source, &domain, platform, aliases).await,
-        SiteCmd::Migrate { domain, to, new_domain, drop_old_domain } => {
-            migrate(ctx, &domain, &to, new_domain.as_deref(), !drop_old_domain).await
+        SiteCmd::Migrate { domain, to, new_domain, drop_old_domain, db_server } => {
+            migrate(ctx, &domain, &to, new_domain.as_deref(), !drop_old_domain, db_server.as_deref()).await
         }
         SiteCmd::Rename { domain, new_domain, drop_old_domain } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
             let platform = store.platform(site.platform_id).await?;
-            migrate(ctx, &domain, platform.name.as_str(), Some(&new_domain), !drop_old_domain).await
+            migrate(ctx, &domain, platform.name.as_str(), Some(&new_domain), !drop_old_domain, None).await
         }
         SiteCmd::Sync { from, to, db, files } => {
             if !db && !files {
@@ -217,6 +217,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         db_server: db_server.clone().filter(|d| d.id != snap_server_id),
         other_site: None,
         other_platform: None,
+        other_db_server: None,
     };
     let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -357,6 +358,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         db_server: None,
         other_site: None,
         other_platform: None,
+        other_db_server: None,
     };
     plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -430,6 +432,7 @@ async fn clone(
         db_server,
         other_site: Some(src),
         other_platform: Some(src_platform),
+        other_db_server: None,
     };
     let planned = plan_now(ctx, TaskKind::SiteClone, &args, &snap)?;
     if ctx.global.dry_run {
@@ -486,6 +489,7 @@ async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Op
         db_server,
         other_site: None,
         other_platform: None,
+        other_db_server: None,
     };
     let planned = plan_now(ctx, TaskKind::SiteRestore, &args, &snap)?;
     if ctx.global.dry_run {
@@ -499,7 +503,14 @@ async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Op
 }
 
 /// Queues a migrate (or, to the same platform with a new domain, a rename).
-async fn migrate(ctx: &mut Ctx, domain: &str, to: &str, new_domain: Option<&str>, keep_old: bool) -> Result<ExitCode> {
+async fn migrate(
+    ctx: &mut Ctx,
+    domain: &str,
+    to: &str,
+    new_domain: Option<&str>,
+    keep_old: bool,
+    db_server: Option<&str>,
+) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
     let target = store.platform_by_name(to).await?;
@@ -511,7 +522,10 @@ async fn migrate(ctx: &mut Ctx, domain: &str, to: &str, new_domain: Option<&str>
             _ => {}
         }
     }
-    let args = migrate_args(target.id, new_domain.as_ref(), keep_old);
+    let mut args = migrate_args(target.id, new_domain.as_ref(), keep_old);
+    if let Some(name) = db_server {
+        args["db_server"] = serde_json::json!(store.server_by_name(name).await?.id.0);
+    }
     queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
 }
 

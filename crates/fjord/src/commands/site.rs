@@ -75,15 +75,20 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
-        SiteCmd::Backup { domain } => {
+        SiteCmd::Backup { domain, compression } => {
+            let compression: Compression = parse_enum("--compression", &compression)?;
             let stamp = backup::stamp(fjord_store::now_millis());
-            on_site(ctx, &domain, TaskKind::SiteBackup, serde_json::json!({ "kind": "manual", "stamp": stamp })).await
+            let args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
+            on_site(ctx, &domain, TaskKind::SiteBackup, args).await
         }
         SiteCmd::Restore { domain, backup: id } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
             let b = store.backup(BackupId(id)).await?;
             if b.site_id != site.id {
                 bail!("backup {id} is not a backup of {}", site.domain);
+            }
+            if !ctx.global.dry_run {
+                backup::fetch_if_missing(ctx, &b, &site.domain).await?;
             }
             let stamp = backup::stamp(fjord_store::now_millis());
             let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });

@@ -13,6 +13,8 @@ string_enum!(
     Compression { Zstd = "zstd", Gzip = "gzip" }
 );
 
+// The enum comes from `string_enum!`, which cannot mark a variant `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for Compression {
     fn default() -> Compression {
         Compression::Zstd
@@ -110,13 +112,14 @@ pub fn prune_selection(backups: &[BackupAge], retention: &Retention, now: Millis
     let mut candidates: Vec<&BackupAge> =
         backups.iter().filter(|b| retention.prune_manual || b.kind == BackupKind::Scheduled).collect();
     // Newest first; ties broken by id so the choice is stable.
-    candidates.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    candidates.sort_by_key(|b| std::cmp::Reverse((b.created_at, b.id)));
     let mut keep: HashSet<BackupId> = HashSet::new();
     if let Some(newest) = candidates.first() {
         keep.insert(newest.id);
     }
     // Monday-based weeks: 1970-01-01 was a Thursday, three days after a Monday.
-    let periods: [(u32, fn(Millis) -> i64); 3] = [
+    type Bucket = fn(Millis) -> i64;
+    let periods: [(u32, Bucket); 3] = [
         (retention.hourly, |t| t.div_euclid(HOUR)),
         (retention.daily, |t| t.div_euclid(DAY)),
         (retention.weekly, |t| (t + 3 * DAY).div_euclid(WEEK)),

@@ -71,7 +71,7 @@ string_enum!(HttpKind { Nginx = "nginx", Apache = "apache" });
 string_enum!(DbEngine { Mariadb = "mariadb", Postgres = "postgres", Sqlite = "sqlite" });
 string_enum!(HttpsMode { Off = "off", On = "on", Required = "required" });
 string_enum!(Role { Admin = "admin", PlatformManager = "platform-manager", Client = "client" });
-string_enum!(BackupKind { Manual = "manual", Scheduled = "scheduled", PreMigrate = "pre-migrate", PreRestore = "pre-restore", PreDelete = "pre-delete" });
+string_enum!(BackupKind { Manual = "manual", Scheduled = "scheduled", PreMigrate = "pre-migrate", PreRestore = "pre-restore", PreDelete = "pre-delete", PreSync = "pre-sync" });
 string_enum!(
     /// The application a platform carries, detected by verify.
     AppKind { Drupal7 = "drupal7", Drupal = "drupal", Wordpress = "wordpress", Php = "php" }
@@ -301,6 +301,9 @@ pub struct Site {
     /// Seconds between cron runs; `None` disables cron.
     pub cron_interval: Option<i64>,
     pub last_cron_at: Option<Millis>,
+    /// Text the front page must contain for a health check to pass; `None` checks the status only.
+    #[serde(default)]
+    pub health_marker: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -187,7 +187,23 @@ pub enum Step {
         /// Text the body must contain, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         contains: Option<String>,
+        /// The site's PHP error log: a PHP fatal error written to it while the check runs, or shown in
+        /// the body, fails the check (a health check, not just a status code).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_log: Option<String>,
     },
+    /// Stream the output of `from` into `to` through a pipe (a database copied from one database to
+    /// another without an intermediate file). Both are argv commands; `undo` reverses `to`'s effect.
+    Pipe {
+        label: String,
+        from: Command,
+        to: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<Command>,
+    },
+    /// A named point in the task's timeline; the runner logs the time between a `…-start` mark and
+    /// its `…-end` (e.g. the maintenance window of a migrate).
+    Mark { name: String },
     /// Write a backup archive: check the backups filesystem has room, run `dump` (if any) into a 0600
     /// temp file, then stream the manifest, the dump and the `trees` into `archive` (tar + zstd or
     /// gzip), with its SHA-256 beside it. Undo removes it.
@@ -221,6 +237,10 @@ impl Step {
             Step::Run { label, cmd, .. } => format!("{label}: run {}", shell_words(&cmd.argv)),
             Step::Service { service, .. } => format!("check and reload {service}"),
             Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
+            Step::Pipe { label, from, to, .. } => {
+                format!("{label}: run {} | {}", shell_words(&from.argv), shell_words(&to.argv))
+            }
+            Step::Mark { name } => format!("mark {name}"),
             Step::Backup { archive, .. } => format!("write backup {archive}"),
             Step::Extract { archive, dest, .. } => format!("check and unpack {archive} into {dest}"),
             Step::Move { from, to } => format!("move {from} to {to}"),
@@ -318,6 +338,16 @@ pub enum StateChange {
         site: crate::SiteId,
         db_name: String,
     },
+    /// The site now lives elsewhere: another platform, domain or database (after a migrate or rename).
+    /// A renamed site keeps its old domain as an alias when `old_domain_alias` says so.
+    SiteMoved {
+        site: crate::SiteId,
+        platform: crate::PlatformId,
+        domain: crate::Domain,
+        db_name: String,
+        #[serde(default)]
+        old_domain_alias: bool,
+    },
     /// Record a backup the task wrote (size and checksum are filled in from the archive).
     BackupRecorded {
         site: crate::SiteId,
@@ -355,4 +385,12 @@ pub struct Snapshot {
     /// For site tasks whose database lives on another server, that server.
     #[serde(default)]
     pub db_server: Option<crate::Server>,
+    /// For tasks that involve a second site (clone: the source; sync: the site copied from), that
+    /// site and its platform.
+    #[serde(default)]
+    pub other_site: Option<crate::Site>,
+    /// For tasks that involve a second platform (migrate: the target; clone: the new site's source
+    /// platform when it differs), that platform.
+    #[serde(default)]
+    pub other_platform: Option<crate::Platform>,
 }

@@ -21,6 +21,10 @@ string_enum!(
         SiteImport = "site-import",
         SiteBackup = "site-backup",
         SiteRestore = "site-restore",
+        SiteClone = "site-clone",
+        SiteMigrate = "site-migrate",
+        SiteSync = "site-sync",
+        SiteMigrateCheck = "site-migrate-check",
         Noop = "noop",
     }
 );
@@ -45,12 +49,16 @@ impl TaskKind {
             | TaskKind::SiteLoginLink
             | TaskKind::SiteCron
             | TaskKind::SiteBackup
+            | TaskKind::SiteMigrateCheck
             | TaskKind::Noop => InterruptPolicy::Requeue,
             TaskKind::ServerRemove
             | TaskKind::PlatformRemove
             | TaskKind::SiteInstall
             | TaskKind::SiteImport
             | TaskKind::SiteRestore
+            | TaskKind::SiteClone
+            | TaskKind::SiteMigrate
+            | TaskKind::SiteSync
             | TaskKind::SiteDelete => InterruptPolicy::Fail,
         }
     }
@@ -68,7 +76,11 @@ impl TaskKind {
             | TaskKind::SiteCron
             | TaskKind::SiteImport
             | TaskKind::SiteBackup
-            | TaskKind::SiteRestore => TargetKind::Site,
+            | TaskKind::SiteRestore
+            | TaskKind::SiteClone
+            | TaskKind::SiteMigrate
+            | TaskKind::SiteSync
+            | TaskKind::SiteMigrateCheck => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

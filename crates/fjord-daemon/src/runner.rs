@@ -222,6 +222,8 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     // Paths this task really changed: a service reload watching none of them is skipped, so a verify
     // that changes nothing reloads nothing.
     let mut changed: Vec<String> = Vec::new();
+    // Times of `Step::Mark`s: the span from `X-start` to `X-end` is logged (a migrate's downtime).
+    let mut marks: std::collections::HashMap<String, std::time::Instant> = Default::default();
     for (idx, step) in planned.plan.steps.iter().enumerate() {
         if *cancel.borrow() {
             failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
@@ -278,6 +280,13 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
             Ok(note) => {
                 if let Some(note) = note {
                     log.info(&format!("  {note}")).await;
+                }
+                if let Step::Mark { name } = step {
+                    marks.insert(name.clone(), std::time::Instant::now());
+                    if let Some(begun) = name.strip_suffix("-end").and_then(|n| marks.get(&format!("{n}-start"))) {
+                        let span = begun.elapsed().as_millis();
+                        log.info(&format!("{}: {span} ms", name.trim_end_matches("-end").replace('-', " "))).await;
+                    }
                 }
                 let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
                 if let Some(f) = injected {

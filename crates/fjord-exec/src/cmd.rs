@@ -181,6 +181,86 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
     Ok(CmdOutput { code: status.code(), stdout, stderr, duration: started.elapsed() })
 }
 
+/// Runs `from | to`: `from`'s stdout feeds `to`'s stdin through an OS pipe (no copy through Fjord), both
+/// in their own process groups; stderr of both goes to the log. Fails unless both exit 0; a timeout or
+/// cancel kills both. `to`'s stdout goes to the log.
+#[allow(clippy::disallowed_methods)]
+pub async fn run_pipe(
+    from: &Cmd,
+    to: &Cmd,
+    sink: Option<OutputSink>,
+    cancel: Option<watch::Receiver<bool>>,
+) -> ExecResult<CmdOutput> {
+    let spawn = |cmd: &Cmd, stdin: Stdio, stdout: Stdio| -> ExecResult<tokio::process::Child> {
+        let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).stdin(stdin).stdout(stdout).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
+        for (k, v) in &cmd.env {
+            command.env(k, v);
+        }
+        if let Some(cwd) = &cmd.cwd {
+            command.current_dir(cwd);
+        }
+        command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))
+    };
+    let started = Instant::now();
+    let mut producer = spawn(from, Stdio::null(), Stdio::piped())?;
+    let pipe: Stdio = producer
+        .stdout
+        .take()
+        .expect("stdout piped")
+        .try_into()
+        .map_err(io_err("hand the pipe to the second command".to_string()))?;
+    let mut consumer = spawn(to, pipe, Stdio::piped())?;
+    let pids = [producer.id(), consumer.id()];
+    let err1 = tokio::spawn(pump(producer.stderr.take().expect("stderr piped"), LogStream::Stderr, sink.clone()));
+    let err2 = tokio::spawn(pump(consumer.stderr.take().expect("stderr piped"), LogStream::Stderr, sink.clone()));
+    let out = tokio::spawn(pump(consumer.stdout.take().expect("stdout piped"), LogStream::Stdout, sink));
+    let kill_all = || {
+        for pid in pids.into_iter().flatten() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    let cancelled = async {
+        match cancel {
+            Some(mut rx) => {
+                let _ = rx.wait_for(|c| *c).await;
+                if !*rx.borrow() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let display = format!("{} | {}", from.display(), to.display());
+    let timeout = from.timeout.max(to.timeout);
+    let (s1, s2) = tokio::select! {
+        r = async { (producer.wait().await, consumer.wait().await) } => r,
+        _ = tokio::time::sleep(timeout) => {
+            kill_all();
+            return Err(ExecError::Timeout { command: display, secs: timeout.as_secs() });
+        }
+        _ = cancelled => {
+            kill_all();
+            return Err(ExecError::Cancelled);
+        }
+    };
+    let s1 = s1.map_err(io_err(format!("waiting for `{}`", from.display())))?;
+    let s2 = s2.map_err(io_err(format!("waiting for `{}`", to.display())))?;
+    let stderr = format!("{}{}", err1.await.unwrap_or_default(), err2.await.unwrap_or_default());
+    let stdout = out.await.unwrap_or_default();
+    for (cmd, status) in [(from, s1), (to, s2)] {
+        if !status.success() {
+            return Err(ExecError::Failed {
+                command: cmd.display(),
+                status: status.code().map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
+                stderr_tail: tail(&stderr, 5),
+            });
+        }
+    }
+    Ok(CmdOutput { code: s2.code(), stdout, stderr, duration: started.elapsed() })
+}
+
 /// Runs `cmd` and fails unless it exits 0.
 pub async fn run_checked(
     cmd: &Cmd,
@@ -236,6 +316,17 @@ mod tests {
         tx.send(true).expect("send");
         let res = handle.await.expect("joins");
         assert!(matches!(res, Err(ExecError::Cancelled)));
+    }
+
+    #[tokio::test]
+    async fn pipes_one_command_into_another() {
+        let out = run_pipe(&Cmd::new(["printf", "b\\na\\n"]), &Cmd::new(["sort"]), None, None).await.expect("runs");
+        assert_eq!(out.stdout, "a\nb\n");
+        let err = run_pipe(&Cmd::new(["false"]), &Cmd::new(["cat"]), None, None).await.expect_err("producer fails");
+        assert!(err.to_string().contains("false"), "{err}");
+        let err =
+            run_pipe(&Cmd::new(["echo", "x"]), &Cmd::new(["false"]), None, None).await.expect_err("consumer fails");
+        assert!(err.to_string().contains("false"), "{err}");
     }
 
     #[tokio::test]

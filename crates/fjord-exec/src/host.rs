@@ -36,6 +36,40 @@ impl Host {
         }
     }
 
+    pub async fn run_pipe(
+        &self,
+        from: &Cmd,
+        to: &Cmd,
+        sink: Option<OutputSink>,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> ExecResult<CmdOutput> {
+        match self {
+            Host::Local => cmd::run_pipe(from, to, sink, cancel).await,
+        }
+    }
+
+    /// Size of a file in bytes (0 when it does not exist).
+    pub fn file_len(&self, path: &Path) -> u64 {
+        match self {
+            Host::Local => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        }
+    }
+
+    /// The bytes of a file from `offset` on (empty when it does not exist or is shorter).
+    pub fn read_from(&self, path: &Path, offset: u64) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        match self {
+            Host::Local => {
+                let Ok(mut f) = std::fs::File::open(path) else { return Vec::new() };
+                let mut buf = Vec::new();
+                if f.seek(SeekFrom::Start(offset)).is_ok() {
+                    let _ = f.take(1 << 20).read_to_end(&mut buf);
+                }
+                buf
+            }
+        }
+    }
+
     pub fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> ExecResult<()> {
         match self {
             Host::Local => fsops::write_atomic(path, bytes, mode),

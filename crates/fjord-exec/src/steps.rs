@@ -231,7 +231,9 @@ impl Executor {
                 path: path.clone(),
                 aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
-            Step::Run { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
+            Step::Run { undo: Some(cmd), .. } | Step::Pipe { undo: Some(cmd), .. } => {
+                StepUndo::Run { cmd: cmd.clone() }
+            }
             Step::Extract { dest, .. } => StepUndo::RemoveFiles { paths: vec![dest.clone()] },
             Step::Move { from, to } => StepUndo::Unmove { from: from.clone(), to: to.clone() },
             Step::Backup { archive, .. } => {
@@ -252,9 +254,12 @@ impl Executor {
                 pidfile: pidfile.clone(),
                 was_running: self.service_running(pidfile),
             },
-            Step::Run { undo: None, .. } | Step::HttpCheck { .. } | Step::Sleep { .. } | Step::Fail { .. } => {
-                StepUndo::Nothing
-            }
+            Step::Run { undo: None, .. }
+            | Step::Pipe { undo: None, .. }
+            | Step::HttpCheck { .. }
+            | Step::Mark { .. }
+            | Step::Sleep { .. }
+            | Step::Fail { .. } => StepUndo::Nothing,
         })
     }
 
@@ -334,7 +339,16 @@ impl Executor {
             Step::Service { service, check, start, reload, pidfile, .. } => {
                 self.reload_service(service, check.as_ref(), start, reload, pidfile, sink).await
             }
-            Step::HttpCheck { url, host, expect, contains } => {
+            Step::Pipe { from, to, .. } => {
+                let (from, _g1) = self.materialize(from)?;
+                let (to, _g2) = self.materialize(to)?;
+                self.host.run_pipe(&from, &to, sink, cancel).await?;
+                Ok(None)
+            }
+            Step::Mark { name } => Ok(Some(format!("mark {name}"))),
+            Step::HttpCheck { url, host, expect, contains, error_log } => {
+                // Errors the site logs from now on count against it.
+                let log_offset = error_log.as_deref().map(|l| self.host.file_len(Path::new(l)));
                 // A freshly started PHP-FPM or web server may need a moment: retry briefly.
                 let mut last = String::new();
                 for attempt in 0..20 {
@@ -342,13 +356,39 @@ impl Executor {
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                     match crate::http::get(url, host, &[]).await {
+                        Ok(a) if crate::steps::php_fatal(&a.body).is_some() => {
+                            return Err(ExecError::Other(format!(
+                                "{host} answered {} with a PHP error: {}",
+                                a.status,
+                                crate::steps::php_fatal(&a.body).unwrap_or_default()
+                            )));
+                        }
                         Ok(a)
                             if expect.contains(&a.status)
                                 && contains.as_ref().is_none_or(|c| a.body.contains(c.as_str())) =>
                         {
+                            if let (Some(log), Some(offset)) = (error_log, log_offset) {
+                                let new = self.host.read_from(Path::new(log), offset);
+                                if let Some(line) = crate::steps::php_fatal(&String::from_utf8_lossy(&new)) {
+                                    return Err(ExecError::Other(format!(
+                                        "{host} answered {} but logged a PHP error: {line}",
+                                        a.status
+                                    )));
+                                }
+                            }
                             return Ok(Some(format!("{host} answered {}", a.status)));
                         }
                         Ok(a) => {
+                            // A PHP fatal error logged since the check began is the answer: no retry.
+                            if let (Some(log), Some(offset)) = (error_log, log_offset) {
+                                let new = self.host.read_from(Path::new(log), offset);
+                                if let Some(line) = crate::steps::php_fatal(&String::from_utf8_lossy(&new)) {
+                                    return Err(ExecError::Other(format!(
+                                        "{host} answered {} and logged a PHP error: {line}",
+                                        a.status
+                                    )));
+                                }
+                            }
                             last = format!(
                                 "{host} answered {} (expected {expect:?}{}): {}",
                                 a.status,
@@ -489,12 +529,15 @@ impl Executor {
             }
             StepUndo::Reload { service, check, reload, pidfile, .. } => {
                 // Only a running service needs to pick the old config back up.
-                if read_pid(&self.host, Path::new(pidfile)).is_some_and(pid_alive) {
+                if let Some(master) = read_pid(&self.host, Path::new(pidfile)).filter(|p| pid_alive(*p)) {
                     if let Some(check) = check {
                         self.run_command(check, sink.clone(), None).await?;
                     }
+                    let before = children_of(master);
                     self.run_command(reload, sink, None).await?;
                     *self.gate(service).lock().await = Some(Instant::now());
+                    // The rollback is over only once the old config really serves again.
+                    settle(master, &before).await;
                 }
                 Ok(())
             }
@@ -573,6 +616,13 @@ impl Executor {
             other => other.describe(),
         }
     }
+}
+
+/// The first line reporting a PHP fatal or parse error in `text` (a response body or an error log).
+pub fn php_fatal(text: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.contains("PHP Fatal error") || l.contains("PHP Parse error") || l.contains("<b>Fatal error</b>"))
+        .map(|l| l.chars().take(300).collect())
 }
 
 fn indent(text: &str) -> String {

@@ -242,6 +242,65 @@ impl App {
         })
     }
 
+    /// The steps that bring the site's database up to its (new) code: Drupal's database updates and a
+    /// cache rebuild, WordPress's database upgrade. Run after a migrate or a clone to other code.
+    pub fn update(self, ctx: &SiteCtx) -> PlanResult<Vec<Step>> {
+        Ok(match self {
+            App::Drupal => vec![
+                Step::Run {
+                    label: "run the database updates (drush updatedb)".into(),
+                    cmd: ctx.drush(&["updatedb".into(), "--yes".into()]).timeout(3600),
+                    undo: None,
+                },
+                Step::Run {
+                    label: "rebuild caches".into(),
+                    cmd: ctx.drush(&["cache:rebuild".into()]).timeout(900),
+                    undo: None,
+                },
+            ],
+            App::Drupal7 => {
+                let mut step = ctx.php_script("run the database updates", render::drupal7_script(ctx, "update")?, &[]);
+                if let Step::Run { cmd, .. } = &mut step {
+                    cmd.timeout_secs = 3600;
+                }
+                vec![step]
+            }
+            App::Wordpress => {
+                vec![ctx.php_script(
+                    "upgrade the WordPress database",
+                    render::wordpress_script(ctx, "upgrade", "")?,
+                    &[],
+                )]
+            }
+            App::Php => vec![],
+        })
+    }
+
+    /// A read-only step that refuses when the code at `target_docroot` is older than the site's
+    /// database (a module's installed schema is newer than the code has, or a module is missing), and
+    /// lists the updates it will run. `ctx` is the site as it is now; `extra` are further directories
+    /// whose modules go with the site (its own `sites/DOMAIN/modules`).
+    pub fn schema_check(self, ctx: &SiteCtx, target_docroot: &str, extra: Vec<String>) -> PlanResult<Option<Step>> {
+        let app = match self {
+            App::Drupal => "drupal",
+            App::Drupal7 => "drupal7",
+            App::Wordpress => "wordpress",
+            App::Php => return Ok(None),
+        };
+        let mut scan = vec![target_docroot.to_string()];
+        scan.extend(extra);
+        let script = render::schema_check(ctx, app, &scan)?;
+        let cmd = Command::new([php_cli(ctx.php), "{tmp:check.php}".to_string()])
+            .file("check.php", script)
+            .cwd(target_docroot.to_string())
+            .timeout(600);
+        Ok(Some(Step::Run {
+            label: "check the database's module schemas against the new code".into(),
+            cmd,
+            undo: None,
+        }))
+    }
+
     /// A step that runs the site's cron.
     pub fn cron(self, ctx: &SiteCtx) -> PlanResult<Option<Step>> {
         Ok(match self {

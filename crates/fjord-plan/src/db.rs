@@ -166,6 +166,54 @@ pub fn ensure_site_db(server: Option<&Server>, site: &Site, undoable: bool) -> P
     }))
 }
 
+/// A step that fails when the site's database (and, with `user`, its user) already exists: Fjord never
+/// takes over, fills or (on rollback) drops a database or account it did not create. Runs before the
+/// step that creates them, and has nothing to undo.
+pub fn ensure_absent(server: Option<&Server>, site: &Site, user: bool) -> PlanResult<Option<Step>> {
+    if site.db_engine == DbEngine::Sqlite {
+        return Ok(None);
+    }
+    let db = service(server, site.db_engine)?;
+    let server = server.expect("service() checked it");
+    let (name, account) = (&site.db_name, &site.db_user);
+    let sql = match site.db_engine {
+        DbEngine::Mariadb => {
+            // The client splits statements at `;`: the block needs its own delimiter.
+            let mut sql = format!(
+                "DELIMITER //\nBEGIN NOT ATOMIC\n  IF EXISTS (SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}') THEN\n    \
+                 SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'database {name} already exists and is not Fjord''s: refusing to use it';\n  END IF;\n"
+            );
+            if user {
+                sql.push_str(&format!(
+                    "  IF EXISTS (SELECT 1 FROM mysql.user WHERE User = '{account}') THEN\n    \
+                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'database user {account} already exists and is not Fjord''s: refusing to use it';\n  END IF;\n"
+                ));
+            }
+            sql.push_str("END//\nDELIMITER ;\n");
+            sql
+        }
+        _ => {
+            let mut sql = format!(
+                "DO $$ BEGIN\n  IF EXISTS (SELECT FROM pg_database WHERE datname = '{name}') THEN\n    \
+                 RAISE EXCEPTION 'database {name} already exists and is not Fjord''s: refusing to use it';\n  END IF;\n"
+            );
+            if user {
+                sql.push_str(&format!(
+                    "  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{account}') THEN\n    \
+                     RAISE EXCEPTION 'database user {account} already exists and is not Fjord''s: refusing to use it';\n  END IF;\n"
+                ));
+            }
+            sql.push_str("END $$;\n");
+            sql
+        }
+    };
+    Ok(Some(Step::Run {
+        label: format!("check that {} database {name} does not exist yet", site.db_engine),
+        cmd: admin(server, db, sql),
+        undo: None,
+    }))
+}
+
 /// Drops the site's database and user.
 pub fn drop_site_db(server: Option<&Server>, site: &Site) -> PlanResult<Option<Step>> {
     if site.db_engine == DbEngine::Sqlite {

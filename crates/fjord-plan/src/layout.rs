@@ -64,6 +64,11 @@ impl Layout {
     pub fn php_socket(&self, site: &Site) -> String {
         format!("{}/php-{}.sock", self.run_dir(), site.domain)
     }
+    /// Where the site's PHP-FPM pool logs PHP errors: in a directory of the site's own that its PHP
+    /// user can write.
+    pub fn php_error_log(&self, site: &Site) -> String {
+        format!("{}/log/php-error.log", self.site_dir(site))
+    }
     /// A site's own directory outside any platform: private files, temp files, SQLite database.
     pub fn site_dir(&self, site: &Site) -> String {
         format!("{}/sites/{}", self.state_dir, site.domain)

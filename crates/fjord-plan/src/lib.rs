@@ -9,8 +9,12 @@
 pub mod apps;
 pub mod db;
 pub mod layout;
+mod moves;
 mod render;
 pub mod services;
+
+pub use moves::{CloneArgs, MigrateArgs, MigrateCheckArgs, SyncArgs};
+use render::Serving;
 
 pub use layout::Layout;
 
@@ -95,6 +99,9 @@ pub struct DeleteArgs {
     /// Delete even if the site is not disabled first.
     #[serde(default)]
     pub force: bool,
+    /// Take a pre-delete backup first (its archive name's stamp); `None` deletes without one.
+    #[serde(default)]
+    pub backup_stamp: Option<String>,
 }
 
 fn args<T: serde::de::DeserializeOwned + Default>(task_args: &serde_json::Value) -> PlanResult<T> {
@@ -131,6 +138,10 @@ pub fn plan(
         TaskKind::SiteDelete => site_delete(layout, snap, args::<DeleteArgs>(task_args)?),
         TaskKind::SiteLoginLink => site_login_link(layout, snap),
         TaskKind::SiteCron => site_cron(layout, snap),
+        TaskKind::SiteClone => moves::site_clone(layout, snap, args::<CloneArgs>(task_args)?),
+        TaskKind::SiteMigrate => moves::site_migrate(layout, snap, args::<MigrateArgs>(task_args)?),
+        TaskKind::SiteSync => moves::site_sync(layout, snap, args::<SyncArgs>(task_args)?),
+        TaskKind::SiteMigrateCheck => moves::site_migrate_check(layout, snap, args::<MigrateCheckArgs>(task_args)?),
         TaskKind::Noop => noop(args::<NoopArgs>(task_args)?),
     }
 }
@@ -175,6 +186,12 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         mode: 0o644,
         owner: None,
     });
+    plan.push(Step::WriteFile {
+        path: format!("{}/fjord-site-maintenance.html", layout.static_dir()),
+        content: FileContent::Text { text: render::site_maintenance_page()? },
+        mode: 0o644,
+        owner: None,
+    });
     for runtime in server.php_runtimes() {
         services::php_files(layout, server, runtime, &mut plan)?;
     }
@@ -184,7 +201,7 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
             continue;
         };
         let ctx = ctx_for(layout, server, platform, site, Some(server))?;
-        site_files(&ctx, App::of(platform), site.status == SiteStatus::Disabled, &mut plan)?;
+        site_files(&ctx, App::of(platform), serving(site.status), &mut plan)?;
     }
     // A reload only if some generated config changed; a service that is not running is started.
     let watch = vec![layout.server_dir(server)];
@@ -451,13 +468,13 @@ fn ctx_for<'a>(
 
 /// Everything derived about a site that needs no service to be asked: its directories, settings,
 /// PHP-FPM pool and vhost. Returns the pool and vhost paths (what reloads watch).
-fn site_files(ctx: &SiteCtx, app: App, disabled: bool, plan: &mut Plan) -> PlanResult<(String, String)> {
+fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> PlanResult<(String, String)> {
     let layout = ctx.layout;
     let site = ctx.site;
     let dir = layout.site_dir(site);
     let owner = Some(layout.web_owner());
     plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
-    for sub in ["private", "tmp"] {
+    for sub in ["private", "tmp", "log"] {
         plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
     }
     if site.db_engine == DbEngine::Sqlite {
@@ -475,7 +492,7 @@ fn site_files(ctx: &SiteCtx, app: App, disabled: bool, plan: &mut Plan) -> PlanR
     plan.push(Step::WriteFile {
         path: vhost.clone(),
         content: FileContent::Text {
-            text: render::vhost(layout, ctx.server, ctx.platform, site, app.vhost_flavour(), disabled)?,
+            text: render::vhost(layout, ctx.server, ctx.platform, site, app.vhost_flavour(), serving)?,
         },
         mode: 0o644,
         owner: None,
@@ -491,8 +508,8 @@ fn db_server<'a>(snap: &'a Snapshot, site: &Site) -> Option<&'a Server> {
 }
 
 /// The request that proves a site is served as `status` says: any non-error answer from PHP, or the
-/// "site disabled" page.
-fn http_check(server: &Server, site: &Site, status: SiteStatus) -> Option<Step> {
+/// "site disabled" page. A PHP fatal error in the answer or in the site's error log fails it.
+fn http_check(layout: &Layout, server: &Server, site: &Site, status: SiteStatus) -> Option<Step> {
     let http = server.http()?;
     let addr = match http.listen.as_deref() {
         Some("0.0.0.0") | None => "127.0.0.1",
@@ -502,8 +519,18 @@ fn http_check(server: &Server, site: &Site, status: SiteStatus) -> Option<Step> 
         url: format!("http://{addr}:{}/", http.port),
         host: site.domain.to_string(),
         expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
-        contains: None,
+        contains: site.health_marker.clone().filter(|_| status == SiteStatus::Enabled),
+        error_log: (status == SiteStatus::Enabled).then(|| layout.php_error_log(site)),
     })
+}
+
+/// How a site in `status` is served.
+fn serving(status: SiteStatus) -> Serving {
+    if status == SiteStatus::Disabled {
+        Serving::Disabled
+    } else {
+        Serving::Live
+    }
 }
 
 /// Install, verify, enable and disable all converge a site's derived state to the same shape; they
@@ -524,10 +551,13 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     let app = App::of(ctx.platform);
     app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
+    if install {
+        plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
+    }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
         plan.push(step);
     }
-    let (pool, vhost) = site_files(&ctx, app, status == SiteStatus::Disabled, &mut plan)?;
+    let (pool, vhost) = site_files(&ctx, app, serving(status), &mut plan)?;
     // The vhost was written with the other files, but nginx reloads only after the installer: a site
     // is served only once it is installed.
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
@@ -543,7 +573,7 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
         undo: None,
     });
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
-    plan.extend(http_check(&snap.server, site, status));
+    plan.extend(http_check(layout, &snap.server, site, status));
     Ok(Planned {
         plan,
         on_success: vec![StateChange::SiteStatus { site: site.id, status }],
@@ -601,7 +631,7 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     trees.push(BackupTree {
         name: "state".into(),
         path: layout.site_dir(site),
-        exclude: vec!["tmp".into(), "db".into()],
+        exclude: vec!["tmp".into(), "db".into(), "log".into()],
     });
     let manifest = serde_json::json!({
         "format": 1,
@@ -646,6 +676,10 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     if !stamp_ok || !archive_ok || a.sha256.len() != 64 {
         return Err(PlanError::Args("a restore needs a recorded backup archive, its checksum and a stamp".into()));
     }
+    if matches!(site.status, SiteStatus::Queued | SiteStatus::Failed) {
+        // A new record for a site that was deleted: nothing live to keep aside.
+        return moves::site_restore_new(layout, snap, a);
+    }
     let pre = site_backup(
         layout,
         snap,
@@ -656,20 +690,12 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     plan.push(Step::Extract { archive: a.archive.clone(), sha256: a.sha256.clone(), dest: staging.clone() });
 
     // A new database for the restored data, named after the old one and the stamp.
-    let digits: String = a.stamp.chars().filter(|c| c.is_ascii_digit()).collect();
     let mut restored = site.clone();
-    restored.db_name = format!("{}_r{}", site.db_name, &digits[digits.len().saturating_sub(9)..]);
+    restored.db_name = moves::new_db_name(site, 'r', &a.stamp);
     let mut snap2 = snap.clone();
     snap2.site = Some(restored.clone());
     let ctx2 = site_ctx(layout, &snap2)?;
-    // Undoing it drops the new database only: the database user is the live site's too.
-    if let Some(Step::Run { label, cmd, .. }) = db::ensure_site_db(db_server(snap, site), &restored, false)? {
-        let undo = match db::drop_database(db_server(snap, site), &restored)? {
-            Some(Step::Run { cmd, .. }) => Some(cmd),
-            _ => None,
-        };
-        plan.push(Step::Run { label, cmd, undo });
-    }
+    plan.extend(moves::create_new_database(db_server(snap, site), &restored)?);
     let import_undo = (site.db_engine == DbEngine::Sqlite)
         .then(|| Command::new(["rm", "-f", "--", ctx2.db.database.as_str()]).timeout(60));
     plan.push(Step::Run {
@@ -693,7 +719,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     }
 
     // Settings now name the new database; everything else is regenerated as by verify.
-    let (pool, vhost) = site_files(&ctx2, app, site.status == SiteStatus::Disabled, &mut plan)?;
+    let (pool, vhost) = site_files(&ctx2, app, serving(site.status), &mut plan)?;
     let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
     chown.extend(app.writable_dirs(&ctx2));
     plan.push(Step::Run {
@@ -703,7 +729,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     });
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
-    plan.extend(http_check(&snap.server, site, site.status));
+    plan.extend(http_check(layout, &snap.server, site, site.status));
     // Only now, what cannot be undone: the old data goes.
     for dir in aside.into_iter().chain([staging]) {
         plan.push(Step::RemovePath { path: dir });
@@ -729,6 +755,17 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     let ctx = site_ctx(layout, snap)?;
     let app = App::of(ctx.platform);
     let mut plan = Plan::default();
+    let mut on_success = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }];
+    if let (Some(stamp), SiteStatus::Enabled | SiteStatus::Disabled) = (&a.backup_stamp, site.status) {
+        // Nothing is lost: the site can come back from this backup.
+        let pre = site_backup(
+            layout,
+            snap,
+            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete") },
+        )?;
+        plan.extend(pre.plan.steps);
+        on_success.extend(pre.on_success);
+    }
     // First stop serving it, then remove what it had.
     let vhost = layout.vhost_path(&snap.server, site);
     plan.push(Step::RemovePath { path: vhost.clone() });
@@ -748,11 +785,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
         plan.push(step);
     }
-    Ok(Planned {
-        plan,
-        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }],
-        on_failure: vec![],
-    })
+    Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 
 fn enabled_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot, what: &str) -> PlanResult<SiteCtx<'a>> {

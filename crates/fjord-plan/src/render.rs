@@ -12,6 +12,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("nginx/nginx.conf.j2", include_str!("../templates/nginx/nginx.conf.j2")),
     ("nginx/vhost.conf.j2", include_str!("../templates/nginx/vhost.conf.j2")),
     ("nginx/site-disabled.html.j2", include_str!("../templates/nginx/site-disabled.html.j2")),
+    ("nginx/site-maintenance.html.j2", include_str!("../templates/nginx/site-maintenance.html.j2")),
     ("php/php-fpm.conf.j2", include_str!("../templates/php/php-fpm.conf.j2")),
     ("php/pool.conf.j2", include_str!("../templates/php/pool.conf.j2")),
     ("apps/drupal.settings.php.j2", include_str!("../templates/apps/drupal.settings.php.j2")),
@@ -20,6 +21,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("apps/wordpress.config.php.j2", include_str!("../templates/apps/wordpress.config.php.j2")),
     ("apps/wordpress-script.php.j2", include_str!("../templates/apps/wordpress-script.php.j2")),
     ("apps/wordpress-login.php.j2", include_str!("../templates/apps/wordpress-login.php.j2")),
+    ("apps/schema-check.php.j2", include_str!("../templates/apps/schema-check.php.j2")),
 ];
 
 /// The keys WordPress expects in its config, each a random secret.
@@ -83,6 +85,21 @@ pub(crate) fn site_disabled_page() -> PlanResult<String> {
     render("nginx/site-disabled.html.j2", context! {})
 }
 
+pub(crate) fn site_maintenance_page() -> PlanResult<String> {
+    render("nginx/site-maintenance.html.j2", context! {})
+}
+
+/// What a vhost does with requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// Passes them to the site's PHP.
+    Live,
+    /// Answers 503 with the "site disabled" page.
+    Disabled,
+    /// Answers 503 with the "under maintenance" page and a Retry-After (during a migrate).
+    Maintenance,
+}
+
 pub(crate) fn php_fpm_conf(layout: &Layout, server: &Server, runtime: &PhpRuntime) -> PlanResult<String> {
     render(
         "php/php-fpm.conf.j2",
@@ -107,7 +124,7 @@ pub(crate) fn php_pool(layout: &Layout, site: &Site) -> PlanResult<String> {
             web_user => layout.web_user,
             socket => layout.php_socket(site),
             site_dir => layout.site_dir(site),
-            log_dir => layout.log_dir(),
+            error_log => layout.php_error_log(site),
             max_children => 5,
             memory_limit => "256M",
             upload_max => "64M",
@@ -122,7 +139,7 @@ pub(crate) fn vhost(
     platform: &Platform,
     site: &Site,
     flavour: &str,
-    disabled: bool,
+    serving: Serving,
 ) -> PlanResult<String> {
     let http = server.http().ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
     let aliases: Vec<&str> = site.aliases.iter().map(|a| a.as_str()).collect();
@@ -142,7 +159,8 @@ pub(crate) fn vhost(
             redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
             docroot => layout.docroot(platform),
             flavour,
-            disabled,
+            disabled => serving != Serving::Live,
+            maintenance => serving == Serving::Maintenance,
             acme_dir => layout.acme_dir(),
             static_dir => layout.static_dir(),
             fastcgi_pass => format!("unix:{}", layout.php_socket(site)),
@@ -250,6 +268,15 @@ pub(crate) fn wordpress_script(ctx: &SiteCtx, action: &str, admin_password: &str
             language => if ctx.site.language == "en" { String::new() } else { ctx.site.language.clone() },
             admin_password, action,
         },
+    )
+}
+
+/// The read-only script that compares a site's installed schemas with the code under `scan` (the
+/// target docroot first).
+pub(crate) fn schema_check(ctx: &SiteCtx, app: &str, scan: &[String]) -> PlanResult<String> {
+    render(
+        "apps/schema-check.php.j2",
+        context! { domain => ctx.site.domain.as_str(), docroot => scan[0], db => db_value(ctx, false), app, scan },
     )
 }
 

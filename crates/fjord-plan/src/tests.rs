@@ -58,7 +58,7 @@ fn platform() -> Platform {
     }
 }
 
-fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
+pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
     Site {
         id: SiteId(3),
         domain: Domain::parse("example.org").expect("valid"),
@@ -77,13 +77,23 @@ fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site {
         status,
         cron_interval: None,
         last_cron_at: None,
+        health_marker: None,
         created_at: 0,
         updated_at: 0,
     }
 }
 
 fn snap(site: Option<Site>) -> Snapshot {
-    Snapshot { server: server(), platform: Some(platform()), site, sites: vec![], platforms: vec![], db_server: None }
+    Snapshot {
+        server: server(),
+        platform: Some(platform()),
+        site,
+        sites: vec![],
+        platforms: vec![],
+        db_server: None,
+        other_site: None,
+        other_platform: None,
+    }
 }
 
 /// Renders a planned task as text: each step, file contents in full, then the state changes.

@@ -217,17 +217,18 @@ impl Store {
 
     /// Records a new site and queues its install task.
     pub async fn create_site(&self, new: &NewSite, created_by: &str) -> StoreResult<(Site, Task)> {
-        let (site, task) = self.create_site_with(new, created_by, Some(TaskKind::SiteInstall)).await?;
+        let (site, task) =
+            self.create_site_with(new, created_by, Some((TaskKind::SiteInstall, serde_json::json!({})))).await?;
         Ok((site, task.expect("a task was asked for")))
     }
 
-    /// Records a new site and queues `kind` for it, if given (an import queues its task itself once
-    /// the site's password is in the secrets store).
+    /// Records a new site and queues the task `kind` with `args` for it, if given (an import queues its
+    /// task itself once the site's password is in the secrets store).
     pub async fn create_site_with(
         &self,
         new: &NewSite,
         created_by: &str,
-        kind: Option<TaskKind>,
+        kind: Option<(TaskKind, serde_json::Value)>,
     ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
@@ -268,7 +269,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let Some(kind) = kind else {
+        let Some((kind, args)) = kind else {
             tx.commit().await?;
             return Ok((created, None));
         };
@@ -286,7 +287,7 @@ impl Store {
                     platform: Some(created.platform_id),
                     site: Some(created.id),
                 },
-                args: serde_json::json!({}),
+                args,
                 created_by: created_by.into(),
             },
             now,
@@ -356,6 +357,17 @@ impl Store {
             Some(r) => self.site(SiteId(r.try_get("site_id")?)).await,
             None => Err(not_found("site", domain)),
         }
+    }
+
+    /// Sets (or clears) the text a site's front page must contain for its health checks to pass.
+    pub async fn set_site_health_marker(&self, site: SiteId, marker: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET health_marker = $1, updated_at = $2 WHERE id = $3")
+            .bind(marker.map(str::to_string))
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Sets a site's status directly, without a task (benchmarks and tests that build large states).
@@ -560,7 +572,18 @@ impl Store {
             Some(id) if id != server.id => Some(self.server(id).await?),
             _ => None,
         };
-        Ok(Snapshot { server, platform, site, sites, platforms, db_server })
+        // A second site (clone, sync: the source) and a second platform (migrate: the target) named in
+        // the task's arguments.
+        let arg = |name: &str| task.args.get(name).and_then(|v| v.as_i64());
+        let other_site = match arg("source_site") {
+            Some(id) => Some(self.site(SiteId(id)).await?),
+            None => None,
+        };
+        let other_platform = match arg("to_platform").or(other_site.as_ref().map(|s| s.platform_id.0)) {
+            Some(id) => Some(self.platform(PlatformId(id)).await?),
+            None => None,
+        };
+        Ok(Snapshot { server, platform, site, sites, platforms, db_server, other_site, other_platform })
     }
 }
 
@@ -672,6 +695,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         status: SiteStatus::Queued,
         cron_interval: new.cron_interval,
         last_cron_at: None,
+        health_marker: None,
         created_at: now,
         updated_at: now,
     })

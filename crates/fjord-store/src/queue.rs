@@ -580,6 +580,42 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .execute(&mut *conn)
                 .await?;
         }
+        StateChange::SiteMoved { site, platform, domain, db_name, old_domain_alias } => {
+            let old: String = sqlx::query("SELECT domain FROM sites WHERE id = $1")
+                .bind(site.0)
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("domain")?;
+            sqlx::query("UPDATE sites SET platform_id = $1, domain = $2, db_name = $3, updated_at = $4 WHERE id = $5")
+                .bind(platform.0)
+                .bind(domain.as_str())
+                .bind(db_name)
+                .bind(now)
+                .bind(site.0)
+                .execute(&mut *conn)
+                .await?;
+            if old != domain.as_str() {
+                // The new name was reserved when the task was queued; the old one becomes an alias or goes.
+                sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND domain IN ($2, $3)")
+                    .bind(site.0)
+                    .bind(&old)
+                    .bind(domain.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 0)")
+                    .bind(domain.as_str())
+                    .bind(site.0)
+                    .execute(&mut *conn)
+                    .await?;
+                if *old_domain_alias {
+                    sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 1)")
+                        .bind(&old)
+                        .bind(site.0)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+        }
         StateChange::BackupRecorded { site, path, kind, size, checksum } => {
             sqlx::query(
                 "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) VALUES ($1, $2, $3, $4, $5, $6)",

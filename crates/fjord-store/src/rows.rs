@@ -74,7 +74,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
 }
 
 pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, \
-     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, created_at, updated_at";
+     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, created_at, updated_at";
 
 /// Aliases live in `site_domains`; the caller fills them in.
 pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
@@ -96,6 +96,7 @@ pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
         status: text_enum(row, "status", SiteStatus::parse)?,
         cron_interval: row.try_get("cron_interval")?,
         last_cron_at: row.try_get("last_cron_at")?,
+        health_marker: row.try_get("health_marker")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })

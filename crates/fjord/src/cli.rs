@@ -21,7 +21,14 @@ pub struct Global {
     #[arg(long, global = true, env = "FJORD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// State database URL (sqlite:///path or postgres://…) [default: sqlite in the state dir].
-    #[arg(long, global = true, env = "FJORD_DB", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        id = "state_db",
+        long = "state-db",
+        global = true,
+        env = "FJORD_DB",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub db: Option<String>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -181,6 +188,20 @@ pub enum PlatformCmd {
     Remove {
         name: String,
     },
+    /// Migrate every site of a platform to another (e.g. a security update), each with its own
+    /// backup and rollback; prints what succeeded and what was rolled back.
+    Migrate {
+        name: String,
+        /// The platform the sites move to.
+        #[arg(long)]
+        to: String,
+        /// How many sites migrate at the same time.
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Migrate this many sites first and stop before the rest if any of them fails.
+        #[arg(long)]
+        canary: Option<usize>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -265,12 +286,70 @@ pub enum SiteCmd {
         /// The backup's id (see `fjord backup list`).
         #[arg(long)]
         backup: i64,
+        /// For a deleted site brought back: the platform to restore it on [default: its old one].
+        #[arg(long)]
+        platform: Option<String>,
     },
-    /// Delete a disabled site (or any, with --force).
+    /// Make a new site from an existing one: new database, copied files, its own settings.
+    Clone {
+        /// The site copied from.
+        source: String,
+        /// The new site's domain.
+        domain: String,
+        /// Platform of the new site [default: the source's].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Domain alias of the new site (repeatable; the source's aliases are not copied).
+        #[arg(long = "alias", value_name = "DOMAIN")]
+        aliases: Vec<String>,
+    },
+    /// Move a site to another platform (running its database updates), with a backup first and an
+    /// automatic rollback when anything fails.
+    Migrate {
+        domain: String,
+        /// The platform the site moves to.
+        #[arg(long)]
+        to: String,
+        /// A new main domain for the site (a rename on the way).
+        #[arg(long = "domain", value_name = "NEW_DOMAIN")]
+        new_domain: Option<String>,
+        /// After a rename, do not keep the old domain as an alias.
+        #[arg(long)]
+        drop_old_domain: bool,
+    },
+    /// Give a site a new main domain (its old one stays as an alias unless --drop-old-domain).
+    Rename {
+        domain: String,
+        new_domain: String,
+        #[arg(long)]
+        drop_old_domain: bool,
+    },
+    /// Copy the database and/or files of one site into another (e.g. live → staging), after a backup
+    /// of the target.
+    Sync {
+        from: String,
+        to: String,
+        /// Copy the database.
+        #[arg(long)]
+        db: bool,
+        /// Copy the files (public and private).
+        #[arg(long)]
+        files: bool,
+    },
+    /// Set the text the site's front page must contain for health checks (after a migrate, restore,
+    /// clone or sync) to pass; without TEXT, only the status is checked.
+    HealthMarker {
+        domain: String,
+        text: Option<String>,
+    },
+    /// Delete a disabled site (or any, with --force), after a pre-delete backup.
     Delete {
         domain: String,
         #[arg(long)]
         force: bool,
+        /// Skip the pre-delete backup.
+        #[arg(long)]
+        no_backup: bool,
     },
 }
 
@@ -479,6 +558,42 @@ pub enum BenchCmd {
         #[arg(long)]
         codebase: Option<String>,
     },
+    /// Backup, restore and clone of a generated MariaDB site vs. `mariadb-dump | gzip` + `tar czf`
+    /// (and their reverse) in the same run.
+    Backup {
+        /// Size of the generated database and of the generated files, each, in MB.
+        #[arg(long, default_value_t = 1024)]
+        size_mb: u64,
+        /// Leave out the clone measurement.
+        #[arg(long)]
+        no_clone: bool,
+        #[command(flatten)]
+        env: BenchEnv,
+    },
+    /// `platform migrate` of many small sites, `--parallel 2` vs. one at a time, with each site's downtime.
+    Migrate {
+        #[arg(long, default_value_t = 50)]
+        sites: usize,
+        #[command(flatten)]
+        env: BenchEnv,
+    },
+}
+
+/// Where the site benchmarks find MariaDB and put their data.
+#[derive(Debug, Args)]
+pub struct BenchEnv {
+    /// MariaDB socket where root gets in by unix_socket auth (as `scripts/test.sh` starts it).
+    #[arg(long, env = "FJORD_TEST_MARIADB_SOCKET")]
+    pub mariadb_socket: String,
+    /// The same MariaDB's TCP port on 127.0.0.1, for the sites' own accounts.
+    #[arg(long, env = "FJORD_TEST_MARIADB_PORT", default_value_t = 3306)]
+    pub mariadb_port: u16,
+    /// Platform codebase [default: the Drupal 10 fixture under tests/fixtures/platforms].
+    #[arg(long)]
+    pub codebase: Option<String>,
+    /// Directory for the bench's state, sites and archives (removed at the end) [default: the temp dir].
+    #[arg(long)]
+    pub dir: Option<String>,
 }
 
 #[cfg(test)]

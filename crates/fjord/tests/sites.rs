@@ -5,26 +5,8 @@
 
 mod common;
 
-use common::{copy_tree, services_available, Fjord};
+use common::{copy_tree, fixture, fixture_platform, path_of, services_available, sql_as_admin, Fjord};
 use std::path::Path;
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/platforms").join(name)
-}
-
-/// Adds a platform from a copy of a fixture codebase.
-fn fixture_platform(f: &Fjord, fixture_name: &str, platform: &str) {
-    let dest = f.dir.path().join("code").join(platform);
-    std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-    copy_tree(&fixture(fixture_name), &dest);
-    f.ok(&["platform", "add", platform, "--path", &dest.to_string_lossy(), "--wait"]);
-}
-
-/// The path part of a URL (`http://host:port/a/b` → `/a/b`).
-fn path_of(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.find('/').map(|i| rest[i..].to_string()).unwrap_or_else(|| "/".into())
-}
 
 /// The whole life cycle of one site, checked over HTTP.
 fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, generator: &str) {
@@ -566,29 +548,6 @@ fn backups_are_written_listed_verified_and_deleted() {
         assert!(!path.exists(), "{engine}: archive left after delete");
         assert_eq!(f.json(&["backup", "list", "--site", &domain]), serde_json::json!([]));
     }
-}
-
-/// Runs SQL in a site's database as the test's database admin.
-fn sql_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) {
-    let site = f.json(&["site", "show", domain])["site"].clone();
-    let db = site["db_name"].as_str().expect("db name").to_string();
-    let out = match engine {
-        "sqlite" => std::process::Command::new("sqlite3")
-            .arg(f.state.join("sites").join(domain).join("db").join(format!("{db}.sqlite")))
-            .arg(sql)
-            .output(),
-        "mariadb" => std::process::Command::new("mariadb")
-            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-            .args(["-uroot", &db, "-e", sql])
-            .output(),
-        _ => {
-            let url = std::env::var("FJORD_TEST_PG_URL").expect("pg url");
-            let base = url.rsplit_once('/').expect("url").0;
-            std::process::Command::new("psql").args(["-X", "-q", &format!("{base}/{db}"), "-c", sql]).output()
-        }
-    }
-    .expect("sql client runs");
-    assert!(out.status.success(), "{engine}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -19,6 +19,10 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
         BenchCmd::Queue { count, sites, workers } => (count, sites, workers),
         BenchCmd::Verify { sites, codebase } => return sites_bench::verify(ctx, sites, codebase).await,
         BenchCmd::Create { count, codebase } => return sites_bench::create(ctx, count, codebase).await,
+        BenchCmd::Backup { size_mb, no_clone, env } => {
+            return super::bench_moves::backup(ctx, size_mb, !no_clone, env).await
+        }
+        BenchCmd::Migrate { sites, env } => return super::bench_moves::migrate(ctx, sites, env).await,
     };
     let dir = tempfile::tempdir()?;
     let mut results = Vec::new();

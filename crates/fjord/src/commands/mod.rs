@@ -4,6 +4,8 @@
 mod admin;
 mod backup;
 mod bench;
+mod bench_moves;
+mod migrate;
 mod objects;
 mod site;
 mod task;

@@ -172,6 +172,8 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
                 sites: vec![],
                 platforms: vec![],
                 db_server: None,
+                other_site: None,
+                other_platform: None,
             };
             let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
             if ctx.global.dry_run {
@@ -274,6 +276,9 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
         PlatformCmd::Add(add) => platform_add(ctx, &store, add).await,
+        PlatformCmd::Migrate { name, to, parallel, canary } => {
+            super::migrate::platform_migrate(ctx, &name, &to, parallel, canary).await
+        }
         PlatformCmd::List => {
             let platforms = store.platforms().await?;
             let servers = store.servers().await?;
@@ -436,6 +441,8 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             sites: vec![],
             platforms: vec![],
             db_server: None,
+            other_site: None,
+            other_platform: None,
         };
         let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);

@@ -60,6 +60,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                     ("https", site.https.to_string()),
                     ("cron", site.cron_interval.map(|i| format!("every {i} s")).unwrap_or_else(|| "off".into())),
                     ("last cron", when(site.last_cron_at)),
+                    ("health marker", site.health_marker.clone().unwrap_or_else(|| "-".into())),
                     ("created", when(Some(site.created_at))),
                 ]);
                 println!("\nrecent tasks:");
@@ -81,9 +82,16 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
             on_site(ctx, &domain, TaskKind::SiteBackup, args).await
         }
-        SiteCmd::Restore { domain, backup: id } => {
-            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+        SiteCmd::Restore { domain, backup: id, platform } => {
+            let domain = Domain::parse(&domain)?;
             let b = store.backup(BackupId(id)).await?;
+            let site = match store.site_by_domain(&domain).await {
+                Ok(site) => site,
+                Err(fjord_store::StoreError::NotFound { .. }) => {
+                    return restore_deleted(ctx, &b, domain, platform).await;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if b.site_id != site.id {
                 bail!("backup {id} is not a backup of {}", site.domain);
             }
@@ -95,8 +103,46 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             queue_task(ctx, TaskKind::SiteRestore, site.id.0, args).await
         }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
-        SiteCmd::Delete { domain, force } => {
-            on_site(ctx, &domain, TaskKind::SiteDelete, serde_json::json!({ "force": force })).await
+        SiteCmd::Clone { source, domain, platform, aliases } => clone(ctx, &source, &domain, platform, aliases).await,
+        SiteCmd::Migrate { domain, to, new_domain, drop_old_domain } => {
+            migrate(ctx, &domain, &to, new_domain.as_deref(), !drop_old_domain).await
+        }
+        SiteCmd::Rename { domain, new_domain, drop_old_domain } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            migrate(ctx, &domain, platform.name.as_str(), Some(&new_domain), !drop_old_domain).await
+        }
+        SiteCmd::Sync { from, to, db, files } => {
+            if !db && !files {
+                bail!("say what to copy: --db, --files, or both");
+            }
+            let source = store.site_by_domain(&Domain::parse(&from)?).await?;
+            let target = store.site_by_domain(&Domain::parse(&to)?).await?;
+            let stamp = backup::stamp(fjord_store::now_millis());
+            let args = serde_json::json!({ "source_site": source.id.0, "db": db, "files": files, "stamp": stamp });
+            queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
+        }
+        SiteCmd::HealthMarker { domain, text } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            if let Some(t) = &text {
+                if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                    bail!("invalid health marker: one line of visible text, at most 200 bytes");
+                }
+            }
+            if ctx.global.dry_run {
+                println!("dry run: would set the health marker of {} to {text:?}; nothing was changed", site.domain);
+                return Ok(ExitCode::SUCCESS);
+            }
+            store.set_site_health_marker(site.id, text.as_deref()).await?;
+            ctx.out.emit(&serde_json::json!({ "domain": site.domain, "health_marker": text }), || {
+                println!("health marker of {}: {}", site.domain, text.as_deref().unwrap_or("(none: status only)"))
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        SiteCmd::Delete { domain, force, no_backup } => {
+            let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));
+            let args = serde_json::json!({ "force": force, "backup_stamp": stamp });
+            on_site(ctx, &domain, TaskKind::SiteDelete, args).await
         }
     }
 }
@@ -174,6 +220,8 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         sites: vec![],
         platforms: vec![],
         db_server: db_server.clone().filter(|d| d.id != snap_server_id),
+        other_site: None,
+        other_platform: None,
     };
     let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -312,6 +360,8 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         sites: vec![],
         platforms: vec![],
         db_server: None,
+        other_site: None,
+        other_platform: None,
     };
     plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
@@ -336,6 +386,148 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
         println!("site {} recorded for import", site.domain);
     }
     task::queued(ctx, &t).await
+}
+
+/// Records the new site (checked like a create: free domain, quota, platform) and queues its clone.
+async fn clone(
+    ctx: &mut Ctx,
+    source: &str,
+    domain: &str,
+    platform: Option<String>,
+    aliases: Vec<String>,
+) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let src = store.site_by_domain(&Domain::parse(source)?).await?;
+    let src_platform = store.platform(src.platform_id).await?;
+    let platform = match platform {
+        Some(name) => store.platform_by_name(&name).await?,
+        None => src_platform.clone(),
+    };
+    let server = store.server(platform.server_id).await?;
+    let new = NewSite {
+        domain: Domain::parse(domain)?,
+        platform: platform.id,
+        db_server: src.db_server_id,
+        db_engine: src.db_engine,
+        php: src.php.clone(),
+        profile: src.profile.clone(),
+        language: src.language.clone(),
+        client: src.client_id,
+        aliases: aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?,
+        redirect_aliases: src.redirect_aliases,
+        // HTTPS is not copied: the new domain needs its own certificate.
+        https: HttpsMode::Off,
+        cron_interval: src.cron_interval,
+        existing_db: None,
+    };
+    let prospective = store.prepare_site(&new).await?;
+    let db_server = match src.db_server_id {
+        Some(id) if id != server.id => Some(store.server(id).await?),
+        _ => None,
+    };
+    let args = serde_json::json!({ "source_site": src.id.0 });
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+        db_server,
+        other_site: Some(src),
+        other_platform: Some(src_platform),
+    };
+    let planned = plan_now(ctx, TaskKind::SiteClone, &args, &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, TaskKind::SiteClone, &planned);
+    }
+    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteClone, args))).await?;
+    if !ctx.out.json {
+        println!("site {} created as a clone of {source}", site.domain);
+    }
+    task::queued(ctx, &t.expect("a task was asked for")).await
+}
+
+/// Brings a deleted site back from one of its backups: a new site record like the old one (under
+/// `domain`, on its old platform or `platform`), then a restore task that builds it from the archive.
+async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Option<String>) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let old = store.site(b.site_id).await?;
+    if old.status != SiteStatus::Deleted {
+        bail!("backup {} belongs to {}, which still exists; restore it there", b.id, old.domain);
+    }
+    let platform = match platform {
+        Some(name) => store.platform_by_name(&name).await?,
+        None => store.platform(old.platform_id).await?,
+    };
+    let new = NewSite {
+        domain,
+        platform: platform.id,
+        db_server: old.db_server_id,
+        db_engine: old.db_engine,
+        php: old.php.clone(),
+        profile: old.profile.clone(),
+        language: old.language.clone(),
+        client: old.client_id,
+        aliases: vec![],
+        redirect_aliases: old.redirect_aliases,
+        https: HttpsMode::Off,
+        cron_interval: old.cron_interval,
+        existing_db: None,
+    };
+    let stamp = backup::stamp(fjord_store::now_millis());
+    let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });
+    let prospective = store.prepare_site(&new).await?;
+    let server = store.server(platform.server_id).await?;
+    let db_server = match old.db_server_id {
+        Some(id) if id != server.id => Some(store.server(id).await?),
+        _ => None,
+    };
+    let snap = Snapshot {
+        server,
+        platform: Some(platform),
+        site: Some(prospective),
+        sites: vec![],
+        platforms: vec![],
+        db_server,
+        other_site: None,
+        other_platform: None,
+    };
+    let planned = plan_now(ctx, TaskKind::SiteRestore, &args, &snap)?;
+    if ctx.global.dry_run {
+        return print_plan(ctx, TaskKind::SiteRestore, &planned);
+    }
+    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteRestore, args))).await?;
+    if !ctx.out.json {
+        println!("site {} recorded; restoring it from backup {}", site.domain, b.id);
+    }
+    task::queued(ctx, &t.expect("a task was asked for")).await
+}
+
+/// Queues a migrate (or, to the same platform with a new domain, a rename).
+async fn migrate(ctx: &mut Ctx, domain: &str, to: &str, new_domain: Option<&str>, keep_old: bool) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    let target = store.platform_by_name(to).await?;
+    let new_domain = new_domain.map(|d| Domain::parse_field("new domain", d)).transpose()?;
+    if let Some(d) = &new_domain {
+        // The new name must be free, or one of this site's own aliases.
+        match store.site_by_domain(d).await {
+            Ok(owner) if owner.id != site.id => bail!("{d} is already used by site {}", owner.domain),
+            _ => {}
+        }
+    }
+    let args = migrate_args(target.id, new_domain.as_ref(), keep_old);
+    queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
+}
+
+/// The arguments of a migrate task, stamped now.
+pub fn migrate_args(to: PlatformId, new_domain: Option<&Domain>, keep_old: bool) -> serde_json::Value {
+    let stamp = backup::stamp(fjord_store::now_millis());
+    let mut args = serde_json::json!({ "to_platform": to.0, "keep_old_domain": keep_old, "stamp": stamp });
+    if let Some(d) = new_domain {
+        args["domain"] = serde_json::json!(d);
+    }
+    args
 }
 
 async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {

@@ -437,6 +437,14 @@ impl Executor {
                     c.stdout_file = Some(dump_file.clone());
                     if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
                         let _ = self.host.remove_all(&dump_file);
+                        // A dump that died because the disk filled says so.
+                        if crate::backup::free_bytes(&dir).is_ok_and(|free| free < 1 << 20) {
+                            return Err(ExecError::Other(format!(
+                                "the backups filesystem {} filled up during the database dump: the partial \
+                                 dump was removed ({e})",
+                                dir.display()
+                            )));
+                        }
                         return Err(e);
                     }
                 }

@@ -761,7 +761,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
         let pre = site_backup(
             layout,
             snap,
-            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete") },
+            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete"), ..Default::default() },
         )?;
         plan.extend(pre.plan.steps);
         on_success.extend(pre.on_success);

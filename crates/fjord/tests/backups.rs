@@ -121,6 +121,8 @@ fn gzip_archives_restore_and_a_small_disk_refuses_cleanly() {
     sql("CREATE TABLE fjord_big (b BLOB); INSERT INTO fjord_big VALUES (randomblob(6000000));");
     let out = f.run(&["site", "backup", domain, "--wait"]);
     assert!(!out.status.success(), "a backup whose dump fills the disk succeeded");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("filled up") || text.contains("not enough space"), "{text}");
     assert_eq!(files_in(&backups_dir), Vec::<String>::new(), "a failed backup left files");
     assert_eq!(backups(&f, domain).len(), before, "a failed backup was recorded");
     sql("DROP TABLE fjord_big; VACUUM;");

@@ -40,6 +40,11 @@
 #                               Not over TCP. No databases besides the system
 #                               ones; server charset utf8mb4.
 #   FJORD_TEST_MARIADB_HOST     127.0.0.1 (the server listens on nothing else)
+#   FJORD_TEST_S3_URL           http://127.0.0.1:PORT, a throwaway S3-compatible
+#                               server (moto, from PyPI, in the venv
+#                               /opt/fjord-test-venv) for offsite backups.
+#                               Any credentials are accepted; buckets are
+#                               created with an unsigned PUT.
 #   FJORD_TEST_MARIADB_PORT     its TCP port, for accounts the tests create
 #                               with a password, e.g. 'u'@'127.0.0.1' (the
 #                               server runs with skip-name-resolve, so grant
@@ -80,6 +85,7 @@ PACKAGES=(
     php wordpress
     curl ca-certificates procps
     sqlite3 rsync git composer pkg-config build-essential
+    python3-venv
 )
 # Never installed by this script: apt must satisfy the dependencies above
 # without them (or fail loudly). Ones already on the machine are left alone.
@@ -141,6 +147,8 @@ MY_DIR=""     # temp dir holding the MariaDB data/, socket, pid file and logs
 MY_PORT=""
 MY_SOCK=""
 MY_PID=""     # pid of mariadbd (a child of this script)
+S3_PID=""     # pid of moto_server (a child of this script)
+S3_LOG=""
 
 cleanup() {
     local rc=$?
@@ -148,6 +156,11 @@ cleanup() {
     # A second Ctrl-C / TERM must not cut the cleanup short.
     trap '' INT TERM
     stop_mariadb
+    if [[ -n $S3_PID ]]; then
+        kill -TERM "$S3_PID" 2>/dev/null
+        wait "$S3_PID" 2>/dev/null
+    fi
+    [[ -n $S3_LOG ]] && rm -f "$S3_LOG"
     if [[ -n $PG_PID ]] && kill -0 "$PG_PID" 2>/dev/null; then
         echo "stopping test postgres (port $PG_PORT)"
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null ||
@@ -405,6 +418,43 @@ check_mariadb() {
 }
 
 # ---------------------------------------------------------------------------
+# Throwaway S3-compatible server (moto)
+# ---------------------------------------------------------------------------
+S3_VENV=/opt/fjord-test-venv
+
+start_s3() {
+    if [[ ! -x $S3_VENV/bin/moto_server ]]; then
+        echo "installing moto[server] into $S3_VENV"
+        python3 -m venv "$S3_VENV"
+        "$S3_VENV/bin/pip" install -q 'moto[server]'
+    fi
+    local port="${FJORD_TEST_S3_PORT:-53900}"
+    local limit=$((port + 100))
+    while port_in_use "$port"; do
+        port=$((port + 1))
+        if ((port > limit)); then
+            echo "no free port for the test S3 server" >&2
+            return 1
+        fi
+    done
+    S3_LOG="$(mktemp "${TMPDIR:-/tmp}/fjord-test-s3.XXXXXX")"
+    "$S3_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$S3_LOG" 2>&1 &
+    S3_PID=$!
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$S3_PID" 2>/dev/null; then
+            echo "test S3 server exited during startup; log:" >&2
+            cat "$S3_LOG" >&2
+            return 1
+        fi
+        curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
+        sleep 0.5
+    done
+    export FJORD_TEST_S3_URL="http://127.0.0.1:$port"
+    echo "test S3 (moto) ready: $FJORD_TEST_S3_URL"
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 banner "system packages"
@@ -413,6 +463,7 @@ install_packages
 banner "services"
 start_postgres
 start_mariadb
+start_s3
 export FJORD_TEST_SERVICES=1
 
 if [[ ${FJORD_TEST_ONLY_SERVICES:-} == 1 ]]; then

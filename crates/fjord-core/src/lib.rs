@@ -4,11 +4,13 @@
 //! This crate is pure: it performs no IO, spawns nothing and knows nothing of SQL, HTTP or the CLI.
 //! Everything else in Fjord depends on it, so it must stay small and dependency-free.
 
+pub mod backups;
 pub mod model;
 pub mod names;
 pub mod plan;
 pub mod task;
 
+pub use backups::{BackupSchedule, Compression, Retention};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
 pub use plan::{BackupTree, Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};

@@ -343,4 +343,7 @@ pub struct Backup {
     pub checksum: String,
     pub kind: BackupKind,
     pub created_at: Millis,
+    /// Where the offsite copy is (`s3://BUCKET/KEY`), once uploaded.
+    #[serde(default)]
+    pub offsite: Option<String>,
 }

@@ -204,14 +204,17 @@ pub enum Step {
     /// A named point in the task's timeline; the runner logs the time between a `…-start` mark and
     /// its `…-end` (e.g. the maintenance window of a migrate).
     Mark { name: String },
-    /// Write a backup archive: run `dump` (if any) into a 0600 temp file, then stream the manifest, the
-    /// dump and the `trees` into `archive` (tar + zstd), with its SHA-256 beside it. Undo removes it.
+    /// Write a backup archive: check the backups filesystem has room, run `dump` (if any) into a 0600
+    /// temp file, then stream the manifest, the dump and the `trees` into `archive` (tar + zstd or
+    /// gzip), with its SHA-256 beside it. Undo removes it.
     Backup {
         archive: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         dump: Option<Command>,
         trees: Vec<BackupTree>,
         manifest: serde_json::Value,
+        #[serde(default)]
+        compression: crate::Compression,
     },
     /// Check a backup archive against its checksum and unpack it into `dest` (created 0700). Undo
     /// removes `dest`.

@@ -5,6 +5,7 @@
 //! of tasks running at once; each running task has a heartbeat that renews its lease and notices a
 //! cancel request. Ordering and exclusion between tasks are the queue's job (see `fjord_store::queue`).
 
+pub mod backups;
 pub mod runner;
 
 pub use runner::Fault;
@@ -33,6 +34,10 @@ pub struct DaemonConfig {
     pub fault: Option<Fault>,
     /// How often to look for sites whose cron is due.
     pub cron_check: Duration,
+    /// How often to queue due scheduled backups, copy new archives offsite and apply retention.
+    pub backup_check: Duration,
+    /// Where offsite copies of backups go, if anywhere.
+    pub offsite: Option<fjord_exec::offsite::OffsiteConfig>,
 }
 
 impl DaemonConfig {
@@ -45,6 +50,8 @@ impl DaemonConfig {
             layout,
             fault: None,
             cron_check: Duration::from_secs(15),
+            backup_check: Duration::from_secs(60),
+            offsite: None,
         }
     }
 }
@@ -68,6 +75,8 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
     let mut last_cron_check = tokio::time::Instant::now();
+    let mut backup_pass: Option<tokio::task::JoinHandle<()>> = None;
+    let mut last_backup_check: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -89,6 +98,15 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
             }
+        }
+        // Scheduled backups, offsite copies and retention: one pass at a time, in the background
+        // (uploads take a while).
+        if last_backup_check.is_none_or(|t| t.elapsed() >= ctx.config.backup_check)
+            && backup_pass.as_ref().is_none_or(|h| h.is_finished())
+        {
+            last_backup_check = Some(tokio::time::Instant::now());
+            let ctx = ctx.clone();
+            backup_pass = Some(tokio::spawn(async move { backups::pass(&ctx).await }));
         }
         match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
             Ok(Some(task)) => {

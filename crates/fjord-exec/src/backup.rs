@@ -1,10 +1,14 @@
-//! Backup archives: one `tar` stream compressed with multi-threaded zstd, holding `manifest.json`,
+//! Backup archives: one `tar` stream compressed with multi-threaded zstd (or gzip), holding `manifest.json`,
 //! `database.sql` (the dump) and the site's own directories. Files are streamed from disk into the
 //! archive (no temporary copy of the site); only the database dump goes through a 0600 temp file,
 //! because a tar entry needs its size before its content. The archive is written beside its final
-//! name and renamed when complete, with its SHA-256 in a `.sha256` file next to it.
+//! name and renamed when complete, with its SHA-256 in a `.sha256` file next to it. Readers tell the
+//! compression from the archive's first bytes. Before writing, [`check_space`] compares the free space
+//! of the backups filesystem with an estimate of the archive; if the disk fills anyway, the partial
+//! archive is removed and the error says so.
 
 use crate::{io_err, ExecError, ExecResult};
+use fjord_core::Compression;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -47,8 +51,131 @@ impl Write for HashingWriter {
     }
 }
 
+/// The compressor in front of the archive file.
+enum Encoder {
+    Zstd(zstd::stream::write::Encoder<'static, HashingWriter>),
+    Gzip(flate2::write::GzEncoder<HashingWriter>),
+}
+
+impl Encoder {
+    fn new(compression: Compression, writer: HashingWriter) -> ExecResult<Encoder> {
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut zst = zstd::stream::write::Encoder::new(writer, 3).map_err(io_err("start zstd"))?;
+                let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+                zst.multithread(threads).map_err(io_err("zstd threads"))?;
+                Encoder::Zstd(zst)
+            }
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(writer, flate2::Compression::new(6))),
+        })
+    }
+
+    fn finish(self) -> ExecResult<HashingWriter> {
+        match self {
+            Encoder::Zstd(z) => z.finish().map_err(io_err("finish the zstd stream")),
+            Encoder::Gzip(g) => g.finish().map_err(io_err("finish the gzip stream")),
+        }
+    }
+}
+
+impl Write for Encoder {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Encoder::Zstd(z) => z.write(buf),
+            Encoder::Gzip(g) => g.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Encoder::Zstd(z) => z.flush(),
+            Encoder::Gzip(g) => g.flush(),
+        }
+    }
+}
+
+/// Opens an archive for reading, decompressing as its first bytes say (zstd or gzip).
+fn open_decoder(archive: &Path) -> ExecResult<Box<dyn Read>> {
+    let mut f = File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).map_err(io_err(format!("read {}", archive.display())))?;
+    let f = File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    match &magic[..n] {
+        [0x28, 0xb5, 0x2f, 0xfd] => Ok(Box::new(zstd::stream::read::Decoder::new(f).map_err(io_err("zstd"))?)),
+        [0x1f, 0x8b, ..] => Ok(Box::new(flate2::read::GzDecoder::new(BufReader::new(f)))),
+        _ => Err(ExecError::Other(format!("{} is neither a zstd nor a gzip archive", archive.display()))),
+    }
+}
+
+/// Turns "no space left on device" into a message that says what happened to the archive.
+fn disk_full(archive: &Path, e: ExecError) -> ExecError {
+    match &e {
+        ExecError::Io { source, .. } if source.raw_os_error() == Some(nix::libc::ENOSPC) => ExecError::Other(format!(
+            "the backups filesystem filled up while writing {}: the partial archive was removed ({e})",
+            archive.display()
+        )),
+        _ => e,
+    }
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> ExecResult<u64> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| ExecError::Other(format!("cannot read the free space of {}: {e}", dir.display())))?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+/// Bytes of the regular files under the trees (without their exclusions): what the archive holds at
+/// most, before compression, besides the dump.
+pub fn trees_size(trees: &[Tree]) -> u64 {
+    fn walk(root: &Path, rel: &Path, exclude: &[String]) -> u64 {
+        let Ok(rd) = std::fs::read_dir(root.join(rel)) else { return 0 };
+        let mut total = 0;
+        for e in rd.flatten() {
+            let child = rel.join(e.file_name());
+            if exclude.iter().any(|x| child == Path::new(x)) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += walk(root, &child, exclude),
+                Ok(m) => total += m.len() + 512,
+                Err(_) => {}
+            }
+        }
+        total
+    }
+    trees.iter().map(|t| walk(Path::new(&t.path), Path::new(""), &t.exclude)).sum()
+}
+
+/// The free space a backup of `content` bytes (dump + files, uncompressed) asks for: the content
+/// itself (compression usually saves much of it, but not on media that is compressed already), plus
+/// 10% and 1 MiB of margin for the tar headers and the rest of the system.
+pub fn space_needed(content: u64) -> u64 {
+    content + content / 10 + (1 << 20)
+}
+
+/// Refuses a backup whose estimated archive would not fit in the free space of `dir`.
+pub fn check_space(dir: &Path, content: u64, what: &str) -> ExecResult<()> {
+    let free = free_bytes(dir)?;
+    let need = space_needed(content);
+    if free < need {
+        return Err(ExecError::Other(format!(
+            "not enough space for the backup in {}: {free} bytes free, {need} needed ({what}: {content} bytes, \
+             with margin); nothing was written",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Builds the archive at `archive` (blocking; run it on a blocking thread).
-pub fn write_archive(archive: &Path, manifest: &[u8], dump: Option<&Path>, trees: &[Tree]) -> ExecResult<ArchiveInfo> {
+pub fn write_archive(
+    archive: &Path,
+    manifest: &[u8],
+    dump: Option<&Path>,
+    trees: &[Tree],
+    compression: Compression,
+) -> ExecResult<ArchiveInfo> {
     let partial = archive.with_extension("partial");
     let result = (|| {
         let file = std::fs::OpenOptions::new()
@@ -60,10 +187,7 @@ pub fn write_archive(archive: &Path, manifest: &[u8], dump: Option<&Path>, trees
             .map_err(io_err(format!("create {}", partial.display())))?;
         let writer =
             HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hasher: Sha256::new(), written: 0 };
-        let mut zst = zstd::stream::write::Encoder::new(writer, 3).map_err(io_err("start zstd"))?;
-        let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-        zst.multithread(threads).map_err(io_err("zstd threads"))?;
-        let mut tar = tar::Builder::new(zst);
+        let mut tar = tar::Builder::new(Encoder::new(compression, writer)?);
         tar.follow_symlinks(false);
         append_bytes(&mut tar, "manifest.json", manifest)?;
         if let Some(dump) = dump {
@@ -76,23 +200,23 @@ pub fn write_archive(archive: &Path, manifest: &[u8], dump: Option<&Path>, trees
                 append_tree(&mut tar, root, Path::new(&tree.name), Path::new(""), &tree.exclude)?;
             }
         }
-        let zst = tar.into_inner().map_err(io_err("finish the tar stream"))?;
-        let mut writer = zst.finish().map_err(io_err("finish the zstd stream"))?;
+        let encoder = tar.into_inner().map_err(io_err("finish the tar stream"))?;
+        let mut writer = encoder.finish()?;
         writer.flush().map_err(io_err("flush the archive"))?;
         writer.inner.get_ref().sync_all().map_err(io_err("fsync the archive"))?;
         Ok(ArchiveInfo { size: writer.written, sha256: hex::encode(writer.hasher.finalize()) })
     })();
-    match result {
-        Ok(info) => {
-            crate::fsops::write_atomic(&checksum_path(archive), format!("{}\n", info.sha256).as_bytes(), 0o600)?;
-            std::fs::rename(&partial, archive).map_err(io_err(format!("rename onto {}", archive.display())))?;
-            Ok(info)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(e)
-        }
+    let result = result.and_then(|info| {
+        crate::fsops::write_atomic(&checksum_path(archive), format!("{}\n", info.sha256).as_bytes(), 0o600)?;
+        std::fs::rename(&partial, archive).map_err(io_err(format!("rename onto {}", archive.display())))?;
+        Ok(info)
+    });
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(checksum_path(archive));
+        return Err(disk_full(archive, e));
     }
+    result
 }
 
 /// Where an archive's checksum is kept.
@@ -160,9 +284,7 @@ pub fn verify_archive(archive: &Path, expected_sha256: &str) -> ExecResult<Vec<S
             "checksum mismatch: the archive is {got}, the record says {expected_sha256}"
         )));
     }
-    let zst = zstd::stream::read::Decoder::new(File::open(archive).map_err(io_err("reopen the archive"))?)
-        .map_err(io_err("zstd"))?;
-    let mut tar = tar::Archive::new(zst);
+    let mut tar = tar::Archive::new(open_decoder(archive)?);
     let mut names = Vec::new();
     for entry in tar.entries().map_err(io_err("read the archive"))? {
         let mut entry = entry.map_err(io_err("read an archive entry"))?;
@@ -177,9 +299,7 @@ pub fn verify_archive(archive: &Path, expected_sha256: &str) -> ExecResult<Vec<S
 pub fn unpack_archive(archive: &Path, expected_sha256: &str, dest: &Path) -> ExecResult<()> {
     verify_archive(archive, expected_sha256)?;
     std::fs::DirBuilder::new().mode(0o700).create(dest).map_err(io_err(format!("create {}", dest.display())))?;
-    let zst = zstd::stream::read::Decoder::new(File::open(archive).map_err(io_err("open the archive"))?)
-        .map_err(io_err("zstd"))?;
-    let mut tar = tar::Archive::new(zst);
+    let mut tar = tar::Archive::new(open_decoder(archive)?);
     tar.set_preserve_permissions(true);
     tar.unpack(dest).map_err(io_err(format!("unpack into {}", dest.display())))
 }
@@ -202,7 +322,7 @@ mod tests {
         let archive = dir.path().join("b.tar.zst");
         let trees =
             [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec!["files/css".into()] }];
-        let info = write_archive(&archive, b"{}", Some(&dump), &trees).expect("archive");
+        let info = write_archive(&archive, b"{}", Some(&dump), &trees, Compression::Zstd).expect("archive");
         assert_eq!(crate::fsops::mode_of(&archive), Some(0o600));
         let names = verify_archive(&archive, &info.sha256).expect("verifies");
         for want in ["manifest.json", "database.sql", "site/settings.php", "site/files/a.txt"] {
@@ -214,5 +334,90 @@ mod tests {
         bytes[mid] ^= 0xff;
         std::fs::write(&archive, bytes).expect("write");
         assert!(verify_archive(&archive, &info.sha256).is_err());
+    }
+
+    #[test]
+    fn gzip_archives_verify_and_unpack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(site.join("files")).expect("mkdir");
+        std::fs::write(site.join("files/a.txt"), "gzip me").expect("write");
+        let archive = dir.path().join("b.tar.gz");
+        let trees = [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec![] }];
+        let info = write_archive(&archive, b"{}", None, &trees, Compression::Gzip).expect("archive");
+        assert_eq!(&std::fs::read(&archive).expect("read")[..2], &[0x1f, 0x8b], "not gzip");
+        assert!(verify_archive(&archive, &info.sha256).expect("verifies").iter().any(|n| n == "site/files/a.txt"));
+        let dest = dir.path().join("out");
+        unpack_archive(&archive, &info.sha256, &dest).expect("unpacks");
+        assert_eq!(std::fs::read_to_string(dest.join("site/files/a.txt")).expect("read"), "gzip me");
+        // Neither zstd nor gzip: refused with a clear message.
+        std::fs::write(dir.path().join("x.tar.gz"), "plain").expect("write");
+        let sum = hex::encode(Sha256::digest(b"plain"));
+        let err = verify_archive(&dir.path().join("x.tar.gz"), &sum).expect_err("not an archive");
+        assert!(err.to_string().contains("neither"), "{err}");
+    }
+
+    #[test]
+    fn space_estimates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("t/cache")).expect("mkdir");
+        std::fs::write(dir.path().join("t/a"), vec![0u8; 10_000]).expect("write");
+        std::fs::write(dir.path().join("t/cache/big"), vec![0u8; 50_000]).expect("write");
+        let tree = |exclude: Vec<String>| Tree {
+            name: "t".into(),
+            path: dir.path().join("t").to_string_lossy().into(),
+            exclude,
+        };
+        assert_eq!(trees_size(&[tree(vec!["cache".into()])]), 10_512);
+        assert_eq!(trees_size(&[tree(vec![])]), 61_024);
+        assert!(free_bytes(dir.path()).expect("statvfs") > 0);
+        let err = check_space(dir.path(), u64::MAX / 4, "test").expect_err("too big");
+        assert!(err.to_string().contains("not enough space"), "{err}");
+    }
+
+    /// Mounts a small tmpfs (needs root; skipped otherwise) and fills it while writing: the partial
+    /// archive goes and the error says the disk filled.
+    #[test]
+    fn a_full_disk_leaves_no_partial_archive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+            .arg(&mnt)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return;
+        }
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg("-l").arg(self.0).status();
+            }
+        }
+        let _guard = Unmount(&mnt);
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(&site).expect("mkdir");
+        // Incompressible content, larger than the filesystem.
+        let mut noise = vec![0u8; 3 << 20];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        std::fs::write(site.join("noise.bin"), &noise).expect("write");
+        let trees = [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec![] }];
+        assert!(check_space(&mnt, trees_size(&trees), "files").is_err(), "the estimate should refuse");
+        for compression in [Compression::Zstd, Compression::Gzip] {
+            let archive = mnt.join(format!("b.{}", compression.extension()));
+            let err = write_archive(&archive, b"{}", None, &trees, compression).expect_err("disk full");
+            assert!(err.to_string().contains("filled up"), "{compression}: {err}");
+            let left: Vec<_> = std::fs::read_dir(&mnt).expect("read").flatten().map(|e| e.file_name()).collect();
+            assert!(left.is_empty(), "{compression}: left behind: {left:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod cmd;
 pub mod fsops;
 pub mod host;
 pub mod http;
+pub mod offsite;
 pub mod probe;
 pub mod secrets;
 pub mod steps;

@@ -416,17 +416,9 @@ impl Executor {
                 self.host.rename(f, t)?;
                 Ok(None)
             }
-            Step::Backup { archive, dump, trees, manifest } => {
+            Step::Backup { archive, dump, trees, manifest, compression } => {
                 let archive = PathBuf::from(archive);
                 let dump_file = archive.with_extension("dump");
-                if let Some(cmd) = dump {
-                    let (mut c, _guard) = self.materialize(cmd)?;
-                    c.stdout_file = Some(dump_file.clone());
-                    if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
-                        let _ = self.host.remove_all(&dump_file);
-                        return Err(e);
-                    }
-                }
                 let trees: Vec<crate::backup::Tree> = trees
                     .iter()
                     .map(|t| crate::backup::Tree {
@@ -435,11 +427,39 @@ impl Executor {
                         exclude: t.exclude.clone(),
                     })
                     .collect();
+                // Refuse early rather than fill the disk: first for the files, then (once the dump's
+                // size is known, and the dump itself took its room) for the whole archive.
+                let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
+                let files = crate::backup::trees_size(&trees);
+                crate::backup::check_space(&dir, files, "site files")?;
+                if let Some(cmd) = dump {
+                    let (mut c, _guard) = self.materialize(cmd)?;
+                    c.stdout_file = Some(dump_file.clone());
+                    if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
+                        let _ = self.host.remove_all(&dump_file);
+                        // A dump that died because the disk filled says so.
+                        if crate::backup::free_bytes(&dir).is_ok_and(|free| free < 1 << 20) {
+                            return Err(ExecError::Other(format!(
+                                "the backups filesystem {} filled up during the database dump: the partial \
+                                 dump was removed ({e})",
+                                dir.display()
+                            )));
+                        }
+                        return Err(e);
+                    }
+                }
+                if dump.is_some() {
+                    let dumped = std::fs::metadata(&dump_file).map(|m| m.len()).unwrap_or(0);
+                    if let Err(e) = crate::backup::check_space(&dir, files + dumped, "database dump and site files") {
+                        let _ = self.host.remove_all(&dump_file);
+                        return Err(e);
+                    }
+                }
                 let manifest = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
                 let has_dump = dump.is_some();
-                let (a, d) = (archive.clone(), dump_file.clone());
+                let (a, d, c) = (archive.clone(), dump_file.clone(), *compression);
                 let info = tokio::task::spawn_blocking(move || {
-                    crate::backup::write_archive(&a, &manifest, has_dump.then_some(d.as_path()), &trees)
+                    crate::backup::write_archive(&a, &manifest, has_dump.then_some(d.as_path()), &trees, c)
                 })
                 .await
                 .map_err(|e| ExecError::Other(format!("backup thread: {e}")))?;

@@ -73,11 +73,13 @@ pub struct BackupArgs {
     pub kind: BackupKind,
     /// Time stamp for the archive's name (`YYYYMMDD-HHMMSS-mmm`), set when the task is queued.
     pub stamp: String,
+    #[serde(default)]
+    pub compression: Compression,
 }
 
 impl Default for BackupArgs {
     fn default() -> BackupArgs {
-        BackupArgs { kind: BackupKind::Manual, stamp: "unstamped".into() }
+        BackupArgs { kind: BackupKind::Manual, stamp: "unstamped".into(), compression: Compression::Zstd }
     }
 }
 
@@ -614,7 +616,7 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
         return Err(PlanError::Args(format!("bad stamp {:?}", a.stamp)));
     }
     let dir = format!("{}/{}", layout.backups_dir(), site.domain);
-    let archive = format!("{dir}/{}-{}.tar.zst", site.domain, a.stamp);
+    let archive = format!("{dir}/{}-{}.{}", site.domain, a.stamp, a.compression.extension());
     let app = App::of(ctx.platform);
     let mut trees = Vec::new();
     if let Some(platform_dir) = app.platform_site_dir(&ctx) {
@@ -645,7 +647,8 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     let mut plan = Plan::default();
     plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
     plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
-    plan.push(Step::Backup { archive: archive.clone(), dump: Some(db::dump(&ctx)?), trees, manifest });
+    let dump = Some(db::dump(&ctx)?);
+    plan.push(Step::Backup { archive: archive.clone(), dump, trees, manifest, compression: a.compression });
     Ok(Planned {
         plan,
         on_success: vec![StateChange::BackupRecorded {
@@ -669,7 +672,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     let stamp_ok = !a.stamp.is_empty() && a.stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let archive_ok = a.archive.starts_with(&format!("{}/", layout.backups_dir()))
         && !a.archive.contains("/../")
-        && a.archive.ends_with(".tar.zst");
+        && Compression::of_path(&a.archive).is_some();
     if !stamp_ok || !archive_ok || a.sha256.len() != 64 {
         return Err(PlanError::Args("a restore needs a recorded backup archive, its checksum and a stamp".into()));
     }
@@ -680,7 +683,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     let pre = site_backup(
         layout,
         snap,
-        BackupArgs { kind: BackupKind::PreRestore, stamp: format!("{}-pre-restore", a.stamp) },
+        BackupArgs { kind: BackupKind::PreRestore, stamp: format!("{}-pre-restore", a.stamp), ..Default::default() },
     )?;
     let mut plan = pre.plan;
     let staging = format!("{}/restore-{}-{}", layout.backups_dir(), site.domain, a.stamp);
@@ -758,7 +761,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
         let pre = site_backup(
             layout,
             snap,
-            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete") },
+            BackupArgs { kind: BackupKind::PreDelete, stamp: format!("{stamp}-pre-delete"), ..Default::default() },
         )?;
         plan.extend(pre.plan.steps);
         on_success.extend(pre.on_success);

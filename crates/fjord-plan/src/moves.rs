@@ -316,7 +316,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     let backup = site_backup(
         layout,
         snap,
-        BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp) },
+        BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp), ..Default::default() },
     )?;
     plan.extend(backup.plan.steps);
 
@@ -465,8 +465,11 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
         return Err(PlanError::Refused("syncing a database between database servers is not supported yet".into()));
     }
     let src = ctx_for(layout, &snap.server, src_platform, source, db_server(snap, source))?;
-    let backup =
-        site_backup(layout, snap, BackupArgs { kind: BackupKind::PreSync, stamp: format!("{}-pre-sync", a.stamp) })?;
+    let backup = site_backup(
+        layout,
+        snap,
+        BackupArgs { kind: BackupKind::PreSync, stamp: format!("{}-pre-sync", a.stamp), ..Default::default() },
+    )?;
     let mut plan = backup.plan;
 
     let mut synced = site.clone();

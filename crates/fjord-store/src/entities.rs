@@ -45,6 +45,8 @@ pub struct NewSite {
 /// Longest database name we derive; MariaDB allows 64 and PostgreSQL 63, and we leave room for a suffix.
 const DB_NAME_MAX: usize = 48;
 
+pub(crate) const BACKUP_COLS: &str = "id, site_id, path, size, checksum, kind, created_at, offsite";
+
 fn not_found(what: &'static str, name: impl ToString) -> StoreError {
     StoreError::NotFound { what, name: name.to_string() }
 }
@@ -465,12 +467,12 @@ impl Store {
         Ok(queued)
     }
 
-    // ---- backups -------------------------------------------------------------------------------------
+    // ---- backups (schedules and offsite copies: backups.rs) ------------------------------------------
 
     /// Backups, newest first; of one site if given.
     pub async fn backups(&self, site: Option<SiteId>) -> StoreResult<Vec<Backup>> {
         let sql = format!(
-            "SELECT id, site_id, path, size, checksum, kind, created_at FROM backups {} ORDER BY id DESC",
+            "SELECT {BACKUP_COLS} FROM backups {} ORDER BY id DESC",
             if site.is_some() { "WHERE site_id = $1" } else { "" }
         );
         let mut q = sqlx::query(&sql);
@@ -481,7 +483,7 @@ impl Store {
     }
 
     pub async fn backup(&self, id: BackupId) -> StoreResult<Backup> {
-        let row = sqlx::query("SELECT id, site_id, path, size, checksum, kind, created_at FROM backups WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {BACKUP_COLS} FROM backups WHERE id = $1"))
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;

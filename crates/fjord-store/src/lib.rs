@@ -8,10 +8,12 @@
 //!
 //! This is the only crate that contains SQL. It knows nothing of hosts, files or HTTP.
 
+mod backups;
 mod entities;
 mod queue;
 mod rows;
 
+pub use backups::{ScheduleTarget, ScheduledSite};
 pub use entities::{NewPlatform, NewServer, NewSite};
 pub use queue::{ClaimedTask, TaskFilter};
 

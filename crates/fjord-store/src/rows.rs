@@ -174,5 +174,6 @@ pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
         checksum: row.try_get("checksum")?,
         kind: text_enum(row, "kind", BackupKind::parse)?,
         created_at: row.try_get("created_at")?,
+        offsite: row.try_get("offsite")?,
     })
 }

@@ -276,6 +276,9 @@ pub enum SiteCmd {
     /// Write a backup archive of the site (database dump, its files, a manifest).
     Backup {
         domain: String,
+        /// zstd (multi-threaded, `.tar.zst`) or gzip (`.tar.gz`).
+        #[arg(long, default_value = "zstd")]
+        compression: String,
     },
     /// Bring a site back to one of its backups (a pre-restore backup is taken first).
     Restore {
@@ -426,8 +429,55 @@ pub enum BackupCmd {
     },
     /// Re-read an archive: checksum and every entry.
     Verify { id: i64 },
-    /// Remove an archive and its record.
+    /// Remove an archive (and its offsite copy) and its record.
     Delete { id: i64 },
+    /// Backup schedules and their retention, per site or per platform.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
+}
+
+/// Which object a schedule is for: one site, or every site of a platform (a site's own schedule wins).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScheduleTargetArgs {
+    #[arg(long)]
+    pub site: Option<String>,
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCmd {
+    /// Back up on a schedule and keep the newest backup of each of the last N hours, days and weeks.
+    /// Backups are taken every hour if --hourly is set, else every day if --daily is, else weekly.
+    Set {
+        #[command(flatten)]
+        target: ScheduleTargetArgs,
+        #[arg(long, default_value_t = 0)]
+        hourly: u32,
+        #[arg(long, default_value_t = 0)]
+        daily: u32,
+        #[arg(long, default_value_t = 0)]
+        weekly: u32,
+        /// Let retention prune manual and pre-restore/pre-migrate/pre-delete backups too.
+        #[arg(long)]
+        prune_manual: bool,
+        /// zstd or gzip.
+        #[arg(long, default_value = "zstd")]
+        compression: String,
+    },
+    /// Every schedule (or the one applying to a site or platform).
+    Show {
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Remove a schedule (existing backups stay).
+    Clear {
+        #[command(flatten)]
+        target: ScheduleTargetArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,6 +20,24 @@ pub struct ConfigFile {
     pub node: Option<String>,
     /// Seconds a task lease lasts without a heartbeat.
     pub lease_seconds: Option<u64>,
+    /// Offsite copies of backups in S3-compatible storage.
+    pub offsite: Option<OffsiteFile>,
+}
+
+/// The `[offsite]` table: where the daemon copies each backup. Credentials come from
+/// `credentials_file` (0600, `access_key_id = …` and `secret_access_key = …` lines) or from
+/// `FJORD_S3_ACCESS_KEY_ID` and `FJORD_S3_SECRET_ACCESS_KEY`; never from the command line.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffsiteFile {
+    /// S3 endpoint URL; default: AWS.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Default `us-east-1`.
+    pub region: Option<String>,
+    /// Key prefix in the bucket; default: none.
+    pub prefix: Option<String>,
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Resolved settings every command works with.
@@ -57,6 +75,37 @@ pub fn resolve(global: &Global) -> Result<Settings> {
 }
 
 impl Settings {
+    /// The offsite storage configuration, with its credentials, if `[offsite]` is set.
+    pub fn offsite(&self) -> Result<Option<fjord_exec::offsite::OffsiteConfig>> {
+        let Some(o) = &self.file.offsite else { return Ok(None) };
+        if let Some(e) = &o.endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                bail!("offsite.endpoint must be an http:// or https:// URL");
+            }
+        }
+        if o.bucket.is_empty() || !o.bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+            bail!("offsite.bucket {:?} is not a bucket name", o.bucket);
+        }
+        let (access_key_id, secret_access_key) = match &o.credentials_file {
+            Some(f) => fjord_exec::offsite::read_credentials(f)?,
+            None => match (std::env::var("FJORD_S3_ACCESS_KEY_ID"), std::env::var("FJORD_S3_SECRET_ACCESS_KEY")) {
+                (Ok(id), Ok(secret)) => (id, fjord_exec::Secret::new(secret)),
+                _ => bail!(
+                    "offsite storage needs credentials: offsite.credentials_file, or FJORD_S3_ACCESS_KEY_ID and \
+                     FJORD_S3_SECRET_ACCESS_KEY"
+                ),
+            },
+        };
+        Ok(Some(fjord_exec::offsite::OffsiteConfig {
+            endpoint: o.endpoint.clone(),
+            bucket: o.bucket.clone(),
+            region: o.region.clone().unwrap_or_else(|| "us-east-1".into()),
+            prefix: o.prefix.clone().unwrap_or_default(),
+            access_key_id,
+            secret_access_key,
+        }))
+    }
+
     pub fn secrets_dir(&self) -> PathBuf {
         self.state_dir.join("secrets")
     }
@@ -88,6 +137,14 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # workers = 2          # tasks run at once; default: number of CPUs\n\
          # node = \"web1\"        # this daemon's name in task leases; default: host name\n\
          # lease_seconds = 30   # a dead daemon's tasks are taken over after this\n\
+         \n\
+         # Offsite copies of every backup, in S3-compatible storage (retention applies there too).\n\
+         # [offsite]\n\
+         # endpoint = \"https://s3.example.org\"   # default: AWS\n\
+         # bucket = \"fjord-backups\"\n\
+         # region = \"us-east-1\"\n\
+         # prefix = \"web1\"\n\
+         # credentials_file = \"/var/lib/fjord/secrets/s3\"   # 0600: access_key_id = …, secret_access_key = …\n\
 "
     )
 }

@@ -115,6 +115,12 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
             secs.parse().map_err(|_| anyhow::anyhow!("FJORD_CRON_CHECK_SECONDS must be a number"))?,
         );
     }
+    if let Ok(secs) = std::env::var("FJORD_BACKUP_CHECK_SECONDS") {
+        cfg.backup_check = Duration::from_secs(
+            secs.parse().map_err(|_| anyhow::anyhow!("FJORD_BACKUP_CHECK_SECONDS must be a number"))?,
+        );
+    }
+    cfg.offsite = ctx.settings.offsite()?;
     if let Ok(f) = std::env::var("FJORD_FAULT") {
         cfg.fault = Some(f.parse().map_err(anyhow::Error::msg)?);
     }

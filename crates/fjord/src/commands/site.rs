@@ -76,9 +76,11 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
-        SiteCmd::Backup { domain } => {
+        SiteCmd::Backup { domain, compression } => {
+            let compression: Compression = parse_enum("--compression", &compression)?;
             let stamp = backup::stamp(fjord_store::now_millis());
-            on_site(ctx, &domain, TaskKind::SiteBackup, serde_json::json!({ "kind": "manual", "stamp": stamp })).await
+            let args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
+            on_site(ctx, &domain, TaskKind::SiteBackup, args).await
         }
         SiteCmd::Restore { domain, backup: id, platform } => {
             let domain = Domain::parse(&domain)?;
@@ -92,6 +94,9 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             };
             if b.site_id != site.id {
                 bail!("backup {id} is not a backup of {}", site.domain);
+            }
+            if !ctx.global.dry_run {
+                backup::fetch_if_missing(ctx, &b, &site.domain).await?;
             }
             let stamp = backup::stamp(fjord_store::now_millis());
             let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });

@@ -427,7 +427,7 @@ fn generate_files(files: &Path, bytes: u64) -> Result<u64> {
         while done < budget {
             let size = (min + rng.below(max - min)).min(budget - done).max(1);
             let dir = files.join(class).join(format!("{:03}", i / 500));
-            if i % 500 == 0 {
+            if i.is_multiple_of(500) {
                 std::fs::create_dir_all(&dir)?;
             }
             let content = if is_text {

@@ -224,8 +224,11 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     let mut changed: Vec<String> = Vec::new();
     // Times of `Step::Mark`s: the span from `X-start` to `X-end` is logged (a migrate's downtime).
     let mut marks: std::collections::HashMap<String, std::time::Instant> = Default::default();
+    // Past a `commit` mark the new state is in place and checked: what follows is cleanup that is
+    // finished, never rolled back (it may have dropped what a rollback would need).
+    let mut committed = false;
     for (idx, step) in planned.plan.steps.iter().enumerate() {
-        if *cancel.borrow() {
+        if *cancel.borrow() && !committed {
             failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
             break;
         }
@@ -282,6 +285,7 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
                     log.info(&format!("  {note}")).await;
                 }
                 if let Step::Mark { name } = step {
+                    committed |= name == COMMIT_MARK;
                     marks.insert(name.clone(), std::time::Instant::now());
                     if let Some(begun) = name.strip_suffix("-end").and_then(|n| marks.get(&format!("{n}-start"))) {
                         let span = begun.elapsed().as_millis();
@@ -310,6 +314,10 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
         }
     }
     let all_undos: Vec<StepUndo> = undos.iter().map(|(_, u)| u.clone()).collect();
+    if let (true, Some((_, error))) = (committed, &failure) {
+        log.line(LogLevel::Warn, &format!("cleanup incomplete ({error}); the change itself is done and checked")).await;
+        return (TaskStatus::Succeeded, None, planned.on_success, all_undos, None);
+    }
     match failure {
         None => (TaskStatus::Succeeded, None, planned.on_success, all_undos, None),
         Some((status, error)) => {
@@ -360,6 +368,14 @@ pub async fn recover_task(ctx: &Context, task: Task) {
     log.line(LogLevel::Warn, &format!("interrupted: the daemon running it stopped; recovered by {}", ctx.config.node))
         .await;
     let steps = ctx.store.steps(task.id).await.unwrap_or_default();
+    if let Ok(Some(planned)) = ctx.store.plan_of(task.id).await {
+        let commit = planned.plan.steps.iter().position(|s| matches!(s, Step::Mark { name } if name == COMMIT_MARK));
+        if let Some(c) =
+            commit.filter(|c| steps.iter().any(|s| s.idx as usize == *c && s.status == StepStatus::Applied))
+        {
+            return roll_forward(ctx, &task, &log, planned, c, &steps).await;
+        }
+    }
     let undos: Vec<(usize, StepUndo)> = steps
         .iter()
         .filter(|s| matches!(s.status, StepStatus::Pending | StepStatus::Applied | StepStatus::Failed))
@@ -398,6 +414,58 @@ pub async fn recover_task(ctx: &Context, task: Task) {
             .finish(task.id, &ctx.config.node, status, Some(&error), &on_failure, &[(LogLevel::Error, &error)])
             .await;
     }
+}
+
+/// The mark after which a task's change is done and checked (see `fjord_plan`'s moves).
+const COMMIT_MARK: &str = "commit";
+
+/// Finishes a recovered task that had passed its commit mark: its remaining (cleanup) steps run again
+/// — they are idempotent — and it succeeds, since rolling back could need what the cleanup dropped.
+async fn roll_forward(
+    ctx: &Context,
+    task: &Task,
+    log: &Log<'_>,
+    planned: Planned,
+    commit: usize,
+    steps: &[StepRecord],
+) {
+    log.info("it had passed its point of no return: finishing its cleanup instead of rolling back").await;
+    let mut undos: Vec<StepUndo> = steps.iter().filter_map(|s| serde_json::from_str(s.undo.as_deref()?).ok()).collect();
+    let total = planned.plan.steps.len();
+    for (idx, step) in planned.plan.steps.iter().enumerate().skip(commit + 1) {
+        let description = step.describe();
+        let result = match ctx.executor.prepare(task.id, idx, step) {
+            Ok(undo) => {
+                let json = serde_json::to_string(&undo).expect("undo serializes");
+                let line = format!("step {}/{total}: {description}", idx + 1);
+                let _ = ctx
+                    .store
+                    .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&json), Some(&line))
+                    .await;
+                undos.push(undo);
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
+                let r = ctx.executor.apply(task.id, idx, step, Some(sink), None).await;
+                let _ = forwarder.await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
+            }
+            Err(e) => {
+                log.line(LogLevel::Warn, &format!("cleanup step {} ({description}) failed: {e}", idx + 1)).await;
+                break;
+            }
+        }
+    }
+    let done = "finished after its daemon stopped";
+    let _ = ctx
+        .store
+        .finish(task.id, &ctx.config.node, TaskStatus::Succeeded, None, &planned.on_success, &[(LogLevel::Info, done)])
+        .await;
+    ctx.executor.forget(task.id, &undos, true);
 }
 
 /// After a platform verify: adopts the Drupal sites found under `sites/` that Fjord does not know,

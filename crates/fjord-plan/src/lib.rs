@@ -730,6 +730,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
+    plan.push(moves::commit());
     // Only now, what cannot be undone: the old data goes.
     for dir in aside.into_iter().chain([staging]) {
         plan.push(Step::RemovePath { path: dir });
@@ -783,6 +784,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     // Dropping the database cannot be undone, so it comes last: anything before it can still fail
     // and roll back to a whole site.
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
+        plan.push(moves::commit());
         plan.push(step);
     }
     Ok(Planned { plan, on_success, on_failure: vec![] })

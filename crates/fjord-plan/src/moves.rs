@@ -60,6 +60,13 @@ pub struct MigrateCheckArgs {
     pub to_platform: i64,
 }
 
+/// The point of no return: once the new state is in place and its health check passed, the steps
+/// after this mark (dropping the old database, removing old directories) are finished even after a
+/// crash, never rolled back — a rollback could need what they dropped.
+pub fn commit() -> Step {
+    Step::Mark { name: "commit".into() }
+}
+
 fn check_stamp(stamp: &str) -> PlanResult<()> {
     if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Err(PlanError::Args(format!("bad stamp {stamp:?}")));
@@ -391,6 +398,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, old_vhost])?);
     plan.push(Step::Mark { name: "maintenance-end".into() });
     plan.extend(http_check(layout, &snap.server, &moved, site.status));
+    plan.push(commit());
 
     // Only now what cannot be undone: the old database goes.
     if site.db_engine == DbEngine::Sqlite {
@@ -497,6 +505,7 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
+    plan.push(commit());
     for dir in aside {
         plan.push(Step::RemovePath { path: dir });
     }

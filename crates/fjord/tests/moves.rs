@@ -266,8 +266,18 @@ fn kill_9_during_a_migrate_leaves_the_site_served_and_consistent() {
         assert_eq!(h1(&f, port, domain), "Before", "step {step}: the site is not served as before");
         assert!(!site_files_dir(&f, "b", "web", domain).exists(), "step {step}: copy left on the target");
     }
-    f.ok(&["site", "migrate", domain, "--to", "b", "--wait"]);
+    // Past the point of no return (the health check passed; the old database is being dropped): the
+    // recovered task is finished, not rolled back.
+    let after_commit = find("mark commit") + 1;
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-migrate:{after_commit}:crash"))]);
+    let t = f.json(&["site", "migrate", domain, "--to", "b"]);
+    let _ = f.wait_serve_exit();
+    f.start_serve(&[]);
+    f.wait_task(t["id"].as_i64().expect("id"), "succeeded");
+    assert_eq!(f.json(&["site", "show", domain])["platform"], "b");
     assert_eq!(h1(&f, port, domain), "Updated");
+    assert!(!site_files_dir(&f, "a", "web", domain).exists(), "the old site dir was not cleaned up");
 }
 
 #[test]

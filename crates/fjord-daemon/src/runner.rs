@@ -183,6 +183,12 @@ pub async fn run_task(ctx: &Context, task: Task) {
         Some(e) => (LogLevel::Error, format!("{} {}: {e}", task.kind, status)),
     };
     tracing::info!(task = task.id.0, "{}", last.1);
+    // A succeeded task's removed paths go before it is reported finished, so whoever waits for it
+    // never sees them vanish later (a clone of the site right after a restore copies its directory).
+    // A crash in between is safe: a recovered task whose steps all applied is finished, not undone.
+    if status == TaskStatus::Succeeded {
+        ctx.executor.forget(task.id, &undos, true);
+    }
     match ctx
         .store
         .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes, &{
@@ -193,7 +199,8 @@ pub async fn run_task(ctx: &Context, task: Task) {
         })
         .await
     {
-        Ok(true) => ctx.executor.forget(task.id, &undos, status == TaskStatus::Succeeded),
+        Ok(true) if status != TaskStatus::Succeeded => ctx.executor.forget(task.id, &undos, false),
+        Ok(true) => {}
         Ok(false) => tracing::warn!(task = task.id.0, "lease lost before the task could finish"),
         Err(e) => tracing::error!(task = task.id.0, error = %e, "cannot record the task's end"),
     }
@@ -369,6 +376,12 @@ pub async fn recover_task(ctx: &Context, task: Task) {
         .await;
     let steps = ctx.store.steps(task.id).await.unwrap_or_default();
     if let Ok(Some(planned)) = ctx.store.plan_of(task.id).await {
+        // Every step applied: the task was done, only its end was not recorded.
+        let applied = steps.iter().filter(|s| s.status == StepStatus::Applied).count();
+        if !planned.plan.steps.is_empty() && applied == planned.plan.steps.len() {
+            let last = planned.plan.steps.len() - 1;
+            return roll_forward(ctx, &task, &log, planned, last, &steps).await;
+        }
         let commit = planned.plan.steps.iter().position(|s| matches!(s, Step::Mark { name } if name == COMMIT_MARK));
         if let Some(c) =
             commit.filter(|c| steps.iter().any(|s| s.idx as usize == *c && s.status == StepStatus::Applied))

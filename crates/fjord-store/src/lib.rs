@@ -96,9 +96,11 @@ impl Store {
                     if dialect == Dialect::Sqlite {
                         // WAL lets readers (the CLI, the API) work while the daemon writes; NORMAL sync is
                         // durable across process crashes, which is what kill -9 recovery needs.
+                        // The busy timeout first: switching to WAL needs a lock another process (the
+                        // daemon, a second CLI) may hold for a moment.
+                        conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 30000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())

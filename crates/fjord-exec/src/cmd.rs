@@ -249,7 +249,8 @@ pub async fn run_pipe(
     let s2 = s2.map_err(io_err(format!("waiting for `{}`", to.display())))?;
     let stderr = format!("{}{}", err1.await.unwrap_or_default(), err2.await.unwrap_or_default());
     let stdout = out.await.unwrap_or_default();
-    for (cmd, status) in [(from, s1), (to, s2)] {
+    // The consumer's failure first: a producer killed by SIGPIPE is only its consequence.
+    for (cmd, status) in [(to, s2), (from, s1)] {
         if !status.success() {
             return Err(ExecError::Failed {
                 command: cmd.display(),

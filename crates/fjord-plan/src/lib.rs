@@ -196,17 +196,19 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         services::php_files(layout, server, runtime, &mut plan)?;
     }
     // Every site's derived files, regenerated from the state, then one reload of each service.
+    let mut php_watch = Vec::new();
     for site in snap.sites.iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)) {
         let Some(platform) = snap.platforms.iter().find(|p| p.id == site.platform_id) else {
             continue;
         };
         let ctx = ctx_for(layout, server, platform, site, Some(server))?;
-        site_files(&ctx, App::of(platform), serving(site.status), &mut plan)?;
+        php_watch.extend(site_files(&ctx, App::of(platform), serving(site.status), &mut plan)?.php_watch);
     }
     // A reload only if some generated config changed; a service that is not running is started.
     let watch = vec![layout.server_dir(server)];
+    php_watch.extend(watch.clone());
     for runtime in server.php_runtimes() {
-        plan.push(services::php_reload(layout, server, runtime, watch.clone()));
+        plan.push(services::php_reload(layout, server, runtime, php_watch.clone()));
     }
     if server.http().is_some() {
         let mut web_watch = services::web_files(layout, server, &mut plan)?;
@@ -467,8 +469,8 @@ fn ctx_for<'a>(
 }
 
 /// Everything derived about a site that needs no service to be asked: its directories, settings,
-/// PHP-FPM pool and vhost. Returns the pool and vhost paths (what reloads watch).
-fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> PlanResult<(String, String)> {
+/// PHP-FPM pool and vhost. Returns what reloads watch.
+fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> PlanResult<SiteFiles> {
     let layout = ctx.layout;
     let site = ctx.site;
     let dir = layout.site_dir(site);
@@ -497,7 +499,20 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
         mode: 0o644,
         owner: None,
     });
-    Ok((pool, vhost))
+    // PHP-FPM reloads when the settings change too: its opcache may keep the old settings.php (and
+    // the old database name) for seconds otherwise.
+    let mut php_watch = vec![pool.clone(), dir];
+    php_watch.extend(app.platform_site_dir(ctx));
+    php_watch.extend(app.external_files(ctx));
+    Ok(SiteFiles { pool, vhost, php_watch })
+}
+
+/// The paths [`site_files`] wrote that services watch.
+struct SiteFiles {
+    pool: String,
+    vhost: String,
+    /// Changes under these make PHP-FPM reload: the pool, and the settings PHP may have cached.
+    php_watch: Vec<String>,
 }
 
 fn db_server<'a>(snap: &'a Snapshot, site: &Site) -> Option<&'a Server> {
@@ -557,10 +572,10 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
         plan.push(step);
     }
-    let (pool, vhost) = site_files(&ctx, app, serving(status), &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, serving(status), &mut plan)?;
     // The vhost was written with the other files, but nginx reloads only after the installer: a site
     // is served only once it is installed.
-    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     if install {
         app.install(&ctx, &mut plan)?;
     }
@@ -719,7 +734,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     }
 
     // Settings now name the new database; everything else is regenerated as by verify.
-    let (pool, vhost) = site_files(&ctx2, app, serving(site.status), &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
     let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
     chown.extend(app.writable_dirs(&ctx2));
     plan.push(Step::Run {
@@ -727,7 +742,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
         cmd: Command::new(chown).timeout(600),
         undo: None,
     });
-    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
     plan.push(moves::commit());

@@ -11,7 +11,7 @@ use crate::apps::{App, SiteCtx};
 use crate::render::Serving;
 use crate::{
     ctx_for, db, db_server, http_check, render, services, serving, site_backup, site_ctx, site_files, BackupArgs,
-    Layout, PlanError, PlanResult,
+    Layout, PlanError, PlanResult, SiteFiles,
 };
 use fjord_core::*;
 use serde::{Deserialize, Serialize};
@@ -239,8 +239,8 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
     plan.push(copy_database(&src, &ctx)?);
-    let (pool, vhost) = site_files(&ctx, app, Serving::Live, &mut plan)?;
-    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &mut plan)?;
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     if src_platform.id != ctx.platform.id {
         plan.extend(app.update(&ctx)?);
     }
@@ -373,7 +373,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         }
     }
     plan.push(copy_database(&ctx, &ctx2)?);
-    let (pool, vhost) = site_files(&ctx2, app, serving(site.status), &mut plan)?;
+    let SiteFiles { pool, vhost, mut php_watch } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
 
     // What the old place had and the new one does not need, put aside (undone on failure).
     let old_pool = layout.php_pool(&snap.server, &ctx.php.version, site);
@@ -392,7 +392,8 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     }
 
     // The new code's database updates, then the switch in one reload.
-    plan.push(services::php_reload(layout, &snap.server, ctx2.php, vec![pool, old_pool]));
+    php_watch.push(old_pool);
+    plan.push(services::php_reload(layout, &snap.server, ctx2.php, php_watch));
     plan.extend(app.update(&ctx2)?);
     chown_writable(app, &ctx2, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, old_vhost])?);
@@ -500,9 +501,9 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
             aside.push(old);
         }
     }
-    let (pool, vhost) = site_files(&ctx2, app, serving(site.status), &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
     chown_writable(app, &ctx2, &mut plan);
-    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
     plan.push(commit());
@@ -550,8 +551,8 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
         // The whole site directory of the backup (files, site-level modules); settings are regenerated.
         plan.push(Step::Move { from: format!("{staging}/site"), to: dir });
     }
-    let (pool, vhost) = site_files(&ctx, app, Serving::Live, &mut plan)?;
-    plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &mut plan)?;
+    plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     chown_writable(app, &ctx, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, SiteStatus::Enabled));

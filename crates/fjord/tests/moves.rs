@@ -568,3 +568,36 @@ fn a_migrate_can_move_the_database_to_another_server() {
     let err = f.fails(&["site", "migrate", "lite.example", "--to", "d10", "--db-server", "dbhost"]);
     assert!(err.contains("SQLite"), "{err}");
 }
+
+#[test]
+fn moves_record_their_state_on_a_postgresql_state_database_too() {
+    if !services_available() {
+        return;
+    }
+    let Some((_, Some(url))) = common::backends().into_iter().find(|(name, _)| *name == "postgres") else {
+        return;
+    };
+    let (f, port) = Fjord::with_server_on(Some(url));
+    platform_with_module(&f, "drupal10", "a", &[]);
+    platform_with_module(&f, "drupal10", "b", &[(8001, &rename_update(false, "On PostgreSQL state"))]);
+    f.ok(&["site", "create", "pgstate.example", "--platform", "a", "--db-engine", "sqlite", "--wait"]);
+    f.ok(&["site", "migrate", "pgstate.example", "--to", "b", "--domain", "pgstate2.example", "--wait"]);
+    let site = f.json(&["site", "show", "pgstate2.example"]);
+    assert_eq!(site["platform"], "b");
+    assert_eq!(site["site"]["aliases"], serde_json::json!(["pgstate.example"]));
+    assert_eq!(h1(&f, port, "pgstate2.example"), "On PostgreSQL state");
+    f.ok(&["site", "clone", "pgstate2.example", "pgclone.example", "--wait"]);
+    assert_eq!(h1(&f, port, "pgclone.example"), "On PostgreSQL state");
+    f.ok(&["site", "disable", "pgclone.example", "--wait"]);
+    f.ok(&["site", "delete", "pgclone.example", "--wait"]);
+    let backup = f
+        .json(&["backup", "list"])
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|b| b["kind"] == "pre-delete")
+        .expect("a pre-delete backup")["id"]
+        .to_string();
+    f.ok(&["site", "restore", "pgclone.example", "--backup", &backup, "--wait"]);
+    assert_eq!(h1(&f, port, "pgclone.example"), "On PostgreSQL state");
+}

@@ -235,7 +235,12 @@ impl Fjord {
     /// database engine the test environment runs. Verified (nginx and PHP-FPM started) and a daemon
     /// running.
     pub fn with_server() -> (Fjord, u16) {
-        let mut f = Fjord::new(None);
+        Fjord::with_server_on(None)
+    }
+
+    /// [`Fjord::with_server`] with the state in the database `db` (`None`: SQLite).
+    pub fn with_server_on(db: Option<String>) -> (Fjord, u16) {
+        let mut f = Fjord::new(db);
         // Web-server workers and PHP-FPM pools run as www-data: they must reach the state dir.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -294,14 +294,61 @@ pub fn verify_archive(archive: &Path, expected_sha256: &str) -> ExecResult<Vec<S
     Ok(names)
 }
 
-/// Checks an archive against its checksum, then unpacks it into `dest` (created 0700; it must not
-/// exist yet). Entries cannot escape `dest` (the tar crate refuses `..` and absolute paths).
+/// Hashes what passes through it: the archive is checked in the same pass that unpacks it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: std::rc::Rc<std::cell::RefCell<Sha256>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.borrow_mut().update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Unpacks an archive into `dest` (created 0700; it must not exist yet) and checks it against its
+/// checksum in the same pass: on a mismatch (or any error) `dest` is removed and nothing is left.
+/// Entries cannot escape `dest` (the tar crate refuses `..` and absolute paths).
 pub fn unpack_archive(archive: &Path, expected_sha256: &str, dest: &Path) -> ExecResult<()> {
-    verify_archive(archive, expected_sha256)?;
+    let mut f = File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    let mut magic = [0u8; 4];
+    let n = f.read(&mut magic).map_err(io_err(format!("read {}", archive.display())))?;
+    drop(f);
+    let hasher = std::rc::Rc::new(std::cell::RefCell::new(Sha256::new()));
+    let file = File::open(archive).map_err(io_err(format!("open {}", archive.display())))?;
+    let mut raw = BufReader::with_capacity(1 << 20, HashingReader { inner: file, hasher: hasher.clone() });
     std::fs::DirBuilder::new().mode(0o700).create(dest).map_err(io_err(format!("create {}", dest.display())))?;
-    let mut tar = tar::Archive::new(open_decoder(archive)?);
-    tar.set_preserve_permissions(true);
-    tar.unpack(dest).map_err(io_err(format!("unpack into {}", dest.display())))
+    let unpacked = (|| -> ExecResult<()> {
+        {
+            let decoder: Box<dyn Read + '_> = match &magic[..n] {
+                [0x28, 0xb5, 0x2f, 0xfd] => {
+                    Box::new(zstd::stream::read::Decoder::with_buffer(&mut raw).map_err(io_err("zstd"))?)
+                }
+                [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(&mut raw)),
+                _ => {
+                    return Err(ExecError::Other(format!("{} is neither a zstd nor a gzip archive", archive.display())))
+                }
+            };
+            let mut tar = tar::Archive::new(decoder);
+            tar.set_preserve_permissions(true);
+            tar.unpack(dest).map_err(io_err(format!("unpack into {}", dest.display())))?;
+        }
+        // Whatever follows the compressed stream counts for the checksum too.
+        std::io::copy(&mut raw, &mut std::io::sink()).map_err(io_err(format!("read {}", archive.display())))?;
+        let got = hex::encode(hasher.borrow_mut().clone().finalize());
+        if got != expected_sha256 {
+            return Err(ExecError::Other(format!(
+                "checksum mismatch: the archive is {got}, the record says {expected_sha256}"
+            )));
+        }
+        Ok(())
+    })();
+    if unpacked.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    unpacked
 }
 
 #[cfg(test)]
@@ -334,6 +381,27 @@ mod tests {
         bytes[mid] ^= 0xff;
         std::fs::write(&archive, bytes).expect("write");
         assert!(verify_archive(&archive, &info.sha256).is_err());
+        // Unpacking checks the same checksum in its single pass, and leaves nothing behind.
+        let dest = dir.path().join("unpacked");
+        assert!(unpack_archive(&archive, &info.sha256, &dest).is_err());
+        assert!(!dest.exists(), "a damaged archive left a partial unpack");
+    }
+
+    #[test]
+    fn unpacking_checks_the_recorded_checksum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let site = dir.path().join("site");
+        std::fs::create_dir_all(&site).expect("mkdir");
+        std::fs::write(site.join("a.txt"), "a").expect("write");
+        let archive = dir.path().join("b.tar.zst");
+        let trees = [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec![] }];
+        let info = write_archive(&archive, b"{}", None, &trees, Compression::Zstd).expect("archive");
+        let dest = dir.path().join("out");
+        let err = unpack_archive(&archive, &"0".repeat(64), &dest).expect_err("wrong checksum");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        assert!(!dest.exists());
+        unpack_archive(&archive, &info.sha256, &dest).expect("unpacks");
+        assert_eq!(std::fs::read_to_string(dest.join("site/a.txt")).expect("read"), "a");
     }
 
     #[test]

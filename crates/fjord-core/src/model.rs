@@ -252,6 +252,55 @@ pub struct Platform {
     pub updated_at: Millis,
 }
 
+/// The limits of a site's PHP-FPM pool, written into its pool by every verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhpLimits {
+    /// `pm.max_children`: at most this many requests of the site run at once.
+    pub max_children: u32,
+    /// `memory_limit`, e.g. `256M`.
+    pub memory_limit: String,
+    /// `upload_max_filesize` and `post_max_size`, e.g. `64M`.
+    pub upload_max: String,
+    /// `max_execution_time`, seconds.
+    pub max_execution_time: u32,
+}
+
+impl Default for PhpLimits {
+    fn default() -> PhpLimits {
+        PhpLimits { max_children: 5, memory_limit: "256M".into(), upload_max: "64M".into(), max_execution_time: 120 }
+    }
+}
+
+impl PhpLimits {
+    /// Checks every value; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        fn size(field: &str, v: &str) -> Result<(), String> {
+            let (digits, unit) = v.split_at(v.trim_end_matches(['K', 'M', 'G']).len());
+            let n: u64 = digits.parse().map_err(|_| format!("{field} {v:?}: a size such as 256M"))?;
+            let bytes = n * match unit {
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "" => 1,
+                _ => return Err(format!("{field} {v:?}: a size such as 256M")),
+            };
+            if !(1 << 20..=64 << 30).contains(&bytes) {
+                return Err(format!("{field} {v:?}: between 1M and 64G"));
+            }
+            Ok(())
+        }
+        if !(1..=500).contains(&self.max_children) {
+            return Err(format!("max children {}: between 1 and 500", self.max_children));
+        }
+        if !(1..=86_400).contains(&self.max_execution_time) {
+            return Err(format!("max execution time {}: between 1 and 86400 seconds", self.max_execution_time));
+        }
+        size("memory limit", &self.memory_limit)?;
+        size("upload max", &self.upload_max)
+    }
+}
+
 /// What platform verify found in a codebase besides its app and version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformDetails {
@@ -304,6 +353,8 @@ pub struct Site {
     /// Text the front page must contain for a health check to pass; `None` checks the status only.
     #[serde(default)]
     pub health_marker: Option<String>,
+    #[serde(default)]
+    pub php_limits: PhpLimits,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -346,4 +397,27 @@ pub struct Backup {
     /// Where the offsite copy is (`s3://BUCKET/KEY`), once uploaded.
     #[serde(default)]
     pub offsite: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn php_limits_are_checked() {
+        assert!(PhpLimits::default().validate().is_ok());
+        let bad = |f: fn(&mut PhpLimits)| {
+            let mut l = PhpLimits::default();
+            f(&mut l);
+            l.validate().is_err()
+        };
+        assert!(bad(|l| l.max_children = 0));
+        assert!(bad(|l| l.memory_limit = "lots".into()));
+        assert!(bad(|l| l.memory_limit = "256M; rm -rf /".into()));
+        assert!(bad(|l| l.upload_max = "100".into()));
+        assert!(bad(|l| l.max_execution_time = 0));
+        let mut ok = PhpLimits::default();
+        ok.memory_limit = "1G".into();
+        assert!(ok.validate().is_ok());
+    }
 }

@@ -452,6 +452,8 @@ fn ctx_for<'a>(
             None => format!("server {} has no PHP runtime", server.name),
         })
     })?;
+    // They go into the pool file: never write a value that was not checked.
+    site.php_limits.validate().map_err(|e| PlanError::Refused(format!("site {}: PHP limits: {e}", site.domain)))?;
     let port = server.http().map(|h| h.port).unwrap_or(80);
     let base_url =
         if port == 80 { format!("http://{}", site.domain) } else { format!("http://{}:{port}", site.domain) };

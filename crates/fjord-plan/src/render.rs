@@ -125,10 +125,10 @@ pub(crate) fn php_pool(layout: &Layout, site: &Site) -> PlanResult<String> {
             socket => layout.php_socket(site),
             site_dir => layout.site_dir(site),
             error_log => layout.php_error_log(site),
-            max_children => 5,
-            memory_limit => "256M",
-            upload_max => "64M",
-            max_execution_time => 120,
+            max_children => site.php_limits.max_children,
+            memory_limit => site.php_limits.memory_limit,
+            upload_max => site.php_limits.upload_max,
+            max_execution_time => site.php_limits.max_execution_time,
         },
     )
 }

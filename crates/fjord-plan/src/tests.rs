@@ -78,6 +78,7 @@ pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site
         cron_interval: None,
         last_cron_at: None,
         health_marker: None,
+        php_limits: PhpLimits::default(),
         created_at: 0,
         updated_at: 0,
     }

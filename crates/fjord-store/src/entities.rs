@@ -359,6 +359,17 @@ impl Store {
         }
     }
 
+    /// Sets the limits of a site's PHP-FPM pool (a verify writes them into the pool).
+    pub async fn set_site_php_limits(&self, site: SiteId, limits: &PhpLimits) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET php_limits = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(limits).expect("limits serialize"))
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Sets (or clears) the text a site's front page must contain for its health checks to pass.
     pub async fn set_site_health_marker(&self, site: SiteId, marker: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE sites SET health_marker = $1, updated_at = $2 WHERE id = $3")
@@ -710,6 +721,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         cron_interval: new.cron_interval,
         last_cron_at: None,
         health_marker: None,
+        php_limits: PhpLimits::default(),
         created_at: now,
         updated_at: now,
     })

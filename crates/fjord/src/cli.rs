@@ -345,6 +345,22 @@ pub enum SiteCmd {
         domain: String,
         text: Option<String>,
     },
+    /// Set the limits of the site's PHP-FPM pool, then verify the site (one reload).
+    PhpLimits {
+        domain: String,
+        /// pm.max_children: requests of the site running at once.
+        #[arg(long)]
+        max_children: Option<u32>,
+        /// memory_limit, e.g. 256M.
+        #[arg(long)]
+        memory_limit: Option<String>,
+        /// upload_max_filesize and post_max_size, e.g. 64M.
+        #[arg(long)]
+        upload_max: Option<String>,
+        /// max_execution_time in seconds.
+        #[arg(long)]
+        max_execution_time: Option<u32>,
+    },
     /// Delete a disabled site (or any, with --force), after a pre-delete backup.
     Delete {
         domain: String,

@@ -605,3 +605,46 @@ fn a_restore_brings_back_content_and_a_bad_archive_changes_nothing() {
         assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1", "{engine}");
     }
 }
+
+#[test]
+fn php_limits_reach_the_sites_pool_and_php() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    let domain = "limits.example";
+    f.ok(&["site", "create", domain, "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+    let page = f.dir.path().join("code/d10/web/limits.php");
+    std::fs::write(
+        &page,
+        "<?php echo ini_get('memory_limit'), ' ', ini_get('upload_max_filesize'), ' ', ini_get('max_execution_time');",
+    )
+    .expect("write");
+    assert_eq!(f.get(port, domain, "/limits.php").body, "256M 64M 120", "the defaults");
+
+    // Bad values are refused and change nothing.
+    let err = f.fails(&["site", "php-limits", domain, "--memory-limit", "lots"]);
+    assert!(err.contains("memory limit"), "{err}");
+    f.fails(&["site", "php-limits", domain, "--max-children", "0"]);
+    assert_eq!(f.json(&["site", "show", domain])["site"]["php_limits"]["memory_limit"], "256M");
+
+    f.ok(&[
+        "site",
+        "php-limits",
+        domain,
+        "--memory-limit",
+        "200M",
+        "--upload-max",
+        "32M",
+        "--max-execution-time",
+        "60",
+        "--max-children",
+        "3",
+        "--wait",
+    ]);
+    assert_eq!(f.get(port, domain, "/limits.php").body, "200M 32M 60");
+    let pool =
+        std::fs::read_to_string(f.state.join(format!("servers/localhost/php/8.2/pool.d/{domain}.conf"))).expect("pool");
+    assert!(pool.contains("pm.max_children = 3"), "{pool}");
+}

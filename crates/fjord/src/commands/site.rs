@@ -61,6 +61,16 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                     ("cron", site.cron_interval.map(|i| format!("every {i} s")).unwrap_or_else(|| "off".into())),
                     ("last cron", when(site.last_cron_at)),
                     ("health marker", site.health_marker.clone().unwrap_or_else(|| "-".into())),
+                    (
+                        "php limits",
+                        format!(
+                            "{} children, memory {}, uploads {}, {} s",
+                            site.php_limits.max_children,
+                            site.php_limits.memory_limit,
+                            site.php_limits.upload_max,
+                            site.php_limits.max_execution_time
+                        ),
+                    ),
                     ("created", when(Some(site.created_at))),
                 ]);
                 println!("\nrecent tasks:");
@@ -138,6 +148,28 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                 println!("health marker of {}: {}", site.domain, text.as_deref().unwrap_or("(none: status only)"))
             });
             Ok(ExitCode::SUCCESS)
+        }
+        SiteCmd::PhpLimits { domain, max_children, memory_limit, upload_max, max_execution_time } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let mut limits = site.php_limits.clone();
+            limits.max_children = max_children.unwrap_or(limits.max_children);
+            limits.memory_limit = memory_limit.unwrap_or(limits.memory_limit);
+            limits.upload_max = upload_max.unwrap_or(limits.upload_max);
+            limits.max_execution_time = max_execution_time.unwrap_or(limits.max_execution_time);
+            limits.validate().map_err(|e| anyhow::anyhow!("invalid PHP limit: {e}"))?;
+            if ctx.global.dry_run {
+                let mut changed = site.clone();
+                changed.php_limits = limits;
+                let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
+                let mut snap = store
+                    .snapshot(&super::prospective_task(TaskKind::SiteVerify, site.id.0, lane, serde_json::json!({})))
+                    .await?;
+                snap.site = Some(changed);
+                let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
+                return print_plan(ctx, TaskKind::SiteVerify, &planned);
+            }
+            store.set_site_php_limits(site.id, &limits).await?;
+            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
         }
         SiteCmd::Delete { domain, force, no_backup } => {
             let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));

@@ -416,8 +416,7 @@ mod tests {
         assert!(bad(|l| l.memory_limit = "256M; rm -rf /".into()));
         assert!(bad(|l| l.upload_max = "100".into()));
         assert!(bad(|l| l.max_execution_time = 0));
-        let mut ok = PhpLimits::default();
-        ok.memory_limit = "1G".into();
+        let ok = PhpLimits { memory_limit: "1G".into(), ..Default::default() };
         assert!(ok.validate().is_ok());
     }
 }

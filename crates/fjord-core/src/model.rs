@@ -304,6 +304,9 @@ pub struct Site {
     /// Text the front page must contain for a health check to pass; `None` checks the status only.
     #[serde(default)]
     pub health_marker: Option<String>,
+    /// HTTPS settings and the installed certificate (see `tls.rs`).
+    #[serde(default)]
+    pub tls: crate::SiteTls,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

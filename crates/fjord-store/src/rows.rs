@@ -74,7 +74,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
 }
 
 pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, \
-     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, created_at, updated_at";
+     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, tls, created_at, updated_at";
 
 /// Aliases live in `site_domains`; the caller fills them in.
 pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
@@ -97,6 +97,7 @@ pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
         cron_interval: row.try_get("cron_interval")?,
         last_cron_at: row.try_get("last_cron_at")?,
         health_marker: row.try_get("health_marker")?,
+        tls: site_tls(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -176,4 +177,12 @@ pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
         created_at: row.try_get("created_at")?,
         offsite: row.try_get("offsite")?,
     })
+}
+
+/// A site's TLS state, stored as JSON (NULL: never had HTTPS).
+pub(crate) fn site_tls(row: &AnyRow) -> StoreResult<SiteTls> {
+    match row.try_get::<Option<String>, _>("tls")? {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column: "tls", detail: e.to_string() }),
+        None => Ok(SiteTls::default()),
+    }
 }

@@ -224,13 +224,7 @@ pub enum Step {
     /// Obtain a certificate for `names` (the main domain first) as `request` says, and install its
     /// key (0600), chain and `cert.json` in `dir`. ACME answers HTTP-01 challenges from files under
     /// `acme_dir`. Undo puts the previous files back (the old certificate keeps serving).
-    Certificate {
-        domain: String,
-        names: Vec<String>,
-        dir: String,
-        acme_dir: String,
-        request: crate::CertRequest,
-    },
+    Certificate { domain: String, names: Vec<String>, dir: String, acme_dir: String, request: crate::CertRequest },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.

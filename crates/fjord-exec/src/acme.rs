@@ -144,7 +144,10 @@ pub async fn obtain(
 }
 
 enum Attempt {
-    Issued { chain_pem: String, key_pem: String },
+    Issued {
+        chain_pem: String,
+        key_pem: String,
+    },
     /// The names whose authorization failed, with why.
     Invalid(Vec<(String, String)>),
 }
@@ -176,11 +179,14 @@ async fn order_once(
         written.push(path);
         ch.set_ready().await.map_err(acme_err("challenge"))?;
     }
-    let polling = RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(90));
-    let status = order.poll_ready(&polling).await.map_err(acme_err("order"))?;
-    match status {
-        OrderStatus::Ready => {}
-        OrderStatus::Invalid => {
+    let polling =
+        RetryPolicy::new().initial_delay(Duration::from_millis(250)).backoff(1.5).timeout(Duration::from_secs(90));
+    // An order that turns invalid comes back as an error (the order's problem) or as its status; either
+    // way, the authorizations tell which names failed.
+    let polled = order.poll_ready(&polling).await;
+    match polled {
+        Ok(OrderStatus::Ready) => {}
+        Ok(OrderStatus::Invalid) | Err(instant_acme::Error::Api(_)) => {
             let mut bad = Vec::new();
             let mut auths = order.authorizations();
             while let Some(a) = auths.next().await {
@@ -196,9 +202,16 @@ async fn order_once(
                     bad.push((state.identifier().to_string(), why));
                 }
             }
+            if bad.is_empty() {
+                return Err(match polled {
+                    Err(e) => acme_err("order")(e),
+                    Ok(s) => err(format!("ACME order ended {s:?}")),
+                });
+            }
             return Ok(Attempt::Invalid(bad));
         }
-        other => return Err(err(format!("ACME order ended {other:?}"))),
+        Ok(other) => return Err(err(format!("ACME order ended {other:?}"))),
+        Err(e) => return Err(acme_err("order")(e)),
     }
     let key_pem = order.finalize().await.map_err(acme_err("finalize"))?;
     let chain_pem = order.poll_certificate(&polling).await.map_err(acme_err("certificate"))?;

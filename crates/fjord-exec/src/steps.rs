@@ -9,10 +9,10 @@
 use crate::cmd::{Cmd, OutputSink};
 use crate::fsops::{aside_path, resolve_owner};
 use crate::host::Host;
+use crate::secrets::Secret;
 use crate::secrets::SecretStore;
 use crate::{ExecError, ExecResult};
 use fjord_core::plan::{mask_secrets, shell_words, SECRET_CLOSE, SECRET_OPEN};
-use crate::secrets::Secret;
 use fjord_core::{CertMeta, CertRequest, CertSource, Command, FileContent, LogStream, Step, TaskId};
 
 /// The files of an installed certificate, in its directory, with their modes.
@@ -309,7 +309,10 @@ impl Executor {
         request: &CertRequest,
         sink: Option<OutputSink>,
     ) -> ExecResult<Option<String>> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let dirp = Path::new(dir);
         self.host.create_dirs(dirp, 0o700)?;
         let chain_path = dirp.join(CERT_FILES[0].0);
@@ -357,13 +360,16 @@ impl Executor {
         self.host.write_atomic(&chain_path, chain.as_bytes(), 0o644)?;
         let json = serde_json::to_vec_pretty(&meta).expect("certificate metadata serializes");
         self.host.write_atomic(&dirp.join(CERT_FILES[2].0), &json, 0o644)?;
-        if let (CertRequest::Acme { directory, ca_file, contact, revoke_old: true, .. }, Some(old)) = (request, old_chain) {
+        if let (CertRequest::Acme { directory, ca_file, contact, revoke_old: true, .. }, Some(old)) =
+            (request, old_chain)
+        {
             crate::acme::revoke(&self.secrets, directory, ca_file.as_deref(), contact.as_deref(), &old).await?;
             if let Some(s) = &sink {
                 let _ = s.send((LogStream::Stdout, "the replaced certificate is revoked".into()));
             }
         }
-        let left_out = if meta.failed.is_empty() { String::new() } else { format!("; left out: {}", meta.failed.join(", ")) };
+        let left_out =
+            if meta.failed.is_empty() { String::new() } else { format!("; left out: {}", meta.failed.join(", ")) };
         Ok(Some(format!("{} certificate for {}{left_out}", meta.source, meta.names.join(", "))))
     }
 

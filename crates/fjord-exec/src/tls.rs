@@ -109,7 +109,13 @@ pub fn check_upload(chain_pem: &str, key_pem: &str, names: &[String], now_ms: i6
     }
     let (covered, failed): (Vec<String>, Vec<String>) =
         names.iter().cloned().partition(|h| leaf.names.iter().any(|n| name_covers(n, h)));
-    Ok(CertMeta { source: CertSource::Uploaded, names: covered, failed, not_after: leaf.not_after_ms, issued_at: now_ms })
+    Ok(CertMeta {
+        source: CertSource::Uploaded,
+        names: covered,
+        failed,
+        not_after: leaf.not_after_ms,
+        issued_at: now_ms,
+    })
 }
 
 /// A self-signed certificate for `names`, valid `days` from now: (certificate PEM, key PEM).

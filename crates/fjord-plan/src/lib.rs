@@ -864,7 +864,14 @@ fn site_cert(layout: &Layout, snap: &Snapshot, a: CertArgs) -> PlanResult<Planne
     plan.push(Step::WriteFile {
         path: vhost,
         content: FileContent::Text {
-            text: render::vhost(layout, ctx.server, ctx.platform, &with_cert, app.vhost_flavour(), serving(site.status))?,
+            text: render::vhost(
+                layout,
+                ctx.server,
+                ctx.platform,
+                &with_cert,
+                app.vhost_flavour(),
+                serving(site.status),
+            )?,
         },
         mode: 0o644,
         owner: None,

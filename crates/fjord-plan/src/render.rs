@@ -188,7 +188,13 @@ pub(crate) fn vhost(
             http2_in_listen => !nginx_at_least(http.version.as_deref(), (1, 25, 1)),
             https_suffix,
             redirect_host_tls => tls_host.clone(),
-            redirect_target => if required { format!("https://{tls_host}") } else { format!("http://{http_host}") },
+            redirect_target => if required {
+                format!("https://{tls_host}")
+            } else if tls {
+                format!("http://{http_host}")
+            } else {
+                format!("$scheme://{http_host}")
+            },
         },
     )
 }

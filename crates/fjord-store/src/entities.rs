@@ -374,13 +374,22 @@ impl Store {
     /// makes the host match).
     pub async fn set_site_https(&self, site: SiteId, mode: HttpsMode, tls: &SiteTls) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("UPDATE sites SET https = $1 WHERE id = $2").bind(mode.as_str()).bind(site.0).execute(&mut *conn).await?;
+        sqlx::query("UPDATE sites SET https = $1 WHERE id = $2")
+            .bind(mode.as_str())
+            .bind(site.0)
+            .execute(&mut *conn)
+            .await?;
         crate::queue::set_site_tls(&mut conn, site, tls, now_millis()).await
     }
 
     /// Queues a `site-cert` task (with `args`) for every site with HTTPS whose ACME certificate is
     /// due for renewal (see [`fjord_core::tls::renewal_due`]) and has no certificate task pending.
-    pub async fn queue_due_certs(&self, now: Millis, renew_before: Millis, args: &serde_json::Value) -> StoreResult<Vec<Task>> {
+    pub async fn queue_due_certs(
+        &self,
+        now: Millis,
+        renew_before: Millis,
+        args: &serde_json::Value,
+    ) -> StoreResult<Vec<Task>> {
         let sites = self.sites_where("https <> 'off' AND status IN ('enabled', 'disabled')", None).await?;
         let mut queued = Vec::new();
         for site in sites {

@@ -710,7 +710,12 @@ async fn site_tls_of(conn: &mut AnyConnection, site: SiteId) -> StoreResult<Site
     crate::rows::site_tls(&row)
 }
 
-pub(crate) async fn set_site_tls(conn: &mut AnyConnection, site: SiteId, tls: &SiteTls, now: Millis) -> StoreResult<()> {
+pub(crate) async fn set_site_tls(
+    conn: &mut AnyConnection,
+    site: SiteId,
+    tls: &SiteTls,
+    now: Millis,
+) -> StoreResult<()> {
     sqlx::query("UPDATE sites SET tls = $1, updated_at = $2 WHERE id = $3")
         .bind(serde_json::to_string(tls).expect("TLS state serializes"))
         .bind(now)

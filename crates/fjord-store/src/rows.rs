@@ -182,7 +182,9 @@ pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
 /// A site's TLS state, stored as JSON (NULL: never had HTTPS).
 pub(crate) fn site_tls(row: &AnyRow) -> StoreResult<SiteTls> {
     match row.try_get::<Option<String>, _>("tls")? {
-        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column: "tls", detail: e.to_string() }),
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column: "tls", detail: e.to_string() })
+        }
         None => Ok(SiteTls::default()),
     }
 }

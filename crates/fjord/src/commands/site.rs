@@ -4,8 +4,8 @@ use super::{backup, plan_now, print_plan, queue_task, task, Ctx};
 use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Context as _, Result};
-use fjord_exec::SecretStore;
 use fjord_core::*;
+use fjord_exec::SecretStore;
 use fjord_store::NewSite;
 use std::process::ExitCode;
 

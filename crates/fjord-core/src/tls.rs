@@ -10,6 +10,8 @@ string_enum!(
     CertSource { Acme = "acme", SelfSigned = "self-signed", Uploaded = "uploaded" }
 );
 
+// The enum comes from `string_enum!`, which cannot mark a variant `#[default]`.
+#[allow(clippy::derivable_impls)]
 impl Default for CertSource {
     fn default() -> CertSource {
         CertSource::Acme

@@ -158,8 +158,8 @@ mod tests {
         assert_eq!(meta.names, n);
         assert_eq!(meta.failed, names(&["b.example"]));
         let (_, other_key) = self_signed(&n, 30).expect("self-signed");
-        assert!(check_upload(&cert, &other_key, &n, now).unwrap_err().to_string().contains("does not match"));
-        let e = check_upload(&cert, &key, &names(&["c.example"]), now).unwrap_err();
+        assert!(check_upload(&cert, &other_key, &n, now).expect_err("refused").to_string().contains("does not match"));
+        let e = check_upload(&cert, &key, &names(&["c.example"]), now).expect_err("refused");
         assert!(e.to_string().contains("does not cover c.example"), "{e}");
     }
 
@@ -180,7 +180,7 @@ mod tests {
         let good = format!("{}{}", leaf.pem(), ca.pem());
         check_upload(&good, &leaf_key.serialize_pem(), &names(&["a.example"]), now).expect("in order");
         let bad = format!("{}{}{}", leaf.pem(), leaf.pem(), ca.pem());
-        let e = check_upload(&bad, &leaf_key.serialize_pem(), &names(&["a.example"]), now).unwrap_err();
+        let e = check_upload(&bad, &leaf_key.serialize_pem(), &names(&["a.example"]), now).expect_err("refused");
         assert!(e.to_string().contains("out of order"), "{e}");
     }
 }

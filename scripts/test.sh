@@ -45,6 +45,18 @@
 #                               /opt/fjord-test-venv) for offsite backups.
 #                               Any credentials are accepted; buckets are
 #                               created with an unsigned PUT.
+#   FJORD_TEST_ACME_DIR         https://127.0.0.1:PORT/dir, a throwaway ACME server
+#                               (Debian's pebble) whose HTTP-01 checks go to
+#                               FJORD_TEST_ACME_HTTP_PORT on the address a name
+#                               resolves to through its DNS (pebble-challtestsrv:
+#                               every name is 127.0.0.1 unless a test points it
+#                               elsewhere through FJORD_TEST_ACME_DNS_MGMT,
+#                               POST /add-a {"host":"x.test.","addresses":[...]}).
+#   FJORD_TEST_ACME_CA          PEM root of pebble's own HTTPS listener.
+#   FJORD_TEST_ACME_MGMT        pebble's management API (GET /roots/0: the root
+#                               its certificates chain to).
+#   FJORD_TEST_ACME_HTTP_PORT   the port sites must be served on for HTTP-01.
+#   FJORD_TEST_ACME_DNS_MGMT    challtestsrv's management API.
 #   FJORD_TEST_MARIADB_PORT     its TCP port, for accounts the tests create
 #                               with a password, e.g. 'u'@'127.0.0.1' (the
 #                               server runs with skip-name-resolve, so grant
@@ -86,6 +98,7 @@ PACKAGES=(
     curl ca-certificates procps
     sqlite3 rsync git composer pkg-config build-essential
     python3-venv
+    pebble openssl
 )
 # Never installed by this script: apt must satisfy the dependencies above
 # without them (or fail loudly). Ones already on the machine are left alone.
@@ -148,6 +161,9 @@ MY_PORT=""
 MY_SOCK=""
 MY_PID=""     # pid of mariadbd (a child of this script)
 S3_PID=""     # pid of moto_server (a child of this script)
+ACME_DIR=""   # temp dir of pebble's config, certificates and logs
+ACME_PID=""   # pid of pebble
+DNS_PID=""    # pid of pebble-challtestsrv
 S3_LOG=""
 
 cleanup() {
@@ -161,6 +177,11 @@ cleanup() {
         wait "$S3_PID" 2>/dev/null
     fi
     [[ -n $S3_LOG ]] && rm -f "$S3_LOG"
+    for p in $ACME_PID $DNS_PID; do
+        kill -TERM "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    [[ -n $ACME_DIR ]] && rm -rf "$ACME_DIR"
     if [[ -n $PG_PID ]] && kill -0 "$PG_PID" 2>/dev/null; then
         echo "stopping test postgres (port $PG_PORT)"
         as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 30 stop >/dev/null ||
@@ -455,6 +476,73 @@ start_s3() {
 }
 
 # ---------------------------------------------------------------------------
+# Throwaway ACME server (pebble) with its DNS (pebble-challtestsrv)
+# ---------------------------------------------------------------------------
+free_port_from() {
+    local port=$1 limit=$(($1 + 100))
+    while port_in_use "$port"; do
+        port=$((port + 1))
+        ((port > limit)) && return 1
+    done
+    echo "$port"
+}
+
+start_acme() {
+    ACME_DIR="$(mktemp -d "${TMPDIR:-/tmp}/fjord-test-acme.XXXXXX")"
+    local acme_port mgmt_port http_port tls_port dns_port dns_mgmt
+    acme_port="$(free_port_from 54000)"
+    mgmt_port="$(free_port_from $((acme_port + 1)))"
+    http_port="$(free_port_from $((mgmt_port + 1)))"
+    tls_port="$(free_port_from $((http_port + 1)))"
+    dns_port="$(free_port_from $((tls_port + 1)))"
+    dns_mgmt="$(free_port_from $((dns_port + 1)))"
+    # pebble's own HTTPS listener needs a certificate: a throwaway CA and a leaf for 127.0.0.1.
+    (
+        cd "$ACME_DIR"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+            -subj /CN=fjord-test-acme-ca -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+            -keyout key.pem -out leaf.csr 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >leaf.ext
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
+            -extfile leaf.ext -out cert.pem 2>/dev/null
+    )
+    printf '{"pebble": {"listenAddress": "127.0.0.1:%s", "managementListenAddress": "127.0.0.1:%s",
+  "certificate": "%s/cert.pem", "privateKey": "%s/key.pem", "httpPort": %s, "tlsPort": %s,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}\n' \
+        "$acme_port" "$mgmt_port" "$ACME_DIR" "$ACME_DIR" "$http_port" "$tls_port" >"$ACME_DIR/pebble.json"
+    # Every name resolves to 127.0.0.1 (tests point a name elsewhere to make its validation fail).
+    pebble-challtestsrv -defaultIPv4 127.0.0.1 -defaultIPv6 "" -dns01 "127.0.0.1:$dns_port" \
+        -http01 "" -https01 "" -tlsalpn01 "" -management "127.0.0.1:$dns_mgmt" >"$ACME_DIR/dns.log" 2>&1 &
+    DNS_PID=$!
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 \
+        pebble -config "$ACME_DIR/pebble.json" -dnsserver "127.0.0.1:$dns_port" >"$ACME_DIR/pebble.log" 2>&1 &
+    ACME_PID=$!
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if ! kill -0 "$ACME_PID" 2>/dev/null; then
+            echo "pebble exited during startup; log:" >&2
+            cat "$ACME_DIR/pebble.log" >&2
+            return 1
+        fi
+        curl -sf --cacert "$ACME_DIR/ca.pem" -o /dev/null "https://127.0.0.1:$acme_port/dir" && break
+        sleep 0.5
+    done
+    curl -sf --cacert "$ACME_DIR/ca.pem" -o /dev/null "https://127.0.0.1:$acme_port/dir" || {
+        echo "pebble not ready; log:" >&2
+        cat "$ACME_DIR/pebble.log" >&2
+        return 1
+    }
+    chmod 755 "$ACME_DIR"
+    export FJORD_TEST_ACME_DIR="https://127.0.0.1:$acme_port/dir"
+    export FJORD_TEST_ACME_CA="$ACME_DIR/ca.pem"
+    export FJORD_TEST_ACME_MGMT="https://127.0.0.1:$mgmt_port"
+    export FJORD_TEST_ACME_HTTP_PORT="$http_port"
+    export FJORD_TEST_ACME_DNS_MGMT="http://127.0.0.1:$dns_mgmt"
+    echo "test ACME (pebble) ready: $FJORD_TEST_ACME_DIR, HTTP-01 on port $http_port"
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 banner "system packages"
@@ -464,6 +552,7 @@ banner "services"
 start_postgres
 start_mariadb
 start_s3
+start_acme
 export FJORD_TEST_SERVICES=1
 
 if [[ ${FJORD_TEST_ONLY_SERVICES:-} == 1 ]]; then

@@ -355,6 +355,9 @@ pub struct Site {
     pub health_marker: Option<String>,
     #[serde(default)]
     pub php_limits: PhpLimits,
+    /// HTTPS settings and the installed certificate (see `tls.rs`).
+    #[serde(default)]
+    pub tls: crate::SiteTls,
     pub created_at: Millis,
     pub updated_at: Millis,
 }

@@ -221,6 +221,10 @@ pub enum Step {
     Extract { archive: String, sha256: String, dest: String },
     /// Move a file or directory (same filesystem). Undo moves it back. Nothing to move is a no-op.
     Move { from: String, to: String },
+    /// Obtain a certificate for `names` (the main domain first) as `request` says, and install its
+    /// key (0600), chain and `cert.json` in `dir`. ACME answers HTTP-01 challenges from files under
+    /// `acme_dir`. Undo puts the previous files back (the old certificate keeps serving).
+    Certificate { domain: String, names: Vec<String>, dir: String, acme_dir: String, request: crate::CertRequest },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -244,6 +248,9 @@ impl Step {
             Step::Backup { archive, .. } => format!("write backup {archive}"),
             Step::Extract { archive, dest, .. } => format!("check and unpack {archive} into {dest}"),
             Step::Move { from, to } => format!("move {from} to {to}"),
+            Step::Certificate { domain, names, request, .. } => {
+                format!("obtain a certificate for {domain} ({}; {})", request.source(), names.join(", "))
+            }
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }
@@ -357,6 +364,21 @@ pub enum StateChange {
         kind: crate::BackupKind,
         size: i64,
         checksum: String,
+    },
+    /// A certificate is installed (names, dates filled in from the `cert.json` beside it).
+    CertInstalled {
+        site: crate::SiteId,
+        meta_path: String,
+        #[serde(default)]
+        meta: Option<crate::CertMeta>,
+    },
+    /// Obtaining a certificate failed: recorded for `site show`, retried after `retry_at`.
+    CertFailed {
+        site: crate::SiteId,
+        #[serde(default)]
+        error: String,
+        #[serde(default)]
+        retry_at: crate::Millis,
     },
     /// Queue another task (e.g. verify a platform again once its code is built).
     FollowUp {

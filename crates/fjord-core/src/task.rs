@@ -25,6 +25,7 @@ string_enum!(
         SiteMigrate = "site-migrate",
         SiteSync = "site-sync",
         SiteMigrateCheck = "site-migrate-check",
+        SiteCert = "site-cert",
         Noop = "noop",
     }
 );
@@ -50,6 +51,7 @@ impl TaskKind {
             | TaskKind::SiteCron
             | TaskKind::SiteBackup
             | TaskKind::SiteMigrateCheck
+            | TaskKind::SiteCert
             | TaskKind::Noop => InterruptPolicy::Requeue,
             TaskKind::ServerRemove
             | TaskKind::PlatformRemove
@@ -80,7 +82,8 @@ impl TaskKind {
             | TaskKind::SiteClone
             | TaskKind::SiteMigrate
             | TaskKind::SiteSync
-            | TaskKind::SiteMigrateCheck => TargetKind::Site,
+            | TaskKind::SiteMigrateCheck
+            | TaskKind::SiteCert => TargetKind::Site,
             TaskKind::Noop => TargetKind::Site,
         }
     }

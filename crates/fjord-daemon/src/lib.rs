@@ -38,6 +38,14 @@ pub struct DaemonConfig {
     pub backup_check: Duration,
     /// Where offsite copies of backups go, if anywhere.
     pub offsite: Option<fjord_exec::offsite::OffsiteConfig>,
+    /// How often to look for certificates due for renewal.
+    pub cert_check: Duration,
+    /// Renew an ACME certificate this long before it expires.
+    pub cert_renew_before: Duration,
+    /// The first wait after a failed certificate attempt; doubled after each failure in a row.
+    pub cert_retry: Duration,
+    /// The request renewals are made with (the configured ACME directory); `None`: no renewals.
+    pub acme: Option<fjord_core::CertRequest>,
 }
 
 impl DaemonConfig {
@@ -52,6 +60,10 @@ impl DaemonConfig {
             cron_check: Duration::from_secs(15),
             backup_check: Duration::from_secs(60),
             offsite: None,
+            cert_check: Duration::from_secs(86_400),
+            cert_renew_before: Duration::from_secs(30 * 86_400),
+            cert_retry: Duration::from_secs(3600),
+            acme: None,
         }
     }
 }
@@ -75,6 +87,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
     let mut last_recovery = tokio::time::Instant::now();
     let mut last_cron_check = tokio::time::Instant::now();
+    let mut last_cert_check: Option<tokio::time::Instant> = None;
     let mut backup_pass: Option<tokio::task::JoinHandle<()>> = None;
     let mut last_backup_check: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
@@ -97,6 +110,19 @@ pub async fn run(
                 Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued cron runs"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
+            }
+        }
+        // Certificate renewals (and retries after failures, with back-off).
+        if let Some(request) = &ctx.config.acme {
+            if last_cert_check.is_none_or(|t| t.elapsed() >= ctx.config.cert_check) {
+                last_cert_check = Some(tokio::time::Instant::now());
+                let args = serde_json::json!({ "request": request });
+                let before = ctx.config.cert_renew_before.as_millis() as i64;
+                match ctx.store.queue_due_certs(fjord_store::now_millis(), before, &args).await {
+                    Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued certificate renewals"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "certificate renewal scheduling failed"),
+                }
             }
         }
         // Scheduled backups, offsite copies and retention: one pass at a time, in the background

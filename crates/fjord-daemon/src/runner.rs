@@ -172,6 +172,21 @@ pub async fn run_task(ctx: &Context, task: Task) {
                 .unwrap_or_default();
         }
     }
+    // A certificate's names and dates are known only once it is installed; a failure is retried later.
+    for change in &mut changes {
+        match change {
+            StateChange::CertInstalled { meta_path, meta, .. } => {
+                *meta = std::fs::read(&*meta_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            }
+            StateChange::CertFailed { site, error: e, retry_at } => {
+                *e = error.clone().unwrap_or_else(|| status.to_string());
+                let failures = ctx.store.site(*site).await.map(|s| s.tls.failures).unwrap_or(0) + 1;
+                *retry_at = fjord_store::now_millis()
+                    + fjord_core::tls::retry_delay(failures, ctx.config.cert_retry.as_millis() as i64);
+            }
+            _ => {}
+        }
+    }
     if status == TaskStatus::Succeeded && task.kind == TaskKind::PlatformVerify {
         if let Some(started) = unlogged_start.take() {
             log.info(&started).await;

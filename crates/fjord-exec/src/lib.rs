@@ -5,6 +5,7 @@
 //! Everything above this crate (planners, daemon, CLI) describes work as data; this crate does it.
 //! `clippy.toml` forbids process spawning and `std::fs::write` elsewhere.
 
+pub mod acme;
 pub mod backup;
 pub mod cmd;
 pub mod fsops;
@@ -14,6 +15,7 @@ pub mod offsite;
 pub mod probe;
 pub mod secrets;
 pub mod steps;
+pub mod tls;
 
 pub use cmd::{Cmd, CmdOutput, OutputSink};
 pub use host::Host;

@@ -9,10 +9,14 @@
 use crate::cmd::{Cmd, OutputSink};
 use crate::fsops::{aside_path, resolve_owner};
 use crate::host::Host;
+use crate::secrets::Secret;
 use crate::secrets::SecretStore;
 use crate::{ExecError, ExecResult};
 use fjord_core::plan::{mask_secrets, shell_words, SECRET_CLOSE, SECRET_OPEN};
-use fjord_core::{Command, FileContent, LogStream, Step, TaskId};
+use fjord_core::{CertMeta, CertRequest, CertSource, Command, FileContent, LogStream, Step, TaskId};
+
+/// The files of an installed certificate, in its directory, with their modes.
+pub const CERT_FILES: [(&str, u32); 3] = [("fullchain.pem", 0o644), ("key.pem", 0o600), ("cert.json", 0o644)];
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,6 +58,10 @@ pub enum StepUndo {
     /// Remove files this step created (a backup archive and its checksum).
     RemoveFiles {
         paths: Vec<String>,
+    },
+    /// Undo several things (a certificate step restores its key, chain and metadata).
+    Many {
+        entries: Vec<StepUndo>,
     },
     /// Reload the service again once every other step is undone (so it serves the old config), or,
     /// if this task started it, stop it (first, while its pid file is still there).
@@ -254,6 +262,14 @@ impl Executor {
                 pidfile: pidfile.clone(),
                 was_running: self.service_running(pidfile),
             },
+            Step::Certificate { dir, .. } => {
+                let mut entries = Vec::new();
+                for (i, (name, mode)) in CERT_FILES.iter().enumerate() {
+                    let path = format!("{dir}/{name}");
+                    entries.push(self.save_for_undo(task, idx * 100 + i, &path, *mode)?);
+                }
+                StepUndo::Many { entries }
+            }
             Step::Run { undo: None, .. }
             | Step::Pipe { undo: None, .. }
             | Step::HttpCheck { .. }
@@ -261,6 +277,100 @@ impl Executor {
             | Step::Sleep { .. }
             | Step::Fail { .. } => StepUndo::Nothing,
         })
+    }
+
+    /// Saves a copy of `path` (if it exists) so undo can put it back.
+    fn save_for_undo(&self, task: TaskId, slot: usize, path: &str, mode: u32) -> ExecResult<StepUndo> {
+        let p = Path::new(path);
+        let saved = match self.host.read(p)? {
+            Some(old) => {
+                let dir = self.task_undo_dir(task);
+                self.host.create_dirs(&dir, 0o700)?;
+                let copy = dir.join(format!("step-{slot}"));
+                self.host.write_atomic(&copy, &old, 0o600)?;
+                Some(copy.to_string_lossy().into_owned())
+            }
+            None => None,
+        };
+        Ok(StepUndo::RestoreFile {
+            path: path.to_string(),
+            saved,
+            mode: self.host.mode_of(p).or(Some(mode)),
+            owner: self.host.owner_of(p),
+        })
+    }
+
+    /// Obtains a certificate and installs it: key (0600), chain, and `cert.json` (see [`CertMeta`]).
+    async fn install_certificate(
+        &self,
+        names: &[String],
+        dir: &str,
+        acme_dir: &str,
+        request: &CertRequest,
+        sink: Option<OutputSink>,
+    ) -> ExecResult<Option<String>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let dirp = Path::new(dir);
+        self.host.create_dirs(dirp, 0o700)?;
+        let chain_path = dirp.join(CERT_FILES[0].0);
+        let old_chain = self.host.read(&chain_path)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        let (chain, key, meta) = match request {
+            CertRequest::SelfSigned { days } => {
+                let (chain, key) = crate::tls::self_signed(names, *days)?;
+                let info = crate::tls::cert_info(&crate::tls::pem_certs(&chain)?[0])?;
+                let meta = CertMeta {
+                    source: CertSource::SelfSigned,
+                    names: names.to_vec(),
+                    failed: vec![],
+                    not_after: info.not_after_ms,
+                    issued_at: now,
+                };
+                (chain, Secret::new(key), meta)
+            }
+            CertRequest::Uploaded { cert_pem, key_secret } => {
+                let key = self.secrets.require(key_secret)?;
+                let meta = crate::tls::check_upload(cert_pem, key.expose(), names, now)?;
+                (cert_pem.clone(), key, meta)
+            }
+            CertRequest::Acme { directory, ca_file, contact, drop_failing_aliases, .. } => {
+                let req = crate::acme::AcmeRequest {
+                    directory,
+                    ca_file: ca_file.as_deref(),
+                    contact: contact.as_deref(),
+                    names,
+                    acme_dir,
+                    drop_failing_aliases: *drop_failing_aliases,
+                };
+                let issued = crate::acme::obtain(&self.host, &self.secrets, &req, &sink).await?;
+                let info = crate::tls::cert_info(&crate::tls::pem_certs(&issued.chain_pem)?[0])?;
+                let meta = CertMeta {
+                    source: CertSource::Acme,
+                    names: issued.names.clone(),
+                    failed: issued.failed.iter().map(|(n, _)| n.clone()).collect(),
+                    not_after: info.not_after_ms,
+                    issued_at: now,
+                };
+                (issued.chain_pem, issued.key_pem, meta)
+            }
+        };
+        self.host.write_atomic(&dirp.join(CERT_FILES[1].0), key.expose().as_bytes(), 0o600)?;
+        self.host.write_atomic(&chain_path, chain.as_bytes(), 0o644)?;
+        let json = serde_json::to_vec_pretty(&meta).expect("certificate metadata serializes");
+        self.host.write_atomic(&dirp.join(CERT_FILES[2].0), &json, 0o644)?;
+        if let (CertRequest::Acme { directory, ca_file, contact, revoke_old: true, .. }, Some(old)) =
+            (request, old_chain)
+        {
+            crate::acme::revoke(&self.secrets, directory, ca_file.as_deref(), contact.as_deref(), &old).await?;
+            if let Some(s) = &sink {
+                let _ = s.send((LogStream::Stdout, "the replaced certificate is revoked".into()));
+            }
+        }
+        let left_out =
+            if meta.failed.is_empty() { String::new() } else { format!("; left out: {}", meta.failed.join(", ")) };
+        Ok(Some(format!("{} certificate for {}{left_out}", meta.source, meta.names.join(", "))))
     }
 
     /// Fills secret markers in file content from the secrets store.
@@ -467,6 +577,9 @@ impl Executor {
                 let info = info?;
                 Ok(Some(format!("archive of {} bytes, sha256 {}", info.size, info.sha256)))
             }
+            Step::Certificate { names, dir, acme_dir, request, .. } => {
+                self.install_certificate(names, dir, acme_dir, request, sink).await
+            }
             Step::Sleep { ms } => {
                 let sleep = tokio::time::sleep(Duration::from_millis(*ms));
                 match cancel {
@@ -488,6 +601,12 @@ impl Executor {
     pub async fn undo(&self, undo: &StepUndo, sink: Option<OutputSink>) -> ExecResult<()> {
         match undo {
             StepUndo::Nothing => Ok(()),
+            StepUndo::Many { entries } => {
+                for e in entries {
+                    Box::pin(self.undo(e, sink.clone())).await?;
+                }
+                Ok(())
+            }
             StepUndo::RemoveDirs { dirs } => {
                 for d in dirs {
                     self.host.remove_all(Path::new(d))?;

@@ -91,6 +91,10 @@ impl Layout {
     pub fn acme_dir(&self) -> String {
         format!("{}/acme", self.state_dir)
     }
+    /// A site's certificate: `fullchain.pem`, `key.pem` (0600) and `cert.json`, in a 0700 directory.
+    pub fn tls_dir(&self, site: &Site) -> String {
+        format!("{}/tls/{}", self.state_dir, site.domain)
+    }
     /// Pages Fjord serves itself (the "site disabled" page).
     pub fn static_dir(&self) -> String {
         format!("{}/static", self.state_dir)

@@ -104,6 +104,18 @@ pub struct DeleteArgs {
     pub backup_stamp: Option<String>,
 }
 
+/// Arguments of a `site-cert` task: where the certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertArgs {
+    pub request: CertRequest,
+}
+
+impl Default for CertArgs {
+    fn default() -> CertArgs {
+        CertArgs { request: CertRequest::SelfSigned { days: 365 } }
+    }
+}
+
 fn args<T: serde::de::DeserializeOwned + Default>(task_args: &serde_json::Value) -> PlanResult<T> {
     if task_args.is_null() || task_args.as_object().is_some_and(|o| o.is_empty()) {
         return Ok(T::default());
@@ -142,6 +154,7 @@ pub fn plan(
         TaskKind::SiteMigrate => moves::site_migrate(layout, snap, args::<MigrateArgs>(task_args)?),
         TaskKind::SiteSync => moves::site_sync(layout, snap, args::<SyncArgs>(task_args)?),
         TaskKind::SiteMigrateCheck => moves::site_migrate_check(layout, snap, args::<MigrateCheckArgs>(task_args)?),
+        TaskKind::SiteCert => site_cert(layout, snap, args::<CertArgs>(task_args)?),
         TaskKind::Noop => noop(args::<NoopArgs>(task_args)?),
     }
 }
@@ -833,3 +846,62 @@ fn site_cron(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
 
 #[cfg(test)]
 mod tests;
+
+/// Obtains and installs a site's certificate (issue, renew, replace, self-signed or uploaded), then
+/// serves it: the vhost gains its HTTPS server (and the redirect when HTTPS is required), one checked
+/// reload. A failure leaves the previous certificate and vhost serving, and is recorded on the site.
+fn site_cert(layout: &Layout, snap: &Snapshot, a: CertArgs) -> PlanResult<Planned> {
+    let ctx = site_ctx(layout, snap)?;
+    let site = ctx.site;
+    if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
+        return Err(PlanError::Refused(format!("site {} is {}: no certificate for it", site.domain, site.status)));
+    }
+    if site.https == HttpsMode::Off {
+        return Err(PlanError::Refused(format!(
+            "site {} has HTTPS off: turn it on first (fjord site https {} --mode on)",
+            site.domain, site.domain
+        )));
+    }
+    let names: Vec<String> = site.all_domains().map(|d| d.to_string()).collect();
+    let mut plan = Plan::default();
+    plan.push(Step::MakeDir { path: layout.acme_dir(), mode: 0o755, owner: None });
+    plan.push(Step::Certificate {
+        domain: site.domain.to_string(),
+        names: names.clone(),
+        dir: layout.tls_dir(site),
+        acme_dir: layout.acme_dir(),
+        request: a.request.clone(),
+    });
+    // The vhost as it will be with a certificate installed.
+    let mut with_cert = site.clone();
+    with_cert.tls.source = a.request.source();
+    if !with_cert.tls.installed() {
+        with_cert.tls.names = names;
+    }
+    let app = App::of(ctx.platform);
+    let vhost = layout.vhost_path(ctx.server, site);
+    plan.push(Step::WriteFile {
+        path: vhost,
+        content: FileContent::Text {
+            text: render::vhost(
+                layout,
+                ctx.server,
+                ctx.platform,
+                &with_cert,
+                app.vhost_flavour(),
+                serving(site.status),
+            )?,
+        },
+        mode: 0o644,
+        owner: None,
+    });
+    // Always reload: the certificate files changed even when the vhost did not.
+    plan.push(services::web_reload(layout, &snap.server, vec![])?);
+    plan.extend(http_check(layout, &snap.server, site, site.status));
+    let meta_path = format!("{}/cert.json", layout.tls_dir(site));
+    Ok(Planned {
+        plan,
+        on_success: vec![StateChange::CertInstalled { site: site.id, meta_path, meta: None }],
+        on_failure: vec![StateChange::CertFailed { site: site.id, error: String::new(), retry_at: 0 }],
+    })
+}

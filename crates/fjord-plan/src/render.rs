@@ -3,7 +3,7 @@
 
 use crate::apps::SiteCtx;
 use crate::{Layout, PlanError, PlanResult};
-use fjord_core::{HttpService, PhpRuntime, Platform, Server, Site};
+use fjord_core::{CertSource, HttpService, HttpsMode, PhpRuntime, Platform, Server, Site};
 use minijinja::{context, Environment, Value};
 use std::sync::OnceLock;
 
@@ -148,13 +148,26 @@ pub(crate) fn vhost(
     } else {
         site.all_domains().map(|d| d.as_str()).collect()
     };
+    let all_names: Vec<&str> = site.all_domains().map(|d| d.as_str()).collect();
+    // HTTPS is served once a certificate is installed; `required` redirects only then.
+    let tls = site.https != HttpsMode::Off && site.tls.installed();
+    let required = tls && site.https == HttpsMode::Required;
+    let https_port = http.https_port.unwrap_or(443);
+    let https_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let http_host = if http.port == 80 { site.domain.to_string() } else { format!("{}:{}", site.domain, http.port) };
+    let tls_host = format!("{}{https_suffix}", site.domain);
     render(
         "nginx/vhost.conf.j2",
         context! {
             site => context! { domain => site.domain.as_str() },
             platform => context! { name => platform.name.as_str() },
             listen => listen(http),
+            listen_tls => match &http.listen {
+                Some(addr) => format!("{addr}:{https_port}"),
+                None => https_port.to_string(),
+            },
             names,
+            all_names,
             aliases,
             redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
             docroot => layout.docroot(platform),
@@ -164,10 +177,35 @@ pub(crate) fn vhost(
             acme_dir => layout.acme_dir(),
             static_dir => layout.static_dir(),
             fastcgi_pass => format!("unix:{}", layout.php_socket(site)),
-            host_var => if http.port == 80 { "$host" } else { "$host:$server_port" },
-            redirect_host => if http.port == 80 { site.domain.to_string() } else { format!("{}:{}", site.domain, http.port) },
+            host_var => if http.port == 80 && https_port == 443 { "$host" } else { "$host:$server_port" },
+            tls,
+            required,
+            tls_dir => layout.tls_dir(site),
+            hsts => site.tls.hsts,
+            // Stapling needs the CA's OCSP responder; self-signed and uploaded certificates have none
+            // Fjord can count on.
+            stapling => site.tls.source == CertSource::Acme,
+            http2_in_listen => !nginx_at_least(http.version.as_deref(), (1, 25, 1)),
+            https_suffix,
+            redirect_host_tls => tls_host.clone(),
+            redirect_target => if required {
+                format!("https://{tls_host}")
+            } else if tls {
+                format!("http://{http_host}")
+            } else {
+                format!("$scheme://{http_host}")
+            },
         },
     )
+}
+
+/// Whether an nginx version string (`1.22.1`, `nginx/1.25.3`) is at least `want`; unknown: no.
+fn nginx_at_least(version: Option<&str>, want: (u32, u32, u32)) -> bool {
+    let Some(v) = version else { return false };
+    let v = v.rsplit('/').next().unwrap_or(v);
+    let mut parts = v.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    let got = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    got >= want
 }
 
 fn db_value(ctx: &SiteCtx, namespaced: bool) -> Value {

@@ -74,6 +74,7 @@ pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site
         aliases: aliases.iter().map(|a| Domain::parse(a).expect("valid")).collect(),
         redirect_aliases: redirect,
         https: HttpsMode::Off,
+        tls: Default::default(),
         status,
         cron_interval: None,
         last_cron_at: None,

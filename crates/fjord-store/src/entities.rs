@@ -381,6 +381,56 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a site's HTTPS mode and settings (the desired state; a `site-cert` or `site-verify` task then
+    /// makes the host match).
+    pub async fn set_site_https(&self, site: SiteId, mode: HttpsMode, tls: &SiteTls) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("UPDATE sites SET https = $1 WHERE id = $2")
+            .bind(mode.as_str())
+            .bind(site.0)
+            .execute(&mut *conn)
+            .await?;
+        crate::queue::set_site_tls(&mut conn, site, tls, now_millis()).await
+    }
+
+    /// Queues a `site-cert` task (with `args`) for every site with HTTPS whose ACME certificate is
+    /// due for renewal (see [`fjord_core::tls::renewal_due`]) and has no certificate task pending.
+    pub async fn queue_due_certs(
+        &self,
+        now: Millis,
+        renew_before: Millis,
+        args: &serde_json::Value,
+    ) -> StoreResult<Vec<Task>> {
+        let sites = self.sites_where("https <> 'off' AND status IN ('enabled', 'disabled')", None).await?;
+        let mut queued = Vec::new();
+        for site in sites {
+            if !fjord_core::tls::renewal_due(&site.tls, now, renew_before) {
+                continue;
+            }
+            let pending = sqlx::query(
+                "SELECT 1 AS one FROM tasks WHERE target_kind = 'site' AND target_id = $1 AND kind = 'site-cert' \
+                 AND status IN ('queued', 'running', 'interrupted')",
+            )
+            .bind(site.id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+            if pending.is_some() {
+                continue;
+            }
+            let lane = self.lane_of(TargetKind::Site, site.id.0).await?;
+            let mut conn = self.pool.acquire().await?;
+            let task = NewTask {
+                kind: TaskKind::SiteCert,
+                target_id: site.id.0,
+                lane,
+                args: args.clone(),
+                created_by: "daemon:renew".into(),
+            };
+            queued.push(insert_task(&mut conn, &task, now).await?);
+        }
+        Ok(queued)
+    }
+
     /// Sets a site's status directly, without a task (benchmarks and tests that build large states).
     pub async fn set_site_status(&self, site: SiteId, status: SiteStatus) -> StoreResult<()> {
         sqlx::query("UPDATE sites SET status = $1, updated_at = $2 WHERE id = $3")
@@ -717,6 +767,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         aliases: new.aliases.clone(),
         redirect_aliases: new.redirect_aliases,
         https: new.https,
+        tls: Default::default(),
         status: SiteStatus::Queued,
         cron_interval: new.cron_interval,
         last_cron_at: None,

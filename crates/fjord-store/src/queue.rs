@@ -565,6 +565,27 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             .execute(&mut *conn)
             .await?;
         }
+        StateChange::CertInstalled { site, meta: Some(meta), .. } => {
+            let mut tls = site_tls_of(conn, *site).await?;
+            tls.source = meta.source;
+            tls.names = meta.names.clone();
+            tls.failed = meta.failed.clone();
+            tls.not_after = Some(meta.not_after);
+            tls.issued_at = Some(meta.issued_at);
+            tls.error = None;
+            tls.failures = 0;
+            tls.retry_at = None;
+            set_site_tls(conn, *site, &tls, now).await?;
+        }
+        // Nothing was read back: the step wrote no certificate, so nothing changes.
+        StateChange::CertInstalled { meta: None, .. } => {}
+        StateChange::CertFailed { site, error, retry_at } => {
+            let mut tls = site_tls_of(conn, *site).await?;
+            tls.error = Some(error.clone());
+            tls.failures += 1;
+            tls.retry_at = Some(*retry_at);
+            set_site_tls(conn, *site, &tls, now).await?;
+        }
         StateChange::SiteCronRan { site } => {
             sqlx::query("UPDATE sites SET last_cron_at = $1 WHERE id = $2")
                 .bind(now)
@@ -681,5 +702,25 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .await?;
         }
     }
+    Ok(())
+}
+
+async fn site_tls_of(conn: &mut AnyConnection, site: SiteId) -> StoreResult<SiteTls> {
+    let row = sqlx::query("SELECT tls FROM sites WHERE id = $1").bind(site.0).fetch_one(&mut *conn).await?;
+    crate::rows::site_tls(&row)
+}
+
+pub(crate) async fn set_site_tls(
+    conn: &mut AnyConnection,
+    site: SiteId,
+    tls: &SiteTls,
+    now: Millis,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE sites SET tls = $1, updated_at = $2 WHERE id = $3")
+        .bind(serde_json::to_string(tls).expect("TLS state serializes"))
+        .bind(now)
+        .bind(site.0)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -74,7 +74,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
 }
 
 pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, \
-     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, php_limits, created_at, updated_at";
+     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, php_limits, tls, created_at, updated_at";
 
 /// Aliases live in `site_domains`; the caller fills them in.
 pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
@@ -102,6 +102,7 @@ pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
                 .map_err(|e| StoreError::Corrupt { column: "php_limits", detail: e.to_string() })?,
             None => PhpLimits::default(),
         },
+        tls: site_tls(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -181,4 +182,14 @@ pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
         created_at: row.try_get("created_at")?,
         offsite: row.try_get("offsite")?,
     })
+}
+
+/// A site's TLS state, stored as JSON (NULL: never had HTTPS).
+pub(crate) fn site_tls(row: &AnyRow) -> StoreResult<SiteTls> {
+    match row.try_get::<Option<String>, _>("tls")? {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column: "tls", detail: e.to_string() })
+        }
+        None => Ok(SiteTls::default()),
+    }
 }

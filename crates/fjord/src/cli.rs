@@ -115,6 +115,9 @@ pub struct ServerAdd {
     pub http_mode: String,
     #[arg(long, default_value_t = 80)]
     pub http_port: u16,
+    /// Port sites answer HTTPS on [default: 443].
+    #[arg(long)]
+    pub https_port: Option<u16>,
     /// Address the sites listen on [default: all].
     #[arg(long)]
     pub listen: Option<String>,
@@ -262,6 +265,36 @@ pub enum SiteCmd {
         /// Add www.DOMAIN.
         #[arg(long)]
         www: bool,
+    },
+    /// Set the site's HTTPS mode (off, on: both served, required: HTTP redirects to HTTPS), then get
+    /// its certificate (or, for off, regenerate its vhost).
+    Https {
+        domain: String,
+        /// off, on or required.
+        #[arg(long)]
+        mode: String,
+        /// Send Strict-Transport-Security on HTTPS answers: on or off [default: unchanged].
+        #[arg(long)]
+        hsts: Option<String>,
+        /// Use a self-signed certificate instead of ACME (internal domains).
+        #[arg(long)]
+        self_signed: bool,
+    },
+    /// Get a new certificate for the site now: from ACME (issue, renew), self-signed, or an upload.
+    Cert {
+        domain: String,
+        /// A self-signed certificate (internal domains).
+        #[arg(long, conflicts_with_all = ["cert", "revoke_old"])]
+        self_signed: bool,
+        /// Install this certificate (PEM, the site's first, then its chain) …
+        #[arg(long, requires = "key", value_name = "FILE")]
+        cert: Option<std::path::PathBuf>,
+        /// … with this private key (PEM, PKCS#8); kept 0600 in the secrets store, never on argv.
+        #[arg(long, requires = "cert", value_name = "FILE")]
+        key: Option<std::path::PathBuf>,
+        /// ACME: revoke the certificate being replaced once the new one is installed.
+        #[arg(long)]
+        revoke_old: bool,
     },
     /// Adopt a site that already exists (its database; for Drupal, its sites/DOMAIN directory).
     Import(Box<SiteImport>),

@@ -22,6 +22,30 @@ pub struct ConfigFile {
     pub lease_seconds: Option<u64>,
     /// Offsite copies of backups in S3-compatible storage.
     pub offsite: Option<OffsiteFile>,
+    /// Certificates from an ACME server (Let's Encrypt by default).
+    pub acme: Option<AcmeFile>,
+}
+
+/// The `[acme]` table. Environment: `FJORD_ACME_DIRECTORY`, `FJORD_ACME_CA_FILE`,
+/// `FJORD_ACME_CONTACT`, and for the daemon `FJORD_CERT_CHECK_SECONDS`, `FJORD_CERT_RENEW_DAYS`,
+/// `FJORD_CERT_RETRY_SECONDS`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    /// `production` (Let's Encrypt, the default), `staging`, or a directory URL (private ACME servers).
+    pub directory: Option<String>,
+    /// A PEM root to trust for the directory's own HTTPS (private ACME servers).
+    pub ca_file: Option<PathBuf>,
+    /// The account's contact e-mail.
+    pub contact: Option<String>,
+    /// Leave out an alias whose validation fails instead of failing the certificate (default true).
+    pub drop_failing_aliases: Option<bool>,
+    /// Renew this many days before expiry (default 30).
+    pub renew_days: Option<u64>,
+    /// Hours between renewal checks (default 24).
+    pub check_hours: Option<u64>,
+    /// Minutes to wait after a failure, doubled after each one in a row up to a day (default 60).
+    pub retry_minutes: Option<u64>,
 }
 
 /// The `[offsite]` table: where the daemon copies each backup. Credentials come from
@@ -106,6 +130,29 @@ impl Settings {
         }))
     }
 
+    /// The ACME request certificates are ordered with, from `[acme]` and the environment.
+    pub fn acme_request(&self, revoke_old: bool) -> Result<fjord_core::CertRequest> {
+        let file = self.file.acme.clone().unwrap_or_default();
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let directory = match env("FJORD_ACME_DIRECTORY").or(file.directory).as_deref() {
+            None | Some("production") => fjord_exec::acme::LETSENCRYPT_PRODUCTION.to_string(),
+            Some("staging") => fjord_exec::acme::LETSENCRYPT_STAGING.to_string(),
+            Some(url) if url.starts_with("https://") => url.to_string(),
+            Some(other) => bail!("acme.directory must be production, staging or an https:// URL (got {other:?})"),
+        };
+        let ca_file = match env("FJORD_ACME_CA_FILE").map(PathBuf::from).or(file.ca_file) {
+            Some(p) => Some(p.to_str().context("acme.ca_file must be valid UTF-8")?.to_string()),
+            None => None,
+        };
+        Ok(fjord_core::CertRequest::Acme {
+            directory,
+            ca_file,
+            contact: env("FJORD_ACME_CONTACT").or(file.contact),
+            drop_failing_aliases: file.drop_failing_aliases.unwrap_or(true),
+            revoke_old,
+        })
+    }
+
     pub fn secrets_dir(&self) -> PathBuf {
         self.state_dir.join("secrets")
     }
@@ -145,6 +192,16 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # region = \"us-east-1\"\n\
          # prefix = \"web1\"\n\
          # credentials_file = \"/var/lib/fjord/secrets/s3\"   # 0600: access_key_id = …, secret_access_key = …\n\
+         \n\
+         # Site certificates (fjord site https DOMAIN --mode on|required).\n\
+         # [acme]\n\
+         # directory = \"production\"   # Let's Encrypt; or \"staging\", or a private CA's directory URL\n\
+         # ca_file = \"/etc/ssl/private-ca.pem\"   # root to trust for a private directory's HTTPS\n\
+         # contact = \"hostmaster@example.org\"\n\
+         # drop_failing_aliases = true   # an alias that fails validation is left out, not fatal\n\
+         # renew_days = 30   # renew this long before expiry\n\
+         # check_hours = 24\n\
+         # retry_minutes = 60   # after a failure; doubled each time, at most a day\n\
 "
     )
 }

@@ -121,6 +121,23 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
         );
     }
     cfg.offsite = ctx.settings.offsite()?;
+    let acme = ctx.settings.file.acme.clone().unwrap_or_default();
+    let env_num = |k: &str| -> Result<Option<u64>> {
+        match std::env::var(k) {
+            Ok(v) => Ok(Some(v.parse().map_err(|_| anyhow::anyhow!("{k} must be a number"))?)),
+            Err(_) => Ok(None),
+        }
+    };
+    cfg.acme = Some(ctx.settings.acme_request(false)?);
+    if let Some(s) = env_num("FJORD_CERT_CHECK_SECONDS")?.or(acme.check_hours.map(|h| h * 3600)) {
+        cfg.cert_check = Duration::from_secs(s.max(1));
+    }
+    if let Some(d) = env_num("FJORD_CERT_RENEW_DAYS")?.or(acme.renew_days) {
+        cfg.cert_renew_before = Duration::from_secs(d * 86_400);
+    }
+    if let Some(s) = env_num("FJORD_CERT_RETRY_SECONDS")?.or(acme.retry_minutes.map(|m| m * 60)) {
+        cfg.cert_retry = Duration::from_secs(s.max(1));
+    }
     if let Ok(f) = std::env::var("FJORD_FAULT") {
         cfg.fault = Some(f.parse().map_err(anyhow::Error::msg)?);
     }

@@ -34,7 +34,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
             binary: None,
             listen: add.listen.clone(),
             port: add.http_port,
-            https_port: None,
+            https_port: add.https_port,
         }));
     }
     for db in &add.dbs {

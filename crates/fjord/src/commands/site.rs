@@ -3,8 +3,9 @@
 use super::{backup, plan_now, print_plan, queue_task, task, Ctx};
 use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use fjord_core::*;
+use fjord_exec::SecretStore;
 use fjord_store::NewSite;
 use std::process::ExitCode;
 
@@ -57,7 +58,8 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                     ("redirect aliases", site.redirect_aliases.to_string()),
                     ("database", format!("{} {} (user {})", site.db_engine, site.db_name, site.db_user)),
                     ("php", site.php.clone().unwrap_or_else(|| "server default".into())),
-                    ("https", site.https.to_string()),
+                    ("https", https_line(&site)),
+                    ("certificate", cert_line(&site)),
                     ("cron", site.cron_interval.map(|i| format!("every {i} s")).unwrap_or_else(|| "off".into())),
                     ("last cron", when(site.last_cron_at)),
                     ("health marker", site.health_marker.clone().unwrap_or_else(|| "-".into())),
@@ -83,6 +85,10 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         SiteCmd::Disable { domain } => on_site(ctx, &domain, TaskKind::SiteDisable, serde_json::json!({})).await,
         SiteCmd::Alias { domain, add, remove, redirect, www } => {
             aliases(ctx, &domain, add, remove, redirect, www).await
+        }
+        SiteCmd::Https { domain, mode, hsts, self_signed } => https(ctx, &domain, &mode, hsts, self_signed).await,
+        SiteCmd::Cert { domain, self_signed, cert, key, revoke_old } => {
+            certificate(ctx, &domain, self_signed, cert.zip(key), revoke_old).await
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
@@ -581,4 +587,96 @@ async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Opt
         Some(name) => Some(store.client_by_name(name).await?.id),
         None => None,
     })
+}
+
+fn https_line(site: &Site) -> String {
+    let mut s = site.https.to_string();
+    if site.https != HttpsMode::Off && site.tls.hsts {
+        s.push_str(" (HSTS)");
+    }
+    s
+}
+
+/// The certificate on `site show`: what it covers, until when, and the last failure.
+fn cert_line(site: &Site) -> String {
+    let t = &site.tls;
+    let mut parts = Vec::new();
+    if t.installed() {
+        parts.push(format!("{} for {}, until {}", t.source, t.names.join(", "), when(t.not_after)));
+    } else {
+        parts.push("none".into());
+    }
+    if !t.failed.is_empty() {
+        parts.push(format!("left out: {}", t.failed.join(", ")));
+    }
+    if let Some(e) = &t.error {
+        parts.push(format!("last attempt failed ({} in a row): {e}; next try {}", t.failures, when(t.retry_at)));
+    }
+    parts.join("; ")
+}
+
+/// `site https`: records the mode (and HSTS, and whether the certificate is self-signed), then queues
+/// the certificate task (or, for off, a verify that drops the HTTPS server from the vhost).
+async fn https(ctx: &mut Ctx, domain: &str, mode: &str, hsts: Option<String>, self_signed: bool) -> Result<ExitCode> {
+    let mode: HttpsMode = parse_enum("--mode", mode)?;
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    let mut tls = site.tls.clone();
+    match hsts.as_deref() {
+        None => {}
+        Some("on") => tls.hsts = true,
+        Some("off") => tls.hsts = false,
+        Some(other) => bail!("invalid --hsts {other:?}: use on or off"),
+    }
+    let request = if self_signed { CertRequest::SelfSigned { days: 365 } } else { ctx.settings.acme_request(false)? };
+    let (kind, args) = if mode == HttpsMode::Off {
+        (TaskKind::SiteVerify, serde_json::json!({}))
+    } else {
+        (TaskKind::SiteCert, serde_json::json!({ "request": request }))
+    };
+    if ctx.global.dry_run {
+        let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
+        let mut snap = store.snapshot(&super::prospective_task(kind, site.id.0, lane, args.clone())).await?;
+        if let Some(s) = snap.site.as_mut() {
+            s.https = mode;
+            s.tls = tls;
+        }
+        let planned = plan_now(ctx, kind, &args, &snap)?;
+        return print_plan(ctx, kind, &planned);
+    }
+    store.set_site_https(site.id, mode, &tls).await?;
+    queue_task(ctx, kind, site.id.0, args).await
+}
+
+/// `site cert`: a new certificate now (ACME by default; self-signed; or an uploaded one, checked here
+/// first and again when installed).
+async fn certificate(
+    ctx: &mut Ctx,
+    domain: &str,
+    self_signed: bool,
+    upload: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    revoke_old: bool,
+) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    let site = store.site_by_domain(&Domain::parse(domain)?).await?;
+    let request = match upload {
+        Some((cert, key)) => {
+            let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
+            let names: Vec<String> = site.all_domains().map(|d| d.to_string()).collect();
+            let meta = fjord_exec::tls::check_upload(&cert_pem, &key_pem, &names, fjord_store::now_millis())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            if !meta.failed.is_empty() {
+                eprintln!("warning: the certificate does not cover {}", meta.failed.join(", "));
+            }
+            let key_secret = format!("site-{}-tls-upload", site.id);
+            if !ctx.global.dry_run {
+                SecretStore::open(ctx.settings.secrets_dir())?.put(&key_secret, &fjord_exec::Secret::new(key_pem))?;
+            }
+            CertRequest::Uploaded { cert_pem, key_secret }
+        }
+        None if self_signed => CertRequest::SelfSigned { days: 365 },
+        None => ctx.settings.acme_request(revoke_old)?,
+    };
+    queue_task(ctx, TaskKind::SiteCert, site.id.0, serde_json::json!({ "request": request })).await
 }

@@ -811,6 +811,8 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
         plan.push(Step::RemovePath { path: dir });
     }
     plan.push(Step::RemovePath { path: layout.site_dir(site) });
+    // Its certificate and key go with it.
+    plan.push(Step::RemovePath { path: layout.tls_dir(site) });
     // Dropping the database cannot be undone, so it comes last: anything before it can still fail
     // and roll back to a whole site.
     if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {

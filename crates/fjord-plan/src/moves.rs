@@ -260,7 +260,10 @@ fn moved_site(site: &Site, target: &Platform, a: &MigrateArgs) -> Site {
     let mut moved = site.clone();
     moved.platform_id = target.id;
     moved.db_name = new_db_name(site, 'm', &a.stamp);
-    if let Some(domain) = &a.domain {
+    if let Some(domain) = a.domain.as_ref().filter(|d| *d != &site.domain) {
+        // Served over HTTP until a certificate for the new name is installed.
+        moved.tls.names.clear();
+        moved.tls.not_after = None;
         moved.domain = domain.clone();
         moved.aliases.retain(|d| d != domain);
         if a.keep_old_domain && domain != &site.domain {

@@ -620,6 +620,15 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             .execute(&mut *conn)
             .await?;
             if old != domain.as_str() {
+                // The certificate named the old domain: none is installed for the new one (an ACME
+                // site gets one from the daemon's renewal pass, which issues when none is installed).
+                let mut tls = site_tls_of(conn, *site).await?;
+                tls.names.clear();
+                tls.failed.clear();
+                tls.not_after = None;
+                tls.issued_at = None;
+                tls.retry_at = None;
+                set_site_tls(conn, *site, &tls, now).await?;
                 // The new name was reserved when the task was queued; the old one becomes an alias or goes.
                 sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND domain IN ($2, $3)")
                     .bind(site.0)

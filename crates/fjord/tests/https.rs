@@ -284,7 +284,8 @@ fn self_signed_and_uploaded_certificates() {
         return;
     }
     let _one = ACME_PORT.lock().unwrap_or_else(|e| e.into_inner());
-    let (f, tls_port) = setup(free_port(), &[]);
+    let http_port = free_port();
+    let (f, tls_port) = setup(http_port, &[]);
     let d = "intranet.fjord-test.example";
     f.ok(&["site", "create", d, "--platform", "p1", "--db-engine", "sqlite", "--wait"]);
     f.ok(&["site", "https", d, "--mode", "on", "--self-signed", "--wait"]);
@@ -292,6 +293,32 @@ fn self_signed_and_uploaded_certificates() {
         curl(&["-k", "--resolve", &format!("{d}:{tls_port}:127.0.0.1"), &format!("https://{d}:{tls_port}/")]);
     assert!(ok && text.contains("hello"), "{text}");
     assert!(f.ok(&["site", "show", d]).contains("self-signed for"));
+    // HTTP/2 over TLS.
+    let (ok, version) = curl(&[
+        "-k",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        "--resolve",
+        &format!("{d}:{tls_port}:127.0.0.1"),
+        &format!("https://{d}:{tls_port}/"),
+    ]);
+    assert!(ok && version.trim() == "2", "not HTTP/2: {version}");
+
+    // A renamed site is served over HTTP under its new name until it has a certificate for it; a
+    // deleted site's certificate and key go with it.
+    let renamed = "renamed.fjord-test.example";
+    f.ok(&["site", "create", "tmp.fjord-test.example", "--platform", "p1", "--db-engine", "sqlite", "--wait"]);
+    f.ok(&["site", "https", "tmp.fjord-test.example", "--mode", "on", "--self-signed", "--wait"]);
+    // The generic test app never creates its SQLite database; give it one to copy.
+    let db = f.state.join("sites/tmp.fjord-test.example/db/tmpfjordtestexample.sqlite");
+    assert!(Command::new("sqlite3").arg(&db).arg("CREATE TABLE t (x INT)").status().expect("sqlite3").success());
+    f.ok(&["site", "rename", "tmp.fjord-test.example", renamed, "--drop-old-domain", "--wait"]);
+    assert_eq!(f.get(http_port, renamed, "/").status, 200);
+    f.ok(&["site", "delete", renamed, "--force", "--wait"]);
+    assert!(!f.state.join("tls").join(renamed).exists(), "the deleted site's certificate dir is left");
 
     // An upload: a CA of the test's and a leaf it signs.
     let dir = f.dir.path().join("upload");

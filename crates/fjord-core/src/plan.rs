@@ -225,6 +225,9 @@ pub enum Step {
     /// key (0600), chain and `cert.json` in `dir`. ACME answers HTTP-01 challenges from files under
     /// `acme_dir`. Undo puts the previous files back (the old certificate keeps serving).
     Certificate { domain: String, names: Vec<String>, dir: String, acme_dir: String, request: crate::CertRequest },
+    /// Revoke the certificate a `Certificate` step replaced (kept as `replaced.pem` in `dir`) with the
+    /// ACME server `request` names. Runs only once the new one serves, past the task's commit.
+    RevokeReplaced { dir: String, request: crate::CertRequest },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -251,6 +254,7 @@ impl Step {
             Step::Certificate { domain, names, request, .. } => {
                 format!("obtain a certificate for {domain} ({}; {})", request.source(), names.join(", "))
             }
+            Step::RevokeReplaced { dir, .. } => format!("revoke the certificate replaced in {dir}"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }

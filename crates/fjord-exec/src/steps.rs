@@ -272,6 +272,7 @@ impl Executor {
             }
             Step::Run { undo: None, .. }
             | Step::Pipe { undo: None, .. }
+            | Step::RevokeReplaced { .. }
             | Step::HttpCheck { .. }
             | Step::Mark { .. }
             | Step::Sleep { .. }
@@ -360,13 +361,10 @@ impl Executor {
         self.host.write_atomic(&chain_path, chain.as_bytes(), 0o644)?;
         let json = serde_json::to_vec_pretty(&meta).expect("certificate metadata serializes");
         self.host.write_atomic(&dirp.join(CERT_FILES[2].0), &json, 0o644)?;
-        if let (CertRequest::Acme { directory, ca_file, contact, revoke_old: true, .. }, Some(old)) =
-            (request, old_chain)
-        {
-            crate::acme::revoke(&self.secrets, directory, ca_file.as_deref(), contact.as_deref(), &old).await?;
-            if let Some(s) = &sink {
-                let _ = s.send((LogStream::Stdout, "the replaced certificate is revoked".into()));
-            }
+        if let (CertRequest::Acme { revoke_old: true, .. }, Some(old)) = (request, old_chain) {
+            // Revoked by a later step, once the new certificate serves: a rollback before that puts
+            // back a certificate that still works.
+            self.host.write_atomic(&dirp.join(REPLACED_CERT), old.as_bytes(), 0o644)?;
         }
         let left_out =
             if meta.failed.is_empty() { String::new() } else { format!("; left out: {}", meta.failed.join(", ")) };
@@ -580,6 +578,19 @@ impl Executor {
             Step::Certificate { names, dir, acme_dir, request, .. } => {
                 self.install_certificate(names, dir, acme_dir, request, sink).await
             }
+            Step::RevokeReplaced { dir, request } => {
+                let path = Path::new(dir).join(REPLACED_CERT);
+                let Some(old) = self.host.read(&path)? else {
+                    return Ok(Some("no replaced certificate to revoke".into()));
+                };
+                let CertRequest::Acme { directory, ca_file, contact, .. } = request else {
+                    return Ok(Some("not an ACME certificate: nothing to revoke".into()));
+                };
+                let old = String::from_utf8_lossy(&old).into_owned();
+                crate::acme::revoke(&self.secrets, directory, ca_file.as_deref(), contact.as_deref(), &old).await?;
+                self.host.remove_all(&path)?;
+                Ok(Some("the replaced certificate is revoked".into()))
+            }
             Step::Sleep { ms } => {
                 let sleep = tokio::time::sleep(Duration::from_millis(*ms));
                 match cancel {
@@ -744,6 +755,9 @@ impl Executor {
         }
     }
 }
+
+/// Where a `Certificate` step keeps the certificate it replaced until `RevokeReplaced` revokes it.
+const REPLACED_CERT: &str = "replaced.pem";
 
 /// The first line reporting a PHP fatal or parse error in `text` (a response body or an error log).
 pub fn php_fatal(text: &str) -> Option<String> {

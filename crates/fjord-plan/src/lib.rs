@@ -900,6 +900,11 @@ fn site_cert(layout: &Layout, snap: &Snapshot, a: CertArgs) -> PlanResult<Planne
     // Always reload: the certificate files changed even when the vhost did not.
     plan.push(services::web_reload(layout, &snap.server, vec![])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
+    if let CertRequest::Acme { revoke_old: true, .. } = &a.request {
+        // Only once the new certificate serves: revoking cannot be undone.
+        plan.push(moves::commit());
+        plan.push(Step::RevokeReplaced { dir: layout.tls_dir(site), request: a.request.clone() });
+    }
     let meta_path = format!("{}/cert.json", layout.tls_dir(site));
     Ok(Planned {
         plan,

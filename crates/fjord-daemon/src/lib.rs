@@ -112,7 +112,11 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
             }
         }
-        // Certificate renewals (and retries after failures, with back-off).
+        // Certificate renewals (and retries after failures, with back-off); at once after a site
+        // appeared under a name that may need its first certificate.
+        if runner::CERT_CHECK_SOON.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            last_cert_check = None;
+        }
         if let Some(request) = &ctx.config.acme {
             if last_cert_check.is_none_or(|t| t.elapsed() >= ctx.config.cert_check) {
                 last_cert_check = Some(tokio::time::Instant::now());

@@ -187,6 +187,19 @@ pub async fn run_task(ctx: &Context, task: Task) {
             _ => {}
         }
     }
+    if status == TaskStatus::Succeeded
+        && matches!(
+            task.kind,
+            TaskKind::SiteInstall
+                | TaskKind::SiteImport
+                | TaskKind::SiteClone
+                | TaskKind::SiteMigrate
+                | TaskKind::SiteRestore
+        )
+    {
+        // A site created (or renamed) with HTTPS on gets its first certificate from the next pass.
+        CERT_CHECK_SOON.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if status == TaskStatus::Succeeded && task.kind == TaskKind::PlatformVerify {
         if let Some(started) = unlogged_start.take() {
             log.info(&started).await;
@@ -443,6 +456,10 @@ pub async fn recover_task(ctx: &Context, task: Task) {
             .await;
     }
 }
+
+/// Set when a task may have made a site that needs its first certificate: the daemon's loop then
+/// runs its certificate pass at once instead of waiting for the next daily one.
+pub static CERT_CHECK_SOON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The mark after which a task's change is done and checked (see `fjord_plan`'s moves).
 const COMMIT_MARK: &str = "commit";

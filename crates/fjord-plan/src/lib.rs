@@ -496,6 +496,19 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     }
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });
+        // The database file exists from the start (an empty file is an empty SQLite database), so a
+        // backup or copy of a site whose app has not written to it yet has something to read.
+        let file = ctx.db.database.clone();
+        plan.push(Step::Run {
+            label: "make sure the SQLite database file exists".into(),
+            cmd: Command::new(["touch", "--", file.as_str()]).timeout(60),
+            undo: None,
+        });
+        plan.push(Step::Run {
+            label: "the web user owns the SQLite database file".into(),
+            cmd: Command::new(["chown", layout.web_owner().as_str(), "--", file.as_str()]).timeout(60),
+            undo: None,
+        });
     }
     app.settings(ctx, plan)?;
     let pool = layout.php_pool(ctx.server, &ctx.php.version, site);

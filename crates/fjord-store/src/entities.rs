@@ -394,7 +394,8 @@ impl Store {
     }
 
     /// Queues a `site-cert` task (with `args`) for every site with HTTPS whose ACME certificate is
-    /// due for renewal (see [`fjord_core::tls::renewal_due`]) and has no certificate task pending.
+    /// due for renewal (see [`fjord_core::tls::renewal_due`]), or that was created or renamed with
+    /// HTTPS on and has none yet, and has no certificate task pending.
     pub async fn queue_due_certs(
         &self,
         now: Millis,
@@ -404,7 +405,21 @@ impl Store {
         let sites = self.sites_where("https <> 'off' AND status IN ('enabled', 'disabled')", None).await?;
         let mut queued = Vec::new();
         for site in sites {
-            if !fjord_core::tls::renewal_due(&site.tls, now, renew_before) {
+            // A site created or renamed with HTTPS on has no certificate and no certificate task
+            // since that change: its first one is due too.
+            let first =
+                site.tls.source == fjord_core::CertSource::Acme && !site.tls.installed() && site.tls.failures == 0;
+            let first = first
+                && sqlx::query(
+                    "SELECT 1 AS one FROM tasks WHERE target_kind = 'site' AND target_id = $1 AND kind = 'site-cert' \
+                     AND created_at >= $2",
+                )
+                .bind(site.id.0)
+                .bind(site.updated_at)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_none();
+            if !first && !fjord_core::tls::renewal_due(&site.tls, now, renew_before) {
                 continue;
             }
             let pending = sqlx::query(

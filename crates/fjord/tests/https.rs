@@ -342,3 +342,30 @@ fn self_signed_and_uploaded_certificates() {
     f.ok(&["site", "https", d, "--mode", "off", "--wait"]);
     assert!(!https_get(&p("ca.pem"), d, tls_port, "/").0);
 }
+
+#[test]
+fn a_site_created_with_https_gets_its_certificate_without_asking() {
+    let Some(acme) = acme() else { return };
+    let _one = ACME_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let env = acme_env(&acme);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (f, tls_port) = setup(acme.http_port, &env);
+    let d = "born-secure.fjord-test.example";
+    f.ok(&["site", "create", d, "--platform", "p1", "--db-engine", "sqlite", "--https", "required", "--wait"]);
+    f.wait_until("the first certificate", || {
+        f.json(&["site", "show", d])["site"]["tls"]["names"].as_array().is_some_and(|n| !n.is_empty())
+    });
+    let root = pebble_root(&f, &acme);
+    f.wait_until("HTTPS served", || https_get(&root, d, tls_port, "/").0);
+    assert_eq!(f.get(acme.http_port, d, "/").status, 301, "HTTPS required: HTTP redirects");
+
+    // Renamed: a certificate for the new name follows by itself.
+    let renamed = "reborn.fjord-test.example";
+    f.ok(&["site", "rename", d, renamed, "--drop-old-domain", "--wait"]);
+    f.wait_until("a certificate for the new name", || {
+        f.json(&["site", "show", renamed])["site"]["tls"]["names"]
+            .as_array()
+            .is_some_and(|n| n.contains(&serde_json::json!(renamed)))
+    });
+    f.wait_until("HTTPS served under the new name", || https_get(&root, renamed, tls_port, "/").0);
+}

@@ -187,19 +187,6 @@ pub async fn run_task(ctx: &Context, task: Task) {
             _ => {}
         }
     }
-    if status == TaskStatus::Succeeded
-        && matches!(
-            task.kind,
-            TaskKind::SiteInstall
-                | TaskKind::SiteImport
-                | TaskKind::SiteClone
-                | TaskKind::SiteMigrate
-                | TaskKind::SiteRestore
-        )
-    {
-        // A site created (or renamed) with HTTPS on gets its first certificate from the next pass.
-        CERT_CHECK_SOON.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
     if status == TaskStatus::Succeeded && task.kind == TaskKind::PlatformVerify {
         if let Some(started) = unlogged_start.take() {
             log.info(&started).await;
@@ -228,7 +215,20 @@ pub async fn run_task(ctx: &Context, task: Task) {
         .await
     {
         Ok(true) if status != TaskStatus::Succeeded => ctx.executor.forget(task.id, &undos, false),
-        Ok(true) => {}
+        Ok(true) => {
+            // A site created (or renamed) with HTTPS on gets its first certificate from the next
+            // pass; only now is its new state recorded for that pass to read.
+            if matches!(
+                task.kind,
+                TaskKind::SiteInstall
+                    | TaskKind::SiteImport
+                    | TaskKind::SiteClone
+                    | TaskKind::SiteMigrate
+                    | TaskKind::SiteRestore
+            ) {
+                CERT_CHECK_SOON.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         Ok(false) => tracing::warn!(task = task.id.0, "lease lost before the task could finish"),
         Err(e) => tracing::error!(task = task.id.0, error = %e, "cannot record the task's end"),
     }

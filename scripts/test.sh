@@ -27,7 +27,7 @@
 #                               (default 53306).
 #
 # Exported to the tests:
-#   FJORD_TEST_SERVICES=1       the real services (postgres, nginx, php-fpm,
+#   FJORD_TEST_SERVICES=1       the real services (postgres, nginx, apache2, php-fpm,
 #                               mariadb, sqlite3, ...) are installed.
 #   FJORD_TEST_PG_URL           postgres://postgres@127.0.0.1:PORT/fjord_test
 #   FJORD_TEST_PG_ADMIN_URL     same server, database `postgres` (for tests
@@ -93,8 +93,11 @@ PACKAGES=(
     # Alone, apt takes the first alternatives and installs apache2 with
     # mod_php even though php8.2-fpm and nginx (which provides httpd) are
     # listed here. Listing the `php` metapackage (satisfied by php8.2-fpm)
-    # avoids that; install_packages also forbids apache2 outright.
+    # avoids that; install_packages also forbids mod_php outright.
     php wordpress
+    # The alternative web server (Fjord runs its own master with `apache2 -f`);
+    # libapache2-mod-php stays forbidden below: PHP runs in PHP-FPM.
+    apache2
     curl ca-certificates procps
     sqlite3 rsync git composer pkg-config build-essential
     python3-venv
@@ -102,7 +105,7 @@ PACKAGES=(
 )
 # Never installed by this script: apt must satisfy the dependencies above
 # without them (or fail loudly). Ones already on the machine are left alone.
-FORBIDDEN_PACKAGES=(apache2 libapache2-mod-php8.2)
+FORBIDDEN_PACKAGES=(libapache2-mod-php8.2)
 
 # `dpkg -s` also succeeds for removed-but-not-purged packages, so look at the
 # actual status string.

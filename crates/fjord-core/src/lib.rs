@@ -8,12 +8,14 @@ pub mod backups;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod proxies;
 pub mod task;
 pub mod tls;
 
 pub use backups::{BackupSchedule, Compression, Retention};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
+pub use proxies::{RealIp, RealIpHeader};
 pub use plan::{BackupTree, Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};
 pub use task::*;
 pub use tls::{CertMeta, CertRequest, CertSource, SiteTls};

@@ -100,6 +100,9 @@ pub struct HttpService {
     pub port: u16,
     #[serde(default)]
     pub https_port: Option<u16>,
+    /// Trusted proxies whose header gives the visitor's address; `None`: no proxy is trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_ip: Option<crate::RealIp>,
 }
 
 fn default_web_mode() -> WebMode {

@@ -121,6 +121,12 @@ pub async fn nginx_version() -> Option<String> {
     text.split("nginx/").nth(1).map(|v| v.split_whitespace().next().unwrap_or("").to_string())
 }
 
+/// The version `apache2 -v` reports (`Server version: Apache/2.4.62 (Debian)`).
+pub async fn apache_version() -> Option<String> {
+    let out = crate::cmd::run(&crate::Cmd::new(["/usr/sbin/apache2", "-v"]), None, None).await.ok()?;
+    out.stdout.split("Apache/").nth(1).map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+}
+
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)]
 mod tests {

@@ -658,10 +658,16 @@ impl Executor {
                 self.run_command(cmd, sink, None).await?;
                 Ok(())
             }
-            StepUndo::Reload { was_running: false, pidfile, .. } => {
-                // This task started it: stop it again (SIGQUIT is a graceful stop for nginx and PHP-FPM).
+            StepUndo::Reload { was_running: false, pidfile, service, .. } => {
+                // This task started it: stop it again (SIGQUIT is a graceful stop for nginx and PHP-FPM;
+                // Apache's master would die of it and leave its children: it stops on SIGTERM).
+                let signal = if service.starts_with("apache:") {
+                    nix::sys::signal::Signal::SIGTERM
+                } else {
+                    nix::sys::signal::Signal::SIGQUIT
+                };
                 if let Some(pid) = read_pid(&self.host, Path::new(pidfile)).filter(|p| pid_alive(*p)) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
                 }
                 Ok(())
             }

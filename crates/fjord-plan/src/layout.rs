@@ -1,7 +1,7 @@
 //! Where Fjord puts things on a host. All paths derive from the state dir and validated names, so they
 //! never contain `..` or anything a user typed unchecked.
 
-use fjord_core::{Platform, Server, Site};
+use fjord_core::{HttpKind, Platform, Server, Site};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -25,12 +25,34 @@ impl Layout {
     pub fn nginx_dir(&self, server: &Server) -> String {
         format!("{}/nginx", self.server_dir(server))
     }
+    /// The generated config of the server's web server: `nginx/` or `apache/`.
+    pub fn web_dir(&self, server: &Server) -> String {
+        match server.http().map(|h| h.kind) {
+            Some(HttpKind::Apache) => self.apache_dir(server),
+            _ => self.nginx_dir(server),
+        }
+    }
+    pub fn apache_dir(&self, server: &Server) -> String {
+        format!("{}/apache", self.server_dir(server))
+    }
+    /// The vhosts, one file per site, of the server's web server.
     pub fn vhost_dir(&self, server: &Server) -> String {
-        format!("{}/vhost.d", self.nginx_dir(server))
+        format!("{}/vhost.d", self.web_dir(server))
     }
     /// The file that includes every vhost; the web server's main config includes it.
     pub fn server_include(&self, server: &Server) -> String {
-        format!("{}/fjord.conf", self.nginx_dir(server))
+        format!("{}/fjord.conf", self.web_dir(server))
+    }
+    /// The main config of the Apache master Fjord runs itself.
+    pub fn apache_conf(&self, server: &Server) -> String {
+        format!("{}/apache2.conf", self.apache_dir(server))
+    }
+    pub fn apache_pid(&self, server: &Server) -> String {
+        format!("{}/apache-{}.pid", self.run_dir(), server.name)
+    }
+    /// Apache's own runtime files (scoreboard, mutexes, sockets).
+    pub fn apache_run_dir(&self, server: &Server) -> String {
+        format!("{}/apache-{}", self.run_dir(), server.name)
     }
     /// The main config of the nginx master Fjord runs itself.
     pub fn nginx_conf(&self, server: &Server) -> String {

@@ -66,6 +66,16 @@ pub struct NoopArgs {
     pub fail: bool,
 }
 
+/// Arguments of a server verify.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerVerifyArgs {
+    /// The web server the server ran before its record changed (`fjord server web`): its master
+    /// is stopped and its config removed once the new one serves.
+    #[serde(default)]
+    pub previous_web: Option<HttpKind>,
+}
+
 /// Arguments of a site backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +142,7 @@ pub fn plan(
     facts: &Facts,
 ) -> PlanResult<Planned> {
     match kind {
-        TaskKind::ServerVerify => server_verify(layout, snap),
+        TaskKind::ServerVerify => server_verify(layout, snap, args::<ServerVerifyArgs>(task_args)?),
         TaskKind::ServerRemove => server_remove(layout, snap),
         TaskKind::PlatformVerify => platform_verify(layout, snap, facts),
         TaskKind::PlatformRemove => platform_remove(snap),
@@ -187,7 +197,7 @@ fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
     snap.platform.as_ref().ok_or_else(|| PlanError::Refused("the platform no longer exists".into()))
 }
 
-fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
+fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
     for dir in [layout.run_dir(), layout.log_dir(), layout.static_dir(), layout.acme_dir()] {
@@ -223,10 +233,21 @@ fn server_verify(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
     for runtime in server.php_runtimes() {
         plan.push(services::php_reload(layout, server, runtime, php_watch.clone()));
     }
-    if server.http().is_some() {
+    if let Some(http) = server.http() {
         let mut web_watch = services::web_files(layout, server, &mut plan)?;
         web_watch.extend(watch.clone());
+        let previous = a.previous_web.filter(|p| *p != http.kind);
+        if let Some(previous) = previous {
+            services::web_switch(layout, server, previous, &mut plan)?;
+        }
         plan.push(services::web_reload(layout, server, web_watch)?);
+        if let Some(previous) = previous {
+            let old = match previous {
+                HttpKind::Apache => layout.apache_dir(server),
+                HttpKind::Nginx => layout.nginx_dir(server),
+            };
+            plan.push(Step::RemovePath { path: old });
+        }
     }
     for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
         if let Some(db) = server.db(engine) {
@@ -479,6 +500,10 @@ fn ctx_for<'a>(
         php,
         base_url,
         port,
+        // Behind trusted proxies the web server already puts the visitor's address in REMOTE_ADDR
+        // (nginx realip, Apache mod_remoteip; see `fjord_core::proxies`). The apps are told of no
+        // reverse proxy: applying the header a second time would let a visitor add addresses of
+        // its own to X-Forwarded-For and have the app take one of them.
         reverse_proxy: vec![],
     })
 }

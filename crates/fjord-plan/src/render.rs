@@ -3,7 +3,7 @@
 
 use crate::apps::SiteCtx;
 use crate::{Layout, PlanError, PlanResult};
-use fjord_core::{CertSource, HttpService, HttpsMode, PhpRuntime, Platform, Server, Site};
+use fjord_core::{CertSource, HttpKind, RealIpHeader, HttpService, HttpsMode, PhpRuntime, Platform, Server, Site};
 use minijinja::{context, Environment, Value};
 use std::sync::OnceLock;
 
@@ -13,6 +13,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("nginx/vhost.conf.j2", include_str!("../templates/nginx/vhost.conf.j2")),
     ("nginx/site-disabled.html.j2", include_str!("../templates/nginx/site-disabled.html.j2")),
     ("nginx/site-maintenance.html.j2", include_str!("../templates/nginx/site-maintenance.html.j2")),
+    ("apache/apache2.conf.j2", include_str!("../templates/apache/apache2.conf.j2")),
+    ("apache/server.conf.j2", include_str!("../templates/apache/server.conf.j2")),
+    ("apache/vhost.conf.j2", include_str!("../templates/apache/vhost.conf.j2")),
     ("php/php-fpm.conf.j2", include_str!("../templates/php/php-fpm.conf.j2")),
     ("php/pool.conf.j2", include_str!("../templates/php/pool.conf.j2")),
     ("apps/drupal.settings.php.j2", include_str!("../templates/apps/drupal.settings.php.j2")),
@@ -56,7 +59,19 @@ fn render(name: &str, ctx: Value) -> PlanResult<String> {
 }
 
 pub(crate) fn server_include(layout: &Layout, server: &Server) -> PlanResult<String> {
-    render("nginx/server.conf.j2", context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server) })
+    let name = match server.http().map(|h| h.kind) {
+        Some(HttpKind::Apache) => "apache/server.conf.j2",
+        _ => "nginx/server.conf.j2",
+    };
+    // Only proxies that are named are trusted: an empty list trusts nobody, so no directive at all.
+    let real_ip = server.http().and_then(|h| h.real_ip.as_ref()).filter(|r| !r.trusted().is_empty()).map(|r| {
+        context! {
+            header => r.header.as_str(),
+            ranges => r.trusted(),
+            recursive => r.header == RealIpHeader::XForwardedFor,
+        }
+    });
+    render(name, context! { server => server.name.as_str(), vhost_dir => layout.vhost_dir(server), real_ip })
 }
 
 fn listen(http: &HttpService) -> String {
@@ -76,6 +91,26 @@ pub(crate) fn nginx_conf(layout: &Layout, server: &Server, http: &HttpService) -
             log_dir => layout.log_dir(),
             run_dir => layout.run_dir(),
             listen => listen(http),
+            include => layout.server_include(server),
+        },
+    )
+}
+
+/// Where Debian's Apache keeps its modules.
+const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
+
+pub(crate) fn apache_conf(layout: &Layout, server: &Server, http: &HttpService) -> PlanResult<String> {
+    render(
+        "apache/apache2.conf.j2",
+        context! {
+            server => server.name.as_str(),
+            web_user => layout.web_user,
+            pid => layout.apache_pid(server),
+            apache_run_dir => layout.apache_run_dir(server),
+            log_dir => layout.log_dir(),
+            modules => APACHE_MODULES,
+            listen => listen(http),
+            port => http.port,
             include => layout.server_include(server),
         },
     )
@@ -156,16 +191,58 @@ pub(crate) fn vhost(
     let https_suffix = if https_port == 443 { String::new() } else { format!(":{https_port}") };
     let http_host = if http.port == 80 { site.domain.to_string() } else { format!("{}:{}", site.domain, http.port) };
     let tls_host = format!("{}{https_suffix}", site.domain);
+    let listen_tls = match &http.listen {
+        Some(addr) => format!("{addr}:{https_port}"),
+        None => https_port.to_string(),
+    };
+    if http.kind == HttpKind::Apache {
+        let page = match serving {
+            Serving::Maintenance => "fjord-site-maintenance.html",
+            _ => "fjord-site-disabled.html",
+        };
+        return render(
+            "apache/vhost.conf.j2",
+            context! {
+                site => context! { domain => site.domain.as_str() },
+                platform => context! { name => platform.name.as_str() },
+                port => http.port,
+                https_port,
+                // Apache refuses a second `Listen` of the same address: the first HTTPS vhost read
+                // declares it, the others see the definition and skip it (reset at every reload).
+                listen_tls_once => format!(
+                    "<IfDefine !FjordListenTls{https_port}>\n    Define FjordListenTls{https_port}\n    Listen {listen_tls}\n</IfDefine>"
+                ),
+                names,
+                all_names,
+                aliases,
+                redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
+                docroot => layout.docroot(platform),
+                flavour,
+                disabled => serving != Serving::Live,
+                maintenance => serving == Serving::Maintenance,
+                page,
+                acme_dir => layout.acme_dir(),
+                static_dir => layout.static_dir(),
+                php_socket => layout.php_socket(site),
+                tls,
+                required,
+                tls_dir => layout.tls_dir(site),
+                hsts => site.tls.hsts,
+                stapling => site.tls.source == CertSource::Acme,
+                https_suffix,
+                redirect_host_tls => tls_host.clone(),
+                // The plain-HTTP vhost of the aliases: to the main domain, over HTTPS once required.
+                redirect_target => if required { format!("https://{tls_host}") } else { format!("http://{http_host}") },
+            },
+        );
+    }
     render(
         "nginx/vhost.conf.j2",
         context! {
             site => context! { domain => site.domain.as_str() },
             platform => context! { name => platform.name.as_str() },
             listen => listen(http),
-            listen_tls => match &http.listen {
-                Some(addr) => format!("{addr}:{https_port}"),
-                None => https_port.to_string(),
-            },
+            listen_tls,
             names,
             all_names,
             aliases,

@@ -13,8 +13,8 @@ fn nginx_binary(http: &HttpService) -> String {
 /// for a reload (empty: always).
 pub fn web_reload(layout: &Layout, server: &Server, watch: Vec<String>) -> PlanResult<Step> {
     let http = server.http().ok_or_else(|| PlanError::Refused(format!("server {} has no web server", server.name)))?;
-    if http.kind != HttpKind::Nginx {
-        return Err(PlanError::Refused(format!("web server {} is not supported yet", http.kind)));
+    if http.kind == HttpKind::Apache {
+        return apache_reload(layout, server, http, watch);
     }
     let bin = nginx_binary(http);
     let (conf_args, pidfile) = match http.mode {
@@ -37,9 +37,82 @@ pub fn web_reload(layout: &Layout, server: &Server, watch: Vec<String>) -> PlanR
     })
 }
 
+fn apache_binary(http: &HttpService) -> String {
+    http.binary.clone().unwrap_or_else(|| "/usr/sbin/apache2".into())
+}
+
+/// An `apache2` command on Fjord's own config. Everything it needs is in that config, so no
+/// environment (Debian's `envvars`) is read.
+fn apache_command(layout: &Layout, server: &Server, http: &HttpService, extra: &[&str]) -> Command {
+    let mut argv = vec![apache_binary(http), "-f".into(), layout.apache_conf(server)];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    Command::new(argv).timeout(60)
+}
+
+/// Apache: `-t` validates (as `apachectl configtest` does), `-k graceful` reloads without dropping
+/// a request, `-k start` starts the master when it is not running.
+fn apache_reload(layout: &Layout, server: &Server, http: &HttpService, watch: Vec<String>) -> PlanResult<Step> {
+    if http.mode != WebMode::Own {
+        return Err(PlanError::Refused(format!(
+            "server {}: Apache runs only as Fjord's own master (--http-mode own)",
+            server.name
+        )));
+    }
+    Ok(Step::Service {
+        service: format!("apache:{}", server.name),
+        check: Some(apache_command(layout, server, http, &["-t"])),
+        start: apache_command(layout, server, http, &["-k", "start"]),
+        reload: apache_command(layout, server, http, &["-k", "graceful"]),
+        pidfile: layout.apache_pid(server),
+        watch,
+    })
+}
+
+/// The steps that hand a server's web from the master of `previous` to the current one: the new
+/// config is checked first, the old master stopped (restarted by the undo), the new one started,
+/// and only then (see `server_verify`) the old config removed. Nothing when the kind is the same.
+pub fn web_switch(layout: &Layout, server: &Server, previous: HttpKind, plan: &mut Plan) -> PlanResult<()> {
+    let Some(http) = server.http() else { return Ok(()) };
+    if http.kind == previous {
+        return Ok(());
+    }
+    let mut old = server.clone();
+    for s in &mut old.services {
+        if let Service::Http(h) = s {
+            h.kind = previous;
+            h.binary = None;
+        }
+    }
+    let (Step::Service { check: Some(check), .. }, Step::Service { start: old_start, pidfile: old_pid, .. }) =
+        (web_reload(layout, server, vec![])?, web_reload(layout, &old, vec![])?)
+    else {
+        return Err(PlanError::Refused("web server steps without a check".into()));
+    };
+    plan.push(Step::Run { label: format!("check the new {} config", http.kind), cmd: check, undo: None });
+    plan.push(Step::Run {
+        label: format!("stop the {previous} master"),
+        // Waits until it is gone (its port is free); nothing running is fine.
+        cmd: Command::new([
+            "start-stop-daemon",
+            "--stop",
+            "--oknodo",
+            "--pidfile",
+            old_pid.as_str(),
+            "--retry",
+            "QUIT/15/TERM/5",
+        ])
+        .timeout(60),
+        undo: Some(old_start),
+    });
+    Ok(())
+}
+
 /// Files and directories the server's web server needs (before any vhost).
 pub fn web_files(layout: &Layout, server: &Server, plan: &mut Plan) -> PlanResult<Vec<String>> {
     let Some(http) = server.http() else { return Ok(vec![]) };
+    if http.kind == HttpKind::Apache {
+        return apache_files(layout, server, http, plan);
+    }
     let mut watch = vec![layout.server_include(server)];
     plan.push(Step::MakeDir { path: layout.vhost_dir(server), mode: 0o755, owner: None });
     plan.push(Step::WriteFile {
@@ -114,4 +187,22 @@ pub fn php_files(layout: &Layout, server: &Server, runtime: &PhpRuntime, plan: &
         owner: None,
     });
     Ok(vec![conf])
+}
+
+fn apache_files(layout: &Layout, server: &Server, http: &HttpService, plan: &mut Plan) -> PlanResult<Vec<String>> {
+    plan.push(Step::MakeDir { path: layout.vhost_dir(server), mode: 0o755, owner: None });
+    plan.push(Step::MakeDir { path: layout.apache_run_dir(server), mode: 0o755, owner: None });
+    plan.push(Step::WriteFile {
+        path: layout.server_include(server),
+        content: FileContent::Text { text: render::server_include(layout, server)? },
+        mode: 0o644,
+        owner: None,
+    });
+    plan.push(Step::WriteFile {
+        path: layout.apache_conf(server),
+        content: FileContent::Text { text: render::apache_conf(layout, server, http)? },
+        mode: 0o644,
+        owner: None,
+    });
+    Ok(vec![layout.server_include(server), layout.apache_conf(server)])
 }

@@ -16,6 +16,7 @@ fn server() -> Server {
                 listen: None,
                 port: 8080,
                 https_port: None,
+                real_ip: None,
             }),
             Service::Db(DbService {
                 engine: DbEngine::Mariadb,

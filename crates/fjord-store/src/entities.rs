@@ -112,6 +112,47 @@ impl Store {
         row.as_ref().map(rows::server).transpose()?.ok_or_else(|| not_found("server", id))
     }
 
+    /// Replaces the services a server offers (the desired state; its verify makes the host match).
+    pub async fn set_server_services(&self, id: ServerId, services: &[Service]) -> StoreResult<()> {
+        sqlx::query("UPDATE servers SET services = $1, updated_at = $2 WHERE id = $3")
+            .bind(serde_json::to_string(services).expect("services serialize"))
+            .bind(now_millis())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A provider's published proxy ranges as last refreshed: (ranges, source, updated_at).
+    pub async fn proxy_ranges(&self, name: &str) -> StoreResult<Option<(Vec<String>, String, Millis)>> {
+        let row = sqlx::query("SELECT ranges, source, updated_at FROM proxy_ranges WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let ranges: String = row.try_get("ranges")?;
+        let ranges = serde_json::from_str(&ranges)
+            .map_err(|e| StoreError::Corrupt { column: "proxy_ranges.ranges", detail: e.to_string() })?;
+        Ok(Some((ranges, row.try_get("source")?, row.try_get("updated_at")?)))
+    }
+
+    /// Records a provider's refreshed ranges.
+    pub async fn set_proxy_ranges(&self, name: &str, ranges: &[String], source: &str) -> StoreResult<()> {
+        let ranges = serde_json::to_string(ranges).expect("ranges serialize");
+        sqlx::query(
+            "INSERT INTO proxy_ranges (name, ranges, source, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET ranges = excluded.ranges, source = excluded.source, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(ranges)
+        .bind(source)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
         let mut conn = self.pool.acquire().await?;
         self.find_server_in(&mut conn, name).await?.ok_or_else(|| not_found("server", name))

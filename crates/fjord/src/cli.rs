@@ -70,6 +70,23 @@ pub enum Command {
     Man { dir: PathBuf },
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Published address ranges of proxy providers (Cloudflare) that servers can trust.
+    #[command(subcommand)]
+    ProxyRanges(ProxyRangesCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyRangesCmd {
+    /// Show the Cloudflare ranges in use (shipped with Fjord until first updated).
+    Show,
+    /// Fetch Cloudflare's current ranges, record them, and queue a verify of every server that
+    /// trusts them.
+    Update {
+        /// Where to read the list (http://, https:// or file://; one CIDR block a line)
+        /// [default: Cloudflare's published IPv4 and IPv6 lists].
+        #[arg(long, value_name = "URL")]
+        from: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +115,34 @@ pub enum ServerCmd {
     Remove {
         name: String,
     },
+    /// Trust proxies to report the visitor's address: the web server logs it and gives it to PHP as
+    /// REMOTE_ADDR; from any other address the header is ignored.
+    RealIp(ServerRealIp),
+    /// Change the server's web server (nginx or apache): its verify regenerates every vhost for the
+    /// new one, stops the old master and starts the new one.
+    Web {
+        name: String,
+        /// nginx or apache.
+        kind: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServerRealIp {
+    pub name: String,
+    /// A trusted proxy address or CIDR block (repeatable), e.g. 192.0.2.0/24.
+    #[arg(long = "trust", value_name = "CIDR")]
+    pub trust: Vec<String>,
+    /// Trust Cloudflare's published ranges too.
+    #[arg(long)]
+    pub cloudflare: bool,
+    /// The header holding the visitor's address: CF-Connecting-IP, X-Forwarded-For or X-Real-IP
+    /// [default: CF-Connecting-IP with --cloudflare, X-Forwarded-For otherwise].
+    #[arg(long)]
+    pub header: Option<String>,
+    /// Trust no proxy any more.
+    #[arg(long, conflicts_with_all = ["trust", "cloudflare", "header"])]
+    pub off: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,11 +151,11 @@ pub struct ServerAdd {
     /// Host name or address Fjord reaches it at.
     #[arg(long, default_value = "localhost")]
     pub hostname: String,
-    /// Web server: nginx, or none.
-    #[arg(long, default_value = "nginx")]
+    /// Web server: nginx, apache, or none.
+    #[arg(long, visible_alias = "web", default_value = "nginx")]
     pub http: String,
-    /// own: Fjord runs its own nginx master with a config it owns; system: Fjord drops an include
-    /// into the system nginx and reloads it.
+    /// own: Fjord runs its own web-server master with a config it owns; system: Fjord drops an
+    /// include into the system nginx and reloads it (nginx only).
     #[arg(long, default_value = "own")]
     pub http_mode: String,
     #[arg(long, default_value_t = 80)]

@@ -469,7 +469,7 @@ fn a_deleted_site_comes_back_from_its_pre_delete_backup() {
         let counts = row_counts(&f, engine, &domain, tables);
         f.ok(&["site", "disable", &domain, "--wait"]);
         f.ok(&["site", "delete", &domain, "--wait"]);
-        assert_eq!(f.get(port, &domain, "/").status, 0, "{domain}: still served");
+        assert!(f.not_served(port, &domain), "{domain}: still served");
         let backups = f.json(&["backup", "list"]);
         let pre_delete = backups
             .as_array()
@@ -600,4 +600,42 @@ fn moves_record_their_state_on_a_postgresql_state_database_too() {
         .to_string();
     f.ok(&["site", "restore", "pgclone.example", "--backup", &backup, "--wait"]);
     assert_eq!(h1(&f, port, "pgclone.example"), "On PostgreSQL state");
+}
+
+/// The moves on Apache: a clone, a migrate with an update (its maintenance page served by Apache
+/// meanwhile), and a restore, each served by Fjord's Apache master and PHP-FPM.
+#[test]
+fn clone_migrate_and_restore_on_apache() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_web_server("apache");
+    platform_with_module(&f, "drupal10", "a", &[]);
+    let updated = rename_update(false, "Updated by 8001");
+    platform_with_module(&f, "drupal10", "b", &[(8001, &updated)]);
+    let engine = if f.has_engine("mariadb") { "mariadb" } else { "sqlite" };
+    let domain = "ap-move.example";
+    f.ok(&["site", "create", domain, "--platform", "a", "--db-engine", engine, "--wait"]);
+    set_name(&f, engine, domain, "Original");
+    std::fs::write(site_files_dir(&f, "a", "web", domain).join("a.txt"), "file content").expect("write");
+
+    f.ok(&["site", "clone", domain, "ap-copy.example", "--wait"]);
+    assert_eq!(h1(&f, port, "ap-copy.example"), "Original");
+    set_name(&f, engine, "ap-copy.example", "Changed");
+    assert_eq!(h1(&f, port, domain), "Original", "changed through its clone");
+
+    let out = f.ok(&["site", "migrate", domain, "--to", "b", "--wait"]);
+    assert!(out.contains("maintenance: "), "{out}");
+    assert_eq!(h1(&f, port, domain), "Updated by 8001");
+    let moved = site_files_dir(&f, "b", "web", domain).join("a.txt");
+    assert_eq!(std::fs::read_to_string(moved).expect("moved"), "file content");
+
+    f.ok(&["site", "backup", domain, "--wait"]);
+    let id = f.json(&["backup", "list", "--site", domain]).as_array().expect("list").iter().find(|b| b["kind"] == "manual").expect("manual backup")["id"].as_i64().expect("id").to_string();
+    set_name(&f, engine, domain, "After the backup");
+    assert_eq!(h1(&f, port, domain), "After the backup");
+    f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);
+    assert_eq!(h1(&f, port, domain), "Updated by 8001", "not restored");
+    let vhost = std::fs::read_to_string(f.vhost_path(domain)).expect("vhost");
+    assert!(vhost.contains("<VirtualHost") && vhost.contains("proxy:unix:"), "{vhost}");
 }

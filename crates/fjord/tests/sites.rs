@@ -44,7 +44,7 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
 
     // A second verify changes nothing and reloads nothing.
     let out = f.ok(&["site", "verify", domain, "--wait"]);
-    assert!(out.contains("no config of nginx") && out.contains("no config of php-fpm"), "{domain}: {out}");
+    assert!(out.contains(&format!("no config of {}", f.web)) && out.contains("no config of php-fpm"), "{domain}: {out}");
 
     // Disabled: 503 "site disabled", while ACME challenges are still answered.
     f.ok(&["site", "disable", domain, "--wait"]);
@@ -63,7 +63,7 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
     f.fails(&["site", "delete", domain]);
     f.ok(&["site", "disable", domain, "--wait"]);
     f.ok(&["site", "delete", domain, "--wait"]);
-    assert_eq!(f.get(port, domain, "/").status, 0, "{domain}: still served after delete");
+    assert!(f.not_served(port, domain), "{domain}: still served after delete");
     assert!(!f.state.join("sites").join(domain).exists(), "{domain}: site dir left");
     if engine == "mariadb" {
         let dbs = std::process::Command::new("mariadb")
@@ -80,33 +80,57 @@ fn engines(f: &Fjord) -> Vec<&'static str> {
     ["sqlite", "mariadb", "postgres"].into_iter().filter(|e| f.has_engine(e)).collect()
 }
 
+/// The engines the life cycle runs on: all of them on nginx; on Apache, whose web side is what
+/// differs, SQLite and MariaDB (PostgreSQL changes nothing about serving, and CI time counts).
+fn engines_for(f: &Fjord) -> Vec<&'static str> {
+    engines(f).into_iter().filter(|e| f.web == "nginx" || *e != "postgres").collect()
+}
+
 #[test]
 fn drupal10_fixture_on_every_engine() {
+    drupal10_fixture("nginx");
+}
+
+#[test]
+fn drupal10_fixture_on_apache() {
+    drupal10_fixture("apache");
+}
+
+fn drupal10_fixture(web: &'static str) {
     if !services_available() {
         return;
     }
-    let (f, port) = Fjord::with_server();
+    let (f, port) = Fjord::with_web_server(web);
     fixture_platform(&f, "drupal10", "d10");
     let p = f.json(&["platform", "show", "d10"]);
     assert_eq!(
         (p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()),
         (Some("drupal"), Some("10.3.99"))
     );
-    for engine in engines(&f) {
+    for engine in engines_for(&f) {
         life_cycle(&f, port, "d10", engine, &format!("d10-{engine}.example"), "X-Generator: Drupal 10");
     }
 }
 
 #[test]
 fn drupal7_fixture_on_every_engine() {
+    drupal7_fixture("nginx");
+}
+
+#[test]
+fn drupal7_fixture_on_apache() {
+    drupal7_fixture("apache");
+}
+
+fn drupal7_fixture(web: &'static str) {
     if !services_available() {
         return;
     }
-    let (f, port) = Fjord::with_server();
+    let (f, port) = Fjord::with_web_server(web);
     fixture_platform(&f, "drupal7", "d7");
     let p = f.json(&["platform", "show", "d7"]);
     assert_eq!((p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()), (Some("drupal7"), Some("7.99")));
-    for engine in engines(&f) {
+    for engine in engines_for(&f) {
         life_cycle(&f, port, "d7", engine, &format!("d7-{engine}.example"), "X-Generator: Drupal 7");
     }
 
@@ -120,18 +144,27 @@ fn drupal7_fixture_on_every_engine() {
     assert!(err.contains("locked"), "{err}");
     f.ok(&["platform", "unlock", "d7"]);
     f.ok(&["site", "delete", "keep7.example", "--force", "--wait"]);
-    assert_eq!(f.get(port, "keep7.example", "/").status, 0);
+    assert!(f.not_served(port, "keep7.example"));
     f.ok(&["platform", "remove", "d7", "--wait"]);
     assert_eq!(f.json(&["platform", "list"]), serde_json::json!([]));
 }
 
 #[test]
 fn wordpress_from_debian() {
+    wordpress("nginx");
+}
+
+#[test]
+fn wordpress_from_debian_on_apache() {
+    wordpress("apache");
+}
+
+fn wordpress(web: &'static str) {
     if !services_available() || !Path::new("/usr/share/wordpress/wp-includes/version.php").exists() {
         eprintln!("skipped: Debian's wordpress package is not installed");
         return;
     }
-    let (f, port) = Fjord::with_server();
+    let (f, port) = Fjord::with_web_server(web);
     if !f.has_engine("mariadb") {
         eprintln!("skipped: no MariaDB");
         return;
@@ -224,25 +257,37 @@ fn kill_9_mid_install_is_rolled_back_on_restart() {
 
 #[test]
 fn an_invalid_web_config_is_rolled_back_and_the_old_one_keeps_serving() {
+    invalid_web_config("nginx");
+}
+
+#[test]
+fn an_invalid_apache_config_is_rolled_back_and_the_old_one_keeps_serving() {
+    invalid_web_config("apache");
+}
+
+fn invalid_web_config(web: &'static str) {
     if !services_available() {
         return;
     }
-    let (f, port) = Fjord::with_server();
+    let (f, port) = Fjord::with_web_server(web);
     fixture_platform(&f, "drupal7", "d7");
     f.ok(&["site", "create", "ok.example", "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
-    // Someone leaves a broken file among the generated vhosts: the next change fails `nginx -t`,
-    // is rolled back, and nothing stops being served.
-    let broken = f.state.join("servers/localhost/nginx/vhost.d/zz-broken.conf");
-    std::fs::write(&broken, "server { this is not nginx config }\n").expect("write");
+    // Someone leaves a broken file among the generated vhosts: the next change fails `nginx -t`
+    // (`apache2 -t`), is rolled back, and nothing stops being served.
+    let broken = f.vhost_path("zz-broken");
+    let garbage = match web {
+        "apache" => "<VirtualHost *:1>\n    ThisIsNotApacheConfig on\n</VirtualHost>\n",
+        _ => "server { this is not nginx config }\n",
+    };
+    std::fs::write(&broken, garbage).expect("write");
     let out = f.run(&["site", "disable", "ok.example", "--wait"]);
     assert!(!out.status.success(), "a change that fails validation succeeded");
     let log = String::from_utf8_lossy(&out.stdout);
     assert!(log.contains("rolling back"), "{log}");
     assert_eq!(f.get(port, "ok.example", "/").status, 200, "the previous config stopped serving");
     assert_eq!(f.json(&["site", "show", "ok.example"])["site"]["status"], "enabled");
-    let vhost =
-        std::fs::read_to_string(f.state.join("servers/localhost/nginx/vhost.d/ok.example.conf")).expect("vhost");
-    assert!(!vhost.contains("return 503"), "the vhost change was not undone");
+    let vhost = std::fs::read_to_string(f.vhost_path("ok.example")).expect("vhost");
+    assert!(!vhost.contains("503"), "the vhost change was not undone");
     std::fs::remove_file(&broken).expect("rm");
     f.ok(&["site", "disable", "ok.example", "--wait"]);
     assert_eq!(f.get(port, "ok.example", "/").status, 503);
@@ -647,4 +692,105 @@ fn php_limits_reach_the_sites_pool_and_php() {
     let pool =
         std::fs::read_to_string(f.state.join(format!("servers/localhost/php/8.2/pool.d/{domain}.conf"))).expect("pool");
     assert!(pool.contains("pm.max_children = 3"), "{pool}");
+}
+
+#[test]
+fn the_real_client_ip_comes_from_trusted_proxies_only_on_nginx() {
+    real_client_ip("nginx");
+}
+
+#[test]
+fn the_real_client_ip_comes_from_trusted_proxies_only_on_apache() {
+    real_client_ip("apache");
+}
+
+/// A proxy at 127.0.0.2 reports the visitor's address: the web server logs it and PHP (and the
+/// app's own client-IP logic) sees it; the same header from 127.0.0.1, not trusted, is ignored.
+fn real_client_ip(web: &'static str) {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_web_server(web);
+    fixture_platform(&f, "drupal10", "d10");
+    let domain = "rip.example";
+    f.ok(&["site", "create", domain, "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+
+    // Bad input is refused with a clear error and changes nothing.
+    let before = f.json(&["server", "show", "localhost"]);
+    let err = f.fails(&["server", "real-ip", "localhost", "--trust", "10.0.0.1/8"]);
+    assert!(err.contains("past the /8"), "{err}");
+    let err = f.fails(&["server", "real-ip", "localhost", "--trust", "proxy.example"]);
+    assert!(err.contains("not an IP address or CIDR block"), "{err}");
+    let err = f.fails(&["server", "real-ip", "localhost", "--trust", "127.0.0.2", "--header", "X-Client"]);
+    assert!(err.contains("--header"), "{err}");
+    f.fails(&["server", "real-ip", "localhost"]);
+    assert_eq!(f.json(&["server", "show", "localhost"]), before);
+
+    // A visitor's address (a public one: Apache's RemoteIPTrustedProxy takes no private ones from
+    // the header), behind a proxy that also lists what the visitor sent itself.
+    let visitor = "203.0.113.7";
+    let xff = format!("X-Forwarded-For: 198.51.100.9, {visitor}");
+    f.ok(&["server", "real-ip", "localhost", "--trust", "127.0.0.2", "--header", "X-Forwarded-For", "--wait"]);
+    let a = f.get_via(port, domain, "/client-ip", "127.0.0.2", &[&xff]);
+    assert_eq!(a.body.trim(), format!("REMOTE_ADDR={visitor} client_ip={visitor}"), "{web}: {a:?}");
+    assert!(f.access_log().lines().any(|l| l.starts_with(visitor) && l.contains("/client-ip")), "{}", f.access_log());
+    let a = f.get_via(port, domain, "/client-ip", "127.0.0.1", &[&xff]);
+    assert_eq!(a.body.trim(), "REMOTE_ADDR=127.0.0.1 client_ip=127.0.0.1", "{web}: an untrusted peer's header counted");
+
+    // Cloudflare's header, from Cloudflare's ranges plus the test proxy; X-Forwarded-For is ignored.
+    f.ok(&["server", "real-ip", "localhost", "--cloudflare", "--trust", "127.0.0.2", "--wait"]);
+    let include = std::fs::read_to_string(f.state.join(format!("servers/localhost/{web}/fjord.conf"))).expect("include");
+    assert!(include.contains("173.245.48.0/20") && include.contains("CF-Connecting-IP"), "{include}");
+    let cf = "CF-Connecting-IP: 203.0.113.99";
+    let a = f.get_via(port, domain, "/client-ip", "127.0.0.2", &[cf, &xff]);
+    assert_eq!(a.body.trim(), "REMOTE_ADDR=203.0.113.99 client_ip=203.0.113.99", "{web}: {a:?}");
+    let a = f.get_via(port, domain, "/client-ip", "127.0.0.1", &[cf]);
+    assert!(a.body.starts_with("REMOTE_ADDR=127.0.0.1 "), "{web}: {a:?}");
+
+    // Off: nobody is trusted any more.
+    f.ok(&["server", "real-ip", "localhost", "--off", "--wait"]);
+    let a = f.get_via(port, domain, "/client-ip", "127.0.0.2", &[cf, &xff]);
+    assert!(a.body.starts_with("REMOTE_ADDR=127.0.0.2 "), "{web}: {a:?}");
+}
+
+/// `fjord proxy-ranges update` reads a list (here from a local file and a local HTTP server: no
+/// internet in tests), refuses a bad one whole, and refreshes the servers that trust Cloudflare.
+#[test]
+fn proxy_ranges_update_refreshes_trusting_servers() {
+    if !services_available() {
+        return;
+    }
+    let (f, _port) = Fjord::with_server();
+    let shown = f.json(&["proxy-ranges", "show"]);
+    assert_eq!(shown["source"], "shipped with Fjord");
+    f.ok(&["server", "real-ip", "localhost", "--cloudflare", "--wait"]);
+
+    let bad = f.dir.path().join("bad.txt");
+    std::fs::write(&bad, "198.51.100.0/24\nnot-a-range\n").expect("write");
+    let err = f.fails(&["proxy-ranges", "update", "--from", &format!("file://{}", bad.display())]);
+    assert!(err.contains("line 2"), "{err}");
+    assert_eq!(f.json(&["proxy-ranges", "show"])["source"], "shipped with Fjord");
+
+    // A tiny HTTP server on loopback serves the new list.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://127.0.0.1:{}/ips", listener.local_addr().expect("addr").port());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut buf = [0u8; 2048];
+        let _ = conn.read(&mut buf);
+        let body = "# test list\n198.51.100.0/24\n2001:db8::/32\n";
+        let _ = conn.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+        );
+    });
+    let out = f.ok(&["proxy-ranges", "update", "--from", &url]);
+    server.join().expect("server thread");
+    assert!(out.contains("2 ranges") && out.contains("server localhost: verify queued"), "{out}");
+    assert_eq!(f.json(&["proxy-ranges", "show"])["ranges"], serde_json::json!(["198.51.100.0/24", "2001:db8::/32"]));
+    let include = f.state.join("servers/localhost/nginx/fjord.conf");
+    f.wait_until("the refreshed ranges applied", || {
+        std::fs::read_to_string(&include).unwrap_or_default().contains("set_real_ip_from 2001:db8::/32;")
+    });
+    assert!(!std::fs::read_to_string(&include).expect("include").contains("173.245.48.0/20"));
 }

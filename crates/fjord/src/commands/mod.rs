@@ -7,6 +7,7 @@ mod bench;
 mod bench_moves;
 mod migrate;
 mod objects;
+mod proxies;
 mod site;
 mod task;
 
@@ -78,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Site(cmd) => site::run(&mut ctx, cmd).await,
         Command::Task(cmd) => task::run(&mut ctx, cmd).await,
         Command::Bench(cmd) => bench::run(&mut ctx, cmd).await,
+        Command::ProxyRanges(cmd) => proxies::ranges(&mut ctx, cmd).await,
     }
 }
 

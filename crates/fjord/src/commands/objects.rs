@@ -18,9 +18,10 @@ fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Resul
 async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
     let mut services = Vec::new();
     if add.http != "none" {
-        let kind: HttpKind = parse_enum("--http", &add.http)?;
-        if kind != HttpKind::Nginx {
-            bail!("--http {kind} is not supported yet; use nginx");
+        let kind: HttpKind = parse_enum("--web", &add.http)?;
+        let mode: WebMode = parse_enum("--http-mode", &add.http_mode)?;
+        if kind == HttpKind::Apache && mode != WebMode::Own {
+            bail!("--web apache runs only as Fjord's own master: use --http-mode own");
         }
         if let Some(l) = &add.listen {
             if l.parse::<std::net::IpAddr>().is_err() {
@@ -29,12 +30,13 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         }
         services.push(Service::Http(HttpService {
             kind,
-            mode: parse_enum("--http-mode", &add.http_mode)?,
-            version: if local { fjord_exec::probe::nginx_version().await } else { None },
+            mode,
+            version: if local { web_version(kind).await } else { None },
             binary: None,
             listen: add.listen.clone(),
             port: add.http_port,
             https_port: add.https_port,
+            real_ip: None,
         }));
     }
     for db in &add.dbs {
@@ -110,6 +112,13 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         }
     }
     Ok(services)
+}
+
+async fn web_version(kind: HttpKind) -> Option<String> {
+    match kind {
+        HttpKind::Nginx => fjord_exec::probe::nginx_version().await,
+        HttpKind::Apache => fjord_exec::probe::apache_version().await,
+    }
 }
 
 /// Copies admin password files into the secrets store, and proves each database answers.
@@ -235,9 +244,54 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
             let s = store.server_by_name(&name).await?;
             queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
         }
+        ServerCmd::Web { name, kind } => {
+            let s = store.server_by_name(&name).await?;
+            let kind: HttpKind = parse_enum("web server", &kind)?;
+            let Some(http) = s.http() else { bail!("server {name} has no web server") };
+            if kind == HttpKind::Apache && http.mode != WebMode::Own {
+                bail!("Apache runs only as Fjord's own master; server {name} uses the system nginx");
+            }
+            let previous = http.kind;
+            let version = if s.hostname == "localhost" { web_version(kind).await } else { None };
+            let mut services = s.services.clone();
+            for svc in &mut services {
+                if let Service::Http(h) = svc {
+                    h.kind = kind;
+                    h.binary = None;
+                    h.version = version.clone();
+                }
+            }
+            set_services_and_verify(ctx, &s, &services, serde_json::json!({ "previous_web": previous })).await
+        }
+        ServerCmd::RealIp(args) => super::proxies::real_ip(ctx, args).await,
         ServerCmd::Remove { name } => {
             let s = store.server_by_name(&name).await?;
             queue_task(ctx, TaskKind::ServerRemove, s.id.0, serde_json::json!({})).await
+        }
+    }
+}
+
+/// Records a server's new services and queues its verify (with `args`). The new record is planned
+/// (and refused) like any other; a dry run or a refusal puts the old one back.
+pub(super) async fn set_services_and_verify(
+    ctx: &mut Ctx,
+    s: &Server,
+    services: &[Service],
+    args: serde_json::Value,
+) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    store.set_server_services(s.id, services).await?;
+    let queued = super::enqueue_checked(ctx, TaskKind::ServerVerify, s.id.0, args).await;
+    let store = ctx.store().await?;
+    match queued {
+        Ok(Some(t)) => task::queued(ctx, &t).await,
+        Ok(None) => {
+            store.set_server_services(s.id, &s.services).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            store.set_server_services(s.id, &s.services).await?;
+            Err(e)
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Fjord {
     pub db: Option<String>,
     serve: Option<Child>,
     pub node: String,
+    /// The web server of the server the test adds: `nginx` or `apache`.
+    pub web: &'static str,
 }
 
 /// The state databases to run a scenario on: SQLite, and a fresh PostgreSQL database when
@@ -30,7 +32,7 @@ impl Fjord {
     pub fn new(db: Option<String>) -> Fjord {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");
-        let f = Fjord { state, db, serve: None, node: "test-node".into(), dir };
+        let f = Fjord { state, db, serve: None, node: "test-node".into(), web: "nginx", dir };
         f.ok(&["init"]);
         f
     }
@@ -190,10 +192,15 @@ impl Drop for Fjord {
         if let Ok(rd) = std::fs::read_dir(self.state.join("run")) {
             for e in rd.flatten() {
                 if e.path().extension().is_some_and(|x| x == "pid") {
+                    // Apache's master stops on SIGTERM (SIGQUIT would kill it and orphan its children).
+                    let signal = if e.file_name().to_string_lossy().starts_with("apache-") {
+                        nix::sys::signal::Signal::SIGTERM
+                    } else {
+                        nix::sys::signal::Signal::SIGQUIT
+                    };
                     if let Some(pid) = std::fs::read_to_string(e.path()).ok().and_then(|p| p.trim().parse::<i32>().ok())
                     {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGQUIT);
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
                     }
                 }
             }
@@ -240,14 +247,24 @@ impl Fjord {
 
     /// [`Fjord::with_server`] with the state in the database `db` (`None`: SQLite).
     pub fn with_server_on(db: Option<String>) -> (Fjord, u16) {
+        Fjord::with_web_server_on(db, "nginx")
+    }
+
+    /// [`Fjord::with_server`] with the web server `web` (`nginx` or `apache`).
+    pub fn with_web_server(web: &'static str) -> (Fjord, u16) {
+        Fjord::with_web_server_on(None, web)
+    }
+
+    pub fn with_web_server_on(db: Option<String>, web: &'static str) -> (Fjord, u16) {
         let mut f = Fjord::new(db);
+        f.web = web;
         // Web-server workers and PHP-FPM pools run as www-data: they must reach the state dir.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let port = free_port();
         let port_s = port.to_string();
         let mut args: Vec<String> =
-            ["server", "add", "localhost", "--http-port", &port_s, "--listen", "127.0.0.1", "--database", "sqlite"]
+            ["server", "add", "localhost", "--web", web, "--http-port", &port_s, "--listen", "127.0.0.1", "--database", "sqlite"]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
@@ -271,6 +288,21 @@ impl Fjord {
         a.push("--wait");
         f.ok(&a);
         (f, port)
+    }
+
+    /// The generated vhost of a site on the test's server.
+    pub fn vhost_path(&self, domain: &str) -> PathBuf {
+        self.state.join(format!("servers/localhost/{}/vhost.d/{domain}.conf", self.web))
+    }
+
+    /// Whether the web server serves nothing for `host`: nginx closes the connection (curl sees no
+    /// status), Apache's default vhost answers 421 Misdirected Request.
+    pub fn not_served(&self, port: u16, host: &str) -> bool {
+        let a = self.get(port, host, "/");
+        match self.web {
+            "apache" => a.status == 421,
+            _ => a.status == 0,
+        }
     }
 
     pub fn has_engine(&self, engine: &str) -> bool {
@@ -300,6 +332,28 @@ impl Fjord {
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         Answer { status, headers: head.to_string(), body: body.to_string() }
+    }
+}
+
+impl Fjord {
+    /// GET `path` from the source address `from` (a loopback alias: all of 127/8 is local on
+    /// Linux) with extra request headers, as a proxy in front of the site would.
+    pub fn get_via(&self, port: u16, host: &str, path: &str, from: &str, headers: &[&str]) -> Answer {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-i", "--max-time", "30", "--interface", from, "-H"]).arg(format!("Host: {host}:{port}"));
+        for h in headers {
+            c.arg("-H").arg(h);
+        }
+        let out = c.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Answer { status, headers: head.to_string(), body: body.to_string() }
+    }
+
+    /// The access log of the test server's web server.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.state.join(format!("log/{}-localhost-access.log", self.web))).unwrap_or_default()
     }
 }
 

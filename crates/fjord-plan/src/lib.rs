@@ -218,6 +218,10 @@ fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanR
     for runtime in server.php_runtimes() {
         services::php_files(layout, server, runtime, &mut plan)?;
     }
+    if a.previous_web.is_some_and(|p| server.http().is_some_and(|h| h.kind != p)) {
+        // The new web server's vhost directory, before the sites' vhosts go into it.
+        plan.push(Step::MakeDir { path: layout.vhost_dir(server), mode: 0o755, owner: None });
+    }
     // Every site's derived files, regenerated from the state, then one reload of each service.
     let mut php_watch = Vec::new();
     for site in snap.sites.iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)) {

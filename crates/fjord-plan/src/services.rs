@@ -99,7 +99,9 @@ pub fn web_switch(layout: &Layout, server: &Server, previous: HttpKind, plan: &m
             "--pidfile",
             old_pid.as_str(),
             "--retry",
-            "QUIT/15/TERM/5",
+            // nginx stops gracefully on QUIT; Apache's master would die of it and leave its
+            // children holding the port: it stops (children first) on TERM.
+            if previous == HttpKind::Apache { "TERM/15/KILL/5" } else { "QUIT/15/TERM/5" },
         ])
         .timeout(60),
         undo: Some(old_start),

@@ -794,3 +794,33 @@ fn proxy_ranges_update_refreshes_trusting_servers() {
     });
     assert!(!std::fs::read_to_string(&include).expect("include").contains("173.245.48.0/20"));
 }
+
+/// `fjord server web` moves a server from nginx to Apache and back: verify regenerates every vhost
+/// for the new web server, stops the old master and starts the new one; the site stays served.
+#[test]
+fn a_server_switches_between_nginx_and_apache() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal7", "d7");
+    let domain = "switch.example";
+    f.ok(&["site", "create", domain, "--platform", "d7", "--db-engine", "sqlite", "--wait"]);
+    let a = f.get(port, domain, "/");
+    assert!(a.status == 200 && a.headers.contains("Server: nginx"), "{a:?}");
+    let err = f.fails(&["server", "web", "localhost", "lighttpd"]);
+    assert!(err.contains("lighttpd"), "{err}");
+
+    f.ok(&["server", "web", "localhost", "apache", "--wait"]);
+    let a = f.get(port, domain, "/");
+    assert!(a.status == 200 && a.headers.contains("Server: Apache"), "{a:?}");
+    assert!(a.body.contains(&format!("<h1>{domain}</h1>")), "{a:?}");
+    assert!(!f.state.join("servers/localhost/nginx").exists(), "the nginx config is left");
+    assert!(f.state.join(format!("servers/localhost/apache/vhost.d/{domain}.conf")).exists());
+    assert!(f.json(&["server", "show", "localhost"])["services"].to_string().contains("\"apache\""));
+
+    f.ok(&["server", "web", "localhost", "nginx", "--wait"]);
+    let a = f.get(port, domain, "/");
+    assert!(a.status == 200 && a.headers.contains("Server: nginx"), "{a:?}");
+    assert!(!f.state.join("servers/localhost/apache").exists(), "the Apache config is left");
+}

@@ -202,3 +202,33 @@ fn php_constraints() {
         assert_eq!(php_satisfies(c, v), want, "{c} vs {v}");
     }
 }
+
+fn on_apache(mut s: Snapshot) -> Snapshot {
+    for svc in &mut s.server.services {
+        if let Service::Http(h) = svc {
+            h.kind = HttpKind::Apache;
+            h.real_ip = Some(RealIp {
+                header: RealIpHeader::XForwardedFor,
+                cloudflare: false,
+                cloudflare_ranges: vec![],
+                ranges: vec!["192.0.2.0/24".into()],
+            });
+        }
+    }
+    s
+}
+
+#[test]
+fn apache_site_install_with_aliases_redirected() {
+    let s = on_apache(snap(Some(site(SiteStatus::Queued, &["www.example.org", "example.net"], true))));
+    insta::assert_snapshot!(show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default()));
+}
+
+#[test]
+fn apache_server_verify_switching_from_nginx_with_a_disabled_site() {
+    let mut s = on_apache(snap(Some(site(SiteStatus::Disabled, &[], false))));
+    s.sites = s.site.iter().cloned().collect();
+    s.platforms = s.platform.iter().cloned().collect();
+    let out = show(TaskKind::ServerVerify, serde_json::json!({ "previous_web": "nginx" }), &s, &Facts::default());
+    insta::assert_snapshot!(out);
+}

@@ -86,6 +86,16 @@ fn engines_for(f: &Fjord) -> Vec<&'static str> {
     engines(f).into_iter().filter(|e| f.web == "nginx" || *e != "postgres").collect()
 }
 
+/// Tests of both web servers run at the same time on one MariaDB and PostgreSQL: their sites (and
+/// so their databases) need names of their own.
+fn web_suffix(web: &str) -> &'static str {
+    if web == "apache" {
+        "-ap"
+    } else {
+        ""
+    }
+}
+
 #[test]
 fn drupal10_fixture_on_every_engine() {
     drupal10_fixture("nginx");
@@ -108,7 +118,8 @@ fn drupal10_fixture(web: &'static str) {
         (Some("drupal"), Some("10.3.99"))
     );
     for engine in engines_for(&f) {
-        life_cycle(&f, port, "d10", engine, &format!("d10-{engine}.example"), "X-Generator: Drupal 10");
+        let domain = format!("d10-{engine}{}.example", web_suffix(web));
+        life_cycle(&f, port, "d10", engine, &domain, "X-Generator: Drupal 10");
     }
 }
 
@@ -131,7 +142,8 @@ fn drupal7_fixture(web: &'static str) {
     let p = f.json(&["platform", "show", "d7"]);
     assert_eq!((p["platform"]["app"].as_str(), p["platform"]["app_version"].as_str()), (Some("drupal7"), Some("7.99")));
     for engine in engines_for(&f) {
-        life_cycle(&f, port, "d7", engine, &format!("d7-{engine}.example"), "X-Generator: Drupal 7");
+        let domain = format!("d7-{engine}{}.example", web_suffix(web));
+        life_cycle(&f, port, "d7", engine, &domain, "X-Generator: Drupal 7");
     }
 
     // A platform with sites cannot be removed; a locked one takes no new sites; --force deletes an
@@ -175,7 +187,7 @@ fn wordpress(web: &'static str) {
     let err = f.fails(&["site", "create", "wp-sqlite.example", "--platform", "wp", "--db-engine", "sqlite"]);
     assert!(err.contains("MariaDB"), "{err}");
 
-    let domain = format!("wp{}.example", std::process::id());
+    let domain = format!("wp{}{}.example", std::process::id(), web_suffix(web));
     f.ok(&["site", "create", &domain, "--platform", "wp", "--db-engine", "mariadb", "--wait"]);
     let a = f.get(port, &domain, "/");
     assert_eq!(a.status, 200, "{a:?}");

@@ -1,6 +1,7 @@
 //! One module per noun. Each command resolves its arguments into validated model values first, so bad
 //! input fails before anything is written.
 
+mod accounts;
 mod admin;
 mod backup;
 mod bench;
@@ -66,7 +67,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let settings = config::resolve(&cli.global)?;
     let mut ctx = Ctx { settings, out: Out { json: cli.global.json }, global: cli.global, store: None };
     match cli.command {
-        Command::Init => admin::init(&mut ctx).await,
+        Command::Init(args) => admin::init(&mut ctx, args).await,
         Command::Serve(args) => admin::serve(&mut ctx, args).await,
         Command::Health => admin::health(&mut ctx).await,
         Command::Completions { shell } => admin::completions(shell),
@@ -74,6 +75,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Server(cmd) => objects::server(&mut ctx, cmd).await,
         Command::Platform(cmd) => objects::platform(&mut ctx, cmd).await,
         Command::Client(cmd) => objects::client(&mut ctx, cmd).await,
+        Command::User(cmd) => accounts::user(&mut ctx, cmd).await,
+        Command::Token(cmd) => accounts::token(&mut ctx, cmd).await,
         Command::Backup(cmd) => backup::run(&mut ctx, cmd).await,
         Command::Site(cmd) => site::run(&mut ctx, cmd).await,
         Command::Task(cmd) => task::run(&mut ctx, cmd).await,

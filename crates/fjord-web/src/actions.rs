@@ -44,6 +44,11 @@ pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_
     }
 }
 
+/// Plans `kind` against `snap` with the facts the daemon would gather; a refusal is the error.
+pub fn plan_snapshot(layout: &Layout, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
+    Ok(fjord_plan::plan(layout, kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
+}
+
 /// A new site, as the API's JSON body, the UI's form and `fjord site create` give it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -210,7 +215,7 @@ impl<'a> Actions<'a> {
 
     /// Plans `kind` against `snap`; a refusal is the error.
     pub fn plan_snapshot(&self, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
-        Ok(fjord_plan::plan(self.layout, kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
+        plan_snapshot(self.layout, kind, args, snap)
     }
 
     /// Plans a task on an existing object now, against the current state, without queueing it.

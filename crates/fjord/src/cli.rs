@@ -39,6 +39,13 @@ pub struct Global {
     /// After queueing a task, follow its log until it ends; exit non-zero if it fails.
     #[arg(long, global = true)]
     pub wait: bool,
+    /// Act on a remote Fjord through its HTTP API (e.g. https://fjord.example.org); the token comes
+    /// from FJORD_TOKEN or --token-file, never the command line.
+    #[arg(long, global = true, env = "FJORD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// A 0600 file holding the API token for --server.
+    #[arg(long, global = true, env = "FJORD_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +87,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Most tasks run at once [default: number of CPUs].
+    /// Most tasks run at once [default: number of CPUs]; 0 with --listen serves HTTP only.
     #[arg(long, env = "FJORD_WORKERS")]
     pub workers: Option<usize>,
     /// This daemon's name in task leases [default: the host name].

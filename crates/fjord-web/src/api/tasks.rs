@@ -101,6 +101,9 @@ pub struct LogQuery {
     /// Only lines after this sequence number (also taken from `Last-Event-ID`).
     #[serde(default)]
     after: i64,
+    /// Keep the stream open until the task ends (default); `false` sends the lines so far and closes.
+    #[serde(default)]
+    follow: Option<bool>,
 }
 
 /// How often the live log looks for new lines.
@@ -124,6 +127,7 @@ pub async fn log(
         pending: std::collections::VecDeque<Event>,
         done: bool,
     }
+    let follow = q.follow.unwrap_or(true);
     let start = Cursor { after, pending: Default::default(), done: false };
     let store = state.store.clone();
     let task_id = task.id;
@@ -151,6 +155,7 @@ pub async fn log(
                         c.done = true;
                     }
                     None => c.done = true,
+                    Some(_) if !follow => c.done = true,
                     Some(_) if c.pending.is_empty() => tokio::time::sleep(LOG_POLL).await,
                     Some(_) => {}
                 }

@@ -120,11 +120,14 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let file = &ctx.settings.file;
     let mut cfg = DaemonConfig::new(args.node.or(file.node.clone()).unwrap_or_else(default_node), ctx.layout());
+    let listen = args.listen.clone().or(file.listen.clone());
+    // No workers: this process only answers HTTP (another daemon on the same database runs the tasks).
+    let http_only = args.workers.or(file.workers) == Some(0);
     if let Some(w) = args.workers.or(file.workers) {
-        if w == 0 {
-            bail!("--workers must be at least 1");
+        if w == 0 && listen.is_none() {
+            bail!("--workers must be at least 1 (0 only with --listen: HTTP without task workers)");
         }
-        cfg.workers = w;
+        cfg.workers = w.max(1);
     }
     if let Some(l) = file.lease_seconds {
         cfg.lease = Duration::from_secs(l.max(1));
@@ -167,7 +170,7 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     )?;
     // One signal stops both the worker pool and the HTTP server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let web = match args.listen.or(file.listen.clone()) {
+    let web = match listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
             let settings = fjord_web::WebSettings {
@@ -200,7 +203,11 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     let shutdown = async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    fjord_daemon::run(store, ctx.executor()?, cfg, shutdown, Duration::from_secs(30)).await?;
+    if http_only {
+        shutdown.await;
+    } else {
+        fjord_daemon::run(store, ctx.executor()?, cfg, shutdown, Duration::from_secs(30)).await?;
+    }
     if let Some(web) = web {
         match tokio::time::timeout(Duration::from_secs(10), web).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),

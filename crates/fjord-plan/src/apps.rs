@@ -108,9 +108,9 @@ impl App {
     pub fn open_basedir(self, ctx: &SiteCtx) -> Vec<String> {
         let mut dirs = vec![format!("{}/", ctx.platform.root), format!("{}/", ctx.site_dir())];
         if self == App::Wordpress {
-            // Debian's WordPress: its config files (each readable by its own site's user only) and
-            // its shared content directory.
-            dirs.extend(["/etc/wordpress/".into(), "/var/lib/wordpress/".into()]);
+            // Debian's WordPress: its config files (each readable by its own site's user only), its
+            // shared content directory, and its code, where its wp-config.php points ABSPATH.
+            dirs.extend(["/etc/wordpress/".into(), "/var/lib/wordpress/".into(), "/usr/share/wordpress/".into()]);
         }
         dirs.extend(["/usr/share/php/".into(), "/dev/urandom".into()]);
         dirs

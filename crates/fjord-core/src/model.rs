@@ -68,6 +68,19 @@ string_enum!(
 );
 
 string_enum!(HttpKind { Nginx = "nginx", Apache = "apache" });
+string_enum!(
+    /// Whose Unix user a site's PHP runs as. `site`: its own user and group; `client`: one user and
+    /// group shared by the sites of its client (each site still has its own pool and `open_basedir`);
+    /// `shared`: the web server's user, no `open_basedir` — the unsafe layout isolation replaces, kept
+    /// only so tests can prove they see a leak.
+    Isolation { Site = "site", Client = "client", Shared = "shared" }
+);
+
+impl Default for Isolation {
+    fn default() -> Isolation {
+        Isolation::Site
+    }
+}
 string_enum!(DbEngine { Mariadb = "mariadb", Postgres = "postgres", Sqlite = "sqlite" });
 string_enum!(HttpsMode { Off = "off", On = "on", Required = "required" });
 string_enum!(Role { Admin = "admin", PlatformManager = "platform-manager", Client = "client" });
@@ -358,6 +371,9 @@ pub struct Site {
     pub health_marker: Option<String>,
     #[serde(default)]
     pub php_limits: PhpLimits,
+    /// Whose Unix user the site's PHP runs as (see [`Isolation`]).
+    #[serde(default)]
+    pub isolation: Isolation,
     /// HTTPS settings and the installed certificate (see `tls.rs`).
     #[serde(default)]
     pub tls: crate::SiteTls,

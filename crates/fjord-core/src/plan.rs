@@ -228,6 +228,18 @@ pub enum Step {
     /// Revoke the certificate a `Certificate` step replaced (kept as `replaced.pem` in `dir`) with the
     /// ACME server `request` names. Runs only once the new one serves, past the task's commit.
     RevokeReplaced { dir: String, request: crate::CertRequest },
+    /// Make sure a Unix user `name` and its group of the same name exist (a site's PHP user), and,
+    /// with `web_user`, that the web server's user is in that group (it serves the site's static
+    /// files from directories closed to everyone else). Undo removes the user and group only if this
+    /// step created them.
+    UnixUser {
+        name: String,
+        home: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        web_user: Option<String>,
+    },
+    /// Remove a Unix user and its group, if they exist. No undo: it goes after a task's commit.
+    RemoveUnixUser { name: String },
     /// Wait; used by no-op tasks in tests and benchmarks.
     Sleep { ms: u64 },
     /// Fail on purpose; used for fault injection in tests.
@@ -255,6 +267,11 @@ impl Step {
                 format!("obtain a certificate for {domain} ({}; {})", request.source(), names.join(", "))
             }
             Step::RevokeReplaced { dir, .. } => format!("revoke the certificate replaced in {dir}"),
+            Step::UnixUser { name, web_user, .. } => match web_user {
+                Some(w) => format!("make sure Unix user {name} exists, with {w} in its group"),
+                None => format!("make sure Unix user {name} exists"),
+            },
+            Step::RemoveUnixUser { name } => format!("remove Unix user {name} and its group"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }

@@ -308,8 +308,13 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
                 result
             }
         };
-        if let (Ok(None), Step::WriteFile { path, .. } | Step::MakeDir { path, .. } | Step::RemovePath { path }) =
-            (&result, step)
+        if let (
+            Ok(None),
+            Step::WriteFile { path, .. }
+            | Step::MakeDir { path, .. }
+            | Step::RemovePath { path }
+            | Step::UnixUser { home: path, .. },
+        ) = (&result, step)
         {
             changed.push(path.clone());
         }

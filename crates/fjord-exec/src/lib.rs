@@ -16,6 +16,7 @@ pub mod probe;
 pub mod secrets;
 pub mod steps;
 pub mod tls;
+pub mod users;
 
 pub use cmd::{Cmd, CmdOutput, OutputSink};
 pub use host::Host;

@@ -59,6 +59,10 @@ pub enum StepUndo {
     RemoveFiles {
         paths: Vec<String>,
     },
+    /// Remove a Unix user and its group this step created.
+    RemoveUser {
+        name: String,
+    },
     /// Undo several things (a certificate step restores its key, chain and metadata).
     Many {
         entries: Vec<StepUndo>,
@@ -270,7 +274,12 @@ impl Executor {
                 }
                 StepUndo::Many { entries }
             }
-            Step::Run { undo: None, .. }
+            Step::UnixUser { name, .. } if !crate::users::user_exists(name) => {
+                StepUndo::RemoveUser { name: name.clone() }
+            }
+            Step::UnixUser { .. }
+            | Step::RemoveUnixUser { .. }
+            | Step::Run { undo: None, .. }
             | Step::Pipe { undo: None, .. }
             | Step::RevokeReplaced { .. }
             | Step::HttpCheck { .. }
@@ -591,6 +600,14 @@ impl Executor {
                 self.host.remove_all(&path)?;
                 Ok(Some("the replaced certificate is revoked".into()))
             }
+            Step::UnixUser { name, home, web_user } => {
+                let created = crate::users::ensure_user(&self.host, name, home, web_user.as_deref(), sink).await?;
+                Ok((!created).then(|| format!("Unix user {name} exists")))
+            }
+            Step::RemoveUnixUser { name } => {
+                let removed = crate::users::remove_user(&self.host, name, sink).await?;
+                Ok((!removed).then(|| format!("Unix user {name} is already gone")))
+            }
             Step::Sleep { ms } => {
                 let sleep = tokio::time::sleep(Duration::from_millis(*ms));
                 match cancel {
@@ -656,6 +673,10 @@ impl Executor {
             }
             StepUndo::Run { cmd } => {
                 self.run_command(cmd, sink, None).await?;
+                Ok(())
+            }
+            StepUndo::RemoveUser { name } => {
+                crate::users::remove_user(&self.host, name, sink).await?;
                 Ok(())
             }
             StepUndo::Reload { was_running: false, pidfile, service, .. } => {

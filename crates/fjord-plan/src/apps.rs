@@ -101,9 +101,28 @@ impl App {
         }
     }
 
-    /// Directories the web user must be able to write.
+    /// What the site's PHP may open (`open_basedir`; a trailing `/` limits an entry to that
+    /// directory): the platform's code, the site's own directory (private files, temp, sessions,
+    /// uploads, logs), and what PHP and the application need from the system. Other sites' directories
+    /// inside the platform are closed by their permissions.
+    pub fn open_basedir(self, ctx: &SiteCtx) -> Vec<String> {
+        let mut dirs = vec![format!("{}/", ctx.platform.root), format!("{}/", ctx.site_dir())];
+        if self == App::Wordpress {
+            // Debian's WordPress: its config files (each readable by its own site's user only), its
+            // shared content directory, and its code, where its wp-config.php points ABSPATH.
+            dirs.extend(["/etc/wordpress/".into(), "/var/lib/wordpress/".into(), "/usr/share/wordpress/".into()]);
+        }
+        dirs.extend(["/usr/share/php/".into(), "/dev/urandom".into()]);
+        dirs
+    }
+
+    /// Directories the site's PHP user must be able to write.
     pub fn writable_dirs(self, ctx: &SiteCtx) -> Vec<String> {
-        let mut dirs = vec![format!("{}/private", ctx.site_dir()), format!("{}/tmp", ctx.site_dir())];
+        let site_dir = ctx.site_dir();
+        let mut dirs = vec![format!("{site_dir}/private"), format!("{site_dir}/tmp"), format!("{site_dir}/log")];
+        if self == App::Drupal {
+            dirs.push(format!("{site_dir}/config"));
+        }
         if let Some(dir) = self.platform_site_dir(ctx) {
             dirs.push(format!("{dir}/files"));
         }
@@ -115,12 +134,28 @@ impl App {
 
     /// Directories and settings files for a site; all derived from the state, so verify rewrites them.
     pub fn settings(self, ctx: &SiteCtx, plan: &mut Plan) -> PlanResult<()> {
-        let owner = Some(ctx.layout.web_owner());
+        let layout = ctx.layout;
+        let isolated = layout.isolated(ctx.site);
+        let owner = Some(layout.php_owner(ctx.site));
+        // Settings hold the database password: isolated, only the site's own user reads them (PHP-FPM
+        // alone needs them; the web server only serves static files); shared, the web user's group.
+        let (settings_mode, settings_owner) = if isolated {
+            (0o400, Some(layout.php_owner(ctx.site)))
+        } else {
+            (0o640, Some(format!("root:{}", layout.web_user)))
+        };
+        // Isolated, the site's directory in the platform is closed to other sites' users; the web
+        // user (in the site's group) still serves its public files.
+        let (site_dir_mode, site_dir_owner, files_mode) = if isolated {
+            (0o750, Some(format!("root:{}", layout.php_user(ctx.site))), 0o770)
+        } else {
+            (0o755, None, 0o775)
+        };
         match self {
             App::Drupal7 | App::Drupal => {
                 let dir = self.platform_site_dir(ctx).expect("Drupal keeps a site dir");
-                plan.push(Step::MakeDir { path: dir.clone(), mode: 0o755, owner: None });
-                plan.push(Step::MakeDir { path: format!("{dir}/files"), mode: 0o775, owner: owner.clone() });
+                plan.push(Step::MakeDir { path: dir.clone(), mode: site_dir_mode, owner: site_dir_owner });
+                plan.push(Step::MakeDir { path: format!("{dir}/files"), mode: files_mode, owner: owner.clone() });
                 if self == App::Drupal {
                     plan.push(Step::MakeDir {
                         path: format!("{}/config/sync", ctx.site_dir()),
@@ -145,9 +180,8 @@ impl App {
                     content: FileContent::Text {
                         text: render::drupal_settings(ctx, self == App::Drupal7, &ctx.secret("hash-salt"))?,
                     },
-                    // Readable by the web user's group only: it holds the database password.
-                    mode: 0o640,
-                    owner: Some(format!("root:{}", ctx.layout.web_user)),
+                    mode: settings_mode,
+                    owner: settings_owner.clone(),
                 });
             }
             App::Wordpress => {
@@ -160,8 +194,8 @@ impl App {
                     plan.push(Step::WriteFile {
                         path: format!("/etc/wordpress/config-{domain}.php"),
                         content: FileContent::Text { text: config.clone() },
-                        mode: 0o640,
-                        owner: Some(format!("root:{}", ctx.layout.web_user)),
+                        mode: settings_mode,
+                        owner: settings_owner.clone(),
                     });
                 }
                 plan.push(Step::MakeDir { path: format!("{}/mu-plugins", ctx.site_dir()), mode: 0o755, owner: None });
@@ -177,8 +211,8 @@ impl App {
                 plan.push(Step::WriteFile {
                     path: format!("{}/fjord-settings.php", ctx.site_dir()),
                     content: FileContent::Text { text: render::php_settings(ctx)? },
-                    mode: 0o640,
-                    owner: Some(format!("root:{}", ctx.layout.web_user)),
+                    mode: settings_mode,
+                    owner: settings_owner,
                 });
             }
         }
@@ -189,8 +223,46 @@ impl App {
     pub fn external_files(self, ctx: &SiteCtx) -> Vec<String> {
         match self {
             App::Wordpress => ctx.site.all_domains().map(|d| format!("/etc/wordpress/config-{d}.php")).collect(),
-            App::Drupal | App::Drupal7 => vec![format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain)],
+            App::Drupal | App::Drupal7 => vec![
+                format!("{}/sites/fjord-sites/{}.php", ctx.docroot(), ctx.site.domain),
+                self.drush_alias_file(ctx).expect("Drupal has drush aliases"),
+            ],
             _ => vec![],
+        }
+    }
+
+    /// Where the site's drush alias goes, so `drush @DOMAIN` finds it: drush 12/13 reads
+    /// `PROJECT/drush/sites/NAME.site.yml`, drush 8 (Drupal 7) `DRUPAL/sites/all/drush/NAME.alias.drushrc.php`.
+    pub fn drush_alias_file(self, ctx: &SiteCtx) -> Option<String> {
+        match self {
+            App::Drupal => Some(format!("{}/drush/sites/{}.site.yml", ctx.platform.root, ctx.site.domain)),
+            App::Drupal7 => Some(format!("{}/sites/all/drush/{}.alias.drushrc.php", ctx.docroot(), ctx.site.domain)),
+            _ => None,
+        }
+    }
+
+    /// The site's drush alias (root and URI of the site, as its own drush sees it).
+    fn drush_alias(self, ctx: &SiteCtx) -> Option<String> {
+        let header = format!("Managed by Fjord for {0}: regenerated by `fjord site verify {0}`.", ctx.site.domain);
+        match self {
+            // Drush's default environment is `dev`: `@DOMAIN` is `@DOMAIN.dev`.
+            App::Drupal => Some(format!("# {header}\ndev:\n  root: '{}'\n  uri: '{}'\n", ctx.docroot(), ctx.base_url)),
+            App::Drupal7 => Some(format!(
+                "<?php\n// {header}\n$aliases['{}'] = array('root' => '{}', 'uri' => '{}');\n",
+                ctx.site.domain,
+                ctx.docroot(),
+                ctx.base_url
+            )),
+            _ => None,
+        }
+    }
+
+    /// Writes the site's drush alias file (Drupal only).
+    pub fn drush_alias_files(self, ctx: &SiteCtx, plan: &mut Plan) {
+        if let (Some(path), Some(text)) = (self.drush_alias_file(ctx), self.drush_alias(ctx)) {
+            let dir = path.rsplit_once('/').map(|(d, _)| d.to_string()).expect("an absolute path");
+            plan.push(Step::MakeDir { path: dir, mode: 0o755, owner: None });
+            plan.push(Step::WriteFile { path, content: FileContent::Text { text }, mode: 0o644, owner: None });
         }
     }
 

@@ -1,7 +1,7 @@
 //! Where Fjord puts things on a host. All paths derive from the state dir and validated names, so they
 //! never contain `..` or anything a user typed unchecked.
 
-use fjord_core::{HttpKind, Platform, Server, Site};
+use fjord_core::{HttpKind, Isolation, Platform, Server, Site};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
@@ -17,6 +17,38 @@ impl Layout {
     /// `user:group` of the web user.
     pub fn web_owner(&self) -> String {
         format!("{0}:{0}", self.web_user)
+    }
+    /// A short tag of this installation (a hash of its state dir), part of every Unix user it makes, so
+    /// two Fjords on one machine (tests run many) never share a user.
+    fn install_tag(&self) -> String {
+        // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.state_dir.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        format!("{:05x}", h & 0xf_ffff)
+    }
+    /// The prefix of every Unix user this installation makes (`fj` + its tag).
+    pub fn user_prefix(&self) -> String {
+        format!("fj{}", self.install_tag())
+    }
+    /// The Unix user (and group of the same name) a site's PHP runs as. Derived from ids, which never
+    /// change (a renamed site keeps its user), and at most 2 + 5 + 1 + 19 characters: within Linux's
+    /// 32. `shared` isolation runs as the web user.
+    pub fn php_user(&self, site: &Site) -> String {
+        match (site.isolation, site.client_id) {
+            (Isolation::Shared, _) => self.web_user.clone(),
+            (Isolation::Client, Some(client)) => format!("{}c{client}", self.user_prefix()),
+            _ => format!("{}s{}", self.user_prefix(), site.id),
+        }
+    }
+    /// `user:group` of the site's PHP user.
+    pub fn php_owner(&self, site: &Site) -> String {
+        format!("{0}:{0}", self.php_user(site))
+    }
+    /// Whether the site runs as a user of its own (or its client's), not the web user.
+    pub fn isolated(&self, site: &Site) -> bool {
+        site.isolation != Isolation::Shared
     }
     /// Per-server generated config: `<state>/servers/<name>`.
     pub fn server_dir(&self, server: &Server) -> String {
@@ -94,6 +126,10 @@ impl Layout {
     /// A site's own directory outside any platform: private files, temp files, SQLite database.
     pub fn site_dir(&self, site: &Site) -> String {
         format!("{}/sites/{}", self.state_dir, site.domain)
+    }
+    /// The site's own `bin/`: a `php` that runs its PHP runtime, first on `PATH` in `fjord site exec`.
+    pub fn site_bin_dir(&self, site: &Site) -> String {
+        format!("{}/bin", self.site_dir(site))
     }
     pub fn sqlite_path(&self, site: &Site) -> String {
         format!("{}/db/{}.sqlite", self.site_dir(site), site.db_name)

@@ -224,12 +224,16 @@ fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanR
     }
     // Every site's derived files, regenerated from the state, then one reload of each service.
     let mut php_watch = Vec::new();
+    let mut site_dirs = Vec::new();
     for site in snap.sites.iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)) {
         let Some(platform) = snap.platforms.iter().find(|p| p.id == site.platform_id) else {
             continue;
         };
         let ctx = ctx_for(layout, server, platform, site, Some(server))?;
         php_watch.extend(site_files(&ctx, App::of(platform), serving(site.status), &mut plan)?.php_watch);
+        // A site moving to its own user takes over what the web user owned.
+        plan.push(chown_writable(App::of(platform), &ctx));
+        site_dirs.push(layout.site_dir(site));
     }
     // A reload only if some generated config changed; a service that is not running is started.
     let watch = vec![layout.server_dir(server)];
@@ -244,6 +248,8 @@ fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanR
         if let Some(previous) = previous {
             services::web_switch(layout, server, previous, &mut plan)?;
         }
+        // New site users: the web server's workers must be restarted to gain their groups.
+        web_watch.extend(site_dirs);
         plan.push(services::web_reload(layout, server, web_watch)?);
         if let Some(previous) = previous {
             let old = match previous {
@@ -468,6 +474,35 @@ fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     })
 }
 
+/// How `fjord site exec` runs a command in a site's context: as its PHP user, in its docroot, with an
+/// environment like its pool's (temp dir, home) plus its PHP runtime and site-local drush first on
+/// `PATH` and drush pointed at the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecContext {
+    pub user: String,
+    pub cwd: String,
+    pub env: Vec<(String, String)>,
+}
+
+pub fn exec_context(layout: &Layout, server: &Server, platform: &Platform, site: &Site) -> PlanResult<ExecContext> {
+    // The database is not needed here; the server stands in for the site's database server.
+    let ctx = ctx_for(layout, server, platform, site, Some(server))?;
+    let user = layout.php_user(site);
+    let path = format!("{}:{}/vendor/bin:/usr/local/bin:/usr/bin:/bin", layout.site_bin_dir(site), platform.root);
+    let env = vec![
+        ("PATH".to_string(), path),
+        ("HOME".into(), layout.site_dir(site)),
+        ("TMPDIR".into(), format!("{}/tmp", layout.site_dir(site))),
+        ("USER".into(), user.clone()),
+        ("LOGNAME".into(), user.clone()),
+        ("LANG".into(), "C.UTF-8".into()),
+        // drush 12/13 reads its --uri and --root from these.
+        ("DRUSH_OPTIONS_URI".into(), ctx.base_url.clone()),
+        ("DRUSH_OPTIONS_ROOT".into(), ctx.docroot()),
+    ];
+    Ok(ExecContext { user, cwd: ctx.docroot(), env })
+}
+
 /// The context every site planner works in.
 fn site_ctx<'a>(layout: &'a Layout, snap: &'a Snapshot) -> PlanResult<SiteCtx<'a>> {
     let site = site_of(snap)?;
@@ -518,8 +553,23 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     let layout = ctx.layout;
     let site = ctx.site;
     let dir = layout.site_dir(site);
-    let owner = Some(layout.web_owner());
-    plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
+    let owner = Some(layout.php_owner(site));
+    if layout.isolated(site) {
+        // The site's own Unix user and group come first: everything below is owned by them.
+        plan.push(Step::UnixUser {
+            name: layout.php_user(site),
+            home: dir.clone(),
+            web_user: Some(layout.web_user.clone()),
+        });
+        // Closed to other sites' users: private files, temp files, sessions, the SQLite database.
+        plan.push(Step::MakeDir {
+            path: dir.clone(),
+            mode: 0o750,
+            owner: Some(format!("root:{}", layout.php_user(site))),
+        });
+    } else {
+        plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
+    }
     for sub in ["private", "tmp", "log"] {
         plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
     }
@@ -534,16 +584,27 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
             undo: None,
         });
         plan.push(Step::Run {
-            label: "the web user owns the SQLite database file".into(),
-            cmd: Command::new(["chown", layout.web_owner().as_str(), "--", file.as_str()]).timeout(60),
+            label: "the site's PHP user owns the SQLite database file".into(),
+            cmd: Command::new(["chown", layout.php_owner(site).as_str(), "--", file.as_str()]).timeout(60),
             undo: None,
         });
     }
     app.settings(ctx, plan)?;
+    app.drush_alias_files(ctx, plan);
+    // `fjord site exec` puts this first on PATH: `php` is the site's runtime.
+    plan.push(Step::MakeDir { path: layout.site_bin_dir(site), mode: 0o755, owner: None });
+    plan.push(Step::WriteFile {
+        path: format!("{}/php", layout.site_bin_dir(site)),
+        content: FileContent::Text { text: format!("#!/bin/sh\nexec {} \"$@\"\n", services::php_cli(ctx.php)) },
+        mode: 0o755,
+        owner: None,
+    });
     let pool = layout.php_pool(ctx.server, &ctx.php.version, site);
     plan.push(Step::WriteFile {
         path: pool.clone(),
-        content: FileContent::Text { text: render::php_pool(layout, site)? },
+        content: FileContent::Text {
+            text: render::php_pool(layout, site, &if layout.isolated(site) { app.open_basedir(ctx) } else { vec![] })?,
+        },
         mode: 0o644,
         owner: None,
     });
@@ -562,6 +623,18 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     php_watch.extend(app.platform_site_dir(ctx));
     php_watch.extend(app.external_files(ctx));
     Ok(SiteFiles { pool, vhost, php_watch })
+}
+
+/// The step that gives the site's PHP user its writable directories (installers, copies and
+/// restores run as root; a site that gets its own user takes over what the web user owned).
+fn chown_writable(app: App, ctx: &SiteCtx) -> Step {
+    let mut chown = vec!["chown".to_string(), "-R".into(), ctx.layout.php_owner(ctx.site)];
+    chown.extend(app.writable_dirs(ctx));
+    Step::Run {
+        label: "give the site's PHP user its writable directories".into(),
+        cmd: Command::new(chown).timeout(600),
+        undo: None,
+    }
 }
 
 /// The paths [`site_files`] wrote that services watch.
@@ -636,15 +709,11 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     if install {
         app.install(&ctx, &mut plan)?;
     }
-    // Installers run as root; give the web user back what it must write.
-    let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
-    chown.extend(app.writable_dirs(&ctx));
-    plan.push(Step::Run {
-        label: "give the web user its writable directories".into(),
-        cmd: Command::new(chown).timeout(600),
-        undo: None,
-    });
-    plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
+    // Installers run as root; give the site's PHP user back what it must write.
+    plan.push(chown_writable(app, &ctx));
+    // The site dir changes when the site gets its own user: the web server's workers must be
+    // restarted to gain the site's group.
+    plan.push(services::web_reload(layout, &snap.server, vec![vhost, layout.site_dir(site)])?);
     plan.extend(http_check(layout, &snap.server, site, status));
     Ok(Planned {
         plan,
@@ -792,13 +861,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
 
     // Settings now name the new database; everything else is regenerated as by verify.
     let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
-    let mut chown = vec!["chown".to_string(), "-R".into(), layout.web_owner()];
-    chown.extend(app.writable_dirs(&ctx2));
-    plan.push(Step::Run {
-        label: "give the web user its writable directories".into(),
-        cmd: Command::new(chown).timeout(600),
-        undo: None,
-    });
+    plan.push(chown_writable(app, &ctx2));
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
@@ -855,12 +918,15 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     plan.push(Step::RemovePath { path: layout.site_dir(site) });
     // Its certificate and key go with it.
     plan.push(Step::RemovePath { path: layout.tls_dir(site) });
-    // Dropping the database cannot be undone, so it comes last: anything before it can still fail
-    // and roll back to a whole site.
-    if let Some(step) = db::drop_site_db(db_server(snap, site), site)? {
+    // Dropping the database and the site's Unix user cannot be undone, so they come last: anything
+    // before can still fail and roll back to a whole site. A client's user stays for its other sites.
+    let drop_db = db::drop_site_db(db_server(snap, site), site)?;
+    let drop_user = (site.isolation == Isolation::Site).then(|| Step::RemoveUnixUser { name: layout.php_user(site) });
+    if drop_db.is_some() || drop_user.is_some() {
         plan.push(moves::commit());
-        plan.push(step);
     }
+    plan.extend(drop_db);
+    plan.extend(drop_user);
     Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 

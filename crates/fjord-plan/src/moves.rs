@@ -186,15 +186,9 @@ fn live(site: &Site, role: &str) -> PlanResult<()> {
     Ok(())
 }
 
-/// Gives the web user back its writable directories (copies and updates run as root).
+/// Gives the site's PHP user back its writable directories (copies and updates run as root).
 fn chown_writable(app: App, ctx: &SiteCtx, plan: &mut Plan) {
-    let mut chown = vec!["chown".to_string(), "-R".into(), ctx.layout.web_owner()];
-    chown.extend(app.writable_dirs(ctx));
-    plan.push(Step::Run {
-        label: "give the web user its writable directories".into(),
-        cmd: Command::new(chown).timeout(600),
-        undo: None,
-    });
+    plan.push(crate::chown_writable(app, ctx));
 }
 
 /// The module directories that travel with a site (Drupal's `sites/DOMAIN/modules` and `themes`).

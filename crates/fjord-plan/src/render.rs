@@ -150,12 +150,14 @@ pub(crate) fn php_fpm_conf(layout: &Layout, server: &Server, runtime: &PhpRuntim
     )
 }
 
-pub(crate) fn php_pool(layout: &Layout, site: &Site) -> PlanResult<String> {
+/// A site's pool; `open_basedir` empty: none (shared isolation).
+pub(crate) fn php_pool(layout: &Layout, site: &Site, open_basedir: &[String]) -> PlanResult<String> {
     render(
         "php/pool.conf.j2",
         context! {
             domain => site.domain.as_str(),
-            user => layout.web_user,
+            user => layout.php_user(site),
+            open_basedir => open_basedir.join(":"),
             web_user => layout.web_user,
             socket => layout.php_socket(site),
             site_dir => layout.site_dir(site),

@@ -81,6 +81,7 @@ pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site
         last_cron_at: None,
         health_marker: None,
         php_limits: PhpLimits::default(),
+        isolation: Isolation::Site,
         created_at: 0,
         updated_at: 0,
     }

@@ -411,6 +411,17 @@ impl Store {
         Ok(())
     }
 
+    /// Sets whose Unix user the site's PHP runs as (a verify moves it).
+    pub async fn set_site_isolation(&self, site: SiteId, isolation: Isolation) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET isolation = $1, updated_at = $2 WHERE id = $3")
+            .bind(isolation.as_str())
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Sets (or clears) the text a site's front page must contain for its health checks to pass.
     pub async fn set_site_health_marker(&self, site: SiteId, marker: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE sites SET health_marker = $1, updated_at = $2 WHERE id = $3")
@@ -829,6 +840,7 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         last_cron_at: None,
         health_marker: None,
         php_limits: PhpLimits::default(),
+        isolation: Isolation::default(),
         created_at: now,
         updated_at: now,
     })

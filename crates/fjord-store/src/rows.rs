@@ -74,7 +74,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
 }
 
 pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_engine, db_name, db_user, php, profile, \
-     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, php_limits, tls, created_at, updated_at";
+     language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, php_limits, isolation, tls, created_at, updated_at";
 
 /// Aliases live in `site_domains`; the caller fills them in.
 pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
@@ -102,6 +102,7 @@ pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
                 .map_err(|e| StoreError::Corrupt { column: "php_limits", detail: e.to_string() })?,
             None => PhpLimits::default(),
         },
+        isolation: text_enum(row, "isolation", Isolation::parse)?,
         tls: site_tls(row)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,

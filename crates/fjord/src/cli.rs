@@ -517,6 +517,27 @@ pub enum SiteCmd {
         #[arg(long)]
         max_execution_time: Option<u32>,
     },
+    /// Set whose Unix user the site's PHP runs as, then verify the site: `site` (its own user, group,
+    /// pool and open_basedir; the default), `client` (one user for the sites of its client).
+    Isolation {
+        domain: String,
+        /// site | client (`shared`, the web server's user without open_basedir, is refused unless
+        /// FJORD_ALLOW_SHARED_POOL=1: it exists only so tests can prove they see a leak).
+        #[arg(long)]
+        mode: fjord_core::Isolation,
+    },
+    /// Run a command in the site's context: as its PHP user, in its docroot, its PHP runtime and
+    /// site-local drush first on PATH (e.g. `fjord site exec example.org -- drush status`).
+    Exec {
+        domain: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Write the site's drush alias (drush 12/13 `PROJECT/drush/sites/DOMAIN.site.yml`, drush 8
+    /// `sites/all/drush/DOMAIN.alias.drushrc.php` for Drupal 7) by verifying it; prints the file.
+    Aliases {
+        domain: String,
+    },
     /// Delete a disabled site (or any, with --force), after a pre-delete backup.
     Delete {
         domain: String,

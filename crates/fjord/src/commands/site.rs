@@ -177,6 +177,53 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             store.set_site_php_limits(site.id, &limits).await?;
             queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
         }
+        SiteCmd::Exec { domain, command } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            let server = store.server(platform.server_id).await?;
+            let mut exec = fjord_plan::exec_context(&ctx.layout(), &server, &platform, &site)?;
+            if let Ok(term) = std::env::var("TERM") {
+                exec.env.push(("TERM".into(), term));
+            }
+            let code = fjord_exec::users::exec_as(&exec.user, &command, &exec.env, &exec.cwd)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        SiteCmd::Aliases { domain } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            let app = fjord_plan::apps::App::of(&platform);
+            let file = match app {
+                fjord_plan::apps::App::Drupal => {
+                    format!("{}/drush/sites/{}.site.yml", platform.root, site.domain)
+                }
+                fjord_plan::apps::App::Drupal7 => {
+                    format!("{}/sites/all/drush/{}.alias.drushrc.php", ctx.layout().docroot(&platform), site.domain)
+                }
+                _ => bail!("site {} is not a Drupal site: drush aliases are for Drupal", site.domain),
+            };
+            if !ctx.global.json {
+                println!("drush alias @{}: {file} (written by the verify queued now)", site.domain);
+            }
+            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+        }
+        SiteCmd::Isolation { domain, mode } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            if mode == Isolation::Shared && std::env::var_os("FJORD_ALLOW_SHARED_POOL").is_none() {
+                bail!(
+                    "isolation `shared` runs the site's PHP as the web server's user, able to read every other \
+                     site's settings: it exists only for tests (FJORD_ALLOW_SHARED_POOL=1)"
+                );
+            }
+            if mode == Isolation::Client && site.client_id.is_none() {
+                bail!("site {} has no client: isolation `client` needs one", site.domain);
+            }
+            if ctx.global.dry_run {
+                println!("dry run: would set the isolation of {} to {mode}; nothing was changed", site.domain);
+                return Ok(ExitCode::SUCCESS);
+            }
+            store.set_site_isolation(site.id, mode).await?;
+            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+        }
         SiteCmd::Delete { domain, force, no_backup } => {
             let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));
             let args = serde_json::json!({ "force": force, "backup_stamp": stamp });

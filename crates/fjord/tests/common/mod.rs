@@ -212,6 +212,15 @@ impl Drop for Fjord {
                 }
             }
         }
+        // Remove the Unix users this test's sites got (their home is their site dir in this state).
+        let sites = format!("{}/", self.state.join("sites").to_string_lossy());
+        for line in std::fs::read_to_string("/etc/passwd").unwrap_or_default().lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() > 5 && fields[0].starts_with("fj") && fields[5].starts_with(&sites) {
+                let _ = Command::new("userdel").args(["--force", fields[0]]).output();
+                let _ = Command::new("groupdel").arg(fields[0]).output();
+            }
+        }
     }
 }
 

@@ -1,0 +1,139 @@
+//! Unix users and groups of sites: created with `useradd`, removed with `userdel`/`groupdel`, looked up
+//! through NSS. Commands that change `/etc/passwd` retry for a while: `useradd` refuses when another
+//! one holds the lock (several tasks, or several Fjords, at once).
+
+use crate::cmd::{Cmd, OutputSink};
+use crate::host::Host;
+use crate::{ExecError, ExecResult};
+use std::time::Duration;
+
+/// Whether Unix user `name` exists.
+pub fn user_exists(name: &str) -> bool {
+    nix::unistd::User::from_name(name).ok().flatten().is_some()
+}
+
+/// Whether Unix group `name` exists.
+pub fn group_exists(name: &str) -> bool {
+    nix::unistd::Group::from_name(name).ok().flatten().is_some()
+}
+
+/// Whether `user` is a (supplementary) member of `group`.
+pub fn in_group(group: &str, user: &str) -> bool {
+    nix::unistd::Group::from_name(group).ok().flatten().is_some_and(|g| g.mem.iter().any(|m| m == user))
+}
+
+/// Runs an account command, retrying while the account database is locked by someone else.
+async fn run_locked(host: &Host, argv: &[&str], sink: Option<OutputSink>) -> ExecResult<()> {
+    let mut last = None;
+    for attempt in 0..40 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(100 + 20 * attempt)).await;
+        }
+        let cmd = Cmd::new(argv.iter().copied()).timeout(Duration::from_secs(60));
+        match host.run_checked(&cmd, sink.clone(), None).await {
+            Ok(_) => return Ok(()),
+            // Exit status 10 (useradd/userdel/groupdel): cannot lock or update the account files.
+            Err(e @ ExecError::Failed { .. }) if e.to_string().contains("lock") || e.to_string().contains(" 10") => {
+                last = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ExecError::Other(format!("{} kept failing", argv.join(" ")))))
+}
+
+/// Makes sure user `name` and its group exist (a system account without a login shell, home `home`,
+/// which is not created), and that `web_user` is in the group. Returns whether the user was created.
+pub async fn ensure_user(
+    host: &Host,
+    name: &str,
+    home: &str,
+    web_user: Option<&str>,
+    sink: Option<OutputSink>,
+) -> ExecResult<bool> {
+    let created = !user_exists(name);
+    if created {
+        if group_exists(name) {
+            // A group left from an interrupted removal: the user takes it as its own.
+            run_locked(
+                host,
+                &[
+                    "useradd",
+                    "--system",
+                    "--gid",
+                    name,
+                    "--no-create-home",
+                    "--home-dir",
+                    home,
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+                sink.clone(),
+            )
+            .await?;
+        } else {
+            run_locked(
+                host,
+                &[
+                    "useradd",
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    home,
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    name,
+                ],
+                sink.clone(),
+            )
+            .await?;
+        }
+    }
+    if let Some(w) = web_user {
+        if !in_group(name, w) {
+            run_locked(host, &["gpasswd", "--add", w, name], sink).await?;
+        }
+    }
+    Ok(created)
+}
+
+/// Removes user `name` and its group, whichever exist.
+pub async fn remove_user(host: &Host, name: &str, sink: Option<OutputSink>) -> ExecResult<bool> {
+    let mut removed = false;
+    if user_exists(name) {
+        // --force: a PHP-FPM worker of the pool just removed may still be exiting.
+        run_locked(host, &["userdel", "--force", name], sink.clone()).await?;
+        removed = true;
+    }
+    if group_exists(name) {
+        run_locked(host, &["groupdel", name], sink).await?;
+        removed = true;
+    }
+    Ok(removed)
+}
+
+/// Runs `argv` in the foreground as Unix user `user` (its uid and primary group, no other groups),
+/// with exactly `env` as its environment, in `cwd`, sharing this process's terminal; returns its exit
+/// code. For `fjord site exec`: a command in a site's context.
+// A second place that starts a process: interactive, with the caller's terminal, not a task's log.
+#[allow(clippy::disallowed_methods)]
+pub fn exec_as(user: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> ExecResult<i32> {
+    use std::os::unix::process::CommandExt;
+    let u = nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .ok_or_else(|| ExecError::Other(format!("no such user {user:?}: verify the site first")))?;
+    let (program, args) = argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
+    let status = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(cwd)
+        .gid(u.gid.as_raw())
+        .uid(u.uid.as_raw())
+        .status()
+        .map_err(crate::io_err(format!("cannot start `{program}` as {user}")))?;
+    Ok(status.code().unwrap_or(128 + 9))
+}

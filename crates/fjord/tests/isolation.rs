@@ -1,0 +1,244 @@
+//! Isolation, proven by attack: PHP planted in site A's own code and requested through the real nginx
+//! and PHP-FPM tries to reach site B (its settings, files, database, directories, PHP-FPM socket, and
+//! a symlink into B's private files). With each site isolated every attempt fails; with the two sites
+//! deliberately mis-configured to share the web server's user without `open_basedir`, every attempt
+//! succeeds — so the test can see a leak. Needs `FJORD_TEST_SERVICES=1` (`scripts/test.sh`).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::{fixture, fixture_platform, services_available, Fjord};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Where the two sites keep what the attacks go after.
+struct Paths {
+    platform_sites: PathBuf,
+    state_sites: PathBuf,
+    run: PathBuf,
+}
+
+impl Paths {
+    fn of(f: &Fjord) -> Paths {
+        Paths {
+            platform_sites: f.dir.path().join("code/d10/web/sites"),
+            state_sites: f.state.join("sites"),
+            run: f.state.join("run"),
+        }
+    }
+}
+
+fn engine(f: &Fjord) -> &'static str {
+    if f.has_engine("mariadb") {
+        "mariadb"
+    } else {
+        "sqlite"
+    }
+}
+
+/// What the attack script gets to name a site's database: the MariaDB name, or the SQLite file.
+fn db_ref(f: &Fjord, domain: &str) -> String {
+    let site = f.json(&["site", "show", domain])["site"].clone();
+    let name = site["db_name"].as_str().expect("db name").to_string();
+    if site["db_engine"] == "sqlite" {
+        f.state.join("sites").join(domain).join("db").join(format!("{name}.sqlite")).to_string_lossy().into_owned()
+    } else {
+        name
+    }
+}
+
+/// Two sites on the Drupal 10 fixture platform, B with a public and a private file of its own, and the
+/// attack script planted in A's site-level module directory.
+fn two_sites(f: &Fjord, a: &str, b: &str) {
+    fixture_platform(f, "drupal10", "d10");
+    for d in [a, b] {
+        f.ok(&["site", "create", d, "--platform", "d10", "--db-engine", engine(f), "--wait"]);
+    }
+    let p = Paths::of(f);
+    std::fs::write(p.platform_sites.join(b).join("files/secret-b.txt"), "public file of b").expect("write");
+    std::fs::write(p.state_sites.join(b).join("private/secret.txt"), "secret of b").expect("write");
+    plant(f, a);
+}
+
+fn plant(f: &Fjord, a: &str) {
+    let modules = Paths::of(f).platform_sites.join(a).join("modules");
+    std::fs::create_dir_all(&modules).expect("mkdir");
+    std::fs::copy(fixture("../attack/attack.php"), modules.join("attack.php")).expect("copy");
+}
+
+/// Requests the attack script through A's vhost; returns what succeeded.
+fn attack(f: &Fjord, port: u16, a: &str, b: &str) -> Value {
+    let p = Paths::of(f);
+    let s = |x: PathBuf| x.to_string_lossy().into_owned();
+    let targets = json!({
+        "a": {
+            "settings": s(p.platform_sites.join(a).join("settings.php")),
+            "files": s(p.platform_sites.join(a).join("files")),
+            "tmp": s(p.state_sites.join(a).join("tmp")),
+            "db": db_ref(f, a),
+        },
+        "b": {
+            "settings": s(p.platform_sites.join(b).join("settings.php")),
+            "files": s(p.platform_sites.join(b).join("files")),
+            "private_dir": s(p.state_sites.join(b).join("private")),
+            "private_file": s(p.state_sites.join(b).join("private/secret.txt")),
+            "db": db_ref(f, b),
+            "socket": s(p.run.join(format!("php-{b}.sock"))),
+        },
+    });
+    let t: String = targets
+        .to_string()
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    let answer = f.get(port, a, &format!("/sites/{a}/modules/attack.php?t={t}"));
+    assert_eq!(answer.status, 200, "the attack script must run as A's PHP: {answer:?}");
+    let r: Value = serde_json::from_str(&answer.body).unwrap_or_else(|e| panic!("{e}: {}", answer.body));
+    // The script really ran as A and reached A's own things: its failures below are isolation.
+    assert_eq!(r["own_settings"], true, "A reads its own settings: {r}");
+    assert_eq!(r["own_tmp_write"], true, "A writes its own temp dir: {r}");
+    assert_eq!(r["own_db"], true, "A opens its own database: {r}");
+    r
+}
+
+/// What a symlink A planted in its public files serves through the web server.
+fn symlink_through_nginx(f: &Fjord, port: u16, a: &str) -> common::Answer {
+    f.get(port, a, &format!("/sites/{a}/files/link-to-b.txt"))
+}
+
+const ATTACKS: [&str; 7] =
+    ["read_settings", "list_files", "open_db", "write_files", "write_private", "socket", "symlink"];
+
+#[test]
+fn isolated_sites_resist_every_attack_from_a_neighbour() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    let (a, b) = ("iso-a.test", "iso-b.test");
+    two_sites(&f, a, b);
+    let r = attack(&f, port, a, b);
+    assert!(r["user"].as_str().is_some_and(|u| u.starts_with("fj")), "A's PHP runs as its own user: {r}");
+    assert_eq!(r["read_settings"], false, "A read B's settings: {r}");
+    assert_eq!(r["list_files"], false, "A listed B's files: {r}");
+    assert_eq!(r["open_db"], false, "A opened B's database: {r}");
+    assert_eq!(r["write_files"], false, "A wrote into B's files: {r}");
+    assert_eq!(r["write_private"], false, "A wrote into B's private files: {r}");
+    assert_eq!(r["socket"], false, "A connected to B's PHP-FPM socket: {r}");
+    assert_eq!(r["symlink"], false, "A's PHP read B's private file through a symlink: {r}");
+    // (PHP's own is_link() is bound by open_basedir too: look from outside.)
+    let link = Paths::of(&f).platform_sites.join(a).join("files/link-to-b.txt");
+    assert!(std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()), "no symlink planted: {r}");
+    let through = symlink_through_nginx(&f, port, a);
+    assert!(
+        through.status != 200 && !through.body.contains("secret of b"),
+        "nginx served B's private file through A's symlink: {through:?}"
+    );
+    let p = Paths::of(&f);
+    assert!(!p.platform_sites.join(b).join("files/written-by-a.txt").exists());
+    assert!(!p.state_sites.join(b).join("private/written-by-a.txt").exists());
+
+    // Settings: the site's own user only; the web server never needs them.
+    use std::os::unix::fs::MetadataExt;
+    let settings = std::fs::metadata(p.platform_sites.join(b).join("settings.php")).expect("settings");
+    assert_eq!(settings.mode() & 0o777, 0o400, "B's settings mode");
+    // B still serves its public files (nginx is in B's group) and runs its PHP.
+    let public = f.get(port, b, &format!("/sites/{b}/files/secret-b.txt"));
+    assert_eq!((public.status, public.body.as_str()), (200, "public file of b"));
+    assert_eq!(f.get(port, b, "/").status, 200);
+
+    // PHP in a files directory is never run, with or without a path after it.
+    std::fs::write(p.platform_sites.join(a).join("files/run-me.php"), "<?php echo 'RAN' . 'PHP';").expect("write");
+    for path in [format!("/sites/{a}/files/run-me.php"), format!("/sites/{a}/files/run-me.php/x")] {
+        let r = f.get(port, a, &path);
+        assert!(r.status == 403 && !r.body.contains("RANPHP"), "{path}: {r:?}");
+    }
+
+    // The pools are the sites' own: user, group, socket owner and open_basedir.
+    let pools = f.state.join("servers/localhost/php");
+    let pool = std::fs::read_dir(&pools)
+        .expect("php dir")
+        .flatten()
+        .map(|v| v.path().join("pool.d").join(format!("{a}.conf")))
+        .find(|p| p.exists())
+        .expect("A's pool");
+    let pool = std::fs::read_to_string(pool).expect("pool");
+    assert!(pool.contains("listen.owner = www-data") && pool.contains("listen.mode = 0660"), "{pool}");
+    assert!(pool.contains("php_admin_value[open_basedir]"), "{pool}");
+    assert!(!pool.contains("user = www-data"), "{pool}");
+
+    // Shell access in the site's context: its own user, its PHP first on PATH, its root; and drush
+    // through the alias Fjord wrote, run as that user, reads the site's settings.
+    let as_b = f.ok(&["site", "exec", b, "--", "id", "-un"]);
+    assert!(as_b.trim().starts_with("fj") && as_b.trim() != r["user"].as_str().expect("user"), "{as_b}");
+    let php = f.ok(&["site", "exec", b, "--", "sh", "-c", "command -v php; pwd"]);
+    assert_eq!(
+        php.lines().collect::<Vec<_>>(),
+        [p.state_sites.join(b).join("bin/php").to_string_lossy(), f.dir.path().join("code/d10/web").to_string_lossy()],
+        "{php}"
+    );
+    let out = f.ok(&["site", "aliases", b, "--wait"]);
+    assert!(out.contains(&format!("{b}.site.yml")), "{out}");
+    let status = f.ok(&["site", "exec", b, "--", "drush", &format!("@{b}"), "status", "--format=json"]);
+    let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("{e}: {status}"));
+    assert_eq!(status["db-status"], "Connected", "{status}");
+    assert_eq!(status["bootstrap"], "Successful", "{status}");
+    assert_eq!(status["site"], format!("sites/{b}"), "{status}");
+    // The same user cannot read its neighbour's settings from a shell either.
+    let cat =
+        f.run(&["site", "exec", b, "--", "cat", &p.platform_sites.join(a).join("settings.php").to_string_lossy()]);
+    assert!(!cat.status.success(), "B's shell read A's settings");
+
+    // Delete removes the site's user with the site.
+    let user = r["user"].as_str().expect("user").to_string();
+    f.ok(&["site", "disable", a, "--wait"]);
+    f.ok(&["site", "delete", a, "--wait"]);
+    assert!(!passwd_has(&user), "{user} left behind by delete");
+}
+
+fn passwd_has(user: &str) -> bool {
+    std::fs::read_to_string("/etc/passwd").expect("passwd").lines().any(|l| l.split(':').next() == Some(user))
+}
+
+#[test]
+fn a_shared_pool_leaks_and_the_attacks_see_it() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    let (a, b) = ("leak-a.test", "leak-b.test");
+    two_sites(&f, a, b);
+    // Refused without the test switch: no one sets this up by accident.
+    let err = f.fails(&["site", "isolation", a, "--mode", "shared"]);
+    assert!(err.contains("only for tests"), "{err}");
+    for d in [a, b] {
+        let out = f
+            .command(&["site", "isolation", d, "--mode", "shared", "--wait"])
+            .env("FJORD_ALLOW_SHARED_POOL", "1")
+            .output()
+            .expect("fjord runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let r = attack(&f, port, a, b);
+    assert_eq!(r["user"], "www-data", "{r}");
+    for name in ATTACKS {
+        assert_eq!(r[name], true, "with a shared pool the attack {name} should succeed: {r}");
+    }
+    let through = symlink_through_nginx(&f, port, a);
+    assert!(through.body.contains("secret of b"), "{through:?}");
+
+    // And back: verify isolates both again, and the same attacks fail.
+    for d in [a, b] {
+        f.ok(&["site", "isolation", d, "--mode", "site", "--wait"]);
+    }
+    let r = attack(&f, port, a, b);
+    for name in ATTACKS {
+        assert_eq!(r[name], false, "isolated again, the attack {name} should fail: {r}");
+    }
+}

@@ -109,9 +109,11 @@ mod tests {
     #[test]
     fn the_shipped_cloudflare_list_parses() {
         let list = parse_range_list(CLOUDFLARE_RANGES).expect("valid");
-        assert!(list.len() > 10 && list.contains(&"173.245.48.0/20".to_string()) && list.iter().any(|r| r.contains(':')));
+        assert!(
+            list.len() > 10 && list.contains(&"173.245.48.0/20".to_string()) && list.iter().any(|r| r.contains(':'))
+        );
         assert!(parse_range_list("# nothing\n").is_err());
-        assert!(parse_range_list("1.2.3.0/24\nnonsense\n").unwrap_err().contains("line 2"));
+        assert!(parse_range_list("1.2.3.0/24\nnonsense\n").expect_err("a bad line").contains("line 2"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::apps::SiteCtx;
 use crate::{Layout, PlanError, PlanResult};
-use fjord_core::{CertSource, HttpKind, RealIpHeader, HttpService, HttpsMode, PhpRuntime, Platform, Server, Site};
+use fjord_core::{CertSource, HttpKind, HttpService, HttpsMode, PhpRuntime, Platform, RealIpHeader, Server, Site};
 use minijinja::{context, Environment, Value};
 use std::sync::OnceLock;
 

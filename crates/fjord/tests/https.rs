@@ -63,7 +63,13 @@ fn dns_clear(acme: &Acme, name: &str) {
 /// A Fjord whose server `localhost` serves HTTP on `http_port` and HTTPS on a free port, with a
 /// plain PHP platform `p1` and the daemon running with `env`.
 fn setup(http_port: u16, env: &[(&str, &str)]) -> (Fjord, u16) {
+    setup_web(http_port, env, "nginx")
+}
+
+/// [`setup`] with the web server `web` (`nginx` or `apache`).
+fn setup_web(http_port: u16, env: &[(&str, &str)], web: &'static str) -> (Fjord, u16) {
     let mut f = Fjord::new(None);
+    f.web = web;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     f.start_serve(env);
@@ -72,6 +78,8 @@ fn setup(http_port: u16, env: &[(&str, &str)]) -> (Fjord, u16) {
         "server",
         "add",
         "localhost",
+        "--web",
+        web,
         "--http-port",
         &http_port.to_string(),
         "--https-port",
@@ -368,4 +376,43 @@ fn a_site_created_with_https_gets_its_certificate_without_asking() {
             .is_some_and(|n| n.contains(&serde_json::json!(renamed)))
     });
     f.wait_until("HTTPS served under the new name", || https_get(&root, renamed, tls_port, "/").0);
+}
+
+/// Apache serves HTTPS with the same certificates: two sites on one HTTPS port (one `Listen` for
+/// both), HTTP/2, and HTTPS required (plain HTTP redirects).
+#[test]
+fn self_signed_https_on_apache() {
+    if !services_available() {
+        return;
+    }
+    let http_port = free_port();
+    let (f, tls_port) = setup_web(http_port, &[], "apache");
+    let names = ["one.fjord-test.example", "two.fjord-test.example"];
+    for d in names {
+        f.ok(&["site", "create", d, "--platform", "p1", "--db-engine", "sqlite", "--wait"]);
+        f.ok(&["site", "https", d, "--mode", "on", "--self-signed", "--wait"]);
+    }
+    for d in names {
+        let (ok, text) =
+            curl(&["-k", "--resolve", &format!("{d}:{tls_port}:127.0.0.1"), &format!("https://{d}:{tls_port}/")]);
+        assert!(ok && text.contains("hello"), "{d}: {text}");
+        assert_eq!(f.get(http_port, d, "/").body, "hello", "{d}: plain HTTP");
+    }
+    let d = names[0];
+    let (ok, version) = curl(&[
+        "-k",
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version}",
+        "--resolve",
+        &format!("{d}:{tls_port}:127.0.0.1"),
+        &format!("https://{d}:{tls_port}/"),
+    ]);
+    assert!(ok && version.trim() == "2", "not HTTP/2: {version}");
+    f.ok(&["site", "https", d, "--mode", "required", "--self-signed", "--wait"]);
+    let a = f.get(http_port, d, "/page?x=1");
+    assert_eq!(a.status, 301, "{a:?}");
+    assert!(a.headers.contains(&format!("Location: https://{d}:{tls_port}/page?x=1")), "{}", a.headers);
 }

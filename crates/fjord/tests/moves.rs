@@ -631,7 +631,16 @@ fn clone_migrate_and_restore_on_apache() {
     assert_eq!(std::fs::read_to_string(moved).expect("moved"), "file content");
 
     f.ok(&["site", "backup", domain, "--wait"]);
-    let id = f.json(&["backup", "list", "--site", domain]).as_array().expect("list").iter().find(|b| b["kind"] == "manual").expect("manual backup")["id"].as_i64().expect("id").to_string();
+    let id = f
+        .json(&["backup", "list", "--site", domain])
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|b| b["kind"] == "manual")
+        .expect("manual backup")["id"]
+        .as_i64()
+        .expect("id")
+        .to_string();
     set_name(&f, engine, domain, "After the backup");
     assert_eq!(h1(&f, port, domain), "After the backup");
     f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);

@@ -44,7 +44,10 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
 
     // A second verify changes nothing and reloads nothing.
     let out = f.ok(&["site", "verify", domain, "--wait"]);
-    assert!(out.contains(&format!("no config of {}", f.web)) && out.contains("no config of php-fpm"), "{domain}: {out}");
+    assert!(
+        out.contains(&format!("no config of {}", f.web)) && out.contains("no config of php-fpm"),
+        "{domain}: {out}"
+    );
 
     // Disabled: 503 "site disabled", while ACME challenges are still answered.
     f.ok(&["site", "disable", domain, "--wait"]);
@@ -751,7 +754,8 @@ fn real_client_ip(web: &'static str) {
 
     // Cloudflare's header, from Cloudflare's ranges plus the test proxy; X-Forwarded-For is ignored.
     f.ok(&["server", "real-ip", "localhost", "--cloudflare", "--trust", "127.0.0.2", "--wait"]);
-    let include = std::fs::read_to_string(f.state.join(format!("servers/localhost/{web}/fjord.conf"))).expect("include");
+    let include =
+        std::fs::read_to_string(f.state.join(format!("servers/localhost/{web}/fjord.conf"))).expect("include");
     assert!(include.contains("173.245.48.0/20") && include.contains("CF-Connecting-IP"), "{include}");
     let cf = "CF-Connecting-IP: 203.0.113.99";
     let a = f.get_via(port, domain, "/client-ip", "127.0.0.2", &[cf, &xff]);

@@ -200,7 +200,7 @@ mod sites_bench {
                     listen: Some("127.0.0.1".into()),
                     port,
                     https_port: None,
-                real_ip: None,
+                    real_ip: None,
                 }),
                 Service::Db(DbService {
                     engine: DbEngine::Sqlite,

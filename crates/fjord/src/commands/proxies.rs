@@ -18,11 +18,9 @@ async fn cloudflare_ranges(ctx: &mut Ctx) -> Result<(Vec<String>, String, Option
     let store = ctx.store().await?;
     Ok(match store.proxy_ranges(CLOUDFLARE).await? {
         Some((ranges, source, at)) => (ranges, source, Some(at)),
-        None => (
-            parse_range_list(CLOUDFLARE_RANGES).map_err(anyhow::Error::msg)?,
-            "shipped with Fjord".to_string(),
-            None,
-        ),
+        None => {
+            (parse_range_list(CLOUDFLARE_RANGES).map_err(anyhow::Error::msg)?, "shipped with Fjord".to_string(), None)
+        }
     })
 }
 
@@ -46,11 +44,11 @@ pub async fn real_ip(ctx: &mut Ctx, a: ServerRealIp) -> Result<ExitCode> {
             }
         }
         let header = match &a.header {
-            Some(h) => RealIpHeader::ALL
-                .iter()
-                .copied()
-                .find(|k| k.as_str().eq_ignore_ascii_case(h))
-                .ok_or_else(|| anyhow::anyhow!("invalid --header {h:?}: one of CF-Connecting-IP, X-Forwarded-For, X-Real-IP"))?,
+            Some(h) => {
+                RealIpHeader::ALL.iter().copied().find(|k| k.as_str().eq_ignore_ascii_case(h)).ok_or_else(|| {
+                    anyhow::anyhow!("invalid --header {h:?}: one of CF-Connecting-IP, X-Forwarded-For, X-Real-IP")
+                })?
+            }
             None if a.cloudflare => RealIpHeader::CfConnectingIp,
             None => RealIpHeader::XForwardedFor,
         };
@@ -92,11 +90,8 @@ pub async fn ranges(ctx: &mut Ctx, cmd: ProxyRangesCmd) -> Result<ExitCode> {
                 // curl speaks all three; --proto keeps a redirect from leaving them.
                 let cmd = Command::new(["curl", "-fsS", "--max-time", "30", "--proto", "=http,https,file", "--", url])
                     .timeout(60);
-                let out = ctx
-                    .executor()?
-                    .run_command(&cmd, None, None)
-                    .await
-                    .with_context(|| format!("fetching {url}"))?;
+                let out =
+                    ctx.executor()?.run_command(&cmd, None, None).await.with_context(|| format!("fetching {url}"))?;
                 text.push_str(&out.stdout);
                 text.push('\n');
             }

@@ -279,11 +279,22 @@ impl Fjord {
         std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let port = free_port();
         let port_s = port.to_string();
-        let mut args: Vec<String> =
-            ["server", "add", "localhost", "--web", web, "--http-port", &port_s, "--listen", "127.0.0.1", "--database", "sqlite"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let mut args: Vec<String> = [
+            "server",
+            "add",
+            "localhost",
+            "--web",
+            web,
+            "--http-port",
+            &port_s,
+            "--listen",
+            "127.0.0.1",
+            "--database",
+            "sqlite",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         if let (Ok(sock), Ok(p)) =
             (std::env::var("FJORD_TEST_MARIADB_SOCKET"), std::env::var("FJORD_TEST_MARIADB_PORT"))
         {

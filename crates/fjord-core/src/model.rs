@@ -76,6 +76,8 @@ string_enum!(
     Isolation { Site = "site", Client = "client", Shared = "shared" }
 );
 
+// `string_enum!` takes no attributes on variants, so `#[default]` cannot mark one.
+#[allow(clippy::derivable_impls)]
 impl Default for Isolation {
     fn default() -> Isolation {
         Isolation::Site

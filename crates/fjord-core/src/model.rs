@@ -76,6 +76,8 @@ string_enum!(
     Isolation { Site = "site", Client = "client", Shared = "shared" }
 );
 
+// `string_enum!` takes no attributes on variants, so `#[default]` cannot mark one.
+#[allow(clippy::derivable_impls)]
 impl Default for Isolation {
     fn default() -> Isolation {
         Isolation::Site
@@ -145,9 +147,13 @@ pub struct DbService {
     pub admin_password: bool,
 }
 
-/// A PHP-FPM runtime.
+/// A PHP-FPM runtime: one PHP-FPM master Fjord runs. Several may share a binary (and version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhpRuntime {
+    /// What sites and the CLI call it (a validated name); `None`: its version (runtimes found by
+    /// `server add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub version: String,
     /// The php-fpm binary, e.g. `/usr/sbin/php-fpm8.2`.
     pub binary: String,
@@ -156,6 +162,13 @@ pub struct PhpRuntime {
     pub cli: Option<String>,
     #[serde(default)]
     pub extensions: Vec<String>,
+}
+
+impl PhpRuntime {
+    /// Its name, or its version when it has none: the key of its master's files and of its sites.
+    pub fn key(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.version)
+    }
 }
 
 /// One service a server offers. A server may have several PHP runtimes; the first is the default.
@@ -207,10 +220,12 @@ impl Server {
     pub fn php_versions(&self) -> impl Iterator<Item = &str> + '_ {
         self.php_runtimes().map(|p| p.version.as_str())
     }
-    /// The runtime a site asks for, or the server's default (the first).
-    pub fn php_runtime(&self, version: Option<&str>) -> Option<&PhpRuntime> {
-        match version {
-            Some(v) => self.php_runtimes().find(|p| p.version == v),
+    /// The runtime a site asks for (by name, or by version), or the server's default (the first).
+    pub fn php_runtime(&self, wanted: Option<&str>) -> Option<&PhpRuntime> {
+        match wanted {
+            Some(v) => {
+                self.php_runtimes().find(|p| p.key() == v).or_else(|| self.php_runtimes().find(|p| p.version == v))
+            }
             None => self.php_runtimes().next(),
         }
     }

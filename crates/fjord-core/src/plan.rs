@@ -238,6 +238,9 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         web_user: Option<String>,
     },
+    /// Wait until `path` exists (a socket a reloaded PHP-FPM master binds a moment after its reload
+    /// returns), at most `timeout_ms`.
+    WaitForPath { path: String, timeout_ms: u64 },
     /// Remove a Unix user and its group, if they exist. No undo: it goes after a task's commit.
     RemoveUnixUser { name: String },
     /// Wait; used by no-op tasks in tests and benchmarks.
@@ -272,6 +275,7 @@ impl Step {
                 None => format!("make sure Unix user {name} exists"),
             },
             Step::RemoveUnixUser { name } => format!("remove Unix user {name} and its group"),
+            Step::WaitForPath { path, .. } => format!("wait for {path}"),
             Step::Sleep { ms } => format!("sleep {ms} ms"),
             Step::Fail { message } => format!("fail: {message}"),
         }

@@ -114,6 +114,24 @@ pub fn php_runtimes() -> Vec<FoundPhp> {
     found
 }
 
+/// What a PHP-FPM binary is: its `MAJOR.MINOR` version (`-v`) and its extensions (`-m` of the
+/// matching CLI if there is one, else of the FPM binary itself).
+pub async fn php_fpm_info(fpm: &str, cli: Option<&str>) -> Option<(String, Vec<String>)> {
+    let out = crate::cmd::run(&crate::Cmd::new([fpm, "-v"]), None, None).await.ok()?;
+    // "PHP 8.2.29 (fpm-fcgi) (built: …)"
+    let full = out.stdout.strip_prefix("PHP ")?.split_whitespace().next()?.to_string();
+    let version = full.split('.').take(2).collect::<Vec<_>>().join(".");
+    let modules = crate::cmd::run(&crate::Cmd::new([cli.unwrap_or(fpm), "-m"]), None, None).await.ok()?;
+    let extensions = modules
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('['))
+        .map(|l| l.to_lowercase())
+        .collect();
+    Some((version, extensions))
+}
+
 /// The version an `nginx -v` reports (it prints to stderr).
 pub async fn nginx_version() -> Option<String> {
     let out = crate::cmd::run(&crate::Cmd::new(["nginx", "-v"]), None, None).await.ok()?;

@@ -279,6 +279,7 @@ impl Executor {
             }
             Step::UnixUser { .. }
             | Step::RemoveUnixUser { .. }
+            | Step::WaitForPath { .. }
             | Step::Run { undo: None, .. }
             | Step::Pipe { undo: None, .. }
             | Step::RevokeReplaced { .. }
@@ -603,6 +604,16 @@ impl Executor {
             Step::UnixUser { name, home, web_user } => {
                 let created = crate::users::ensure_user(&self.host, name, home, web_user.as_deref(), sink).await?;
                 Ok((!created).then(|| format!("Unix user {name} exists")))
+            }
+            Step::WaitForPath { path, timeout_ms } => {
+                let started = Instant::now();
+                while !self.host.exists(Path::new(path)) {
+                    if started.elapsed() > Duration::from_millis(*timeout_ms) {
+                        return Err(ExecError::Other(format!("{path} did not appear within {timeout_ms} ms")));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Some(format!("{path} is there after {} ms", started.elapsed().as_millis())))
             }
             Step::RemoveUnixUser { name } => {
                 let removed = crate::users::remove_user(&self.host, name, sink).await?;

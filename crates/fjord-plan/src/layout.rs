@@ -115,8 +115,13 @@ impl Layout {
     pub fn php_pid(&self, server: &Server, version: &str) -> String {
         format!("{}/php-fpm-{}-{version}.pid", self.run_dir(), server.name)
     }
+    /// A site's PHP-FPM socket; one per runtime, so a site moving to another runtime's master is
+    /// served by the old socket until the web server switches.
     pub fn php_socket(&self, site: &Site) -> String {
-        format!("{}/php-{}.sock", self.run_dir(), site.domain)
+        match &site.php {
+            Some(runtime) => format!("{}/php-{runtime}-{}.sock", self.run_dir(), site.domain),
+            None => format!("{}/php-{}.sock", self.run_dir(), site.domain),
+        }
     }
     /// Where the site's PHP-FPM pool logs PHP errors: in a directory of the site's own that its PHP
     /// user can write.

@@ -599,7 +599,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
         mode: 0o755,
         owner: None,
     });
-    let pool = layout.php_pool(ctx.server, &ctx.php.version, site);
+    let pool = layout.php_pool(ctx.server, ctx.php.key(), site);
     plan.push(Step::WriteFile {
         path: pool.clone(),
         content: FileContent::Text {
@@ -706,6 +706,9 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     // The vhost was written with the other files, but nginx reloads only after the installer: a site
     // is served only once it is installed.
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
+    // The master binds a new socket (a new site, or one moved to this runtime) a moment after its
+    // reload: nginx switches to it only once it is there.
+    plan.push(Step::WaitForPath { path: layout.php_socket(site), timeout_ms: 10_000 });
     if install {
         app.install(&ctx, &mut plan)?;
     }
@@ -714,6 +717,12 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     // The site dir changes when the site gets its own user: the web server's workers must be
     // restarted to gain the site's group.
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, layout.site_dir(site)])?);
+    // A site moved to another runtime: its old pool goes once the web server uses the new socket.
+    for other in snap.server.php_runtimes().filter(|r| r.key() != ctx.php.key()) {
+        let old_pool = layout.php_pool(&snap.server, other.key(), site);
+        plan.push(Step::RemovePath { path: old_pool.clone() });
+        plan.push(services::php_reload(layout, &snap.server, other, vec![old_pool]));
+    }
     plan.extend(http_check(layout, &snap.server, site, status));
     Ok(Planned {
         plan,
@@ -906,7 +915,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     let vhost = layout.vhost_path(&snap.server, site);
     plan.push(Step::RemovePath { path: vhost.clone() });
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
-    let pool = layout.php_pool(&snap.server, &ctx.php.version, site);
+    let pool = layout.php_pool(&snap.server, ctx.php.key(), site);
     plan.push(Step::RemovePath { path: pool.clone() });
     plan.push(services::php_reload(layout, &snap.server, ctx.php, vec![pool]));
     for f in app.external_files(&ctx) {

@@ -373,7 +373,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     let SiteFiles { pool, vhost, mut php_watch } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
 
     // What the old place had and the new one does not need, put aside (undone on failure).
-    let old_pool = layout.php_pool(&snap.server, &ctx.php.version, site);
+    let old_pool = layout.php_pool(&snap.server, ctx.php.key(), site);
     let mut old_paths = app.external_files(&ctx);
     old_paths.extend([old_vhost.clone(), old_pool.clone()]);
     old_paths.extend(old_dir.clone());

@@ -140,12 +140,12 @@ pub(crate) fn php_fpm_conf(layout: &Layout, server: &Server, runtime: &PhpRuntim
         "php/php-fpm.conf.j2",
         context! {
             server => server.name.as_str(),
-            version => runtime.version,
-            pid => layout.php_pid(server, &runtime.version),
+            version => runtime.key(),
+            pid => layout.php_pid(server, runtime.key()),
             log_dir => layout.log_dir(),
             run_dir => layout.run_dir(),
             web_user => layout.web_user,
-            pool_dir => layout.php_pool_dir(server, &runtime.version),
+            pool_dir => layout.php_pool_dir(server, runtime.key()),
         },
     )
 }

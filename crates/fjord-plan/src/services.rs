@@ -165,10 +165,10 @@ pub fn php_cli(runtime: &PhpRuntime) -> String {
 
 /// The step that validates and reloads one PHP-FPM master.
 pub fn php_reload(layout: &Layout, server: &Server, runtime: &PhpRuntime, watch: Vec<String>) -> Step {
-    let conf = layout.php_conf(server, &runtime.version);
-    let pid = layout.php_pid(server, &runtime.version);
+    let conf = layout.php_conf(server, runtime.key());
+    let pid = layout.php_pid(server, runtime.key());
     Step::Service {
-        service: format!("php-fpm:{}:{}", server.name, runtime.version),
+        service: format!("php-fpm:{}:{}", server.name, runtime.key()),
         check: Some(Command::new([runtime.binary.as_str(), "-t", "-y", conf.as_str()]).timeout(60)),
         start: Command::new([runtime.binary.as_str(), "-y", conf.as_str()]).timeout(60),
         // USR2 makes PHP-FPM re-read its config and restart workers gracefully.
@@ -180,8 +180,8 @@ pub fn php_reload(layout: &Layout, server: &Server, runtime: &PhpRuntime, watch:
 
 /// Files a PHP-FPM master needs.
 pub fn php_files(layout: &Layout, server: &Server, runtime: &PhpRuntime, plan: &mut Plan) -> PlanResult<Vec<String>> {
-    plan.push(Step::MakeDir { path: layout.php_pool_dir(server, &runtime.version), mode: 0o755, owner: None });
-    let conf = layout.php_conf(server, &runtime.version);
+    plan.push(Step::MakeDir { path: layout.php_pool_dir(server, runtime.key()), mode: 0o755, owner: None });
+    let conf = layout.php_conf(server, runtime.key());
     plan.push(Step::WriteFile {
         path: conf.clone(),
         content: FileContent::Text { text: render::php_fpm_conf(layout, server, runtime)? },

@@ -28,6 +28,7 @@ fn server() -> Server {
                 admin_password: false,
             }),
             Service::Php(PhpRuntime {
+                name: None,
                 version: "8.2".into(),
                 binary: "/usr/sbin/php-fpm8.2".into(),
                 cli: Some("/usr/bin/php8.2".into()),

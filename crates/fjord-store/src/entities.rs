@@ -153,6 +153,17 @@ impl Store {
         Ok(())
     }
 
+    /// Sets the PHP runtime a site runs on (`None`: the server's default); a verify moves its pool.
+    pub async fn set_site_php(&self, site: SiteId, runtime: Option<&str>) -> StoreResult<()> {
+        sqlx::query("UPDATE sites SET php = $1, updated_at = $2 WHERE id = $3")
+            .bind(runtime)
+            .bind(now_millis())
+            .bind(site.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
         let mut conn = self.pool.acquire().await?;
         self.find_server_in(&mut conn, name).await?.ok_or_else(|| not_found("server", name))

@@ -203,6 +203,33 @@ pub enum ServerCmd {
         /// nginx or apache.
         kind: String,
     },
+    /// The server's PHP-FPM runtimes (one PHP-FPM master each).
+    #[command(subcommand)]
+    Php(PhpCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhpCmd {
+    /// Record a PHP-FPM runtime (version and extensions detected from the binary), then verify the
+    /// server (starts its master). Several runtimes may share a binary.
+    Add {
+        server: String,
+        name: String,
+        /// The php-fpm binary, e.g. /usr/sbin/php-fpm8.3.
+        #[arg(long)]
+        binary: String,
+        /// The matching CLI [default: /usr/bin/phpVERSION if it exists].
+        #[arg(long)]
+        cli: Option<String>,
+    },
+    List {
+        server: String,
+    },
+    /// Forget a runtime no site uses, then verify the server.
+    Remove {
+        server: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +552,13 @@ pub enum SiteCmd {
         /// FJORD_ALLOW_SHARED_POOL=1: it exists only so tests can prove they see a leak).
         #[arg(long)]
         mode: fjord_core::Isolation,
+    },
+    /// Move the site to one of its server's PHP runtimes (by name), then verify it: its pool moves
+    /// to that runtime's master, one reload each, without a failed request.
+    Php {
+        domain: String,
+        #[arg(long)]
+        runtime: String,
     },
     /// Run a command in the site's context: as its PHP user, in its docroot, its PHP runtime and
     /// site-local drush first on PATH (e.g. `fjord site exec example.org -- drush status`).

@@ -242,3 +242,67 @@ fn a_shared_pool_leaks_and_the_attacks_see_it() {
         assert_eq!(r[name], false, "isolated again, the attack {name} should fail: {r}");
     }
 }
+
+/// GETs `/` of `host` from the test's nginx; the status (0: no answer).
+fn status_of(port: u16, host: &str) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-H"])
+        .arg(format!("Host: {host}:{port}"))
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn a_site_moves_between_php_runtimes_without_a_failed_request() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    let d = "runtime.test";
+    f.ok(&["site", "create", d, "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+    // A second runtime on the same binary: a second PHP-FPM master.
+    let list = f.json(&["server", "php", "list", "localhost"]);
+    let default = list[0]["version"].as_str().expect("version").to_string();
+    let binary = list[0]["binary"].as_str().expect("binary").to_string();
+    f.ok(&["server", "php", "add", "localhost", "alt", "--binary", &binary, "--wait"]);
+    let list = f.json(&["server", "php", "list", "localhost"]);
+    assert_eq!(list[1]["name"], "alt", "{list}");
+    assert_eq!(list[1]["version"], default.as_str(), "{list}");
+    let exts: Vec<&str> =
+        list[1]["extensions"].as_array().expect("extensions").iter().filter_map(|e| e.as_str()).collect();
+    assert!(exts.contains(&"pdo_sqlite") && exts.contains(&"json"), "{list}");
+    f.fails(&["server", "php", "add", "localhost", "alt", "--binary", &binary]);
+    f.fails(&["site", "php", d, "--runtime", "nope"]);
+
+    // Requests in a loop while the site moves to the other master and back: none may fail.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(status_of(port, "runtime.test"));
+            }
+            statuses
+        })
+    };
+    let pools = f.state.join("servers/localhost/php");
+    f.ok(&["site", "php", d, "--runtime", "alt", "--wait"]);
+    assert!(pools.join(format!("alt/pool.d/{d}.conf")).exists());
+    assert!(!pools.join(format!("{default}/pool.d/{d}.conf")).exists(), "the old pool stayed");
+    // A runtime that runs a site cannot go.
+    let err = f.fails(&["server", "php", "remove", "localhost", "alt"]);
+    assert!(err.contains(d), "{err}");
+    f.ok(&["site", "php", d, "--runtime", &default, "--wait"]);
+    assert!(pools.join(format!("{default}/pool.d/{d}.conf")).exists());
+    assert!(!pools.join(format!("alt/pool.d/{d}.conf")).exists());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.join().expect("load thread");
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(statuses.len() > 10 && failed.is_empty(), "{} requests, failed: {failed:?}", statuses.len());
+    f.ok(&["server", "php", "remove", "localhost", "alt", "--wait"]);
+    assert_eq!(f.json(&["server", "php", "list", "localhost"]).as_array().map(|a| a.len()), Some(1));
+}

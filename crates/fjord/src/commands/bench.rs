@@ -215,6 +215,7 @@ mod sites_bench {
             let php = fjord_exec::probe::php_runtimes();
             let php = php.first().context("no php-fpm found under /usr/sbin")?;
             services.push(Service::Php(PhpRuntime {
+                name: None,
                 version: php.version.clone(),
                 binary: php.fpm.clone(),
                 cli: php.cli.clone(),
@@ -314,6 +315,8 @@ mod sites_bench {
             let (site, task) = store.create_site(&bench.new_site(&format!("s{i}.bench.example"))?, "bench").await?;
             store.cancel(task.id).await?;
             store.set_site_status(site.id, SiteStatus::Enabled).await?;
+            // No Unix user per benchmark site: the benchmark measures generating and writing files.
+            store.set_site_isolation(site.id, Isolation::Shared).await?;
         }
         // Baseline: write the very files the verify writes, with the same atomic writes, same run.
         let lane = store.lane_of(TargetKind::Server, 1).await?;

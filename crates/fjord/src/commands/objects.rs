@@ -1,7 +1,7 @@
 //! Servers, platforms and clients.
 
 use super::{plan_now, print_plan, queue_task, task, Ctx};
-use crate::cli::{ClientCmd, PlatformAdd, PlatformCmd, ServerAdd, ServerCmd};
+use crate::cli::{ClientCmd, PhpCmd, PlatformAdd, PlatformCmd, ServerAdd, ServerCmd};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Result};
 use fjord_core::names::{validate_abs_path, validate_token};
@@ -95,6 +95,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
         let binary = validate_abs_path("php binary", binary)?;
         let cli = format!("/usr/bin/php{version}");
         services.push(Service::Php(PhpRuntime {
+            name: None,
             version: version.into(),
             binary,
             cli: std::path::Path::new(&cli).exists().then_some(cli),
@@ -104,6 +105,7 @@ async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
     if add.phps.is_empty() && local {
         for found in fjord_exec::probe::php_runtimes() {
             services.push(Service::Php(PhpRuntime {
+                name: None,
                 version: found.version,
                 binary: found.fpm,
                 cli: found.cli,
@@ -267,6 +269,84 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
         ServerCmd::Remove { name } => {
             let s = store.server_by_name(&name).await?;
             queue_task(ctx, TaskKind::ServerRemove, s.id.0, serde_json::json!({})).await
+        }
+        ServerCmd::Php(cmd) => php(ctx, cmd).await,
+    }
+}
+
+async fn php(ctx: &mut Ctx, cmd: PhpCmd) -> Result<ExitCode> {
+    let store = ctx.store().await?;
+    match cmd {
+        PhpCmd::List { server } => {
+            let s = store.server_by_name(&server).await?;
+            let runtimes: Vec<&PhpRuntime> = s.php_runtimes().collect();
+            ctx.out.emit(&serde_json::json!(runtimes), || {
+                table(
+                    &["name", "version", "binary", "extensions"],
+                    &runtimes
+                        .iter()
+                        .map(|r| vec![r.key().to_string(), r.version.clone(), r.binary.clone(), r.extensions.join(" ")])
+                        .collect::<Vec<_>>(),
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        PhpCmd::Add { server, name, binary, cli } => {
+            let s = store.server_by_name(&server).await?;
+            let name = Name::parse("runtime name", &name)?.to_string();
+            if name.len() > 24 {
+                // It goes into socket paths, which Unix limits to 108 bytes.
+                bail!("runtime name {name:?}: at most 24 characters");
+            }
+            if s.php_runtimes().any(|r| r.key() == name) {
+                bail!("server {} already has a PHP runtime {name}", s.name);
+            }
+            let binary = validate_abs_path("php-fpm binary", &binary)?;
+            let cli = cli.map(|c| validate_abs_path("php cli", &c)).transpose()?;
+            let Some((version, extensions)) = fjord_exec::probe::php_fpm_info(&binary, cli.as_deref()).await else {
+                bail!("{binary} is not a PHP-FPM binary this machine can run (`{binary} -v` failed)");
+            };
+            let cli = cli.or_else(|| {
+                let default = format!("/usr/bin/php{version}");
+                std::path::Path::new(&default).exists().then_some(default)
+            });
+            let mut services = s.services.clone();
+            services.push(Service::Php(PhpRuntime { name: Some(name), version, binary, cli, extensions }));
+            if ctx.global.dry_run {
+                println!("dry run: would add the runtime and verify server {}; nothing was changed", s.name);
+                return Ok(ExitCode::SUCCESS);
+            }
+            store.set_server_services(s.id, &services).await?;
+            queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
+        }
+        PhpCmd::Remove { server, name } => {
+            let s = store.server_by_name(&server).await?;
+            let Some(runtime) = s.php_runtimes().find(|r| r.key() == name) else {
+                bail!("server {} has no PHP runtime {name}", s.name);
+            };
+            let default = s.php_runtimes().next().map(|r| r.key()) == Some(runtime.key());
+            let sites = store.sites(None).await?;
+            let platforms: Vec<PlatformId> =
+                store.platforms().await?.into_iter().filter(|p| p.server_id == s.id).map(|p| p.id).collect();
+            let users: Vec<String> = sites
+                .iter()
+                .filter(|site| platforms.contains(&site.platform_id) && site.status != SiteStatus::Deleted)
+                .filter(|site| match &site.php {
+                    Some(p) => p == runtime.key() || p == &runtime.version && !s.php_runtimes().any(|r| r.key() == p),
+                    None => default,
+                })
+                .map(|site| site.domain.to_string())
+                .collect();
+            if !users.is_empty() {
+                bail!(
+                    "PHP runtime {name} still runs {}: move them first (fjord site php DOMAIN --runtime R)",
+                    users.join(", ")
+                );
+            }
+            let services: Vec<Service> =
+                s.services.iter().filter(|svc| !matches!(svc, Service::Php(r) if r.key() == name)).cloned().collect();
+            store.set_server_services(s.id, &services).await?;
+            queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
         }
     }
 }

@@ -177,6 +177,21 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             store.set_site_php_limits(site.id, &limits).await?;
             queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
         }
+        SiteCmd::Php { domain, runtime } => {
+            let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
+            let platform = store.platform(site.platform_id).await?;
+            let server = store.server(platform.server_id).await?;
+            let Some(r) = server.php_runtimes().find(|r| r.key() == runtime) else {
+                let known: Vec<&str> = server.php_runtimes().map(|r| r.key()).collect();
+                bail!("server {} has no PHP runtime {runtime} (it has: {})", server.name, known.join(", "));
+            };
+            if ctx.global.dry_run {
+                println!("dry run: would move {} to PHP runtime {}; nothing was changed", site.domain, r.key());
+                return Ok(ExitCode::SUCCESS);
+            }
+            store.set_site_php(site.id, Some(r.key())).await?;
+            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+        }
         SiteCmd::Exec { domain, command } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
             let platform = store.platform(site.platform_id).await?;

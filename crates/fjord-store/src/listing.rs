@@ -112,7 +112,8 @@ impl Store {
         }
         let filter = clauses.join(" AND ");
         let count_sql = format!("SELECT COUNT(*) AS n FROM sites WHERE {filter}");
-        let list_sql = format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}");
+        let list_sql =
+            format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}");
         let (mut count, mut list) = (sqlx::query(&count_sql), sqlx::query(&list_sql));
         if let Some(t) = &text {
             count = count.bind(t.clone());
@@ -179,9 +180,8 @@ impl Store {
 
     /// Live sites per status (for a dashboard), within `only_clients` if given.
     pub async fn site_status_counts(&self, only_clients: Option<&[ClientId]>) -> StoreResult<Vec<(SiteStatus, i64)>> {
-        let restrict = only_clients
-            .map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0))))
-            .unwrap_or_default();
+        let restrict =
+            only_clients.map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0)))).unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT status, COUNT(*) AS n FROM sites WHERE status <> 'deleted'{restrict} GROUP BY status ORDER BY status"
         ))
@@ -204,8 +204,7 @@ impl Store {
 
     /// Bytes of backup archives recorded, within the sites of `only_clients` if given.
     pub async fn backup_bytes(&self, only_clients: Option<&[ClientId]>) -> StoreResult<i64> {
-        let restrict =
-            only_clients.map(|c| format!(" WHERE site_id IN ({})", sites_of_clients(c))).unwrap_or_default();
+        let restrict = only_clients.map(|c| format!(" WHERE site_id IN ({})", sites_of_clients(c))).unwrap_or_default();
         let row = sqlx::query(&format!("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM backups{restrict}"))
             .fetch_one(&self.pool)
             .await?;

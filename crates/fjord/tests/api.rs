@@ -571,3 +571,68 @@ fn tokens_sessions_csrf_and_login_limits() {
     assert!(items.iter().any(|e| e["action"] == "login" && e["outcome"] == "limited"), "{audit}");
     assert!(items.iter().any(|e| e["action"] == "logout" && e["actor"] == "web:alice"), "{audit}");
 }
+
+#[test]
+fn the_cli_acts_on_a_remote_fjord_through_the_api() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    let token_file = api.f.dir.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", api.admin)).expect("token file");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // Another machine's CLI: no local state at all, only the URL and the token file.
+    let remote = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"));
+        c.arg("--state").arg(api.f.dir.path().join("nowhere")).env_remove("FJORD_TOKEN").env("FJORD_SERVER", &api.base);
+        c.env("FJORD_TOKEN_FILE", &token_file).args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("fjord runs")
+    };
+    let ok = |args: &[&str]| {
+        let out = remote(args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out =
+        ok(&["--json", "site", "create", "r.example", "--platform", "p1", "--db-engine", "sqlite", "--client", "acme"]);
+    let task: Value = serde_json::from_str(&out).expect("task JSON");
+    assert_eq!(task["kind"], "site-install");
+    assert_eq!(task["created_by"], "api:admin");
+    let list: Value = serde_json::from_str(&ok(&["--json", "site", "list"])).expect("list");
+    assert_eq!(list.as_array().expect("sites").len(), 2);
+    assert!(ok(&["site", "list", "--status", "queued"]).contains("r.example"));
+    let shown: Value = serde_json::from_str(&ok(&["--json", "site", "show", "r.example"])).expect("show");
+    assert_eq!(shown["client"], "acme");
+    assert!(ok(&["site", "show", "r.example"]).contains("platform"));
+    // Actions the planner refuses on a site that is not installed yet come back as clean errors.
+    for action in ["backup", "verify", "enable", "disable"] {
+        let out = remote(&["site", action, "r.example"], &[]);
+        assert!(!out.status.success(), "{action}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("409") && err.contains("r.example"), "{action}: {err}");
+    }
+    let out = remote(&["site", "delete", "r.example", "--force"], &[]);
+    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    // Tasks: list, show, and the log of one that has ended.
+    let tasks: Value = serde_json::from_str(&ok(&["--json", "task", "list"])).expect("tasks");
+    assert!(tasks.as_array().expect("tasks").iter().any(|t| t["id"] == task["id"]));
+    let id = task["id"].to_string();
+    assert!(ok(&["task", "show", &id]).contains("site-install"));
+    api.post(&format!("/api/tasks/{id}/cancel"), &api.admin, json!({}));
+    let out = remote(&["task", "log", &id, "--follow"], &[]);
+    assert_eq!(out.status.code(), Some(1), "a cancelled task's log exits non-zero");
+    assert!(ok(&["health"]).contains("database ok"));
+    // A client's token sees only that client's sites, from the CLI too.
+    let out = remote(&["--json", "site", "list"], &[("FJORD_TOKEN", &api.bob)]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    // The token never comes from argv, and a file others can read is refused.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = remote(&["site", "list"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    let out = remote(&["site", "list"], &[("FJORD_TOKEN_FILE", "")]);
+    assert!(!out.status.success());
+    let out = remote(&["server", "list"], &[("FJORD_TOKEN", &api.admin)]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only locally"));
+}

@@ -130,7 +130,11 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("error").into(),
             status: status.as_u16(),
             // Internal details stay in the server log.
-            detail: if status == StatusCode::INTERNAL_SERVER_ERROR { "internal error".into() } else { self.to_string() },
+            detail: if status == StatusCode::INTERNAL_SERVER_ERROR {
+                "internal error".into()
+            } else {
+                self.to_string()
+            },
             field: self.field().map(str::to_string),
         };
         let mut resp = (status, serde_json::to_string(&problem).unwrap_or_default()).into_response();
@@ -148,6 +152,12 @@ impl IntoResponse for ApiError {
 /// The field serde complains about, from messages like "unknown field `foo`, expected …" or
 /// "missing field `domain`".
 pub fn serde_field(message: &str) -> Option<String> {
+    // A path prefix ("cron_interval: invalid type …", "aliases[0]: …") names the field first.
+    if let Some((path, _)) = message.split_once(": ") {
+        if !path.is_empty() && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b)) {
+            return Some(path.split(['.', '[']).next().unwrap_or(path).to_string());
+        }
+    }
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(message[start..start + len].to_string())
@@ -162,5 +172,7 @@ mod tests {
         assert_eq!(serde_field("unknown field `colour`, expected one of `domain`").as_deref(), Some("colour"));
         assert_eq!(serde_field("missing field `domain` at line 1").as_deref(), Some("domain"));
         assert_eq!(serde_field("expected value"), None);
+        assert_eq!(serde_field("cron_interval: invalid type: string").as_deref(), Some("cron_interval"));
+        assert_eq!(serde_field("aliases[0]: invalid type: integer").as_deref(), Some("aliases"));
     }
 }

@@ -40,10 +40,11 @@ pub struct Global {
     #[arg(long, global = true)]
     pub wait: bool,
     /// Act on a remote Fjord through its HTTP API (e.g. https://fjord.example.org); the token comes
-    /// from FJORD_TOKEN or --token-file, never the command line.
-    #[arg(long, global = true, env = "FJORD_SERVER", value_name = "URL")]
-    pub server: Option<String>,
-    /// A 0600 file holding the API token for --server.
+    /// from FJORD_TOKEN or --token-file, never the command line. (Not `--server`: that names a
+    /// Fjord server object in `platform add` and others.)
+    #[arg(long, global = true, env = "FJORD_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+    /// A 0600 file holding the API token for --remote.
     #[arg(long, global = true, env = "FJORD_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
@@ -67,7 +68,7 @@ pub enum Command {
     /// Users of the web UI and API (admin, platform-manager, client).
     #[command(subcommand)]
     User(UserCmd),
-    /// API tokens (`Authorization: Bearer`), for automation and `--server`.
+    /// API tokens (`Authorization: Bearer`), for automation and `--remote`.
     #[command(subcommand)]
     Token(TokenCmd),
     #[command(subcommand)]
@@ -763,6 +764,20 @@ pub enum TaskCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// The HTTP API and UI pages under load: 10,000 sites and 100,000 tasks in a scratch SQLite state
+    /// database, 50 concurrent clients; prints p50/p99 per page and the process's RSS.
+    Web {
+        #[arg(long, default_value_t = 10_000)]
+        sites: i64,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: i64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Requests per page measured.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
     /// No-op tasks through the whole queue vs. bare INSERT+UPDATE statements.
     Queue {
         #[arg(long, default_value_t = 2000)]

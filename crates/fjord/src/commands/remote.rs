@@ -1,4 +1,4 @@
-//! Remote mode: `fjord --server URL …` acts on another Fjord through its HTTP API instead of a local
+//! Remote mode: `fjord --remote URL …` acts on another Fjord through its HTTP API instead of a local
 //! state database. The API token comes from `FJORD_TOKEN` or a 0600 file (`--token-file` /
 //! `FJORD_TOKEN_FILE`), never from the command line, where other users could read it.
 
@@ -28,7 +28,7 @@ pub fn read_token(file: Option<&Path>) -> Result<String> {
         }
     }
     let Some(file) = file else {
-        bail!("--server needs an API token: set FJORD_TOKEN, or FJORD_TOKEN_FILE / --token-file (a 0600 file)");
+        bail!("--remote needs an API token: set FJORD_TOKEN, or FJORD_TOKEN_FILE / --token-file (a 0600 file)");
     };
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -59,7 +59,7 @@ fn encode(segment: &str) -> String {
 impl Remote {
     pub fn new(url: &str, token: String) -> Result<Remote> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("--server must be an http:// or https:// URL");
+            bail!("--remote must be an http:// or https:// URL");
         }
         let http = reqwest::Client::builder().build().context("building the HTTP client")?;
         Ok(Remote { base: url.trim_end_matches('/').to_string(), token, http })
@@ -114,7 +114,13 @@ impl Remote {
                 let mut data = String::new();
                 for line in event.lines() {
                     if let Some(k) = line.strip_prefix("event:") {
-                        kind = if k.trim() == "end" { "end" } else if k.trim() == "log" { "log" } else { "other" };
+                        kind = if k.trim() == "end" {
+                            "end"
+                        } else if k.trim() == "log" {
+                            "log"
+                        } else {
+                            "other"
+                        };
                     } else if let Some(d) = line.strip_prefix("data:") {
                         data.push_str(d.trim_start());
                     }
@@ -167,14 +173,17 @@ async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
         return Ok(if end.status == TaskStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     ctx.out.emit(&task, || {
-        println!("queued task {} ({}); follow it with `fjord --server … task log {} --follow`", task.id, task.kind, task.id)
+        println!(
+            "queued task {} ({}); follow it with `fjord --remote … task log {} --follow`",
+            task.id, task.kind, task.id
+        )
     });
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<ExitCode> {
     if ctx.global.dry_run {
-        bail!("--dry-run is not available with --server");
+        bail!("--dry-run is not available with --remote");
     }
     let token = read_token(ctx.global.token_file.as_deref())?;
     let remote = Remote::new(url, token)?;
@@ -186,7 +195,7 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
             ctx.out.emit(&v, || println!("{url}: database ok, {} active task(s)", v["active_tasks"]));
             Ok(ExitCode::SUCCESS)
         }
-        _ => bail!("this command works only locally; with --server: site list/show/create/backup/verify/enable/disable/delete, task list/show/log, health"),
+        _ => bail!("this command works only locally; with --remote: site list/show/create/backup/verify/enable/disable/delete, task list/show/log, health"),
     }
 }
 
@@ -242,8 +251,12 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.post(&action(&domain, "backup"), json!({ "compression": compression })).await?;
             queued(ctx, remote, v).await
         }
-        SiteCmd::Verify { domain } => queued(ctx, remote, remote.post(&action(&domain, "verify"), json!({})).await?).await,
-        SiteCmd::Enable { domain } => queued(ctx, remote, remote.post(&action(&domain, "enable"), json!({})).await?).await,
+        SiteCmd::Verify { domain } => {
+            queued(ctx, remote, remote.post(&action(&domain, "verify"), json!({})).await?).await
+        }
+        SiteCmd::Enable { domain } => {
+            queued(ctx, remote, remote.post(&action(&domain, "enable"), json!({})).await?).await
+        }
         SiteCmd::Disable { domain } => {
             queued(ctx, remote, remote.post(&action(&domain, "disable"), json!({})).await?).await
         }
@@ -252,7 +265,7 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.call(reqwest::Method::DELETE, &path, None).await?;
             queued(ctx, remote, v).await
         }
-        _ => bail!("with --server, `site` supports list, show, create, backup, verify, enable, disable and delete"),
+        _ => bail!("with --remote, `site` supports list, show, create, backup, verify, enable, disable and delete"),
     }
 }
 
@@ -280,7 +293,12 @@ async fn task(ctx: &Ctx, remote: &Remote, cmd: TaskCmd) -> Result<ExitCode> {
                     ("error", s("error")),
                 ]);
                 for step in v["steps"].as_array().into_iter().flatten() {
-                    println!("  [{}] {} {}", step["idx"], step["status"].as_str().unwrap_or(""), step["description"].as_str().unwrap_or(""));
+                    println!(
+                        "  [{}] {} {}",
+                        step["idx"],
+                        step["status"].as_str().unwrap_or(""),
+                        step["description"].as_str().unwrap_or("")
+                    );
                 }
             });
             Ok(ExitCode::SUCCESS)
@@ -292,6 +310,6 @@ async fn task(ctx: &Ctx, remote: &Remote, cmd: TaskCmd) -> Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             })
         }
-        _ => bail!("with --server, `task` supports list, show and log"),
+        _ => bail!("with --remote, `task` supports list, show and log"),
     }
 }

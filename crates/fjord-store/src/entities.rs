@@ -297,7 +297,7 @@ impl Store {
         Ok((created, Some(task)))
     }
 
-    async fn fill_aliases(&self, sites: &mut [Site]) -> StoreResult<()> {
+    pub(crate) async fn fill_aliases(&self, sites: &mut [Site]) -> StoreResult<()> {
         if sites.is_empty() {
             return Ok(());
         }

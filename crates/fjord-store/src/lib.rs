@@ -8,13 +8,17 @@
 //!
 //! This is the only crate that contains SQL. It knows nothing of hosts, files or HTTP.
 
+mod accounts;
 mod backups;
 mod entities;
+mod listing;
 mod queue;
 mod rows;
 
+pub use accounts::{ApiToken, AuditEntry, SessionRecord, TokenScope, UserAuth};
 pub use backups::{ScheduleTarget, ScheduledSite};
 pub use entities::{NewPlatform, NewServer, NewSite};
+pub use listing::{BackupQuery, Page, SiteQuery, TaskQuery, MAX_PAGE};
 pub use queue::{ClaimedTask, TaskFilter};
 
 use fjord_core::{Millis, ValidationError};

@@ -39,12 +39,19 @@ pub struct Global {
     /// After queueing a task, follow its log until it ends; exit non-zero if it fails.
     #[arg(long, global = true)]
     pub wait: bool,
+    /// Act on a remote Fjord through its HTTP API (e.g. https://fjord.example.org); the token comes
+    /// from FJORD_TOKEN or --token-file, never the command line.
+    #[arg(long, global = true, env = "FJORD_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// A 0600 file holding the API token for --server.
+    #[arg(long, global = true, env = "FJORD_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the state directory and database (harmless to run again).
-    Init,
+    /// Create the state directory and database, and the first admin user (harmless to run again).
+    Init(InitArgs),
     /// Run the task daemon (the worker pool).
     Serve(ServeArgs),
     /// Check that the state database is reachable and whether a daemon is running.
@@ -57,6 +64,12 @@ pub enum Command {
     Site(SiteCmd),
     #[command(subcommand)]
     Client(ClientCmd),
+    /// Users of the web UI and API (admin, platform-manager, client).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// API tokens (`Authorization: Bearer`), for automation and `--server`.
+    #[command(subcommand)]
+    Token(TokenCmd),
     #[command(subcommand)]
     Backup(BackupCmd),
     #[command(subcommand)]
@@ -74,12 +87,77 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Most tasks run at once [default: number of CPUs].
+    /// Most tasks run at once [default: number of CPUs]; 0 with --listen serves HTTP only.
     #[arg(long, env = "FJORD_WORKERS")]
     pub workers: Option<usize>,
     /// This daemon's name in task leases [default: the host name].
     #[arg(long, env = "FJORD_NODE")]
     pub node: Option<String>,
+    /// Also serve the web UI and HTTP API on this address (e.g. 127.0.0.1:8080) [config: listen].
+    #[arg(long, env = "FJORD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Name of the first admin user, created when there are no users yet.
+    #[arg(long, default_value = "admin")]
+    pub admin: String,
+    /// Read the first admin's password from standard input instead of generating one.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Add a user; the password is read from stdin with --password-stdin, else generated and printed once.
+    Add {
+        name: String,
+        /// admin, platform-manager or client.
+        #[arg(long)]
+        role: String,
+        /// A client the user belongs to (client users; repeatable).
+        #[arg(long = "client", value_name = "CLIENT")]
+        clients: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Set a user's password (from stdin with --password-stdin, else generated and printed once).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create an API token for a user; its secret is printed once.
+    Create {
+        /// The user the token acts as.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// read or write.
+        #[arg(long, default_value = "read")]
+        scope: String,
+    },
+    /// List tokens (of one user with --user).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    Revoke {
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

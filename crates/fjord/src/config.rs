@@ -24,6 +24,10 @@ pub struct ConfigFile {
     pub offsite: Option<OffsiteFile>,
     /// Certificates from an ACME server (Let's Encrypt by default).
     pub acme: Option<AcmeFile>,
+    /// Address `fjord serve` answers HTTP on (web UI and API), e.g. `127.0.0.1:8080`; none: no HTTP.
+    pub listen: Option<String>,
+    /// Mark session cookies Secure: set when users reach Fjord over HTTPS (a TLS proxy in front).
+    pub secure_cookies: Option<bool>,
 }
 
 /// The `[acme]` table. Environment: `FJORD_ACME_DIRECTORY`, `FJORD_ACME_CA_FILE`,
@@ -184,6 +188,8 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # workers = 2          # tasks run at once; default: number of CPUs\n\
          # node = \"web1\"        # this daemon's name in task leases; default: host name\n\
          # lease_seconds = 30   # a dead daemon's tasks are taken over after this\n\
+         # listen = \"127.0.0.1:8080\"   # serve the web UI and HTTP API (fjord serve --listen)\n\
+         # secure_cookies = true   # when users reach it over HTTPS (a TLS proxy in front)\n\
          \n\
          # Offsite copies of every backup, in S3-compatible storage (retention applies there too).\n\
          # [offsite]\n\

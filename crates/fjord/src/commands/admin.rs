@@ -1,7 +1,7 @@
 //! init, serve, health, completions, man.
 
 use super::Ctx;
-use crate::cli::{Cli, ServeArgs};
+use crate::cli::{Cli, InitArgs, ServeArgs};
 use crate::config::{self, ensure_dir};
 use anyhow::{bail, Context as _, Result};
 use clap::CommandFactory;
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub async fn init(ctx: &mut Ctx) -> Result<ExitCode> {
+pub async fn init(ctx: &mut Ctx, args: InitArgs) -> Result<ExitCode> {
     let s = ctx.settings.clone();
     if let Some(url) = &ctx.global.db {
         config::check_url(url)?;
@@ -42,17 +42,36 @@ pub async fn init(ctx: &mut Ctx) -> Result<ExitCode> {
     };
     let store = ctx.store().await?;
     let servers = store.servers().await?.len();
+    // The first admin, only while there are no users: running init again never adds another.
+    let admin = if store.user_count(None).await? == 0 {
+        let name = fjord_core::Name::parse("user", &args.admin)?;
+        let (password, generated) = super::accounts::password_from(args.password_stdin)?;
+        let hash = fjord_web::auth::hash_password(&password)?;
+        store.add_user(&name, None, fjord_core::Role::Admin, &hash, &[]).await?;
+        super::accounts::audit_cli(ctx, &store, "user.add", &format!("user:{name}"), "first admin (init)").await?;
+        Some((name, generated.then_some(password)))
+    } else {
+        None
+    };
     let summary = serde_json::json!({
         "state_dir": s.state_dir,
         "config": s.config_path,
         "database": store_kind(&s.database_url),
         "config_written": wrote_config,
         "servers": servers,
+        "admin_created": admin.as_ref().map(|(n, _)| n.to_string()),
+        "admin_password": admin.as_ref().and_then(|(_, p)| p.clone()),
     });
     ctx.out.emit(&summary, || {
         println!("Fjord state is ready in {}", s.state_dir.display());
         println!("  config:   {}{}", s.config_path.display(), if wrote_config { " (written)" } else { " (kept)" });
         println!("  database: {}", store_kind(&s.database_url));
+        if let Some((name, password)) = &admin {
+            match password {
+                Some(p) => println!("  admin:    {name}, password {p} (shown only now; change it with `fjord user passwd`)"),
+                None => println!("  admin:    {name} (password from stdin)"),
+            }
+        }
         println!("Next: `fjord serve` runs the task daemon; `fjord server add localhost` registers this machine.");
     });
     Ok(ExitCode::SUCCESS)
@@ -101,11 +120,14 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let file = &ctx.settings.file;
     let mut cfg = DaemonConfig::new(args.node.or(file.node.clone()).unwrap_or_else(default_node), ctx.layout());
+    let listen = args.listen.clone().or(file.listen.clone());
+    // No workers: this process only answers HTTP (another daemon on the same database runs the tasks).
+    let http_only = args.workers.or(file.workers) == Some(0);
     if let Some(w) = args.workers.or(file.workers) {
-        if w == 0 {
-            bail!("--workers must be at least 1");
+        if w == 0 && listen.is_none() {
+            bail!("--workers must be at least 1 (0 only with --listen: HTTP without task workers)");
         }
-        cfg.workers = w;
+        cfg.workers = w.max(1);
     }
     if let Some(l) = file.lease_seconds {
         cfg.lease = Duration::from_secs(l.max(1));
@@ -146,8 +168,28 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
         format!("{}\n", std::process::id()).as_bytes(),
         0o644,
     )?;
+    // One signal stops both the worker pool and the HTTP server.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let web = match listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+            let settings = fjord_web::WebSettings {
+                secure_cookies: file.secure_cookies.unwrap_or(false),
+                ..Default::default()
+            };
+            let state = fjord_web::AppState::new(store.clone(), ctx.layout(), settings);
+            let local = listener.local_addr()?;
+            tracing::info!(%local, "serving the web UI and API");
+            let mut rx = stop_rx.clone();
+            let stopped = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(fjord_web::serve(listener, state, stopped)))
+        }
+        None => None,
+    };
     tracing::info!(workers = cfg.workers, node = %cfg.node, state = %ctx.settings.state_dir.display(), "fjord serve started");
-    let shutdown = async {
+    tokio::spawn(async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
@@ -155,8 +197,24 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("signal received");
+        let _ = stop_tx.send(true);
+    });
+    let mut rx = stop_rx.clone();
+    let shutdown = async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    fjord_daemon::run(store, ctx.executor()?, cfg, shutdown, Duration::from_secs(30)).await?;
+    if http_only {
+        shutdown.await;
+    } else {
+        fjord_daemon::run(store, ctx.executor()?, cfg, shutdown, Duration::from_secs(30)).await?;
+    }
+    if let Some(web) = web {
+        match tokio::time::timeout(Duration::from_secs(10), web).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+            Err(_) => tracing::warn!("HTTP server did not stop within 10 s"),
+            _ => {}
+        }
+    }
     let _ = std::fs::remove_file(ctx.settings.state_dir.join("serve.pid"));
     tracing::info!("fjord serve stopped");
     Ok(ExitCode::SUCCESS)

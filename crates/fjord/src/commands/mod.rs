@@ -1,12 +1,14 @@
 //! One module per noun. Each command resolves its arguments into validated model values first, so bad
 //! input fails before anything is written.
 
+mod accounts;
 mod admin;
 mod backup;
 mod bench;
 mod bench_moves;
 mod migrate;
 mod objects;
+mod remote;
 mod site;
 mod task;
 
@@ -65,8 +67,11 @@ impl Ctx {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let settings = config::resolve(&cli.global)?;
     let mut ctx = Ctx { settings, out: Out { json: cli.global.json }, global: cli.global, store: None };
+    if let Some(url) = ctx.global.server.clone() {
+        return remote::dispatch(&mut ctx, &url, cli.command).await;
+    }
     match cli.command {
-        Command::Init => admin::init(&mut ctx).await,
+        Command::Init(args) => admin::init(&mut ctx, args).await,
         Command::Serve(args) => admin::serve(&mut ctx, args).await,
         Command::Health => admin::health(&mut ctx).await,
         Command::Completions { shell } => admin::completions(shell),
@@ -74,6 +79,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Server(cmd) => objects::server(&mut ctx, cmd).await,
         Command::Platform(cmd) => objects::platform(&mut ctx, cmd).await,
         Command::Client(cmd) => objects::client(&mut ctx, cmd).await,
+        Command::User(cmd) => accounts::user(&mut ctx, cmd).await,
+        Command::Token(cmd) => accounts::token(&mut ctx, cmd).await,
         Command::Backup(cmd) => backup::run(&mut ctx, cmd).await,
         Command::Site(cmd) => site::run(&mut ctx, cmd).await,
         Command::Task(cmd) => task::run(&mut ctx, cmd).await,
@@ -81,33 +88,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
-pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
-    Task {
-        id: TaskId(0),
-        kind,
-        target_kind: kind.target_kind(),
-        target_id,
-        lane,
-        args,
-        status: TaskStatus::Queued,
-        attempts: 0,
-        max_attempts: 3,
-        cancel_requested: false,
-        lease_owner: None,
-        lease_until: None,
-        error: None,
-        created_by: String::new(),
-        created_at: 0,
-        started_at: None,
-        finished_at: None,
-        run_after: 0,
-    }
-}
+/// A task that does not exist yet (shared with the API: fjord-web's actions layer).
+pub use fjord_web::actions::prospective_task;
 
 /// Plans `kind` against `snap`; a refusal becomes the command's error, so nothing gets queued.
 pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
-    Ok(fjord_plan::plan(&ctx.layout(), kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
+    Ok(fjord_web::actions::plan_snapshot(&ctx.layout(), kind, args, snap)?)
 }
 
 /// Prints a plan for `--dry-run`.
@@ -146,13 +132,14 @@ pub async fn enqueue_checked(
     target_id: i64,
     args: serde_json::Value,
 ) -> Result<Option<Task>> {
+    // The same checks and queueing as the API's (fjord-web's actions layer).
     let store = ctx.store().await?;
-    let lane = store.lane_of(kind.target_kind(), target_id).await?;
-    let snap = store.snapshot(&prospective_task(kind, target_id, lane, args.clone())).await?;
-    let planned = plan_now(ctx, kind, &args, &snap)?;
+    let layout = ctx.layout();
+    let actions = fjord_web::actions::Actions::new(&store, &layout);
     if ctx.global.dry_run {
+        let planned = actions.plan(kind, target_id, &args).await?;
         print_plan(ctx, kind, &planned)?;
         return Ok(None);
     }
-    Ok(Some(store.enqueue(&NewTask { kind, target_id, lane, args, created_by: ctx.actor() }).await?))
+    Ok(Some(actions.enqueue(kind, target_id, args, &ctx.actor()).await?))
 }

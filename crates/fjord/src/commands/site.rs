@@ -192,77 +192,24 @@ async fn on_site(ctx: &mut Ctx, domain: &str, kind: TaskKind, args: serde_json::
 
 async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
     let store = ctx.store().await?;
-    let domain = Domain::parse(&c.domain)?;
-    let mut aliases = c.aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
-    if c.www {
-        match domain.with_www() {
-            Some(www) if !aliases.contains(&www) => aliases.push(www),
-            _ => {}
-        }
-    }
-    let db_engine: DbEngine = parse_enum("--db-engine", &c.db_engine)?;
-    let https: HttpsMode = parse_enum("--https", &c.https)?;
-    if c.cron_interval < 0 {
-        bail!("--cron-interval must not be negative");
-    }
-    if let Some(p) = &c.profile {
-        Name::parse("profile", p)?;
-    }
-    if c.language.len() > 12
-        || c.language.is_empty()
-        || !c.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        bail!("invalid --language {:?}: use a language code such as en or pt-br", c.language);
-    }
-    let platform = store.platform_by_name(&c.platform).await?;
-    let server = store.server(platform.server_id).await?;
-    let db_server = match &c.db_server {
-        Some(name) => Some(store.server_by_name(name).await?),
-        None => None,
-    };
-    let db_host = db_server.as_ref().unwrap_or(&server);
-    if db_engine != DbEngine::Sqlite && !db_host.db_engines().any(|e| e == db_engine) {
-        bail!(
-            "server {} offers no {db_engine} database; add it to the server or choose --db-engine sqlite",
-            db_host.name
-        );
-    }
-    if let Some(v) = &c.php {
-        if !server.php_versions().any(|have| have == v) {
-            bail!("server {} has no PHP {v} runtime", server.name);
-        }
-    }
-    let client = client_id(&store, c.client.as_deref()).await?;
-    let new = NewSite {
-        domain,
-        platform: platform.id,
-        db_server: db_server.as_ref().map(|s| s.id).or(Some(server.id)).filter(|_| db_engine != DbEngine::Sqlite),
-        db_engine,
-        php: c.php.clone(),
-        profile: c.profile.clone(),
-        language: c.language.clone(),
-        client,
-        aliases,
+    let layout = ctx.layout();
+    // The same validation and plan as the API's create (fjord-web's actions layer).
+    let req = fjord_web::actions::SiteCreate {
+        domain: c.domain,
+        platform: c.platform,
+        aliases: c.aliases,
+        www: c.www,
+        db_engine: c.db_engine,
+        db_server: c.db_server,
+        php: c.php,
+        profile: c.profile,
+        language: c.language,
+        client: c.client,
         redirect_aliases: c.redirect_aliases,
-        https,
-        cron_interval: (c.cron_interval > 0).then_some(c.cron_interval),
-        existing_db: None,
+        https: c.https,
+        cron_interval: c.cron_interval,
     };
-    // Checks names, quota and the platform, and plans the install, before anything is written.
-    let prospective = store.prepare_site(&new).await?;
-    let snap_server_id = server.id;
-    let snap = Snapshot {
-        server,
-        platform: Some(platform),
-        site: Some(prospective),
-        sites: vec![],
-        platforms: vec![],
-        db_server: db_server.clone().filter(|d| d.id != snap_server_id),
-        other_site: None,
-        other_platform: None,
-        other_db_server: None,
-    };
-    let planned = plan_now(ctx, TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
+    let (new, planned) = fjord_web::actions::Actions::new(&store, &layout).prepare_site(&req).await?;
     if ctx.global.dry_run {
         return print_plan(ctx, TaskKind::SiteInstall, &planned);
     }
@@ -313,24 +260,7 @@ async fn aliases(
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let mut aliases = site.aliases.clone();
-    let mut adding = add.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
-    if www {
-        adding.extend(site.domain.with_www());
-    }
-    for r in &remove {
-        let r = Domain::parse_field("alias", r)?;
-        if !aliases.contains(&r) {
-            bail!("{r} is not an alias of {}", site.domain);
-        }
-        aliases.retain(|a| a != &r);
-    }
-    for a in adding {
-        if aliases.contains(&a) {
-            bail!("{a} is already an alias of {}", site.domain);
-        }
-        aliases.push(a);
-    }
+    let aliases = fjord_web::actions::changed_aliases(&site, &add, &remove, www)?;
     let redirect = match redirect.as_deref() {
         None => site.redirect_aliases,
         Some("on") => true,
@@ -437,47 +367,12 @@ async fn clone(
     aliases: Vec<String>,
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
+    let layout = ctx.layout();
     let src = store.site_by_domain(&Domain::parse(source)?).await?;
-    let src_platform = store.platform(src.platform_id).await?;
-    let platform = match platform {
-        Some(name) => store.platform_by_name(&name).await?,
-        None => src_platform.clone(),
-    };
-    let server = store.server(platform.server_id).await?;
-    let new = NewSite {
-        domain: Domain::parse(domain)?,
-        platform: platform.id,
-        db_server: src.db_server_id,
-        db_engine: src.db_engine,
-        php: src.php.clone(),
-        profile: src.profile.clone(),
-        language: src.language.clone(),
-        client: src.client_id,
-        aliases: aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?,
-        redirect_aliases: src.redirect_aliases,
-        // HTTPS is not copied: the new domain needs its own certificate.
-        https: HttpsMode::Off,
-        cron_interval: src.cron_interval,
-        existing_db: None,
-    };
-    let prospective = store.prepare_site(&new).await?;
-    let db_server = match src.db_server_id {
-        Some(id) if id != server.id => Some(store.server(id).await?),
-        _ => None,
-    };
-    let args = serde_json::json!({ "source_site": src.id.0 });
-    let snap = Snapshot {
-        server,
-        platform: Some(platform),
-        site: Some(prospective),
-        sites: vec![],
-        platforms: vec![],
-        db_server,
-        other_site: Some(src),
-        other_platform: Some(src_platform),
-        other_db_server: None,
-    };
-    let planned = plan_now(ctx, TaskKind::SiteClone, &args, &snap)?;
+    // The same checks and plan as the API's clone (fjord-web's actions layer).
+    let (new, args, planned) = fjord_web::actions::Actions::new(&store, &layout)
+        .prepare_clone(&src, domain, platform.as_deref(), &aliases)
+        .await?;
     if ctx.global.dry_run {
         return print_plan(ctx, TaskKind::SiteClone, &planned);
     }
@@ -555,32 +450,16 @@ async fn migrate(
     db_server: Option<&str>,
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
+    let layout = ctx.layout();
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let target = store.platform_by_name(to).await?;
-    let new_domain = new_domain.map(|d| Domain::parse_field("new domain", d)).transpose()?;
-    if let Some(d) = &new_domain {
-        // The new name must be free, or one of this site's own aliases.
-        match store.site_by_domain(d).await {
-            Ok(owner) if owner.id != site.id => bail!("{d} is already used by site {}", owner.domain),
-            _ => {}
-        }
-    }
-    let mut args = migrate_args(target.id, new_domain.as_ref(), keep_old);
-    if let Some(name) = db_server {
-        args["db_server"] = serde_json::json!(store.server_by_name(name).await?.id.0);
-    }
+    let args = fjord_web::actions::Actions::new(&store, &layout)
+        .migrate_args(&site, to, new_domain, keep_old, db_server)
+        .await?;
     queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
 }
 
 /// The arguments of a migrate task, stamped now.
-pub fn migrate_args(to: PlatformId, new_domain: Option<&Domain>, keep_old: bool) -> serde_json::Value {
-    let stamp = backup::stamp(fjord_store::now_millis());
-    let mut args = serde_json::json!({ "to_platform": to.0, "keep_old_domain": keep_old, "stamp": stamp });
-    if let Some(d) = new_domain {
-        args["domain"] = serde_json::json!(d);
-    }
-    args
-}
+pub use fjord_web::actions::migrate_args;
 
 async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {
     Ok(match name {

@@ -76,7 +76,14 @@ impl Fjord {
     }
 
     pub fn start_serve(&mut self, env: &[(&str, &str)]) {
-        let mut c = self.command(&["serve", "--workers", "4"]);
+        self.start_serve_with(&["--workers", "4"], env)
+    }
+
+    /// Starts `fjord serve` with these flags (e.g. `--listen`, `--workers 0` for HTTP without workers).
+    pub fn start_serve_with(&mut self, flags: &[&str], env: &[(&str, &str)]) {
+        let mut args = vec!["serve"];
+        args.extend_from_slice(flags);
+        let mut c = self.command(&args);
         for (k, v) in env {
             c.env(k, v);
         }

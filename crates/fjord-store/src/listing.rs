@@ -1,0 +1,226 @@
+//! Paginated, filtered, stably sorted lists for the web UI and the HTTP API, and the counts a dashboard
+//! shows. Every list can be restricted to the sites of some clients (`only_clients`), which is how a
+//! client user sees only their own: the restriction is part of the query, never a filter applied after.
+//!
+//! Sites sort by domain then id, tasks and backups newest first (by id); the indexes for these orders
+//! are in migration 0007.
+
+use crate::entities::BACKUP_COLS;
+use crate::rows::{self, SITE_COLS, TASK_COLS};
+use crate::{Store, StoreResult};
+use fjord_core::*;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// Most rows one page may hold.
+pub const MAX_PAGE: i64 = 500;
+
+/// One page of a list, and how many rows the whole (filtered) list has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// Which sites to list. `status: None` lists every live (not deleted) site.
+#[derive(Debug, Clone, Default)]
+pub struct SiteQuery {
+    pub status: Option<SiteStatus>,
+    pub platform: Option<PlatformId>,
+    pub client: Option<ClientId>,
+    /// A piece of the domain or of an alias, case-insensitive.
+    pub text: Option<String>,
+    /// Only sites of these clients (a client user's view); `None` is no restriction.
+    pub only_clients: Option<Vec<ClientId>>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskQuery {
+    pub status: Option<TaskStatus>,
+    pub kind: Option<TaskKind>,
+    pub site: Option<SiteId>,
+    pub only_clients: Option<Vec<ClientId>>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupQuery {
+    pub site: Option<SiteId>,
+    pub only_clients: Option<Vec<ClientId>>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+fn id_list<I: IntoIterator<Item = i64>>(ids: I) -> String {
+    // Integers we format ourselves: safe to inline. An empty list matches nothing.
+    let s: Vec<String> = ids.into_iter().map(|i| i.to_string()).collect();
+    if s.is_empty() {
+        "NULL".into()
+    } else {
+        s.join(",")
+    }
+}
+
+fn clamp(offset: i64, limit: i64) -> (i64, i64) {
+    (offset.max(0), if limit <= 0 { 50 } else { limit.min(MAX_PAGE) })
+}
+
+/// `LIKE` pattern for a piece of text, with the wildcards in it escaped.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+fn sites_of_clients(clients: &[ClientId]) -> String {
+    format!("SELECT id FROM sites WHERE client_id IN ({})", id_list(clients.iter().map(|c| c.0)))
+}
+
+impl Store {
+    pub async fn list_sites(&self, q: &SiteQuery) -> StoreResult<Page<Site>> {
+        let (offset, limit) = clamp(q.offset, q.limit);
+        let mut clauses = vec![match q.status {
+            Some(s) => format!("status = '{}'", s.as_str()),
+            None => "status <> 'deleted'".into(),
+        }];
+        if let Some(p) = q.platform {
+            clauses.push(format!("platform_id = {}", p.0));
+        }
+        if let Some(c) = q.client {
+            clauses.push(format!("client_id = {}", c.0));
+        }
+        if let Some(only) = &q.only_clients {
+            clauses.push(format!("client_id IN ({})", id_list(only.iter().map(|c| c.0))));
+        }
+        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(like_pattern);
+        if text.is_some() {
+            clauses.push(
+                "(domain LIKE $1 ESCAPE '\\' OR id IN (SELECT site_id FROM site_domains WHERE domain LIKE $1 ESCAPE '\\'))"
+                    .into(),
+            );
+        }
+        let filter = clauses.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) AS n FROM sites WHERE {filter}");
+        let list_sql = format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}");
+        let (mut count, mut list) = (sqlx::query(&count_sql), sqlx::query(&list_sql));
+        if let Some(t) = &text {
+            count = count.bind(t.clone());
+            list = list.bind(t.clone());
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let rows = list.fetch_all(&self.pool).await?;
+        let mut items = rows.iter().map(rows::site).collect::<StoreResult<Vec<_>>>()?;
+        self.fill_aliases(&mut items).await?;
+        Ok(Page { items, total, offset, limit })
+    }
+
+    pub async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Page<Task>> {
+        let (offset, limit) = clamp(q.offset, q.limit);
+        let mut clauses = vec!["1 = 1".to_string()];
+        if let Some(s) = q.status {
+            clauses.push(format!("status = '{}'", s.as_str()));
+        }
+        if let Some(k) = q.kind {
+            clauses.push(format!("kind = '{}'", k.as_str()));
+        }
+        if let Some(s) = q.site {
+            clauses.push(format!("target_kind = 'site' AND target_id = {}", s.0));
+        }
+        if let Some(only) = &q.only_clients {
+            clauses.push(format!("target_kind = 'site' AND target_id IN ({})", sites_of_clients(only)));
+        }
+        let filter = clauses.join(" AND ");
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE {filter}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let rows = sqlx::query(&format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(rows::task).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, total, offset, limit })
+    }
+
+    pub async fn list_backups(&self, q: &BackupQuery) -> StoreResult<Page<Backup>> {
+        let (offset, limit) = clamp(q.offset, q.limit);
+        let mut clauses = vec!["1 = 1".to_string()];
+        if let Some(s) = q.site {
+            clauses.push(format!("site_id = {}", s.0));
+        }
+        if let Some(only) = &q.only_clients {
+            clauses.push(format!("site_id IN ({})", sites_of_clients(only)));
+        }
+        let filter = clauses.join(" AND ");
+        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM backups WHERE {filter}"))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BACKUP_COLS} FROM backups WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(rows::backup).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page { items, total, offset, limit })
+    }
+
+    /// Live sites per status (for a dashboard), within `only_clients` if given.
+    pub async fn site_status_counts(&self, only_clients: Option<&[ClientId]>) -> StoreResult<Vec<(SiteStatus, i64)>> {
+        let restrict = only_clients
+            .map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0))))
+            .unwrap_or_default();
+        let rows = sqlx::query(&format!(
+            "SELECT status, COUNT(*) AS n FROM sites WHERE status <> 'deleted'{restrict} GROUP BY status ORDER BY status"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((rows::text_enum(r, "status", SiteStatus::parse)?, r.try_get("n")?))).collect()
+    }
+
+    /// Tasks per status, within the sites of `only_clients` if given.
+    pub async fn task_status_counts(&self, only_clients: Option<&[ClientId]>) -> StoreResult<Vec<(TaskStatus, i64)>> {
+        let restrict = only_clients
+            .map(|c| format!(" WHERE target_kind = 'site' AND target_id IN ({})", sites_of_clients(c)))
+            .unwrap_or_default();
+        let rows =
+            sqlx::query(&format!("SELECT status, COUNT(*) AS n FROM tasks{restrict} GROUP BY status ORDER BY status"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok((rows::text_enum(r, "status", TaskStatus::parse)?, r.try_get("n")?))).collect()
+    }
+
+    /// Bytes of backup archives recorded, within the sites of `only_clients` if given.
+    pub async fn backup_bytes(&self, only_clients: Option<&[ClientId]>) -> StoreResult<i64> {
+        let restrict =
+            only_clients.map(|c| format!(" WHERE site_id IN ({})", sites_of_clients(c))).unwrap_or_default();
+        let row = sqlx::query(&format!("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM backups{restrict}"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("Ex_a%"), "%ex\\_a\\%%");
+        assert_eq!(id_list(Vec::<i64>::new()), "NULL");
+        assert_eq!(clamp(-5, 100_000), (0, MAX_PAGE));
+    }
+}

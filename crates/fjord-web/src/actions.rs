@@ -1,0 +1,547 @@
+//! The actions layer: what the CLI, the API and the UI do when someone asks for a change. Each function
+//! validates its input into model values, plans the task against the current state (so a refusal is
+//! an error and nothing is written), then writes the desired state and queues the task. Permission
+//! checks are not here: callers check the [`crate::Actor`] first (the CLI runs as the operator).
+//!
+//! The request types (`SiteCreate`, …) are the JSON bodies of the API and the forms of the UI alike.
+
+use crate::error::{ApiError, ApiResult};
+use fjord_core::names::{validate_abs_path, validate_token};
+use fjord_core::*;
+use fjord_plan::Layout;
+use fjord_store::{NewPlatform, NewSite, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// What every action needs: the state database and the host layout planners derive paths from.
+#[derive(Debug, Clone, Copy)]
+pub struct Actions<'a> {
+    pub store: &'a Store,
+    pub layout: &'a Layout,
+}
+
+/// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
+pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
+    Task {
+        id: TaskId(0),
+        kind,
+        target_kind: kind.target_kind(),
+        target_id,
+        lane,
+        args,
+        status: TaskStatus::Queued,
+        attempts: 0,
+        max_attempts: 3,
+        cancel_requested: false,
+        lease_owner: None,
+        lease_until: None,
+        error: None,
+        created_by: String::new(),
+        created_at: 0,
+        started_at: None,
+        finished_at: None,
+        run_after: 0,
+    }
+}
+
+/// Plans `kind` against `snap` with the facts the daemon would gather; a refusal is the error.
+pub fn plan_snapshot(layout: &Layout, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
+    Ok(fjord_plan::plan(layout, kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
+}
+
+/// A new site, as the API's JSON body, the UI's form and `fjord site create` give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteCreate {
+    pub domain: String,
+    /// The platform's name.
+    pub platform: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Add `www.DOMAIN` as an alias.
+    #[serde(default)]
+    pub www: bool,
+    /// `mariadb` (default), `postgres` or `sqlite`.
+    #[serde(default = "default_db_engine")]
+    pub db_engine: String,
+    /// The database server's name; default: the platform's server.
+    #[serde(default)]
+    pub db_server: Option<String>,
+    #[serde(default)]
+    pub php: Option<String>,
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// The client's name.
+    #[serde(default)]
+    pub client: Option<String>,
+    #[serde(default)]
+    pub redirect_aliases: bool,
+    /// `off` (default), `on` or `required`.
+    #[serde(default = "default_https")]
+    pub https: String,
+    /// Seconds between cron runs; 0 turns cron off. Default 3600.
+    #[serde(default = "default_cron")]
+    pub cron_interval: i64,
+}
+
+fn default_db_engine() -> String {
+    "mariadb".into()
+}
+fn default_language() -> String {
+    "en".into()
+}
+fn default_https() -> String {
+    "off".into()
+}
+fn default_cron() -> i64 {
+    3600
+}
+
+/// A new platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformCreate {
+    pub name: String,
+    /// The server's name; default: the only server.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// An existing codebase on the server (absolute path). Exactly one of path, git, composer, archive.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub git: Option<String>,
+    #[serde(default)]
+    pub git_ref: Option<String>,
+    #[serde(default)]
+    pub composer: Option<String>,
+    #[serde(default)]
+    pub archive: Option<String>,
+}
+
+/// A new client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCreate {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Most sites the client may have; none is unlimited.
+    #[serde(default)]
+    pub site_quota: Option<i64>,
+}
+
+/// A new user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserCreate {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// `admin`, `platform-manager` or `client`.
+    pub role: String,
+    pub password: String,
+    /// The clients (by name) a client user belongs to.
+    #[serde(default)]
+    pub clients: Vec<String>,
+}
+
+pub fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> ApiResult<T> {
+    s.parse().map_err(|e| ApiError::invalid(field, format!("invalid {field}: {e}")))
+}
+
+fn parse_aliases(aliases: &[String]) -> ApiResult<Vec<Domain>> {
+    Ok(aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The stamp naming a backup or a move made now.
+pub fn stamp_now() -> String {
+    fjord_core::backups::backup_stamp(fjord_store::now_millis())
+}
+
+/// Arguments of a manual backup.
+pub fn backup_args(compression: Compression) -> serde_json::Value {
+    serde_json::json!({ "kind": "manual", "stamp": stamp_now(), "compression": compression })
+}
+
+/// Arguments of a delete: `backup` takes a pre-delete backup first (the default everywhere).
+pub fn delete_args(force: bool, backup: bool) -> serde_json::Value {
+    serde_json::json!({ "force": force, "backup_stamp": backup.then(stamp_now) })
+}
+
+/// Arguments of a migrate (or rename, when `to` is the site's own platform), stamped now.
+pub fn migrate_args(to: PlatformId, new_domain: Option<&Domain>, keep_old: bool) -> serde_json::Value {
+    let mut args = serde_json::json!({ "to_platform": to.0, "keep_old_domain": keep_old, "stamp": stamp_now() });
+    if let Some(d) = new_domain {
+        args["domain"] = serde_json::json!(d);
+    }
+    args
+}
+
+/// Arguments of restoring `backup` onto its (live) site.
+pub fn restore_args(backup: &Backup) -> serde_json::Value {
+    serde_json::json!({ "archive": backup.path, "sha256": backup.checksum, "stamp": stamp_now() })
+}
+
+/// A site's aliases after adding and removing some: refuses removing one it does not have or adding one
+/// twice.
+pub fn changed_aliases(site: &Site, add: &[String], remove: &[String], www: bool) -> ApiResult<Vec<Domain>> {
+    let mut aliases = site.aliases.clone();
+    let mut adding = parse_aliases(add)?;
+    if www {
+        adding.extend(site.domain.with_www());
+    }
+    for r in remove {
+        let r = Domain::parse_field("alias", r)?;
+        if !aliases.contains(&r) {
+            return Err(ApiError::invalid("remove", format!("{r} is not an alias of {}", site.domain)));
+        }
+        aliases.retain(|a| a != &r);
+    }
+    for a in adding {
+        if aliases.contains(&a) {
+            return Err(ApiError::invalid("add", format!("{a} is already an alias of {}", site.domain)));
+        }
+        aliases.push(a);
+    }
+    Ok(aliases)
+}
+
+impl<'a> Actions<'a> {
+    pub fn new(store: &'a Store, layout: &'a Layout) -> Actions<'a> {
+        Actions { store, layout }
+    }
+
+    /// Plans `kind` against `snap`; a refusal is the error.
+    pub fn plan_snapshot(&self, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
+        plan_snapshot(self.layout, kind, args, snap)
+    }
+
+    /// Plans a task on an existing object now, against the current state, without queueing it.
+    pub async fn plan(&self, kind: TaskKind, target_id: i64, args: &serde_json::Value) -> ApiResult<Planned> {
+        let lane = self.store.lane_of(kind.target_kind(), target_id).await?;
+        let snap = self.store.snapshot(&prospective_task(kind, target_id, lane, args.clone())).await?;
+        self.plan_snapshot(kind, args, &snap)
+    }
+
+    /// Plans a task with `site` changed as given (aliases, limits: settings recorded before the verify
+    /// that applies them), for a dry run.
+    pub async fn plan_with_site(&self, kind: TaskKind, changed: Site) -> ApiResult<Planned> {
+        let args = serde_json::json!({});
+        let lane = self.store.lane_of(TargetKind::Site, changed.id.0).await?;
+        let mut snap = self.store.snapshot(&prospective_task(kind, changed.id.0, lane, args.clone())).await?;
+        snap.site = Some(changed);
+        self.plan_snapshot(kind, &args, &snap)
+    }
+
+    /// Checks the task would be accepted (plans it), then queues it.
+    pub async fn enqueue(
+        &self,
+        kind: TaskKind,
+        target_id: i64,
+        args: serde_json::Value,
+        created_by: &str,
+    ) -> ApiResult<Task> {
+        self.plan(kind, target_id, &args).await?;
+        let lane = self.store.lane_of(kind.target_kind(), target_id).await?;
+        Ok(self.store.enqueue(&NewTask { kind, target_id, lane, args, created_by: created_by.into() }).await?)
+    }
+
+    async fn client_id(&self, name: Option<&str>) -> ApiResult<Option<ClientId>> {
+        Ok(match name {
+            Some(name) => Some(self.store.client_by_name(name).await.map_err(|e| field_not_found(e, "client"))?.id),
+            None => None,
+        })
+    }
+
+    /// Validates a new site against the state (names free, quota, platform, database server, PHP) and
+    /// plans its install, writing nothing.
+    pub async fn prepare_site(&self, c: &SiteCreate) -> ApiResult<(NewSite, Planned)> {
+        let domain = Domain::parse(&c.domain)?;
+        let mut aliases = parse_aliases(&c.aliases)?;
+        if c.www {
+            match domain.with_www() {
+                Some(www) if !aliases.contains(&www) => aliases.push(www),
+                _ => {}
+            }
+        }
+        let db_engine: DbEngine = parse_enum("db_engine", &c.db_engine)?;
+        let https: HttpsMode = parse_enum("https", &c.https)?;
+        if c.cron_interval < 0 {
+            return Err(ApiError::invalid("cron_interval", "cron_interval must not be negative"));
+        }
+        if let Some(p) = &c.profile {
+            Name::parse("profile", p)?;
+        }
+        if let Some(v) = &c.php {
+            validate_token("php", v, 16)?;
+        }
+        if c.language.len() > 12
+            || c.language.is_empty()
+            || !c.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ApiError::invalid(
+                "language",
+                format!("invalid language {:?}: use a language code such as en or pt-br", c.language),
+            ));
+        }
+        let platform = self.store.platform_by_name(&c.platform).await.map_err(|e| field_not_found(e, "platform"))?;
+        let server = self.store.server(platform.server_id).await?;
+        let db_server = match &c.db_server {
+            Some(name) => Some(self.store.server_by_name(name).await.map_err(|e| field_not_found(e, "db_server"))?),
+            None => None,
+        };
+        let db_host = db_server.as_ref().unwrap_or(&server);
+        if db_engine != DbEngine::Sqlite && !db_host.db_engines().any(|e| e == db_engine) {
+            return Err(ApiError::invalid(
+                "db_engine",
+                format!(
+                    "server {} offers no {db_engine} database; add it to the server or choose the sqlite engine",
+                    db_host.name
+                ),
+            ));
+        }
+        if let Some(v) = &c.php {
+            if !server.php_versions().any(|have| have == v) {
+                return Err(ApiError::invalid("php", format!("server {} has no PHP {v} runtime", server.name)));
+            }
+        }
+        let client = self.client_id(c.client.as_deref()).await?;
+        let new = NewSite {
+            domain,
+            platform: platform.id,
+            db_server: db_server.as_ref().map(|s| s.id).or(Some(server.id)).filter(|_| db_engine != DbEngine::Sqlite),
+            db_engine,
+            php: c.php.clone(),
+            profile: c.profile.clone(),
+            language: c.language.clone(),
+            client,
+            aliases,
+            redirect_aliases: c.redirect_aliases,
+            https,
+            cron_interval: (c.cron_interval > 0).then_some(c.cron_interval),
+            existing_db: None,
+        };
+        let prospective = self.store.prepare_site(&new).await?;
+        let server_id = server.id;
+        let snap = Snapshot {
+            server,
+            platform: Some(platform),
+            site: Some(prospective),
+            sites: vec![],
+            platforms: vec![],
+            db_server: db_server.filter(|d| d.id != server_id),
+            other_site: None,
+            other_platform: None,
+            other_db_server: None,
+        };
+        let planned = self.plan_snapshot(TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
+        Ok((new, planned))
+    }
+
+    /// Records a new site and queues its install.
+    pub async fn create_site(&self, c: &SiteCreate, created_by: &str) -> ApiResult<(Site, Task)> {
+        let (new, _) = self.prepare_site(c).await?;
+        Ok(self.store.create_site(&new, created_by).await?)
+    }
+
+    /// Validates a clone of `src` as `domain` (on `platform`, default the source's) and plans it.
+    pub async fn prepare_clone(
+        &self,
+        src: &Site,
+        domain: &str,
+        platform: Option<&str>,
+        aliases: &[String],
+    ) -> ApiResult<(NewSite, serde_json::Value, Planned)> {
+        let src_platform = self.store.platform(src.platform_id).await?;
+        let platform = match platform {
+            Some(name) => self.store.platform_by_name(name).await.map_err(|e| field_not_found(e, "platform"))?,
+            None => src_platform.clone(),
+        };
+        let server = self.store.server(platform.server_id).await?;
+        let new = NewSite {
+            domain: Domain::parse(domain)?,
+            platform: platform.id,
+            db_server: src.db_server_id,
+            db_engine: src.db_engine,
+            php: src.php.clone(),
+            profile: src.profile.clone(),
+            language: src.language.clone(),
+            client: src.client_id,
+            aliases: parse_aliases(aliases)?,
+            redirect_aliases: src.redirect_aliases,
+            // HTTPS is not copied: the new domain needs its own certificate.
+            https: HttpsMode::Off,
+            cron_interval: src.cron_interval,
+            existing_db: None,
+        };
+        let prospective = self.store.prepare_site(&new).await?;
+        let db_server = match src.db_server_id {
+            Some(id) if id != server.id => Some(self.store.server(id).await?),
+            _ => None,
+        };
+        let args = serde_json::json!({ "source_site": src.id.0 });
+        let snap = Snapshot {
+            server,
+            platform: Some(platform),
+            site: Some(prospective),
+            sites: vec![],
+            platforms: vec![],
+            db_server,
+            other_site: Some(src.clone()),
+            other_platform: Some(src_platform),
+            other_db_server: None,
+        };
+        let planned = self.plan_snapshot(TaskKind::SiteClone, &args, &snap)?;
+        Ok((new, args, planned))
+    }
+
+    /// Records the clone (checked like a create: free domain, the client's quota) and queues it.
+    pub async fn clone_site(
+        &self,
+        src: &Site,
+        domain: &str,
+        platform: Option<&str>,
+        aliases: &[String],
+        created_by: &str,
+    ) -> ApiResult<(Site, Task)> {
+        let (new, args, _) = self.prepare_clone(src, domain, platform, aliases).await?;
+        let (site, task) = self.store.create_site_with(&new, created_by, Some((TaskKind::SiteClone, args))).await?;
+        Ok((site, task.expect("a task was asked for")))
+    }
+
+    /// The arguments of migrating `site` to the platform named `to` (with a new domain: a rename).
+    pub async fn migrate_args(
+        &self,
+        site: &Site,
+        to: &str,
+        new_domain: Option<&str>,
+        keep_old: bool,
+        db_server: Option<&str>,
+    ) -> ApiResult<serde_json::Value> {
+        let target = self.store.platform_by_name(to).await.map_err(|e| field_not_found(e, "platform"))?;
+        let new_domain = new_domain.map(|d| Domain::parse_field("new domain", d)).transpose()?;
+        if let Some(d) = &new_domain {
+            // The new name must be free, or one of this site's own aliases.
+            match self.store.site_by_domain(d).await {
+                Ok(owner) if owner.id != site.id => {
+                    return Err(ApiError::invalid("new_domain", format!("{d} is already used by another site")))
+                }
+                _ => {}
+            }
+        }
+        let mut args = migrate_args(target.id, new_domain.as_ref(), keep_old);
+        if let Some(name) = db_server {
+            args["db_server"] =
+                serde_json::json!(self.store.server_by_name(name).await.map_err(|e| field_not_found(e, "db_server"))?.id.0);
+        }
+        Ok(args)
+    }
+
+    /// The restore arguments for `backup` of `site`, refusing another site's backup.
+    pub async fn restore_args(&self, site: &Site, backup: BackupId) -> ApiResult<serde_json::Value> {
+        let b = self.store.backup(backup).await.map_err(|e| field_not_found(e, "backup"))?;
+        if b.site_id != site.id {
+            return Err(ApiError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
+        }
+        Ok(restore_args(&b))
+    }
+
+    /// Records a site's new aliases and queues the verify that writes them into its vhost.
+    pub async fn set_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool, created_by: &str) -> ApiResult<Task> {
+        let mut changed = site.clone();
+        changed.aliases = aliases.to_vec();
+        changed.redirect_aliases = redirect;
+        self.plan_with_site(TaskKind::SiteVerify, changed).await?;
+        self.store.set_site_aliases(site, aliases, redirect).await?;
+        self.enqueue(TaskKind::SiteVerify, site.id.0, serde_json::json!({}), created_by).await
+    }
+
+    /// Validates a new platform; the caller decides between a dry run and [`Store::add_platform`].
+    pub async fn new_platform(&self, p: &PlatformCreate) -> ApiResult<NewPlatform> {
+        let name = Name::parse("platform name", &p.name)?;
+        let server = match &p.server {
+            Some(s) => self.store.server_by_name(s).await.map_err(|e| field_not_found(e, "server"))?,
+            None => {
+                let mut all = self.store.servers().await?;
+                if all.len() != 1 {
+                    return Err(ApiError::invalid("server", "say which server: there is not exactly one"));
+                }
+                all.remove(0)
+            }
+        };
+        let default_root = || format!("{}/platforms/{}", self.layout.state_dir, name);
+        let (source, root) = match (&p.path, &p.git, &p.composer, &p.archive) {
+            (Some(path), None, None, None) => (PlatformSource::Path, validate_abs_path("path", path)?),
+            (None, Some(url), None, None) => (
+                PlatformSource::Git {
+                    url: validate_token("git", url, 2048)?,
+                    git_ref: validate_token("git_ref", p.git_ref.as_deref().unwrap_or("HEAD"), 255)?,
+                },
+                default_root(),
+            ),
+            (None, None, Some(pkg), None) => {
+                (PlatformSource::Composer { package: validate_token("composer", pkg, 255)? }, default_root())
+            }
+            (None, None, None, Some(file)) => {
+                (PlatformSource::Archive { file: validate_abs_path("archive", file)? }, default_root())
+            }
+            (None, None, None, None) => {
+                return Err(ApiError::invalid("path", "say where the code is: path, git (and git_ref), composer or archive"))
+            }
+            _ => return Err(ApiError::invalid("path", "give only one of path, git, composer, archive")),
+        };
+        Ok(NewPlatform { name, server: server.id, root, source })
+    }
+
+    /// Records a platform and queues its verify.
+    pub async fn add_platform(&self, p: &PlatformCreate, created_by: &str) -> ApiResult<(Platform, Task)> {
+        let new = self.new_platform(p).await?;
+        Ok(self.store.add_platform(&new, created_by).await?)
+    }
+
+    /// Validates and adds a user (argon2-hashing the password).
+    pub async fn add_user(&self, req: &UserCreate) -> ApiResult<User> {
+        let name = Name::parse("user", &req.name)?;
+        let role: Role = parse_enum("role", &req.role)?;
+        if let Some(e) = &req.email {
+            if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(ApiError::invalid("email", "not an e-mail address"));
+            }
+        }
+        let mut clients = Vec::new();
+        for c in &req.clients {
+            clients.push(self.store.client_by_name(c).await.map_err(|e| field_not_found(e, "clients"))?.id);
+        }
+        if role == Role::Client && clients.is_empty() {
+            return Err(ApiError::invalid("clients", "a client user must belong to at least one client"));
+        }
+        if role != Role::Client && !clients.is_empty() {
+            return Err(ApiError::invalid("clients", "only client users belong to clients"));
+        }
+        let hash = crate::auth::hash_password(&req.password)?;
+        Ok(self.store.add_user(&name, req.email.as_deref(), role, &hash, &clients).await?)
+    }
+
+    /// Records a client (no host work).
+    pub async fn add_client(&self, c: &ClientCreate) -> ApiResult<Client> {
+        let name = Name::parse_client(&c.name)?;
+        if c.site_quota.is_some_and(|q| q < 0) {
+            return Err(ApiError::invalid("site_quota", "site_quota must not be negative"));
+        }
+        let title = c.title.clone().unwrap_or_else(|| name.to_string());
+        if title.chars().any(char::is_control) || title.len() > 255 {
+            return Err(ApiError::invalid("title", "the title must be printable and at most 255 bytes"));
+        }
+        Ok(self.store.add_client(&name, &title, c.site_quota).await?)
+    }
+}
+
+/// A named object that does not exist is the fault of the field that named it.
+fn field_not_found(e: StoreError, field: &str) -> ApiError {
+    match e {
+        StoreError::NotFound { what, name } => ApiError::invalid(field, format!("{what} {name:?} not found")),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,166 @@
+//! The JSON API under `/api/`. Every route is one row of [`ROUTES`], from which both the router and the
+//! OpenAPI document (`/api/openapi.json`, see [`crate::openapi`]) are built, so no route can be
+//! undocumented. Actions answer `202 Accepted` with the queued task; errors are problem documents.
+
+mod accounts;
+mod objects;
+mod sites;
+mod tasks;
+
+use crate::error::ApiResult;
+use crate::{Actor, AppState};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::{Json, Router};
+use fjord_core::Task;
+use serde::{Deserialize, Serialize};
+
+/// A named schema for the OpenAPI document.
+pub type NamedSchema = (String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>);
+
+/// One API route: the router and the OpenAPI document are both made from these.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// Whether the route needs a logged-in user or token.
+    pub auth: bool,
+    /// The request body's schema, if it takes one.
+    pub body: Option<fn() -> NamedSchema>,
+    /// What a success returns: "task" (202 with the queued task), "json", "sse", "none" (204).
+    pub returns: &'static str,
+    pub handler: fn() -> MethodRouter<AppState>,
+}
+
+fn schema<T: utoipa::ToSchema>() -> NamedSchema {
+    (T::name().into_owned(), T::schema())
+}
+
+macro_rules! route {
+    ($method:literal $path:literal, $tag:literal, $summary:literal, auth = $auth:literal, body = $body:expr, returns = $returns:literal, $handler:expr) => {
+        Route {
+            method: $method,
+            path: $path,
+            summary: $summary,
+            tag: $tag,
+            auth: $auth,
+            body: $body,
+            returns: $returns,
+            handler: || $handler,
+        }
+    };
+}
+
+/// Every API route.
+pub static ROUTES: &[Route] = &[
+    route!("get" "/api/health", "meta", "Liveness: the state database answers", auth = false, body = None, returns = "json", get(objects::health)),
+    route!("get" "/api/openapi.json", "meta", "This API's OpenAPI document", auth = false, body = None, returns = "json", get(crate::openapi::serve)),
+    // accounts
+    route!("post" "/api/login", "accounts", "Log in: opens a session (cookie) and returns its CSRF token", auth = false, body = Some(schema::<accounts::LoginRequest>), returns = "json", post(accounts::login)),
+    route!("post" "/api/logout", "accounts", "Log out: ends the session", auth = true, body = None, returns = "none", post(accounts::logout)),
+    route!("get" "/api/me", "accounts", "The current user, role, clients and CSRF token", auth = true, body = None, returns = "json", get(accounts::me)),
+    route!("post" "/api/me/password", "accounts", "Change your password (ends your other sessions)", auth = true, body = Some(schema::<accounts::PasswordChange>), returns = "none", post(accounts::change_password)),
+    route!("get" "/api/tokens", "accounts", "Your API tokens (all users' for an admin with ?all=true)", auth = true, body = None, returns = "json", get(accounts::tokens)),
+    route!("post" "/api/tokens", "accounts", "Create an API token; its secret is shown once", auth = true, body = Some(schema::<accounts::TokenCreate>), returns = "json", post(accounts::create_token)),
+    route!("delete" "/api/tokens/{id}", "accounts", "Revoke an API token", auth = true, body = None, returns = "json", delete(accounts::revoke_token)),
+    route!("get" "/api/users", "accounts", "Users (admin)", auth = true, body = None, returns = "json", get(accounts::users)),
+    route!("post" "/api/users", "accounts", "Add a user (admin)", auth = true, body = Some(schema::<crate::actions::UserCreate>), returns = "json", post(accounts::add_user)),
+    route!("get" "/api/users/{name}", "accounts", "A user (admin, or yourself)", auth = true, body = None, returns = "json", get(accounts::user)),
+    route!("delete" "/api/users/{name}", "accounts", "Delete a user (admin)", auth = true, body = None, returns = "none", delete(accounts::delete_user)),
+    route!("post" "/api/users/{name}/password", "accounts", "Set a user's password (admin)", auth = true, body = Some(schema::<accounts::PasswordSet>), returns = "none", post(accounts::set_password)),
+    route!("get" "/api/audit", "accounts", "The audit log, newest first (admin)", auth = true, body = None, returns = "json", get(accounts::audit)),
+    // clients, servers, platforms
+    route!("get" "/api/clients", "clients", "Clients (a client user sees their own)", auth = true, body = None, returns = "json", get(objects::clients)),
+    route!("post" "/api/clients", "clients", "Add a client (admin)", auth = true, body = Some(schema::<crate::actions::ClientCreate>), returns = "json", post(objects::add_client)),
+    route!("get" "/api/servers", "servers", "Servers (admin, platform manager)", auth = true, body = None, returns = "json", get(objects::servers)),
+    route!("get" "/api/servers/{name}", "servers", "A server", auth = true, body = None, returns = "json", get(objects::server)),
+    route!("post" "/api/servers/{name}/verify", "servers", "Verify a server (admin)", auth = true, body = None, returns = "task", post(objects::verify_server)),
+    route!("get" "/api/platforms", "platforms", "Platforms", auth = true, body = None, returns = "json", get(objects::platforms)),
+    route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<crate::actions::PlatformCreate>), returns = "task", post(objects::add_platform)),
+    route!("get" "/api/platforms/{name}", "platforms", "A platform with its sites count", auth = true, body = None, returns = "json", get(objects::platform)),
+    route!("post" "/api/platforms/{name}/verify", "platforms", "Verify a platform", auth = true, body = None, returns = "task", post(objects::verify_platform)),
+    route!("post" "/api/platforms/{name}/lock", "platforms", "Lock a platform (no new sites)", auth = true, body = None, returns = "json", post(objects::lock_platform)),
+    route!("post" "/api/platforms/{name}/unlock", "platforms", "Unlock a platform", auth = true, body = None, returns = "json", post(objects::unlock_platform)),
+    // sites
+    route!("get" "/api/sites", "sites", "Sites: paginated, filtered (status, platform, client, q), sorted by domain", auth = true, body = None, returns = "json", get(sites::list)),
+    route!("post" "/api/sites", "sites", "Create a site and queue its install", auth = true, body = Some(schema::<crate::actions::SiteCreate>), returns = "task", post(sites::create)),
+    route!("get" "/api/sites/{domain}", "sites", "A site", auth = true, body = None, returns = "json", get(sites::show)),
+    route!("delete" "/api/sites/{domain}", "sites", "Delete a site (pre-delete backup unless ?backup=false)", auth = true, body = None, returns = "task", delete(sites::delete)),
+    route!("post" "/api/sites/{domain}/verify", "sites", "Verify a site", auth = true, body = None, returns = "task", post(sites::verify)),
+    route!("post" "/api/sites/{domain}/enable", "sites", "Enable a site", auth = true, body = None, returns = "task", post(sites::enable)),
+    route!("post" "/api/sites/{domain}/disable", "sites", "Disable a site", auth = true, body = None, returns = "task", post(sites::disable)),
+    route!("post" "/api/sites/{domain}/backup", "sites", "Back up a site", auth = true, body = Some(schema::<sites::BackupRequest>), returns = "task", post(sites::backup)),
+    route!("post" "/api/sites/{domain}/restore", "sites", "Restore a site from one of its backups", auth = true, body = Some(schema::<sites::RestoreRequest>), returns = "task", post(sites::restore)),
+    route!("post" "/api/sites/{domain}/clone", "sites", "Clone a site under a new domain", auth = true, body = Some(schema::<sites::CloneRequest>), returns = "task", post(sites::clone)),
+    route!("post" "/api/sites/{domain}/migrate", "sites", "Migrate a site to another platform (or rename it)", auth = true, body = Some(schema::<sites::MigrateRequest>), returns = "task", post(sites::migrate)),
+    route!("post" "/api/sites/{domain}/aliases", "sites", "Add or remove aliases", auth = true, body = Some(schema::<sites::AliasesRequest>), returns = "task", post(sites::aliases)),
+    route!("post" "/api/sites/{domain}/login-link", "sites", "Queue a one-time login link (printed in the task's log)", auth = true, body = None, returns = "task", post(sites::login_link)),
+    route!("get" "/api/sites/{domain}/tasks", "sites", "A site's tasks, newest first", auth = true, body = None, returns = "json", get(sites::tasks)),
+    route!("get" "/api/sites/{domain}/backups", "sites", "A site's backups, newest first", auth = true, body = None, returns = "json", get(sites::backups)),
+    // backups and tasks
+    route!("get" "/api/backups", "backups", "Backups, newest first (?site=DOMAIN)", auth = true, body = None, returns = "json", get(tasks::backups)),
+    route!("get" "/api/backups/{id}", "backups", "A backup", auth = true, body = None, returns = "json", get(tasks::backup)),
+    route!("get" "/api/tasks", "tasks", "Tasks, newest first (?status, kind, site)", auth = true, body = None, returns = "json", get(tasks::list)),
+    route!("get" "/api/tasks/{id}", "tasks", "A task with its steps", auth = true, body = None, returns = "json", get(tasks::show)),
+    route!("get" "/api/tasks/{id}/log", "tasks", "A task's log as server-sent events, live until the task ends", auth = true, body = None, returns = "sse", get(tasks::log)),
+    route!("post" "/api/tasks/{id}/cancel", "tasks", "Cancel a task", auth = true, body = None, returns = "json", post(tasks::cancel)),
+    route!("post" "/api/tasks/{id}/retry", "tasks", "Queue a failed or cancelled task again", auth = true, body = None, returns = "task", post(tasks::retry)),
+];
+
+/// The API's routes, built from [`ROUTES`].
+pub fn router() -> Router<AppState> {
+    let mut r = Router::new();
+    for route in ROUTES {
+        r = r.route(route.path, (route.handler)());
+    }
+    r.fallback(|uri: axum::http::Uri| async move {
+        if uri.path().starts_with("/api/") {
+            crate::ApiError::not_found("route", uri.path()).into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        }
+    })
+}
+
+/// `202 Accepted` with the queued task, and where to follow it.
+pub struct Queued(pub Task);
+
+impl IntoResponse for Queued {
+    fn into_response(self) -> Response {
+        let mut resp = (StatusCode::ACCEPTED, Json(&self.0)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&format!("/api/tasks/{}", self.0.id)) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        resp
+    }
+}
+
+/// Paging parameters every list takes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Paging {
+    #[serde(default)]
+    pub offset: i64,
+    #[serde(default)]
+    pub limit: i64,
+}
+
+/// Runs a mutating action and records it in the audit log with its outcome, ok or not.
+pub async fn act<T>(
+    state: &AppState,
+    actor: &Actor,
+    action: &str,
+    target: &str,
+    detail: &str,
+    f: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
+    let result = f.await;
+    let (outcome, detail) = match &result {
+        Ok(_) => ("ok", detail.to_string()),
+        Err(e) => (e.outcome(), format!("{detail} {e}").trim().to_string()),
+    };
+    actor.audit(state, action, target, &detail, outcome).await;
+    result
+}

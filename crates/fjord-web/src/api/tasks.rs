@@ -1,0 +1,217 @@
+//! Tasks (list, show, live log, cancel, retry) and backups.
+
+use super::{act, Queued};
+use crate::actions;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiQuery;
+use crate::{Actor, AppState, SiteAction};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use fjord_core::*;
+use fjord_store::{BackupQuery, Page, TaskQuery};
+use futures::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// What a client user may do with a task on one of their sites, by its kind: the same they may do to
+/// the site (a client may retry a backup of their site, not a delete someone else started).
+fn site_action_of(kind: TaskKind) -> SiteAction {
+    match kind {
+        TaskKind::SiteBackup => SiteAction::Backup,
+        TaskKind::SiteRestore => SiteAction::Restore,
+        TaskKind::SiteLoginLink => SiteAction::LoginLink,
+        TaskKind::SiteEnable => SiteAction::Enable,
+        TaskKind::SiteDisable => SiteAction::Disable,
+        TaskKind::SiteClone => SiteAction::Clone,
+        TaskKind::SiteDelete => SiteAction::Delete,
+        TaskKind::SiteMigrate | TaskKind::SiteMigrateCheck => SiteAction::Migrate,
+        _ => SiteAction::Settings,
+    }
+}
+
+/// Loads a task the actor may see: managers see all; a client user only tasks on their clients' sites
+/// (others are "not found").
+pub async fn task_for(state: &AppState, actor: &Actor, id: i64, action: Option<SiteAction>) -> ApiResult<Task> {
+    let task = state.store.task(TaskId(id)).await?;
+    if actor.is_manager() {
+        return Ok(task);
+    }
+    let hidden = || ApiError::not_found("task", id);
+    if task.target_kind != TargetKind::Site {
+        return Err(hidden());
+    }
+    let site = state.store.site(SiteId(task.target_id)).await.map_err(|_| hidden())?;
+    if !actor.can_view_site(&site) {
+        return Err(hidden());
+    }
+    if let Some(a) = action {
+        if !actor.can_site(&site, a) {
+            return Err(ApiError::Forbidden(format!("your role may not act on {} tasks", task.kind)));
+        }
+    }
+    Ok(task)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    kind: Option<String>,
+    /// A site's domain.
+    site: Option<String>,
+    #[serde(default)]
+    offset: i64,
+    #[serde(default)]
+    limit: i64,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<Task>>> {
+    let status = q.status.as_deref().map(|s| actions::parse_enum::<TaskStatus>("status", s)).transpose()?;
+    let kind = q.kind.as_deref().map(|s| actions::parse_enum::<TaskKind>("kind", s)).transpose()?;
+    let site = match &q.site {
+        Some(d) => Some(super::sites::site_for(&state, &actor, d, SiteAction::View).await?.id),
+        None => None,
+    };
+    let query =
+        TaskQuery { status, kind, site, only_clients: actor.only_clients(), offset: q.offset, limit: q.limit };
+    Ok(Json(state.store.list_tasks(&query).await?))
+}
+
+pub async fn show(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+    let task = task_for(&state, &actor, id, None).await?;
+    let steps = state.store.steps(task.id).await?;
+    let mut v = serde_json::to_value(&task).unwrap_or_default();
+    v["steps"] = serde_json::json!(steps
+        .iter()
+        .map(|s| serde_json::json!({ "idx": s.idx, "description": s.description, "status": s.status }))
+        .collect::<Vec<_>>());
+    Ok(Json(v))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only lines after this sequence number (also taken from `Last-Event-ID`).
+    #[serde(default)]
+    after: i64,
+    /// Keep the stream open until the task ends (default); `false` sends the lines so far and closes.
+    #[serde(default)]
+    follow: Option<bool>,
+}
+
+/// How often the live log looks for new lines.
+const LOG_POLL: Duration = Duration::from_millis(300);
+
+/// The task's log as server-sent events: one `log` event per line (its `id` is the line's sequence
+/// number, so a reconnecting client resumes with `Last-Event-ID`), then one `end` event with the task
+/// once it has finished.
+pub async fn log(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<LogQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let task = task_for(&state, &actor, id, None).await?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok());
+    let after = resume.unwrap_or(q.after).max(0);
+    struct Cursor {
+        after: i64,
+        pending: std::collections::VecDeque<Event>,
+        done: bool,
+    }
+    let follow = q.follow.unwrap_or(true);
+    let start = Cursor { after, pending: Default::default(), done: false };
+    let store = state.store.clone();
+    let task_id = task.id;
+    let stream = futures::stream::unfold(start, move |mut c| {
+        let store = store.clone();
+        async move {
+            loop {
+                if let Some(e) = c.pending.pop_front() {
+                    return Some((Ok(e), c));
+                }
+                if c.done {
+                    return None;
+                }
+                // Read the status before the lines, so no line written before the end is missed.
+                let task = store.task(task_id).await.ok();
+                let lines = store.logs(task_id, c.after).await.unwrap_or_default();
+                for line in lines {
+                    c.after = line.seq;
+                    let data = serde_json::to_string(&line).unwrap_or_default();
+                    c.pending.push_back(Event::default().event("log").id(line.seq.to_string()).data(data));
+                }
+                match task {
+                    Some(t) if t.status.is_final() => {
+                        c.pending.push_back(Event::default().event("end").data(serde_json::to_string(&t).unwrap_or_default()));
+                        c.done = true;
+                    }
+                    None => c.done = true,
+                    Some(_) if !follow => c.done = true,
+                    Some(_) if c.pending.is_empty() => tokio::time::sleep(LOG_POLL).await,
+                    Some(_) => {}
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Task>> {
+    let task = state.store.task(TaskId(id)).await?;
+    let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
+    act(&state, &actor, "task.cancel", &format!("task:{id}"), task.kind.as_str(), async {
+        Ok(Json(state.store.cancel(task.id).await?))
+    })
+    .await
+}
+
+pub async fn retry(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Queued> {
+    let task = state.store.task(TaskId(id)).await?;
+    let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
+    act(&state, &actor, "task.retry", &format!("task:{id}"), task.kind.as_str(), async {
+        Ok(state.store.retry(task.id, &actor.created_by()).await?)
+    })
+    .await
+    .map(Queued)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsQuery {
+    site: Option<String>,
+    #[serde(default)]
+    offset: i64,
+    #[serde(default)]
+    limit: i64,
+}
+
+pub async fn backups(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiQuery(q): ApiQuery<BackupsQuery>,
+) -> ApiResult<Json<Page<Backup>>> {
+    let site = match &q.site {
+        Some(d) => Some(super::sites::site_for(&state, &actor, d, SiteAction::View).await?.id),
+        None => None,
+    };
+    let query = BackupQuery { site, only_clients: actor.only_clients(), offset: q.offset, limit: q.limit };
+    Ok(Json(state.store.list_backups(&query).await?))
+}
+
+pub async fn backup(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Backup>> {
+    let b = state.store.backup(BackupId(id)).await?;
+    let site = state.store.site(b.site_id).await?;
+    if !actor.can_view_site(&site) {
+        return Err(ApiError::not_found("backup", id));
+    }
+    Ok(Json(b))
+}

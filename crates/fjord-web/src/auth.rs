@@ -1,0 +1,519 @@
+//! Who is asking: passwords (argon2id), browser sessions (a random id in an HttpOnly cookie, stored
+//! hashed, with an expiry), API tokens (`Authorization: Bearer`, stored hashed, scoped, revocable), login
+//! rate limiting, and the [`Actor`] extractor with the permission checks every route makes.
+
+use crate::error::{ApiError, ApiResult};
+use crate::AppState;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method};
+use base64::Engine as _;
+use fjord_core::*;
+use fjord_store::{AuditEntry, TokenScope};
+use rand::RngCore as _;
+use sha2::Digest as _;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "fjord_session";
+/// The header a browser script sends its CSRF token in (API calls made with a session cookie).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Prefix of API tokens, so a leaked one is recognisable in logs and scanners.
+pub const TOKEN_PREFIX: &str = "fjt_";
+
+/// `n` random bytes, base64url without padding.
+pub fn random_secret(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The hash a session id or token is stored under. SHA-256 suffices: these are 256-bit random values,
+/// not passwords, so there is nothing to brute-force.
+pub fn secret_hash(secret: &str) -> String {
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---- passwords ----------------------------------------------------------------------------------------
+
+/// Rejects passwords too short to resist guessing, or absurdly long (argon2 work is per byte too).
+pub fn check_password(password: &str) -> ApiResult<()> {
+    if password.chars().count() < 10 {
+        return Err(ApiError::invalid("password", "the password must have at least 10 characters"));
+    }
+    if password.len() > 1024 {
+        return Err(ApiError::invalid("password", "the password must be at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// An argon2id PHC string with a random salt.
+pub fn hash_password(password: &str) -> ApiResult<String> {
+    check_password(password)?;
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
+}
+
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A new random password for a first admin (printed once).
+pub fn generate_password() -> String {
+    random_secret(18)
+}
+
+// ---- login rate limiting ------------------------------------------------------------------------------
+
+/// Failed logins per (address, user name) and per address, in a sliding window. In memory: one
+/// `fjord serve` answers all HTTP, and a restart forgetting the counts is harmless.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    per_user: u32,
+    per_addr: u32,
+    window: Duration,
+    failures: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl LoginLimiter {
+    pub fn new(per_user: u32, per_addr: u32, window: Duration) -> LoginLimiter {
+        LoginLimiter { per_user, per_addr, window, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn keys(addr: Option<IpAddr>, name: &str) -> (String, String) {
+        let a = addr.map(|a| a.to_string()).unwrap_or_default();
+        (format!("{a}|{}", name.to_lowercase()), a)
+    }
+
+    /// `Err` with the seconds to wait when either count is used up.
+    pub fn check(&self, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
+        let (user_key, addr_key) = Self::keys(addr, name);
+        let now = Instant::now();
+        let mut f = self.failures.lock().expect("limiter lock is never poisoned");
+        for (key, limit) in [(user_key, self.per_user), (addr_key, self.per_addr)] {
+            if let Some(times) = f.get_mut(&key) {
+                times.retain(|t| now.duration_since(*t) < self.window);
+                if times.len() as u32 >= limit {
+                    let oldest = times.first().copied().unwrap_or(now);
+                    let wait = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
+                    return Err(ApiError::TooManyRequests { retry_after: wait });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, addr: Option<IpAddr>, name: &str) {
+        let (user_key, addr_key) = Self::keys(addr, name);
+        let now = Instant::now();
+        let mut f = self.failures.lock().expect("limiter lock is never poisoned");
+        if f.len() > 100_000 {
+            // Someone is spraying names: forget the oldest state rather than grow without bound.
+            f.clear();
+        }
+        f.entry(user_key).or_default().push(now);
+        f.entry(addr_key).or_default().push(now);
+    }
+
+    pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
+        let (user_key, _) = Self::keys(addr, name);
+        self.failures.lock().expect("limiter lock is never poisoned").remove(&user_key);
+    }
+}
+
+// ---- sessions -----------------------------------------------------------------------------------------
+
+/// A session just opened: the `Set-Cookie` value to send, and its CSRF token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub set_cookie: HeaderValue,
+    pub csrf: String,
+    pub user: User,
+}
+
+/// Checks a user name and password (rate limited, audited) and opens a session.
+pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<IpAddr>) -> ApiResult<NewSession> {
+    let audit = |user: Option<UserId>, outcome: &str, detail: &str| AuditEntry {
+        id: 0,
+        ts: 0,
+        user_id: user,
+        actor: format!("web:{}", name.chars().take(64).collect::<String>()),
+        action: "login".into(),
+        target: format!("user:{}", name.chars().take(64).collect::<String>()),
+        detail: detail.into(),
+        remote_addr: remote.map(|a| a.to_string()),
+        outcome: outcome.into(),
+    };
+    if let Err(e) = state.limiter.check(remote, name) {
+        state.store.audit(&audit(None, "limited", "too many failed logins")).await?;
+        return Err(e);
+    }
+    let found = match state.store.user_auth(name).await {
+        Ok(u) => Some(u),
+        Err(fjord_store::StoreError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // Verify against a fixed hash when the user does not exist, so timing does not tell names apart.
+    let hash = found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
+    let password_ok = verify_password(&hash, password) && found.is_some();
+    let Some(found) = found.filter(|_| password_ok) else {
+        state.limiter.failed(remote, name);
+        state.store.audit(&audit(None, "denied", "wrong user name or password")).await?;
+        return Err(ApiError::Unauthenticated("wrong user name or password".into()));
+    };
+    state.limiter.succeeded(remote, name);
+    let id = random_secret(32);
+    let csrf = random_secret(32);
+    let expires = fjord_store::now_millis() + state.settings.session_ttl.as_millis() as i64;
+    let addr = remote.map(|a| a.to_string());
+    state.store.create_session(&secret_hash(&id), found.user.id, &csrf, addr.as_deref(), expires).await?;
+    state.store.audit(&audit(Some(found.user.id), "ok", "session opened")).await?;
+    Ok(NewSession { set_cookie: session_cookie(state, &id, state.settings.session_ttl), csrf, user: found.user })
+}
+
+/// An argon2id hash of a random string nobody knows, made once.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| hash_password(&random_secret(24)).unwrap_or_default())
+}
+
+/// The `Set-Cookie` value for a session id (an empty id and zero age clears it).
+pub fn session_cookie(state: &AppState, id: &str, max_age: Duration) -> HeaderValue {
+    let secure = if state.settings.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        max_age.as_secs()
+    ))
+    .expect("cookie characters are base64url")
+}
+
+/// Ends the actor's session (if they came with one) and returns the `Set-Cookie` that clears it.
+pub async fn logout(state: &AppState, actor: &Actor) -> ApiResult<HeaderValue> {
+    if let AuthVia::Session { id_hash, .. } = &actor.via {
+        state.store.delete_session(id_hash).await?;
+        actor.audit(state, "logout", &format!("user:{}", actor.user.name), "", "ok").await;
+    }
+    Ok(session_cookie(state, "", Duration::ZERO))
+}
+
+// ---- API tokens ---------------------------------------------------------------------------------------
+
+/// Creates a token for `user`; the returned secret is shown once and stored only as its hash.
+pub async fn create_token(
+    state: &AppState,
+    user: UserId,
+    name: &str,
+    scope: TokenScope,
+) -> ApiResult<(fjord_store::ApiToken, String)> {
+    if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("name", "a token name is one line of 1 to 100 bytes"));
+    }
+    let secret = format!("{TOKEN_PREFIX}{}", random_secret(32));
+    let token = state.store.create_token(user, name, &secret_hash(&secret), scope).await?;
+    Ok((token, secret))
+}
+
+// ---- the actor ----------------------------------------------------------------------------------------
+
+/// How the actor proved who they are.
+#[derive(Debug, Clone)]
+pub enum AuthVia {
+    /// A browser session; state-changing requests must carry its CSRF token.
+    Session { id_hash: String, csrf: String },
+    /// An API token with its scope.
+    Token { id: i64, scope: TokenScope },
+}
+
+/// What a user may do to a site. A client user may only view, back up, restore, get a login link,
+/// enable, disable and clone (within quota) the sites of their clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteAction {
+    View,
+    Backup,
+    Restore,
+    LoginLink,
+    Enable,
+    Disable,
+    Clone,
+    Verify,
+    Delete,
+    Migrate,
+    Aliases,
+    Settings,
+}
+
+impl SiteAction {
+    fn allowed_to_clients(self) -> bool {
+        matches!(
+            self,
+            SiteAction::View
+                | SiteAction::Backup
+                | SiteAction::Restore
+                | SiteAction::LoginLink
+                | SiteAction::Enable
+                | SiteAction::Disable
+                | SiteAction::Clone
+        )
+    }
+}
+
+/// The authenticated user of a request: extract it in any handler (`actor: Actor`) and the request is
+/// refused with 401 when nobody is logged in. Permission checks are methods on it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: User,
+    /// The clients a client user belongs to (empty for the other roles).
+    pub clients: Vec<ClientId>,
+    pub via: AuthVia,
+    pub remote: Option<IpAddr>,
+}
+
+impl Actor {
+    pub fn role(&self) -> Role {
+        self.user.role
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// Admins and platform managers: platforms, all sites, migrations.
+    pub fn is_manager(&self) -> bool {
+        matches!(self.user.role, Role::Admin | Role::PlatformManager)
+    }
+
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only an admin may do this".into()))
+        }
+    }
+
+    pub fn require_manager(&self) -> ApiResult<()> {
+        if self.is_manager() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only an admin or platform manager may do this".into()))
+        }
+    }
+
+    /// The clients whose sites this actor is limited to; `None` means every site.
+    pub fn only_clients(&self) -> Option<Vec<ClientId>> {
+        (!self.is_manager()).then(|| self.clients.clone())
+    }
+
+    pub fn can_view_site(&self, site: &Site) -> bool {
+        self.is_manager() || site.client_id.is_some_and(|c| self.clients.contains(&c))
+    }
+
+    pub fn can_site(&self, site: &Site, action: SiteAction) -> bool {
+        self.can_view_site(site) && (self.is_manager() || action.allowed_to_clients())
+    }
+
+    /// Refuses a site the actor may not act on: as "not found" when they may not even see it (a client
+    /// learns nothing about other clients' sites), as forbidden otherwise.
+    pub fn require_site(&self, site: &Site, action: SiteAction) -> ApiResult<()> {
+        if !self.can_view_site(site) {
+            return Err(ApiError::not_found("site", &site.domain));
+        }
+        if !self.can_site(site, action) {
+            return Err(ApiError::Forbidden(format!("your role may not {action:?} sites").to_lowercase()));
+        }
+        Ok(())
+    }
+
+    /// Whether a client user belongs to `client`.
+    pub fn in_client(&self, client: ClientId) -> bool {
+        self.is_manager() || self.clients.contains(&client)
+    }
+
+    /// The name recorded as a task's creator: `web:NAME` for a browser, `api:NAME` for a token.
+    pub fn created_by(&self) -> String {
+        match self.via {
+            AuthVia::Session { .. } => format!("web:{}", self.user.name),
+            AuthVia::Token { .. } => format!("api:{}", self.user.name),
+        }
+    }
+
+    /// The session's CSRF token (None when authenticated by an API token, which needs none).
+    pub fn csrf(&self) -> Option<&str> {
+        match &self.via {
+            AuthVia::Session { csrf, .. } => Some(csrf),
+            AuthVia::Token { .. } => None,
+        }
+    }
+
+    /// Writes an audit record; a failure to write it is logged, never hidden from the operator.
+    pub async fn audit(&self, state: &AppState, action: &str, target: &str, detail: &str, outcome: &str) {
+        let entry = AuditEntry {
+            id: 0,
+            ts: 0,
+            user_id: Some(self.user.id),
+            actor: self.created_by(),
+            action: action.into(),
+            target: target.into(),
+            detail: detail.into(),
+            remote_addr: self.remote.map(|a| a.to_string()),
+            outcome: outcome.into(),
+        };
+        if let Err(e) = state.store.audit(&entry).await {
+            tracing::error!(error = %e, action, target, "could not write the audit log");
+        }
+    }
+}
+
+fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+    })
+}
+
+/// The peer address (the TCP peer; Fjord does not trust forwarding headers).
+pub fn remote_addr(parts: &Parts) -> Option<IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> ApiResult<Option<Actor>> {
+    let remote = remote_addr(parts);
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let (user_id, via) = if let Some(secret) = bearer {
+        let Some(token) = state.store.token_by_hash(&secret_hash(secret)).await? else {
+            return Err(ApiError::Unauthenticated("unknown or revoked API token".into()));
+        };
+        (token.user_id, AuthVia::Token { id: token.id, scope: token.scope })
+    } else if let Some(id) = cookie_value(parts, SESSION_COOKIE).filter(|v| !v.is_empty()) {
+        let id_hash = secret_hash(id);
+        let Some(session) = state.store.session(&id_hash).await? else {
+            return Ok(None);
+        };
+        (session.user_id, AuthVia::Session { id_hash, csrf: session.csrf })
+    } else {
+        return Ok(None);
+    };
+    let user = match state.store.user(user_id).await {
+        Ok(u) => u,
+        Err(fjord_store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let clients = if user.role == Role::Client { state.store.user_clients(user.id).await? } else { vec![] };
+    Ok(Some(Actor { user, clients, via, remote }))
+}
+
+/// Checks what does not depend on the handler: a read-only token may only read, and an API request
+/// that changes something with a session cookie must carry the session's CSRF token in a header (forms
+/// of the UI carry it in a field instead, checked by [`crate::csrf::CsrfForm`]).
+fn check_request(parts: &Parts, actor: &Actor) -> ApiResult<()> {
+    if is_safe(&parts.method) {
+        return Ok(());
+    }
+    match &actor.via {
+        AuthVia::Token { scope: TokenScope::Read, .. } => {
+            Err(ApiError::Forbidden("this API token is read-only (scope read)".into()))
+        }
+        AuthVia::Token { .. } => Ok(()),
+        AuthVia::Session { csrf, .. } => {
+            if !parts.uri.path().starts_with("/api/") {
+                return Ok(());
+            }
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if same_secret(sent, csrf) {
+                Ok(())
+            } else {
+                Err(ApiError::Forbidden(format!("missing or wrong CSRF token (send it in the {CSRF_HEADER} header)")))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Actor> {
+        if let Some(actor) = parts.extensions.get::<Actor>() {
+            return Ok(actor.clone());
+        }
+        let Some(actor) = authenticate(parts, state).await? else {
+            return Err(ApiError::Unauthenticated("log in or send an API token".into()));
+        };
+        check_request(parts, &actor)?;
+        parts.extensions.insert(actor.clone());
+        Ok(actor)
+    }
+}
+
+/// The actor if someone is logged in, for pages that also serve anonymous visitors (a login page, or
+/// a redirect to it).
+#[derive(Debug, Clone)]
+pub struct MaybeActor(pub Option<Actor>);
+
+impl FromRequestParts<AppState> for MaybeActor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<MaybeActor> {
+        match Actor::from_request_parts(parts, state).await {
+            Ok(a) => Ok(MaybeActor(Some(a))),
+            Err(ApiError::Unauthenticated(_)) => Ok(MaybeActor(None)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse battery").expect("hashes");
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "wrong horse battery"));
+        assert!(hash_password("short").is_err());
+        assert!(!verify_password(dummy_hash(), ""));
+    }
+
+    #[test]
+    fn limiter_blocks_after_failures_and_resets() {
+        let l = LoginLimiter::new(3, 100, Duration::from_secs(60));
+        let a = Some(IpAddr::from([127, 0, 0, 1]));
+        for _ in 0..3 {
+            assert!(l.check(a, "bob").is_ok());
+            l.failed(a, "bob");
+        }
+        assert!(matches!(l.check(a, "bob"), Err(ApiError::TooManyRequests { .. })));
+        assert!(l.check(a, "alice").is_ok());
+        l.succeeded(a, "bob");
+        assert!(l.check(a, "bob").is_ok());
+    }
+
+    #[test]
+    fn secrets_compare_and_hash() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert_eq!(secret_hash("x").len(), 64);
+    }
+}

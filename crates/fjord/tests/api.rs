@@ -1,0 +1,531 @@
+//! The HTTP API of a real `fjord serve --listen` on a loopback port, with a SQLite state database and no
+//! task workers (`--workers 0`), so queued tasks stay queued and each test sees exactly what the API
+//! did. Covers every route of the OpenAPI document, authorization between clients by every route, bad
+//! input, token scopes and revocation, CSRF, login rate limiting and the audit log.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::Fjord;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Api {
+    f: Fjord,
+    base: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    admin: String,
+    alice: String,
+    alice_password: String,
+    bob: String,
+    manager: String,
+    reader: String,
+}
+
+/// Credentials a request is made with.
+#[derive(Clone, Copy)]
+enum Auth<'a> {
+    None,
+    Token(&'a str),
+    /// A session cookie, and the CSRF token to send (if any).
+    Session(&'a str, Option<&'a str>),
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Api {
+    fn start() -> Api {
+        let mut f = Fjord::new(None);
+        f.ok(&["server", "add", "localhost", "--http-port", "8080", "--database", "sqlite"]);
+        let code = f.make_codebase("p1");
+        f.ok(&["platform", "add", "p1", "--path", &code]);
+        f.ok(&["client", "add", "acme", "--quota", "3"]);
+        f.ok(&["client", "add", "globex"]);
+        let pw = |v: Value| v["password"].as_str().expect("a generated password").to_string();
+        pw(f.json(&["user", "passwd", "admin"]));
+        let alice_password = pw(f.json(&["user", "add", "alice", "--role", "client", "--client", "acme"]));
+        f.json(&["user", "add", "bob", "--role", "client", "--client", "globex"]);
+        f.json(&["user", "add", "pm", "--role", "platform-manager"]);
+        let token = |user: &str, scope: &str| {
+            f.json(&["token", "create", "--user", user, "--name", "test", "--scope", scope])["secret"]
+                .as_str()
+                .expect("secret")
+                .to_string()
+        };
+        let (admin, alice, bob, manager, reader) = (
+            token("admin", "write"),
+            token("alice", "write"),
+            token("bob", "write"),
+            token("pm", "write"),
+            token("admin", "read"),
+        );
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        f.start_serve_with(&["--workers", "0", "--listen", &listen], &[]);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let api = Api {
+            f,
+            base: format!("http://{listen}"),
+            rt,
+            http: reqwest::Client::new(),
+            admin,
+            alice,
+            alice_password,
+            bob,
+            manager,
+            reader,
+        };
+        api.wait_listening();
+        api
+    }
+
+    fn wait_listening(&self) {
+        for _ in 0..200 {
+            if self.call(Method::GET, "/api/health", Auth::None, None).status == StatusCode::OK {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("fjord serve did not answer HTTP: {}", self.f.serve_log());
+    }
+
+    fn call(&self, method: Method, path: &str, auth: Auth, body: Option<Value>) -> Resp {
+        self.raw(method, path, auth, body.map(|b| b.to_string()))
+    }
+
+    fn raw(&self, method: Method, path: &str, auth: Auth, body: Option<String>) -> Resp {
+        self.rt.block_on(async {
+            let mut req = self.http.request(method, format!("{}{path}", self.base));
+            match auth {
+                Auth::None => {}
+                Auth::Token(t) => req = req.bearer_auth(t),
+                Auth::Session(cookie, csrf) => {
+                    req = req.header("cookie", cookie);
+                    if let Some(c) = csrf {
+                        req = req.header("x-csrf-token", c);
+                    }
+                }
+            }
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            let resp = req.send().await.expect("request is answered");
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let text = resp.text().await.expect("body");
+            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Resp { status, headers, body, text }
+        })
+    }
+
+    fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Auth::Token(token), None)
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Auth::Token(token), Some(body))
+    }
+
+    /// Creates a site as admin; returns the queued install task.
+    fn create_site(&self, domain: &str, client: &str) -> Value {
+        let r = self.post(
+            "/api/sites",
+            &self.admin,
+            json!({ "domain": domain, "platform": "p1", "db_engine": "sqlite", "client": client }),
+        );
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        r.body
+    }
+
+    fn login(&self, name: &str, password: &str) -> (Resp, Option<String>) {
+        let r = self.call(Method::POST, "/api/login", Auth::None, Some(json!({ "name": name, "password": password })));
+        let cookie = r
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").to_string());
+        (r, cookie)
+    }
+}
+
+fn domains(page: &Value) -> Vec<String> {
+    page["items"].as_array().expect("items").iter().map(|s| s["domain"].as_str().expect("domain").to_string()).collect()
+}
+
+fn assert_problem(r: &Resp, status: StatusCode, field: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.headers.get("content-type").map(|v| v.to_str().unwrap_or("")), Some("application/problem+json"));
+    assert_eq!(r.body["status"], status.as_u16(), "{}", r.text);
+    assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{}", r.text);
+    if let Some(f) = field {
+        assert_eq!(r.body["field"], f, "{}", r.text);
+    }
+}
+
+#[test]
+fn openapi_documents_every_route_and_every_route_answers() {
+    let api = Api::start();
+    let r = api.call(Method::GET, "/api/openapi.json", Auth::None, None);
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = r.body;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    // Every resource the issue names has its routes.
+    for p in [
+        "/api/servers",
+        "/api/platforms",
+        "/api/sites",
+        "/api/sites/{domain}/backup",
+        "/api/sites/{domain}/restore",
+        "/api/sites/{domain}/clone",
+        "/api/sites/{domain}/migrate",
+        "/api/sites/{domain}/aliases",
+        "/api/sites/{domain}/login-link",
+        "/api/backups",
+        "/api/tasks/{id}/log",
+        "/api/tasks/{id}/cancel",
+        "/api/tasks/{id}/retry",
+        "/api/clients",
+        "/api/users",
+        "/api/tokens",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    // Every documented operation is served: without credentials it is 401 (never 404 or 405), and the
+    // public ones answer; each references schemas that exist.
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path} has no summary");
+            if let Some(reference) = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                assert!(schemas.contains_key(name), "{method} {path} refers to missing schema {name}");
+            }
+            let concrete = path.replace("{domain}", "a.example").replace("{id}", "1").replace("{name}", "p1");
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let r = api.call(m, &concrete, Auth::None, None);
+            let public = op.get("security").is_none();
+            if public {
+                assert!(
+                    [StatusCode::OK, StatusCode::BAD_REQUEST].contains(&r.status),
+                    "{method} {path}: {} {}",
+                    r.status,
+                    r.text
+                );
+            } else {
+                assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+            }
+        }
+    }
+    assert!(operations >= 45, "only {operations} operations documented");
+    // And an unknown API path is a problem document too.
+    assert_problem(&api.get("/api/nothing", &api.admin), StatusCode::NOT_FOUND, None);
+    // Validate with a real OpenAPI validator when one is installed (scripts/test.sh installs it).
+    let file = api.f.dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).expect("write doc");
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import sys, json; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')"])
+        .arg(&file)
+        .output();
+    match check {
+        Ok(out) if out.status.success() => assert!(String::from_utf8_lossy(&out.stdout).contains("valid")),
+        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named") => {
+            eprintln!("openapi-spec-validator is not installed; skipped the external validation")
+        }
+        Ok(out) => panic!("the OpenAPI document is invalid: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(e) => eprintln!("python3 not found ({e}); skipped the external validation"),
+    }
+}
+
+#[test]
+fn a_client_cannot_see_or_touch_another_clients_site_by_any_route() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    let b_task = api.create_site("b.example", "globex");
+    let b_task_id = b_task["id"].as_i64().expect("task id");
+    assert_eq!(b_task["kind"], "site-install");
+    assert_eq!(b_task["created_by"], "api:admin");
+    let r = api.post("/api/sites/b.example/aliases", &api.admin, json!({ "add": ["alias-of-b.example"] }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    // A backup of b, as the daemon would have recorded it.
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query(
+            "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
+             SELECT id, '/tmp/b.tar.zst', 10, 'x', 'manual', 1 FROM sites WHERE domain = 'b.example'",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("insert backup");
+    });
+    let b_backup = api.get("/api/backups", &api.admin).body["items"][0]["id"].as_i64().expect("backup id");
+
+    // Alice (acme) lists only acme's sites, whatever the filters say.
+    let alice = &api.alice;
+    assert_eq!(domains(&api.get("/api/sites", alice).body), ["a.example"]);
+    assert_eq!(domains(&api.get("/api/sites?client=globex", alice).body), Vec::<String>::new());
+    assert_eq!(domains(&api.get("/api/sites?q=b.example", alice).body), Vec::<String>::new());
+    assert_eq!(api.get("/api/sites?q=alias-of-b", alice).body["total"], 0);
+    assert_eq!(api.get("/api/backups", alice).body["total"], 0);
+    let tasks = api.get("/api/tasks?limit=500", alice).body;
+    assert!(tasks["items"].as_array().expect("items").iter().all(|t| t["id"] != b_task_id), "{tasks}");
+    assert_eq!(api.get("/api/clients", alice).body.as_array().expect("clients").len(), 1);
+
+    // Every route naming b.example (or its alias), its tasks or its backups is "not found" for her.
+    let hidden = [
+        (Method::GET, "/api/sites/b.example".to_string(), None),
+        (Method::GET, "/api/sites/alias-of-b.example".to_string(), None),
+        (Method::GET, "/api/sites/b.example/tasks".to_string(), None),
+        (Method::GET, "/api/sites/b.example/backups".to_string(), None),
+        (Method::GET, "/api/tasks?site=b.example".to_string(), None),
+        (Method::GET, "/api/backups?site=b.example".to_string(), None),
+        (Method::GET, format!("/api/backups/{b_backup}"), None),
+        (Method::GET, format!("/api/tasks/{b_task_id}"), None),
+        (Method::GET, format!("/api/tasks/{b_task_id}/log"), None),
+        (Method::POST, format!("/api/tasks/{b_task_id}/cancel"), None),
+        (Method::POST, format!("/api/tasks/{b_task_id}/retry"), None),
+        (Method::DELETE, "/api/sites/b.example".to_string(), None),
+        (Method::POST, "/api/sites/b.example/verify".to_string(), None),
+        (Method::POST, "/api/sites/b.example/enable".to_string(), None),
+        (Method::POST, "/api/sites/b.example/disable".to_string(), None),
+        (Method::POST, "/api/sites/b.example/backup".to_string(), None),
+        (Method::POST, "/api/sites/b.example/login-link".to_string(), None),
+        (Method::POST, "/api/sites/b.example/restore".to_string(), Some(json!({ "backup": b_backup }))),
+        (Method::POST, "/api/sites/b.example/clone".to_string(), Some(json!({ "domain": "steal.example" }))),
+        (Method::POST, "/api/sites/b.example/migrate".to_string(), Some(json!({ "platform": "p1" }))),
+        (Method::POST, "/api/sites/b.example/aliases".to_string(), Some(json!({ "add": ["x.example"] }))),
+    ];
+    for (method, path, body) in hidden {
+        let r = api.call(method.clone(), &path, Auth::Token(alice), body);
+        assert_problem(&r, StatusCode::NOT_FOUND, None);
+        assert!(!r.text.contains("globex"), "{method} {path} leaks: {}", r.text);
+    }
+    // Restoring her own site from b's backup is refused too.
+    let r = api.post("/api/sites/a.example/restore", alice, json!({ "backup": b_backup }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("backup"));
+
+    // On her own site she may back up, enable, disable, get a login link and clone; not the rest.
+    for action in ["backup", "login-link", "disable"] {
+        let r = api.post(&format!("/api/sites/a.example/{action}"), alice, json!({}));
+        assert!(r.status == StatusCode::ACCEPTED || r.status == StatusCode::CONFLICT, "{action}: {}", r.text);
+        if r.status == StatusCode::ACCEPTED {
+            assert_eq!(r.body["created_by"], "api:alice");
+            assert!(r.headers.get("location").is_some());
+        }
+    }
+    let r = api.post("/api/sites/a.example/clone", alice, json!({ "domain": "a2.example" }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(domains(&api.get("/api/sites", alice).body), ["a.example", "a2.example"]);
+    for (method, path, body) in [
+        (Method::DELETE, "/api/sites/a.example", None),
+        (Method::POST, "/api/sites/a.example/verify", None),
+        (Method::POST, "/api/sites/a.example/migrate", Some(json!({ "platform": "p1" }))),
+        (Method::POST, "/api/sites/a.example/aliases", Some(json!({ "add": ["x.example"] }))),
+        (Method::POST, "/api/sites", Some(json!({ "domain": "c.example", "platform": "p1", "client": "acme" }))),
+        (Method::POST, "/api/platforms", Some(json!({ "name": "p2", "path": "/srv/p2" }))),
+        (Method::GET, "/api/servers", None),
+        (Method::GET, "/api/platforms", None),
+        (Method::GET, "/api/users", None),
+        (Method::GET, "/api/audit", None),
+        (Method::POST, "/api/clients", Some(json!({ "name": "mine" }))),
+    ] {
+        let r = api.call(method.clone(), path, Auth::Token(alice), body);
+        assert_problem(&r, StatusCode::FORBIDDEN, None);
+    }
+    // Bob sees globex's site and not alice's clone.
+    assert_eq!(domains(&api.get("/api/sites", &api.bob).body), ["b.example"]);
+    assert_problem(&api.get("/api/sites/a2.example", &api.bob), StatusCode::NOT_FOUND, None);
+    // The platform manager sees everything and may create sites, not users.
+    assert_eq!(api.get("/api/sites", &api.manager).body["total"], 3);
+    assert_problem(&api.get("/api/users", &api.manager), StatusCode::FORBIDDEN, None);
+    // The admin's audit log holds the refusals, with who and from where.
+    let audit = api.get("/api/audit?limit=500", &api.admin).body;
+    let items = audit["items"].as_array().expect("items");
+    assert!(
+        items.iter().any(|e| e["actor"] == "api:alice"
+            && e["action"] == "site-clone"
+            && e["outcome"] == "ok"
+            && e["remote_addr"] == "127.0.0.1"),
+        "{audit}"
+    );
+    assert!(items.iter().any(|e| e["actor"] == "api:alice" && e["outcome"] == "invalid"), "{audit}");
+}
+
+#[test]
+fn bad_input_is_a_problem_naming_the_field_and_changes_nothing() {
+    let api = Api::start();
+    let admin = &api.admin;
+    let before = api.get("/api/tasks", admin).body["total"].clone();
+    let site = |extra: Value| {
+        let mut body = json!({ "domain": "ok.example", "platform": "p1", "db_engine": "sqlite" });
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        api.post("/api/sites", admin, body)
+    };
+    assert_problem(&site(json!({ "colour": "blue" })), StatusCode::BAD_REQUEST, Some("colour"));
+    assert_problem(&site(json!({ "domain": "../etc/passwd" })), StatusCode::UNPROCESSABLE_ENTITY, Some("domain"));
+    assert_problem(&site(json!({ "domain": "a..example" })), StatusCode::UNPROCESSABLE_ENTITY, Some("domain"));
+    assert_problem(&site(json!({ "aliases": ["bad alias"] })), StatusCode::UNPROCESSABLE_ENTITY, Some("alias"));
+    assert_problem(&site(json!({ "platform": "nope" })), StatusCode::UNPROCESSABLE_ENTITY, Some("platform"));
+    assert_problem(&site(json!({ "client": "ghost" })), StatusCode::UNPROCESSABLE_ENTITY, Some("client"));
+    assert_problem(&site(json!({ "db_engine": "oracle" })), StatusCode::UNPROCESSABLE_ENTITY, Some("db_engine"));
+    assert_problem(&site(json!({ "cron_interval": "often" })), StatusCode::BAD_REQUEST, Some("cron_interval"));
+    assert_problem(
+        &api.raw(Method::POST, "/api/sites", Auth::Token(admin), Some("{not json".into())),
+        StatusCode::BAD_REQUEST,
+        None,
+    );
+    let huge = json!({ "domain": "x".repeat(100_000), "platform": "p1" });
+    assert_problem(&api.post("/api/sites", admin, huge), StatusCode::PAYLOAD_TOO_LARGE, None);
+    assert_problem(&api.get("/api/sites?status=sleeping", admin), StatusCode::UNPROCESSABLE_ENTITY, Some("status"));
+    assert_problem(&api.get("/api/sites?colour=blue", admin), StatusCode::BAD_REQUEST, Some("colour"));
+    assert_problem(&api.get("/api/sites/nope.example", admin), StatusCode::NOT_FOUND, None);
+    assert_eq!(api.get("/api/tasks", admin).body["total"], before);
+    assert_eq!(api.get("/api/sites", admin).body["total"], 0);
+    // A good one then works, and a second with the same domain is a conflict.
+    assert_eq!(site(json!({})).status, StatusCode::ACCEPTED);
+    assert_problem(&site(json!({})), StatusCode::CONFLICT, None);
+}
+
+#[test]
+fn lists_are_paginated_filtered_and_sorted() {
+    let api = Api::start();
+    for d in ["c.example", "a.example", "b.example", "d.test"] {
+        api.create_site(d, "acme");
+    }
+    let admin = &api.admin;
+    let page = api.get("/api/sites?limit=2&offset=1", admin).body;
+    assert_eq!(page["total"], 4);
+    assert_eq!(domains(&page), ["b.example", "c.example"]);
+    assert_eq!(domains(&api.get("/api/sites?q=.TEST", admin).body), ["d.test"]);
+    assert_eq!(api.get("/api/sites?status=queued&platform=p1&client=acme", admin).body["total"], 4);
+    assert_eq!(api.get("/api/sites?status=enabled", admin).body["total"], 0);
+    let tasks = api.get("/api/tasks?kind=site-install&limit=3", admin).body;
+    assert_eq!(tasks["total"], 4);
+    let ids: Vec<i64> = tasks["items"].as_array().expect("items").iter().map(|t| t["id"].as_i64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let site_tasks = api.get("/api/sites/a.example/tasks", admin).body;
+    assert_eq!(site_tasks["total"], 1);
+    // Show, cancel, retry and the live log of a task.
+    let id = site_tasks["items"][0]["id"].as_i64().expect("id");
+    assert_eq!(api.get(&format!("/api/tasks/{id}"), admin).body["status"], "queued");
+    let r = api.post(&format!("/api/tasks/{id}/cancel"), admin, json!({}));
+    assert_eq!(r.body["status"], "cancelled", "{}", r.text);
+    let log = api.get(&format!("/api/tasks/{id}/log"), admin);
+    assert_eq!(log.headers.get("content-type").map(|v| v.to_str().unwrap_or("")), Some("text/event-stream"));
+    assert!(log.text.contains("event: end") && log.text.contains("\"cancelled\""), "{}", log.text);
+    let r = api.post(&format!("/api/tasks/{id}/retry"), admin, json!({}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(r.body["id"].as_i64().expect("new id") > id);
+    // Objects.
+    assert_eq!(api.get("/api/servers", admin).body[0]["name"], "localhost");
+    assert_eq!(api.get("/api/platforms/p1", admin).body["sites"], 4);
+    let r = api.post("/api/platforms/p1/lock", admin, json!({}));
+    assert_eq!(r.body["locked"], true, "{}", r.text);
+    assert_problem(
+        &api.post("/api/sites", admin, json!({ "domain": "e.example", "platform": "p1", "db_engine": "sqlite" })),
+        StatusCode::CONFLICT,
+        None,
+    );
+    api.post("/api/platforms/p1/unlock", admin, json!({}));
+    assert_eq!(api.post("/api/platforms/p1/verify", admin, json!({})).status, StatusCode::ACCEPTED);
+    assert_eq!(api.post("/api/servers/localhost/verify", admin, json!({})).status, StatusCode::ACCEPTED);
+    let r = api.post("/api/clients", admin, json!({ "name": "initech", "site_quota": 2 }));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = api.post("/api/sites/a.example/migrate", admin, json!({ "platform": "p1", "new_domain": "z.example" }));
+    assert!(r.status == StatusCode::ACCEPTED || r.status == StatusCode::CONFLICT, "{}", r.text);
+}
+
+#[test]
+fn tokens_sessions_csrf_and_login_limits() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    // A read token reads but changes nothing.
+    assert_eq!(api.get("/api/sites", &api.reader).status, StatusCode::OK);
+    assert_problem(&api.post("/api/sites/a.example/backup", &api.reader, json!({})), StatusCode::FORBIDDEN, None);
+    // Tokens made through the API work, are listed without their secret, and stop working when revoked.
+    let r = api.post("/api/tokens", &api.admin, json!({ "name": "ci", "scope": "write" }));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let secret = r.body["secret"].as_str().expect("secret").to_string();
+    let id = r.body["token"]["id"].as_i64().expect("id");
+    assert_eq!(api.get("/api/me", &secret).body["user"]["name"], "admin");
+    let list = api.get("/api/tokens", &api.admin);
+    assert!(!list.text.contains(&secret) && !list.text.contains("hash"), "{}", list.text);
+    assert_problem(
+        &api.call(Method::DELETE, &format!("/api/tokens/{id}"), Auth::Token(&api.alice), None),
+        StatusCode::NOT_FOUND,
+        None,
+    );
+    let r = api.call(Method::DELETE, &format!("/api/tokens/{id}"), Auth::Token(&api.admin), None);
+    assert!(r.body["revoked_at"].is_i64(), "{}", r.text);
+    assert_problem(&api.get("/api/me", &secret), StatusCode::UNAUTHORIZED, None);
+    assert_problem(&api.get("/api/me", "fjt_made-up"), StatusCode::UNAUTHORIZED, None);
+
+    // A session: the cookie is HttpOnly and SameSite; changes need the CSRF token.
+    let (r, cookie) = api.login("alice", &api.alice_password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let set_cookie = r.headers.get("set-cookie").expect("cookie").to_str().expect("ascii");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    let cookie = cookie.expect("session cookie");
+    let csrf = r.body["csrf"].as_str().expect("csrf").to_string();
+    let me = api.call(Method::GET, "/api/me", Auth::Session(&cookie, None), None);
+    assert_eq!(me.body["user"]["name"], "alice");
+    assert_eq!(me.body["csrf"], csrf.as_str());
+    let backup = |csrf: Option<&str>| {
+        api.call(Method::POST, "/api/sites/a.example/backup", Auth::Session(&cookie, csrf), Some(json!({})))
+    };
+    assert_problem(&backup(None), StatusCode::FORBIDDEN, None);
+    assert_problem(&backup(Some("forged")), StatusCode::FORBIDDEN, None);
+    assert_eq!(backup(Some(&csrf)).status, StatusCode::ACCEPTED);
+    // Password change: the old one stops working, this session stays.
+    let r = api.call(
+        Method::POST,
+        "/api/me/password",
+        Auth::Session(&cookie, Some(&csrf)),
+        Some(json!({ "current": api.alice_password, "new": "a much better password" })),
+    );
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert_problem(&api.login("alice", &api.alice_password).0, StatusCode::UNAUTHORIZED, None);
+    assert_eq!(api.login("alice", "a much better password").0.status, StatusCode::OK);
+    // Logout ends the session.
+    let r = api.call(Method::POST, "/api/logout", Auth::Session(&cookie, Some(&csrf)), None);
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_problem(&api.call(Method::GET, "/api/me", Auth::Session(&cookie, None), None), StatusCode::UNAUTHORIZED, None);
+
+    // Five wrong passwords for a name, then even the right one is refused for a while.
+    let r = api.post("/api/users", &api.admin, json!({ "name": "carol", "role": "platform-manager", "password": "carol's long password" }));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for _ in 0..5 {
+        assert_problem(&api.login("carol", "wrong password!").0, StatusCode::UNAUTHORIZED, None);
+    }
+    let r = api.login("carol", "carol's long password").0;
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+    assert!(r.headers.get("retry-after").is_some());
+    // Other users are not locked out by it.
+    assert_eq!(api.login("alice", "a much better password").0.status, StatusCode::OK);
+    // Users: the admin manages them; the last admin stays.
+    assert_problem(&api.call(Method::DELETE, "/api/users/admin", Auth::Token(&api.admin), None), StatusCode::CONFLICT, None);
+    assert_eq!(api.call(Method::DELETE, "/api/users/carol", Auth::Token(&api.admin), None).status, StatusCode::NO_CONTENT);
+    assert_problem(&api.post("/api/users", &api.admin, json!({ "name": "dave", "role": "client", "password": "long enough pw" })), StatusCode::UNPROCESSABLE_ENTITY, Some("clients"));
+    assert_problem(&api.post("/api/users", &api.admin, json!({ "name": "dave", "role": "admin", "password": "short" })), StatusCode::UNPROCESSABLE_ENTITY, Some("password"));
+    let audit = api.get("/api/audit?limit=500", &api.admin).body;
+    let items = audit["items"].as_array().expect("items");
+    assert!(items.iter().any(|e| e["action"] == "login" && e["outcome"] == "limited"), "{audit}");
+    assert!(items.iter().any(|e| e["action"] == "logout" && e["actor"] == "web:alice"), "{audit}");
+}

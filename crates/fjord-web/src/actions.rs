@@ -433,8 +433,9 @@ impl<'a> Actions<'a> {
         }
         let mut args = migrate_args(target.id, new_domain.as_ref(), keep_old);
         if let Some(name) = db_server {
-            args["db_server"] =
-                serde_json::json!(self.store.server_by_name(name).await.map_err(|e| field_not_found(e, "db_server"))?.id.0);
+            args["db_server"] = serde_json::json!(
+                self.store.server_by_name(name).await.map_err(|e| field_not_found(e, "db_server"))?.id.0
+            );
         }
         Ok(args)
     }
@@ -449,7 +450,13 @@ impl<'a> Actions<'a> {
     }
 
     /// Records a site's new aliases and queues the verify that writes them into its vhost.
-    pub async fn set_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool, created_by: &str) -> ApiResult<Task> {
+    pub async fn set_aliases(
+        &self,
+        site: &Site,
+        aliases: &[Domain],
+        redirect: bool,
+        created_by: &str,
+    ) -> ApiResult<Task> {
         let mut changed = site.clone();
         changed.aliases = aliases.to_vec();
         changed.redirect_aliases = redirect;
@@ -488,7 +495,10 @@ impl<'a> Actions<'a> {
                 (PlatformSource::Archive { file: validate_abs_path("archive", file)? }, default_root())
             }
             (None, None, None, None) => {
-                return Err(ApiError::invalid("path", "say where the code is: path, git (and git_ref), composer or archive"))
+                return Err(ApiError::invalid(
+                    "path",
+                    "say where the code is: path, git (and git_ref), composer or archive",
+                ))
             }
             _ => return Err(ApiError::invalid("path", "give only one of path, git, composer, archive")),
         };

@@ -130,7 +130,11 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("error").into(),
             status: status.as_u16(),
             // Internal details stay in the server log.
-            detail: if status == StatusCode::INTERNAL_SERVER_ERROR { "internal error".into() } else { self.to_string() },
+            detail: if status == StatusCode::INTERNAL_SERVER_ERROR {
+                "internal error".into()
+            } else {
+                self.to_string()
+            },
             field: self.field().map(str::to_string),
         };
         let mut resp = (status, serde_json::to_string(&problem).unwrap_or_default()).into_response();

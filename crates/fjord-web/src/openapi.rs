@@ -6,9 +6,13 @@ use axum::Json;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::{ResponseBuilder, ResponsesBuilder};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref, Required};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref, Required,
+};
 use utoipa::PartialSchema;
 
 fn method(m: &str) -> HttpMethod {
@@ -25,14 +29,20 @@ fn method(m: &str) -> HttpMethod {
 fn problem_response(text: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(text)
-        .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
         .build()
 }
 
 fn json_object_response(text: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(text)
-        .content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build())
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build(),
+        )
         .build()
 }
 
@@ -41,13 +51,17 @@ pub fn document() -> OpenApi {
     let mut components = ComponentsBuilder::new()
         .schema("Problem", crate::error::Problem::schema())
         .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
-        .security_scheme("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))));
+        .security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))),
+        );
     let mut paths = PathsBuilder::new();
     for r in ROUTES {
-        let mut op = OperationBuilder::new()
-            .summary(Some(r.summary))
-            .tag(r.tag)
-            .operation_id(Some(format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.', '-'], "_"))));
+        let mut op = OperationBuilder::new().summary(Some(r.summary)).tag(r.tag).operation_id(Some(format!(
+            "{}{}",
+            r.method,
+            r.path.replace(['/', '{', '}', '.', '-'], "_")
+        )));
         for segment in r.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 op = op.parameter(
@@ -64,7 +78,10 @@ pub fn document() -> OpenApi {
             components = components.schema(name.clone(), schema);
             op = op.request_body(Some(
                 RequestBodyBuilder::new()
-                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(name))).build())
+                    .content(
+                        "application/json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name(name))).build(),
+                    )
                     .required(Some(Required::True))
                     .build(),
             ));
@@ -98,10 +115,16 @@ pub fn document() -> OpenApi {
         paths = paths.path(r.path, PathItem::new(method(r.method), op.build()));
     }
     OpenApiBuilder::new()
-        .info(InfoBuilder::new().title("Fjord API").version(env!("CARGO_PKG_VERSION")).description(Some(
-            "Hosting control plane: servers, platforms, sites, backups, tasks, clients, users. Authenticate \
+        .info(
+            InfoBuilder::new()
+                .title("Fjord API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Hosting control plane: servers, platforms, sites, backups, tasks, clients, users. Authenticate \
              with `Authorization: Bearer TOKEN` or the session cookie (then send `X-CSRF-Token` on changes).",
-        )).build())
+                ))
+                .build(),
+        )
         .paths(paths.build())
         .components(Some(components.build()))
         .build()

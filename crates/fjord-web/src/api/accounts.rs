@@ -1,10 +1,10 @@
 //! Login, logout, the current user, passwords, API tokens, users and the audit log.
 
 use super::{act, Paging};
+use crate::actions::UserCreate;
 use crate::auth::{self, remote_addr};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::actions::UserCreate;
 use crate::{Actor, AppState};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;

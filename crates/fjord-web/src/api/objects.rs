@@ -115,7 +115,11 @@ async fn set_lock(state: AppState, actor: Actor, name: String, locked: bool) -> 
     .await
 }
 
-pub async fn lock_platform(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Json<Platform>> {
+pub async fn lock_platform(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Platform>> {
     set_lock(state, actor, name, true).await
 }
 

@@ -77,9 +77,15 @@ pub async fn create(
 ) -> ApiResult<Queued> {
     actor.require_manager()?;
     let target = format!("site:{}", req.domain);
-    let (_, task) =
-        act(&state, &actor, "site.create", &target, &req.platform, state.actions().create_site(&req, &actor.created_by()))
-            .await?;
+    let (_, task) = act(
+        &state,
+        &actor,
+        "site.create",
+        &target,
+        &req.platform,
+        state.actions().create_site(&req, &actor.created_by()),
+    )
+    .await?;
     Ok(Queued(task))
 }
 
@@ -206,10 +212,7 @@ pub async fn clone(
     }
     let target = format!("site:{}", req.domain);
     let (_, task) = act(&state, &actor, "site-clone", &target, &format!("from {}", src.domain), async {
-        state
-            .actions()
-            .clone_site(&src, &req.domain, req.platform.as_deref(), &req.aliases, &actor.created_by())
-            .await
+        state.actions().clone_site(&src, &req.domain, req.platform.as_deref(), &req.aliases, &actor.created_by()).await
     })
     .await?;
     Ok(Queued(task))
@@ -245,7 +248,13 @@ pub async fn migrate(
     act(&state, &actor, "site-migrate", &target, &format!("to {}", req.platform), async {
         let args = state
             .actions()
-            .migrate_args(&site, &req.platform, req.new_domain.as_deref(), req.keep_old_domain, req.db_server.as_deref())
+            .migrate_args(
+                &site,
+                &req.platform,
+                req.new_domain.as_deref(),
+                req.keep_old_domain,
+                req.db_server.as_deref(),
+            )
             .await?;
         state.actions().enqueue(TaskKind::SiteMigrate, site.id.0, args, &actor.created_by()).await
     })

@@ -79,12 +79,15 @@ pub async fn list(
         Some(d) => Some(super::sites::site_for(&state, &actor, d, SiteAction::View).await?.id),
         None => None,
     };
-    let query =
-        TaskQuery { status, kind, site, only_clients: actor.only_clients(), offset: q.offset, limit: q.limit };
+    let query = TaskQuery { status, kind, site, only_clients: actor.only_clients(), offset: q.offset, limit: q.limit };
     Ok(Json(state.store.list_tasks(&query).await?))
 }
 
-pub async fn show(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn show(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
     let task = task_for(&state, &actor, id, None).await?;
     let steps = state.store.steps(task.id).await?;
     let mut v = serde_json::to_value(&task).unwrap_or_default();
@@ -151,7 +154,9 @@ pub async fn log(
                 }
                 match task {
                     Some(t) if t.status.is_final() => {
-                        c.pending.push_back(Event::default().event("end").data(serde_json::to_string(&t).unwrap_or_default()));
+                        c.pending.push_back(
+                            Event::default().event("end").data(serde_json::to_string(&t).unwrap_or_default()),
+                        );
                         c.done = true;
                     }
                     None => c.done = true,

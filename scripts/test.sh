@@ -451,6 +451,11 @@ start_s3() {
         python3 -m venv "$S3_VENV"
         "$S3_VENV/bin/pip" install -q 'moto[server]'
     fi
+    # The API test validates its OpenAPI document with a real validator.
+    if ! "$S3_VENV/bin/python3" -c 'import openapi_spec_validator' 2>/dev/null; then
+        "$S3_VENV/bin/pip" install -q openapi-spec-validator
+    fi
+    export FJORD_TEST_PYTHON="$S3_VENV/bin/python3"
     local port="${FJORD_TEST_S3_PORT:-53900}"
     local limit=$((port + 100))
     while port_in_use "$port"; do

@@ -63,7 +63,8 @@ fn user_row(row: &AnyRow) -> StoreResult<UserAuth> {
     Ok(UserAuth {
         user: User {
             id: UserId(row.try_get("id")?),
-            name: Name::parse("user", &name).map_err(|e| StoreError::Corrupt { column: "name", detail: e.to_string() })?,
+            name: Name::parse("user", &name)
+                .map_err(|e| StoreError::Corrupt { column: "name", detail: e.to_string() })?,
             email: row.try_get("email")?,
             role: crate::rows::text_enum(row, "role", Role::parse)?,
             created_at: row.try_get("created_at")?,
@@ -100,7 +101,8 @@ impl Store {
         clients: &[ClientId],
     ) -> StoreResult<User> {
         let mut tx = self.pool.begin().await?;
-        let taken = sqlx::query("SELECT id FROM users WHERE name = $1").bind(name.as_str()).fetch_optional(&mut *tx).await?;
+        let taken =
+            sqlx::query("SELECT id FROM users WHERE name = $1").bind(name.as_str()).fetch_optional(&mut *tx).await?;
         if taken.is_some() {
             return Err(StoreError::Conflict(format!("a user named {:?} already exists", name.as_str())));
         }
@@ -183,7 +185,11 @@ impl Store {
     /// Changes a user's role and clients.
     pub async fn set_user_role(&self, id: UserId, role: Role, clients: &[ClientId]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE users SET role = $1 WHERE id = $2").bind(role.as_str()).bind(id.0).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM user_clients WHERE user_id = $1").bind(id.0).execute(&mut *tx).await?;
         for c in clients {
             sqlx::query("INSERT INTO user_clients (user_id, client_id) VALUES ($1, $2)")
@@ -297,13 +303,17 @@ impl Store {
     /// Tokens, of one user if given, newest first (revoked ones too, marked).
     pub async fn tokens(&self, user: Option<UserId>) -> StoreResult<Vec<ApiToken>> {
         let rows = match user {
-            Some(u) => sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC"))
-                .bind(u.0)
-                .fetch_all(&self.pool)
-                .await?,
-            None => sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id DESC"))
-                .fetch_all(&self.pool)
-                .await?,
+            Some(u) => {
+                sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE user_id = $1 ORDER BY id DESC"))
+                    .bind(u.0)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens ORDER BY id DESC"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter().map(token_row).collect()
     }
@@ -318,12 +328,11 @@ impl Store {
 
     /// The live (not revoked) token with this hash; records its use.
     pub async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<ApiToken>> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
-        ))
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"))
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(token) = row.as_ref().map(token_row).transpose()? else { return Ok(None) };
         let now = now_millis();
         // At most one write a minute per token: a busy automation should not turn reads into writes.
@@ -368,7 +377,8 @@ impl Store {
 
     /// Audit records, newest first.
     pub async fn audit_log(&self, offset: i64, limit: i64) -> StoreResult<crate::Page<AuditEntry>> {
-        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log").fetch_one(&self.pool).await?.try_get("n")?;
+        let total: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM audit_log").fetch_one(&self.pool).await?.try_get("n")?;
         let rows = sqlx::query(
             "SELECT id, ts, user_id, actor, action, target, detail, remote_addr, outcome FROM audit_log \
              ORDER BY ts DESC, id DESC LIMIT $1 OFFSET $2",

@@ -112,7 +112,8 @@ impl Store {
         }
         let filter = clauses.join(" AND ");
         let count_sql = format!("SELECT COUNT(*) AS n FROM sites WHERE {filter}");
-        let list_sql = format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}");
+        let list_sql =
+            format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}");
         let (mut count, mut list) = (sqlx::query(&count_sql), sqlx::query(&list_sql));
         if let Some(t) = &text {
             count = count.bind(t.clone());
@@ -179,9 +180,8 @@ impl Store {
 
     /// Live sites per status (for a dashboard), within `only_clients` if given.
     pub async fn site_status_counts(&self, only_clients: Option<&[ClientId]>) -> StoreResult<Vec<(SiteStatus, i64)>> {
-        let restrict = only_clients
-            .map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0))))
-            .unwrap_or_default();
+        let restrict =
+            only_clients.map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0)))).unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT status, COUNT(*) AS n FROM sites WHERE status <> 'deleted'{restrict} GROUP BY status ORDER BY status"
         ))
@@ -204,12 +204,86 @@ impl Store {
 
     /// Bytes of backup archives recorded, within the sites of `only_clients` if given.
     pub async fn backup_bytes(&self, only_clients: Option<&[ClientId]>) -> StoreResult<i64> {
-        let restrict =
-            only_clients.map(|c| format!(" WHERE site_id IN ({})", sites_of_clients(c))).unwrap_or_default();
+        let restrict = only_clients.map(|c| format!(" WHERE site_id IN ({})", sites_of_clients(c))).unwrap_or_default();
         let row = sqlx::query(&format!("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM backups{restrict}"))
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
+    }
+}
+
+impl Store {
+    /// Fills an empty state database for the web benchmark: one server and platform, `clients`
+    /// clients, `sites` sites (every fifth disabled, owned round-robin by the clients) and `tasks`
+    /// finished tasks spread over them. Set-based statements, so 100,000 rows take seconds.
+    pub async fn bench_fill(&self, sites: i64, tasks: i64, clients: i64) -> StoreResult<()> {
+        let now = crate::now_millis();
+        let mut tx = self.pool.begin().await?;
+        let server: i64 = sqlx::query(
+            "INSERT INTO servers (name, hostname, services, status, created_at, updated_at) \
+             VALUES ('bench', 'localhost', '[]', 'enabled', $1, $1) RETURNING id",
+        )
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let platform: i64 = sqlx::query(
+            "INSERT INTO platforms (name, server_id, root, source, locked, status, created_at, updated_at) \
+             VALUES ('bench', $1, '/srv/bench', '\"path\"', 0, 'enabled', $2, $2) RETURNING id",
+        )
+        .bind(server)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let series =
+            |n: &str| format!("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n}) ");
+        sqlx::query(&format!(
+            "{}INSERT INTO clients (name, title, site_quota, created_at) SELECT 'client' || i, 'Client ' || i, NULL, $1 FROM n",
+            series("$2")
+        ))
+        .bind(now)
+        .bind(clients.max(1))
+        .execute(&mut *tx)
+        .await?;
+        let first_client: i64 =
+            sqlx::query("SELECT MIN(id) AS id FROM clients").fetch_one(&mut *tx).await?.try_get("id")?;
+        sqlx::query(&format!(
+            "{}INSERT INTO sites (domain, platform_id, db_engine, db_name, db_user, language, client_id, \
+             redirect_aliases, https, status, created_at, updated_at) \
+             SELECT 'site' || i || '.bench.example', $1, 'sqlite', 'db' || i, 'db' || i, 'en', $2 + (i % $3), 0, 'off', \
+             CASE WHEN i % 5 = 0 THEN 'disabled' ELSE 'enabled' END, $4, $4 FROM n",
+            series("$5")
+        ))
+        .bind(platform)
+        .bind(first_client)
+        .bind(clients.max(1))
+        .bind(now)
+        .bind(sites)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) SELECT domain, id, 0 FROM sites")
+            .execute(&mut *tx)
+            .await?;
+        let first_site: i64 =
+            sqlx::query("SELECT MIN(id) AS id FROM sites").fetch_one(&mut *tx).await?.try_get("id")?;
+        sqlx::query(&format!(
+            "{}INSERT INTO tasks (kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
+             attempts, max_attempts, cancel_requested, created_by, created_at, started_at, finished_at, run_after) \
+             SELECT 'site-verify', 'site', $1 + (i % $2), $3, $4, $1 + (i % $2), '{{}}', \
+             CASE WHEN i % 50 = 0 THEN 'failed' ELSE 'succeeded' END, 1, 3, 0, 'bench', $5 + i, $5 + i, $5 + i + 10, 0 FROM n",
+            series("$6")
+        ))
+        .bind(first_site)
+        .bind(sites.max(1))
+        .bind(server)
+        .bind(platform)
+        .bind(now - tasks * 1000)
+        .bind(tasks)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }
 

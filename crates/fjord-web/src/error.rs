@@ -152,6 +152,12 @@ impl IntoResponse for ApiError {
 /// The field serde complains about, from messages like "unknown field `foo`, expected …" or
 /// "missing field `domain`".
 pub fn serde_field(message: &str) -> Option<String> {
+    // A path prefix ("cron_interval: invalid type …", "aliases[0]: …") names the field first.
+    if let Some((path, _)) = message.split_once(": ") {
+        if !path.is_empty() && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.[]".contains(&b)) {
+            return Some(path.split(['.', '[']).next().unwrap_or(path).to_string());
+        }
+    }
     let start = message.find('`')? + 1;
     let len = message[start..].find('`')?;
     Some(message[start..start + len].to_string())
@@ -166,5 +172,7 @@ mod tests {
         assert_eq!(serde_field("unknown field `colour`, expected one of `domain`").as_deref(), Some("colour"));
         assert_eq!(serde_field("missing field `domain` at line 1").as_deref(), Some("domain"));
         assert_eq!(serde_field("expected value"), None);
+        assert_eq!(serde_field("cron_interval: invalid type: string").as_deref(), Some("cron_interval"));
+        assert_eq!(serde_field("aliases[0]: invalid type: integer").as_deref(), Some("aliases"));
     }
 }

@@ -110,7 +110,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(ui::router())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
+        // Extractors enforce the limit, so an oversize body is refused with a problem document.
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -663,6 +663,20 @@ pub enum TaskCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
+    /// The HTTP API and UI pages under load: 10,000 sites and 100,000 tasks in a scratch SQLite state
+    /// database, 50 concurrent clients; prints p50/p99 per page and the process's RSS.
+    Web {
+        #[arg(long, default_value_t = 10_000)]
+        sites: i64,
+        #[arg(long, default_value_t = 100_000)]
+        tasks: i64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 50)]
+        concurrency: usize,
+        /// Requests per page measured.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+    },
     /// No-op tasks through the whole queue vs. bare INSERT+UPDATE statements.
     Queue {
         #[arg(long, default_value_t = 2000)]

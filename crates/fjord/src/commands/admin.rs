@@ -68,7 +68,9 @@ pub async fn init(ctx: &mut Ctx, args: InitArgs) -> Result<ExitCode> {
         println!("  database: {}", store_kind(&s.database_url));
         if let Some((name, password)) = &admin {
             match password {
-                Some(p) => println!("  admin:    {name}, password {p} (shown only now; change it with `fjord user passwd`)"),
+                Some(p) => {
+                    println!("  admin:    {name}, password {p} (shown only now; change it with `fjord user passwd`)")
+                }
                 None => println!("  admin:    {name} (password from stdin)"),
             }
         }
@@ -172,11 +174,10 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let web = match listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
-            let settings = fjord_web::WebSettings {
-                secure_cookies: file.secure_cookies.unwrap_or(false),
-                ..Default::default()
-            };
+            let listener =
+                tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
+            let settings =
+                fjord_web::WebSettings { secure_cookies: file.secure_cookies.unwrap_or(false), ..Default::default() };
             let state = fjord_web::AppState::new(store.clone(), ctx.layout(), settings);
             let local = listener.local_addr()?;
             tracing::info!(%local, "serving the web UI and API");

@@ -6,6 +6,7 @@ mod admin;
 mod backup;
 mod bench;
 mod bench_moves;
+mod bench_web;
 mod migrate;
 mod objects;
 mod remote;

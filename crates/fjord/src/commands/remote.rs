@@ -114,7 +114,13 @@ impl Remote {
                 let mut data = String::new();
                 for line in event.lines() {
                     if let Some(k) = line.strip_prefix("event:") {
-                        kind = if k.trim() == "end" { "end" } else if k.trim() == "log" { "log" } else { "other" };
+                        kind = if k.trim() == "end" {
+                            "end"
+                        } else if k.trim() == "log" {
+                            "log"
+                        } else {
+                            "other"
+                        };
                     } else if let Some(d) = line.strip_prefix("data:") {
                         data.push_str(d.trim_start());
                     }
@@ -167,7 +173,10 @@ async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
         return Ok(if end.status == TaskStatus::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     ctx.out.emit(&task, || {
-        println!("queued task {} ({}); follow it with `fjord --server … task log {} --follow`", task.id, task.kind, task.id)
+        println!(
+            "queued task {} ({}); follow it with `fjord --server … task log {} --follow`",
+            task.id, task.kind, task.id
+        )
     });
     Ok(ExitCode::SUCCESS)
 }
@@ -242,8 +251,12 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.post(&action(&domain, "backup"), json!({ "compression": compression })).await?;
             queued(ctx, remote, v).await
         }
-        SiteCmd::Verify { domain } => queued(ctx, remote, remote.post(&action(&domain, "verify"), json!({})).await?).await,
-        SiteCmd::Enable { domain } => queued(ctx, remote, remote.post(&action(&domain, "enable"), json!({})).await?).await,
+        SiteCmd::Verify { domain } => {
+            queued(ctx, remote, remote.post(&action(&domain, "verify"), json!({})).await?).await
+        }
+        SiteCmd::Enable { domain } => {
+            queued(ctx, remote, remote.post(&action(&domain, "enable"), json!({})).await?).await
+        }
         SiteCmd::Disable { domain } => {
             queued(ctx, remote, remote.post(&action(&domain, "disable"), json!({})).await?).await
         }
@@ -280,7 +293,12 @@ async fn task(ctx: &Ctx, remote: &Remote, cmd: TaskCmd) -> Result<ExitCode> {
                     ("error", s("error")),
                 ]);
                 for step in v["steps"].as_array().into_iter().flatten() {
-                    println!("  [{}] {} {}", step["idx"], step["status"].as_str().unwrap_or(""), step["description"].as_str().unwrap_or(""));
+                    println!(
+                        "  [{}] {} {}",
+                        step["idx"],
+                        step["status"].as_str().unwrap_or(""),
+                        step["description"].as_str().unwrap_or("")
+                    );
                 }
             });
             Ok(ExitCode::SUCCESS)

@@ -102,6 +102,8 @@ PACKAGES=(
     sqlite3 rsync git composer pkg-config build-essential
     python3-venv
     pebble openssl
+    # The web UI's end-to-end tests drive headless Chromium through chromedriver.
+    chromium chromium-driver
 )
 # Never installed by this script: apt must satisfy the dependencies above
 # without them (or fail loudly). Ones already on the machine are left alone.

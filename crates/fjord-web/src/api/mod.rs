@@ -2,10 +2,11 @@
 //! OpenAPI document (`/api/openapi.json`, see [`crate::openapi`]) are built, so no route can be
 //! undocumented. Actions answer `202 Accepted` with the queued task; errors are problem documents.
 
-mod accounts;
-mod objects;
-mod sites;
-mod tasks;
+// The UI calls these handlers for its actions (same checks, same audit record).
+pub(crate) mod accounts;
+pub(crate) mod objects;
+pub(crate) mod sites;
+pub(crate) mod tasks;
 
 use crate::error::ApiResult;
 use crate::{Actor, AppState};

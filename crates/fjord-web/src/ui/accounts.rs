@@ -1,0 +1,241 @@
+//! Logging in and out, your account (password change), and the users page (admin).
+
+use super::{given, safe_next, see_other, FormErrors, NoFields, UiError, UiResult, Viewer};
+use crate::api::accounts as api;
+use crate::auth::{self, MaybeActor};
+use crate::csrf::CsrfForm;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::AppState;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use fjord_core::Role;
+use minijinja::context;
+use serde::Deserialize;
+
+/// The peer address (for login rate limiting and the audit log).
+pub struct Remote(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Remote {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Remote, Self::Rejection> {
+        Ok(Remote(auth::remote_addr(parts)))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn login_page(status: StatusCode, name: &str, next: &str, error: Option<String>) -> UiResult {
+    let ctx = context! { name, next, error, asset_version => super::render::asset_version() };
+    let html = super::render::env().get_template("login.html")?.render(ctx)?;
+    let mut resp = (status, Html(html)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+pub async fn login_form(MaybeActor(actor): MaybeActor, Query(q): Query<LoginQuery>) -> UiResult {
+    let next = safe_next(q.next.as_deref());
+    if actor.is_some() {
+        return Ok(see_other(&next));
+    }
+    login_page(StatusCode::OK, "", &next, None)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+pub async fn login(State(state): State<AppState>, Remote(remote): Remote, Form(f): Form<LoginForm>) -> UiResult {
+    let next = safe_next(f.next.as_deref());
+    match auth::login(&state, f.name.trim(), &f.password, remote).await {
+        Ok(session) => {
+            let mut resp = see_other(&next);
+            resp.headers_mut().insert(header::SET_COOKIE, session.set_cookie);
+            Ok(resp)
+        }
+        Err(ApiError::Unauthenticated(_)) => {
+            login_page(StatusCode::UNAUTHORIZED, &f.name, &next, Some("Wrong user name or password.".into()))
+        }
+        Err(ApiError::TooManyRequests { retry_after }) => login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &f.name,
+            &next,
+            Some(format!("Too many failed logins; try again in {} minutes.", retry_after.div_ceil(60))),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, Viewer(actor): Viewer, _: CsrfForm<NoFields>) -> UiResult {
+    let cookie = auth::logout(&state, &actor).await?;
+    let mut resp = see_other("/login");
+    resp.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+/// What the page after a successful form says happened (`?added=NAME`): names only, the sentences are
+/// ours, so a crafted link cannot put words on the page.
+#[derive(Debug, Default, Deserialize)]
+pub struct NoticeQuery {
+    done: Option<String>,
+    added: Option<String>,
+    deleted: Option<String>,
+}
+
+async fn account_page(
+    state: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    errors: FormErrors,
+    notice: Option<&str>,
+) -> UiResult {
+    let mut clients = Vec::new();
+    for c in &v.0.clients {
+        clients.push(state.store.client(*c).await?.name.to_string());
+    }
+    v.page_with_status(
+        status,
+        "account.html",
+        "account",
+        context! { clients, errors => errors.fields, general => errors.general, notice },
+    )
+}
+
+pub async fn account(State(state): State<AppState>, v: Viewer, Query(q): Query<NoticeQuery>) -> UiResult {
+    let notice = (given(&q.done) == Some("password")).then_some("Your password has been changed.");
+    account_page(&state, &v, StatusCode::OK, FormErrors::default(), notice).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    v: Viewer,
+    CsrfForm(f): CsrfForm<PasswordForm>,
+) -> UiResult {
+    let req = api::PasswordChange { current: f.current, new: f.new };
+    match api::change_password(State(state.clone()), v.0.clone(), ApiJson(req)).await {
+        Ok(_) => Ok(see_other("/account?done=password")),
+        Err(e @ ApiError::Invalid { .. }) => {
+            let errors = FormErrors::from_error(&e, &["current", "new"], &[("password", "new")]);
+            account_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---- users (admin) ------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+pub struct UserForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    client: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn users_page(
+    state: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    form: &UserForm,
+    errors: FormErrors,
+    notice: Option<String>,
+) -> UiResult {
+    v.0.require_admin()?;
+    let clients = state.store.clients().await?;
+    let mut users = Vec::new();
+    for u in state.store.users().await? {
+        let mut names = Vec::new();
+        for c in state.store.user_clients(u.id).await? {
+            if let Some(c) = clients.iter().find(|k| k.id == c) {
+                names.push(c.name.to_string());
+            }
+        }
+        users.push(context! {
+            name => u.name.as_str(), role => u.role.as_str(), email => u.email, created_at => u.created_at, clients => names,
+        });
+    }
+    let role_options: Vec<(String, String)> =
+        Role::ALL.iter().map(|r| (r.as_str().into(), r.as_str().into())).collect();
+    let mut client_options = vec![(String::new(), "—".to_string())];
+    client_options.extend(clients.iter().map(|c| (c.name.to_string(), format!("{} ({})", c.title, c.name))));
+    let form = context! {
+        name => form.name, email => form.email, client => form.client,
+        role => if form.role.is_empty() { "client".to_string() } else { form.role.clone() },
+    };
+    v.page_with_status(
+        status,
+        "users.html",
+        "users",
+        context! { users, role_options, client_options, form, errors => errors.fields, general => errors.general, notice },
+    )
+}
+
+pub async fn users(State(state): State<AppState>, v: Viewer, Query(q): Query<NoticeQuery>) -> UiResult {
+    let notice = match (given(&q.added), given(&q.deleted)) {
+        (Some(n), _) => Some(format!("User {n} added.")),
+        (_, Some(n)) => Some(format!("User {n} deleted.")),
+        _ => None,
+    };
+    users_page(&state, &v, StatusCode::OK, &UserForm::default(), FormErrors::default(), notice).await
+}
+
+pub async fn add_user(State(state): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<UserForm>) -> UiResult {
+    v.0.require_admin()?;
+    let req = crate::actions::UserCreate {
+        name: f.name.trim().to_string(),
+        email: Some(f.email.trim().to_string()).filter(|e| !e.is_empty()),
+        role: f.role.clone(),
+        password: f.password.clone(),
+        clients: Some(f.client.trim().to_string()).filter(|c| !c.is_empty()).into_iter().collect(),
+    };
+    match api::add_user(State(state.clone()), v.0.clone(), ApiJson(req)).await {
+        Ok(_) => Ok(see_other(&format!("/users?added={}", super::query_escape(f.name.trim())))),
+        Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
+            let errors = FormErrors::from_error(
+                &e,
+                &["name", "email", "role", "client", "password"],
+                &[("user", "name"), ("user_name", "name"), ("clients", "client")],
+            );
+            users_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, &f, errors, None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    _: CsrfForm<NoFields>,
+) -> UiResult<Response> {
+    match api::delete_user(State(state), v.0.clone(), Path(name.clone())).await {
+        Ok(_) => Ok(see_other(&format!("/users?deleted={}", super::query_escape(&name)))),
+        Err(e) => Err(UiError::Api(e)),
+    }
+}

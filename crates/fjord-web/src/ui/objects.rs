@@ -1,0 +1,508 @@
+//! The dashboard, servers, platforms (with "migrate all sites to…") and clients.
+
+use super::tasks::task_rows;
+use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, Viewer};
+use crate::actions::{ClientCreate, PlatformCreate};
+use crate::api::objects as api;
+use crate::csrf::CsrfForm;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use fjord_core::*;
+use fjord_store::{BackupQuery, SiteQuery, TaskQuery};
+use minijinja::{context, Value};
+use serde::{Deserialize, Serialize};
+
+// ---- dashboard ----------------------------------------------------------------------------------------
+
+pub async fn dashboard(State(state): State<AppState>, v: Viewer) -> UiResult {
+    let only = v.0.only_clients();
+    let site_counts = state.store.site_status_counts(only.as_deref()).await?;
+    let sites_total: i64 = site_counts.iter().map(|(_, n)| n).sum();
+    let site_counts: Vec<Value> =
+        site_counts.iter().map(|(s, n)| context! { status => s.as_str(), count => n }).collect();
+    let task_counts: Vec<Value> = state
+        .store
+        .task_status_counts(only.as_deref())
+        .await?
+        .iter()
+        .map(|(s, n)| context! { status => s.as_str(), count => n })
+        .collect();
+    let backup_bytes = state.store.backup_bytes(only.as_deref()).await?;
+    let backup_count = state
+        .store
+        .list_backups(&BackupQuery { only_clients: only.clone(), limit: 1, ..Default::default() })
+        .await?
+        .total;
+    let tasks_with =
+        |status| TaskQuery { status: Some(status), only_clients: only.clone(), limit: 8, ..Default::default() };
+    let mut active = state.store.list_tasks(&tasks_with(TaskStatus::Running)).await?.items;
+    active.extend(state.store.list_tasks(&tasks_with(TaskStatus::Queued)).await?.items);
+    let failed = state.store.list_tasks(&tasks_with(TaskStatus::Failed)).await?.items;
+    v.page(
+        "dashboard.html",
+        "dashboard",
+        context! {
+            sites_total, site_counts, task_counts, backup_bytes, backup_count,
+            active => task_rows(&state, &active).await?, failed => task_rows(&state, &failed).await?,
+        },
+    )
+}
+
+// ---- servers ------------------------------------------------------------------------------------------
+
+fn http_of(s: &Server) -> String {
+    match s.http() {
+        Some(h) => {
+            let mut out = format!("{} ({} mode) on port {}", h.kind, h.mode, h.port);
+            if let Some(p) = h.https_port {
+                out.push_str(&format!(", HTTPS {p}"));
+            }
+            if let Some(ver) = &h.version {
+                out.push_str(&format!(", version {ver}"));
+            }
+            out
+        }
+        None => "none".into(),
+    }
+}
+
+pub async fn servers(State(state): State<AppState>, v: Viewer) -> UiResult {
+    v.0.require_manager()?;
+    let platforms = state.store.platforms().await?;
+    let servers: Vec<Value> = state
+        .store
+        .servers()
+        .await?
+        .iter()
+        .map(|s| {
+            context! {
+                name => s.name.as_str(), hostname => s.hostname, status => s.status.as_str(), http => http_of(s),
+                php => s.php_versions().collect::<Vec<_>>(),
+                dbs => s.db_engines().map(|e| e.as_str()).collect::<Vec<_>>(),
+                platforms => platforms.iter().filter(|p| p.server_id == s.id).count(),
+            }
+        })
+        .collect();
+    v.page("servers.html", "servers", context! { servers })
+}
+
+pub async fn server(State(state): State<AppState>, v: Viewer, Path(name): Path<String>) -> UiResult {
+    v.0.require_manager()?;
+    let server = state.store.server_by_name(&name).await?;
+    let mut services = vec![("Web server".to_string(), http_of(&server))];
+    for p in server.php_runtimes() {
+        services.push((format!("PHP {}", p.version), p.binary.clone()));
+    }
+    for e in server.db_engines() {
+        let d = server.db(e).expect("listed engines exist");
+        let at = match (&d.socket, &d.host, d.port) {
+            (Some(sock), _, _) => format!("socket {sock}"),
+            (None, Some(h), Some(p)) => format!("{h}:{p}"),
+            (None, Some(h), None) => h.clone(),
+            _ => "local".into(),
+        };
+        let ver = d.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
+        services.push((e.as_str().to_string(), format!("{at}{ver}")));
+    }
+    let platforms: Vec<Value> = state
+        .store
+        .platforms()
+        .await?
+        .iter()
+        .filter(|p| p.server_id == server.id)
+        .map(|p| context! { name => p.name.as_str(), status => p.status.as_str(), app => p.app.map(|a| a.as_str()), app_version => p.app_version })
+        .collect();
+    let tasks: Vec<Task> = state
+        .store
+        .list_tasks(&TaskQuery { limit: 100, ..Default::default() })
+        .await?
+        .items
+        .into_iter()
+        .filter(|t| t.target_kind == TargetKind::Server && t.target_id == server.id.0)
+        .take(10)
+        .collect();
+    let server_v =
+        context! { name => server.name.as_str(), hostname => server.hostname, status => server.status.as_str() };
+    v.page(
+        "server.html",
+        "servers",
+        context! { server => server_v, services, platforms, tasks => task_rows(&state, &tasks).await? },
+    )
+}
+
+pub async fn verify_server(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    _: CsrfForm<NoFields>,
+) -> UiResult {
+    let queued = api::verify_server(State(state), v.0.clone(), Path(name)).await?;
+    Ok(see_other(&format!("/tasks/{}", queued.0.id)))
+}
+
+// ---- platforms ----------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct PlatformForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    server: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    git: String,
+    #[serde(default)]
+    git_ref: String,
+}
+
+fn opt(s: &str) -> Option<String> {
+    Some(s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+async fn platforms_page(
+    state: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    form: &PlatformForm,
+    errors: FormErrors,
+) -> UiResult {
+    v.0.require_manager()?;
+    let servers = state.store.servers().await?;
+    let mut platforms = Vec::new();
+    for p in state.store.platforms().await? {
+        let sites =
+            state.store.list_sites(&SiteQuery { platform: Some(p.id), limit: 1, ..Default::default() }).await?.total;
+        let server = servers.iter().find(|s| s.id == p.server_id).map(|s| s.name.to_string()).unwrap_or_default();
+        platforms.push(context! {
+            name => p.name.as_str(), status => p.status.as_str(), locked => p.locked, app => p.app.map(|a| a.as_str()),
+            app_version => p.app_version, server, sites, root => p.root,
+        });
+    }
+    let server_options: Vec<(String, String)> =
+        servers.iter().map(|s| (s.name.to_string(), format!("{} ({})", s.name, s.hostname))).collect();
+    v.page_with_status(
+        status,
+        "platforms.html",
+        "platforms",
+        context! { platforms, server_options, form => Value::from_serialize(form), errors => errors.fields, general => errors.general },
+    )
+}
+
+pub async fn platforms(State(state): State<AppState>, v: Viewer) -> UiResult {
+    platforms_page(&state, &v, StatusCode::OK, &PlatformForm::default(), FormErrors::default()).await
+}
+
+pub async fn add_platform(State(state): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<PlatformForm>) -> UiResult {
+    let req = PlatformCreate {
+        name: f.name.trim().to_string(),
+        server: opt(&f.server),
+        path: opt(&f.path),
+        git: opt(&f.git),
+        git_ref: opt(&f.git_ref),
+        composer: None,
+        archive: None,
+    };
+    match api::add_platform(State(state.clone()), v.0.clone(), ApiJson(req)).await {
+        Ok(queued) => Ok(see_other(&format!("/tasks/{}", queued.0.id))),
+        Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
+            let errors = FormErrors::from_error(
+                &e,
+                &["name", "server", "path", "git", "git_ref"],
+                &[("platform_name", "name"), ("platform name", "name")],
+            );
+            platforms_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, &f, errors).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PlatformQuery {
+    to: Option<String>,
+}
+
+fn app_text(p: &Platform) -> String {
+    p.app.map(|a| a.as_str().to_string()).unwrap_or_else(|| "not detected".into())
+}
+
+async fn platform_page(state: &AppState, v: &Viewer, name: &str, to: Option<&str>, errors: FormErrors) -> UiResult {
+    v.0.require_manager()?;
+    let platform = state.store.platform_by_name(name).await?;
+    let all = state.store.platforms().await?;
+    let servers = state.store.servers().await?;
+    let server_name =
+        |id: ServerId| servers.iter().find(|s| s.id == id).map(|s| s.name.to_string()).unwrap_or_default();
+    let sites =
+        state.store.list_sites(&SiteQuery { platform: Some(platform.id), limit: 50, ..Default::default() }).await?;
+    let clients = state.store.clients().await?;
+    let site_rows: Vec<Value> = sites
+        .items
+        .iter()
+        .map(|s| {
+            context! {
+                domain => s.domain.as_str(), status => s.status.as_str(), db_engine => s.db_engine.as_str(),
+                client => s.client_id.and_then(|c| clients.iter().find(|k| k.id == c)).map(|c| c.name.as_str()),
+            }
+        })
+        .collect();
+    let targets: Vec<&Platform> =
+        all.iter().filter(|p| p.id != platform.id && p.status == ObjectStatus::Enabled && !p.locked).collect();
+    // The comparison: the chosen target, else the newest-looking one of the same application.
+    let chosen = to
+        .and_then(|t| targets.iter().find(|p| p.name.as_str() == t))
+        .or_else(|| targets.iter().rev().find(|p| p.app == platform.app))
+        .or(targets.first());
+    let compare = match chosen {
+        Some(t) => {
+            let target_sites = state
+                .store
+                .list_sites(&SiteQuery { platform: Some(t.id), limit: 1, ..Default::default() })
+                .await?
+                .total;
+            let rows = vec![
+                ("Application", app_text(&platform), app_text(t)),
+                (
+                    "Version",
+                    platform.app_version.clone().unwrap_or_default(),
+                    t.app_version.clone().unwrap_or_default(),
+                ),
+                ("Server", server_name(platform.server_id), server_name(t.server_id)),
+                (
+                    "PHP required",
+                    platform.details.php_requirement.clone().unwrap_or_else(|| "—".into()),
+                    t.details.php_requirement.clone().unwrap_or_else(|| "—".into()),
+                ),
+                ("Profiles", platform.details.profiles.join(", "), t.details.profiles.join(", ")),
+                ("Sites", sites.total.to_string(), target_sites.to_string()),
+                ("Code", platform.root.clone(), t.root.clone()),
+            ];
+            let warning = if t.app != platform.app {
+                Some(format!(
+                    "{} runs {}, not {}: each site's migrate check will refuse it.",
+                    t.name,
+                    app_text(t),
+                    app_text(&platform)
+                ))
+            } else {
+                None
+            };
+            Some(context! { name => t.name.as_str(), rows, warning })
+        }
+        None => None,
+    };
+    let tasks: Vec<Task> = state
+        .store
+        .list_tasks(&TaskQuery { limit: 200, ..Default::default() })
+        .await?
+        .items
+        .into_iter()
+        .filter(|t| t.target_kind == TargetKind::Platform && t.target_id == platform.id.0)
+        .take(10)
+        .collect();
+    let platform_v = context! {
+        name => platform.name.as_str(), status => platform.status.as_str(), locked => platform.locked,
+        app => platform.app.map(|a| a.as_str()), app_version => platform.app_version, root => platform.root,
+        docroot => platform.docroot, verified_at => platform.verified_at,
+        details => Value::from_serialize(&platform.details),
+    };
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    v.page_with_status(
+        status,
+        "platform.html",
+        "platforms",
+        context! {
+            platform => platform_v, server => server_name(platform.server_id), source => platform.source.describe(),
+            sites => site_rows, sites_total => sites.total,
+            targets => targets.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), compare,
+            tasks => task_rows(state, &tasks).await?, errors => errors.fields, general => errors.general,
+        },
+    )
+}
+
+pub async fn platform(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    Query(q): Query<PlatformQuery>,
+) -> UiResult {
+    platform_page(&state, &v, &name, given(&q.to), FormErrors::default()).await
+}
+
+/// Verify, lock or unlock a platform.
+pub async fn platform_action(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path((name, action)): Path<(String, String)>,
+    _: CsrfForm<NoFields>,
+) -> UiResult {
+    let (s, a, n) = (State(state), v.0.clone(), Path(name.clone()));
+    match action.as_str() {
+        "verify" => {
+            let queued = api::verify_platform(s, a, n).await?;
+            Ok(see_other(&format!("/tasks/{}", queued.0.id)))
+        }
+        "lock" => {
+            let _locked = api::lock_platform(s, a, n).await?;
+            Ok(see_other(&format!("/platforms/{}", query_escape(&name))))
+        }
+        "unlock" => {
+            let _unlocked = api::unlock_platform(s, a, n).await?;
+            Ok(see_other(&format!("/platforms/{}", query_escape(&name))))
+        }
+        _ => Err(ApiError::not_found("action", action).into()),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MigrateAllForm {
+    #[serde(default)]
+    to: String,
+}
+
+/// "Migrate all sites to…": one migrate task per live site of the platform, each planned and checked
+/// like `fjord site migrate` (a refusal stops before anything is queued for the sites after it), then
+/// the list of migrate tasks.
+pub async fn migrate_platform(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(name): Path<String>,
+    CsrfForm(f): CsrfForm<MigrateAllForm>,
+) -> UiResult {
+    v.0.require_manager()?;
+    let platform = state.store.platform_by_name(&name).await?;
+    let target = state
+        .store
+        .platform_by_name(f.to.trim())
+        .await
+        .map_err(|_| ApiError::invalid("to", format!("no platform {:?}", f.to.trim())))?;
+    let mut sites = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = state
+            .store
+            .list_sites(&SiteQuery {
+                platform: Some(platform.id),
+                offset,
+                limit: fjord_store::MAX_PAGE,
+                ..Default::default()
+            })
+            .await?;
+        offset += page.items.len() as i64;
+        let done = page.items.is_empty() || offset >= page.total;
+        sites.extend(page.items.into_iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)));
+        if done {
+            break;
+        }
+    }
+    let mut queued = 0;
+    for site in &sites {
+        let result = crate::api::act(
+            &state,
+            &v.0,
+            "site-migrate",
+            &format!("site:{}", site.domain),
+            &format!("to {} (migrate all of {})", target.name, platform.name),
+            async {
+                let args = state.actions().migrate_args(site, target.name.as_str(), None, true, None).await?;
+                state.actions().enqueue(TaskKind::SiteMigrate, site.id.0, args, &v.0.created_by()).await
+            },
+        )
+        .await;
+        match result {
+            Ok(_) => queued += 1,
+            Err(e) => {
+                let mut errors = FormErrors::default();
+                errors.general =
+                    Some(format!("{}: {e} ({queued} of {} sites were queued before it)", site.domain, sites.len()));
+                return platform_page(&state, &v, &name, Some(target.name.as_str()), errors).await;
+            }
+        }
+    }
+    Ok(see_other("/tasks?kind=site-migrate"))
+}
+
+// ---- clients ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+pub struct ClientForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    site_quota: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ClientsQuery {
+    added: Option<String>,
+}
+
+async fn clients_page(
+    state: &AppState,
+    v: &Viewer,
+    status: StatusCode,
+    form: &ClientForm,
+    errors: FormErrors,
+    notice: Option<String>,
+) -> UiResult {
+    let mut clients = Vec::new();
+    for c in state.store.clients().await?.into_iter().filter(|c| v.0.in_client(c.id)) {
+        let sites = state
+            .store
+            .list_sites(&SiteQuery {
+                client: Some(c.id),
+                only_clients: v.0.only_clients(),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .total;
+        clients.push(context! {
+            name => c.name.as_str(), title => c.title, site_quota => c.site_quota, created_at => c.created_at, sites,
+        });
+    }
+    v.page_with_status(
+        status,
+        "clients.html",
+        "clients",
+        context! { clients, form => Value::from_serialize(form), errors => errors.fields, general => errors.general, notice },
+    )
+}
+
+pub async fn clients(State(state): State<AppState>, v: Viewer, Query(q): Query<ClientsQuery>) -> UiResult {
+    let notice = given(&q.added).map(|n| format!("Client {n} added."));
+    clients_page(&state, &v, StatusCode::OK, &ClientForm::default(), FormErrors::default(), notice).await
+}
+
+pub async fn add_client(State(state): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<ClientForm>) -> UiResult {
+    v.0.require_admin()?;
+    let quota = match f.site_quota.trim() {
+        "" => None,
+        q => match q.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let mut errors = FormErrors::default();
+                errors.fields.insert("site_quota".into(), "The site quota is a whole number, or empty.".into());
+                return clients_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, &f, errors, None).await;
+            }
+        },
+    };
+    let req = ClientCreate { name: f.name.trim().to_string(), title: opt(&f.title), site_quota: quota };
+    match api::add_client(State(state.clone()), v.0.clone(), ApiJson(req)).await {
+        Ok(_) => Ok(see_other(&format!("/clients?added={}", query_escape(f.name.trim())))),
+        Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
+            let errors = FormErrors::from_error(
+                &e,
+                &["name", "title", "site_quota"],
+                &[("client", "name"), ("client_name", "name"), ("client name", "name")],
+            );
+            clients_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, &f, errors, None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -169,3 +169,27 @@ impl Layout {
         format!("{}/log", self.state_dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_core::{ClientId, SiteId, SiteStatus};
+
+    #[test]
+    fn php_users_fit_linux_and_follow_the_isolation() {
+        let layout = Layout::new("/var/lib/fjord");
+        let mut site = crate::tests::site(SiteStatus::Enabled, &[], false);
+        site.id = SiteId(i64::MAX);
+        let user = layout.php_user(&site);
+        assert!(user.len() <= 32 && user.starts_with("fj"), "{user}");
+        // Two installations on one machine never share a user.
+        assert_ne!(user, Layout::new("/srv/other-fjord").php_user(&site));
+        site.isolation = Isolation::Client;
+        assert_eq!(layout.php_user(&site), user, "a site without a client keeps its own user");
+        site.client_id = Some(ClientId(7));
+        assert_eq!(layout.php_user(&site), format!("{}c7", layout.user_prefix()));
+        site.isolation = Isolation::Shared;
+        assert_eq!(layout.php_user(&site), "www-data");
+        assert!(!layout.isolated(&site));
+    }
+}

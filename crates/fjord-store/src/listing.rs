@@ -297,4 +297,79 @@ mod tests {
         assert_eq!(id_list(Vec::<i64>::new()), "NULL");
         assert_eq!(clamp(-5, 100_000), (0, MAX_PAGE));
     }
+
+    /// Lists, counts, users, sessions, tokens and the audit log, on every backend available (SQLite, and
+    /// PostgreSQL when `FJORD_TEST_PG_URL` is set).
+    #[tokio::test]
+    async fn lists_and_accounts_on_every_backend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (label, store) in crate::testing::all_backends(dir.path()).await.expect("stores") {
+            store.bench_fill(30, 100, 3).await.expect("fill");
+            let enabled = SiteQuery { status: Some(SiteStatus::Enabled), limit: 5, ..Default::default() };
+            let page = store.list_sites(&enabled).await.expect("list");
+            assert_eq!((page.total, page.items.len()), (24, 5), "{label}");
+            let clients = store.clients().await.expect("clients");
+            let mine = Some(vec![clients[0].id]);
+            let q = SiteQuery { only_clients: mine.clone(), limit: 100, ..Default::default() };
+            let page = store.list_sites(&q).await.expect("list");
+            assert_eq!(page.total, 10, "{label}");
+            assert!(page.items.iter().all(|s| s.client_id == Some(clients[0].id)), "{label}");
+            let q = SiteQuery { text: Some("SITE1".into()), limit: 100, ..Default::default() };
+            let page = store.list_sites(&q).await.expect("search");
+            assert_eq!(page.total, 11, "{label}");
+            assert_eq!(page.items[0].domain.as_str(), "site1.bench.example", "{label}");
+            let q = SiteQuery { only_clients: Some(vec![]), ..Default::default() };
+            assert_eq!(store.list_sites(&q).await.expect("none").total, 0, "{label}");
+            let tasks = store.list_tasks(&TaskQuery { limit: 10, ..Default::default() }).await.expect("tasks");
+            assert_eq!(tasks.total, 100, "{label}");
+            assert!(tasks.items.windows(2).all(|w| w[0].id > w[1].id), "{label}");
+            let theirs = TaskQuery { only_clients: mine.clone(), limit: 500, ..Default::default() };
+            let theirs = store.list_tasks(&theirs).await.expect("tasks");
+            assert!(theirs.total > 0 && theirs.total < 100, "{label}");
+            let counts = store.site_status_counts(None).await.expect("counts");
+            assert_eq!(counts, vec![(SiteStatus::Disabled, 6), (SiteStatus::Enabled, 24)], "{label}");
+            assert_eq!(
+                store.task_status_counts(mine.as_deref()).await.expect("counts").iter().map(|c| c.1).sum::<i64>(),
+                theirs.total
+            );
+            assert_eq!(store.backup_bytes(None).await.expect("bytes"), 0, "{label}");
+            assert_eq!(store.list_backups(&BackupQuery::default()).await.expect("backups").total, 0);
+
+            let name = Name::parse("user", "alice").expect("name");
+            let user = store.add_user(&name, None, Role::Client, "hash", &[clients[0].id]).await.expect("user");
+            assert!(store.add_user(&name, None, Role::Admin, "hash", &[]).await.is_err(), "{label}");
+            assert_eq!(store.user_auth("alice").await.expect("auth").password_hash.as_deref(), Some("hash"));
+            assert_eq!(store.user_clients(user.id).await.expect("clients"), vec![clients[0].id]);
+            store
+                .create_session("s1", user.id, "csrf", Some("127.0.0.1"), crate::now_millis() + 60_000)
+                .await
+                .expect("session");
+            store.create_session("s2", user.id, "csrf", None, crate::now_millis() - 1).await.expect("expired");
+            assert_eq!(store.session("s1").await.expect("s1").map(|s| s.user_id), Some(user.id), "{label}");
+            assert!(store.session("s2").await.expect("s2").is_none(), "{label}: an expired session counts");
+            store.set_password_hash(user.id, "new", Some("s1")).await.expect("password");
+            assert!(store.session("s1").await.expect("kept").is_some(), "{label}");
+            let token = store.create_token(user.id, "ci", "thash", crate::TokenScope::Read).await.expect("token");
+            assert_eq!(store.token_by_hash("thash").await.expect("token").map(|t| t.id), Some(token.id));
+            store.revoke_token(token.id).await.expect("revoke");
+            assert!(store.token_by_hash("thash").await.expect("revoked").is_none(), "{label}");
+            let entry = crate::AuditEntry {
+                id: 0,
+                ts: 0,
+                user_id: Some(user.id),
+                actor: "api:alice".into(),
+                action: "site-backup".into(),
+                target: "site:a".into(),
+                detail: String::new(),
+                remote_addr: Some("127.0.0.1".into()),
+                outcome: "ok".into(),
+            };
+            store.audit(&entry).await.expect("audit");
+            let log = store.audit_log(0, 10).await.expect("log");
+            assert_eq!((log.total, log.items[0].action.as_str()), (1, "site-backup"), "{label}");
+            store.delete_user(user.id).await.expect("delete");
+            assert!(store.session("s1").await.expect("gone").is_none(), "{label}");
+            store.close().await;
+        }
+    }
 }

@@ -40,10 +40,11 @@ pub struct Global {
     #[arg(long, global = true)]
     pub wait: bool,
     /// Act on a remote Fjord through its HTTP API (e.g. https://fjord.example.org); the token comes
-    /// from FJORD_TOKEN or --token-file, never the command line.
-    #[arg(long, global = true, env = "FJORD_SERVER", value_name = "URL")]
-    pub server: Option<String>,
-    /// A 0600 file holding the API token for --server.
+    /// from FJORD_TOKEN or --token-file, never the command line. (Not `--server`: that names a
+    /// Fjord server object in `platform add` and others.)
+    #[arg(long, global = true, env = "FJORD_REMOTE", value_name = "URL")]
+    pub remote: Option<String>,
+    /// A 0600 file holding the API token for --remote.
     #[arg(long, global = true, env = "FJORD_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
@@ -67,7 +68,7 @@ pub enum Command {
     /// Users of the web UI and API (admin, platform-manager, client).
     #[command(subcommand)]
     User(UserCmd),
-    /// API tokens (`Authorization: Bearer`), for automation and `--server`.
+    /// API tokens (`Authorization: Bearer`), for automation and `--remote`.
     #[command(subcommand)]
     Token(TokenCmd),
     #[command(subcommand)]

@@ -583,7 +583,7 @@ fn the_cli_acts_on_a_remote_fjord_through_the_api() {
     // Another machine's CLI: no local state at all, only the URL and the token file.
     let remote = |args: &[&str], env: &[(&str, &str)]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fjord"));
-        c.arg("--state").arg(api.f.dir.path().join("nowhere")).env_remove("FJORD_TOKEN").env("FJORD_SERVER", &api.base);
+        c.arg("--state").arg(api.f.dir.path().join("nowhere")).env_remove("FJORD_TOKEN").env("FJORD_REMOTE", &api.base);
         c.env("FJORD_TOKEN_FILE", &token_file).args(args);
         for (k, v) in env {
             c.env(k, v);

@@ -68,7 +68,7 @@ impl Ctx {
 pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let settings = config::resolve(&cli.global)?;
     let mut ctx = Ctx { settings, out: Out { json: cli.global.json }, global: cli.global, store: None };
-    if let Some(url) = ctx.global.server.clone() {
+    if let Some(url) = ctx.global.remote.clone() {
         return remote::dispatch(&mut ctx, &url, cli.command).await;
     }
     match cli.command {

@@ -1,4 +1,4 @@
-//! Remote mode: `fjord --server URL …` acts on another Fjord through its HTTP API instead of a local
+//! Remote mode: `fjord --remote URL …` acts on another Fjord through its HTTP API instead of a local
 //! state database. The API token comes from `FJORD_TOKEN` or a 0600 file (`--token-file` /
 //! `FJORD_TOKEN_FILE`), never from the command line, where other users could read it.
 
@@ -28,7 +28,7 @@ pub fn read_token(file: Option<&Path>) -> Result<String> {
         }
     }
     let Some(file) = file else {
-        bail!("--server needs an API token: set FJORD_TOKEN, or FJORD_TOKEN_FILE / --token-file (a 0600 file)");
+        bail!("--remote needs an API token: set FJORD_TOKEN, or FJORD_TOKEN_FILE / --token-file (a 0600 file)");
     };
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -59,7 +59,7 @@ fn encode(segment: &str) -> String {
 impl Remote {
     pub fn new(url: &str, token: String) -> Result<Remote> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            bail!("--server must be an http:// or https:// URL");
+            bail!("--remote must be an http:// or https:// URL");
         }
         let http = reqwest::Client::builder().build().context("building the HTTP client")?;
         Ok(Remote { base: url.trim_end_matches('/').to_string(), token, http })
@@ -174,7 +174,7 @@ async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
     }
     ctx.out.emit(&task, || {
         println!(
-            "queued task {} ({}); follow it with `fjord --server … task log {} --follow`",
+            "queued task {} ({}); follow it with `fjord --remote … task log {} --follow`",
             task.id, task.kind, task.id
         )
     });
@@ -183,7 +183,7 @@ async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
 
 pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<ExitCode> {
     if ctx.global.dry_run {
-        bail!("--dry-run is not available with --server");
+        bail!("--dry-run is not available with --remote");
     }
     let token = read_token(ctx.global.token_file.as_deref())?;
     let remote = Remote::new(url, token)?;
@@ -195,7 +195,7 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
             ctx.out.emit(&v, || println!("{url}: database ok, {} active task(s)", v["active_tasks"]));
             Ok(ExitCode::SUCCESS)
         }
-        _ => bail!("this command works only locally; with --server: site list/show/create/backup/verify/enable/disable/delete, task list/show/log, health"),
+        _ => bail!("this command works only locally; with --remote: site list/show/create/backup/verify/enable/disable/delete, task list/show/log, health"),
     }
 }
 
@@ -265,7 +265,7 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.call(reqwest::Method::DELETE, &path, None).await?;
             queued(ctx, remote, v).await
         }
-        _ => bail!("with --server, `site` supports list, show, create, backup, verify, enable, disable and delete"),
+        _ => bail!("with --remote, `site` supports list, show, create, backup, verify, enable, disable and delete"),
     }
 }
 
@@ -310,6 +310,6 @@ async fn task(ctx: &Ctx, remote: &Remote, cmd: TaskCmd) -> Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             })
         }
-        _ => bail!("with --server, `task` supports list, show and log"),
+        _ => bail!("with --remote, `task` supports list, show and log"),
     }
 }

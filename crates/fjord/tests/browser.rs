@@ -35,15 +35,21 @@ fn log_in(b: &Browser, panel: &str, user: &str, password: &str) {
     b.fill("#f-name", user);
     b.fill("#f-password", password);
     b.click_text("Log in");
-    assert!(!b.path().starts_with("/login"), "still on the login page: {}", b.text());
+    b.wait_path("a page after the login", |p| !p.starts_with("/login"));
 }
 
 /// Waits until the task page shows the task finished with `status`, and returns the page's text.
 fn wait_task(b: &Browser, status: &str) -> String {
-    b.wait_for_text(&format!("task {status}"), |t| {
-        t.contains("succeeded") || t.contains("failed") || t.contains("cancelled")
-    });
-    let got = b.text_of("#task-status");
+    b.wait_path("a task page", |p| p.starts_with("/tasks/"));
+    let t0 = std::time::Instant::now();
+    let got = loop {
+        let got = b.text_of("#task-status");
+        if ["succeeded", "failed", "cancelled"].contains(&got.as_str()) {
+            break got;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(120), "the task did not end: {}", b.text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(got, status, "task ended {got}, not {status}:\n{}", b.text());
     b.text()
 }
@@ -82,11 +88,11 @@ fn the_control_panel_end_to_end() {
     b.fill("#f-name", "admin");
     b.fill("#f-password", "not the password");
     b.click_text("Log in");
-    assert!(b.text().contains("Wrong user name or password."), "{}", b.text());
+    b.wait_for_text("the login error", |t| t.contains("Wrong user name or password."));
     b.screenshot("login");
     b.fill("#f-password", ADMIN_PASSWORD);
     b.click_text("Log in");
-    assert_eq!(b.path(), "/sites");
+    b.wait_path("the sites list", |p| p == "/sites");
 
     // A platform, added through its form: the verify task runs and succeeds.
     let code = f.dir.path().join("code");
@@ -96,7 +102,7 @@ fn the_control_panel_end_to_end() {
     b.fill("#f-name", "d10");
     b.fill("#f-path", &code.join("d10").to_string_lossy());
     b.click_text("Add platform");
-    assert!(b.path().starts_with("/tasks/"), "{}", b.path());
+    b.wait_path("the task page", |p| p.starts_with("/tasks/"));
     wait_task(&b, "succeeded");
     b.goto(&format!("{panel}/platforms/d10"));
     assert!(b.text().contains("10.3.99"), "the platform's version: {}", b.text());
@@ -106,7 +112,7 @@ fn the_control_panel_end_to_end() {
     b.fill("#f-name", "acme");
     b.fill("#f-title", "Acme Ltd");
     b.click_text("Add client");
-    assert!(b.text().contains("Client acme added."), "{}", b.text());
+    b.wait_for_text("the client added", |t| t.contains("Client acme added."));
     f.ok(&["client", "add", "globex"]);
 
     // The create form: a bad domain comes back with its message next to the field, values kept.
@@ -116,7 +122,7 @@ fn the_control_panel_end_to_end() {
     b.select("#f-db_engine", "sqlite");
     b.select("#f-client", "acme");
     b.click_text("Create site");
-    assert_eq!(b.path(), "/sites");
+    b.wait_path("the form again", |p| p == "/sites");
     let error = b.text_of("#f-domain-error");
     assert!(error.contains("domain"), "{error}");
     assert_eq!(b.find_all("#f-client option[selected][value=acme]").len(), 1, "the client choice was lost");
@@ -126,7 +132,7 @@ fn the_control_panel_end_to_end() {
     let domain = "shop.localhost";
     b.fill("#f-domain", domain);
     b.click_text("Create site");
-    assert!(b.path().starts_with("/tasks/"), "{}", b.path());
+    b.wait_path("the task page", |p| p.starts_with("/tasks/"));
     b.screenshot("task-live");
     // Set by the page's script on the server-sent `end` event: the log was followed live, not reloaded.
     b.wait_for_text("the live log's end", |t| t.contains("The task has ended: succeeded."));
@@ -184,11 +190,11 @@ fn the_control_panel_end_to_end() {
     b.select("#f-client", "acme");
     b.fill("#f-password", CLIENT_PASSWORD);
     b.click_text("Add user");
-    assert!(b.text().contains("User alice added."), "{}", b.text());
+    b.wait_for_text("the user added", |t| t.contains("User alice added."));
 
     // As alice: only acme's site, anywhere; the other client's site does not exist for her.
     b.click_text("Log out");
-    assert!(b.path().starts_with("/login"), "{}", b.path());
+    b.wait_path("the login page", |p| p.starts_with("/login"));
     log_in(&b, &panel, "alice", CLIENT_PASSWORD);
     b.goto(&format!("{panel}/sites"));
     let text = b.text();

@@ -415,9 +415,14 @@ pub async fn migrate_platform(
         match result {
             Ok(_) => queued += 1,
             Err(e) => {
-                let mut errors = FormErrors::default();
-                errors.general =
-                    Some(format!("{}: {e} ({queued} of {} sites were queued before it)", site.domain, sites.len()));
+                let errors = FormErrors {
+                    general: Some(format!(
+                        "{}: {e} ({queued} of {} sites were queued before it)",
+                        site.domain,
+                        sites.len()
+                    )),
+                    ..Default::default()
+                };
                 return platform_page(&state, &v, &name, Some(target.name.as_str()), errors).await;
             }
         }

@@ -110,7 +110,8 @@ pub fn num(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        // A comma before each group of three digits counted from the right.
+        if i > 0 && (digits.len() - i) / 3 * 3 == digits.len() - i {
             out.push(',');
         }
         out.push(c);

@@ -156,8 +156,13 @@ async fn create_page(
     errors: FormErrors,
 ) -> UiResult {
     v.0.require_manager()?;
-    let platforms: Vec<Platform> =
-        state.store.platforms().await?.into_iter().filter(|p| p.status == ObjectStatus::Enabled && !p.locked).collect();
+    let platforms: Vec<Platform> = state
+        .store
+        .platforms()
+        .await?
+        .into_iter()
+        .filter(|p| matches!(p.status, ObjectStatus::Enabled | ObjectStatus::Queued) && !p.locked)
+        .collect();
     let servers = state.store.servers().await?;
     let platform_options: Vec<(String, String)> = platforms
         .iter()

@@ -40,8 +40,8 @@ pub async fn task_rows(state: &AppState, tasks: &[Task]) -> UiResult<Vec<Value>>
     let mut rows = Vec::with_capacity(tasks.len());
     for t in tasks {
         let key = (t.target_kind, t.target_id);
-        if !targets.contains_key(&key) {
-            targets.insert(key, target_of(state, t.target_kind, t.target_id).await);
+        if let std::collections::hash_map::Entry::Vacant(e) = targets.entry(key) {
+            e.insert(target_of(state, t.target_kind, t.target_id).await);
         }
         let (target, href) = &targets[&key];
         rows.push(context! {

@@ -117,6 +117,20 @@ impl Browser {
         }
     }
 
+    /// Waits until the current path (and query) satisfies `cond`: a click that submits a form returns
+    /// before the next page has always loaded.
+    pub fn wait_path(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let p = self.path();
+            if cond(&p) {
+                return p;
+            }
+            assert!(t0.elapsed() < WAIT, "timed out waiting for {what}: still on {p}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn source(&self) -> String {
         self.rt.block_on(self.c().source()).expect("page source")
     }
@@ -132,8 +146,16 @@ impl Browser {
 
     /// Waits for the element `css` and returns its visible text.
     pub fn text_of(&self, css: &str) -> String {
-        let e = self.find(css);
-        self.rt.block_on(e.text()).expect("element text")
+        let t0 = Instant::now();
+        loop {
+            let e = self.find(css);
+            match self.rt.block_on(e.text()) {
+                Ok(text) => return text,
+                // The page was replaced under us (the task page reloads itself when its task ends).
+                Err(_) if t0.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(100)),
+                Err(err) => panic!("text of {css}: {err}"),
+            }
+        }
     }
 
     /// Waits for the element `css` and returns its attribute `name` (empty when it has none).

@@ -1,0 +1,368 @@
+//! The web UI's pages over plain HTTP (no browser), from a real `fjord serve --listen` with a SQLite
+//! state database and no task workers (`--workers 0`: queued tasks stay queued): logging in, who sees
+//! what (a client user never sees another client's site, by any page), CSRF on every form, validation
+//! messages next to their fields, pages of a long list, and the headers every page carries. The
+//! browser test (`browser.rs`) covers the same pages in Chromium with real sites.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::Fjord;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Ui {
+    f: Fjord,
+    base: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    admin_token: String,
+    admin_password: String,
+    alice_password: String,
+}
+
+struct Page {
+    status: StatusCode,
+    location: String,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+/// A logged-in browser, as far as HTTP goes: its session cookie and the CSRF token its forms carry.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+impl Ui {
+    fn start() -> Ui {
+        let mut f = Fjord::new(None);
+        f.ok(&["server", "add", "localhost", "--http-port", "8080", "--database", "sqlite"]);
+        let code = f.make_codebase("p1");
+        f.ok(&["platform", "add", "p1", "--path", &code]);
+        f.ok(&["client", "add", "acme"]);
+        f.ok(&["client", "add", "globex"]);
+        let pw = |v: Value| v["password"].as_str().expect("a generated password").to_string();
+        let admin_password = pw(f.json(&["user", "passwd", "admin"]));
+        let alice_password = pw(f.json(&["user", "add", "alice", "--role", "client", "--client", "acme"]));
+        let admin_token = f.json(&["token", "create", "--user", "admin", "--name", "t", "--scope", "write"])["secret"]
+            .as_str()
+            .expect("secret")
+            .to_string();
+        let port = common::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        f.start_serve_with(&["--workers", "0", "--listen", &listen], &[]);
+        let ui = Ui {
+            f,
+            base: format!("http://{listen}"),
+            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client"),
+            admin_token,
+            admin_password,
+            alice_password,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&listen).is_ok() && ui.get("/login", None).status == StatusCode::OK {
+                return ui;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("fjord serve did not answer HTTP: {}", ui.f.serve_log());
+    }
+
+    fn request(&self, method: Method, path: &str, s: Option<&Session>, form: Option<&[(&str, &str)]>) -> Page {
+        self.rt.block_on(async {
+            let mut req = self.http.request(method, format!("{}{path}", self.base));
+            if let Some(s) = s {
+                req = req.header("cookie", &s.cookie);
+            }
+            if let Some(form) = form {
+                let body: String =
+                    form.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&");
+                req = req.header("content-type", "application/x-www-form-urlencoded").body(body);
+            }
+            let resp = req.send().await.expect("answered");
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            Page { status, location, headers, body: resp.text().await.expect("body") }
+        })
+    }
+
+    fn get(&self, path: &str, s: Option<&Session>) -> Page {
+        self.request(Method::GET, path, s, None)
+    }
+
+    /// Posts a form as `s`, with its CSRF token.
+    fn post(&self, path: &str, s: &Session, fields: &[(&str, &str)]) -> Page {
+        let mut all = vec![("_csrf", s.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.request(Method::POST, path, Some(s), Some(&all))
+    }
+
+    fn login(&self, name: &str, password: &str) -> Session {
+        let r = self.request(
+            Method::POST,
+            "/login",
+            None,
+            Some(&[("name", name), ("password", password), ("next", "/sites")]),
+        );
+        assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/sites"), "{}", r.body);
+        let cookie = r.headers["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
+        let mut s = Session { cookie, csrf: String::new() };
+        // The token every form of a page carries.
+        let page = self.get("/account", Some(&s));
+        s.csrf = hidden_csrf(&page.body);
+        s
+    }
+
+    /// Creates a site through the API (queued: no workers run it).
+    fn create_site(&self, domain: &str, client: &str) -> i64 {
+        let body = json!({ "domain": domain, "platform": "p1", "db_engine": "sqlite", "client": client });
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .post(format!("{}/api/sites", self.base))
+                .bearer_auth(&self.admin_token)
+                .json(&body)
+                .send()
+                .await
+                .expect("answered");
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+            r.json::<Value>().await.expect("task")["id"].as_i64().expect("task id")
+        })
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").expect("a form with a CSRF token") + 20;
+    html[at..].split('"').next().expect("value").to_string()
+}
+
+/// The number of rows in the table with this id.
+fn rows(html: &str, table_id: &str) -> usize {
+    let Some(start) = html.find(&format!("id=\"{table_id}\"")) else { return 0 };
+    let end = html[start..].find("</table>").map(|e| start + e).unwrap_or(html.len());
+    html[start..end].matches("<tr>").count() - 1
+}
+
+#[test]
+fn pages_need_a_login_and_come_back_after_it() {
+    let ui = Ui::start();
+    let r = ui.get("/sites?status=queued", None);
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location, "/login?next=/sites%3Fstatus%3Dqueued");
+    let r = ui.get("/login?next=/sites", None);
+    assert!(r.body.contains("name=\"password\"") && r.body.contains("<label for=\"f-password\">"), "{}", r.body);
+    // A wrong password: the form again with a message, no cookie.
+    let r = ui.request(Method::POST, "/login", None, Some(&[("name", "admin"), ("password", "wrong password!")]));
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.body.contains("Wrong user name or password.") && r.headers.get("set-cookie").is_none());
+    // `next` never leaves the site.
+    let r = ui.request(
+        Method::POST,
+        "/login",
+        None,
+        Some(&[("name", "admin"), ("password", &ui.admin_password), ("next", "//evil.example/")]),
+    );
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"));
+    let s = ui.login("admin", &ui.admin_password);
+    let r = ui.get("/", Some(&s));
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains("<h1>Dashboard</h1>"), "{}", r.body);
+    // Every page: not cached, only our own CSS and script, never framed.
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let csp = r.headers["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    let css = ui.get("/ui/assets/style.css", None);
+    assert_eq!(
+        (css.status, css.headers["content-type"].to_str().expect("ascii")),
+        (StatusCode::OK, "text/css; charset=utf-8")
+    );
+    // Logging out ends the session: the old cookie no longer opens a page.
+    let r = ui.post("/logout", &s, &[]);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    assert_eq!(ui.get("/", Some(&s)).status, StatusCode::SEE_OTHER);
+}
+
+#[test]
+fn every_form_needs_its_csrf_token() {
+    let ui = Ui::start();
+    ui.create_site("a.example", "acme");
+    let s = ui.login("admin", &ui.admin_password);
+    for (path, fields) in [
+        ("/sites/a.example/backup", vec![]),
+        ("/sites", vec![("domain", "b.example"), ("platform", "p1")]),
+        ("/clients", vec![("name", "initech")]),
+        ("/logout", vec![]),
+    ] {
+        let r = ui.request(Method::POST, path, Some(&s), Some(&fields));
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.body);
+        let mut wrong = fields.clone();
+        wrong.push(("_csrf", "forged"));
+        assert_eq!(ui.request(Method::POST, path, Some(&s), Some(&wrong)).status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // Nothing happened; with the token, the action is queued and its task shown.
+    assert!(!ui.get("/clients", Some(&s)).body.contains("initech"));
+    let r = ui.post("/platforms/p1/verify", &s, &[]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.starts_with("/tasks/"), "{}", r.location);
+    let task = ui.get(&r.location, Some(&s));
+    assert!(task.body.contains("platform-verify") && task.body.contains(">queued<"), "{}", task.body);
+    // A task still running: the live log's script, and a refresh for browsers without JavaScript.
+    assert!(task.body.contains("/ui/assets/live-log.js"), "{}", task.body);
+    assert!(task.body.contains("<noscript><meta http-equiv=\"refresh\""), "{}", task.body);
+}
+
+#[test]
+fn a_client_user_sees_only_their_clients_sites_on_every_page() {
+    let ui = Ui::start();
+    ui.create_site("mine.example", "acme");
+    let theirs = ui.create_site("theirs.example", "globex");
+    let s = ui.login("alice", &ui.alice_password);
+    let list = ui.get("/sites", Some(&s));
+    assert!(list.body.contains("mine.example") && !list.body.contains("theirs.example"), "{}", list.body);
+    // Asking for the other client's sites by filter finds nothing either.
+    assert!(!ui.get("/sites?client=globex", Some(&s)).body.contains("theirs.example"));
+    assert!(!ui.get("/sites?q=theirs", Some(&s)).body.contains("theirs.example"));
+    for path in
+        ["/sites/theirs.example".to_string(), format!("/tasks/{theirs}"), "/tasks?site=theirs.example".to_string()]
+    {
+        let r = ui.get(&path, Some(&s));
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.body);
+        assert!(r.body.contains("Not found") && !r.body.contains("globex"), "{path}: {}", r.body);
+    }
+    for path in ["/", "/tasks", "/clients"] {
+        let r = ui.get(path, Some(&s));
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(!r.body.contains("theirs.example") && !r.body.contains("globex"), "{path}: {}", r.body);
+    }
+    // Acting on it is refused the same way, and so are the pages for admins and managers.
+    assert_eq!(ui.post("/sites/theirs.example/backup", &s, &[]).status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        ui.post("/sites/theirs.example/delete", &s, &[("confirm", "theirs.example")]).status,
+        StatusCode::NOT_FOUND
+    );
+    for path in ["/users", "/platforms", "/servers", "/sites/new"] {
+        assert_eq!(ui.get(path, Some(&s)).status, StatusCode::FORBIDDEN, "{path}");
+    }
+    // Her own site: she may not delete it (no button, and the route refuses); a backup is hers to ask
+    // for (refused here only because the site is not installed yet: no workers run).
+    let page = ui.get("/sites/mine.example", Some(&s));
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<h1>mine.example</h1>") && !page.body.contains("Delete this site"), "{}", page.body);
+    assert_eq!(ui.post("/sites/mine.example/delete", &s, &[("confirm", "mine.example")]).status, StatusCode::FORBIDDEN);
+    let r = ui.post("/sites/mine.example/backup", &s, &[]);
+    assert!(r.status == StatusCode::SEE_OTHER || r.status == StatusCode::CONFLICT, "{}: {}", r.status, r.body);
+}
+
+#[test]
+fn forms_show_errors_next_to_their_fields_and_keep_what_was_typed() {
+    let ui = Ui::start();
+    let s = ui.login("admin", &ui.admin_password);
+    let r = ui.post(
+        "/sites",
+        &s,
+        &[
+            ("domain", "not a domain!"),
+            ("platform", "p1"),
+            ("db_engine", "sqlite"),
+            ("client", "acme"),
+            ("aliases", ""),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"f-domain-error\""), "{}", r.body);
+    assert!(r.body.contains("aria-invalid=\"true\""), "{}", r.body);
+    assert!(r.body.contains("value=\"not a domain!\""), "the typed domain was lost: {}", r.body);
+    assert!(r.body.contains("<option value=\"acme\" selected>"), "the chosen client was lost");
+    // A bad alias is reported on the aliases field.
+    let r = ui.post(
+        "/sites",
+        &s,
+        &[("domain", "ok.example"), ("platform", "p1"), ("db_engine", "sqlite"), ("aliases", "bad alias!")],
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"f-aliases-error\""), "{}", r.body);
+    // A good one is queued and lands on its task.
+    let r = ui.post("/sites", &s, &[("domain", "ok.example"), ("platform", "p1"), ("db_engine", "sqlite")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.starts_with("/tasks/"));
+    // The same domain again: refused, shown on the form.
+    let r = ui.post("/sites", &s, &[("domain", "ok.example"), ("platform", "p1"), ("db_engine", "sqlite")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("There is a problem"), "{}", r.body);
+    // Clients and users.
+    let r = ui.post("/clients", &s, &[("name", "Bad Name"), ("title", ""), ("site_quota", "")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"f-name-error\""), "{}", r.body);
+    let r = ui.post("/clients", &s, &[("name", "initech"), ("title", "Initech"), ("site_quota", "x")]);
+    assert!(r.body.contains("id=\"f-site_quota-error\""), "{}", r.body);
+    let r = ui.post("/clients", &s, &[("name", "initech"), ("title", "Initech"), ("site_quota", "5")]);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/clients?added=initech"));
+    let r = ui.post(
+        "/users",
+        &s,
+        &[("name", "carol"), ("role", "client"), ("client", ""), ("password", "long enough password")],
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("id=\"f-client-error\""), "{}", r.body);
+    let r =
+        ui.post("/users", &s, &[("name", "carol"), ("role", "client"), ("client", "initech"), ("password", "short")]);
+    assert!(r.body.contains("id=\"f-password-error\""), "{}", r.body);
+    let r = ui.post(
+        "/users",
+        &s,
+        &[("name", "carol"), ("role", "client"), ("client", "initech"), ("password", "long enough password")],
+    );
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/users?added=carol"));
+    assert!(ui.get("/users?added=carol", Some(&s)).body.contains("User carol added."));
+    // Your own password.
+    let r = ui.post("/account/password", &s, &[("current", "wrong"), ("new", "a new long password")]);
+    assert!(r.body.contains("id=\"f-current-error\""), "{}", r.body);
+    let r = ui.post("/account/password", &s, &[("current", &ui.admin_password), ("new", "a new long password")]);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/account?done=password"));
+    ui.login("admin", "a new long password");
+}
+
+#[test]
+fn the_sites_list_pages_searches_and_filters() {
+    let ui = Ui::start();
+    for i in 0..120 {
+        ui.create_site(&format!("site{i:03}.example"), if i % 4 == 0 { "globex" } else { "acme" });
+    }
+    let s = ui.login("admin", &ui.admin_password);
+    let first = ui.get("/sites", Some(&s));
+    assert_eq!(rows(&first.body, "sites"), 50);
+    assert!(first.body.contains("name=\"q\" value=\"\""), "an empty search shows as empty");
+    assert!(first.body.contains("1–50 of 120 sites"), "{}", first.body);
+    assert!(first.body.contains("site000.example") && !first.body.contains("site050.example"));
+    // (minijinja writes the `/` of attribute values as `&#x2f;`, which browsers read back as `/`.)
+    assert!(first.body.contains("sites?page=2\" rel=\"next\""), "{}", first.body);
+    let last = ui.get("/sites?page=3", Some(&s));
+    assert_eq!(rows(&last.body, "sites"), 20);
+    assert!(last.body.contains("101–120 of 120 sites") && last.body.contains("site119.example"));
+    // Search and filters, kept in the page links.
+    let found = ui.get("/sites?q=site11", Some(&s));
+    assert_eq!(rows(&found.body, "sites"), 10, "{}", found.body);
+    let globex = ui.get("/sites?client=globex&status=queued", Some(&s));
+    assert!(globex.body.contains("1–30 of 30 sites"), "{}", globex.body);
+    assert_eq!(rows(&globex.body, "sites"), 30);
+    let none = ui.get("/sites?q=nothing-like-this", Some(&s));
+    assert!(none.body.contains("No site matches these filters."));
+    // The dashboard counts them.
+    let dash = ui.get("/", Some(&s));
+    assert!(dash.body.contains("<span class=\"n\">120</span><span class=\"label\">all sites</span>"), "{}", dash.body);
+}

@@ -391,6 +391,18 @@ impl Store {
             .try_get("n")?)
     }
 
+    /// Number of active tasks (queued, running, being recovered) on one target.
+    pub async fn active_tasks_on(&self, kind: TargetKind, id: i64) -> StoreResult<i64> {
+        Ok(sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM tasks WHERE status IN {ACTIVE} AND target_kind = $1 AND target_id = $2"
+        ))
+        .bind(kind.as_str())
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
     // ---- task log ------------------------------------------------------------------------------------
 
     pub async fn log(&self, task: TaskId, level: LogLevel, stream: LogStream, text: &str) -> StoreResult<()> {

@@ -209,6 +209,47 @@ pub fn changed_aliases(site: &Site, add: &[String], remove: &[String], www: bool
 }
 
 impl<'a> Actions<'a> {
+    /// Deletes a backup: its offsite copy first (so a failure there leaves everything in place), then
+    /// the archive and its checksum file, then the record. Not a task: nothing on a site changes.
+    /// Refused while a task of its site is queued or running (a restore may be reading it).
+    pub async fn delete_backup(
+        &self,
+        id: BackupId,
+        offsite: Option<&fjord_exec::offsite::OffsiteConfig>,
+    ) -> ApiResult<Backup> {
+        let b = self.store.backup(id).await?;
+        let backups_dir = format!("{}/backups/", self.layout.state_dir.trim_end_matches('/'));
+        if !b.path.starts_with(&backups_dir) || b.path.contains("/../") {
+            return Err(ApiError::Conflict(format!(
+                "backup {} is not under this state dir's backups/: not removing {}",
+                id.0, b.path
+            )));
+        }
+        let busy = self.store.active_tasks_on(TargetKind::Site, b.site_id.0).await?;
+        if busy > 0 {
+            return Err(ApiError::Conflict(format!(
+                "backup {}: its site has {busy} task(s) queued or running; try again when they are done",
+                id.0
+            )));
+        }
+        if let Some(loc) = &b.offsite {
+            let Some(cfg) = offsite else {
+                return Err(ApiError::Conflict(format!(
+                    "backup {} has an offsite copy ({loc}): configure [offsite] to delete it too",
+                    id.0
+                )));
+            };
+            let store = fjord_exec::offsite::Offsite::open(cfg).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+            store.delete(loc).await.map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        }
+        let path = std::path::Path::new(&b.path);
+        fjord_exec::fsops::remove_all(path).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        fjord_exec::fsops::remove_all(&fjord_exec::backup::checksum_path(path))
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        self.store.delete_backup(b.id).await?;
+        Ok(b)
+    }
+
     pub fn new(store: &'a Store, layout: &'a Layout) -> Actions<'a> {
         Actions { store, layout }
     }

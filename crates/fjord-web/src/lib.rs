@@ -69,6 +69,8 @@ pub struct WebSettings {
     pub login_per_user: u32,
     pub login_per_addr: u32,
     pub login_window: Duration,
+    /// Where offsite copies live, to delete a backup's copy with the backup.
+    pub offsite: Option<fjord_exec::offsite::OffsiteConfig>,
 }
 
 impl Default for WebSettings {
@@ -80,6 +82,7 @@ impl Default for WebSettings {
             login_per_user: 5,
             login_per_addr: 50,
             login_window: Duration::from_secs(15 * 60),
+            offsite: None,
         }
     }
 }

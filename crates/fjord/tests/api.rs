@@ -305,6 +305,7 @@ fn a_client_cannot_see_or_touch_another_clients_site_by_any_route() {
         (Method::GET, "/api/tasks?site=b.example".to_string(), None),
         (Method::GET, "/api/backups?site=b.example".to_string(), None),
         (Method::GET, format!("/api/backups/{b_backup}"), None),
+        (Method::DELETE, format!("/api/backups/{b_backup}"), None),
         (Method::GET, format!("/api/tasks/{b_task_id}"), None),
         (Method::GET, format!("/api/tasks/{b_task_id}/log"), None),
         (Method::POST, format!("/api/tasks/{b_task_id}/cancel"), None),
@@ -375,6 +376,39 @@ fn a_client_cannot_see_or_touch_another_clients_site_by_any_route() {
         "{audit}"
     );
     assert!(items.iter().any(|e| e["actor"] == "api:alice" && e["outcome"] == "invalid"), "{audit}");
+
+    // Deleting a backup: refused to a client (even for her own site), refused while the site has a task
+    // queued, refused for an archive outside the state dir's backups/; then done by a manager.
+    let r = api.call(Method::DELETE, &format!("/api/backups/{b_backup}"), Auth::Token(&api.bob), None);
+    assert_problem(&r, StatusCode::FORBIDDEN, None);
+    let r = api.call(Method::DELETE, &format!("/api/backups/{b_backup}"), Auth::Token(&api.manager), None);
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    let r = api.post(&format!("/api/tasks/{b_task_id}/cancel"), &api.admin, json!({}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api.call(Method::DELETE, &format!("/api/backups/{b_backup}"), Auth::Token(&api.manager), None);
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.text.contains("not under"), "{}", r.text);
+    let archive = api.f.state.join("backups/b.example/b2.tar.zst");
+    std::fs::create_dir_all(archive.parent().expect("dir")).expect("backups dir");
+    std::fs::write(&archive, b"archive").expect("archive");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query(
+            "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
+             SELECT id, $1, 7, 'x', 'manual', 2 FROM sites WHERE domain = 'b.example'",
+        )
+        .bind(archive.to_string_lossy().into_owned())
+        .execute(&mut conn)
+        .await
+        .expect("insert backup");
+    });
+    let second = api.get("/api/backups?site=b.example", &api.admin).body["items"][0]["id"].as_i64().expect("id");
+    assert_ne!(second, b_backup);
+    let r = api.call(Method::DELETE, &format!("/api/backups/{second}"), Auth::Token(&api.manager), None);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!archive.exists(), "the archive is still there");
+    assert_problem(&api.get(&format!("/api/backups/{second}"), &api.admin), StatusCode::NOT_FOUND, None);
 }
 
 #[test]

@@ -157,6 +157,20 @@ fn the_control_panel_end_to_end() {
     assert_eq!(b.find_all("#backups tbody tr").len(), 1, "{}", b.text());
     assert!(b.text().contains("manual"), "{}", b.text());
     b.screenshot_full("site");
+    // A second backup, then the older one deleted from the site page: its archive goes with it.
+    b.click_text("Back up now");
+    wait_task(&b, "succeeded");
+    b.goto(&format!("{panel}/sites/{domain}"));
+    assert_eq!(b.find_all("#backups tbody tr").len(), 2, "{}", b.text());
+    let backups = f.json(&["backup", "list", "--site", domain]);
+    let oldest = backups.as_array().and_then(|l| l.iter().min_by_key(|b| b["id"].as_i64())).expect("a backup").clone();
+    let archive = std::path::PathBuf::from(oldest["path"].as_str().expect("path"));
+    assert!(archive.exists(), "{}", archive.display());
+    b.click("#backups tbody tr:last-child details:nth-of-type(2) summary");
+    b.click_text(&format!("Delete backup #{}", oldest["id"]));
+    b.goto(&format!("{panel}/sites/{domain}"));
+    assert_eq!(b.find_all("#backups tbody tr").len(), 1, "{}", b.text());
+    assert!(!archive.exists(), "the deleted backup's archive is left: {}", archive.display());
 
     // Another client's site (through the CLI), then the lists.
     f.ok(&[

@@ -212,6 +212,24 @@ pub async fn backups(
     Ok(Json(state.store.list_backups(&query).await?))
 }
 
+/// Deletes a backup (platform managers and admins). Someone who may not see its site gets "not found".
+pub async fn delete_backup(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Backup>> {
+    act(&state, &actor, "backup.delete", &format!("backup:{id}"), "", async {
+        let b = state.store.backup(BackupId(id)).await?;
+        let site = state.store.site(b.site_id).await?;
+        if !actor.can_view_site(&site) {
+            return Err(ApiError::not_found("backup", id));
+        }
+        actor.require_manager()?;
+        Ok(Json(state.actions().delete_backup(b.id, state.settings.offsite.as_ref()).await?))
+    })
+    .await
+}
+
 pub async fn backup(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Backup>> {
     let b = state.store.backup(BackupId(id)).await?;
     let site = state.store.site(b.site_id).await?;

@@ -4,6 +4,7 @@ use super::tasks::task_rows;
 use super::{given, page_number, query_escape, see_other, FormErrors, NoFields, Pager, UiResult, Viewer};
 use crate::actions::SiteCreate;
 use crate::api::sites as api;
+use crate::api::tasks as api_tasks;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -330,8 +331,7 @@ async fn site_page(state: &AppState, v: &Viewer, domain: &str, status: StatusCod
         login_link => can(SiteAction::LoginLink), backup => can(SiteAction::Backup), verify => can(SiteAction::Verify),
         enable => can(SiteAction::Enable), disable => can(SiteAction::Disable), clone => can(SiteAction::Clone),
         migrate => can(SiteAction::Migrate), delete => can(SiteAction::Delete), restore => can(SiteAction::Restore),
-        // Deleting a backup removes its archive: that is host work, which the UI leaves to the CLI for now.
-        delete_backup => false,
+        delete_backup => v.0.require_manager().is_ok(),
     };
     let errors: HashMap<&str, Value> = forms
         .errors
@@ -483,7 +483,7 @@ pub async fn delete(
     Ok(see_other(&format!("/tasks/{}", task.id)))
 }
 
-/// Restore from one of the site's backups.
+/// Restore from one of the site's backups, or delete one.
 pub async fn backup_action(
     State(state): State<AppState>,
     v: Viewer,
@@ -495,6 +495,16 @@ pub async fn backup_action(
             let req = api::RestoreRequest { backup: id };
             let queued = api::restore(State(state), v.0.clone(), Path(domain), ApiJson(req)).await?;
             Ok(see_other(&format!("/tasks/{}", queued.0.id)))
+        }
+        "delete" => {
+            // The backup must be this site's: the URL names both.
+            let b = state.store.backup(BackupId(id)).await.map_err(ApiError::from)?;
+            let site = state.store.site(b.site_id).await.map_err(ApiError::from)?;
+            if site.domain.as_str() != domain {
+                return Err(ApiError::not_found("backup", id).into());
+            }
+            let _deleted = api_tasks::delete_backup(State(state), v.0.clone(), Path(id)).await?;
+            Ok(see_other(&format!("/sites/{domain}")))
         }
         _ => Err(ApiError::not_found("action", action).into()),
     }

@@ -176,8 +176,11 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
         Some(addr) => {
             let listener =
                 tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
-            let settings =
-                fjord_web::WebSettings { secure_cookies: file.secure_cookies.unwrap_or(false), ..Default::default() };
+            let settings = fjord_web::WebSettings {
+                secure_cookies: file.secure_cookies.unwrap_or(false),
+                offsite: ctx.settings.offsite()?,
+                ..Default::default()
+            };
             let state = fjord_web::AppState::new(store.clone(), ctx.layout(), settings);
             let local = listener.local_addr()?;
             tracing::info!(%local, "serving the web UI and API");

@@ -187,19 +187,9 @@ pub async fn run(ctx: &mut Ctx, cmd: BackupCmd) -> Result<ExitCode> {
                 println!("dry run: would remove {} and its record", b.path);
                 return Ok(ExitCode::SUCCESS);
             }
-            let path = Path::new(&b.path);
-            if !b.path.starts_with(&format!("{}/backups/", ctx.settings.state_str())) {
-                bail!("backup {id} is not under this state dir's backups/: not removing {}", b.path);
-            }
-            if let Some(loc) = &b.offsite {
-                let Some(cfg) = ctx.settings.offsite()? else {
-                    bail!("backup {id} has an offsite copy ({loc}): configure [offsite] to delete it too");
-                };
-                fjord_exec::offsite::Offsite::open(&cfg)?.delete(loc).await?;
-            }
-            fjord_exec::fsops::remove_all(path)?;
-            fjord_exec::fsops::remove_all(&fjord_exec::backup::checksum_path(path))?;
-            store.delete_backup(b.id).await?;
+            let offsite = ctx.settings.offsite()?;
+            let layout = ctx.layout();
+            fjord_web::actions::Actions::new(&store, &layout).delete_backup(b.id, offsite.as_ref()).await?;
             ctx.out.emit(&serde_json::json!({ "deleted": id }), || println!("backup {id} deleted"));
         }
     }

@@ -7,6 +7,7 @@
 #
 # Environment: FJORD_STATE (default /var/lib/fjord), FJORD_DB (default SQLite in the state dir),
 # FJORD_HTTP_PORT (default 8080): the port Fjord's nginx serves sites on.
+# FJORD_PANEL (default 127.0.0.1:8090): where `fjord serve` answers the web control panel and the API.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,7 +43,8 @@ echo "==> building fjord"
 (cd "$REPO_ROOT" && cargo build --release --locked -p fjord)
 install -m 0755 "$REPO_ROOT/target/release/fjord" /usr/local/bin/fjord
 
-echo "==> initialising state in $STATE"
+PANEL="${FJORD_PANEL:-127.0.0.1:8090}"
+echo "==> initialising state in $STATE (the first run creates the user admin and prints its password once)"
 fjord --state "$STATE" init
 
 if fjord --state "$STATE" --json health | grep -q '"daemon_running": true'; then
@@ -50,7 +52,7 @@ if fjord --state "$STATE" --json health | grep -q '"daemon_running": true'; then
 else
     echo "==> starting fjord serve (log: $STATE/log/fjord.log)"
     # setsid detaches it from this shell so it outlives the script.
-    setsid fjord --state "$STATE" serve >>"$STATE/log/fjord.log" 2>&1 </dev/null &
+    setsid fjord --state "$STATE" serve --listen "$PANEL" >>"$STATE/log/fjord.log" 2>&1 </dev/null &
     for _ in $(seq 1 100); do
         fjord --state "$STATE" --json health | grep -q '"daemon_running": true' && break
         sleep 0.1
@@ -92,7 +94,9 @@ echo
 echo "One-time admin login link: $(fjord --state "$STATE" site login-link "$DEMO")"
 cat <<EOT
 
-Fjord is running. The demo site answers at http://$DEMO:$PORT/ (browsers resolve *.localhost to
+Fjord is running. Its web control panel and API answer at http://$PANEL/ (user admin; the password
+was printed by the first run's init; set another with: fjord --state $STATE user passwd admin).
+The demo site answers at http://$DEMO:$PORT/ (browsers resolve *.localhost to
 this machine; with curl: curl -H 'Host: $DEMO' http://127.0.0.1:$PORT/). Try:
   fjord --state $STATE platform add NAME --path /path/to/codebase --wait
   fjord --state $STATE site create example.test --platform NAME --db-engine sqlite --wait

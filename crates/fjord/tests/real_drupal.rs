@@ -409,6 +409,21 @@ fn real_life_cycle(real: &Real, engine: &str) {
         me.status,
         me.body
     );
+    // Drupal 10's own drush 12, through the alias Fjord writes, as the site's Unix user.
+    if !real.is_d7() {
+        let alias = d.replace('.', "_");
+        let out = f.ok(&["site", "aliases", d, "--wait"]);
+        check!(&f, out.contains(&format!("drush alias @{alias}: ")), "{d}: site aliases: {out}");
+        let st = f.run(&["site", "exec", d, "--", "drush", &format!("@{alias}"), "status", "--format=json"]);
+        let text = String::from_utf8_lossy(&st.stdout).to_string();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        check!(
+            &f,
+            st.status.success() && json["bootstrap"] == "Successful" && json["db-status"] == "Connected",
+            "{d}: drush @{alias} status through site exec: {text}\n{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
     // Drupal's own status report, as the admin sees it: nothing Fjord sets up (settings, trusted
     // hosts, file system, database) is flagged; only what needs the network these machines lack.
     let status = f.get(port, d, "/admin/reports/status");

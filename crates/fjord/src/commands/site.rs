@@ -207,17 +207,12 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
             let platform = store.platform(site.platform_id).await?;
             let app = fjord_plan::apps::App::of(&platform);
-            let file = match app {
-                fjord_plan::apps::App::Drupal => {
-                    format!("{}/drush/sites/{}.site.yml", platform.root, site.domain)
-                }
-                fjord_plan::apps::App::Drupal7 => {
-                    format!("{}/sites/all/drush/{}.alias.drushrc.php", ctx.layout().docroot(&platform), site.domain)
-                }
-                _ => bail!("site {} is not a Drupal site: drush aliases are for Drupal", site.domain),
+            let docroot = ctx.layout().docroot(&platform);
+            let Some((alias, file)) = app.drush_alias_at(&platform.root, &docroot, site.domain.as_str()) else {
+                bail!("site {} is not a Drupal site: drush aliases are for Drupal", site.domain);
             };
             if !ctx.global.json {
-                println!("drush alias @{}: {file} (written by the verify queued now)", site.domain);
+                println!("drush alias @{alias}: {file} (written by the verify queued now)");
             }
             queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
         }

@@ -2,9 +2,10 @@
 //! state database. The API token comes from `FJORD_TOKEN` or a 0600 file (`--token-file` /
 //! `FJORD_TOKEN_FILE`), never from the command line, where other users could read it.
 
+use super::task::print_tasks;
 use super::Ctx;
 use crate::cli::{Command, SiteCmd, TaskCmd};
-use crate::output::{duration, fields, table, when};
+use crate::output::{fields, table};
 use anyhow::{bail, Context as _, Result};
 use fjord_core::{Site, Task, TaskStatus};
 use futures::StreamExt as _;
@@ -145,23 +146,6 @@ fn print_sites(sites: &[Site]) {
         .map(|s| vec![s.domain.to_string(), s.db_engine.to_string(), s.status.to_string()])
         .collect::<Vec<_>>();
     table(&["domain", "db", "status"], &rows);
-}
-
-fn print_tasks(tasks: &[Task]) {
-    let rows = tasks
-        .iter()
-        .map(|t| {
-            vec![
-                t.id.to_string(),
-                t.kind.to_string(),
-                format!("{} {}", t.target_kind, t.target_id),
-                t.status.to_string(),
-                when(Some(t.created_at)),
-                duration(t.duration_ms()),
-            ]
-        })
-        .collect::<Vec<_>>();
-    table(&["id", "kind", "target", "status", "created", "took"], &rows);
 }
 
 /// What a queueing command prints (and, with `--wait`, follows).

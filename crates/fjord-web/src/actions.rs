@@ -13,6 +13,9 @@ use fjord_store::{NewPlatform, NewSite, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod servers;
+pub use servers::{DbServiceCreate, PhpCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
+
 /// What every action needs: the state database and the host layout planners derive paths from.
 #[derive(Debug, Clone, Copy)]
 pub struct Actions<'a> {

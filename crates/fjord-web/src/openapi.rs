@@ -74,8 +74,11 @@ pub fn document() -> OpenApi {
             }
         }
         if let Some(body) = r.body {
-            let (name, schema) = body();
-            components = components.schema(name.clone(), schema);
+            let schemas = body();
+            let name = schemas[0].0.clone();
+            for (n, schema) in schemas {
+                components = components.schema(n, schema);
+            }
             op = op.request_body(Some(
                 RequestBodyBuilder::new()
                     .content(

@@ -218,7 +218,11 @@ fn openapi_documents_every_route_and_every_route_answers() {
                 let name = reference.trim_start_matches("#/components/schemas/");
                 assert!(schemas.contains_key(name), "{method} {path} refers to missing schema {name}");
             }
-            let concrete = path.replace("{domain}", "a.example").replace("{id}", "1").replace("{name}", "p1");
+            let concrete = path
+                .replace("{domain}", "a.example")
+                .replace("{id}", "1")
+                .replace("{name}", "p1")
+                .replace("{runtime}", "alt");
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             let r = api.call(m, &concrete, Auth::None, None);
             let public = op.get("security").is_none();
@@ -669,4 +673,86 @@ fn the_cli_acts_on_a_remote_fjord_through_the_api() {
     assert!(!out.status.success());
     let out = remote(&["server", "list"], &[("FJORD_TOKEN", &api.admin)]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only locally"));
+}
+
+#[test]
+fn servers_are_added_changed_and_removed_through_the_api() {
+    let api = Api::start();
+    let servers = || api.get("/api/servers", &api.admin).body.as_array().expect("servers").len();
+    assert_eq!(servers(), 1);
+    let web2 = json!({ "name": "web2", "http_port": 8081, "databases": [{ "engine": "sqlite" }] });
+
+    // Only an admin adds servers; bad input is refused by field, and nothing is recorded.
+    assert_problem(&api.post("/api/servers", &api.manager, web2.clone()), StatusCode::FORBIDDEN, None);
+    let bad = |body: Value, status: StatusCode, field: Option<&str>| {
+        assert_problem(&api.post("/api/servers", &api.admin, body), status, field);
+    };
+    bad(json!({ "name": "web2", "hostname": "not a host" }), StatusCode::UNPROCESSABLE_ENTITY, Some("hostname"));
+    bad(json!({ "name": "web2", "web": "iis" }), StatusCode::UNPROCESSABLE_ENTITY, Some("web"));
+    bad(
+        json!({ "name": "web2", "web": "apache", "web_mode": "system" }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("web_mode"),
+    );
+    bad(json!({ "name": "localhost" }), StatusCode::UNPROCESSABLE_ENTITY, Some("name"));
+    bad(json!({ "name": "web2", "colour": "blue" }), StatusCode::BAD_REQUEST, None);
+    bad(
+        json!({ "name": "web2", "php": [{ "version": "eight", "binary": "/usr/sbin/php-fpm8.2" }] }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("php"),
+    );
+    // A database whose admin account does not answer: refused, and its password is not kept.
+    let closed = free_port();
+    bad(
+        json!({ "name": "web2", "databases": [{ "engine": "mariadb", "port": closed, "admin_password": "pw-not-kept" }] }),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("databases"),
+    );
+    let secrets = api.f.state.join("secrets");
+    let kept: Vec<String> = std::fs::read_dir(&secrets)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(kept.iter().all(|n| !n.contains("web2")), "{kept:?}");
+    assert_eq!(servers(), 1);
+
+    let r = api.post("/api/servers", &api.admin, web2);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["kind"], "server-verify");
+    let show = |name: &str| api.get(&format!("/api/servers/{name}"), &api.admin).body;
+    let http = |s: &Value| s["services"].as_array().expect("services").iter().find(|v| v["type"] == "http").cloned();
+    assert_eq!(http(&show("web2")).expect("http")["port"], 8081, "{}", show("web2"));
+
+    // Trusted proxies: a bad block is refused by field and changes nothing; a good one is recorded.
+    let before = show("web2");
+    let r = api.post("/api/servers/web2/real-ip", &api.admin, json!({ "trust": ["10.0.0.1/8"] }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("trust"));
+    let r = api.post("/api/servers/web2/real-ip", &api.admin, json!({ "trust": ["10.0.0.0/8"], "header": "X-Client" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("header"));
+    assert_eq!(show("web2"), before);
+    let r = api.post("/api/servers/web2/real-ip", &api.admin, json!({ "trust": ["192.0.2.0/24"] }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(http(&show("web2")).expect("http")["real_ip"]["ranges"].to_string().contains("192.0.2.0/24"));
+    let r = api.get("/api/proxy-ranges", &api.manager);
+    assert!(r.body["ranges"].as_array().is_some_and(|a| !a.is_empty()), "{}", r.text);
+
+    // Switching the web server, and PHP runtimes.
+    let r = api.post("/api/servers/web2/web", &api.manager, json!({ "web": "apache" }));
+    assert_problem(&r, StatusCode::FORBIDDEN, None);
+    let r = api.post("/api/servers/web2/web", &api.admin, json!({ "web": "apache" }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["args"]["previous_web"], "nginx", "{}", r.text);
+    assert_eq!(http(&show("web2")).expect("http")["kind"], "apache");
+    let r = api.post("/api/servers/web2/php", &api.admin, json!({ "name": "alt", "binary": "/nonexistent/php-fpm" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("binary"));
+    let r = api.call(Method::DELETE, "/api/servers/web2/php/nope", Auth::Token(&api.admin), None);
+    assert_problem(&r, StatusCode::NOT_FOUND, None);
+
+    let r = api.call(Method::DELETE, "/api/servers/web2", Auth::Token(&api.admin), None);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["kind"], "server-remove");
+    let audit = api.get("/api/audit?limit=100", &api.admin).body.to_string();
+    for action in ["server.add", "server.real-ip", "server.web", "server.php.add", "server.remove"] {
+        assert!(audit.contains(action), "{action} not audited: {audit}");
+    }
+    assert!(!audit.contains("pw-not-kept"), "a password reached the audit log");
 }

@@ -28,15 +28,17 @@ pub struct Route {
     pub tag: &'static str,
     /// Whether the route needs a logged-in user or token.
     pub auth: bool,
-    /// The request body's schema, if it takes one.
-    pub body: Option<fn() -> NamedSchema>,
+    /// The request body's schema (first) and those it refers to, if it takes one.
+    pub body: Option<fn() -> Vec<NamedSchema>>,
     /// What a success returns: "task" (202 with the queued task), "json", "sse", "none" (204).
     pub returns: &'static str,
     pub handler: fn() -> MethodRouter<AppState>,
 }
 
-fn schema<T: utoipa::ToSchema>() -> NamedSchema {
-    (T::name().into_owned(), T::schema())
+fn schema<T: utoipa::ToSchema>() -> Vec<NamedSchema> {
+    let mut all = vec![(T::name().into_owned(), T::schema())];
+    T::schemas(&mut all);
+    all
 }
 
 macro_rules! route {
@@ -77,6 +79,13 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/clients", "clients", "Add a client (admin)", auth = true, body = Some(schema::<crate::actions::ClientCreate>), returns = "json", post(objects::add_client)),
     route!("get" "/api/servers", "servers", "Servers (admin, platform manager)", auth = true, body = None, returns = "json", get(objects::servers)),
     route!("get" "/api/servers/{name}", "servers", "A server", auth = true, body = None, returns = "json", get(objects::server)),
+    route!("post" "/api/servers", "servers", "Add a server (its database admin accounts must answer) and queue its verify (admin)", auth = true, body = Some(schema::<crate::actions::ServerCreate>), returns = "task", post(objects::add_server)),
+    route!("delete" "/api/servers/{name}", "servers", "Remove a server with nothing on it (admin)", auth = true, body = None, returns = "task", delete(objects::remove_server)),
+    route!("post" "/api/servers/{name}/web", "servers", "Switch the server's web server (nginx, apache): every vhost moves over (admin)", auth = true, body = Some(schema::<crate::actions::WebSwitch>), returns = "task", post(objects::switch_web)),
+    route!("post" "/api/servers/{name}/php", "servers", "Add a PHP-FPM runtime, detected from its binary (admin)", auth = true, body = Some(schema::<crate::actions::PhpRuntimeAdd>), returns = "task", post(objects::add_php_runtime)),
+    route!("delete" "/api/servers/{name}/php/{runtime}", "servers", "Remove a PHP-FPM runtime no site runs on (admin)", auth = true, body = None, returns = "task", delete(objects::remove_php_runtime)),
+    route!("post" "/api/servers/{name}/real-ip", "servers", "Set the proxies trusted to say the visitor's address (admin)", auth = true, body = Some(schema::<crate::actions::RealIpSet>), returns = "task", post(objects::set_real_ip)),
+    route!("get" "/api/proxy-ranges", "servers", "Cloudflare's ranges as Fjord knows them, and since when", auth = true, body = None, returns = "json", get(objects::proxy_ranges)),
     route!("post" "/api/servers/{name}/verify", "servers", "Verify a server (admin)", auth = true, body = None, returns = "task", post(objects::verify_server)),
     route!("get" "/api/platforms", "platforms", "Platforms", auth = true, body = None, returns = "json", get(objects::platforms)),
     route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<crate::actions::PlatformCreate>), returns = "task", post(objects::add_platform)),

@@ -1,8 +1,8 @@
 //! Health, clients, servers and platforms.
 
 use super::{act, Queued};
-use crate::actions::{ClientCreate, PlatformCreate};
-use crate::error::ApiResult;
+use crate::actions::{ClientCreate, PhpRuntimeAdd, PlatformCreate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState};
 use axum::extract::{Path, State};
@@ -129,4 +129,114 @@ pub async fn unlock_platform(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Platform>> {
     set_lock(state, actor, name, false).await
+}
+
+pub async fn add_server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<ServerCreate>,
+) -> ApiResult<Queued> {
+    actor.require_admin()?;
+    let target = format!("server:{}", req.name);
+    let (_, task, _) =
+        act(&state, &actor, "server.add", &target, "", state.actions().add_server(&req, &actor.created_by())).await?;
+    Ok(Queued(task))
+}
+
+pub async fn remove_server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Queued> {
+    actor.require_admin()?;
+    let target = format!("server:{name}");
+    act(&state, &actor, "server.remove", &target, "", async {
+        let s = state.store.server_by_name(&name).await?;
+        state.actions().enqueue(TaskKind::ServerRemove, s.id.0, serde_json::json!({}), &actor.created_by()).await
+    })
+    .await
+    .map(Queued)
+}
+
+/// Records the server's new services (computed by `change`) and queues its verify, audited as `action`.
+async fn change_services<F, Fut>(
+    state: &AppState,
+    actor: &Actor,
+    name: &str,
+    action: &str,
+    detail: &str,
+    change: F,
+) -> ApiResult<Queued>
+where
+    F: FnOnce(Server) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<(Server, Vec<Service>, serde_json::Value)>>,
+{
+    actor.require_admin()?;
+    let target = format!("server:{name}");
+    act(state, actor, action, &target, detail, async {
+        let s = state.store.server_by_name(name).await?;
+        let (s, services, args) = change(s).await?;
+        match state.actions().set_services_and_verify(&s, &services, args, &actor.created_by(), false).await? {
+            Ok(task) => Ok(Queued(task)),
+            Err(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
+        }
+    })
+    .await
+}
+
+pub async fn switch_web(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<WebSwitch>,
+) -> ApiResult<Queued> {
+    let actions = state.actions();
+    change_services(&state, &actor, &name, "server.web", &req.web, |s| async {
+        let (services, args) = actions.web_switch(&s, &req).await?;
+        Ok((s, services, args))
+    })
+    .await
+}
+
+pub async fn add_php_runtime(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PhpRuntimeAdd>,
+) -> ApiResult<Queued> {
+    let actions = state.actions();
+    change_services(&state, &actor, &name, "server.php.add", &req.name, |s| async {
+        let services = actions.php_runtime_added(&s, &req).await?;
+        Ok((s, services, serde_json::json!({})))
+    })
+    .await
+}
+
+pub async fn remove_php_runtime(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((name, runtime)): Path<(String, String)>,
+) -> ApiResult<Queued> {
+    let actions = state.actions();
+    change_services(&state, &actor, &name, "server.php.remove", &runtime, |s| async {
+        let services = actions.php_runtime_removed(&s, &runtime).await?;
+        Ok((s, services, serde_json::json!({})))
+    })
+    .await
+}
+
+pub async fn set_real_ip(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<RealIpSet>,
+) -> ApiResult<Queued> {
+    let actions = state.actions();
+    change_services(&state, &actor, &name, "server.real-ip", "", |s| async {
+        let services = actions.real_ip_set(&s, &req).await?;
+        Ok((s, services, serde_json::json!({})))
+    })
+    .await
+}
+
+pub async fn proxy_ranges(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<serde_json::Value>> {
+    actor.require_manager()?;
+    let (ranges, source, at) = state.actions().cloudflare_ranges().await?;
+    Ok(Json(serde_json::json!({ "name": CLOUDFLARE, "ranges": ranges, "source": source, "updated_at": at })))
 }

@@ -6,203 +6,87 @@ use crate::output::{fields, table, when};
 use anyhow::{bail, Result};
 use fjord_core::names::{validate_abs_path, validate_token};
 use fjord_core::*;
-use fjord_store::{NewPlatform, NewServer, Store};
+use fjord_store::{NewPlatform, Store};
+use fjord_web::actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
 use std::process::ExitCode;
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
-    s.parse().map_err(|e| anyhow::anyhow!("invalid {field}: {e}"))
-}
-
-/// The services a new server offers: what the flags say, completed on the local machine by what is
-/// installed (nginx version, PHP-FPM runtimes).
-async fn services(add: &ServerAdd, local: bool) -> Result<Vec<Service>> {
-    let mut services = Vec::new();
-    if add.http != "none" {
-        let kind: HttpKind = parse_enum("--web", &add.http)?;
-        let mode: WebMode = parse_enum("--http-mode", &add.http_mode)?;
-        if kind == HttpKind::Apache && mode != WebMode::Own {
-            bail!("--web apache runs only as Fjord's own master: use --http-mode own");
+/// `fjord server add`'s flags as the actions layer's request (passwords read from their files).
+fn server_create(add: &ServerAdd) -> Result<ServerCreate> {
+    let password = |file: &Option<String>| -> Result<Option<String>> {
+        let Some(file) = file else { return Ok(None) };
+        let pw = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
+        let pw = pw.trim_end_matches(['\n', '\r']).to_string();
+        if pw.is_empty() {
+            bail!("{file} is empty");
         }
-        if let Some(l) = &add.listen {
-            if l.parse::<std::net::IpAddr>().is_err() {
-                bail!("invalid --listen {l:?}: give an IP address");
+        Ok(Some(pw))
+    };
+    let mut databases = Vec::new();
+    for engine in &add.dbs {
+        let (host, port, socket, admin, pw) = match engine.as_str() {
+            "mariadb" => {
+                let m = &add.mariadb;
+                (
+                    Some(m.mariadb_host.clone()),
+                    Some(m.mariadb_port),
+                    m.mariadb_socket.clone(),
+                    Some(m.mariadb_admin.clone()),
+                    password(&m.mariadb_password_file)?,
+                )
             }
-        }
-        services.push(Service::Http(HttpService {
-            kind,
-            mode,
-            version: if local { web_version(kind).await } else { None },
-            binary: None,
-            listen: add.listen.clone(),
-            port: add.http_port,
-            https_port: add.https_port,
-            real_ip: None,
-        }));
-    }
-    for db in &add.dbs {
-        let engine: DbEngine = parse_enum("--database", db)?;
-        if services.iter().any(|s| matches!(s, Service::Db(d) if d.engine == engine)) {
-            bail!("--database {db} is given twice");
-        }
-        let path =
-            |field: &'static str, p: &Option<String>| p.as_deref().map(|p| validate_abs_path(field, p)).transpose();
-        let service = match engine {
-            DbEngine::Mariadb => DbService {
-                engine,
-                version: None,
-                host: Some(add.mariadb.mariadb_host.clone()),
-                port: Some(add.mariadb.mariadb_port),
-                socket: path("--mariadb-socket", &add.mariadb.mariadb_socket)?,
-                admin_user: Some(Name::parse("--mariadb-admin", &add.mariadb.mariadb_admin)?.to_string()),
-                admin_password: add.mariadb.mariadb_password_file.is_some(),
-            },
-            DbEngine::Postgres => DbService {
-                engine,
-                version: None,
-                host: Some(add.postgres.postgres_host.clone()),
-                port: Some(add.postgres.postgres_port),
-                socket: path("--postgres-socket", &add.postgres.postgres_socket)?,
-                admin_user: Some(Name::parse("--postgres-admin", &add.postgres.postgres_admin)?.to_string()),
-                admin_password: add.postgres.postgres_password_file.is_some(),
-            },
-            DbEngine::Sqlite => DbService {
-                engine,
-                version: None,
-                host: None,
-                port: None,
-                socket: None,
-                admin_user: None,
-                admin_password: false,
-            },
+            "postgres" => {
+                let p = &add.postgres;
+                (
+                    Some(p.postgres_host.clone()),
+                    Some(p.postgres_port),
+                    p.postgres_socket.clone(),
+                    Some(p.postgres_admin.clone()),
+                    password(&p.postgres_password_file)?,
+                )
+            }
+            _ => (None, None, None, None, None),
         };
-        for host in [&service.host].into_iter().flatten() {
-            if host.parse::<std::net::IpAddr>().is_err() && Domain::parse(host).is_err() {
-                bail!("invalid database host {host:?}");
-            }
-        }
-        services.push(Service::Db(service));
+        databases.push(DbServiceCreate {
+            engine: engine.clone(),
+            host,
+            port,
+            socket,
+            admin_user: admin,
+            admin_password: pw,
+        });
     }
-    for php in &add.phps {
-        let Some((version, binary)) = php.split_once('=') else {
-            bail!("invalid --php {php:?}: expected VERSION=BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2")
+    let mut php = Vec::new();
+    for p in &add.phps {
+        let Some((version, binary)) = p.split_once('=') else {
+            bail!("invalid --php {p:?}: expected VERSION=BINARY, e.g. 8.2=/usr/sbin/php-fpm8.2")
         };
-        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            bail!("invalid --php {php:?}: the version must look like 8.2");
-        }
-        if services.iter().any(|s| matches!(s, Service::Php(p) if p.version == version)) {
-            bail!("--php {version} is given twice");
-        }
-        let binary = validate_abs_path("php binary", binary)?;
-        let cli = format!("/usr/bin/php{version}");
-        services.push(Service::Php(PhpRuntime {
-            name: None,
-            version: version.into(),
-            binary,
-            cli: std::path::Path::new(&cli).exists().then_some(cli),
-            extensions: vec![],
-        }));
+        php.push(PhpCreate { version: version.into(), binary: binary.into() });
     }
-    if add.phps.is_empty() && local {
-        for found in fjord_exec::probe::php_runtimes() {
-            services.push(Service::Php(PhpRuntime {
-                name: None,
-                version: found.version,
-                binary: found.fpm,
-                cli: found.cli,
-                extensions: vec![],
-            }));
-        }
-    }
-    Ok(services)
-}
-
-async fn web_version(kind: HttpKind) -> Option<String> {
-    match kind {
-        HttpKind::Nginx => fjord_exec::probe::nginx_version().await,
-        HttpKind::Apache => fjord_exec::probe::apache_version().await,
-    }
-}
-
-/// Copies admin password files into the secrets store, and proves each database answers.
-async fn db_admin_setup(ctx: &Ctx, server: &Server, add: &ServerAdd) -> Result<Vec<String>> {
-    let ex = ctx.executor()?;
-    let mut report = Vec::new();
-    for (engine, file) in [
-        (DbEngine::Mariadb, &add.mariadb.mariadb_password_file),
-        (DbEngine::Postgres, &add.postgres.postgres_password_file),
-    ] {
-        let Some(db) = server.db(engine) else { continue };
-        if let Some(file) = file {
-            let pw = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
-            let pw = pw.trim_end_matches(['\n', '\r']);
-            if pw.is_empty() {
-                bail!("{file} is empty");
-            }
-            ex.secrets.put(&fjord_plan::db::admin_password_key(server, engine), &fjord_exec::Secret::new(pw))?;
-        }
-        let cmd = fjord_plan::db::admin(server, db, "SELECT version();\n".into());
-        match ex.run_command(&cmd, None, None).await {
-            Ok(out) => report.push(format!("{engine} {}", out.stdout.lines().last().unwrap_or("").trim())),
-            Err(e) => bail!("cannot reach {engine} as its admin account: {e}"),
-        }
-    }
-    Ok(report)
-}
-
-fn prospective_server(new: &NewServer) -> Server {
-    Server {
-        id: ServerId(0),
-        name: new.name.clone(),
-        hostname: new.hostname.clone(),
-        services: new.services.clone(),
-        status: ObjectStatus::Queued,
-        created_at: 0,
-        updated_at: 0,
-    }
+    Ok(ServerCreate {
+        name: add.name.clone(),
+        hostname: add.hostname.clone(),
+        web: add.http.clone(),
+        web_mode: add.http_mode.clone(),
+        http_port: add.http_port,
+        https_port: add.https_port,
+        listen: add.listen.clone(),
+        databases,
+        php,
+    })
 }
 
 pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
         ServerCmd::Add(add) => {
-            let hostname = if add.hostname == "localhost" {
-                add.hostname.clone()
-            } else {
-                Domain::parse_field("hostname", &add.hostname)?.to_string()
-            };
-            let name = Name::parse("server name", &add.name)?;
-            if store.server_by_name(name.as_str()).await.is_ok() {
-                bail!("a server named {name:?} already exists");
-            }
-            let local = hostname == "localhost";
-            let new = NewServer { name, hostname, services: services(&add, local).await? };
-            let snap = Snapshot {
-                server: prospective_server(&new),
-                platform: None,
-                site: None,
-                sites: vec![],
-                platforms: vec![],
-                db_server: None,
-                other_site: None,
-                other_platform: None,
-                other_db_server: None,
-            };
-            let planned = plan_now(ctx, TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
+            let req = server_create(&add)?;
+            let layout = ctx.layout();
+            let actions = Actions::new(&store, &layout);
             if ctx.global.dry_run {
+                let (_, planned) = actions.prepare_server(&req).await?;
                 return print_plan(ctx, TaskKind::ServerVerify, &planned);
             }
-            // Prove the database admin accounts work before recording anything.
-            let reachable = match db_admin_setup(ctx, &snap.server, &add).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let ex = ctx.executor()?;
-                    for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
-                        let _ = ex.secrets.delete(&fjord_plan::db::admin_password_key(&snap.server, engine));
-                    }
-                    return Err(e);
-                }
-            };
-            let (server, t) = store.add_server(&new, &ctx.actor()).await?;
+            let (server, t, reachable) = actions.add_server(&req, &ctx.actor()).await?;
             if !ctx.out.json {
                 println!("server {} added: {}", server.name, describe_services(&server.services));
                 for r in reachable {
@@ -248,22 +132,9 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
         }
         ServerCmd::Web { name, kind } => {
             let s = store.server_by_name(&name).await?;
-            let kind: HttpKind = parse_enum("web server", &kind)?;
-            let Some(http) = s.http() else { bail!("server {name} has no web server") };
-            if kind == HttpKind::Apache && http.mode != WebMode::Own {
-                bail!("Apache runs only as Fjord's own master; server {name} uses the system nginx");
-            }
-            let previous = http.kind;
-            let version = if s.hostname == "localhost" { web_version(kind).await } else { None };
-            let mut services = s.services.clone();
-            for svc in &mut services {
-                if let Service::Http(h) = svc {
-                    h.kind = kind;
-                    h.binary = None;
-                    h.version = version.clone();
-                }
-            }
-            set_services_and_verify(ctx, &s, &services, serde_json::json!({ "previous_web": previous })).await
+            let layout = ctx.layout();
+            let (services, args) = Actions::new(&store, &layout).web_switch(&s, &WebSwitch { web: kind }).await?;
+            set_services_and_verify(ctx, &s, &services, args).await
         }
         ServerCmd::RealIp(args) => super::proxies::real_ip(ctx, args).await,
         ServerCmd::Remove { name } => {
@@ -293,60 +164,16 @@ async fn php(ctx: &mut Ctx, cmd: PhpCmd) -> Result<ExitCode> {
         }
         PhpCmd::Add { server, name, binary, cli } => {
             let s = store.server_by_name(&server).await?;
-            let name = Name::parse("runtime name", &name)?.to_string();
-            if name.len() > 24 {
-                // It goes into socket paths, which Unix limits to 108 bytes.
-                bail!("runtime name {name:?}: at most 24 characters");
-            }
-            if s.php_runtimes().any(|r| r.key() == name) {
-                bail!("server {} already has a PHP runtime {name}", s.name);
-            }
-            let binary = validate_abs_path("php-fpm binary", &binary)?;
-            let cli = cli.map(|c| validate_abs_path("php cli", &c)).transpose()?;
-            let Some((version, extensions)) = fjord_exec::probe::php_fpm_info(&binary, cli.as_deref()).await else {
-                bail!("{binary} is not a PHP-FPM binary this machine can run (`{binary} -v` failed)");
-            };
-            let cli = cli.or_else(|| {
-                let default = format!("/usr/bin/php{version}");
-                std::path::Path::new(&default).exists().then_some(default)
-            });
-            let mut services = s.services.clone();
-            services.push(Service::Php(PhpRuntime { name: Some(name), version, binary, cli, extensions }));
-            if ctx.global.dry_run {
-                println!("dry run: would add the runtime and verify server {}; nothing was changed", s.name);
-                return Ok(ExitCode::SUCCESS);
-            }
-            store.set_server_services(s.id, &services).await?;
-            queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
+            let layout = ctx.layout();
+            let services =
+                Actions::new(&store, &layout).php_runtime_added(&s, &PhpRuntimeAdd { name, binary, cli }).await?;
+            set_services_and_verify(ctx, &s, &services, serde_json::json!({})).await
         }
         PhpCmd::Remove { server, name } => {
             let s = store.server_by_name(&server).await?;
-            let Some(runtime) = s.php_runtimes().find(|r| r.key() == name) else {
-                bail!("server {} has no PHP runtime {name}", s.name);
-            };
-            let default = s.php_runtimes().next().map(|r| r.key()) == Some(runtime.key());
-            let sites = store.sites(None).await?;
-            let platforms: Vec<PlatformId> =
-                store.platforms().await?.into_iter().filter(|p| p.server_id == s.id).map(|p| p.id).collect();
-            let users: Vec<String> = sites
-                .iter()
-                .filter(|site| platforms.contains(&site.platform_id) && site.status != SiteStatus::Deleted)
-                .filter(|site| match &site.php {
-                    Some(p) => p == runtime.key() || p == &runtime.version && !s.php_runtimes().any(|r| r.key() == p),
-                    None => default,
-                })
-                .map(|site| site.domain.to_string())
-                .collect();
-            if !users.is_empty() {
-                bail!(
-                    "PHP runtime {name} still runs {}: move them first (fjord site php DOMAIN --runtime R)",
-                    users.join(", ")
-                );
-            }
-            let services: Vec<Service> =
-                s.services.iter().filter(|svc| !matches!(svc, Service::Php(r) if r.key() == name)).cloned().collect();
-            store.set_server_services(s.id, &services).await?;
-            queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
+            let layout = ctx.layout();
+            let services = Actions::new(&store, &layout).php_runtime_removed(&s, &name).await?;
+            set_services_and_verify(ctx, &s, &services, serde_json::json!({})).await
         }
     }
 }
@@ -360,19 +187,11 @@ pub(super) async fn set_services_and_verify(
     args: serde_json::Value,
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
-    store.set_server_services(s.id, services).await?;
-    let queued = super::enqueue_checked(ctx, TaskKind::ServerVerify, s.id.0, args).await;
-    let store = ctx.store().await?;
-    match queued {
-        Ok(Some(t)) => task::queued(ctx, &t).await,
-        Ok(None) => {
-            store.set_server_services(s.id, &s.services).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            store.set_server_services(s.id, &s.services).await?;
-            Err(e)
-        }
+    let layout = ctx.layout();
+    let actions = Actions::new(&store, &layout);
+    match actions.set_services_and_verify(s, services, args, &ctx.actor(), ctx.global.dry_run).await? {
+        Ok(t) => task::queued(ctx, &t).await,
+        Err(planned) => print_plan(ctx, TaskKind::ServerVerify, &planned),
     }
 }
 

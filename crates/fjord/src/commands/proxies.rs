@@ -5,62 +5,27 @@ use super::Ctx;
 use crate::cli::{ProxyRangesCmd, ServerRealIp};
 use crate::output::{fields, when};
 use anyhow::{bail, Context, Result};
-use fjord_core::proxies::{parse_cidr, parse_range_list, CLOUDFLARE_RANGES};
+use fjord_core::proxies::parse_range_list;
 use fjord_core::*;
+use fjord_web::actions::{Actions, RealIpSet, CLOUDFLARE};
 use std::process::ExitCode;
 
-const CLOUDFLARE: &str = "cloudflare";
 /// Where Cloudflare publishes its edge ranges, one CIDR block a line.
 const CLOUDFLARE_URLS: &[&str] = &["https://www.cloudflare.com/ips-v4", "https://www.cloudflare.com/ips-v6"];
 
 /// Cloudflare's ranges as last updated in the state database, or as shipped.
 async fn cloudflare_ranges(ctx: &mut Ctx) -> Result<(Vec<String>, String, Option<Millis>)> {
     let store = ctx.store().await?;
-    Ok(match store.proxy_ranges(CLOUDFLARE).await? {
-        Some((ranges, source, at)) => (ranges, source, Some(at)),
-        None => {
-            (parse_range_list(CLOUDFLARE_RANGES).map_err(anyhow::Error::msg)?, "shipped with Fjord".to_string(), None)
-        }
-    })
+    let layout = ctx.layout();
+    Ok(Actions::new(&store, &layout).cloudflare_ranges().await?)
 }
 
 pub async fn real_ip(ctx: &mut Ctx, a: ServerRealIp) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let s = store.server_by_name(&a.name).await?;
-    if s.http().is_none() {
-        bail!("server {} has no web server", s.name);
-    }
-    let real_ip = if a.off {
-        None
-    } else {
-        if a.trust.is_empty() && !a.cloudflare {
-            bail!("name the proxies to trust: --trust CIDR (repeatable) and/or --cloudflare (or --off)");
-        }
-        let mut ranges = Vec::new();
-        for t in &a.trust {
-            let r = parse_cidr(t).map_err(|e| anyhow::anyhow!("invalid --trust: {e}"))?;
-            if !ranges.contains(&r) {
-                ranges.push(r);
-            }
-        }
-        let header = match &a.header {
-            Some(h) => {
-                RealIpHeader::ALL.iter().copied().find(|k| k.as_str().eq_ignore_ascii_case(h)).ok_or_else(|| {
-                    anyhow::anyhow!("invalid --header {h:?}: one of CF-Connecting-IP, X-Forwarded-For, X-Real-IP")
-                })?
-            }
-            None if a.cloudflare => RealIpHeader::CfConnectingIp,
-            None => RealIpHeader::XForwardedFor,
-        };
-        let cloudflare_ranges = if a.cloudflare { cloudflare_ranges(ctx).await?.0 } else { vec![] };
-        Some(RealIp { header, cloudflare: a.cloudflare, cloudflare_ranges, ranges })
-    };
-    let mut services = s.services.clone();
-    for svc in &mut services {
-        if let Service::Http(h) = svc {
-            h.real_ip = real_ip.clone();
-        }
-    }
+    let req = RealIpSet { trust: a.trust, cloudflare: a.cloudflare, header: a.header, off: a.off };
+    let layout = ctx.layout();
+    let services = Actions::new(&store, &layout).real_ip_set(&s, &req).await?;
     set_services_and_verify(ctx, &s, &services, serde_json::json!({})).await
 }
 

@@ -13,6 +13,7 @@ use fjord_store::{NewPlatform, NewSite, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod restore;
 mod servers;
 pub use servers::{DbServiceCreate, PhpCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
 
@@ -390,6 +391,54 @@ impl<'a> Actions<'a> {
         Ok(self.store.create_site(&new, created_by).await?)
     }
 
+    /// A new site record like `src` (database server and engine, PHP, profile, client, cron) under
+    /// `domain` on `platform`. HTTPS is never copied: the new domain needs its own certificate.
+    pub fn site_like(&self, src: &Site, domain: Domain, platform: &Platform, aliases: Vec<Domain>) -> NewSite {
+        NewSite {
+            domain,
+            platform: platform.id,
+            db_server: src.db_server_id,
+            db_engine: src.db_engine,
+            php: src.php.clone(),
+            profile: src.profile.clone(),
+            language: src.language.clone(),
+            client: src.client_id,
+            aliases,
+            redirect_aliases: src.redirect_aliases,
+            https: HttpsMode::Off,
+            cron_interval: src.cron_interval,
+            existing_db: None,
+        }
+    }
+
+    /// The snapshot a task on a site not recorded yet is planned against (checking the domain is free
+    /// and the client's quota), with the site it comes from, if any, as the other site.
+    pub async fn new_site_snapshot(
+        &self,
+        new: &NewSite,
+        platform: Platform,
+        other_site: Option<Site>,
+        other_platform: Option<Platform>,
+    ) -> ApiResult<Snapshot> {
+        let prospective = self.store.prepare_site(new).await?;
+        let server = self.store.server(platform.server_id).await?;
+        let db_server = match new.db_server {
+            Some(id) if id != server.id => Some(self.store.server(id).await?),
+            _ => None,
+        };
+        Ok(Snapshot {
+            server,
+            platform: Some(platform),
+            site: Some(prospective),
+            sites: vec![],
+            platforms: vec![],
+            db_server,
+            other_site,
+            other_platform,
+            other_db_server: None,
+        })
+    }
+
     /// Validates a clone of `src` as `domain` (on `platform`, default the source's) and plans it.
     pub async fn prepare_clone(
         &self,
@@ -403,40 +452,9 @@ impl<'a> Actions<'a> {
             Some(name) => self.store.platform_by_name(name).await.map_err(|e| field_not_found(e, "platform"))?,
             None => src_platform.clone(),
         };
-        let server = self.store.server(platform.server_id).await?;
-        let new = NewSite {
-            domain: Domain::parse(domain)?,
-            platform: platform.id,
-            db_server: src.db_server_id,
-            db_engine: src.db_engine,
-            php: src.php.clone(),
-            profile: src.profile.clone(),
-            language: src.language.clone(),
-            client: src.client_id,
-            aliases: parse_aliases(aliases)?,
-            redirect_aliases: src.redirect_aliases,
-            // HTTPS is not copied: the new domain needs its own certificate.
-            https: HttpsMode::Off,
-            cron_interval: src.cron_interval,
-            existing_db: None,
-        };
-        let prospective = self.store.prepare_site(&new).await?;
-        let db_server = match src.db_server_id {
-            Some(id) if id != server.id => Some(self.store.server(id).await?),
-            _ => None,
-        };
+        let new = self.site_like(src, Domain::parse(domain)?, &platform, parse_aliases(aliases)?);
         let args = serde_json::json!({ "source_site": src.id.0 });
-        let snap = Snapshot {
-            server,
-            platform: Some(platform),
-            site: Some(prospective),
-            sites: vec![],
-            platforms: vec![],
-            db_server,
-            other_site: Some(src.clone()),
-            other_platform: Some(src_platform),
-            other_db_server: None,
-        };
+        let snap = self.new_site_snapshot(&new, platform, Some(src.clone()), Some(src_platform)).await?;
         let planned = self.plan_snapshot(TaskKind::SiteClone, &args, &snap)?;
         Ok((new, args, planned))
     }

@@ -756,3 +756,90 @@ fn servers_are_added_changed_and_removed_through_the_api() {
     }
     assert!(!audit.contains("pw-not-kept"), "a password reached the audit log");
 }
+
+#[test]
+fn a_deleted_site_comes_back_from_its_backup_through_the_api() {
+    let api = Api::start();
+    api.create_site("gone.example", "globex");
+    api.create_site("here.example", "acme");
+    // Two backups as the daemon would have recorded them (the workers are off), and gone.example
+    // deleted; its archive is a real file under the state dir's backups/.
+    let dir = api.f.state.join("backups/gone.example");
+    std::fs::create_dir_all(&dir).expect("backups dir");
+    let archive = dir.join("gone.example-1.tar.zst");
+    std::fs::write(&archive, b"not really an archive").expect("archive");
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        for (domain, path) in
+            [("gone.example", archive.to_string_lossy().into_owned()), ("here.example", "/nowhere".into())]
+        {
+            sqlx::query(
+                "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
+                 SELECT id, $1, 21, $3, 'pre-delete', 1 FROM sites WHERE domain = $2",
+            )
+            .bind(path)
+            .bind(domain)
+            .bind("ab".repeat(32))
+            .execute(&mut conn)
+            .await
+            .expect("insert backup");
+        }
+        for sql in [
+            "DELETE FROM site_domains WHERE site_id = (SELECT id FROM sites WHERE domain = 'gone.example')",
+            "UPDATE sites SET status = 'deleted' WHERE domain = 'gone.example'",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.expect("delete site");
+        }
+    });
+    let backups = api.get("/api/backups", &api.admin).body;
+    let id_of = |domain: &str| {
+        let site = api.get(&format!("/api/sites/{domain}"), &api.admin).body["id"].clone();
+        backups["items"].as_array().expect("items").iter().find(|b| b["site_id"] == site).map(|b| b["id"].clone())
+    };
+    let here = id_of("here.example").expect("here's backup");
+    let _ = id_of;
+    let gone = backups["items"].as_array().expect("items").iter().find(|b| b["id"] != here).expect("gone's")["id"]
+        .as_i64()
+        .expect("id");
+    assert_eq!(api.get("/api/sites/gone.example", &api.admin).status, StatusCode::NOT_FOUND);
+
+    // A site that still exists is restored in place, not brought back.
+    let r = api.post(&format!("/api/backups/{here}/restore"), &api.admin, json!({}));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("backup"));
+    // Another client's deleted site is not there for alice; bad input is refused by field.
+    let path = format!("/api/backups/{gone}/restore");
+    assert_problem(&api.post(&path, &api.alice, json!({})), StatusCode::NOT_FOUND, None);
+    assert_problem(
+        &api.post(&path, &api.admin, json!({ "domain": "not a domain" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("domain"),
+    );
+    assert_problem(
+        &api.post(&path, &api.admin, json!({ "platform": "nope" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("platform"),
+    );
+    assert_problem(&api.post(&path, &api.admin, json!({ "domain": "here.example" })), StatusCode::CONFLICT, None);
+    assert_eq!(api.get("/api/sites?q=gone", &api.admin).body["total"], 0, "a refusal recorded nothing");
+
+    // Verify reads the archive: this one does not match its checksum.
+    let r = api.post(&format!("/api/backups/{gone}/verify"), &api.admin, json!({}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ok"], false, "{}", r.text);
+
+    // Back under its old domain, on its old platform, for its client, built by a restore task.
+    let r = api.post(&path, &api.admin, json!({}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.body["kind"], "site-restore");
+    assert_eq!(r.body["args"]["archive"], archive.to_string_lossy().as_ref());
+    let site = api.get("/api/sites/gone.example", &api.admin).body;
+    assert_eq!(site["client"], "globex", "{site}");
+    assert_eq!(site["platform"], "p1", "{site}");
+    // Its archive gone and no offsite copy: refused, nothing recorded.
+    std::fs::remove_file(&archive).expect("rm archive");
+    let r = api.post(&path, &api.admin, json!({ "domain": "gone2.example" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("backup"));
+    assert_eq!(api.get("/api/sites/gone2.example", &api.admin).status, StatusCode::NOT_FOUND);
+}

@@ -113,6 +113,8 @@ pub static ROUTES: &[Route] = &[
     route!("get" "/api/backups", "backups", "Backups, newest first (?site=DOMAIN)", auth = true, body = None, returns = "json", get(tasks::backups)),
     route!("get" "/api/backups/{id}", "backups", "A backup", auth = true, body = None, returns = "json", get(tasks::backup)),
     route!("delete" "/api/backups/{id}", "backups", "Delete a backup: its archive, offsite copy and record (platform managers)", auth = true, body = None, returns = "json", delete(tasks::delete_backup)),
+    route!("post" "/api/backups/{id}/restore", "backups", "Bring the deleted site a backup was taken of back as a new site (its old domain and platform unless given)", auth = true, body = Some(schema::<tasks::RestoreDeletedRequest>), returns = "task", post(tasks::restore_deleted)),
+    route!("post" "/api/backups/{id}/verify", "backups", "Re-read a backup's archive and check its checksums (fetched back from offsite if only there)", auth = true, body = None, returns = "json", post(tasks::verify_backup)),
     route!("get" "/api/tasks", "tasks", "Tasks, newest first (?status, kind, site)", auth = true, body = None, returns = "json", get(tasks::list)),
     route!("get" "/api/tasks/{id}", "tasks", "A task with its steps", auth = true, body = None, returns = "json", get(tasks::show)),
     route!("get" "/api/tasks/{id}/log", "tasks", "A task's log as server-sent events, live until the task ends", auth = true, body = None, returns = "sse", get(tasks::log)),

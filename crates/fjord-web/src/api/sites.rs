@@ -181,7 +181,8 @@ pub async fn restore(
     let site = site_for(&state, &actor, &domain, SiteAction::Restore).await?;
     let target = format!("site:{}", site.domain);
     act(&state, &actor, "site-restore", &target, &format!("backup {}", req.backup), async {
-        let args = state.actions().restore_args(&site, BackupId(req.backup)).await?;
+        let offsite = state.settings.offsite.as_ref();
+        let args = state.actions().restore_args_fetched(&site, BackupId(req.backup), offsite, false).await?;
         state.actions().enqueue(TaskKind::SiteRestore, site.id.0, args, &actor.created_by()).await
     })
     .await

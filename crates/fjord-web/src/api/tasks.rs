@@ -238,3 +238,64 @@ pub async fn backup(State(state): State<AppState>, actor: Actor, Path(id): Path<
     }
     Ok(Json(b))
 }
+
+/// A backup that `actor` may `action` through the site it was taken of (404 otherwise), with that site.
+async fn backup_for(state: &AppState, actor: &Actor, id: i64, action: SiteAction) -> ApiResult<(Backup, Site)> {
+    let b = state.store.backup(BackupId(id)).await?;
+    let site = state.store.site(b.site_id).await?;
+    if !actor.can_view_site(&site) {
+        return Err(ApiError::not_found("backup", id));
+    }
+    actor.require_site(&site, action)?;
+    Ok((b, site))
+}
+
+/// Where a backup of a deleted site brings it back.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreDeletedRequest {
+    /// The domain it comes back under; default: its old one.
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// The platform (name) it comes back on; default: its old one.
+    #[serde(default)]
+    pub platform: Option<String>,
+}
+
+/// Brings the deleted site a backup was taken of back as a new site, built by a restore task.
+pub async fn restore_deleted(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+    crate::extract::ApiJson(req): crate::extract::ApiJson<RestoreDeletedRequest>,
+) -> ApiResult<Queued> {
+    act(&state, &actor, "site-restore-deleted", &format!("backup:{id}"), req.domain.as_deref().unwrap_or(""), async {
+        let (b, _) = backup_for(&state, &actor, id, SiteAction::Restore).await?;
+        let offsite = state.settings.offsite.as_ref();
+        let (_, task) = state
+            .actions()
+            .restore_deleted_site(&b, req.domain.as_deref(), req.platform.as_deref(), offsite, &actor.created_by())
+            .await?;
+        Ok(Queued(task))
+    })
+    .await
+}
+
+/// Re-reads a backup's archive and checks it against its recorded checksum, entry by entry.
+pub async fn verify_backup(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (b, site) = backup_for(&state, &actor, id, SiteAction::Backup).await?;
+    state.actions().fetch_backup_if_missing(&b, &site.domain, state.settings.offsite.as_ref()).await?;
+    let (path, sum) = (b.path.clone(), b.checksum.clone());
+    let checked =
+        tokio::task::spawn_blocking(move || fjord_exec::backup::verify_archive(std::path::Path::new(&path), &sum))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(match checked {
+        Ok(entries) => serde_json::json!({ "id": id, "ok": true, "entries": entries }),
+        Err(e) => serde_json::json!({ "id": id, "ok": false, "error": e.to_string() }),
+    }))
+}

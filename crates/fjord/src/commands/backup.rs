@@ -15,27 +15,14 @@ pub fn stamp(ms: Millis) -> String {
     fjord_core::backups::backup_stamp(ms)
 }
 
-/// Before a restore: when the local archive is gone but an offsite copy exists, downloads it back into
-/// place (checked against the recorded checksum).
-pub async fn fetch_if_missing(ctx: &Ctx, b: &Backup, domain: &Domain) -> Result<()> {
-    let path = Path::new(&b.path);
-    if path.is_file() {
-        return Ok(());
+/// Before reading an archive: when the local file is gone but an offsite copy exists, downloads it
+/// back into place (checked against the recorded checksum).
+pub async fn fetch_if_missing(ctx: &Ctx, store: &Store, b: &Backup, domain: &Domain) -> Result<()> {
+    let layout = ctx.layout();
+    let offsite = ctx.settings.offsite()?;
+    if fjord_web::actions::Actions::new(store, &layout).fetch_backup_if_missing(b, domain, offsite.as_ref()).await? {
+        eprintln!("fetched backup {} from {} (checksum verified)", b.id, b.offsite.as_deref().unwrap_or("offsite"));
     }
-    let Some(loc) = &b.offsite else {
-        bail!("backup {} is gone: {} does not exist and it has no offsite copy", b.id, b.path);
-    };
-    let Some(cfg) = ctx.settings.offsite()? else {
-        bail!("backup {}'s archive is only offsite ({loc}): configure [offsite] in fjord.toml to fetch it", b.id);
-    };
-    let dir = format!("{}/backups/{domain}", ctx.settings.state_str());
-    if path.parent() != Some(Path::new(&dir)) {
-        bail!("backup {} is not under {dir}: not fetching {}", b.id, b.path);
-    }
-    fjord_exec::fsops::create_dirs(Path::new(&dir), 0o700)?;
-    let offsite = fjord_exec::offsite::Offsite::open(&cfg)?;
-    offsite.download(loc, path, &b.checksum).await?;
-    eprintln!("fetched backup {} from {loc} (checksum verified)", b.id);
     Ok(())
 }
 
@@ -172,7 +159,7 @@ pub async fn run(ctx: &mut Ctx, cmd: BackupCmd) -> Result<ExitCode> {
         BackupCmd::Verify { id } => {
             let b = store.backup(BackupId(id)).await?;
             let site = store.site(b.site_id).await?;
-            fetch_if_missing(ctx, &b, &site.domain).await?;
+            fetch_if_missing(ctx, &store, &b, &site.domain).await?;
             let path = b.path.clone();
             let entries =
                 tokio::task::spawn_blocking(move || fjord_exec::backup::verify_archive(Path::new(&path), &b.checksum))

@@ -100,22 +100,19 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Restore { domain, backup: id, platform } => {
             let domain = Domain::parse(&domain)?;
-            let b = store.backup(BackupId(id)).await?;
             let site = match store.site_by_domain(&domain).await {
                 Ok(site) => site,
                 Err(fjord_store::StoreError::NotFound { .. }) => {
+                    let b = store.backup(BackupId(id)).await?;
                     return restore_deleted(ctx, &b, domain, platform).await;
                 }
                 Err(e) => return Err(e.into()),
             };
-            if b.site_id != site.id {
-                bail!("backup {id} is not a backup of {}", site.domain);
-            }
-            if !ctx.global.dry_run {
-                backup::fetch_if_missing(ctx, &b, &site.domain).await?;
-            }
-            let stamp = backup::stamp(fjord_store::now_millis());
-            let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });
+            let layout = ctx.layout();
+            let offsite = ctx.settings.offsite()?;
+            let args = fjord_web::actions::Actions::new(&store, &layout)
+                .restore_args_fetched(&site, BackupId(id), offsite.as_ref(), ctx.global.dry_run)
+                .await?;
             queue_task(ctx, TaskKind::SiteRestore, site.id.0, args).await
         }
         SiteCmd::Cron { domain } => on_site(ctx, &domain, TaskKind::SiteCron, serde_json::json!({})).await,
@@ -444,57 +441,19 @@ async fn clone(
 /// `domain`, on its old platform or `platform`), then a restore task that builds it from the archive.
 async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Option<String>) -> Result<ExitCode> {
     let store = ctx.store().await?;
-    let old = store.site(b.site_id).await?;
-    if old.status != SiteStatus::Deleted {
-        bail!("backup {} belongs to {}, which still exists; restore it there", b.id, old.domain);
-    }
-    let platform = match platform {
-        Some(name) => store.platform_by_name(&name).await?,
-        None => store.platform(old.platform_id).await?,
-    };
-    let new = NewSite {
-        domain,
-        platform: platform.id,
-        db_server: old.db_server_id,
-        db_engine: old.db_engine,
-        php: old.php.clone(),
-        profile: old.profile.clone(),
-        language: old.language.clone(),
-        client: old.client_id,
-        aliases: vec![],
-        redirect_aliases: old.redirect_aliases,
-        https: HttpsMode::Off,
-        cron_interval: old.cron_interval,
-        existing_db: None,
-    };
-    let stamp = backup::stamp(fjord_store::now_millis());
-    let args = serde_json::json!({ "archive": b.path, "sha256": b.checksum, "stamp": stamp });
-    let prospective = store.prepare_site(&new).await?;
-    let server = store.server(platform.server_id).await?;
-    let db_server = match old.db_server_id {
-        Some(id) if id != server.id => Some(store.server(id).await?),
-        _ => None,
-    };
-    let snap = Snapshot {
-        server,
-        platform: Some(platform),
-        site: Some(prospective),
-        sites: vec![],
-        platforms: vec![],
-        db_server,
-        other_site: None,
-        other_platform: None,
-        other_db_server: None,
-    };
-    let planned = plan_now(ctx, TaskKind::SiteRestore, &args, &snap)?;
+    let layout = ctx.layout();
+    let actions = fjord_web::actions::Actions::new(&store, &layout);
+    let (domain, platform) = (Some(domain.as_str()), platform.as_deref());
     if ctx.global.dry_run {
+        let (_, _, planned) = actions.prepare_restore_deleted(b, domain, platform).await?;
         return print_plan(ctx, TaskKind::SiteRestore, &planned);
     }
-    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteRestore, args))).await?;
+    let offsite = ctx.settings.offsite()?;
+    let (site, t) = actions.restore_deleted_site(b, domain, platform, offsite.as_ref(), &ctx.actor()).await?;
     if !ctx.out.json {
         println!("site {} recorded; restoring it from backup {}", site.domain, b.id);
     }
-    task::queued(ctx, &t.expect("a task was asked for")).await
+    task::queued(ctx, &t).await
 }
 
 /// Queues a migrate (or, to the same platform with a new domain, a rename).

@@ -671,8 +671,48 @@ fn the_cli_acts_on_a_remote_fjord_through_the_api() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     let out = remote(&["site", "list"], &[("FJORD_TOKEN_FILE", "")]);
     assert!(!out.status.success());
-    let out = remote(&["server", "list"], &[("FJORD_TOKEN", &api.admin)]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only locally"));
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // Servers, platforms, clients, backups, users and the other site actions, all through the API.
+    assert!(ok(&["server", "list"]).contains("localhost"));
+    let server: Value = serde_json::from_str(&ok(&["--json", "server", "show", "localhost"])).expect("server");
+    assert_eq!(server["name"], "localhost");
+    let t: Value = serde_json::from_str(&ok(&["--json", "server", "web", "localhost", "apache"])).expect("task");
+    assert_eq!(t["kind"], "server-verify");
+    assert_eq!(api.get("/api/servers/localhost", &api.admin).body["services"][0]["kind"], "apache");
+    let out = remote(&["server", "real-ip", "localhost", "--trust", "10.0.0.1/8"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the /8"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ok(&["platform", "list"]).contains("p1"));
+    assert!(ok(&["platform", "show", "p1"]).contains("sites"));
+    assert!(ok(&["platform", "lock", "p1"]).contains("locked"));
+    assert_eq!(api.get("/api/platforms/p1", &api.admin).body["locked"], true);
+    ok(&["platform", "unlock", "p1"]);
+    ok(&["client", "add", "initech", "--quota", "2"]);
+    assert!(ok(&["client", "list"]).contains("initech"));
+    assert!(ok(&["user", "list"]).contains("alice"));
+    let backups: Value = serde_json::from_str(&ok(&["--json", "backup", "list"])).expect("backups");
+    assert!(backups.is_array());
+    let retried: Value = serde_json::from_str(&ok(&["--json", "task", "retry", &id])).expect("retried");
+    assert_eq!(retried["kind"], "site-install");
+    let cancelled: Value =
+        serde_json::from_str(&ok(&["--json", "task", "cancel", &retried["id"].to_string()])).expect("t");
+    assert_eq!(cancelled["status"], "cancelled");
+    // Actions on a site that is not installed yet are refused by the planner there, with its reason.
+    for args in [
+        vec!["site", "clone", "a.example", "c.example"],
+        vec!["site", "migrate", "a.example", "--to", "p1", "--domain", "a2.example"],
+        vec!["site", "rename", "a.example", "a2.example"],
+        vec!["site", "alias", "a.example", "--add", "www.a.example"],
+        vec!["site", "login-link", "a.example"],
+        vec!["site", "restore", "a.example", "--backup", "999"],
+    ] {
+        let out = remote(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains('('), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+    }
+    let out = remote(&["backup", "schedule", "show", "--site", "a.example"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not with --remote"));
 }
 
 #[test]

@@ -90,6 +90,7 @@ pub static ROUTES: &[Route] = &[
     route!("get" "/api/platforms", "platforms", "Platforms", auth = true, body = None, returns = "json", get(objects::platforms)),
     route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<crate::actions::PlatformCreate>), returns = "task", post(objects::add_platform)),
     route!("get" "/api/platforms/{name}", "platforms", "A platform with its sites count", auth = true, body = None, returns = "json", get(objects::platform)),
+    route!("delete" "/api/platforms/{name}", "platforms", "Remove a platform (refused while it has sites)", auth = true, body = None, returns = "task", delete(objects::remove_platform)),
     route!("post" "/api/platforms/{name}/verify", "platforms", "Verify a platform", auth = true, body = None, returns = "task", post(objects::verify_platform)),
     route!("post" "/api/platforms/{name}/lock", "platforms", "Lock a platform (no new sites)", auth = true, body = None, returns = "json", post(objects::lock_platform)),
     route!("post" "/api/platforms/{name}/unlock", "platforms", "Unlock a platform", auth = true, body = None, returns = "json", post(objects::unlock_platform)),

@@ -240,3 +240,18 @@ pub async fn proxy_ranges(State(state): State<AppState>, actor: Actor) -> ApiRes
     let (ranges, source, at) = state.actions().cloudflare_ranges().await?;
     Ok(Json(serde_json::json!({ "name": CLOUDFLARE, "ranges": ranges, "source": source, "updated_at": at })))
 }
+
+pub async fn remove_platform(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<Queued> {
+    actor.require_manager()?;
+    let target = format!("platform:{name}");
+    act(&state, &actor, "platform.remove", &target, "", async {
+        let p = state.store.platform_by_name(&name).await?;
+        state.actions().enqueue(TaskKind::PlatformRemove, p.id.0, serde_json::json!({}), &actor.created_by()).await
+    })
+    .await
+    .map(Queued)
+}

@@ -11,6 +11,7 @@ mod migrate;
 mod objects;
 mod proxies;
 mod remote;
+mod remote_objects;
 mod site;
 mod task;
 

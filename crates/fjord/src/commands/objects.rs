@@ -11,7 +11,7 @@ use fjord_web::actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, Ser
 use std::process::ExitCode;
 
 /// `fjord server add`'s flags as the actions layer's request (passwords read from their files).
-fn server_create(add: &ServerAdd) -> Result<ServerCreate> {
+pub(super) fn server_create(add: &ServerAdd) -> Result<ServerCreate> {
     let password = |file: &Option<String>| -> Result<Option<String>> {
         let Some(file) = file else { return Ok(None) };
         let pw = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
@@ -195,7 +195,7 @@ pub(super) async fn set_services_and_verify(
     }
 }
 
-fn describe_services(services: &[Service]) -> String {
+pub(super) fn describe_services(services: &[Service]) -> String {
     services
         .iter()
         .map(|s| match s {

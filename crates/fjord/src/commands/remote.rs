@@ -43,7 +43,7 @@ pub fn read_token(file: Option<&Path>) -> Result<String> {
     Ok(token)
 }
 
-fn encode(segment: &str) -> String {
+pub(super) fn encode(segment: &str) -> String {
     // Domains and names are plain ASCII labels; anything else is escaped rather than trusted.
     segment
         .bytes()
@@ -66,7 +66,7 @@ impl Remote {
         Ok(Remote { base: url.trim_end_matches('/').to_string(), token, http })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub(super) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -82,12 +82,16 @@ impl Remote {
         Ok(v)
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
+    pub(super) async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
+    pub(super) async fn post(&self, path: &str, body: Value) -> Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub(super) async fn delete(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::DELETE, path, None).await
     }
 
     /// Streams a task's log (server-sent events), printing each line, until the task ends (or, without
@@ -149,7 +153,7 @@ fn print_sites(sites: &[Site]) {
 }
 
 /// What a queueing command prints (and, with `--wait`, follows).
-async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
+pub(super) async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitCode> {
     let task: Task = serde_json::from_value(v).context("the server answered with something other than a task")?;
     if ctx.global.wait {
         let end = remote.log(task.id.0, true, !ctx.out.json).await?.context("the log stream ended early")?;
@@ -174,12 +178,17 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
     match command {
         Command::Site(cmd) => site(ctx, &remote, cmd).await,
         Command::Task(cmd) => task(ctx, &remote, cmd).await,
+        Command::Server(cmd) => super::remote_objects::server(ctx, &remote, cmd).await,
+        Command::Platform(cmd) => super::remote_objects::platform(ctx, &remote, cmd).await,
+        Command::Client(cmd) => super::remote_objects::client(ctx, &remote, cmd).await,
+        Command::Backup(cmd) => super::remote_objects::backup(ctx, &remote, cmd).await,
+        Command::User(cmd) => super::remote_objects::user(ctx, &remote, cmd).await,
         Command::Health => {
             let v = remote.get("/api/health").await?;
             ctx.out.emit(&v, || println!("{url}: database ok, {} active task(s)", v["active_tasks"]));
             Ok(ExitCode::SUCCESS)
         }
-        _ => bail!("this command works only locally; with --remote: site list/show/create/backup/verify/enable/disable/delete, task list/show/log, health"),
+        _ => bail!("this command works only on the Fjord itself, not with --remote"),
     }
 }
 
@@ -249,7 +258,47 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.call(reqwest::Method::DELETE, &path, None).await?;
             queued(ctx, remote, v).await
         }
-        _ => bail!("with --remote, `site` supports list, show, create, backup, verify, enable, disable and delete"),
+        SiteCmd::LoginLink { domain } => {
+            queued(ctx, remote, remote.post(&action(&domain, "login-link"), json!({})).await?).await
+        }
+        SiteCmd::Alias { domain, add, remove, redirect, www } => {
+            let redirect = match redirect.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => bail!("invalid --redirect {other:?}: on or off"),
+            };
+            let body = json!({ "add": add, "remove": remove, "www": www, "redirect": redirect });
+            queued(ctx, remote, remote.post(&action(&domain, "aliases"), body).await?).await
+        }
+        SiteCmd::Restore { domain, backup, platform } => {
+            // A site that exists is restored in place; a deleted one comes back as a new site.
+            let v = match remote.get(&format!("/api/sites/{}", encode(&domain))).await {
+                Ok(_) if platform.is_some() => bail!("--platform is only for bringing back a deleted site"),
+                Ok(_) => remote.post(&action(&domain, "restore"), json!({ "backup": backup })).await?,
+                Err(_) => {
+                    let body = json!({ "domain": domain, "platform": platform });
+                    remote.post(&format!("/api/backups/{backup}/restore"), body).await?
+                }
+            };
+            queued(ctx, remote, v).await
+        }
+        SiteCmd::Clone { source, domain, platform, aliases } => {
+            let body = json!({ "domain": domain, "platform": platform, "aliases": aliases });
+            queued(ctx, remote, remote.post(&action(&source, "clone"), body).await?).await
+        }
+        SiteCmd::Migrate { domain, to, new_domain, drop_old_domain, db_server } => {
+            let body = json!({ "platform": to, "new_domain": new_domain, "keep_old_domain": !drop_old_domain,
+                               "db_server": db_server });
+            queued(ctx, remote, remote.post(&action(&domain, "migrate"), body).await?).await
+        }
+        SiteCmd::Rename { domain, new_domain, drop_old_domain } => {
+            let site = remote.get(&format!("/api/sites/{}", encode(&domain))).await?;
+            let body = json!({ "platform": site["platform"], "new_domain": new_domain,
+                               "keep_old_domain": !drop_old_domain });
+            queued(ctx, remote, remote.post(&action(&domain, "migrate"), body).await?).await
+        }
+        _ => bail!("this `site` command works only on the Fjord itself, not with --remote"),
     }
 }
 
@@ -294,6 +343,14 @@ async fn task(ctx: &Ctx, remote: &Remote, cmd: TaskCmd) -> Result<ExitCode> {
                 _ => ExitCode::SUCCESS,
             })
         }
-        _ => bail!("with --remote, `task` supports list, show and log"),
+        TaskCmd::Cancel { id } => {
+            let t: Task = serde_json::from_value(remote.post(&format!("/api/tasks/{id}/cancel"), json!({})).await?)?;
+            ctx.out.emit(&t, || println!("task {} {}", t.id, t.status));
+            Ok(ExitCode::SUCCESS)
+        }
+        TaskCmd::Retry { id } => {
+            queued(ctx, remote, remote.post(&format!("/api/tasks/{id}/retry"), json!({})).await?).await
+        }
+        TaskCmd::Noop { .. } => bail!("`task noop` works only on the Fjord itself, not with --remote"),
     }
 }

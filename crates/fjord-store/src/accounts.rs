@@ -406,3 +406,43 @@ impl Store {
         Ok(crate::Page { items, total, offset, limit })
     }
 }
+
+/// How many failures a login rate-limit key has since a time, and the oldest of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailures {
+    pub count: i64,
+    pub oldest: Option<Millis>,
+}
+
+impl Store {
+    /// The failed logins counted under `key` since `since`.
+    pub async fn login_failures(&self, key: &str, since: Millis) -> StoreResult<LoginFailures> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE key = $1 AND at >= $2")
+            .bind(key)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(LoginFailures { count: row.try_get("n")?, oldest: row.try_get("oldest")? })
+    }
+
+    /// Counts one failed login under each of `keys`, and forgets failures from before `forget_before`.
+    pub async fn record_login_failure(&self, keys: &[&str], at: Millis, forget_before: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *tx).await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the failed logins counted under `key` (after a successful login).
+    pub async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1").bind(key).execute(&self.pool).await?;
+        Ok(())
+    }
+}

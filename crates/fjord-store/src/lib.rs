@@ -15,7 +15,7 @@ mod listing;
 mod queue;
 mod rows;
 
-pub use accounts::{ApiToken, AuditEntry, SessionRecord, TokenScope, UserAuth};
+pub use accounts::{ApiToken, AuditEntry, LoginFailures, SessionRecord, TokenScope, UserAuth};
 pub use backups::{ScheduleTarget, ScheduledSite};
 pub use entities::{NewPlatform, NewServer, NewSite};
 pub use listing::{BackupQuery, Page, SiteQuery, TaskQuery, MAX_PAGE};

@@ -14,10 +14,9 @@ use fjord_core::*;
 use fjord_store::{AuditEntry, TokenScope};
 use rand::RngCore as _;
 use sha2::Digest as _;
-use std::collections::HashMap;
+use fjord_store::Store;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "fjord_session";
@@ -78,59 +77,56 @@ pub fn generate_password() -> String {
 
 // ---- login rate limiting ------------------------------------------------------------------------------
 
-/// Failed logins per (address, user name) and per address, in a sliding window. In memory: one
-/// `fjord serve` answers all HTTP, and a restart forgetting the counts is harmless.
+/// Failed logins per (address, user name) and per address, in a sliding window. Counted in the state
+/// database, so restarting `fjord serve` does not reset them and every `fjord serve` on one database
+/// shares them.
 #[derive(Debug)]
 pub struct LoginLimiter {
     per_user: u32,
     per_addr: u32,
     window: Duration,
-    failures: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
 impl LoginLimiter {
     pub fn new(per_user: u32, per_addr: u32, window: Duration) -> LoginLimiter {
-        LoginLimiter { per_user, per_addr, window, failures: Mutex::new(HashMap::new()) }
+        LoginLimiter { per_user, per_addr, window }
     }
 
     fn keys(addr: Option<IpAddr>, name: &str) -> (String, String) {
         let a = addr.map(|a| a.to_string()).unwrap_or_default();
-        (format!("{a}|{}", name.to_lowercase()), a)
+        // Names are whatever was typed: bounded, so a key stays small.
+        let name: String = name.to_lowercase().chars().take(64).collect();
+        (format!("{a}|{name}"), a)
+    }
+
+    fn window_ms(&self) -> i64 {
+        self.window.as_millis() as i64
     }
 
     /// `Err` with the seconds to wait when either count is used up.
-    pub fn check(&self, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
+    pub async fn check(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
         let (user_key, addr_key) = Self::keys(addr, name);
-        let now = Instant::now();
-        let mut f = self.failures.lock().expect("limiter lock is never poisoned");
+        let now = fjord_store::now_millis();
         for (key, limit) in [(user_key, self.per_user), (addr_key, self.per_addr)] {
-            if let Some(times) = f.get_mut(&key) {
-                times.retain(|t| now.duration_since(*t) < self.window);
-                if times.len() as u32 >= limit {
-                    let oldest = times.first().copied().unwrap_or(now);
-                    let wait = self.window.saturating_sub(now.duration_since(oldest)).as_secs().max(1);
-                    return Err(ApiError::TooManyRequests { retry_after: wait });
-                }
+            let f = store.login_failures(&key, now - self.window_ms()).await?;
+            if f.count >= i64::from(limit) {
+                let oldest = f.oldest.unwrap_or(now);
+                let wait = (oldest + self.window_ms() - now).max(1000) / 1000;
+                return Err(ApiError::TooManyRequests { retry_after: wait as u64 });
             }
         }
         Ok(())
     }
 
-    pub fn failed(&self, addr: Option<IpAddr>, name: &str) {
+    pub async fn failed(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
         let (user_key, addr_key) = Self::keys(addr, name);
-        let now = Instant::now();
-        let mut f = self.failures.lock().expect("limiter lock is never poisoned");
-        if f.len() > 100_000 {
-            // Someone is spraying names: forget the oldest state rather than grow without bound.
-            f.clear();
-        }
-        f.entry(user_key).or_default().push(now);
-        f.entry(addr_key).or_default().push(now);
+        let now = fjord_store::now_millis();
+        Ok(store.record_login_failure(&[&user_key, &addr_key], now, now - self.window_ms()).await?)
     }
 
-    pub fn succeeded(&self, addr: Option<IpAddr>, name: &str) {
+    pub async fn succeeded(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
         let (user_key, _) = Self::keys(addr, name);
-        self.failures.lock().expect("limiter lock is never poisoned").remove(&user_key);
+        Ok(store.clear_login_failures(&user_key).await?)
     }
 }
 
@@ -157,7 +153,7 @@ pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<
         remote_addr: remote.map(|a| a.to_string()),
         outcome: outcome.into(),
     };
-    if let Err(e) = state.limiter.check(remote, name) {
+    if let Err(e) = state.limiter.check(&state.store, remote, name).await {
         state.store.audit(&audit(None, "limited", "too many failed logins")).await?;
         return Err(e);
     }
@@ -170,11 +166,11 @@ pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<
     let hash = found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
     let password_ok = verify_password(&hash, password) && found.is_some();
     let Some(found) = found.filter(|_| password_ok) else {
-        state.limiter.failed(remote, name);
+        state.limiter.failed(&state.store, remote, name).await?;
         state.store.audit(&audit(None, "denied", "wrong user name or password")).await?;
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     };
-    state.limiter.succeeded(remote, name);
+    state.limiter.succeeded(&state.store, remote, name).await?;
     let id = random_secret(32);
     let csrf = random_secret(32);
     let expires = fjord_store::now_millis() + state.settings.session_ttl.as_millis() as i64;
@@ -495,18 +491,28 @@ mod tests {
         assert!(!verify_password(dummy_hash(), ""));
     }
 
-    #[test]
-    fn limiter_blocks_after_failures_and_resets() {
+    #[tokio::test]
+    async fn limiter_blocks_after_failures_resets_and_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = fjord_store::testing::sqlite_in(dir.path()).await.expect("store");
         let l = LoginLimiter::new(3, 100, Duration::from_secs(60));
         let a = Some(IpAddr::from([127, 0, 0, 1]));
         for _ in 0..3 {
-            assert!(l.check(a, "bob").is_ok());
-            l.failed(a, "bob");
+            assert!(l.check(&store, a, "bob").await.is_ok());
+            l.failed(&store, a, "bob").await.expect("counted");
         }
-        assert!(matches!(l.check(a, "bob"), Err(ApiError::TooManyRequests { .. })));
-        assert!(l.check(a, "alice").is_ok());
-        l.succeeded(a, "bob");
-        assert!(l.check(a, "bob").is_ok());
+        assert!(matches!(l.check(&store, a, "bob").await, Err(ApiError::TooManyRequests { .. })));
+        // A new limiter (a restarted `fjord serve`) on the same database still says no.
+        let restarted = LoginLimiter::new(3, 100, Duration::from_secs(60));
+        assert!(matches!(restarted.check(&store, a, "BOB").await, Err(ApiError::TooManyRequests { .. })));
+        assert!(l.check(&store, a, "alice").await.is_ok());
+        l.succeeded(&store, a, "bob").await.expect("cleared");
+        assert!(l.check(&store, a, "bob").await.is_ok());
+        // Failures older than the window do not count.
+        let short = LoginLimiter::new(1, 100, Duration::from_millis(50));
+        short.failed(&store, a, "carol").await.expect("counted");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(short.check(&store, a, "carol").await.is_ok());
     }
 
     #[test]

@@ -90,6 +90,14 @@ impl Api {
         api
     }
 
+    /// Stops `fjord serve` and starts it again on the same address.
+    fn restart(&mut self) {
+        self.f.stop();
+        let listen = self.base.trim_start_matches("http://").to_string();
+        self.f.start_serve_with(&["--workers", "0", "--listen", &listen], &[]);
+        self.wait_listening();
+    }
+
     fn wait_listening(&self) {
         for _ in 0..200 {
             let up = self.rt.block_on(async {
@@ -504,7 +512,7 @@ fn lists_are_paginated_filtered_and_sorted() {
 
 #[test]
 fn tokens_sessions_csrf_and_login_limits() {
-    let api = Api::start();
+    let mut api = Api::start();
     api.create_site("a.example", "acme");
     // A read token reads but changes nothing.
     assert_eq!(api.get("/api/sites", &api.reader).status, StatusCode::OK);
@@ -582,6 +590,9 @@ fn tokens_sessions_csrf_and_login_limits() {
     let r = api.login("carol", "carol's long password").0;
     assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
     assert!(r.headers.get("retry-after").is_some());
+    // The count lives in the state database: restarting `fjord serve` does not reset it.
+    api.restart();
+    assert_problem(&api.login("carol", "carol's long password").0, StatusCode::TOO_MANY_REQUESTS, None);
     // Other users are not locked out by it.
     assert_eq!(api.login("alice", "a much better password").0.status, StatusCode::OK);
     // Users: the admin manages them; the last admin stays.

@@ -417,11 +417,12 @@ pub struct LoginFailures {
 impl Store {
     /// The failed logins counted under `key` since `since`.
     pub async fn login_failures(&self, key: &str, since: Millis) -> StoreResult<LoginFailures> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE key = $1 AND at >= $2")
-            .bind(key)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE key = $1 AND at >= $2")
+                .bind(key)
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
         Ok(LoginFailures { count: row.try_get("n")?, oldest: row.try_get("oldest")? })
     }
 

@@ -11,10 +11,10 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use base64::Engine as _;
 use fjord_core::*;
+use fjord_store::Store;
 use fjord_store::{AuditEntry, TokenScope};
 use rand::RngCore as _;
 use sha2::Digest as _;
-use fjord_store::Store;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

@@ -716,12 +716,19 @@ fn the_cli_acts_on_a_remote_fjord_through_the_api() {
         vec!["site", "alias", "a.example", "--add", "www.a.example"],
         vec!["site", "login-link", "a.example"],
         vec!["site", "restore", "a.example", "--backup", "999"],
+        vec!["site", "sync", "r.example", "a.example", "--db"],
+        vec!["site", "cron", "a.example"],
+        vec!["site", "php-limits", "a.example", "--max-children", "4"],
+        vec!["site", "php", "a.example", "--runtime", "nope"],
+        vec!["site", "isolation", "a.example", "--mode", "client"],
     ] {
         let out = remote(&args, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains('('), "{args:?}: {err}");
         assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
     }
+    assert!(ok(&["site", "health-marker", "a.example", "Welcome"]).contains("Welcome"));
+    assert_eq!(api.get("/api/sites/a.example", &api.admin).body["health_marker"], "Welcome");
     let out = remote(&["backup", "schedule", "show", "--site", "a.example"], &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not with --remote"));
 }
@@ -893,4 +900,76 @@ fn a_deleted_site_comes_back_from_its_backup_through_the_api() {
     let r = api.post(&path, &api.admin, json!({ "domain": "gone2.example" }));
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("backup"));
     assert_eq!(api.get("/api/sites/gone2.example", &api.admin).status, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn site_settings_sync_and_cron_through_the_api() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    api.create_site("a-staging.example", "acme");
+    api.create_site("b.example", "globex");
+    let post = |path: &str, token: &str, body: Value| api.post(&format!("/api/sites/a.example/{path}"), token, body);
+    // Bad values are refused by field, before anything is planned or recorded.
+    let before = api.get("/api/sites/a.example", &api.admin).body;
+    let r = post("php-limits", &api.admin, json!({ "memory_limit": "lots" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("php_limits"));
+    let r = post("php-limits", &api.admin, json!({ "max_children": 4, "colour": "blue" }));
+    assert_problem(&r, StatusCode::BAD_REQUEST, None);
+    assert_problem(
+        &post("php", &api.admin, json!({ "runtime": "nope" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("runtime"),
+    );
+    assert_problem(
+        &post("isolation", &api.admin, json!({ "mode": "shared" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mode"),
+    );
+    assert_problem(
+        &post("isolation", &api.admin, json!({ "mode": "jail" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mode"),
+    );
+    assert_problem(
+        &post("health-marker", &api.admin, json!({ "text": " " })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("text"),
+    );
+    assert_problem(
+        &post("sync", &api.admin, json!({ "from": "a-staging.example" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("db"),
+    );
+    assert_problem(
+        &post("sync", &api.admin, json!({ "from": "a.example", "db": true })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("from"),
+    );
+    assert_eq!(api.get("/api/sites/a.example", &api.admin).body, before);
+
+    // Settings are the platform managers'; a client may sync between their own sites only.
+    assert_problem(&post("php-limits", &api.alice, json!({ "max_children": 4 })), StatusCode::FORBIDDEN, None);
+    assert_problem(&post("health-marker", &api.alice, json!({ "text": "Welcome" })), StatusCode::FORBIDDEN, None);
+    let r = post("sync", &api.alice, json!({ "from": "b.example", "db": true }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("from"));
+    assert!(!r.text.contains("globex"), "{}", r.text);
+    let r = api.post("/api/sites/b.example/sync", &api.alice, json!({ "from": "a.example", "db": true }));
+    assert_problem(&r, StatusCode::NOT_FOUND, None);
+
+    // The health marker is recorded at once; the others plan a task the planner refuses on a site
+    // not installed yet (the workers are off), with its reason.
+    let r = post("health-marker", &api.manager, json!({ "text": "Welcome" }));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(api.get("/api/sites/a.example", &api.admin).body["health_marker"], "Welcome");
+    for (path, body) in
+        [("php-limits", json!({ "max_children": 4 })), ("isolation", json!({ "mode": "client" })), ("cron", json!({}))]
+    {
+        let r = post(path, &api.manager, body);
+        assert_problem(&r, StatusCode::CONFLICT, None);
+        assert!(r.text.contains("a.example"), "{path}: {}", r.text);
+    }
+    let audit = api.get("/api/audit?limit=100", &api.admin).body.to_string();
+    for action in ["site-php-limits", "site-isolation", "site-health-marker", "site-sync", "site-cron"] {
+        assert!(audit.contains(action), "{action} not audited");
+    }
 }

@@ -5,6 +5,7 @@
 // The UI calls these handlers for its actions (same checks, same audit record).
 pub(crate) mod accounts;
 pub(crate) mod objects;
+pub(crate) mod site_settings;
 pub(crate) mod sites;
 pub(crate) mod tasks;
 
@@ -108,6 +109,12 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/sites/{domain}/migrate", "sites", "Migrate a site to another platform (or rename it)", auth = true, body = Some(schema::<sites::MigrateRequest>), returns = "task", post(sites::migrate)),
     route!("post" "/api/sites/{domain}/aliases", "sites", "Add or remove aliases", auth = true, body = Some(schema::<sites::AliasesRequest>), returns = "task", post(sites::aliases)),
     route!("post" "/api/sites/{domain}/login-link", "sites", "Queue a one-time login link (printed in the task's log)", auth = true, body = None, returns = "task", post(sites::login_link)),
+    route!("post" "/api/sites/{domain}/sync", "sites", "Copy another site's database and/or files into this one, after a backup of this one", auth = true, body = Some(schema::<crate::actions::SyncRequest>), returns = "task", post(site_settings::sync)),
+    route!("post" "/api/sites/{domain}/cron", "sites", "Run the site's cron now", auth = true, body = None, returns = "task", post(site_settings::cron)),
+    route!("post" "/api/sites/{domain}/php-limits", "sites", "Change the limits of the site's PHP-FPM pool (platform managers)", auth = true, body = Some(schema::<crate::actions::PhpLimitsChange>), returns = "task", post(site_settings::php_limits)),
+    route!("post" "/api/sites/{domain}/php", "sites", "Move the site to another of its server's PHP runtimes (platform managers)", auth = true, body = Some(schema::<site_settings::PhpRuntimeChoice>), returns = "task", post(site_settings::php_runtime)),
+    route!("post" "/api/sites/{domain}/isolation", "sites", "Whose Unix user the site's PHP runs as: site or client (platform managers)", auth = true, body = Some(schema::<site_settings::IsolationChoice>), returns = "task", post(site_settings::isolation)),
+    route!("post" "/api/sites/{domain}/health-marker", "sites", "Set the text health checks look for on the front page (platform managers)", auth = true, body = Some(schema::<site_settings::HealthMarker>), returns = "json", post(site_settings::health_marker)),
     route!("get" "/api/sites/{domain}/tasks", "sites", "A site's tasks, newest first", auth = true, body = None, returns = "json", get(sites::tasks)),
     route!("get" "/api/sites/{domain}/backups", "sites", "A site's backups, newest first", auth = true, body = None, returns = "json", get(sites::backups)),
     // backups and tasks

@@ -298,6 +298,30 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
                                "keep_old_domain": !drop_old_domain });
             queued(ctx, remote, remote.post(&action(&domain, "migrate"), body).await?).await
         }
+        SiteCmd::Sync { from, to, db, files } => {
+            let body = json!({ "from": from, "db": db, "files": files });
+            queued(ctx, remote, remote.post(&action(&to, "sync"), body).await?).await
+        }
+        SiteCmd::Cron { domain } => queued(ctx, remote, remote.post(&action(&domain, "cron"), json!({})).await?).await,
+        SiteCmd::PhpLimits { domain, max_children, memory_limit, upload_max, max_execution_time } => {
+            let body = json!({ "max_children": max_children, "memory_limit": memory_limit,
+                               "upload_max": upload_max, "max_execution_time": max_execution_time });
+            queued(ctx, remote, remote.post(&action(&domain, "php-limits"), body).await?).await
+        }
+        SiteCmd::Php { domain, runtime } => {
+            queued(ctx, remote, remote.post(&action(&domain, "php"), json!({ "runtime": runtime })).await?).await
+        }
+        SiteCmd::Isolation { domain, mode } => {
+            let body = json!({ "mode": mode.to_string() });
+            queued(ctx, remote, remote.post(&action(&domain, "isolation"), body).await?).await
+        }
+        SiteCmd::HealthMarker { domain, text } => {
+            let v = remote.post(&action(&domain, "health-marker"), json!({ "text": text })).await?;
+            ctx.out.emit(&v, || {
+                println!("health marker of {domain}: {}", text.as_deref().unwrap_or("(none: status only)"))
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         _ => bail!("this `site` command works only on the Fjord itself, not with --remote"),
     }
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _, Result};
 use fjord_core::*;
 use fjord_exec::SecretStore;
 use fjord_store::NewSite;
+use fjord_web::actions::Actions;
 use std::process::ExitCode;
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
@@ -126,27 +127,21 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             migrate(ctx, &domain, platform.name.as_str(), Some(&new_domain), !drop_old_domain, None).await
         }
         SiteCmd::Sync { from, to, db, files } => {
-            if !db && !files {
-                bail!("say what to copy: --db, --files, or both");
-            }
             let source = store.site_by_domain(&Domain::parse(&from)?).await?;
             let target = store.site_by_domain(&Domain::parse(&to)?).await?;
-            let stamp = backup::stamp(fjord_store::now_millis());
-            let args = serde_json::json!({ "source_site": source.id.0, "db": db, "files": files, "stamp": stamp });
+            let layout = ctx.layout();
+            let req = fjord_web::actions::SyncRequest { from, db, files };
+            let args = Actions::new(&store, &layout).sync_args(&source, &target, &req).await?;
             queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
         }
         SiteCmd::HealthMarker { domain, text } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            if let Some(t) = &text {
-                if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
-                    bail!("invalid health marker: one line of visible text, at most 200 bytes");
-                }
-            }
             if ctx.global.dry_run {
                 println!("dry run: would set the health marker of {} to {text:?}; nothing was changed", site.domain);
                 return Ok(ExitCode::SUCCESS);
             }
-            store.set_site_health_marker(site.id, text.as_deref()).await?;
+            let layout = ctx.layout();
+            Actions::new(&store, &layout).set_health_marker(&site, text.as_deref()).await?;
             ctx.out.emit(&serde_json::json!({ "domain": site.domain, "health_marker": text }), || {
                 println!("health marker of {}: {}", site.domain, text.as_deref().unwrap_or("(none: status only)"))
             });
@@ -154,40 +149,20 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::PhpLimits { domain, max_children, memory_limit, upload_max, max_execution_time } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            let mut limits = site.php_limits.clone();
-            limits.max_children = max_children.unwrap_or(limits.max_children);
-            limits.memory_limit = memory_limit.unwrap_or(limits.memory_limit);
-            limits.upload_max = upload_max.unwrap_or(limits.upload_max);
-            limits.max_execution_time = max_execution_time.unwrap_or(limits.max_execution_time);
-            limits.validate().map_err(|e| anyhow::anyhow!("invalid PHP limit: {e}"))?;
-            if ctx.global.dry_run {
-                let mut changed = site.clone();
-                changed.php_limits = limits;
-                let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
-                let mut snap = store
-                    .snapshot(&super::prospective_task(TaskKind::SiteVerify, site.id.0, lane, serde_json::json!({})))
-                    .await?;
-                snap.site = Some(changed);
-                let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
-                return print_plan(ctx, TaskKind::SiteVerify, &planned);
-            }
-            store.set_site_php_limits(site.id, &limits).await?;
-            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+            let req =
+                fjord_web::actions::PhpLimitsChange { max_children, memory_limit, upload_max, max_execution_time };
+            let layout = ctx.layout();
+            let outcome =
+                Actions::new(&store, &layout).set_php_limits(&site, &req, ctx.global.dry_run, &ctx.actor()).await?;
+            verify_queued(ctx, outcome).await
         }
         SiteCmd::Php { domain, runtime } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            let platform = store.platform(site.platform_id).await?;
-            let server = store.server(platform.server_id).await?;
-            let Some(r) = server.php_runtimes().find(|r| r.key() == runtime) else {
-                let known: Vec<&str> = server.php_runtimes().map(|r| r.key()).collect();
-                bail!("server {} has no PHP runtime {runtime} (it has: {})", server.name, known.join(", "));
-            };
-            if ctx.global.dry_run {
-                println!("dry run: would move {} to PHP runtime {}; nothing was changed", site.domain, r.key());
-                return Ok(ExitCode::SUCCESS);
-            }
-            store.set_site_php(site.id, Some(r.key())).await?;
-            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+            let layout = ctx.layout();
+            let outcome = Actions::new(&store, &layout)
+                .set_php_runtime(&site, &runtime, ctx.global.dry_run, &ctx.actor())
+                .await?;
+            verify_queued(ctx, outcome).await
         }
         SiteCmd::Exec { domain, command } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
@@ -215,27 +190,25 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Isolation { domain, mode } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            if mode == Isolation::Shared && std::env::var_os("FJORD_ALLOW_SHARED_POOL").is_none() {
-                bail!(
-                    "isolation `shared` runs the site's PHP as the web server's user, able to read every other \
-                     site's settings: it exists only for tests (FJORD_ALLOW_SHARED_POOL=1)"
-                );
-            }
-            if mode == Isolation::Client && site.client_id.is_none() {
-                bail!("site {} has no client: isolation `client` needs one", site.domain);
-            }
-            if ctx.global.dry_run {
-                println!("dry run: would set the isolation of {} to {mode}; nothing was changed", site.domain);
-                return Ok(ExitCode::SUCCESS);
-            }
-            store.set_site_isolation(site.id, mode).await?;
-            queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+            let mode = fjord_web::actions::parse_isolation(&mode.to_string())?;
+            let layout = ctx.layout();
+            let outcome =
+                Actions::new(&store, &layout).set_isolation(&site, mode, ctx.global.dry_run, &ctx.actor()).await?;
+            verify_queued(ctx, outcome).await
         }
         SiteCmd::Delete { domain, force, no_backup } => {
             let stamp = (!no_backup).then(|| backup::stamp(fjord_store::now_millis()));
             let args = serde_json::json!({ "force": force, "backup_stamp": stamp });
             on_site(ctx, &domain, TaskKind::SiteDelete, args).await
         }
+    }
+}
+
+/// Prints what an action that ends in a verify did: the queued task, or for a dry run its plan.
+async fn verify_queued(ctx: &mut Ctx, outcome: Result<Task, Planned>) -> Result<ExitCode> {
+    match outcome {
+        Ok(t) => task::queued(ctx, &t).await,
+        Err(planned) => print_plan(ctx, TaskKind::SiteVerify, &planned),
     }
 }
 

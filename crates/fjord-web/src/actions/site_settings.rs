@@ -1,0 +1,154 @@
+//! A site's settings that a verify applies (PHP limits, PHP runtime, isolation), its health marker,
+//! and content sync between two sites. Each checks its input, plans the task with the change, then
+//! records the change and queues the task; a refusal records nothing.
+
+use super::Actions;
+use crate::error::{ApiError, ApiResult};
+use fjord_core::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// New PHP-FPM pool limits for a site; what is left out stays as it is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhpLimitsChange {
+    /// `pm.max_children`: requests of the site running at once.
+    pub max_children: Option<u32>,
+    /// `memory_limit`, e.g. 256M.
+    pub memory_limit: Option<String>,
+    /// `upload_max_filesize` and `post_max_size`, e.g. 64M.
+    pub upload_max: Option<String>,
+    /// `max_execution_time`, seconds.
+    pub max_execution_time: Option<u32>,
+}
+
+/// What to copy from one site into another (after a backup of the target).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The site copied from (domain).
+    pub from: String,
+    /// Copy the database.
+    #[serde(default)]
+    pub db: bool,
+    /// Copy the files (public and private).
+    #[serde(default)]
+    pub files: bool,
+}
+
+/// Whose Unix user a site's PHP runs as: `site` (its own) or `client` (one for its client's sites).
+pub fn parse_isolation(mode: &str) -> ApiResult<Isolation> {
+    let mode: Isolation = super::parse_enum("mode", mode)?;
+    if mode == Isolation::Shared && std::env::var_os("FJORD_ALLOW_SHARED_POOL").is_none() {
+        return Err(ApiError::invalid(
+            "mode",
+            "isolation `shared` runs the site's PHP as the web server's user, able to read every other site's \
+             settings: it exists only for tests (FJORD_ALLOW_SHARED_POOL=1)",
+        ));
+    }
+    Ok(mode)
+}
+
+impl Actions<'_> {
+    /// Plans a verify with `changed` (a dry run returns that plan); otherwise records it with `record`
+    /// and queues the verify.
+    async fn verify_with(
+        &self,
+        changed: Site,
+        dry_run: bool,
+        created_by: &str,
+        record: impl std::future::Future<Output = Result<(), fjord_store::StoreError>>,
+    ) -> ApiResult<Result<Task, Planned>> {
+        let planned = self.plan_with_site(TaskKind::SiteVerify, changed.clone()).await?;
+        if dry_run {
+            return Ok(Err(planned));
+        }
+        record.await?;
+        Ok(Ok(self.enqueue(TaskKind::SiteVerify, changed.id.0, serde_json::json!({}), created_by).await?))
+    }
+
+    /// New pool limits for `site`, then the verify that writes them.
+    pub async fn set_php_limits(
+        &self,
+        site: &Site,
+        req: &PhpLimitsChange,
+        dry_run: bool,
+        created_by: &str,
+    ) -> ApiResult<Result<Task, Planned>> {
+        let mut limits = site.php_limits.clone();
+        limits.max_children = req.max_children.unwrap_or(limits.max_children);
+        limits.memory_limit = req.memory_limit.clone().unwrap_or(limits.memory_limit);
+        limits.upload_max = req.upload_max.clone().unwrap_or(limits.upload_max);
+        limits.max_execution_time = req.max_execution_time.unwrap_or(limits.max_execution_time);
+        limits.validate().map_err(|e| ApiError::invalid("php_limits", format!("invalid PHP limit: {e}")))?;
+        let mut changed = site.clone();
+        changed.php_limits = limits.clone();
+        self.verify_with(changed, dry_run, created_by, self.store.set_site_php_limits(site.id, &limits)).await
+    }
+
+    /// Moves `site` to its server's PHP runtime `runtime` (by name), then the verify that moves its pool.
+    pub async fn set_php_runtime(
+        &self,
+        site: &Site,
+        runtime: &str,
+        dry_run: bool,
+        created_by: &str,
+    ) -> ApiResult<Result<Task, Planned>> {
+        let platform = self.store.platform(site.platform_id).await?;
+        let server = self.store.server(platform.server_id).await?;
+        let Some(r) = server.php_runtimes().find(|r| r.key() == runtime) else {
+            let known: Vec<&str> = server.php_runtimes().map(|r| r.key()).collect();
+            return Err(ApiError::invalid(
+                "runtime",
+                format!("server {} has no PHP runtime {runtime} (it has: {})", server.name, known.join(", ")),
+            ));
+        };
+        let mut changed = site.clone();
+        changed.php = Some(r.key().to_string());
+        self.verify_with(changed, dry_run, created_by, self.store.set_site_php(site.id, Some(r.key()))).await
+    }
+
+    /// Sets whose Unix user `site`'s PHP runs as, then the verify that moves it there.
+    pub async fn set_isolation(
+        &self,
+        site: &Site,
+        mode: Isolation,
+        dry_run: bool,
+        created_by: &str,
+    ) -> ApiResult<Result<Task, Planned>> {
+        if mode == Isolation::Client && site.client_id.is_none() {
+            return Err(ApiError::invalid(
+                "mode",
+                format!("site {} has no client: isolation `client` needs one", site.domain),
+            ));
+        }
+        let mut changed = site.clone();
+        changed.isolation = mode;
+        self.verify_with(changed, dry_run, created_by, self.store.set_site_isolation(site.id, mode)).await
+    }
+
+    /// Sets the text `site`'s front page must contain for its health checks (none: the status only).
+    pub async fn set_health_marker(&self, site: &Site, text: Option<&str>) -> ApiResult<()> {
+        if let Some(t) = text {
+            if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "text",
+                    "invalid health marker: one line of visible text, at most 200 bytes",
+                ));
+            }
+        }
+        Ok(self.store.set_site_health_marker(site.id, text).await?)
+    }
+
+    /// The arguments of copying `req.from`'s database and/or files into `target`.
+    pub async fn sync_args(&self, source: &Site, target: &Site, req: &SyncRequest) -> ApiResult<serde_json::Value> {
+        if !req.db && !req.files {
+            return Err(ApiError::invalid("db", "say what to copy: db, files, or both"));
+        }
+        if source.id == target.id {
+            return Err(ApiError::invalid("from", "a site cannot be synced from itself"));
+        }
+        Ok(serde_json::json!({ "source_site": source.id.0, "db": req.db, "files": req.files,
+                               "stamp": super::stamp_now() }))
+    }
+}

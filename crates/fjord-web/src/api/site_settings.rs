@@ -1,0 +1,146 @@
+//! A site's settings (PHP limits, PHP runtime, isolation, health marker), cron now, and content sync
+//! from another site. Platform managers and admins only, except sync between two sites a client has
+//! (it overwrites content like a restore, after a backup of the target).
+
+use super::sites::site_for;
+use super::{act, Queued};
+use crate::actions::{parse_isolation, PhpLimitsChange, SyncRequest};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::{Actor, AppState, SiteAction};
+use axum::extract::{Path, State};
+use axum::Json;
+use fjord_core::*;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+/// An action that ends in a verify: audited as `action`, the task queued.
+async fn settings_change<F, Fut>(
+    state: &AppState,
+    actor: &Actor,
+    domain: &str,
+    action: &str,
+    detail: &str,
+    f: F,
+) -> ApiResult<Queued>
+where
+    F: FnOnce(Site) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Result<Task, Planned>>>,
+{
+    let site = site_for(state, actor, domain, SiteAction::Settings).await?;
+    let target = format!("site:{}", site.domain);
+    act(state, actor, action, &target, detail, async {
+        match f(site).await? {
+            Ok(task) => Ok(Queued(task)),
+            Err(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
+        }
+    })
+    .await
+}
+
+pub async fn php_limits(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<PhpLimitsChange>,
+) -> ApiResult<Queued> {
+    let (by, st) = (actor.created_by(), state.clone());
+    settings_change(&state, &actor, &domain, "site-php-limits", "", |site| async move {
+        st.actions().set_php_limits(&site, &req, false, &by).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhpRuntimeChoice {
+    /// One of the server's PHP runtimes, by name.
+    pub runtime: String,
+}
+
+pub async fn php_runtime(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<PhpRuntimeChoice>,
+) -> ApiResult<Queued> {
+    let (by, st) = (actor.created_by(), state.clone());
+    settings_change(&state, &actor, &domain, "site-php", &req.runtime.clone(), |site| async move {
+        st.actions().set_php_runtime(&site, &req.runtime, false, &by).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IsolationChoice {
+    /// `site` (its own Unix user) or `client` (one user for its client's sites).
+    pub mode: String,
+}
+
+pub async fn isolation(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<IsolationChoice>,
+) -> ApiResult<Queued> {
+    let (by, st) = (actor.created_by(), state.clone());
+    settings_change(&state, &actor, &domain, "site-isolation", &req.mode.clone(), |site| async move {
+        let mode = parse_isolation(&req.mode)?;
+        st.actions().set_isolation(&site, mode, false, &by).await
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthMarker {
+    /// Text the front page must contain for health checks to pass; null: the status only.
+    pub text: Option<String>,
+}
+
+pub async fn health_marker(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<HealthMarker>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let site = site_for(&state, &actor, &domain, SiteAction::Settings).await?;
+    let target = format!("site:{}", site.domain);
+    act(&state, &actor, "site-health-marker", &target, req.text.as_deref().unwrap_or(""), async {
+        state.actions().set_health_marker(&site, req.text.as_deref()).await?;
+        Ok(Json(serde_json::json!({ "domain": site.domain, "health_marker": req.text })))
+    })
+    .await
+}
+
+pub async fn cron(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+    let site = site_for(&state, &actor, &domain, SiteAction::Verify).await?;
+    let target = format!("site:{}", site.domain);
+    act(&state, &actor, "site-cron", &target, "", async {
+        state.actions().enqueue(TaskKind::SiteCron, site.id.0, serde_json::json!({}), &actor.created_by()).await
+    })
+    .await
+    .map(Queued)
+}
+
+/// Copies `from`'s database and/or files into this site, after a backup of this site.
+pub async fn sync(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<SyncRequest>,
+) -> ApiResult<Queued> {
+    let target_site = site_for(&state, &actor, &domain, SiteAction::Restore).await?;
+    let target = format!("site:{}", target_site.domain);
+    act(&state, &actor, "site-sync", &target, &format!("from {}", req.from), async {
+        let source = site_for(&state, &actor, &req.from, SiteAction::View).await.map_err(|e| match e {
+            ApiError::NotFound { .. } => ApiError::invalid("from", format!("site {:?} not found", req.from)),
+            other => other,
+        })?;
+        let args = state.actions().sync_args(&source, &target_site, &req).await?;
+        state.actions().enqueue(TaskKind::SiteSync, target_site.id.0, args, &actor.created_by()).await
+    })
+    .await
+    .map(Queued)
+}

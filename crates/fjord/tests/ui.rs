@@ -366,3 +366,52 @@ fn the_sites_list_pages_searches_and_filters() {
     let dash = ui.get("/", Some(&s));
     assert!(dash.body.contains("<span class=\"n\">120</span><span class=\"label\">all sites</span>"), "{}", dash.body);
 }
+
+#[test]
+fn the_site_settings_page_changes_settings_and_shows_errors_by_field() {
+    let ui = Ui::start();
+    ui.create_site("a.example", "acme");
+    ui.create_site("a-staging.example", "acme");
+    ui.create_site("b.example", "globex");
+    let admin = ui.login("admin", &ui.admin_password);
+    let page = ui.get("/sites/a.example/settings", Some(&admin));
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for form in ["aliases", "php-limits", "php", "isolation", "health-marker", "sync"] {
+        assert!(page.body.contains(&format!("/sites/a.example/settings/{form}\"")), "{form} form missing");
+    }
+    assert!(page.body.contains("<label for=\"f-memory_limit\">"), "every input has its label");
+    assert!(ui.get("/sites/a.example", Some(&admin)).body.contains("/sites/a.example/settings"));
+
+    // A bad value comes back next to its field, with what was typed; nothing is recorded.
+    let r =
+        ui.post("/sites/a.example/settings/php-limits", &admin, &[("max_children", "many"), ("memory_limit", "256M")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("f-max_children-error") && r.body.contains("value=\"many\""), "{}", r.body);
+    let r = ui.post("/sites/a.example/settings/isolation", &admin, &[("mode", "shared")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("f-mode-error"), "{}", r.body);
+    let r = ui.post("/sites/a.example/settings/sync", &admin, &[("from", "a-staging.example")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("say what to copy"), "{}", r.body);
+    // A refusal of the planner (the site is not installed: no workers) is shown above its form.
+    let r = ui.post("/sites/a.example/settings/php-limits", &admin, &[("max_children", "4")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("error-summary"), "{}", r.body);
+    // Without the CSRF token nothing happens.
+    let r = ui.request(Method::POST, "/sites/a.example/settings/health-marker", Some(&admin), Some(&[("marker", "x")]));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // The health marker is recorded at once.
+    let r = ui.post("/sites/a.example/settings/health-marker", &admin, &[("marker", "Welcome home")]);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/sites/a.example/settings"), "{}", r.body);
+    assert!(ui.get("/sites/a.example/settings", Some(&admin)).body.contains("value=\"Welcome home\""));
+
+    // A client sees the page of their own site without the managers' settings, and not another's.
+    let alice = ui.login("alice", &ui.alice_password);
+    let page = ui.get("/sites/a.example/settings", Some(&alice));
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("settings/php-limits") && page.body.contains("settings/sync"), "{}", page.body);
+    assert!(!page.body.contains("b.example"), "another client's site is offered to sync from");
+    assert_eq!(ui.get("/sites/b.example/settings", Some(&alice)).status, StatusCode::NOT_FOUND);
+    let r = ui.post("/sites/a.example/settings/health-marker", &alice, &[("marker", "mine")]);
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

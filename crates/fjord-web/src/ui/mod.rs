@@ -11,6 +11,7 @@
 mod accounts;
 mod objects;
 pub mod render;
+mod site_settings;
 mod sites;
 mod tasks;
 
@@ -46,6 +47,8 @@ pub fn router() -> Router<AppState> {
         .route("/sites", get(sites::list).post(sites::create))
         .route("/sites/new", get(sites::new_form))
         .route("/sites/{domain}", get(sites::show))
+        .route("/sites/{domain}/settings", get(site_settings::show))
+        .route("/sites/{domain}/settings/{form}", post(site_settings::post))
         .route("/sites/{domain}/clone", post(sites::clone))
         .route("/sites/{domain}/migrate", post(sites::migrate))
         .route("/sites/{domain}/delete", post(sites::delete))

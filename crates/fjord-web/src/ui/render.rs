@@ -18,6 +18,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("sites.html", include_str!("../../templates/ui/sites.html")),
     ("site.html", include_str!("../../templates/ui/site.html")),
     ("site_new.html", include_str!("../../templates/ui/site_new.html")),
+    ("site_settings.html", include_str!("../../templates/ui/site_settings.html")),
     ("tasks.html", include_str!("../../templates/ui/tasks.html")),
     ("task.html", include_str!("../../templates/ui/task.html")),
     ("platforms.html", include_str!("../../templates/ui/platforms.html")),

@@ -415,3 +415,62 @@ fn the_site_settings_page_changes_settings_and_shows_errors_by_field() {
     let r = ui.post("/sites/a.example/settings/health-marker", &alice, &[("marker", "mine")]);
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+#[test]
+fn servers_are_added_and_changed_from_their_pages() {
+    let ui = Ui::start();
+    let admin = ui.login("admin", &ui.admin_password);
+    let page = ui.get("/servers", Some(&admin));
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("action=\"/servers\"") && page.body.contains("<label for=\"f-http_port\">"));
+    // Bad input comes back by field, with what was typed (never the password).
+    let r = ui.post(
+        "/servers",
+        &admin,
+        &[
+            ("name", "web2"),
+            ("hostname", "localhost"),
+            ("web", "nginx"),
+            ("http_port", "eighty"),
+            ("mariadb_password", "s3cret"),
+        ],
+    );
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("f-http_port-error") && r.body.contains("value=\"web2\""), "{}", r.body);
+    assert!(!r.body.contains("s3cret"));
+    let r = ui.post("/servers", &admin, &[("name", "localhost"), ("http_port", "81")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("f-name-error"), "{}", r.body);
+    let r = ui.post("/servers", &admin, &[("name", "web2"), ("web", "nginx"), ("http_port", "8081"), ("sqlite", "on")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.starts_with("/tasks/"), "{}", r.location);
+
+    // The server's page changes it.
+    let page = ui.get("/servers/web2", Some(&admin));
+    for form in ["web", "real-ip", "php", "remove"] {
+        assert!(page.body.contains(&format!("/servers/web2/{form}\"")), "{form} form missing");
+    }
+    let r = ui.post("/servers/web2/real-ip", &admin, &[("trust", "10.0.0.1/8")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("f-trust-error") && r.body.contains("past the &#x2f;8"), "{}", r.body);
+    let r =
+        ui.post("/servers/web2/real-ip", &admin, &[("trust", "192.0.2.0/24 198.51.100.7"), ("header", "X-Real-IP")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(ui.get("/servers/web2", Some(&admin)).body.contains("X-Real-IP from 192.0.2.0&#x2f;24"));
+    let r = ui.post("/servers/web2/web", &admin, &[("web", "apache")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = ui.post("/servers/web2/php", &admin, &[("runtime_name", "alt"), ("binary", "/nonexistent/php-fpm")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("f-binary-error"), "{}", r.body);
+    let r = ui.post("/servers/web2/remove", &admin, &[("confirm", "web3")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = ui.post("/servers/web2/remove", &admin, &[("confirm", "web2")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // Clients never see servers; nobody changes them without the form's CSRF token.
+    let alice = ui.login("alice", &ui.alice_password);
+    assert_eq!(ui.get("/servers", Some(&alice)).status, StatusCode::FORBIDDEN);
+    assert_eq!(ui.post("/servers", &alice, &[("name", "x")]).status, StatusCode::FORBIDDEN);
+    let r = ui.request(Method::POST, "/servers/web2/web", Some(&admin), Some(&[("web", "nginx")]));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

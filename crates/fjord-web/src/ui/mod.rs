@@ -11,6 +11,7 @@
 mod accounts;
 mod objects;
 pub mod render;
+mod servers;
 mod site_settings;
 mod sites;
 mod tasks;
@@ -37,9 +38,10 @@ pub fn router() -> Router<AppState> {
         .route("/users", get(accounts::users).post(accounts::add_user))
         .route("/users/{name}/delete", post(accounts::delete_user))
         .route("/clients", get(objects::clients).post(objects::add_client))
-        .route("/servers", get(objects::servers))
-        .route("/servers/{name}", get(objects::server))
-        .route("/servers/{name}/verify", post(objects::verify_server))
+        .route("/servers", get(servers::servers).post(servers::add_server))
+        .route("/servers/{name}", get(servers::server))
+        .route("/servers/{name}/{action}", post(servers::server_action))
+        .route("/servers/{name}/php/{runtime}/remove", post(servers::remove_runtime))
         .route("/platforms", get(objects::platforms).post(objects::add_platform))
         .route("/platforms/{name}", get(objects::platform))
         .route("/platforms/{name}/migrate", post(objects::migrate_platform))

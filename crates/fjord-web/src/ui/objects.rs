@@ -1,4 +1,4 @@
-//! The dashboard, servers, platforms (with "migrate all sites to…") and clients.
+//! The dashboard, platforms (with "migrate all sites to…") and clients. Servers are in `servers.rs`.
 
 use super::tasks::task_rows;
 use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, Viewer};
@@ -49,98 +49,6 @@ pub async fn dashboard(State(state): State<AppState>, v: Viewer) -> UiResult {
             active => task_rows(&state, &active).await?, failed => task_rows(&state, &failed).await?,
         },
     )
-}
-
-// ---- servers ------------------------------------------------------------------------------------------
-
-fn http_of(s: &Server) -> String {
-    match s.http() {
-        Some(h) => {
-            let mut out = format!("{} ({} mode) on port {}", h.kind, h.mode, h.port);
-            if let Some(p) = h.https_port {
-                out.push_str(&format!(", HTTPS {p}"));
-            }
-            if let Some(ver) = &h.version {
-                out.push_str(&format!(", version {ver}"));
-            }
-            out
-        }
-        None => "none".into(),
-    }
-}
-
-pub async fn servers(State(state): State<AppState>, v: Viewer) -> UiResult {
-    v.0.require_manager()?;
-    let platforms = state.store.platforms().await?;
-    let servers: Vec<Value> = state
-        .store
-        .servers()
-        .await?
-        .iter()
-        .map(|s| {
-            context! {
-                name => s.name.as_str(), hostname => s.hostname, status => s.status.as_str(), http => http_of(s),
-                php => s.php_versions().collect::<Vec<_>>(),
-                dbs => s.db_engines().map(|e| e.as_str()).collect::<Vec<_>>(),
-                platforms => platforms.iter().filter(|p| p.server_id == s.id).count(),
-            }
-        })
-        .collect();
-    v.page("servers.html", "servers", context! { servers })
-}
-
-pub async fn server(State(state): State<AppState>, v: Viewer, Path(name): Path<String>) -> UiResult {
-    v.0.require_manager()?;
-    let server = state.store.server_by_name(&name).await?;
-    let mut services = vec![("Web server".to_string(), http_of(&server))];
-    for p in server.php_runtimes() {
-        services.push((format!("PHP {}", p.version), p.binary.clone()));
-    }
-    for e in server.db_engines() {
-        let d = server.db(e).expect("listed engines exist");
-        let at = match (&d.socket, &d.host, d.port) {
-            (Some(sock), _, _) => format!("socket {sock}"),
-            (None, Some(h), Some(p)) => format!("{h}:{p}"),
-            (None, Some(h), None) => h.clone(),
-            _ => "local".into(),
-        };
-        let ver = d.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default();
-        services.push((e.as_str().to_string(), format!("{at}{ver}")));
-    }
-    let platforms: Vec<Value> = state
-        .store
-        .platforms()
-        .await?
-        .iter()
-        .filter(|p| p.server_id == server.id)
-        .map(|p| context! { name => p.name.as_str(), status => p.status.as_str(), app => p.app.map(|a| a.as_str()), app_version => p.app_version })
-        .collect();
-    let tasks: Vec<Task> = state
-        .store
-        .list_tasks(&TaskQuery { limit: 100, ..Default::default() })
-        .await?
-        .items
-        .into_iter()
-        .filter(|t| t.target_kind == TargetKind::Server && t.target_id == server.id.0)
-        .take(10)
-        .collect();
-    let server_v =
-        context! { name => server.name.as_str(), hostname => server.hostname, status => server.status.as_str() };
-    v.page(
-        "server.html",
-        "servers",
-        context! { server => server_v, services, platforms, tasks => task_rows(&state, &tasks).await? },
-    )
-}
-
-pub async fn verify_server(
-    State(state): State<AppState>,
-    v: Viewer,
-    Path(name): Path<String>,
-    _: CsrfForm<NoFields>,
-) -> UiResult {
-    let queued = api::verify_server(State(state), v.0.clone(), Path(name)).await?;
-    Ok(see_other(&format!("/tasks/{}", queued.0.id)))
 }
 
 // ---- platforms ----------------------------------------------------------------------------------------

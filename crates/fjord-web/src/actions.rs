@@ -17,7 +17,7 @@ mod restore;
 mod servers;
 mod site_settings;
 pub use servers::{DbServiceCreate, PhpCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
-pub use site_settings::{parse_isolation, PhpLimitsChange, SyncRequest};
+pub use site_settings::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 
 /// What every action needs: the state database and the host layout planners derive paths from.
 #[derive(Debug, Clone, Copy)]

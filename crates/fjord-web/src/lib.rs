@@ -71,6 +71,8 @@ pub struct WebSettings {
     pub login_window: Duration,
     /// Where offsite copies live, to delete a backup's copy with the backup.
     pub offsite: Option<fjord_exec::offsite::OffsiteConfig>,
+    /// The ACME account and directory certificates come from (`None`: only self-signed or uploaded).
+    pub acme: Option<fjord_core::CertRequest>,
 }
 
 impl Default for WebSettings {
@@ -83,6 +85,7 @@ impl Default for WebSettings {
             login_per_addr: 50,
             login_window: Duration::from_secs(15 * 60),
             offsite: None,
+            acme: None,
         }
     }
 }

@@ -947,6 +947,18 @@ fn site_settings_sync_and_cron_through_the_api() {
     );
     assert_eq!(api.get("/api/sites/a.example", &api.admin).body, before);
 
+    assert_problem(
+        &post("https", &api.admin, json!({ "mode": "sometimes" })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("mode"),
+    );
+    let r = post("cert", &api.admin, json!({ "cert_pem": "-----BEGIN CERTIFICATE-----" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("key_pem"));
+    let r = post("cert", &api.admin, json!({ "cert_pem": "not a certificate", "key_pem": "not a key" }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("cert_pem"));
+    assert!(!r.text.contains("not a key"), "the key is echoed: {}", r.text);
+    assert_problem(&post("https", &api.alice, json!({ "mode": "on" })), StatusCode::FORBIDDEN, None);
+
     // Settings are the platform managers'; a client may sync between their own sites only.
     assert_problem(&post("php-limits", &api.alice, json!({ "max_children": 4 })), StatusCode::FORBIDDEN, None);
     assert_problem(&post("health-marker", &api.alice, json!({ "text": "Welcome" })), StatusCode::FORBIDDEN, None);
@@ -969,7 +981,9 @@ fn site_settings_sync_and_cron_through_the_api() {
         assert!(r.text.contains("a.example"), "{path}: {}", r.text);
     }
     let audit = api.get("/api/audit?limit=100", &api.admin).body.to_string();
-    for action in ["site-php-limits", "site-isolation", "site-health-marker", "site-sync", "site-cron"] {
+    for action in
+        ["site-php-limits", "site-isolation", "site-health-marker", "site-sync", "site-cron", "site-https", "site-cert"]
+    {
         assert!(audit.contains(action), "{action} not audited");
     }
 }

@@ -376,7 +376,7 @@ fn the_site_settings_page_changes_settings_and_shows_errors_by_field() {
     let admin = ui.login("admin", &ui.admin_password);
     let page = ui.get("/sites/a.example/settings", Some(&admin));
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    for form in ["aliases", "php-limits", "php", "isolation", "health-marker", "sync"] {
+    for form in ["aliases", "https", "cert", "php-limits", "php", "isolation", "health-marker", "sync"] {
         assert!(page.body.contains(&format!("/sites/a.example/settings/{form}\"")), "{form} form missing");
     }
     assert!(page.body.contains("<label for=\"f-memory_limit\">"), "every input has its label");

@@ -152,3 +152,139 @@ impl Actions<'_> {
                                "stamp": super::stamp_now() }))
     }
 }
+
+/// A site's HTTPS mode and HSTS, and where its certificate comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsChange {
+    /// `off`, `on` (both served) or `required` (HTTP redirects to HTTPS).
+    pub mode: String,
+    /// Send Strict-Transport-Security on HTTPS answers (default: unchanged).
+    pub hsts: Option<bool>,
+    /// A self-signed certificate instead of ACME (internal domains).
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+/// A new certificate now: from ACME (the default), self-signed, or uploaded (PEM).
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertChange {
+    #[serde(default)]
+    pub self_signed: bool,
+    /// ACME: revoke the certificate being replaced once the new one is installed.
+    #[serde(default)]
+    pub revoke_old: bool,
+    /// An uploaded certificate (the site's first, then its chain) …
+    pub cert_pem: Option<String>,
+    /// … and its private key (PKCS#8), kept 0600 in the secrets store.
+    #[serde(skip_serializing)]
+    pub key_pem: Option<String>,
+}
+
+// By hand, so the private key never reaches a log line.
+impl std::fmt::Debug for CertChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertChange")
+            .field("self_signed", &self.self_signed)
+            .field("revoke_old", &self.revoke_old)
+            .field("cert_pem", &self.cert_pem.as_ref().map(|_| "…"))
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl Actions<'_> {
+    /// Sets `site`'s HTTPS mode (and HSTS), then queues the certificate task (ACME from `acme`, or
+    /// self-signed), or for `off` the verify that drops the HTTPS server from its vhost.
+    pub async fn set_https(
+        &self,
+        site: &Site,
+        req: &HttpsChange,
+        acme: Option<&CertRequest>,
+        dry_run: bool,
+        created_by: &str,
+    ) -> ApiResult<Result<Task, Planned>> {
+        let mode: HttpsMode = super::parse_enum("mode", &req.mode)?;
+        let mut tls = site.tls.clone();
+        if let Some(h) = req.hsts {
+            tls.hsts = h;
+        }
+        let request = if req.self_signed {
+            CertRequest::SelfSigned { days: 365 }
+        } else {
+            acme.cloned().ok_or_else(|| {
+                ApiError::invalid("self_signed", "ACME is not configured here: ask for a self-signed certificate")
+            })?
+        };
+        let (kind, args) = if mode == HttpsMode::Off {
+            (TaskKind::SiteVerify, serde_json::json!({}))
+        } else {
+            (TaskKind::SiteCert, serde_json::json!({ "request": request }))
+        };
+        let lane = self.store.lane_of(TargetKind::Site, site.id.0).await?;
+        let mut snap = self.store.snapshot(&super::prospective_task(kind, site.id.0, lane, args.clone())).await?;
+        if let Some(s) = snap.site.as_mut() {
+            s.https = mode;
+            s.tls = tls.clone();
+        }
+        let planned = self.plan_snapshot(kind, &args, &snap)?;
+        if dry_run {
+            return Ok(Err(planned));
+        }
+        self.store.set_site_https(site.id, mode, &tls).await?;
+        Ok(Ok(self.enqueue(kind, site.id.0, args, created_by).await?))
+    }
+
+    /// Queues a new certificate for `site` now. An uploaded one is checked first (it must parse, match
+    /// its key and not be expired); its key goes to the secrets store. Returns the names it leaves out.
+    pub async fn new_certificate(
+        &self,
+        site: &Site,
+        req: &CertChange,
+        acme: Option<&CertRequest>,
+        dry_run: bool,
+        created_by: &str,
+    ) -> ApiResult<(Result<Task, Planned>, Vec<String>)> {
+        let mut left_out = Vec::new();
+        let request = match (&req.cert_pem, &req.key_pem) {
+            (Some(cert_pem), Some(key_pem)) => {
+                let names: Vec<String> = site.all_domains().map(|d| d.to_string()).collect();
+                let meta = fjord_exec::tls::check_upload(cert_pem, key_pem, &names, fjord_store::now_millis())
+                    .map_err(|e| ApiError::invalid("cert_pem", e.to_string()))?;
+                left_out = meta.failed;
+                let key_secret = format!("site-{}-tls-upload", site.id);
+                if !dry_run {
+                    let state = std::path::Path::new(&self.layout.state_dir);
+                    fjord_exec::SecretStore::open(state.join("secrets"))
+                        .and_then(|s| s.put(&key_secret, &fjord_exec::Secret::new(key_pem)))
+                        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+                }
+                CertRequest::Uploaded { cert_pem: cert_pem.clone(), key_secret }
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ApiError::invalid("key_pem", "an uploaded certificate needs both cert_pem and key_pem"))
+            }
+            (None, None) if req.self_signed => CertRequest::SelfSigned { days: 365 },
+            (None, None) => match acme {
+                Some(CertRequest::Acme { directory, ca_file, contact, drop_failing_aliases, .. }) => {
+                    CertRequest::Acme {
+                        directory: directory.clone(),
+                        ca_file: ca_file.clone(),
+                        contact: contact.clone(),
+                        drop_failing_aliases: *drop_failing_aliases,
+                        revoke_old: req.revoke_old,
+                    }
+                }
+                _ => return Err(ApiError::invalid("self_signed", "ACME is not configured here")),
+            },
+        };
+        let args = serde_json::json!({ "request": request });
+        let outcome = if dry_run {
+            Err(self.plan(TaskKind::SiteCert, site.id.0, &args).await?)
+        } else {
+            Ok(self.enqueue(TaskKind::SiteCert, site.id.0, args, created_by).await?)
+        };
+        Ok((outcome, left_out))
+    }
+}

@@ -115,6 +115,8 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/sites/{domain}/php", "sites", "Move the site to another of its server's PHP runtimes (platform managers)", auth = true, body = Some(schema::<site_settings::PhpRuntimeChoice>), returns = "task", post(site_settings::php_runtime)),
     route!("post" "/api/sites/{domain}/isolation", "sites", "Whose Unix user the site's PHP runs as: site or client (platform managers)", auth = true, body = Some(schema::<site_settings::IsolationChoice>), returns = "task", post(site_settings::isolation)),
     route!("post" "/api/sites/{domain}/health-marker", "sites", "Set the text health checks look for on the front page (platform managers)", auth = true, body = Some(schema::<site_settings::HealthMarker>), returns = "json", post(site_settings::health_marker)),
+    route!("post" "/api/sites/{domain}/https", "sites", "Set the site's HTTPS mode (off, on, required) and HSTS, then get its certificate (platform managers)", auth = true, body = Some(schema::<crate::actions::HttpsChange>), returns = "task", post(site_settings::https)),
+    route!("post" "/api/sites/{domain}/cert", "sites", "A new certificate now: ACME, self-signed, or an uploaded PEM certificate and key (platform managers)", auth = true, body = Some(schema::<crate::actions::CertChange>), returns = "json", post(site_settings::cert)),
     route!("get" "/api/sites/{domain}/tasks", "sites", "A site's tasks, newest first", auth = true, body = None, returns = "json", get(sites::tasks)),
     route!("get" "/api/sites/{domain}/backups", "sites", "A site's backups, newest first", auth = true, body = None, returns = "json", get(sites::backups)),
     // backups and tasks

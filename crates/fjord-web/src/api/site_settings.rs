@@ -4,7 +4,7 @@
 
 use super::sites::site_for;
 use super::{act, Queued};
-use crate::actions::{parse_isolation, PhpLimitsChange, SyncRequest};
+use crate::actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState, SiteAction};
@@ -143,4 +143,44 @@ pub async fn sync(
     })
     .await
     .map(Queued)
+}
+
+/// Sets the site's HTTPS mode, then gets its certificate (ACME as configured, or self-signed).
+pub async fn https(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<HttpsChange>,
+) -> ApiResult<Queued> {
+    let (by, st) = (actor.created_by(), state.clone());
+    settings_change(&state, &actor, &domain, "site-https", &req.mode.clone(), |site| async move {
+        st.actions().set_https(&site, &req, st.settings.acme.as_ref(), false, &by).await
+    })
+    .await
+}
+
+/// A new certificate now: ACME, self-signed, or an uploaded one (PEM in the body).
+pub async fn cert(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(domain): Path<String>,
+    ApiJson(req): ApiJson<CertChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let site = site_for(&state, &actor, &domain, SiteAction::Settings).await?;
+    let target = format!("site:{}", site.domain);
+    let detail = if req.cert_pem.is_some() {
+        "upload"
+    } else if req.self_signed {
+        "self-signed"
+    } else {
+        "acme"
+    };
+    act(&state, &actor, "site-cert", &target, detail, async {
+        let acme = state.settings.acme.as_ref();
+        let (outcome, left_out) =
+            state.actions().new_certificate(&site, &req, acme, false, &actor.created_by()).await?;
+        let task = outcome.map_err(|_| ApiError::Internal("a dry run where none was asked".into()))?;
+        Ok(Json(serde_json::json!({ "task": task, "not_covered": left_out })))
+    })
+    .await
 }

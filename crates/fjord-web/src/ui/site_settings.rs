@@ -1,5 +1,5 @@
-//! A site's settings page (`/sites/{domain}/settings`): aliases, PHP limits and runtime, isolation,
-//! health marker, content sync from another site, and cron now. Each form posts to
+//! A site's settings page (`/sites/{domain}/settings`): aliases, HTTPS and its certificate, PHP limits
+//! and runtime, isolation, health marker, content sync from another site, and cron now. Each form posts to
 //! `/sites/{domain}/settings/{form}`, calls the API handler that does it, and on a refusal shows the
 //! page again with the error next to its field.
 
@@ -35,6 +35,9 @@ pub struct SettingsForm {
     from: Option<String>,
     db: Option<String>,
     files: Option<String>,
+    https_mode: Option<String>,
+    hsts: Option<String>,
+    self_signed: Option<String>,
 }
 
 /// What a failed form brings back to the page: its values and errors.
@@ -91,12 +94,14 @@ async fn page(state: &AppState, v: &Viewer, domain: &str, status: StatusCode, sh
         ("runtime", current_runtime.unwrap_or_default()),
         ("mode", site.isolation.to_string()),
         ("marker", site.health_marker.clone().unwrap_or_default()),
+        ("https_mode", site.https.to_string()),
     ]);
     form.extend(shown.form);
     let site_v = context! {
         domain => site.domain.as_str(), status => site.status.as_str(),
         aliases => site.aliases.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         redirect_aliases => site.redirect_aliases, has_client => site.client_id.is_some(),
+        hsts => site.tls.hsts, self_signed => site.tls.source == CertSource::SelfSigned,
     };
     let alias_options: Vec<(String, String)> = std::iter::once((String::new(), "—".to_string()))
         .chain(site.aliases.iter().map(|a| (a.to_string(), a.to_string())))
@@ -177,6 +182,19 @@ pub async fn post(
             (&["from", "db"], api::sync(s, a, d, ApiJson(req)).await.map(|q| Some(q.0.id.0)))
         }
         "cron" => (&[], api::cron(s, a, d).await.map(|q| Some(q.0.id.0))),
+        "https" => {
+            let req = crate::actions::HttpsChange {
+                mode: f.https_mode.clone().unwrap_or_default(),
+                hsts: Some(f.hsts.is_some()),
+                self_signed: f.self_signed.is_some(),
+            };
+            (&["mode", "self_signed"], api::https(s, a, d, ApiJson(req)).await.map(|q| Some(q.0.id.0)))
+        }
+        "cert" => {
+            let req = crate::actions::CertChange { self_signed: f.self_signed.is_some(), ..Default::default() };
+            let r = api::cert(s, a, d, ApiJson(req)).await;
+            (&["self_signed"], r.map(|j| j.0["task"]["id"].as_i64()))
+        }
         _ => return Err(ApiError::not_found("form", form).into()),
     };
     match outcome {
@@ -190,6 +208,7 @@ pub async fn post(
                 "isolation" => "isolation",
                 "health-marker" => "marker",
                 "sync" => "sync",
+                "https" | "cert" => "https",
                 _ => "cron",
             };
             let mut shown = Shown::default();

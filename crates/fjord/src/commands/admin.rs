@@ -179,6 +179,7 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
             let settings = fjord_web::WebSettings {
                 secure_cookies: file.secure_cookies.unwrap_or(false),
                 offsite: ctx.settings.offsite()?,
+                acme: ctx.settings.acme_request(false).ok(),
                 ..Default::default()
             };
             let state = fjord_web::AppState::new(store.clone(), ctx.layout(), settings);

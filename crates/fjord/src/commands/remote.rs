@@ -322,6 +322,32 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             });
             Ok(ExitCode::SUCCESS)
         }
+        SiteCmd::Https { domain, mode, hsts, self_signed } => {
+            let hsts = match hsts.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => bail!("invalid --hsts {other:?}: use on or off"),
+            };
+            let body = json!({ "mode": mode, "hsts": hsts, "self_signed": self_signed });
+            queued(ctx, remote, remote.post(&action(&domain, "https"), body).await?).await
+        }
+        SiteCmd::Cert { domain, self_signed, cert, key, revoke_old } => {
+            let mut body = json!({ "self_signed": self_signed, "revoke_old": revoke_old });
+            if let Some((cert, key)) = cert.zip(key) {
+                // The key travels in the body, over the API's connection, to the remote's secrets store.
+                body["cert_pem"] =
+                    json!(std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?);
+                body["key_pem"] =
+                    json!(std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?);
+            }
+            let v = remote.post(&action(&domain, "cert"), body).await?;
+            if let Some(names) = v["not_covered"].as_array().filter(|n| !n.is_empty()) {
+                let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                eprintln!("warning: the certificate does not cover {}", names.join(", "));
+            }
+            queued(ctx, remote, v["task"].clone()).await
+        }
         _ => bail!("this `site` command works only on the Fjord itself, not with --remote"),
     }
 }

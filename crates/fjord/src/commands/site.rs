@@ -5,7 +5,6 @@ use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Context as _, Result};
 use fjord_core::*;
-use fjord_exec::SecretStore;
 use fjord_store::NewSite;
 use fjord_web::actions::Actions;
 use std::process::ExitCode;
@@ -486,34 +485,26 @@ fn cert_line(site: &Site) -> String {
 /// `site https`: records the mode (and HSTS, and whether the certificate is self-signed), then queues
 /// the certificate task (or, for off, a verify that drops the HTTPS server from the vhost).
 async fn https(ctx: &mut Ctx, domain: &str, mode: &str, hsts: Option<String>, self_signed: bool) -> Result<ExitCode> {
-    let mode: HttpsMode = parse_enum("--mode", mode)?;
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let mut tls = site.tls.clone();
-    match hsts.as_deref() {
-        None => {}
-        Some("on") => tls.hsts = true,
-        Some("off") => tls.hsts = false,
+    let hsts = match hsts.as_deref() {
+        None => None,
+        Some("on") => Some(true),
+        Some("off") => Some(false),
         Some(other) => bail!("invalid --hsts {other:?}: use on or off"),
-    }
-    let request = if self_signed { CertRequest::SelfSigned { days: 365 } } else { ctx.settings.acme_request(false)? };
-    let (kind, args) = if mode == HttpsMode::Off {
-        (TaskKind::SiteVerify, serde_json::json!({}))
-    } else {
-        (TaskKind::SiteCert, serde_json::json!({ "request": request }))
     };
-    if ctx.global.dry_run {
-        let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
-        let mut snap = store.snapshot(&super::prospective_task(kind, site.id.0, lane, args.clone())).await?;
-        if let Some(s) = snap.site.as_mut() {
-            s.https = mode;
-            s.tls = tls;
+    let req = fjord_web::actions::HttpsChange { mode: mode.to_string(), hsts, self_signed };
+    let acme = if self_signed { None } else { Some(ctx.settings.acme_request(false)?) };
+    let layout = ctx.layout();
+    let outcome =
+        Actions::new(&store, &layout).set_https(&site, &req, acme.as_ref(), ctx.global.dry_run, &ctx.actor()).await?;
+    match outcome {
+        Ok(t) => task::queued(ctx, &t).await,
+        Err(planned) => {
+            let kind = if req.mode == "off" { TaskKind::SiteVerify } else { TaskKind::SiteCert };
+            print_plan(ctx, kind, &planned)
         }
-        let planned = plan_now(ctx, kind, &args, &snap)?;
-        return print_plan(ctx, kind, &planned);
     }
-    store.set_site_https(site.id, mode, &tls).await?;
-    queue_task(ctx, kind, site.id.0, args).await
 }
 
 /// `site cert`: a new certificate now (ACME by default; self-signed; or an uploaded one, checked here
@@ -527,24 +518,24 @@ async fn certificate(
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let request = match upload {
-        Some((cert, key)) => {
-            let cert_pem = std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
-            let key_pem = std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?;
-            let names: Vec<String> = site.all_domains().map(|d| d.to_string()).collect();
-            let meta = fjord_exec::tls::check_upload(&cert_pem, &key_pem, &names, fjord_store::now_millis())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
-            if !meta.failed.is_empty() {
-                eprintln!("warning: the certificate does not cover {}", meta.failed.join(", "));
-            }
-            let key_secret = format!("site-{}-tls-upload", site.id);
-            if !ctx.global.dry_run {
-                SecretStore::open(ctx.settings.secrets_dir())?.put(&key_secret, &fjord_exec::Secret::new(key_pem))?;
-            }
-            CertRequest::Uploaded { cert_pem, key_secret }
-        }
-        None if self_signed => CertRequest::SelfSigned { days: 365 },
-        None => ctx.settings.acme_request(revoke_old)?,
-    };
-    queue_task(ctx, TaskKind::SiteCert, site.id.0, serde_json::json!({ "request": request })).await
+    let mut req = fjord_web::actions::CertChange { self_signed, revoke_old, ..Default::default() };
+    let mut from = String::new();
+    if let Some((cert, key)) = upload {
+        req.cert_pem = Some(std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?);
+        req.key_pem = Some(std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?);
+        from = format!("{}: ", cert.display());
+    }
+    let acme = Some(ctx.settings.acme_request(revoke_old)?);
+    let layout = ctx.layout();
+    let (outcome, left_out) = Actions::new(&store, &layout)
+        .new_certificate(&site, &req, acme.as_ref(), ctx.global.dry_run, &ctx.actor())
+        .await
+        .map_err(|e| anyhow::anyhow!("{from}{e}"))?;
+    if !left_out.is_empty() {
+        eprintln!("warning: the certificate does not cover {}", left_out.join(", "));
+    }
+    match outcome {
+        Ok(t) => task::queued(ctx, &t).await,
+        Err(planned) => print_plan(ctx, TaskKind::SiteCert, &planned),
+    }
 }

@@ -147,6 +147,21 @@ pub struct DbService {
     pub admin_password: bool,
 }
 
+impl DbService {
+    /// SQLite: no server, no admin account (each site's database is a file in its own directory).
+    pub fn sqlite() -> DbService {
+        DbService {
+            engine: DbEngine::Sqlite,
+            version: None,
+            host: None,
+            port: None,
+            socket: None,
+            admin_user: None,
+            admin_password: false,
+        }
+    }
+}
+
 /// A PHP-FPM runtime: one PHP-FPM master Fjord runs. Several may share a binary (and version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhpRuntime {

@@ -446,3 +446,26 @@ pub struct Snapshot {
     #[serde(default)]
     pub other_db_server: Option<crate::Server>,
 }
+
+impl Snapshot {
+    /// A snapshot of `server` alone; callers fill in what their task involves with struct update
+    /// syntax (`Snapshot { platform: Some(p), ..Snapshot::of_server(server) }`).
+    pub fn of_server(server: crate::Server) -> Snapshot {
+        Snapshot {
+            server,
+            platform: None,
+            site: None,
+            sites: vec![],
+            platforms: vec![],
+            db_server: None,
+            other_site: None,
+            other_platform: None,
+            other_db_server: None,
+        }
+    }
+
+    /// A snapshot of a site not recorded yet (or a prospective one) on `platform` of `server`.
+    pub fn of_new_site(server: crate::Server, platform: crate::Platform, site: crate::Site) -> Snapshot {
+        Snapshot { platform: Some(platform), site: Some(site), ..Snapshot::of_server(server) }
+    }
+}

@@ -89,17 +89,7 @@ pub(crate) fn site(status: SiteStatus, aliases: &[&str], redirect: bool) -> Site
 }
 
 fn snap(site: Option<Site>) -> Snapshot {
-    Snapshot {
-        server: server(),
-        platform: Some(platform()),
-        site,
-        sites: vec![],
-        platforms: vec![],
-        db_server: None,
-        other_site: None,
-        other_platform: None,
-        other_db_server: None,
-    }
+    Snapshot { platform: Some(platform()), site, ..Snapshot::of_server(server()) }
 }
 
 /// Renders a planned task as text: each step, file contents in full, then the state changes.

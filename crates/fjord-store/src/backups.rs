@@ -266,15 +266,7 @@ mod tests {
     async fn schedules_apply_to_sites_and_queue_due_backups() {
         let dir = tempfile::tempdir().expect("tempdir");
         for (label, store) in crate::testing::all_backends(dir.path()).await.expect("stores") {
-            let db = Service::Db(DbService {
-                engine: DbEngine::Sqlite,
-                version: None,
-                host: None,
-                port: None,
-                socket: None,
-                admin_user: None,
-                admin_password: false,
-            });
+            let db = Service::Db(DbService::sqlite());
             let new = NewServer {
                 name: Name::parse("name", "s1").expect("name"),
                 hostname: "localhost".into(),

@@ -373,15 +373,8 @@ impl<'a> Actions<'a> {
         let prospective = self.store.prepare_site(&new).await?;
         let server_id = server.id;
         let snap = Snapshot {
-            server,
-            platform: Some(platform),
-            site: Some(prospective),
-            sites: vec![],
-            platforms: vec![],
             db_server: db_server.filter(|d| d.id != server_id),
-            other_site: None,
-            other_platform: None,
-            other_db_server: None,
+            ..Snapshot::of_new_site(server, platform, prospective)
         };
         let planned = self.plan_snapshot(TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
         Ok((new, planned))
@@ -428,17 +421,7 @@ impl<'a> Actions<'a> {
             Some(id) if id != server.id => Some(self.store.server(id).await?),
             _ => None,
         };
-        Ok(Snapshot {
-            server,
-            platform: Some(platform),
-            site: Some(prospective),
-            sites: vec![],
-            platforms: vec![],
-            db_server,
-            other_site,
-            other_platform,
-            other_db_server: None,
-        })
+        Ok(Snapshot { db_server, other_site, other_platform, ..Snapshot::of_new_site(server, platform, prospective) })
     }
 
     /// Validates a clone of `src` as `domain` (on `platform`, default the source's) and plans it.

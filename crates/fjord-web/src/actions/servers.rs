@@ -205,15 +205,7 @@ impl Actions<'_> {
                 DbEngine::Sqlite => (0, ""),
             };
             let service = if engine == DbEngine::Sqlite {
-                DbService {
-                    engine,
-                    version: None,
-                    host: None,
-                    port: None,
-                    socket: None,
-                    admin_user: None,
-                    admin_password: false,
-                }
+                DbService::sqlite()
             } else {
                 let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
                 if host.parse::<std::net::IpAddr>().is_err() && Domain::parse(&host).is_err() {
@@ -281,17 +273,7 @@ impl Actions<'_> {
         }
         let local = hostname == "localhost";
         let new = NewServer { name, hostname, services: self.new_server_services(req, local).await? };
-        let snap = Snapshot {
-            server: prospective_server(&new),
-            platform: None,
-            site: None,
-            sites: vec![],
-            platforms: vec![],
-            db_server: None,
-            other_site: None,
-            other_platform: None,
-            other_db_server: None,
-        };
+        let snap = Snapshot::of_server(prospective_server(&new));
         let planned = self.plan_snapshot(TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
         Ok((new, planned))
     }

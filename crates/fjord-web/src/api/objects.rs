@@ -43,14 +43,7 @@ pub async fn server(State(state): State<AppState>, actor: Actor, Path(name): Pat
 }
 
 pub async fn verify_server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Queued> {
-    actor.require_admin()?;
-    let target = format!("server:{name}");
-    act(&state, &actor, "server.verify", &target, "", async {
-        let s = state.store.server_by_name(&name).await?;
-        state.actions().enqueue(TaskKind::ServerVerify, s.id.0, serde_json::json!({}), &actor.created_by()).await
-    })
-    .await
-    .map(Queued)
+    server_task(&state, &actor, &name, "server.verify", TaskKind::ServerVerify).await
 }
 
 pub async fn platforms(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<Platform>>> {
@@ -93,11 +86,15 @@ pub async fn verify_platform(
     actor: Actor,
     Path(name): Path<String>,
 ) -> ApiResult<Queued> {
+    platform_task(&state, &actor, &name, "platform.verify", TaskKind::PlatformVerify).await
+}
+
+/// Queues `kind` on the platform `name` (platform managers), audited as `action`.
+async fn platform_task(state: &AppState, actor: &Actor, name: &str, action: &str, kind: TaskKind) -> ApiResult<Queued> {
     actor.require_manager()?;
-    let target = format!("platform:{name}");
-    act(&state, &actor, "platform.verify", &target, "", async {
-        let p = state.store.platform_by_name(&name).await?;
-        state.actions().enqueue(TaskKind::PlatformVerify, p.id.0, serde_json::json!({}), &actor.created_by()).await
+    act(state, actor, action, &format!("platform:{name}"), "", async {
+        let p = state.store.platform_by_name(name).await?;
+        state.actions().enqueue(kind, p.id.0, serde_json::json!({}), &actor.created_by()).await
     })
     .await
     .map(Queued)
@@ -144,11 +141,15 @@ pub async fn add_server(
 }
 
 pub async fn remove_server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Queued> {
+    server_task(&state, &actor, &name, "server.remove", TaskKind::ServerRemove).await
+}
+
+/// Queues `kind` on the server `name` (admins only), audited as `action`.
+async fn server_task(state: &AppState, actor: &Actor, name: &str, action: &str, kind: TaskKind) -> ApiResult<Queued> {
     actor.require_admin()?;
-    let target = format!("server:{name}");
-    act(&state, &actor, "server.remove", &target, "", async {
-        let s = state.store.server_by_name(&name).await?;
-        state.actions().enqueue(TaskKind::ServerRemove, s.id.0, serde_json::json!({}), &actor.created_by()).await
+    act(state, actor, action, &format!("server:{name}"), "", async {
+        let s = state.store.server_by_name(name).await?;
+        state.actions().enqueue(kind, s.id.0, serde_json::json!({}), &actor.created_by()).await
     })
     .await
     .map(Queued)
@@ -246,12 +247,5 @@ pub async fn remove_platform(
     actor: Actor,
     Path(name): Path<String>,
 ) -> ApiResult<Queued> {
-    actor.require_manager()?;
-    let target = format!("platform:{name}");
-    act(&state, &actor, "platform.remove", &target, "", async {
-        let p = state.store.platform_by_name(&name).await?;
-        state.actions().enqueue(TaskKind::PlatformRemove, p.id.0, serde_json::json!({}), &actor.created_by()).await
-    })
-    .await
-    .map(Queued)
+    platform_task(&state, &actor, &name, "platform.remove", TaskKind::PlatformRemove).await
 }

@@ -26,6 +26,35 @@ pub async fn fetch_if_missing(ctx: &Ctx, store: &Store, b: &Backup, domain: &Dom
     Ok(())
 }
 
+/// `backup list`, locally or through the API; `sites` names the sites (none: the column is left out).
+pub fn print_backups(ctx: &Ctx, backups: &[Backup], sites: &[Site]) {
+    ctx.out.emit(&backups, || {
+        let rows = backups
+            .iter()
+            .map(|b| {
+                let mut row = vec![
+                    b.id.to_string(),
+                    b.kind.to_string(),
+                    b.size.to_string(),
+                    when(Some(b.created_at)),
+                    b.path.clone(),
+                    b.offsite.clone().unwrap_or_else(|| "-".into()),
+                ];
+                if !sites.is_empty() {
+                    let domain = sites.iter().find(|s| s.id == b.site_id).map(|s| s.domain.to_string());
+                    row.insert(1, domain.unwrap_or_default());
+                }
+                row
+            })
+            .collect::<Vec<_>>();
+        if sites.is_empty() {
+            table(&["id", "kind", "bytes", "created", "path", "offsite"], &rows);
+        } else {
+            table(&["id", "site", "kind", "bytes", "created", "path", "offsite"], &rows);
+        }
+    });
+}
+
 async fn target(store: &Store, t: &ScheduleTargetArgs) -> Result<ScheduleTarget> {
     Ok(match (&t.site, &t.platform) {
         (Some(d), None) => ScheduleTarget::Site(store.site_by_domain(&Domain::parse(d)?).await?.id),
@@ -135,26 +164,7 @@ pub async fn run(ctx: &mut Ctx, cmd: BackupCmd) -> Result<ExitCode> {
                 None => None,
             };
             let backups = store.backups(site).await?;
-            let sites = store.sites(None).await?;
-            ctx.out.emit(&backups, || {
-                let rows = backups
-                    .iter()
-                    .map(|b| {
-                        let domain =
-                            sites.iter().find(|s| s.id == b.site_id).map(|s| s.domain.to_string()).unwrap_or_default();
-                        vec![
-                            b.id.to_string(),
-                            domain,
-                            b.kind.to_string(),
-                            b.size.to_string(),
-                            when(Some(b.created_at)),
-                            b.path.clone(),
-                            b.offsite.clone().unwrap_or_else(|| "-".into()),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table(&["id", "site", "kind", "bytes", "created", "path", "offsite"], &rows);
-            });
+            print_backups(ctx, &backups, &store.sites(None).await?);
         }
         BackupCmd::Verify { id } => {
             let b = store.backup(BackupId(id)).await?;

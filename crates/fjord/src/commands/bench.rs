@@ -205,15 +205,7 @@ mod sites_bench {
                     https_port: None,
                     real_ip: None,
                 }),
-                Service::Db(DbService {
-                    engine: DbEngine::Sqlite,
-                    version: None,
-                    host: None,
-                    port: None,
-                    socket: None,
-                    admin_user: None,
-                    admin_password: false,
-                }),
+                Service::Db(DbService::sqlite()),
             ];
             let php = fjord_exec::probe::php_runtimes();
             let php = php.first().context("no php-fpm found under /usr/sbin")?;

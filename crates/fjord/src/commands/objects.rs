@@ -96,34 +96,11 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
             task::queued(ctx, &t).await
         }
         ServerCmd::List => {
-            let servers = store.servers().await?;
-            ctx.out.emit(&servers, || {
-                let rows = servers
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.name.to_string(),
-                            s.hostname.clone(),
-                            describe_services(&s.services),
-                            s.status.to_string(),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table(&["name", "hostname", "services", "status"], &rows);
-            });
+            print_servers(ctx, &store.servers().await?);
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Show { name } => {
-            let s = store.server_by_name(&name).await?;
-            ctx.out.emit(&s, || {
-                fields(&[
-                    ("name", s.name.to_string()),
-                    ("hostname", s.hostname.clone()),
-                    ("services", describe_services(&s.services)),
-                    ("status", s.status.to_string()),
-                    ("created", when(Some(s.created_at))),
-                ])
-            });
+            print_server(ctx, &store.server_by_name(&name).await?);
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Verify { name } => {
@@ -149,17 +126,7 @@ async fn php(ctx: &mut Ctx, cmd: PhpCmd) -> Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
         PhpCmd::List { server } => {
-            let s = store.server_by_name(&server).await?;
-            let runtimes: Vec<&PhpRuntime> = s.php_runtimes().collect();
-            ctx.out.emit(&serde_json::json!(runtimes), || {
-                table(
-                    &["name", "version", "binary", "extensions"],
-                    &runtimes
-                        .iter()
-                        .map(|r| vec![r.key().to_string(), r.version.clone(), r.binary.clone(), r.extensions.join(" ")])
-                        .collect::<Vec<_>>(),
-                )
-            });
+            print_runtimes(ctx, &store.server_by_name(&server).await?);
             Ok(ExitCode::SUCCESS)
         }
         PhpCmd::Add { server, name, binary, cli } => {
@@ -195,7 +162,43 @@ pub(super) async fn set_services_and_verify(
     }
 }
 
-pub(super) fn describe_services(services: &[Service]) -> String {
+/// `server list`, locally or through the API.
+pub(super) fn print_servers(ctx: &Ctx, servers: &[Server]) {
+    ctx.out.emit(&servers, || {
+        let rows = servers
+            .iter()
+            .map(|s| vec![s.name.to_string(), s.hostname.clone(), describe_services(&s.services), s.status.to_string()])
+            .collect::<Vec<_>>();
+        table(&["name", "hostname", "services", "status"], &rows);
+    });
+}
+
+/// `server show`, locally or through the API.
+pub(super) fn print_server(ctx: &Ctx, s: &Server) {
+    ctx.out.emit(s, || {
+        fields(&[
+            ("name", s.name.to_string()),
+            ("hostname", s.hostname.clone()),
+            ("services", describe_services(&s.services)),
+            ("status", s.status.to_string()),
+            ("created", when(Some(s.created_at))),
+        ])
+    });
+}
+
+/// `server php list`, locally or through the API.
+pub(super) fn print_runtimes(ctx: &Ctx, s: &Server) {
+    let runtimes: Vec<&PhpRuntime> = s.php_runtimes().collect();
+    ctx.out.emit(&serde_json::json!(runtimes), || {
+        let rows = runtimes
+            .iter()
+            .map(|r| vec![r.key().to_string(), r.version.clone(), r.binary.clone(), r.extensions.join(" ")])
+            .collect::<Vec<_>>();
+        table(&["name", "version", "binary", "extensions"], &rows)
+    });
+}
+
+fn describe_services(services: &[Service]) -> String {
     services
         .iter()
         .map(|s| match s {
@@ -388,17 +391,7 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             updated_at: 0,
             details: Default::default(),
         };
-        let snap = Snapshot {
-            server,
-            platform: Some(platform),
-            site: None,
-            sites: vec![],
-            platforms: vec![],
-            db_server: None,
-            other_site: None,
-            other_platform: None,
-            other_db_server: None,
-        };
+        let snap = Snapshot { platform: Some(platform), ..Snapshot::of_server(server) };
         let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);
     }

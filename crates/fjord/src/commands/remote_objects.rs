@@ -1,11 +1,12 @@
 //! Remote mode for everything but sites and tasks: servers, platforms, clients, backups, users. Each
 //! command is the API call the local command's action stands for, printed like the local one.
 
-use super::objects::{describe_services, server_create};
+use super::backup::print_backups;
+use super::objects::{print_runtimes, print_server, print_servers, server_create};
 use super::remote::{encode, queued, Remote};
 use super::Ctx;
 use crate::cli::{BackupCmd, ClientCmd, PhpCmd, PlatformCmd, ServerCmd, UserCmd};
-use crate::output::{fields, table, when};
+use crate::output::{fields, table};
 use anyhow::{bail, Context as _, Result};
 use fjord_core::{Backup, Client, Platform, Server};
 use serde_json::{json, Value};
@@ -27,34 +28,11 @@ pub async fn server(ctx: &Ctx, remote: &Remote, cmd: ServerCmd) -> Result<ExitCo
             queued(ctx, remote, remote.post("/api/servers", body).await?).await
         }
         ServerCmd::List => {
-            let servers: Vec<Server> = serde_json::from_value(remote.get("/api/servers").await?)?;
-            ctx.out.emit(&servers, || {
-                let rows = servers
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.name.to_string(),
-                            s.hostname.clone(),
-                            describe_services(&s.services),
-                            s.status.to_string(),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table(&["name", "hostname", "services", "status"], &rows);
-            });
+            print_servers(ctx, &serde_json::from_value::<Vec<Server>>(remote.get("/api/servers").await?)?);
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Show { name } => {
-            let s: Server = serde_json::from_value(remote.get(&at(&name, "")).await?)?;
-            ctx.out.emit(&s, || {
-                fields(&[
-                    ("name", s.name.to_string()),
-                    ("hostname", s.hostname.clone()),
-                    ("services", describe_services(&s.services)),
-                    ("status", s.status.to_string()),
-                    ("created", when(Some(s.created_at))),
-                ])
-            });
+            print_server(ctx, &serde_json::from_value(remote.get(&at(&name, "")).await?)?);
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Verify { name } => queued(ctx, remote, remote.post(&at(&name, "/verify"), json!({})).await?).await,
@@ -67,15 +45,7 @@ pub async fn server(ctx: &Ctx, remote: &Remote, cmd: ServerCmd) -> Result<ExitCo
             queued(ctx, remote, remote.post(&at(&a.name, "/real-ip"), body).await?).await
         }
         ServerCmd::Php(PhpCmd::List { server }) => {
-            let s: Server = serde_json::from_value(remote.get(&at(&server, "")).await?)?;
-            let runtimes: Vec<_> = s.php_runtimes().collect();
-            ctx.out.emit(&json!(runtimes), || {
-                let rows = runtimes
-                    .iter()
-                    .map(|r| vec![r.key().to_string(), r.version.clone(), r.binary.clone(), r.extensions.join(" ")])
-                    .collect::<Vec<_>>();
-                table(&["name", "version", "binary", "extensions"], &rows)
-            });
+            print_runtimes(ctx, &serde_json::from_value(remote.get(&at(&server, "")).await?)?);
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Php(PhpCmd::Add { server, name, binary, cli }) => {
@@ -161,22 +131,7 @@ pub async fn backup(ctx: &Ctx, remote: &Remote, cmd: BackupCmd) -> Result<ExitCo
             }
             let page = remote.get(&path).await?;
             let backups: Vec<Backup> = serde_json::from_value(page["items"].clone()).context("a page of backups")?;
-            ctx.out.emit(&backups, || {
-                let rows = backups
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.id.to_string(),
-                            b.kind.to_string(),
-                            b.size.to_string(),
-                            when(Some(b.created_at)),
-                            b.path.clone(),
-                            b.offsite.clone().unwrap_or_else(|| "-".into()),
-                        ]
-                    })
-                    .collect::<Vec<_>>();
-                table(&["id", "kind", "bytes", "created", "path", "offsite"], &rows);
-            });
+            print_backups(ctx, &backups, &[]);
             Ok(ExitCode::SUCCESS)
         }
         BackupCmd::Verify { id } => {

@@ -348,17 +348,7 @@ async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
     };
     let mut prospective = store.prepare_site(&new).await?;
     prospective.status = SiteStatus::Enabled;
-    let snap = Snapshot {
-        server,
-        platform: Some(platform),
-        site: Some(prospective),
-        sites: vec![],
-        platforms: vec![],
-        db_server: None,
-        other_site: None,
-        other_platform: None,
-        other_db_server: None,
-    };
+    let snap = Snapshot::of_new_site(server, platform, prospective);
     plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
     if ctx.global.dry_run {
         let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;

@@ -126,7 +126,18 @@ fn site_page_forms_change_what_is_served() {
     }
     assert_eq!(
         order,
-        ["f-domain", "f-platform", "f-db_engine", "f-php", "f-client", "f-aliases", "f-www", "f-https", "f-profile", "button:Create site"],
+        [
+            "f-domain",
+            "f-platform",
+            "f-db_engine",
+            "f-php",
+            "f-client",
+            "f-aliases",
+            "f-www",
+            "f-https",
+            "f-profile",
+            "button:Create site"
+        ],
         "the create form's tab order"
     );
     assert_eq!(b.script("return document.getElementById('f-platform').value"), "d10");
@@ -213,6 +224,22 @@ fn site_page_forms_change_what_is_served() {
     assert_eq!(b.text_of("a[href='/platforms/next']"), "next", "{}", b.text());
     b.screenshot_full("site-migrated");
     served(&b, &site_url(domain), "Before the backup");
+
+    // A platform's buttons (not its "migrate all sites" form): lock takes it out of the create form,
+    // unlock brings it back; verify runs and succeeds.
+    b.goto(&format!("{panel}/platforms/d10"));
+    b.click_text("Lock");
+    b.wait_for_text("the platform locked", |t| t.contains("Unlock"));
+    b.goto(&format!("{panel}/sites/new"));
+    assert!(!b.exists("#f-platform option[value=d10]") && b.exists("#f-platform option[value=next]"), "{}", b.source());
+    b.goto(&format!("{panel}/platforms/d10"));
+    b.click_text("Unlock");
+    b.wait_for_text("the platform unlocked", |t| !t.contains("Unlock"));
+    b.goto(&format!("{panel}/sites/new"));
+    assert!(b.exists("#f-platform option[value=d10]"), "the unlocked platform is not offered");
+    b.goto(&format!("{panel}/platforms/d10"));
+    b.click_text("Verify");
+    b.wait_task("succeeded");
 
     // Delete (the clone, enabled): a wrong confirmation changes nothing; the domain deletes it,
     // vhost and all.
@@ -351,7 +378,19 @@ fn servers_users_account_and_task_buttons() {
     b.set_window_size(PHONE.0, PHONE.1);
     b.assert_no_horizontal_overflow();
     b.log_in(&panel, "admin", ADMIN_PASSWORD);
-    for path in ["/", "/sites", "/sites/new", "/platforms", "/servers", "/servers/localhost", "/tasks", &first, "/clients", "/users", "/account"] {
+    for path in [
+        "/",
+        "/sites",
+        "/sites/new",
+        "/platforms",
+        "/servers",
+        "/servers/localhost",
+        "/tasks",
+        &first,
+        "/clients",
+        "/users",
+        "/account",
+    ] {
         b.goto(&format!("{panel}{path}"));
         b.assert_labelled();
         b.assert_no_horizontal_overflow();

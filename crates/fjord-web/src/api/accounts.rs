@@ -144,7 +144,11 @@ pub async fn create_token(
 
 /// Creates a token of the actor's own (audited), and returns it with its secret, shown this once. Used
 /// by the API's route and the account page.
-pub async fn new_token(state: &AppState, actor: &Actor, req: &TokenCreate) -> ApiResult<(fjord_store::ApiToken, String)> {
+pub async fn new_token(
+    state: &AppState,
+    actor: &Actor,
+    req: &TokenCreate,
+) -> ApiResult<(fjord_store::ApiToken, String)> {
     let scope: TokenScope = crate::actions::parse_enum("scope", &req.scope)?;
     if let auth::AuthVia::Token { scope: TokenScope::Read, .. } = actor.via {
         return Err(ApiError::Forbidden("a read-only token cannot create tokens".into()));

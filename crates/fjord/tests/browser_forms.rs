@@ -292,6 +292,7 @@ fn servers_users_account_and_task_buttons() {
     assert_eq!(b.text_of("#task-status"), "queued");
     b.click_text("Cancel task");
     b.wait_task("cancelled");
+    b.screenshot_full("task-cancelled");
     assert!(!b.text().contains("Cancel task"), "a cancelled task still offers a cancel");
     b.click_text("Retry");
     b.wait_path("the retried task", |p| p.starts_with("/tasks/") && p != first);
@@ -301,6 +302,11 @@ fn servers_users_account_and_task_buttons() {
     assert_eq!(f.task(id)["status"], "queued");
     let first_id: i64 = first.trim_start_matches("/tasks/").parse().expect("a task id");
     assert_eq!(f.task(first_id)["status"], "cancelled");
+
+    b.goto(&format!("{panel}/tasks"));
+    b.screenshot_full("tasks");
+    b.goto(&format!("{panel}/clients"));
+    b.screenshot_full("clients");
 
     // Users: a refused form keeps its values; then a platform manager, listed with the role.
     b.goto(&format!("{panel}/users"));

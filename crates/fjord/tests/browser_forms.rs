@@ -166,9 +166,14 @@ fn site_page_forms_change_what_is_served() {
     served(&b, &site_url(domain), "After the backup");
     b.goto(&format!("{panel}/sites/{domain}"));
     let row = format!("//table[@id='backups']//tr[contains(., '#{backup}')]");
-    b.click_xpath(&format!("{row}//summary[contains(., 'Restore')]"));
+    // By keyboard: Enter opens the confirmation, Tab reaches its button, Enter restores.
+    b.focus_xpath(&format!("{row}//summary[contains(., 'Restore')]"));
+    b.enter();
+    b.tab();
+    assert_eq!(b.focused(), format!("button:Restore backup #{backup}"));
+    assert!(b.focus_visible(), "the restore button shows no focus");
     b.screenshot("restore-confirm");
-    b.click_text(&format!("Restore backup #{backup}"));
+    b.enter();
     b.wait_task("succeeded");
     served(&b, &site_url(domain), "Before the backup");
 

@@ -267,6 +267,13 @@ impl Browser {
         self.rt.block_on(e.text()).unwrap_or_else(|err| panic!("text of {xpath}: {err}"))
     }
 
+    /// Moves the focus to the element found by `xpath`, as Tab would, without clicking it.
+    pub fn focus_xpath(&self, xpath: &str) {
+        let e = self.find_xpath(xpath);
+        let arg = serde_json::to_value(&e).expect("an element reference");
+        self.rt.block_on(self.c().execute("arguments[0].focus();", vec![arg])).expect("focus");
+    }
+
     fn find_xpath(&self, xpath: &str) -> Element {
         self.rt
             .block_on(self.c().wait().at_most(WAIT).for_element(Locator::XPath(xpath)))

@@ -9,50 +9,11 @@
 mod browser;
 mod common;
 
-use browser::Browser;
+use browser::{serve_panel, set_password, Browser};
 use common::{copy_tree, fixture, services_available, Fjord};
-use std::io::Write as _;
-use std::process::Stdio;
 
 const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 const CLIENT_PASSWORD: &str = "alice-password-for-tests";
-
-/// Sets a user's password through the CLI (stdin, never argv).
-fn set_password(f: &Fjord, user: &str, password: &str) {
-    let mut child = f
-        .command(&["user", "passwd", user, "--password-stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("fjord runs");
-    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password written");
-    assert!(child.wait().expect("fjord exits").success(), "fjord user passwd {user} failed");
-}
-
-/// Logs in through the login form and checks where it lands.
-fn log_in(b: &Browser, panel: &str, user: &str, password: &str) {
-    b.goto(&format!("{panel}/login"));
-    b.fill("#f-name", user);
-    b.fill("#f-password", password);
-    b.click_text("Log in");
-    b.wait_path("a page after the login", |p| !p.starts_with("/login"));
-}
-
-/// Waits until the task page shows the task finished with `status`, and returns the page's text.
-fn wait_task(b: &Browser, status: &str) -> String {
-    b.wait_path("a task page", |p| p.starts_with("/tasks/"));
-    let t0 = std::time::Instant::now();
-    let got = loop {
-        let got = b.text_of("#task-status");
-        if ["succeeded", "failed", "cancelled"].contains(&got.as_str()) {
-            break got;
-        }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(120), "the task did not end: {}", b.text());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    assert_eq!(got, status, "task ended {got}, not {status}:\n{}", b.text());
-    b.text()
-}
 
 /// The harness itself: a page loads, a field takes typed text, a button runs the page's script.
 #[test]
@@ -76,10 +37,7 @@ fn the_control_panel_end_to_end() {
     let Some(b) = Browser::start() else { return };
     let (mut f, port) = Fjord::with_server();
     // The daemon again, now also serving the UI.
-    let web = common::free_port();
-    f.stop();
-    f.start_serve(&[("FJORD_LISTEN", &format!("127.0.0.1:{web}"))]);
-    let panel = format!("http://127.0.0.1:{web}");
+    let panel = serve_panel(&mut f, &[]);
     set_password(&f, "admin", ADMIN_PASSWORD);
 
     // Not logged in: any page leads to the login form, and back after it.
@@ -103,7 +61,7 @@ fn the_control_panel_end_to_end() {
     b.fill("#f-path", &code.join("d10").to_string_lossy());
     b.click_text("Add platform");
     b.wait_path("the task page", |p| p.starts_with("/tasks/"));
-    wait_task(&b, "succeeded");
+    b.wait_task("succeeded");
     b.goto(&format!("{panel}/platforms/d10"));
     assert!(b.text().contains("10.3.99"), "the platform's version: {}", b.text());
 
@@ -136,7 +94,7 @@ fn the_control_panel_end_to_end() {
     b.screenshot("task-live");
     // Set by the page's script on the server-sent `end` event: the log was followed live, not reloaded.
     b.wait_for_text("the live log's end", |t| t.contains("The task has ended: succeeded."));
-    let text = wait_task(&b, "succeeded");
+    let text = b.wait_task("succeeded");
     assert!(text.contains("site-install"), "{text}");
     b.screenshot_full("task");
 
@@ -152,14 +110,14 @@ fn the_control_panel_end_to_end() {
     // A backup from the site page.
     b.goto(&format!("{panel}/sites/{domain}"));
     b.click_text("Back up now");
-    wait_task(&b, "succeeded");
+    b.wait_task("succeeded");
     b.goto(&format!("{panel}/sites/{domain}"));
     assert_eq!(b.find_all("#backups tbody tr").len(), 1, "{}", b.text());
     assert!(b.text().contains("manual"), "{}", b.text());
     b.screenshot_full("site");
     // A second backup, then the older one deleted from the site page: its archive goes with it.
     b.click_text("Back up now");
-    wait_task(&b, "succeeded");
+    b.wait_task("succeeded");
     b.goto(&format!("{panel}/sites/{domain}"));
     assert_eq!(b.find_all("#backups tbody tr").len(), 2, "{}", b.text());
     let backups = f.json(&["backup", "list", "--site", domain]);
@@ -209,7 +167,7 @@ fn the_control_panel_end_to_end() {
     // As alice: only acme's site, anywhere; the other client's site does not exist for her.
     b.click_text("Log out");
     b.wait_path("the login page", |p| p.starts_with("/login"));
-    log_in(&b, &panel, "alice", CLIENT_PASSWORD);
+    b.log_in(&panel, "alice", CLIENT_PASSWORD);
     b.goto(&format!("{panel}/sites"));
     let text = b.text();
     assert!(text.contains(domain), "{text}");

@@ -206,6 +206,8 @@ fn every_form_needs_its_csrf_token() {
         ("/sites/a.example/backup", vec![]),
         ("/sites", vec![("domain", "b.example"), ("platform", "p1")]),
         ("/clients", vec![("name", "initech")]),
+        ("/account/tokens", vec![("token_name", "forged"), ("scope", "write")]),
+        ("/account/tokens/1/revoke", vec![]),
         ("/logout", vec![]),
     ] {
         let r = ui.request(Method::POST, path, Some(&s), Some(&fields));
@@ -224,6 +226,55 @@ fn every_form_needs_its_csrf_token() {
     // A task still running: the live log's script, and a refresh for browsers without JavaScript.
     assert!(task.body.contains("/ui/assets/live-log.js"), "{}", task.body);
     assert!(task.body.contains("<noscript><meta http-equiv=\"refresh\""), "{}", task.body);
+}
+
+/// API tokens on the account page are your own: another user's is neither shown nor revocable there;
+/// yours is created (its secret on the answer itself, never in a redirect's URL) and revoked.
+#[test]
+fn the_account_page_manages_only_your_own_tokens() {
+    let ui = Ui::start();
+    let api_me = |token: &str| {
+        ui.rt.block_on(async {
+            let r = ui.http.get(format!("{}/api/me", ui.base)).bearer_auth(token).send().await.expect("answered");
+            r.status()
+        })
+    };
+    let alice = ui.login("alice", &ui.alice_password);
+    let page = ui.get("/account", Some(&alice));
+    assert!(page.body.contains("No API tokens."), "{}", page.body);
+    // The admin's token (#1, made by the CLI) is not hers.
+    let r = ui.post("/account/tokens/1/revoke", &alice, &[]);
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(api_me(&ui.admin_token), StatusCode::OK, "another user's token was revoked");
+    // A bad scope is refused beside its field; nothing is created.
+    let r = ui.post("/account/tokens", &alice, &[("token_name", "phone"), ("scope", "root")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("id=\"f-scope-error\""), "{}", r.body);
+    assert!(ui.get("/account", Some(&alice)).body.contains("No API tokens."));
+    // Hers: the secret is on the answer, which is a page, not a redirect.
+    let r = ui.post("/account/tokens", &alice, &[("token_name", "phone"), ("scope", "write")]);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let secret = r
+        .body
+        .split("id=\"new-token\"")
+        .nth(1)
+        .and_then(|rest| rest.split("value=\"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .expect("the secret on the page")
+        .to_string();
+    assert_eq!(api_me(&secret), StatusCode::OK);
+    let page = ui.get("/account", Some(&alice));
+    assert!(!page.body.contains(&secret), "the secret is shown again");
+    let id = page
+        .body
+        .split("Revoke token #")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("a revoke button")
+        .to_string();
+    let r = ui.post(&format!("/account/tokens/{id}/revoke"), &alice, &[]);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/account?done=revoked"), "{}", r.body);
+    assert_eq!(api_me(&secret), StatusCode::UNAUTHORIZED, "a revoked token still works");
 }
 
 #[test]

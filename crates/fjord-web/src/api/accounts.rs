@@ -137,17 +137,27 @@ pub async fn create_token(
     actor: Actor,
     ApiJson(req): ApiJson<TokenCreate>,
 ) -> ApiResult<Response> {
+    let (token, secret) = new_token(&state, &actor, &req).await?;
+    let body = serde_json::json!({ "token": token, "secret": secret });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Creates a token of the actor's own (audited), and returns it with its secret, shown this once. Used
+/// by the API's route and the account page.
+pub async fn new_token(
+    state: &AppState,
+    actor: &Actor,
+    req: &TokenCreate,
+) -> ApiResult<(fjord_store::ApiToken, String)> {
     let scope: TokenScope = crate::actions::parse_enum("scope", &req.scope)?;
     if let auth::AuthVia::Token { scope: TokenScope::Read, .. } = actor.via {
         return Err(ApiError::Forbidden("a read-only token cannot create tokens".into()));
     }
     let target = format!("user:{}", actor.user.name);
-    let (token, secret) = act(&state, &actor, "token.create", &target, &req.name, async {
-        auth::create_token(&state, actor.user.id, &req.name, scope).await
+    act(state, actor, "token.create", &target, &req.name, async {
+        auth::create_token(state, actor.user.id, &req.name, scope).await
     })
-    .await?;
-    let body = serde_json::json!({ "token": token, "secret": secret });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    .await
 }
 
 pub async fn revoke_token(

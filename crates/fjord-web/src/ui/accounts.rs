@@ -94,28 +94,67 @@ pub struct NoticeQuery {
     deleted: Option<String>,
 }
 
+/// What the account page shows beside the user: the forms' errors and values, a notice, and a new API
+/// token's secret (shown once, on the answer to the form that created it, never in a URL).
+#[derive(Debug, Default)]
+struct AccountForms {
+    password: FormErrors,
+    token: FormErrors,
+    token_form: TokenForm,
+    new_token: Option<(String, String)>,
+}
+
 async fn account_page(
     state: &AppState,
     v: &Viewer,
     status: StatusCode,
-    errors: FormErrors,
+    forms: AccountForms,
     notice: Option<&str>,
 ) -> UiResult {
     let mut clients = Vec::new();
     for c in &v.0.clients {
         clients.push(state.store.client(*c).await?.name.to_string());
     }
+    let tokens: Vec<_> = state
+        .store
+        .tokens(Some(v.0.user.id))
+        .await?
+        .into_iter()
+        .map(|t| {
+            context! {
+                id => t.id, name => t.name, scope => t.scope.as_str(), created_at => t.created_at,
+                last_used_at => t.last_used_at, revoked_at => t.revoked_at,
+            }
+        })
+        .collect();
+    let scope_options: Vec<(String, String)> = vec![
+        ("read".into(), "read: look, change nothing".into()),
+        ("write".into(), "write: everything you may do".into()),
+    ];
+    let token_form = context! {
+        name => forms.token_form.name,
+        scope => if forms.token_form.scope.is_empty() { "read".to_string() } else { forms.token_form.scope },
+    };
+    let new_token = forms.new_token.map(|(name, secret)| context! { name, secret });
     v.page_with_status(
         status,
         "account.html",
         "account",
-        context! { clients, errors => errors.fields, general => errors.general, notice },
+        context! {
+            clients, errors => forms.password.fields, general => forms.password.general, notice,
+            tokens, scope_options, token_form, token_errors => forms.token.fields,
+            token_general => forms.token.general, new_token,
+        },
     )
 }
 
 pub async fn account(State(state): State<AppState>, v: Viewer, Query(q): Query<NoticeQuery>) -> UiResult {
-    let notice = (given(&q.done) == Some("password")).then_some("Your password has been changed.");
-    account_page(&state, &v, StatusCode::OK, FormErrors::default(), notice).await
+    let notice = match given(&q.done) {
+        Some("password") => Some("Your password has been changed."),
+        Some("revoked") => Some("The API token has been revoked."),
+        _ => None,
+    };
+    account_page(&state, &v, StatusCode::OK, AccountForms::default(), notice).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,11 +174,55 @@ pub async fn change_password(
     match api::change_password(State(state.clone()), v.0.clone(), ApiJson(req)).await {
         Ok(_) => Ok(see_other("/account?done=password")),
         Err(e @ ApiError::Invalid { .. }) => {
-            let errors = FormErrors::from_error(&e, &["current", "new"], &[("password", "new")]);
-            account_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, errors, None).await
+            let password = FormErrors::from_error(&e, &["current", "new"], &[("password", "new")]);
+            let forms = AccountForms { password, ..Default::default() };
+            account_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, forms, None).await
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenForm {
+    /// `token_name`: the page's password form has fields of its own.
+    #[serde(default, rename = "token_name")]
+    name: String,
+    #[serde(default)]
+    scope: String,
+}
+
+/// Creates an API token of your own. The answer is the account page itself with the secret on it
+/// (not a redirect): the secret is shown this once and must not travel in a URL.
+pub async fn create_token(State(state): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<TokenForm>) -> UiResult {
+    let req = api::TokenCreate { name: f.name.trim().to_string(), scope: f.scope.clone() };
+    match api::new_token(&state, &v.0, &req).await {
+        Ok((_token, secret)) => {
+            let forms = AccountForms { new_token: Some((f.name.trim().to_string(), secret)), ..Default::default() };
+            account_page(&state, &v, StatusCode::OK, forms, None).await
+        }
+        Err(e @ ApiError::Invalid { .. }) => {
+            let token = FormErrors::from_error(&e, &["token_name", "scope"], &[("name", "token_name")]);
+            let forms = AccountForms { token, token_form: f, ..Default::default() };
+            account_page(&state, &v, StatusCode::UNPROCESSABLE_ENTITY, forms, None).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes one of your API tokens (the API's handler checks it is yours).
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    v: Viewer,
+    Path(id): Path<i64>,
+    _: CsrfForm<NoFields>,
+) -> UiResult {
+    let token = state.store.token(id).await.map_err(ApiError::from)?;
+    // Only your own from this page, even for an admin: the page lists only yours.
+    if token.user_id != v.0.user.id {
+        return Err(ApiError::not_found("token", id).into());
+    }
+    let _revoked = api::revoke_token(State(state), v.0.clone(), Path(id)).await?;
+    Ok(see_other("/account?done=revoked"))
 }
 
 // ---- users (admin) ------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(accounts::logout))
         .route("/account", get(accounts::account))
         .route("/account/password", post(accounts::change_password))
+        .route("/account/tokens", post(accounts::create_token))
+        .route("/account/tokens/{id}/revoke", post(accounts::revoke_token))
         .route("/users", get(accounts::users).post(accounts::add_user))
         .route("/users/{name}/delete", post(accounts::delete_user))
         .route("/clients", get(objects::clients).post(objects::add_client))

@@ -6,7 +6,9 @@
 //! harness (`common::Fjord`) is blocking too.
 #![allow(dead_code, clippy::disallowed_methods)]
 
-use fantoccini::{elements::Element, Locator};
+use crate::common::Fjord;
+use fantoccini::{elements::Element, key::Key, Locator};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,6 +26,38 @@ pub struct Browser {
     /// Chromium's profile: empty at start, removed on drop.
     _profile: tempfile::TempDir,
     driver_log: PathBuf,
+}
+
+/// Restarts `fjord` serve with the UI on a free loopback port (`extra`: more flags, e.g. `--workers 0`)
+/// and returns the panel's base URL.
+pub fn serve_panel(f: &mut Fjord, extra: &[&str]) -> String {
+    let web = crate::common::free_port();
+    serve_panel_on(f, web, extra)
+}
+
+/// [`serve_panel`] on a given port: a restarted daemon keeps the browser's session cookie (bound to the
+/// host and port; the session itself is in the state database).
+pub fn serve_panel_on(f: &mut Fjord, web: u16, extra: &[&str]) -> String {
+    f.stop();
+    let mut flags = vec!["--workers", "4"];
+    if extra.contains(&"--workers") {
+        flags.clear();
+    }
+    flags.extend_from_slice(extra);
+    f.start_serve_with(&flags, &[("FJORD_LISTEN", &format!("127.0.0.1:{web}"))]);
+    format!("http://127.0.0.1:{web}")
+}
+
+/// Sets a user's password through the CLI (stdin, never argv).
+pub fn set_password(f: &Fjord, user: &str, password: &str) {
+    let mut child = f
+        .command(&["user", "passwd", user, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("fjord runs");
+    child.stdin.take().expect("stdin").write_all(format!("{password}\n").as_bytes()).expect("password written");
+    assert!(child.wait().expect("fjord exits").success(), "fjord user passwd {user} failed");
 }
 
 /// Where screenshots go: `$FJORD_TEST_ARTIFACTS/screenshots`, or `target/test-artifacts/screenshots`
@@ -221,6 +255,31 @@ impl Browser {
         self.rt.block_on(e.click()).unwrap_or_else(|err| panic!("click {text:?}: {err}"));
     }
 
+    /// Clicks the element found by `xpath` (e.g. a `<summary>` that opens a form).
+    pub fn click_xpath(&self, xpath: &str) {
+        let e = self.find_xpath(xpath);
+        self.rt.block_on(e.click()).unwrap_or_else(|err| panic!("click {xpath}: {err}"));
+    }
+
+    /// Waits for the element found by `xpath` and returns its visible text.
+    pub fn xpath_text(&self, xpath: &str) -> String {
+        let e = self.find_xpath(xpath);
+        self.rt.block_on(e.text()).unwrap_or_else(|err| panic!("text of {xpath}: {err}"))
+    }
+
+    /// Moves the focus to the element found by `xpath`, as Tab would, without clicking it.
+    pub fn focus_xpath(&self, xpath: &str) {
+        let e = self.find_xpath(xpath);
+        let arg = serde_json::to_value(&e).expect("an element reference");
+        self.rt.block_on(self.c().execute("arguments[0].focus();", vec![arg])).expect("focus");
+    }
+
+    fn find_xpath(&self, xpath: &str) -> Element {
+        self.rt
+            .block_on(self.c().wait().at_most(WAIT).for_element(Locator::XPath(xpath)))
+            .unwrap_or_else(|e| panic!("no element {xpath} on {}: {e}\n{}", self.url(), self.text_or_empty()))
+    }
+
     /// Waits until `cond` holds for the page's visible text, re-reading it (without reloading).
     pub fn wait_for_text(&self, what: &str, mut cond: impl FnMut(&str) -> bool) -> String {
         let t0 = Instant::now();
@@ -241,6 +300,84 @@ impl Browser {
 
     pub fn set_window_size(&self, width: u32, height: u32) {
         self.rt.block_on(self.c().set_window_size(width, height)).expect("window size");
+    }
+
+    /// Logs in through the login form and waits to land on another page.
+    pub fn log_in(&self, panel: &str, user: &str, password: &str) {
+        self.goto(&format!("{panel}/login"));
+        self.fill("#f-name", user);
+        self.fill("#f-password", password);
+        self.click_text("Log in");
+        self.wait_path("a page after the login", |p| !p.starts_with("/login"));
+    }
+
+    /// Waits until the task page shows its task finished with `status`, and returns the page's text.
+    pub fn wait_task(&self, status: &str) -> String {
+        self.wait_path("a task page", |p| p.starts_with("/tasks/"));
+        let t0 = Instant::now();
+        let got = loop {
+            let got = self.text_of("#task-status");
+            if ["succeeded", "failed", "cancelled"].contains(&got.as_str()) {
+                break got;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(120), "the task did not end: {}", self.text());
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(got, status, "task ended {got}, not {status}:\n{}", self.text());
+        self.text()
+    }
+
+    /// Types `keys` into whatever has the focus, as a keyboard does (no element is clicked).
+    pub fn keys(&self, keys: &str) {
+        let e = self.rt.block_on(self.c().active_element()).expect("an active element");
+        self.rt.block_on(e.send_keys(keys)).unwrap_or_else(|err| panic!("typing {keys:?}: {err}"));
+    }
+
+    /// Presses Tab.
+    pub fn tab(&self) {
+        self.keys(&char::from(Key::Tab).to_string());
+    }
+
+    /// Presses Enter.
+    pub fn enter(&self) {
+        self.keys(&char::from(Key::Enter).to_string());
+    }
+
+    /// What has the focus: its id, or its tag and text when it has none.
+    pub fn focused(&self) -> String {
+        let v = self.script(
+            "const e = document.activeElement; return e.id || (e.tagName.toLowerCase() + ':' + (e.textContent || '').trim());",
+        );
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Whether the focused element shows the focus ring (an outline or the style's box shadow).
+    pub fn focus_visible(&self) -> bool {
+        self.script(
+            "const s = getComputedStyle(document.activeElement); \
+             return document.activeElement.matches(':focus-visible') && (s.boxShadow !== 'none' || (s.outlineStyle !== 'none' && s.outlineWidth !== '0px'));",
+        )
+        .as_bool()
+        .unwrap_or(false)
+    }
+
+    /// Asserts that every visible form control of the page has a label (a `<label>`, or `aria-label`),
+    /// and every button a name.
+    pub fn assert_labelled(&self) {
+        let missing = self.script(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')] \
+               .filter(e => e.tagName === 'BUTTON' ? !e.textContent.trim() && !e.getAttribute('aria-label') \
+                                                   : !(e.labels && e.labels.length) && !e.getAttribute('aria-label')) \
+               .map(e => e.outerHTML.slice(0, 120));",
+        );
+        assert_eq!(missing, serde_json::json!([]), "controls without a label on {}", self.url());
+    }
+
+    /// Asserts that the page does not scroll sideways at the current window width.
+    pub fn assert_no_horizontal_overflow(&self) {
+        let v = self.script("return [document.documentElement.scrollWidth, window.innerWidth];");
+        let (scroll, inner) = (v[0].as_u64().unwrap_or(u64::MAX), v[1].as_u64().unwrap_or(0));
+        assert!(scroll <= inner, "{} scrolls sideways: {scroll}px wide in a {inner}px window", self.url());
     }
 
     /// Saves a PNG of the visible page as `NAME.png` in [`screenshot_dir`] and returns its path.

@@ -229,7 +229,7 @@ impl Store {
         .try_get("id")?;
         let platform: i64 = sqlx::query(
             "INSERT INTO platforms (name, server_id, root, source, locked, status, created_at, updated_at) \
-             VALUES ('bench', $1, '/srv/bench', '\"path\"', 0, 'enabled', $2, $2) RETURNING id",
+             VALUES ('bench', $1, '/srv/bench', '{\"type\":\"path\"}', 0, 'enabled', $2, $2) RETURNING id",
         )
         .bind(server)
         .bind(now)

@@ -177,7 +177,10 @@ pub enum ArchiveDb<'a> {
     Dump(&'a Path),
     /// Files archived under `database/` (name, path): a physical copy. `done` is called as soon as
     /// they are in the stream, before the site's files, so the tables they come from unlock early.
-    Files { files: Vec<(String, PathBuf)>, done: Box<dyn FnOnce() + Send + 'a> },
+    Files {
+        files: Vec<(String, PathBuf)>,
+        done: Box<dyn FnOnce() + Send + 'a>,
+    },
 }
 
 /// Builds the archive at `archive` (blocking; run it on a blocking thread).

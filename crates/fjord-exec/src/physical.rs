@@ -18,9 +18,9 @@ use crate::cmd::Session;
 use crate::steps::Executor;
 use crate::{io_err, ExecError, ExecResult, OutputSink};
 use fjord_core::{Command, LogStream, PhysicalCopy, PhysicalDb};
-use tokio::sync::watch;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// What [`probe`] found: where the database's files are and its tables.
 #[derive(Debug, Clone)]
@@ -66,6 +66,7 @@ pub async fn probe(ex: &Executor, db: &PhysicalDb, writable: bool) -> ExecResult
     for line in out.lines() {
         let cols: Vec<&str> = line.split('\t').collect();
         match cols.as_slice() {
+            ["datadir", _, "0" | "OFF"] => return Ok(Err("the server runs with innodb_file_per_table off".into())),
             ["datadir", dir, _] => datadir = Some(PathBuf::from(dir)),
             ["table", table, kind, engine, options] => {
                 if *kind == "VIEW" {
@@ -130,7 +131,9 @@ const LOCKED: &str = "fjord-tables-locked";
 /// Flushes `tables` of `db` for export and holds them so in one admin session. Waits at most a minute
 /// for running writes to finish (then fails, changing nothing).
 pub async fn export(ex: &Executor, db: &PhysicalDb, tables: &[String]) -> ExecResult<Export> {
-    let (cmd, guard) = ex.materialize(&db.admin)?;
+    let (mut cmd, guard) = ex.materialize(&db.admin)?;
+    // Each answer is written at once, not when the client exits.
+    cmd.argv.push("--unbuffered".into());
     let mut session = Session::start(&cmd)?;
     // The client has read its option file once it answers; the temp dir may go.
     let sql = if tables.is_empty() {
@@ -153,7 +156,11 @@ impl Export {
     pub async fn release(self) -> ExecResult<String> {
         let held = self.locked_at.elapsed();
         self.session.finish("UNLOCK TABLES;\n").await?;
-        Ok(format!("{} tables were flushed for export and locked for writes for {:.2} s", self.tables, held.as_secs_f64()))
+        Ok(format!(
+            "{} tables were flushed for export and locked for writes for {:.2} s",
+            self.tables,
+            held.as_secs_f64()
+        ))
     }
 }
 
@@ -279,7 +286,12 @@ pub fn archived_tables(dir: &Path) -> ExecResult<Vec<String>> {
 
 /// Moves the files of `tables` from `from` to `to` (renamed where both are on one filesystem, copied
 /// otherwise), owned by `owner`, mode 0660.
-pub async fn move_tables(from: PathBuf, to: PathBuf, tables: Vec<String>, owner: Option<(u32, u32)>) -> ExecResult<u64> {
+pub async fn move_tables(
+    from: PathBuf,
+    to: PathBuf,
+    tables: Vec<String>,
+    owner: Option<(u32, u32)>,
+) -> ExecResult<u64> {
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::PermissionsExt;
         let mut bytes = 0;

@@ -282,7 +282,8 @@ impl Executor {
     ) -> ExecResult<Option<String>> {
         let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
         let schema_file = archive.with_extension("schema");
-        let schema = db.schema.as_ref().ok_or_else(|| ExecError::Other("no structure dump for a physical backup".into()))?;
+        let schema =
+            db.schema.as_ref().ok_or_else(|| ExecError::Other("no structure dump for a physical backup".into()))?;
         let (mut c, guard) = self.materialize(schema)?;
         c.stdout_file = Some(schema_file.clone());
         let dumped = self.host.run_checked(&c, sink.clone(), None).await;
@@ -380,9 +381,7 @@ impl Executor {
             },
             Step::Run { undo: Some(cmd), .. }
             | Step::Pipe { undo: Some(cmd), .. }
-            | Step::LoadDatabase { undo: Some(cmd), .. } => {
-                StepUndo::Run { cmd: cmd.clone() }
-            }
+            | Step::LoadDatabase { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
             Step::Extract { dest, .. } => StepUndo::RemoveFiles { paths: vec![dest.clone()] },
             Step::Move { from, to } => StepUndo::Unmove { from: from.clone(), to: to.clone() },
             Step::Backup { archive, .. } => {

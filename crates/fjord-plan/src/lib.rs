@@ -93,7 +93,12 @@ pub struct BackupArgs {
 
 impl Default for BackupArgs {
     fn default() -> BackupArgs {
-        BackupArgs { kind: BackupKind::Manual, stamp: "unstamped".into(), compression: Compression::Zstd, logical: false }
+        BackupArgs {
+            kind: BackupKind::Manual,
+            stamp: "unstamped".into(),
+            compression: Compression::Zstd,
+            logical: false,
+        }
     }
 }
 

@@ -778,7 +778,12 @@ fn mariadb_moves_copy_tablespace_files_and_fall_back_to_sql() {
     assert_eq!(h1(&f, port, src), "Copied physically");
 
     // A MyISAM table: everything falls back to SQL, and still works.
-    sql_as_admin(&f, "mariadb", src, "CREATE TABLE legacy (id INT PRIMARY KEY) ENGINE=MyISAM; INSERT INTO legacy VALUES (7);");
+    sql_as_admin(
+        &f,
+        "mariadb",
+        src,
+        "CREATE TABLE legacy (id INT PRIMARY KEY) ENGINE=MyISAM; INSERT INTO legacy VALUES (7);",
+    );
     let copy2 = "phys-copy2.example";
     f.ok(&["site", "clone", src, copy2, "--wait"]);
     let log = last_task_log(&f);

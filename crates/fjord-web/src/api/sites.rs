@@ -168,7 +168,7 @@ pub async fn backup(
     site_task(&state, &actor, &domain, SiteAction::Backup, TaskKind::SiteBackup, |_| {
         actions::backup_args(compression, req.logical)
     })
-        .await
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

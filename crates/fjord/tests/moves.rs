@@ -771,9 +771,11 @@ fn mariadb_moves_copy_tablespace_files_and_fall_back_to_sql() {
     assert_eq!(strip(&f.get(port, src, "/").body), strip(&page), "{src}: different content after the restore");
     assert_eq!(row_counts(&f, "mariadb", src, &tables), counts, "{src}: rows differ after the restore");
 
-    // And a restore of the live site from the physical manual backup (a new database, swapped in).
+    // And a restore of the live site (a new record now) from a physical backup: a new database, swapped in.
+    f.ok(&["site", "backup", src, "--wait"]);
+    let id = f.json(&["backup", "list", "--site", src]).as_array().expect("list")[0]["id"].as_i64().expect("id");
     set_name(&f, "mariadb", src, "Changed since");
-    f.ok(&["site", "restore", src, "--backup", &id, "--wait"]);
+    f.ok(&["site", "restore", src, "--backup", &id.to_string(), "--wait"]);
     assert!(last_task_log(&f).contains("physical database load"));
     assert_eq!(h1(&f, port, src), "Copied physically");
 

@@ -15,7 +15,9 @@ pub mod tls;
 pub use backups::{BackupSchedule, Compression, Retention};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
-pub use plan::{BackupTree, Command, FileContent, Plan, Planned, Snapshot, StateChange, Step, TempFile};
+pub use plan::{
+    BackupTree, Command, FileContent, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot, StateChange, Step, TempFile,
+};
 pub use proxies::{RealIp, RealIpHeader};
 pub use task::*;
 pub use tls::{CertMeta, CertRequest, CertSource, SiteTls};

@@ -119,6 +119,30 @@ pub struct BackupTree {
     pub exclude: Vec<String>,
 }
 
+/// A MariaDB database that may be copied physically (its InnoDB tablespace files, "transportable
+/// tablespaces") instead of through SQL. Whether it can is decided when the step runs (the server's
+/// datadir must be on this host, every table InnoDB in its own file, none partitioned); otherwise the
+/// step takes its logical path and logs why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalDb {
+    /// The server's admin client (`mariadb --defaults-extra-file={tmp:…} --batch --skip-column-names`),
+    /// without stdin: the executor writes its SQL (`FLUSH TABLES … FOR EXPORT`, `ALTER TABLE …
+    /// DISCARD/IMPORT TABLESPACE`) to it.
+    pub admin: Command,
+    pub database: String,
+    /// The structure without data (`mariadb-dump --no-data`: tables, views, triggers) as the site's
+    /// account; set where this database is the source of a copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Command>,
+}
+
+/// A physical copy of database `source` into `target` on the same server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalCopy {
+    pub source: PhysicalDb,
+    pub target: String,
+}
+
 /// A file that exists (mode 0600) only while its command runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TempFile {
@@ -194,10 +218,28 @@ pub enum Step {
     },
     /// Stream the output of `from` into `to` through a pipe (a database copied from one database to
     /// another without an intermediate file). Both are argv commands; `undo` reverses `to`'s effect.
+    /// With `physical` (a MariaDB clone on one server) and a database that allows it, only the
+    /// structure goes through the pipe (`physical.source.schema` into `to`) and the tables' tablespace
+    /// files are copied into `physical.target` (see [`PhysicalDb`]).
     Pipe {
         label: String,
         from: Command,
         to: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<Command>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        physical: Option<PhysicalCopy>,
+    },
+    /// Load an unpacked backup's database (in `dir`) into the site's new, empty database: its dump
+    /// `database.sql` through `import` (stdin), or, for an archive made physically, its structure
+    /// `database/schema.sql` through `import` and then its tablespace files through `physical`. An
+    /// archive of tablespace files that this server cannot take fails here, before anything changed.
+    LoadDatabase {
+        label: String,
+        dir: String,
+        import: Command,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        physical: Option<PhysicalDb>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<Command>,
     },
@@ -215,6 +257,10 @@ pub enum Step {
         manifest: serde_json::Value,
         #[serde(default)]
         compression: crate::Compression,
+        /// Archive the tables' tablespace files (+ the structure) instead of `dump` where the
+        /// database allows it; the manifest's `db_format` says which was done.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        physical: Option<PhysicalDb>,
     },
     /// Check a backup archive against its checksum and unpack it into `dest` (created 0700). Undo
     /// removes `dest`.
@@ -262,6 +308,7 @@ impl Step {
             Step::Pipe { label, from, to, .. } => {
                 format!("{label}: run {} | {}", shell_words(&from.argv), shell_words(&to.argv))
             }
+            Step::LoadDatabase { label, dir, .. } => format!("{label}: load the database in {dir}"),
             Step::Mark { name } => format!("mark {name}"),
             Step::Backup { archive, .. } => format!("write backup {archive}"),
             Step::Extract { archive, dest, .. } => format!("check and unpack {archive} into {dest}"),

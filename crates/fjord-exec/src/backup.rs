@@ -1,5 +1,7 @@
 //! Backup archives: one `tar` stream compressed with multi-threaded zstd (or gzip), holding `manifest.json`,
-//! `database.sql` (the dump) and the site's own directories. Files are streamed from disk into the
+//! `database.sql` (the dump) — or, for a database copied physically, `database/schema.sql` and the
+//! tables' tablespace files `database/NAME.ibd` + `.cfg` (see `physical.rs`) — and the site's own
+//! directories. Files are streamed from disk into the
 //! archive (no temporary copy of the site); only the database dump goes through a 0600 temp file,
 //! because a tar entry needs its size before its content. The archive is written beside its final
 //! name and renamed when complete, with its SHA-256 in a `.sha256` file next to it. Readers tell the
@@ -168,11 +170,24 @@ pub fn check_space(dir: &Path, content: u64, what: &str) -> ExecResult<()> {
     Ok(())
 }
 
+/// The database part of an archive.
+pub enum ArchiveDb<'a> {
+    None,
+    /// A SQL dump, archived as `database.sql`.
+    Dump(&'a Path),
+    /// Files archived under `database/` (name, path): a physical copy. `done` is called as soon as
+    /// they are in the stream, before the site's files, so the tables they come from unlock early.
+    Files {
+        files: Vec<(String, PathBuf)>,
+        done: Box<dyn FnOnce() + Send + 'a>,
+    },
+}
+
 /// Builds the archive at `archive` (blocking; run it on a blocking thread).
 pub fn write_archive(
     archive: &Path,
     manifest: &[u8],
-    dump: Option<&Path>,
+    db: ArchiveDb,
     trees: &[Tree],
     compression: Compression,
 ) -> ExecResult<ArchiveInfo> {
@@ -190,9 +205,20 @@ pub fn write_archive(
         let mut tar = tar::Builder::new(Encoder::new(compression, writer)?);
         tar.follow_symlinks(false);
         append_bytes(&mut tar, "manifest.json", manifest)?;
-        if let Some(dump) = dump {
-            let mut f = File::open(dump).map_err(io_err(format!("open {}", dump.display())))?;
-            tar.append_file("database.sql", &mut f).map_err(io_err("archive the database dump"))?;
+        match db {
+            ArchiveDb::None => {}
+            ArchiveDb::Dump(dump) => {
+                let mut f = File::open(dump).map_err(io_err(format!("open {}", dump.display())))?;
+                tar.append_file("database.sql", &mut f).map_err(io_err("archive the database dump"))?;
+            }
+            ArchiveDb::Files { files, done } => {
+                for (name, path) in files {
+                    let mut f = File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
+                    tar.append_file(format!("database/{name}"), &mut f)
+                        .map_err(io_err(format!("archive {}", path.display())))?;
+                }
+                done();
+            }
         }
         for tree in trees {
             let root = Path::new(&tree.path);
@@ -369,7 +395,7 @@ mod tests {
         let archive = dir.path().join("b.tar.zst");
         let trees =
             [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec!["files/css".into()] }];
-        let info = write_archive(&archive, b"{}", Some(&dump), &trees, Compression::Zstd).expect("archive");
+        let info = write_archive(&archive, b"{}", ArchiveDb::Dump(&dump), &trees, Compression::Zstd).expect("archive");
         assert_eq!(crate::fsops::mode_of(&archive), Some(0o600));
         let names = verify_archive(&archive, &info.sha256).expect("verifies");
         for want in ["manifest.json", "database.sql", "site/settings.php", "site/files/a.txt"] {
@@ -395,7 +421,7 @@ mod tests {
         std::fs::write(site.join("a.txt"), "a").expect("write");
         let archive = dir.path().join("b.tar.zst");
         let trees = [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec![] }];
-        let info = write_archive(&archive, b"{}", None, &trees, Compression::Zstd).expect("archive");
+        let info = write_archive(&archive, b"{}", ArchiveDb::None, &trees, Compression::Zstd).expect("archive");
         let dest = dir.path().join("out");
         let err = unpack_archive(&archive, &"0".repeat(64), &dest).expect_err("wrong checksum");
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
@@ -412,7 +438,7 @@ mod tests {
         std::fs::write(site.join("files/a.txt"), "gzip me").expect("write");
         let archive = dir.path().join("b.tar.gz");
         let trees = [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec![] }];
-        let info = write_archive(&archive, b"{}", None, &trees, Compression::Gzip).expect("archive");
+        let info = write_archive(&archive, b"{}", ArchiveDb::None, &trees, Compression::Gzip).expect("archive");
         assert_eq!(&std::fs::read(&archive).expect("read")[..2], &[0x1f, 0x8b], "not gzip");
         assert!(verify_archive(&archive, &info.sha256).expect("verifies").iter().any(|n| n == "site/files/a.txt"));
         let dest = dir.path().join("out");
@@ -482,7 +508,7 @@ mod tests {
         assert!(check_space(&mnt, trees_size(&trees), "files").is_err(), "the estimate should refuse");
         for compression in [Compression::Zstd, Compression::Gzip] {
             let archive = mnt.join(format!("b.{}", compression.extension()));
-            let err = write_archive(&archive, b"{}", None, &trees, compression).expect_err("disk full");
+            let err = write_archive(&archive, b"{}", ArchiveDb::None, &trees, compression).expect_err("disk full");
             assert!(err.to_string().contains("filled up"), "{compression}: {err}");
             let left: Vec<_> = std::fs::read_dir(&mnt).expect("read").flatten().map(|e| e.file_name()).collect();
             assert!(left.is_empty(), "{compression}: left behind: {left:?}");

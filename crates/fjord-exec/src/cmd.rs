@@ -262,6 +262,93 @@ pub async fn run_pipe(
     Ok(CmdOutput { code: s2.code(), stdout, stderr, duration: started.elapsed() })
 }
 
+/// A command kept running while Fjord talks to it line by line through its stdin and stdout: a
+/// database client session that holds a lock while Fjord does something else (see `physical.rs`).
+/// Dropping it kills the process group; so does Fjord's death, since the child's stdin then closes.
+pub struct Session {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+    display: String,
+}
+
+impl Session {
+    /// Starts `cmd` (its `stdin` is ignored) with piped stdin and stdout.
+    #[allow(clippy::disallowed_methods)]
+    pub fn start(cmd: &Cmd) -> ExecResult<Session> {
+        let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        for (k, v) in &cmd.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+        let stderr = tokio::spawn(pump(child.stderr.take().expect("stderr piped"), LogStream::Stderr, None));
+        Ok(Session { child, stdin, stdout, stderr, display: cmd.display() })
+    }
+
+    /// Writes `text` to the command's stdin.
+    pub async fn send(&mut self, text: &str) -> ExecResult<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| ExecError::Other("session input already closed".into()))?;
+        stdin.write_all(text.as_bytes()).await.map_err(io_err(format!("write to `{}`", self.display)))?;
+        stdin.flush().await.map_err(io_err(format!("write to `{}`", self.display)))
+    }
+
+    /// Reads output lines until one equals `marker`, within `timeout`. If the command ends first (a
+    /// failed statement ends a batch client) the error carries its stderr.
+    pub async fn wait_for(&mut self, marker: &str, timeout: Duration) -> ExecResult<()> {
+        let read = async {
+            loop {
+                match self.stdout.next_line().await {
+                    Ok(Some(line)) if line.trim_end() == marker => return Ok(()),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return Err(None),
+                    Err(e) => return Err(Some(e)),
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Some(e))) => Err(io_err(format!("read from `{}`", self.display))(e)),
+            Ok(Err(None)) => {
+                let _ = self.child.wait().await;
+                let stderr = (&mut self.stderr).await.unwrap_or_default();
+                Err(ExecError::Failed {
+                    command: self.display.clone(),
+                    status: "an early exit".into(),
+                    stderr_tail: tail(&stderr, 5),
+                })
+            }
+            Err(_) => Err(ExecError::Timeout { command: self.display.clone(), secs: timeout.as_secs() }),
+        }
+    }
+
+    /// Writes `text`, closes stdin and waits for the command to exit 0.
+    pub async fn finish(mut self, text: &str) -> ExecResult<()> {
+        self.send(text).await?;
+        drop(self.stdin.take());
+        let status = self.child.wait().await.map_err(io_err(format!("waiting for `{}`", self.display)))?;
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        if !status.success() {
+            return Err(ExecError::Failed {
+                command: self.display.clone(),
+                status: status.code().map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
+                stderr_tail: tail(&stderr, 5),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Runs `cmd` and fails unless it exits 0.
 pub async fn run_checked(
     cmd: &Cmd,
@@ -328,6 +415,17 @@ mod tests {
         let err =
             run_pipe(&Cmd::new(["echo", "x"]), &Cmd::new(["false"]), None, None).await.expect_err("consumer fails");
         assert!(err.to_string().contains("false"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_session_answers_line_by_line() {
+        let mut s = Session::start(&Cmd::new(["cat"])).expect("starts");
+        s.send("one\nready\n").await.expect("sends");
+        s.wait_for("ready", Duration::from_secs(5)).await.expect("marker");
+        s.finish("bye\n").await.expect("exits 0");
+        let mut s = Session::start(&Cmd::new(["sh", "-c", "echo oops >&2; exit 3"])).expect("starts");
+        let err = s.wait_for("ready", Duration::from_secs(5)).await.expect_err("ends early");
+        assert!(err.to_string().contains("oops"), "{err}");
     }
 
     #[tokio::test]

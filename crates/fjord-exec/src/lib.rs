@@ -12,6 +12,7 @@ pub mod fsops;
 pub mod host;
 pub mod http;
 pub mod offsite;
+pub mod physical;
 pub mod probe;
 pub mod secrets;
 pub mod steps;

@@ -100,7 +100,7 @@ impl Executor {
 
     /// Turns a planned command into a runnable one: secret markers filled, temp files written (0600),
     /// `{tmp:NAME}` and `{pid:PATH}` replaced. The temp dir is removed when the guard drops.
-    fn materialize(&self, c: &Command) -> ExecResult<(Cmd, Option<TempDirGuard>)> {
+    pub(crate) fn materialize(&self, c: &Command) -> ExecResult<(Cmd, Option<TempDirGuard>)> {
         let guard = if c.files.is_empty() {
             None
         } else {
@@ -194,6 +194,142 @@ impl Executor {
             Ok(Some(format!("{service} was not running: started it")))
         }
     }
+    /// The `Backup` step: the database (dumped, or its tablespace files where `physical` allows) and
+    /// the trees into one archive.
+    #[allow(clippy::too_many_arguments)]
+    async fn backup(
+        &self,
+        archive: &Path,
+        dump: Option<&Command>,
+        trees: &[fjord_core::BackupTree],
+        manifest: &serde_json::Value,
+        compression: fjord_core::Compression,
+        physical: Option<&fjord_core::PhysicalDb>,
+        sink: Option<OutputSink>,
+        cancel: Option<watch::Receiver<bool>>,
+    ) -> ExecResult<Option<String>> {
+        let dump_file = archive.with_extension("dump");
+        let trees: Vec<crate::backup::Tree> = trees
+            .iter()
+            .map(|t| crate::backup::Tree { name: t.name.clone(), path: t.path.clone(), exclude: t.exclude.clone() })
+            .collect();
+        // Refuse early rather than fill the disk: first for the files, then (once the dump's
+        // size is known, and the dump itself took its room) for the whole archive.
+        let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let files = crate::backup::trees_size(&trees);
+        crate::backup::check_space(&dir, files, "site files")?;
+        let mut manifest = manifest.clone();
+        if let Some(db) = physical {
+            match crate::physical::probe(self, db, false).await? {
+                Ok(layout) => {
+                    manifest["db_format"] = "physical".into();
+                    return self.backup_physical(archive, db, layout, &manifest, trees, files, compression, sink).await;
+                }
+                Err(why) => crate::physical::note(&sink, format!("logical database dump: {why}")),
+            }
+        }
+        if dump.is_some() {
+            manifest["db_format"] = "logical".into();
+        }
+        if let Some(cmd) = dump {
+            let (mut c, _guard) = self.materialize(cmd)?;
+            c.stdout_file = Some(dump_file.clone());
+            if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
+                let _ = self.host.remove_all(&dump_file);
+                // A dump that died because the disk filled says so.
+                if crate::backup::free_bytes(&dir).is_ok_and(|free| free < 1 << 20) {
+                    return Err(ExecError::Other(format!(
+                        "the backups filesystem {} filled up during the database dump: the partial \
+                         dump was removed ({e})",
+                        dir.display()
+                    )));
+                }
+                return Err(e);
+            }
+            let dumped = std::fs::metadata(&dump_file).map(|m| m.len()).unwrap_or(0);
+            if let Err(e) = crate::backup::check_space(&dir, files + dumped, "database dump and site files") {
+                let _ = self.host.remove_all(&dump_file);
+                return Err(e);
+            }
+        }
+        let manifest = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+        let has_dump = dump.is_some();
+        let (a, d) = (archive.to_path_buf(), dump_file.clone());
+        let info = tokio::task::spawn_blocking(move || {
+            let db = if has_dump { crate::backup::ArchiveDb::Dump(&d) } else { crate::backup::ArchiveDb::None };
+            crate::backup::write_archive(&a, &manifest, db, &trees, compression)
+        })
+        .await
+        .map_err(|e| ExecError::Other(format!("backup thread: {e}")))?;
+        let _ = self.host.remove_all(&dump_file);
+        let info = info?;
+        Ok(Some(format!("archive of {} bytes, sha256 {}", info.size, info.sha256)))
+    }
+
+    /// A backup whose database part is its structure and its tables' tablespace files, archived
+    /// while the tables are flushed for export; they unlock as soon as their files are in the stream.
+    #[allow(clippy::too_many_arguments)]
+    async fn backup_physical(
+        &self,
+        archive: &Path,
+        db: &fjord_core::PhysicalDb,
+        layout: crate::physical::Layout,
+        manifest: &serde_json::Value,
+        trees: Vec<crate::backup::Tree>,
+        files: u64,
+        compression: fjord_core::Compression,
+        sink: Option<OutputSink>,
+    ) -> ExecResult<Option<String>> {
+        let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let schema_file = archive.with_extension("schema");
+        let schema =
+            db.schema.as_ref().ok_or_else(|| ExecError::Other("no structure dump for a physical backup".into()))?;
+        let (mut c, guard) = self.materialize(schema)?;
+        c.stdout_file = Some(schema_file.clone());
+        let dumped = self.host.run_checked(&c, sink.clone(), None).await;
+        drop(guard);
+        let result = async {
+            dumped?;
+            let mut db_files = vec![("schema.sql".to_string(), schema_file.clone())];
+            db_files.extend(crate::physical::table_files(&layout.dir, &layout.tables));
+            let db_bytes: u64 = db_files
+                .iter()
+                .filter(|(n, _)| !n.ends_with(".cfg"))
+                .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+                .sum();
+            crate::backup::check_space(&dir, files + db_bytes, "database files and site files")?;
+            let export = crate::physical::export(self, db, &layout.tables).await?;
+            let manifest = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let a = archive.to_path_buf();
+            let writer = tokio::task::spawn_blocking(move || {
+                let done = Box::new(move || {
+                    let _ = tx.send(());
+                });
+                crate::backup::write_archive(
+                    &a,
+                    &manifest,
+                    crate::backup::ArchiveDb::Files { files: db_files, done },
+                    &trees,
+                    compression,
+                )
+            });
+            // The tables unlock once their files are archived (or the writer gave up).
+            let _ = rx.await;
+            let locked = export.release().await;
+            let info = writer.await.map_err(|e| ExecError::Other(format!("backup thread: {e}")))??;
+            let locked = locked?;
+            crate::physical::note(&sink, format!("physical database copy: {locked}"));
+            Ok(Some(format!(
+                "archive of {} bytes, sha256 {}; physical database copy ({locked})",
+                info.size, info.sha256
+            )))
+        }
+        .await;
+        let _ = self.host.remove_all(&schema_file);
+        result
+    }
+
     fn task_undo_dir(&self, task: TaskId) -> PathBuf {
         self.undo_dir.join(task.0.to_string())
     }
@@ -243,9 +379,9 @@ impl Executor {
                 path: path.clone(),
                 aside: aside_path(Path::new(path), &format!("{}-{idx}", task.0)).to_string_lossy().into_owned(),
             },
-            Step::Run { undo: Some(cmd), .. } | Step::Pipe { undo: Some(cmd), .. } => {
-                StepUndo::Run { cmd: cmd.clone() }
-            }
+            Step::Run { undo: Some(cmd), .. }
+            | Step::Pipe { undo: Some(cmd), .. }
+            | Step::LoadDatabase { undo: Some(cmd), .. } => StepUndo::Run { cmd: cmd.clone() },
             Step::Extract { dest, .. } => StepUndo::RemoveFiles { paths: vec![dest.clone()] },
             Step::Move { from, to } => StepUndo::Unmove { from: from.clone(), to: to.clone() },
             Step::Backup { archive, .. } => {
@@ -256,6 +392,7 @@ impl Executor {
                         crate::backup::checksum_path(a).to_string_lossy().into_owned(),
                         a.with_extension("partial").to_string_lossy().into_owned(),
                         a.with_extension("dump").to_string_lossy().into_owned(),
+                        a.with_extension("schema").to_string_lossy().into_owned(),
                     ],
                 }
             }
@@ -282,6 +419,7 @@ impl Executor {
             | Step::WaitForPath { .. }
             | Step::Run { undo: None, .. }
             | Step::Pipe { undo: None, .. }
+            | Step::LoadDatabase { undo: None, .. }
             | Step::RevokeReplaced { .. }
             | Step::HttpCheck { .. }
             | Step::Mark { .. }
@@ -457,7 +595,13 @@ impl Executor {
             Step::Service { service, check, start, reload, pidfile, .. } => {
                 self.reload_service(service, check.as_ref(), start, reload, pidfile, sink).await
             }
-            Step::Pipe { from, to, .. } => {
+            Step::Pipe { from, to, physical, .. } => {
+                if let Some(copy) = physical {
+                    match self.physical_copy(copy, to, sink.clone(), cancel.clone()).await? {
+                        Ok(note) => return Ok(Some(note)),
+                        Err(why) => crate::physical::note(&sink, format!("logical database copy: {why}")),
+                    }
+                }
                 let (from, _g1) = self.materialize(from)?;
                 let (to, _g2) = self.materialize(to)?;
                 self.host.run_pipe(&from, &to, sink, cancel).await?;
@@ -534,56 +678,13 @@ impl Executor {
                 self.host.rename(f, t)?;
                 Ok(None)
             }
-            Step::Backup { archive, dump, trees, manifest, compression } => {
+            Step::Backup { archive, dump, trees, manifest, compression, physical } => {
                 let archive = PathBuf::from(archive);
-                let dump_file = archive.with_extension("dump");
-                let trees: Vec<crate::backup::Tree> = trees
-                    .iter()
-                    .map(|t| crate::backup::Tree {
-                        name: t.name.clone(),
-                        path: t.path.clone(),
-                        exclude: t.exclude.clone(),
-                    })
-                    .collect();
-                // Refuse early rather than fill the disk: first for the files, then (once the dump's
-                // size is known, and the dump itself took its room) for the whole archive.
-                let dir = archive.parent().unwrap_or(Path::new("/")).to_path_buf();
-                let files = crate::backup::trees_size(&trees);
-                crate::backup::check_space(&dir, files, "site files")?;
-                if let Some(cmd) = dump {
-                    let (mut c, _guard) = self.materialize(cmd)?;
-                    c.stdout_file = Some(dump_file.clone());
-                    if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
-                        let _ = self.host.remove_all(&dump_file);
-                        // A dump that died because the disk filled says so.
-                        if crate::backup::free_bytes(&dir).is_ok_and(|free| free < 1 << 20) {
-                            return Err(ExecError::Other(format!(
-                                "the backups filesystem {} filled up during the database dump: the partial \
-                                 dump was removed ({e})",
-                                dir.display()
-                            )));
-                        }
-                        return Err(e);
-                    }
-                }
-                if dump.is_some() {
-                    let dumped = std::fs::metadata(&dump_file).map(|m| m.len()).unwrap_or(0);
-                    if let Err(e) = crate::backup::check_space(&dir, files + dumped, "database dump and site files") {
-                        let _ = self.host.remove_all(&dump_file);
-                        return Err(e);
-                    }
-                }
-                let manifest = serde_json::to_vec_pretty(manifest).expect("manifest serializes");
-                let has_dump = dump.is_some();
-                let (a, d, c) = (archive.clone(), dump_file.clone(), *compression);
-                let info = tokio::task::spawn_blocking(move || {
-                    crate::backup::write_archive(&a, &manifest, has_dump.then_some(d.as_path()), &trees, c)
-                })
-                .await
-                .map_err(|e| ExecError::Other(format!("backup thread: {e}")))?;
-                let _ = self.host.remove_all(&dump_file);
-                let info = info?;
-                Ok(Some(format!("archive of {} bytes, sha256 {}", info.size, info.sha256)))
+                self.backup(&archive, dump.as_ref(), trees, manifest, *compression, physical.as_ref(), sink, cancel)
+                    .await
+            }
+            Step::LoadDatabase { dir, import, physical, .. } => {
+                self.load_database(Path::new(dir), import, physical.as_ref(), sink, cancel).await
             }
             Step::Certificate { names, dir, acme_dir, request, .. } => {
                 self.install_certificate(names, dir, acme_dir, request, sink).await
@@ -813,7 +914,7 @@ fn yes() -> bool {
 }
 
 /// Removes a command's temp files when it is done.
-struct TempDirGuard {
+pub(crate) struct TempDirGuard {
     host: Host,
     dir: PathBuf,
 }

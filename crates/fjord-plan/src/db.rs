@@ -339,3 +339,26 @@ pub fn drop_database(server: Option<&Server>, site: &Site) -> PlanResult<Option<
         undo: None,
     }))
 }
+
+/// The structure of the site's database without its rows (tables, views, triggers, routines), as the
+/// site's own account: what a physical copy recreates before it brings in the tablespace files.
+fn schema(ctx: &crate::apps::SiteCtx) -> Command {
+    as_site(
+        ctx,
+        &["mariadb-dump", "--no-data", "--single-transaction", "--skip-lock-tables", "--no-tablespaces", "--routines"],
+        &[ctx.db.database.as_str()],
+    )
+}
+
+/// A MariaDB database described for a physical copy (see [`PhysicalDb`]): the server's admin client,
+/// and, with `source`, the command that dumps its structure. `None` for the other engines.
+pub fn physical(server: Option<&Server>, ctx: &crate::apps::SiteCtx, source: bool) -> PlanResult<Option<PhysicalDb>> {
+    if ctx.site.db_engine != DbEngine::Mariadb {
+        return Ok(None);
+    }
+    let db = service(server, DbEngine::Mariadb)?;
+    let server = server.expect("service() checked it");
+    let mut admin = admin(server, db, String::new()).timeout(6 * 3600);
+    admin.stdin = None;
+    Ok(Some(PhysicalDb { admin, database: ctx.db.database.clone(), schema: source.then(|| schema(ctx)) }))
+}

@@ -85,11 +85,20 @@ pub struct BackupArgs {
     pub stamp: String,
     #[serde(default)]
     pub compression: Compression,
+    /// Always dump the database as SQL, even where its tablespace files could be archived: an archive
+    /// any MariaDB server can restore (a physical one needs the server on the restoring host).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logical: bool,
 }
 
 impl Default for BackupArgs {
     fn default() -> BackupArgs {
-        BackupArgs { kind: BackupKind::Manual, stamp: "unstamped".into(), compression: Compression::Zstd }
+        BackupArgs {
+            kind: BackupKind::Manual,
+            stamp: "unstamped".into(),
+            compression: Compression::Zstd,
+            logical: false,
+        }
     }
 }
 
@@ -798,7 +807,8 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
     plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
     let dump = Some(db::dump(&ctx)?);
-    plan.push(Step::Backup { archive: archive.clone(), dump, trees, manifest, compression: a.compression });
+    let physical = if a.logical { None } else { db::physical(db_server(snap, site), &ctx, true)? };
+    plan.push(Step::Backup { archive: archive.clone(), dump, trees, manifest, compression: a.compression, physical });
     Ok(Planned {
         plan,
         on_success: vec![StateChange::BackupRecorded {
@@ -846,13 +856,7 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     snap2.site = Some(restored.clone());
     let ctx2 = site_ctx(layout, &snap2)?;
     plan.extend(moves::create_new_database(db_server(snap, site), &restored)?);
-    let import_undo = (site.db_engine == DbEngine::Sqlite)
-        .then(|| Command::new(["rm", "-f", "--", ctx2.db.database.as_str()]).timeout(60));
-    plan.push(Step::Run {
-        label: "load the backup's database dump into the new database".into(),
-        cmd: db::import(&ctx2, &format!("{staging}/database.sql"))?,
-        undo: import_undo,
-    });
+    plan.push(moves::load_database(db_server(snap, site), &ctx2, &staging, "into the new database")?);
 
     // The site's files: the current ones step aside, the backup's take their place.
     let app = App::of(ctx.platform);

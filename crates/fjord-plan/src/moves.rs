@@ -113,8 +113,26 @@ pub fn create_new_database(server: Option<&Server>, site: &Site) -> PlanResult<V
     Ok(steps)
 }
 
-/// Streams `from`'s database into `to`'s (no intermediate file), each with its own account.
-fn copy_database(from: &SiteCtx, to: &SiteCtx) -> PlanResult<Step> {
+/// Loads the database of a backup unpacked in `staging` into `ctx`'s (new, empty) database: its dump,
+/// or its structure and tablespace files (an archive made physically; MariaDB on this host only).
+pub(crate) fn load_database(server: Option<&Server>, ctx: &SiteCtx, staging: &str, what: &str) -> PlanResult<Step> {
+    let mut import = db::import(ctx, "")?;
+    import.stdin_file = None;
+    let undo = (ctx.site.db_engine == DbEngine::Sqlite)
+        .then(|| Command::new(["rm", "-f", "--", ctx.db.database.as_str()]).timeout(60));
+    Ok(Step::LoadDatabase {
+        label: format!("load the backup's database {what}"),
+        dir: staging.to_string(),
+        import,
+        physical: db::physical(server, ctx, false)?,
+        undo,
+    })
+}
+
+/// Streams `from`'s database into `to`'s (no intermediate file), each with its own account. Two
+/// MariaDB databases on one server (`to_server`) may be copied physically instead (see
+/// [`PhysicalCopy`]); the step decides when it runs.
+fn copy_database(from: &SiteCtx, to: &SiteCtx, to_server: Option<&Server>) -> PlanResult<Step> {
     if from.site.db_engine != to.site.db_engine {
         return Err(PlanError::Refused(format!(
             "{} uses {} and {} uses {}: copying between database engines is not supported",
@@ -125,11 +143,17 @@ fn copy_database(from: &SiteCtx, to: &SiteCtx) -> PlanResult<Step> {
     import.stdin_file = None;
     let undo = (to.site.db_engine == DbEngine::Sqlite)
         .then(|| Command::new(["rm", "-f", "--", to.db.database.as_str()]).timeout(60));
+    let same_server = (from.db.host.as_str(), from.db.port) == (to.db.host.as_str(), to.db.port);
+    let physical = match (same_server, db::physical(to_server, from, true)?) {
+        (true, Some(source)) => Some(PhysicalCopy { source, target: to.db.database.clone() }),
+        _ => None,
+    };
     Ok(Step::Pipe {
         label: format!("copy the database of {} into {}", from.site.domain, to.db.database),
         from: db::dump(from)?,
         to: import,
         undo,
+        physical,
     })
 }
 
@@ -232,7 +256,7 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
-    plan.push(copy_database(&src, &ctx)?);
+    plan.push(copy_database(&src, &ctx, db_server(snap, site))?);
     let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &mut plan)?;
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     if src_platform.id != ctx.platform.id {
@@ -369,7 +393,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
             copy_dir(from, to, &a.stamp, &mut plan);
         }
     }
-    plan.push(copy_database(&ctx, &ctx2)?);
+    plan.push(copy_database(&ctx, &ctx2, new_db_server)?);
     let SiteFiles { pool, vhost, mut php_watch } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
 
     // What the old place had and the new one does not need, put aside (undone on failure).
@@ -485,7 +509,7 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
     let ctx2 = ctx_for(layout, &snap.server, ctx.platform, &synced, db_server(snap, site))?;
     if a.db {
         plan.extend(create_new_database(db_server(snap, site), &synced)?);
-        plan.push(copy_database(&src, &ctx2)?);
+        plan.push(copy_database(&src, &ctx2, db_server(snap, site))?);
     }
     let mut aside = Vec::new();
     if a.files {
@@ -536,13 +560,7 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
-    let import_undo = (site.db_engine == DbEngine::Sqlite)
-        .then(|| Command::new(["rm", "-f", "--", ctx.db.database.as_str()]).timeout(60));
-    plan.push(Step::Run {
-        label: "load the backup's database dump".into(),
-        cmd: db::import(&ctx, &format!("{staging}/database.sql"))?,
-        undo: import_undo,
-    });
+    plan.push(load_database(db_server(snap, site), &ctx, &staging, "into its database")?);
     plan.push(Step::Move { from: format!("{staging}/state/private"), to: format!("{}/private", ctx.site_dir()) });
     if let Some(dir) = app.platform_site_dir(&ctx) {
         // The whole site directory of the backup (files, site-level modules); settings are regenerated.

@@ -166,9 +166,13 @@ pub fn stamp_now() -> String {
     fjord_core::backups::backup_stamp(fjord_store::now_millis())
 }
 
-/// Arguments of a manual backup.
-pub fn backup_args(compression: Compression) -> serde_json::Value {
-    serde_json::json!({ "kind": "manual", "stamp": stamp_now(), "compression": compression })
+/// Arguments of a manual backup; `logical`: a SQL dump even where tablespace files could be archived.
+pub fn backup_args(compression: Compression, logical: bool) -> serde_json::Value {
+    let mut args = serde_json::json!({ "kind": "manual", "stamp": stamp_now(), "compression": compression });
+    if logical {
+        args["logical"] = serde_json::Value::Bool(true);
+    }
+    args
 }
 
 /// Arguments of a delete: `backup` takes a pre-delete backup first (the default everywhere).

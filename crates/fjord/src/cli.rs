@@ -463,6 +463,10 @@ pub enum SiteCmd {
         /// zstd (multi-threaded, `.tar.zst`) or gzip (`.tar.gz`).
         #[arg(long, default_value = "zstd")]
         compression: String,
+        /// Dump the database as SQL even where its InnoDB tablespace files could be archived
+        /// (MariaDB on this host): an archive any database server can restore.
+        #[arg(long)]
+        logical: bool,
     },
     /// Bring a site back to one of its backups (a pre-restore backup is taken first).
     Restore {

@@ -648,3 +648,159 @@ fn clone_migrate_and_restore_on_apache() {
     let vhost = std::fs::read_to_string(f.vhost_path(domain)).expect("vhost");
     assert!(vhost.contains("<VirtualHost") && vhost.contains("proxy:unix:"), "{vhost}");
 }
+
+/// The log of the newest task.
+fn last_task_log(f: &Fjord) -> String {
+    let id = f.json(&["task", "list", "--limit", "1"])[0]["id"].as_i64().expect("id");
+    f.ok(&["task", "log", &id.to_string()])
+}
+
+/// The databases on the test MariaDB server.
+fn mariadb_databases() -> Vec<String> {
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
+        .output()
+        .expect("mariadb");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[track_caller]
+fn backup_entries(f: &Fjord, id: &str) -> Vec<String> {
+    let v = f.json(&["backup", "verify", id]);
+    v["entries"].as_array().expect("entries").iter().filter_map(|e| e.as_str()).map(str::to_string).collect()
+}
+
+/// On MariaDB, clone, backup and restore copy the tables' InnoDB files instead of SQL (transportable
+/// tablespaces) and give the same rows and pages; a failure injected right after the physical load
+/// rolls the restore back; a MyISAM table makes them fall back to SQL, which still works; `--logical`
+/// makes a portable SQL archive.
+#[test]
+fn mariadb_moves_copy_tablespace_files_and_fall_back_to_sql() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, port) = Fjord::with_server();
+    if !f.has_engine("mariadb") {
+        eprintln!("skipped: no MariaDB");
+        return;
+    }
+    fixture_platform(&f, "drupal10", "d10");
+    let src = "phys.example";
+    f.ok(&["site", "create", src, "--platform", "d10", "--db-engine", "mariadb", "--wait"]);
+    set_name(&f, "mariadb", src, "Copied physically");
+    // Tables beyond the fixture's: a foreign key between two, and an auto-increment counter.
+    sql_as_admin(
+        &f,
+        "mariadb",
+        src,
+        "CREATE TABLE fk_parent (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB; \
+         CREATE TABLE fk_child (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES fk_parent(id)) ENGINE=InnoDB; \
+         INSERT INTO fk_parent (v) VALUES ('a'), ('b'), ('c'); INSERT INTO fk_child VALUES (1, 1), (2, 3);",
+    );
+    let tables = ["variable", "users", "fk_parent", "fk_child"];
+    let counts = row_counts(&f, "mariadb", src, &tables);
+    let page = f.get(port, src, "/").body;
+    let strip =
+        |b: &str| b.lines().filter(|l| !l.contains("Served from the database at")).collect::<Vec<_>>().join("\n");
+
+    // Clone: tablespace files, the same rows, a working auto-increment and foreign key in the copy.
+    let copy = "phys-copy.example";
+    f.ok(&["site", "clone", src, copy, "--wait"]);
+    let log = last_task_log(&f);
+    assert!(log.contains("physical database copy") && log.contains("locked for writes"), "{log}");
+    assert_eq!(h1(&f, port, copy), "Copied physically");
+    assert_eq!(row_counts(&f, "mariadb", copy, &tables), counts, "{copy}: rows differ");
+    sql_as_admin(&f, "mariadb", copy, "INSERT INTO fk_parent (v) VALUES ('d'); INSERT INTO fk_child VALUES (3, 4);");
+    assert_eq!(row_counts(&f, "mariadb", copy, &["fk_parent"]), vec!["4".to_string()]);
+    assert_eq!(row_counts(&f, "mariadb", src, &["fk_parent"]), vec!["3".to_string()], "the source changed");
+
+    // Backup: the structure and the tablespace files, with the format in the manifest.
+    f.ok(&["site", "backup", src, "--wait"]);
+    let log = last_task_log(&f);
+    assert!(log.contains("physical database copy"), "{log}");
+    let list = f.json(&["backup", "list", "--site", src]);
+    let manual = list.as_array().expect("list")[0].clone();
+    let id = manual["id"].as_i64().expect("id").to_string();
+    let entries = backup_entries(&f, &id);
+    for want in ["manifest.json", "database/schema.sql", "database/variable.ibd", "database/fk_child.cfg"] {
+        assert!(entries.iter().any(|e| e == want), "{want} not in {entries:?}");
+    }
+    assert!(!entries.iter().any(|e| e == "database.sql"), "{entries:?}");
+
+    // A failure right after the physical load: the restore rolls back, the site is as it was.
+    let db_before = f.json(&["site", "show", src])["site"]["db_name"].clone();
+    let dbs_before = mariadb_databases();
+    let plan = f.ok(&["--dry-run", "site", "restore", src, "--backup", &id]);
+    let step = plan
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .position(|l| l.contains("load the backup's database"))
+        .unwrap_or_else(|| panic!("no load step in {plan}"));
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-restore:{step}:fail"))]);
+    let out = f.run(&["site", "restore", src, "--backup", &id, "--wait"]);
+    assert!(!out.status.success(), "the injected fault did not fail the restore");
+    let log = last_task_log(&f);
+    assert!(log.contains("physical database load"), "{log}");
+    f.stop();
+    f.start_serve(&[]);
+    assert_eq!(f.json(&["site", "show", src])["site"]["db_name"], db_before);
+    assert_eq!(mariadb_databases(), dbs_before, "the failed restore left a database behind");
+    assert_eq!(strip(&f.get(port, src, "/").body), strip(&page), "{src}: changed by a failed restore");
+    assert_eq!(row_counts(&f, "mariadb", src, &tables), counts);
+
+    // Backup, delete, restore: the pre-delete backup is physical and brings back the same site.
+    f.ok(&["site", "disable", src, "--wait"]);
+    f.ok(&["site", "delete", src, "--wait"]);
+    let backups = f.json(&["backup", "list"]);
+    let pre_delete = backups
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|b| b["kind"] == "pre-delete" && b["path"].as_str().unwrap_or_default().contains(src))
+        .unwrap_or_else(|| panic!("no pre-delete backup in {backups}"))["id"]
+        .as_i64()
+        .expect("id")
+        .to_string();
+    assert!(backup_entries(&f, &pre_delete).iter().any(|e| e == "database/schema.sql"));
+    f.ok(&["site", "restore", src, "--backup", &pre_delete, "--wait"]);
+    let log = last_task_log(&f);
+    assert!(log.contains("physical database load"), "{log}");
+    assert_eq!(strip(&f.get(port, src, "/").body), strip(&page), "{src}: different content after the restore");
+    assert_eq!(row_counts(&f, "mariadb", src, &tables), counts, "{src}: rows differ after the restore");
+
+    // And a restore of the live site (a new record now) from a physical backup: a new database, swapped in.
+    f.ok(&["site", "backup", src, "--wait"]);
+    let id = f.json(&["backup", "list", "--site", src]).as_array().expect("list")[0]["id"].as_i64().expect("id");
+    set_name(&f, "mariadb", src, "Changed since");
+    f.ok(&["site", "restore", src, "--backup", &id.to_string(), "--wait"]);
+    assert!(last_task_log(&f).contains("physical database load"));
+    assert_eq!(h1(&f, port, src), "Copied physically");
+
+    // A MyISAM table: everything falls back to SQL, and still works.
+    sql_as_admin(
+        &f,
+        "mariadb",
+        src,
+        "CREATE TABLE legacy (id INT PRIMARY KEY) ENGINE=MyISAM; INSERT INTO legacy VALUES (7);",
+    );
+    let copy2 = "phys-copy2.example";
+    f.ok(&["site", "clone", src, copy2, "--wait"]);
+    let log = last_task_log(&f);
+    assert!(log.contains("logical database copy: table legacy uses MyISAM"), "{log}");
+    assert_eq!(h1(&f, port, copy2), "Copied physically");
+    assert_eq!(row_counts(&f, "mariadb", copy2, &["legacy", "fk_child"]), vec!["1".to_string(), "2".to_string()]);
+    f.ok(&["site", "backup", src, "--wait"]);
+    assert!(last_task_log(&f).contains("logical database dump: table legacy uses MyISAM"));
+    let newest = f.json(&["backup", "list", "--site", src]).as_array().expect("list")[0]["id"].as_i64().expect("id");
+    assert!(backup_entries(&f, &newest.to_string()).iter().any(|e| e == "database.sql"));
+
+    // --logical: a portable SQL archive even where the files could be copied.
+    sql_as_admin(&f, "mariadb", copy, "SELECT 1");
+    f.ok(&["site", "backup", copy, "--logical", "--wait"]);
+    let newest = f.json(&["backup", "list", "--site", copy]).as_array().expect("list")[0]["id"].as_i64().expect("id");
+    let entries = backup_entries(&f, &newest.to_string());
+    assert!(entries.iter().any(|e| e == "database.sql") && !entries.iter().any(|e| e.starts_with("database/")));
+}

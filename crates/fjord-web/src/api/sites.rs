@@ -149,6 +149,10 @@ pub struct BackupRequest {
     /// `zstd` (default) or `gzip`.
     #[serde(default)]
     pub compression: Option<String>,
+    /// Dump the database as SQL even where its tablespace files could be archived (a portable
+    /// archive; default false).
+    #[serde(default)]
+    pub logical: bool,
 }
 
 pub async fn backup(
@@ -161,8 +165,10 @@ pub async fn backup(
         Some(c) => actions::parse_enum("compression", c)?,
         None => Compression::default(),
     };
-    site_task(&state, &actor, &domain, SiteAction::Backup, TaskKind::SiteBackup, |_| actions::backup_args(compression))
-        .await
+    site_task(&state, &actor, &domain, SiteAction::Backup, TaskKind::SiteBackup, |_| {
+        actions::backup_args(compression, req.logical)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -240,8 +240,9 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.post("/api/sites", body).await?;
             queued(ctx, remote, v).await
         }
-        SiteCmd::Backup { domain, compression } => {
-            let v = remote.post(&action(&domain, "backup"), json!({ "compression": compression })).await?;
+        SiteCmd::Backup { domain, compression, logical } => {
+            let body = json!({ "compression": compression, "logical": logical });
+            let v = remote.post(&action(&domain, "backup"), body).await?;
             queued(ctx, remote, v).await
         }
         SiteCmd::Verify { domain } => {

@@ -92,10 +92,13 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
-        SiteCmd::Backup { domain, compression } => {
+        SiteCmd::Backup { domain, compression, logical } => {
             let compression: Compression = parse_enum("--compression", &compression)?;
             let stamp = backup::stamp(fjord_store::now_millis());
-            let args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
+            let mut args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
+            if logical {
+                args["logical"] = serde_json::Value::Bool(true);
+            }
             on_site(ctx, &domain, TaskKind::SiteBackup, args).await
         }
         SiteCmd::Restore { domain, backup: id, platform } => {

@@ -183,7 +183,8 @@ mod tests {
     use SiteResult::*;
 
     fn batch(n: usize) -> BatchSummary {
-        let sites: Vec<BatchSite> = (0..n).map(|i| BatchSite { id: i as i64, domain: format!("s{i}.example") }).collect();
+        let sites: Vec<BatchSite> =
+            (0..n).map(|i| BatchSite { id: i as i64, domain: format!("s{i}.example") }).collect();
         BatchSummary::start("old", "new", &sites)
     }
 
@@ -254,7 +255,10 @@ mod tests {
         set(&mut b, &[Migrated, RolledBack, Skipped]);
         assert_eq!(b.counts_line(), "1 migrated, 1 rolled back, 0 refused, 1 skipped");
         let r = b.report(Some(7));
-        assert_eq!((r["migrated"].as_u64(), r["rolled_back"].as_u64(), r["task"].as_i64()), (Some(1), Some(1), Some(7)));
+        assert_eq!(
+            (r["migrated"].as_u64(), r["rolled_back"].as_u64(), r["task"].as_i64()),
+            (Some(1), Some(1), Some(7))
+        );
         assert_eq!(r["sites"][1]["result"], "rolled-back");
         assert_eq!(downtime_from_log(["step 3/9: x", "maintenance: 812 ms", "done"]), Some(812));
         assert_eq!(downtime_from_log(["maintenance: soon"]), None);

@@ -153,7 +153,8 @@ impl Store {
         let row = sqlx::query("SELECT result FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
         match row.map(|r| r.try_get::<Option<String>, _>("result")).transpose()?.flatten() {
             Some(s) => Ok(Some(
-                serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column: "result", detail: e.to_string() })?,
+                serde_json::from_str(&s)
+                    .map_err(|e| StoreError::Corrupt { column: "result", detail: e.to_string() })?,
             )),
             None => Ok(None),
         }

@@ -560,7 +560,8 @@ impl<'a> Actions<'a> {
         wait: std::time::Duration,
     ) -> ApiResult<BatchSummary> {
         let (to, sites) = self.platform_migrate_sites(from, req).await?;
-        let refs: Vec<BatchSite> = sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect();
+        let refs: Vec<BatchSite> =
+            sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect();
         let mut summary = BatchSummary::start(from.name.as_str(), to.name.as_str(), &refs);
         summary.dry_run = true;
         for (site, outcome) in sites.iter().zip(summary.sites.iter_mut()) {

@@ -695,7 +695,8 @@ fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
     let before = api.get("/api/tasks", admin).body["total"].clone();
 
     // Bad input names its field and queues nothing; an unknown platform is not found.
-    let migrate = |token: &str, path: &str, body: Value| api.post(&format!("/api/platforms/{path}/migrate"), token, body);
+    let migrate =
+        |token: &str, path: &str, body: Value| api.post(&format!("/api/platforms/{path}/migrate"), token, body);
     assert_problem(&migrate(manager, "p1", json!({ "to": "p1" })), StatusCode::UNPROCESSABLE_ENTITY, Some("to"));
     assert_problem(&migrate(manager, "p1", json!({ "to": "nope" })), StatusCode::UNPROCESSABLE_ENTITY, Some("to"));
     assert_problem(
@@ -704,7 +705,11 @@ fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
         Some("parallel"),
     );
     assert_problem(&migrate(manager, "p1", json!({ "to": "p2", "speed": 9 })), StatusCode::BAD_REQUEST, Some("speed"));
-    assert_problem(&migrate(manager, "p1", json!({ "to": "p2", "canary": -1 })), StatusCode::BAD_REQUEST, Some("canary"));
+    assert_problem(
+        &migrate(manager, "p1", json!({ "to": "p2", "canary": -1 })),
+        StatusCode::BAD_REQUEST,
+        Some("canary"),
+    );
     assert_problem(&migrate(manager, "nope", json!({ "to": "p2" })), StatusCode::NOT_FOUND, None);
     // Clients may not, whatever their sites; a read-only token may not either.
     assert_problem(&migrate(&api.alice, "p1", json!({ "to": "p2" })), StatusCode::FORBIDDEN, None);

@@ -338,7 +338,11 @@ fn wait_batch(f: &Fjord, id: i64) -> serde_json::Value {
         if matches!(shown["task"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
             return shown;
         }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(300), "batch {id} did not end: {shown}\n{}", f.serve_log());
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "batch {id} did not end: {shown}\n{}",
+            f.serve_log()
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }

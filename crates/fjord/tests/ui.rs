@@ -390,7 +390,8 @@ fn migrate_all_sites_queues_one_batch_with_parallel_canary_and_a_dry_run() {
     // The form: target, parallel, canary, a preview button; it works without JavaScript.
     let page = ui.get("/platforms/p1?to=p2", Some(&s));
     assert_eq!(page.status, StatusCode::OK);
-    for needle in ["name=\"parallel\"", "name=\"canary\"", "name=\"dry_run\"", "Preview (dry run)", "Migrate 2 sites to p2"]
+    for needle in
+        ["name=\"parallel\"", "name=\"canary\"", "name=\"dry_run\"", "Preview (dry run)", "Migrate 2 sites to p2"]
     {
         assert!(page.body.contains(needle), "{needle}: {}", page.body);
     }

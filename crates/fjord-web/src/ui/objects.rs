@@ -413,9 +413,11 @@ pub async fn migrate_platform(
     let view = |preview| MigrateView { parallel: f.parallel.clone(), canary: f.canary.clone(), preview };
     let to = Some(f.to.trim()).filter(|t| !t.is_empty());
     let result = match req {
-        Ok(req) => crate::api::objects::migrate_platform(State(state.clone()), v.0.clone(), Path(name.clone()), ApiJson(req))
-            .await
-            .map(|r| (r.status(), r)),
+        Ok(req) => {
+            crate::api::objects::migrate_platform(State(state.clone()), v.0.clone(), Path(name.clone()), ApiJson(req))
+                .await
+                .map(|r| (r.status(), r))
+        }
         Err(e) => Err(e),
     };
     match result {

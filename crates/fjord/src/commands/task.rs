@@ -129,10 +129,9 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
             let mut v = serde_json::json!({ "task": t, "steps": steps });
             // A batch: its summary (state so far, or outcome).
             let summary = match t.kind {
-                TaskKind::PlatformMigrate => store
-                    .task_result(t.id)
-                    .await?
-                    .and_then(|r| serde_json::from_value::<BatchSummary>(r).ok()),
+                TaskKind::PlatformMigrate => {
+                    store.task_result(t.id).await?.and_then(|r| serde_json::from_value::<BatchSummary>(r).ok())
+                }
                 _ => None,
             };
             if let Some(s) = &summary {

@@ -103,9 +103,12 @@ impl BatchSummary {
         self.sites.iter().all(|s| s.result.is_final())
     }
 
-    /// Every site migrated (or would).
+    /// No site failed, was refused, or is unfinished: each migrated (or would), or was skipped because
+    /// it had left the platform (a skip after a failed canary comes with that canary's failure).
     pub fn all_ok(&self) -> bool {
-        self.sites.iter().all(|s| matches!(s.result, SiteResult::Migrated | SiteResult::WouldMigrate))
+        self.sites
+            .iter()
+            .all(|s| matches!(s.result, SiteResult::Migrated | SiteResult::WouldMigrate | SiteResult::Skipped))
     }
 
     /// Decides what happens next: marks the pending sites skipped when the batch was cancelled or a

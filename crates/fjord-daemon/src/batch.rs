@@ -118,10 +118,10 @@ pub async fn run_batch(ctx: &Context, task: Task) {
                     s.task = Some(child.0);
                     log(LogLevel::Info, format!("{}: migrate queued as task {}", s.domain, child.0)).await;
                 }
-                Err(why) => {
-                    s.result = SiteResult::Refused;
+                Err((result, why)) => {
+                    s.result = result;
                     s.detail = why;
-                    log(LogLevel::Warn, format!("{}: refused: {}", s.domain, s.detail)).await;
+                    log(LogLevel::Warn, format!("{}: {}: {}", s.domain, s.result, s.detail)).await;
                 }
             }
         }
@@ -158,28 +158,37 @@ pub async fn run_batch(ctx: &Context, task: Task) {
     finish(ctx, &task, status, error, Some(line)).await
 }
 
-/// Plans one site's migrate against the current state and queues it as a child of the batch; a
-/// refusal (or a site that is gone or no longer on the platform) is the error.
-async fn queue_site(ctx: &Context, batch: &Task, args: &PlatformMigrateArgs, site: i64) -> Result<TaskId, String> {
-    let site = ctx.store.site(SiteId(site)).await.map_err(|_| "the site no longer exists".to_string())?;
+/// Plans one site's migrate against the current state and queues it as a child of the batch. A site
+/// that is gone or has left the platform since the batch was asked for (a retried batch: it moved) is
+/// skipped; a refusal of the planner is the site's answer.
+async fn queue_site(
+    ctx: &Context,
+    batch: &Task,
+    args: &PlatformMigrateArgs,
+    site: i64,
+) -> Result<TaskId, (SiteResult, String)> {
+    let skipped = |why: &str| (SiteResult::Skipped, why.to_string());
+    let refused = |e: String| (SiteResult::Refused, e);
+    let site = ctx.store.site(SiteId(site)).await.map_err(|_| skipped("the site no longer exists"))?;
     if site.platform_id.0 != batch.target_id {
-        return Err("the site is no longer on the platform".into());
+        return Err(skipped("the site is no longer on the platform"));
     }
     if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
-        return Err(format!("the site is {}", site.status));
+        return Err(skipped(&format!("the site is {}", site.status)));
     }
     let kind = TaskKind::SiteMigrate;
     let stamp = fjord_core::backups::backup_stamp(fjord_store::now_millis());
     let margs = serde_json::json!({ "to_platform": args.to_platform, "keep_old_domain": true, "stamp": stamp });
-    let lane = ctx.store.lane_of(TargetKind::Site, site.id.0).await.map_err(|e| e.to_string())?;
+    let lane = ctx.store.lane_of(TargetKind::Site, site.id.0).await.map_err(|e| refused(e.to_string()))?;
     let snap = ctx
         .store
         .snapshot(&Task::prospective(kind, site.id.0, lane, margs.clone()))
         .await
-        .map_err(|e| e.to_string())?;
-    fjord_plan::plan(&ctx.config.layout, kind, &margs, &snap, &gather_facts(kind, &snap)).map_err(|e| e.to_string())?;
+        .map_err(|e| refused(e.to_string()))?;
+    fjord_plan::plan(&ctx.config.layout, kind, &margs, &snap, &gather_facts(kind, &snap))
+        .map_err(|e| refused(e.to_string()))?;
     let new = NewTask { kind, target_id: site.id.0, lane, args: margs, created_by: batch.created_by.clone() };
-    Ok(ctx.store.enqueue_child(&new, batch.id).await.map_err(|e| e.to_string())?.id)
+    Ok(ctx.store.enqueue_child(&new, batch.id).await.map_err(|e| refused(e.to_string()))?.id)
 }
 
 async fn finish(ctx: &Context, task: &Task, status: TaskStatus, error: Option<String>, line: Option<String>) {

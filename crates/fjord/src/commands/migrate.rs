@@ -24,7 +24,7 @@ pub async fn platform_migrate(ctx: &mut Ctx, name: &str, req: PlatformMigrate, n
         let req = PlatformMigrate { dry_run: true, ..req };
         warn_without_daemon(ctx);
         let summary = actions.preview_platform_migrate(&from, &req, &ctx.actor(), CHECK_WAIT).await?;
-        return Ok(print_summary(ctx, &summary, None));
+        return Ok(print_summary(ctx, &summary, None, true));
     }
     let batch = actions.platform_migrate(&from, &req, &ctx.actor()).await?;
     if no_wait {
@@ -41,7 +41,7 @@ pub async fn platform_migrate(ctx: &mut Ctx, name: &str, req: PlatformMigrate, n
             end.error.unwrap_or_default()
         ),
     };
-    Ok(print_summary(ctx, &summary, Some(end.id.0)))
+    Ok(print_summary(ctx, &summary, Some(end.id.0), end.status == TaskStatus::Succeeded))
 }
 
 fn warn_without_daemon(ctx: &Ctx) {
@@ -50,14 +50,14 @@ fn warn_without_daemon(ctx: &Ctx) {
     }
 }
 
-/// Prints a batch summary (a table, or JSON with its counts); the exit status says whether every site
-/// migrated (or would).
-pub fn print_summary(ctx: &Ctx, summary: &BatchSummary, task: Option<i64>) -> ExitCode {
+/// Prints a batch summary (a table, or JSON with its counts); the exit status says whether the batch
+/// `succeeded` (not cancelled) and every site migrated (or would).
+pub fn print_summary(ctx: &Ctx, summary: &BatchSummary, task: Option<i64>, succeeded: bool) -> ExitCode {
     ctx.out.emit(&summary.report(task), || {
         summary_table(summary);
         println!("\n{}", summary.counts_line());
     });
-    if summary.all_ok() {
+    if succeeded && summary.all_ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -194,17 +194,17 @@ async fn platform_migrate(ctx: &Ctx, remote: &Remote, name: &str, mut body: Valu
     let v = remote.post(&format!("/api/platforms/{}/migrate", encode(name)), body).await?;
     if ctx.global.dry_run {
         let summary: BatchSummary = serde_json::from_value(v).context("the server answered without a plan")?;
-        return Ok(super::migrate::print_summary(ctx, &summary, None));
+        return Ok(super::migrate::print_summary(ctx, &summary, None, true));
     }
     if no_wait {
         return queued(ctx, remote, v).await;
     }
     let id = v["id"].as_i64().context("the server answered with something other than a task")?;
-    remote.log(id, true, !ctx.out.json).await?.context("the log stream ended early")?;
+    let end = remote.log(id, true, !ctx.out.json).await?.context("the log stream ended early")?;
     let task = remote.get(&format!("/api/tasks/{id}")).await?;
     let summary: BatchSummary =
         serde_json::from_value(task["result"].clone()).context("the batch task ended without a summary")?;
-    Ok(super::migrate::print_summary(ctx, &summary, Some(id)))
+    Ok(super::migrate::print_summary(ctx, &summary, Some(id), end.status == TaskStatus::Succeeded))
 }
 
 async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {

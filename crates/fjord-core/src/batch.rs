@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Arguments of a `platform-migrate` task. The sites are fixed when the batch is asked for (the ones
 /// its dry run showed), in the order they move: canaries first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformMigrateArgs {
     pub to_platform: i64,

@@ -684,6 +684,15 @@ fn moves_record_their_state_on_a_postgresql_state_database_too() {
         .to_string();
     f.ok(&["site", "restore", "pgclone.example", "--backup", &backup, "--wait"]);
     assert_eq!(h1(&f, port, "pgclone.example"), "On PostgreSQL state");
+    // A platform-wide migrate: the batch, its children and its summary in PostgreSQL.
+    platform_with_module(&f, "drupal10", "c", &[(8001, &rename_update(false, "On PostgreSQL state"))]);
+    let summary = f.json(&["platform", "migrate", "b", "--to", "c", "--parallel", "2"]);
+    assert_eq!((summary["migrated"].as_i64(), summary["rolled_back"].as_i64()), (Some(2), Some(0)), "{summary}");
+    let batch = summary["task"].as_i64().expect("batch task");
+    for s in summary["sites"].as_array().expect("sites") {
+        assert_eq!(f.task(s["task"].as_i64().expect("task"))["parent"], batch, "{summary}");
+    }
+    assert_eq!(f.json(&["site", "show", "pgclone.example"])["platform"], "c");
 }
 
 /// The moves on Apache: a clone, a migrate with an update (its maintenance page served by Apache

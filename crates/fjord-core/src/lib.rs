@@ -5,6 +5,7 @@
 //! Everything else in Fjord depends on it, so it must stay small and dependency-free.
 
 pub mod backups;
+pub mod batch;
 pub mod model;
 pub mod names;
 pub mod plan;
@@ -13,6 +14,7 @@ pub mod task;
 pub mod tls;
 
 pub use backups::{BackupSchedule, Compression, Retention};
+pub use batch::{BatchSite, BatchSummary, PlatformMigrateArgs, SiteOutcome, SiteResult};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
 pub use plan::{

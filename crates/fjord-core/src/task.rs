@@ -26,6 +26,7 @@ string_enum!(
         SiteSync = "site-sync",
         SiteMigrateCheck = "site-migrate-check",
         SiteCert = "site-cert",
+        PlatformMigrate = "platform-migrate",
         Noop = "noop",
     }
 );
@@ -52,6 +53,7 @@ impl TaskKind {
             | TaskKind::SiteBackup
             | TaskKind::SiteMigrateCheck
             | TaskKind::SiteCert
+            | TaskKind::PlatformMigrate
             | TaskKind::Noop => InterruptPolicy::Requeue,
             TaskKind::ServerRemove
             | TaskKind::PlatformRemove
@@ -68,7 +70,7 @@ impl TaskKind {
     pub fn target_kind(self) -> TargetKind {
         match self {
             TaskKind::ServerVerify | TaskKind::ServerRemove => TargetKind::Server,
-            TaskKind::PlatformVerify | TaskKind::PlatformRemove => TargetKind::Platform,
+            TaskKind::PlatformVerify | TaskKind::PlatformRemove | TaskKind::PlatformMigrate => TargetKind::Platform,
             TaskKind::SiteInstall
             | TaskKind::SiteVerify
             | TaskKind::SiteEnable
@@ -120,6 +122,13 @@ pub struct Lane {
 }
 
 impl Lane {
+    /// The lane of a batch task (`platform-migrate`) on `platform`. A batch only queues and watches
+    /// other tasks, so it must not block them: its lane is on server 0, which no server has, so it
+    /// conflicts with nothing but another batch of the same platform (those run one after the other).
+    pub fn batch(platform: PlatformId) -> Lane {
+        Lane { server: ServerId(0), platform: Some(platform), site: None }
+    }
+
     pub fn conflicts_with(&self, other: &Lane) -> bool {
         fn prefix<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
             match (a, b) {
@@ -155,9 +164,37 @@ pub struct Task {
     pub finished_at: Option<Millis>,
     /// The task is not claimed before this time (retry back-off).
     pub run_after: Millis,
+    /// The batch task that queued this one (a `platform-migrate`'s site migrates).
+    #[serde(default)]
+    pub parent: Option<TaskId>,
 }
 
 impl Task {
+    /// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
+    pub fn prospective(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
+        Task {
+            id: TaskId(0),
+            kind,
+            target_kind: kind.target_kind(),
+            target_id,
+            lane,
+            args,
+            status: TaskStatus::Queued,
+            attempts: 0,
+            max_attempts: 3,
+            cancel_requested: false,
+            lease_owner: None,
+            lease_until: None,
+            error: None,
+            created_by: String::new(),
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+            run_after: 0,
+            parent: None,
+        }
+    }
+
     pub fn duration_ms(&self) -> Option<i64> {
         Some(self.finished_at? - self.started_at?)
     }

@@ -6,6 +6,7 @@
 //! cancel request. Ordering and exclusion between tasks are the queue's job (see `fjord_store::queue`).
 
 pub mod backups;
+pub mod batch;
 pub mod runner;
 
 pub use runner::Fault;
@@ -139,6 +140,13 @@ pub async fn run(
             backup_pass = Some(tokio::spawn(async move { backups::pass(&ctx).await }));
         }
         match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
+            Ok(Some(task)) if task.kind == fjord_core::TaskKind::PlatformMigrate => {
+                // A batch only queues and waits for other tasks: it takes no worker slot, so the
+                // tasks it waits for can run even with a single worker.
+                drop(permit);
+                let ctx = ctx.clone();
+                tokio::spawn(async move { batch::run_batch(&ctx, task).await });
+            }
             Ok(Some(task)) => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move {

@@ -407,6 +407,15 @@ pub async fn recover_task(ctx: &Context, task: Task) {
     let log = Log { store: &ctx.store, task: task.id };
     log.line(LogLevel::Warn, &format!("interrupted: the daemon running it stopped; recovered by {}", ctx.config.node))
         .await;
+    if task.kind == TaskKind::PlatformMigrate {
+        // A batch has no steps to undo and keeps its state in its summary: it carries on, whatever
+        // its attempts (a cancel asked meanwhile is handled by the batch itself).
+        log.info("queued again to carry on with the batch").await;
+        if let Err(e) = ctx.store.requeue(task.id, &ctx.config.node, 0).await {
+            tracing::error!(task = task.id.0, error = %e, "cannot requeue");
+        }
+        return;
+    }
     let steps = ctx.store.steps(task.id).await.unwrap_or_default();
     if let Ok(Some(planned)) = ctx.store.plan_of(task.id).await {
         // Every step applied: the task was done, only its end was not recorded.

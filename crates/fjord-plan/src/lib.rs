@@ -175,6 +175,11 @@ pub fn plan(
         TaskKind::SiteMigrateCheck => moves::site_migrate_check(layout, snap, args::<MigrateCheckArgs>(task_args)?),
         TaskKind::SiteCert => site_cert(layout, snap, args::<CertArgs>(task_args)?),
         TaskKind::Noop => noop(args::<NoopArgs>(task_args)?),
+        // A batch has no steps of its own: the daemon queues (and plans) one site-migrate per site.
+        TaskKind::PlatformMigrate => {
+            args::<fjord_core::PlatformMigrateArgs>(task_args)?;
+            Ok(Planned::default())
+        }
     }
 }
 

@@ -62,12 +62,21 @@ fn claim_sql(dialect: Dialect) -> String {
 }
 
 pub(crate) async fn insert_task(conn: &mut AnyConnection, new: &NewTask, now: Millis) -> StoreResult<Task> {
+    insert_child_task(conn, new, None, now).await
+}
+
+async fn insert_child_task(
+    conn: &mut AnyConnection,
+    new: &NewTask,
+    parent: Option<TaskId>,
+    now: Millis,
+) -> StoreResult<Task> {
     // Only the id comes back: the rest of the new task is known here, and decoding a whole row on the
     // queue's hottest path costs as much as the insert.
     let row = sqlx::query(
         "INSERT INTO tasks (kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
-         attempts, max_attempts, cancel_requested, created_by, created_at, run_after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, 0, $9, $10, $10) RETURNING id",
+         attempts, max_attempts, cancel_requested, created_by, created_at, run_after, parent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, 0, $9, $10, $10, $11) RETURNING id",
     )
     .bind(new.kind.as_str())
     .bind(new.kind.target_kind().as_str())
@@ -79,6 +88,7 @@ pub(crate) async fn insert_task(conn: &mut AnyConnection, new: &NewTask, now: Mi
     .bind(MAX_ATTEMPTS)
     .bind(&new.created_by)
     .bind(now)
+    .bind(parent.map(|p| p.0))
     .fetch_one(conn)
     .await?;
     Ok(Task {
@@ -100,6 +110,7 @@ pub(crate) async fn insert_task(conn: &mut AnyConnection, new: &NewTask, now: Mi
         started_at: None,
         finished_at: None,
         run_after: now,
+        parent,
     })
 }
 
@@ -110,6 +121,43 @@ impl Store {
     pub async fn enqueue(&self, new: &NewTask) -> StoreResult<Task> {
         let mut conn = self.pool.acquire().await?;
         insert_task(&mut conn, new, now_millis()).await
+    }
+
+    /// Queues a task on behalf of a batch task, which it names as its parent.
+    pub async fn enqueue_child(&self, new: &NewTask, parent: TaskId) -> StoreResult<Task> {
+        let mut conn = self.pool.acquire().await?;
+        insert_child_task(&mut conn, new, Some(parent), now_millis()).await
+    }
+
+    /// The tasks a batch task queued, oldest first.
+    pub async fn children(&self, parent: TaskId) -> StoreResult<Vec<Task>> {
+        let rows = sqlx::query(&format!("SELECT {TASK_COLS} FROM tasks WHERE parent_id = $1 ORDER BY id"))
+            .bind(parent.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    /// Stores a batch task's summary (its state while it runs, its outcome once it ended).
+    pub async fn set_task_result(&self, id: TaskId, result: &serde_json::Value) -> StoreResult<()> {
+        sqlx::query("UPDATE tasks SET result = $1 WHERE id = $2")
+            .bind(result.to_string())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A batch task's summary, if it stored one.
+    pub async fn task_result(&self, id: TaskId) -> StoreResult<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT result FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;
+        match row.map(|r| r.try_get::<Option<String>, _>("result")).transpose()?.flatten() {
+            Some(s) => Ok(Some(
+                serde_json::from_str(&s)
+                    .map_err(|e| StoreError::Corrupt { column: "result", detail: e.to_string() })?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The lane a new task on this target runs in.
@@ -343,9 +391,9 @@ impl Store {
             )));
         }
         // The target may have moved (a site migrated to another platform): recompute its lane. No-op
-        // tasks have no real target and keep theirs.
+        // tasks have no real target and batches have a lane of their own: they keep theirs.
         let lane = match task.kind {
-            TaskKind::Noop => task.lane,
+            TaskKind::Noop | TaskKind::PlatformMigrate => task.lane,
             _ => self.lane_of(task.target_kind, task.target_id).await?,
         };
         self.enqueue(&NewTask {

@@ -122,7 +122,7 @@ pub(crate) fn client(row: &AnyRow) -> StoreResult<Client> {
 pub(crate) const TASK_COLS: &str =
     "id, kind, target_kind, target_id, lane_server, lane_platform, lane_site, args, status, \
      attempts, max_attempts, cancel_requested, lease_owner, lease_until, error, created_by, created_at, started_at, \
-     finished_at, run_after";
+     finished_at, run_after, parent_id";
 
 pub(crate) fn task(row: &AnyRow) -> StoreResult<Task> {
     Ok(Task {
@@ -148,6 +148,7 @@ pub(crate) fn task(row: &AnyRow) -> StoreResult<Task> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         run_after: row.try_get("run_after")?,
+        parent: row.try_get::<Option<i64>, _>("parent_id")?.map(TaskId),
     })
 }
 

@@ -28,26 +28,7 @@ pub struct Actions<'a> {
 
 /// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
 pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
-    Task {
-        id: TaskId(0),
-        kind,
-        target_kind: kind.target_kind(),
-        target_id,
-        lane,
-        args,
-        status: TaskStatus::Queued,
-        attempts: 0,
-        max_attempts: 3,
-        cancel_requested: false,
-        lease_owner: None,
-        lease_until: None,
-        error: None,
-        created_by: String::new(),
-        created_at: 0,
-        started_at: None,
-        finished_at: None,
-        run_after: 0,
-    }
+    Task::prospective(kind, target_id, lane, args)
 }
 
 /// Plans `kind` against `snap` with the facts the daemon would gather; a refusal is the error.
@@ -104,6 +85,30 @@ fn default_https() -> String {
 fn default_cron() -> i64 {
     3600
 }
+
+/// A platform-wide migrate, as the API's JSON body, the UI's form and `fjord platform migrate` give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformMigrate {
+    /// The platform the sites move to (name).
+    pub to: String,
+    /// Most sites migrating at the same time (1 to 64; default 1).
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+    /// Migrate this many sites first; if any of them does not migrate, the rest are skipped.
+    #[serde(default)]
+    pub canary: usize,
+    /// Only report what would happen to each site (with its module schema check); change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn default_parallel() -> usize {
+    1
+}
+
+/// Most site migrates a batch may run at once.
+pub const MAX_PARALLEL: usize = 64;
 
 /// A new platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -498,6 +503,130 @@ impl<'a> Actions<'a> {
             return Err(ApiError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
         }
         Ok(restore_args(&b))
+    }
+
+    /// A platform by name, or by id when no platform has that name.
+    pub async fn platform_by_name_or_id(&self, name: &str) -> ApiResult<Platform> {
+        match self.store.platform_by_name(name).await {
+            Err(StoreError::NotFound { .. }) if name.parse::<i64>().is_ok() => {
+                let id = name.parse::<i64>().expect("checked above");
+                Ok(self.store.platform(PlatformId(id)).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Validates a platform migrate of `from`: the target, `parallel`; returns the target and the sites
+    /// that would move (the live ones, in the order they move: canaries first).
+    async fn platform_migrate_sites(&self, from: &Platform, req: &PlatformMigrate) -> ApiResult<(Platform, Vec<Site>)> {
+        let to = self.store.platform_by_name(req.to.trim()).await.map_err(|e| field_not_found(e, "to"))?;
+        if to.id == from.id {
+            return Err(ApiError::invalid("to", format!("the sites of {} are already on {}", from.name, to.name)));
+        }
+        if to.status == ObjectStatus::Deleted {
+            return Err(ApiError::invalid("to", format!("platform {} is deleted", to.name)));
+        }
+        if req.parallel == 0 || req.parallel > MAX_PARALLEL {
+            return Err(ApiError::invalid("parallel", format!("parallel must be from 1 to {MAX_PARALLEL}")));
+        }
+        let sites = self.store.sites_on_platform(from.id).await?;
+        let live = sites.into_iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled));
+        Ok((to, live.collect()))
+    }
+
+    /// Queues a platform-wide migrate: one `platform-migrate` task, which the daemon runs by queueing
+    /// one site-migrate per site (each with its own backup and rollback). The sites are the platform's
+    /// live sites now.
+    pub async fn platform_migrate(&self, from: &Platform, req: &PlatformMigrate, created_by: &str) -> ApiResult<Task> {
+        if req.dry_run {
+            return Err(ApiError::invalid("dry_run", "a dry run queues nothing: ask for its preview instead"));
+        }
+        let (to, sites) = self.platform_migrate_sites(from, req).await?;
+        let args = PlatformMigrateArgs {
+            to_platform: to.id.0,
+            parallel: req.parallel,
+            canary: req.canary,
+            sites: sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect(),
+        };
+        let args = serde_json::to_value(&args).expect("arguments serialize");
+        let new = NewTask {
+            kind: TaskKind::PlatformMigrate,
+            target_id: from.id.0,
+            lane: Lane::batch(from.id),
+            args,
+            created_by: created_by.into(),
+        };
+        Ok(self.store.enqueue(&new).await?)
+    }
+
+    /// The dry run of a platform-wide migrate: what would happen to each site. Each site's migrate is
+    /// planned (a refusal is its answer), then its module schema check runs as a read-only
+    /// `site-migrate-check` task on the daemon; this waits up to `wait` for those checks.
+    pub async fn preview_platform_migrate(
+        &self,
+        from: &Platform,
+        req: &PlatformMigrate,
+        created_by: &str,
+        wait: std::time::Duration,
+    ) -> ApiResult<BatchSummary> {
+        let (to, sites) = self.platform_migrate_sites(from, req).await?;
+        let refs: Vec<BatchSite> =
+            sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect();
+        let mut summary = BatchSummary::start(from.name.as_str(), to.name.as_str(), &refs);
+        summary.dry_run = true;
+        for (site, outcome) in sites.iter().zip(summary.sites.iter_mut()) {
+            let checked = async {
+                self.plan(TaskKind::SiteMigrate, site.id.0, &migrate_args(to.id, None, true)).await?;
+                let check = serde_json::json!({ "to_platform": to.id.0 });
+                self.enqueue(TaskKind::SiteMigrateCheck, site.id.0, check, created_by).await
+            };
+            match checked.await {
+                Ok(task) => {
+                    outcome.result = SiteResult::Running;
+                    outcome.task = Some(task.id.0);
+                }
+                Err(e) => {
+                    outcome.result = SiteResult::WouldRefuse;
+                    outcome.detail = e.to_string();
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            for o in summary.sites.iter_mut().filter(|o| o.result == SiteResult::Running) {
+                let id = TaskId(o.task.expect("a running check has its task"));
+                let t = self.store.task(id).await?;
+                if !t.status.is_final() {
+                    continue;
+                }
+                // The check prints a line per module with a pending update or a newer schema.
+                let lines: Vec<String> = self
+                    .store
+                    .logs(id, 0)
+                    .await?
+                    .iter()
+                    .filter(|l| l.stream != LogStream::Fjord)
+                    .map(|l| l.text.trim().to_string())
+                    .filter(|l| l.starts_with("pending:") || l.starts_with("refused:"))
+                    .collect();
+                let ok = t.status == TaskStatus::Succeeded;
+                o.result = if ok { SiteResult::WouldMigrate } else { SiteResult::WouldRefuse };
+                o.detail = match (lines.is_empty(), ok) {
+                    (false, _) => lines.join("; "),
+                    (true, true) => "no pending updates".into(),
+                    (true, false) => t.error.unwrap_or_default(),
+                };
+            }
+            if summary.finished() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        for o in summary.sites.iter_mut().filter(|o| o.result == SiteResult::Running) {
+            o.result = SiteResult::Pending;
+            o.detail = format!("its schema check (task {}) has not finished yet", o.task.unwrap_or_default());
+        }
+        Ok(summary)
     }
 
     /// Records a site's new aliases and queues the verify that writes them into its vhost.

@@ -92,6 +92,9 @@ pub fn document() -> OpenApi {
         let mut responses = ResponsesBuilder::new();
         responses = match r.returns {
             "task" => responses.response("202", json_object_response("The queued task (follow it at the Location)")),
+            "task-or-json" => responses
+                .response("202", json_object_response("The queued task (follow it at the Location)"))
+                .response("200", json_object_response("A dry run's answer: nothing was queued")),
             "sse" => responses.response(
                 "200",
                 ResponseBuilder::new()

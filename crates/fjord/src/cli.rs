@@ -355,6 +355,10 @@ pub enum PlatformCmd {
         /// Migrate this many sites first and stop before the rest if any of them fails.
         #[arg(long)]
         canary: Option<usize>,
+        /// Queue the batch and return (follow it with `fjord task log ID --follow`) instead of
+        /// waiting for its summary.
+        #[arg(long)]
+        no_wait: bool,
     },
 }
 

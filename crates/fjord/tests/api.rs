@@ -987,3 +987,111 @@ fn site_settings_sync_and_cron_through_the_api() {
         assert!(audit.contains(action), "{action} not audited");
     }
 }
+
+/// Sets sites' status straight in the state database, as the daemon (absent here) would have.
+fn set_site_status(api: &Api, domain: &str, status: &str) {
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query("UPDATE sites SET status = $1 WHERE domain = $2")
+            .bind(status)
+            .bind(domain)
+            .execute(&mut conn)
+            .await
+            .expect("update site");
+    });
+}
+
+#[test]
+fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
+    let api = Api::start();
+    let code = api.f.make_codebase("p2");
+    api.f.ok(&["platform", "add", "p2", "--path", &code]);
+    let (admin, manager) = (&api.admin, &api.manager);
+    let before = api.get("/api/tasks", admin).body["total"].clone();
+
+    // Bad input names its field and queues nothing; an unknown platform is not found.
+    let migrate =
+        |token: &str, path: &str, body: Value| api.post(&format!("/api/platforms/{path}/migrate"), token, body);
+    assert_problem(&migrate(manager, "p1", json!({ "to": "p1" })), StatusCode::UNPROCESSABLE_ENTITY, Some("to"));
+    assert_problem(&migrate(manager, "p1", json!({ "to": "nope" })), StatusCode::UNPROCESSABLE_ENTITY, Some("to"));
+    assert_problem(
+        &migrate(manager, "p1", json!({ "to": "p2", "parallel": 0 })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("parallel"),
+    );
+    assert_problem(&migrate(manager, "p1", json!({ "to": "p2", "speed": 9 })), StatusCode::BAD_REQUEST, Some("speed"));
+    assert_problem(
+        &migrate(manager, "p1", json!({ "to": "p2", "canary": -1 })),
+        StatusCode::BAD_REQUEST,
+        Some("canary"),
+    );
+    assert_problem(&migrate(manager, "nope", json!({ "to": "p2" })), StatusCode::NOT_FOUND, None);
+    // Clients may not, whatever their sites; a read-only token may not either.
+    assert_problem(&migrate(&api.alice, "p1", json!({ "to": "p2" })), StatusCode::FORBIDDEN, None);
+    assert_problem(&migrate(&api.reader, "p1", json!({ "to": "p2" })), StatusCode::FORBIDDEN, None);
+    assert_eq!(api.get("/api/tasks", admin).body["total"], before, "a refused request queued something");
+
+    // A dry run answers with the plan at once (here: no live site yet) and queues nothing.
+    let r = migrate(manager, "p1", json!({ "to": "p2", "dry_run": true }));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.body["dry_run"].as_bool(), r.body["from"].as_str()), (Some(true), Some("p1")), "{}", r.text);
+    assert_eq!(r.body["sites"], json!([]));
+    assert_eq!(api.get("/api/tasks", admin).body["total"], before);
+
+    // The batch: one task, with the live sites fixed in its arguments (canaries first, in order).
+    api.create_site("a.example", "acme");
+    api.create_site("b.example", "globex");
+    api.create_site("c.example", "acme");
+    for d in ["a.example", "b.example"] {
+        set_site_status(&api, d, "enabled");
+    }
+    // The platform by its id works too.
+    let p1 = api.get("/api/platforms/p1", admin).body["id"].as_i64().expect("platform id");
+    let r = migrate(manager, &p1.to_string(), json!({ "to": "p2", "parallel": 2, "canary": 1 }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let batch = r.body;
+    let id = batch["id"].as_i64().expect("task id");
+    assert_eq!(r.headers.get("location").and_then(|l| l.to_str().ok()), Some(format!("/api/tasks/{id}").as_str()));
+    assert_eq!((batch["kind"].as_str(), batch["target_kind"].as_str()), (Some("platform-migrate"), Some("platform")));
+    assert_eq!(batch["created_by"], "api:pm");
+    assert_eq!((batch["args"]["parallel"].as_i64(), batch["args"]["canary"].as_i64()), (Some(2), Some(1)));
+    let sites: Vec<&str> =
+        batch["args"]["sites"].as_array().expect("sites").iter().filter_map(|s| s["domain"].as_str()).collect();
+    assert_eq!(sites, ["a.example", "b.example"], "only the live sites, in order");
+    // Its page in the API: no children yet (no daemon here), no summary.
+    let shown = api.get(&format!("/api/tasks/{id}"), manager).body;
+    assert_eq!((shown["children"].clone(), shown["result"].clone()), (json!([]), Value::Null), "{shown}");
+    // A client does not see it; a manager cancels it while it is queued.
+    assert_problem(&api.get(&format!("/api/tasks/{id}"), &api.alice), StatusCode::NOT_FOUND, None);
+    let r = api.post(&format!("/api/tasks/{id}/cancel"), manager, json!({}));
+    assert_eq!(r.body["status"], "cancelled", "{}", r.text);
+    // And it is in the audit log, refusals included.
+    let audit = api.get("/api/audit?limit=200", admin).text;
+    assert!(audit.contains("platform.migrate"), "{audit}");
+
+    // The remote CLI queues the same task (and its dry run prints the plan).
+    use std::os::unix::fs::PermissionsExt as _;
+    let token_file = api.f.dir.path().join("token");
+    std::fs::write(&token_file, format!("{}\n", api.manager)).expect("token file");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let remote = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fjord"))
+            .arg("--state")
+            .arg(api.f.dir.path().join("nowhere"))
+            .env_remove("FJORD_TOKEN")
+            .env("FJORD_REMOTE", &api.base)
+            .env("FJORD_TOKEN_FILE", &token_file)
+            .args(args)
+            .output()
+            .expect("fjord runs")
+    };
+    let out = remote(&["--json", "platform", "migrate", "p1", "--to", "p2", "--parallel", "3", "--no-wait"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let task: Value = serde_json::from_slice(&out.stdout).expect("task JSON");
+    assert_eq!((task["kind"].as_str(), task["args"]["parallel"].as_i64()), (Some("platform-migrate"), Some(3)));
+    let out = remote(&["platform", "migrate", "p1", "--to", "p1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already on p1"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -330,6 +330,90 @@ fn a_platform_migrate_moves_every_site_and_reports_the_ones_rolled_back() {
     assert_eq!(h1(&f, port, "pm1.example"), "pm1.example", "the rolled-back site is not served as before");
 }
 
+/// Waits (up to five minutes) until a batch task has ended; returns `task show` of it.
+fn wait_batch(f: &Fjord, id: i64) -> serde_json::Value {
+    let t0 = std::time::Instant::now();
+    loop {
+        let shown = f.json(&["task", "show", &id.to_string()]);
+        if matches!(shown["task"]["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            return shown;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "batch {id} did not end: {shown}\n{}",
+            f.serve_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn batch_results(shown: &serde_json::Value) -> Vec<String> {
+    let sites = shown["result"]["sites"].as_array().unwrap_or_else(|| panic!("no summary: {shown}"));
+    sites.iter().map(|s| s["result"].as_str().expect("result").to_string()).collect()
+}
+
+#[test]
+fn a_platform_migrate_carries_on_after_kill_9_and_stops_queueing_when_cancelled() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, port) = Fjord::with_server();
+    platform_with_module(&f, "drupal10", "old", &[]);
+    platform_with_module(&f, "drupal10", "new", &[(8001, &rename_update(false, "Patched"))]);
+    let domains: Vec<String> = (1..=3).map(|i| format!("pk{i}.example")).collect();
+    for d in &domains {
+        f.ok(&["site", "create", d, "--platform", "old", "--db-engine", "sqlite", "--wait"]);
+    }
+    // The daemon dies (as kill -9 would) in the middle of the first site's migrate, the batch running.
+    let plan = f.ok(&["--dry-run", "site", "migrate", &domains[0], "--to", "new"]);
+    let steps: Vec<&str> = plan.lines().filter(|l| l.starts_with('[')).collect();
+    let step = steps.iter().position(|l| l.contains("mark maintenance-start")).expect("maintenance mark") + 2;
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-migrate:{step}:crash"))]);
+    let batch = f.json(&["platform", "migrate", "old", "--to", "new", "--no-wait"]);
+    assert_eq!(batch["kind"], "platform-migrate");
+    let id = batch["id"].as_i64().expect("id");
+    let _ = f.wait_serve_exit();
+    // Restarted: the interrupted site is rolled back by its own task's recovery, the batch carries on.
+    f.start_serve(&[]);
+    let shown = wait_batch(&f, id);
+    assert_eq!(batch_results(&shown), ["rolled-back", "migrated", "migrated"], "{shown}");
+    assert_eq!(shown["task"]["status"], "failed", "{shown}");
+    assert_eq!(f.json(&["site", "show", &domains[0]])["platform"], "old");
+    assert_eq!(h1(&f, port, &domains[0]), domains[0], "the interrupted site is not served as before");
+    for d in &domains[1..] {
+        assert_eq!(f.json(&["site", "show", d])["platform"], "new", "{d}");
+        assert_eq!(h1(&f, port, d), "Patched", "{d}");
+    }
+    // Each site's migrate names the batch, and only one migrate per site was queued.
+    let children: Vec<i64> =
+        shown["result"]["sites"].as_array().expect("sites").iter().filter_map(|s| s["task"].as_i64()).collect();
+    assert_eq!(children.len(), 3, "{shown}");
+    for c in children {
+        assert_eq!(f.task(c)["parent"], id, "task {c}");
+    }
+    let log = f.ok(&["task", "log", &id.to_string()]);
+    assert!(log.contains("resuming the batch") && log.contains("downtime"), "{log}");
+
+    // A cancel queues no more sites; the one migrating finishes.
+    platform_with_module(&f, "drupal10", "newer", &[(8001, &rename_update(false, "Patched"))]);
+    let batch = f.json(&["platform", "migrate", "new", "--to", "newer", "--no-wait"]);
+    let id = batch["id"].as_i64().expect("id");
+    f.wait_until("the first site migrating", || {
+        let shown = f.json(&["task", "show", &id.to_string()]);
+        shown["result"]["sites"].as_array().is_some_and(|s| s.iter().any(|s| s["result"] == "running"))
+    });
+    f.ok(&["task", "cancel", &id.to_string()]);
+    let shown = wait_batch(&f, id);
+    assert_eq!(shown["task"]["status"], "cancelled", "{shown}");
+    assert_eq!(batch_results(&shown), ["migrated", "skipped"], "{shown}");
+    assert_eq!(f.json(&["site", "show", &domains[1]])["platform"], "newer");
+    assert_eq!(f.json(&["site", "show", &domains[2]])["platform"], "new");
+    for d in &domains[1..] {
+        assert_eq!(h1(&f, port, d), "Patched", "{d}");
+    }
+}
+
 /// The WordPress database version a site records.
 fn wp_db_version(f: &Fjord, domain: &str) -> String {
     let db = f.json(&["site", "show", domain])["site"]["db_name"].as_str().expect("db").to_string();
@@ -600,6 +684,15 @@ fn moves_record_their_state_on_a_postgresql_state_database_too() {
         .to_string();
     f.ok(&["site", "restore", "pgclone.example", "--backup", &backup, "--wait"]);
     assert_eq!(h1(&f, port, "pgclone.example"), "On PostgreSQL state");
+    // A platform-wide migrate: the batch, its children and its summary in PostgreSQL.
+    platform_with_module(&f, "drupal10", "c", &[(8001, &rename_update(false, "On PostgreSQL state"))]);
+    let summary = f.json(&["platform", "migrate", "b", "--to", "c", "--parallel", "2"]);
+    assert_eq!((summary["migrated"].as_i64(), summary["rolled_back"].as_i64()), (Some(2), Some(0)), "{summary}");
+    let batch = summary["task"].as_i64().expect("batch task");
+    for s in summary["sites"].as_array().expect("sites") {
+        assert_eq!(f.task(s["task"].as_i64().expect("task"))["parent"], batch, "{summary}");
+    }
+    assert_eq!(f.json(&["site", "show", "pgclone.example"])["platform"], "c");
 }
 
 /// The moves on Apache: a clone, a migrate with an update (its maintenance page served by Apache

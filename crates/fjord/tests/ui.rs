@@ -525,3 +525,93 @@ fn servers_are_added_and_changed_from_their_pages() {
     let r = ui.request(Method::POST, "/servers/web2/web", Some(&admin), Some(&[("web", "nginx")]));
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Runs SQL on the state database, standing in for the daemon (which does not run here).
+fn state_sql(ui: &Ui, sql: &str) {
+    let db = ui.f.state.join("fjord.db");
+    ui.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query(sql).execute(&mut conn).await.expect("sql");
+    });
+}
+
+#[test]
+fn migrate_all_sites_queues_one_batch_with_parallel_canary_and_a_dry_run() {
+    let ui = Ui::start();
+    let code = ui.f.make_codebase("p2");
+    ui.f.ok(&["platform", "add", "p2", "--path", &code]);
+    state_sql(&ui, "UPDATE platforms SET status = 'enabled'");
+    let a_install = ui.create_site("a.example", "acme");
+    ui.create_site("b.example", "globex");
+    let s = ui.login("admin", &ui.admin_password);
+
+    // The form: target, parallel, canary, a preview button; it works without JavaScript.
+    let page = ui.get("/platforms/p1?to=p2", Some(&s));
+    assert_eq!(page.status, StatusCode::OK);
+    for needle in
+        ["name=\"parallel\"", "name=\"canary\"", "name=\"dry_run\"", "Preview (dry run)", "Migrate 2 sites to p2"]
+    {
+        assert!(page.body.contains(needle), "{needle}: {}", page.body);
+    }
+    // No CSRF token: refused, nothing queued.
+    let fields = [("to", "p2"), ("parallel", "2"), ("canary", "1")];
+    let r = ui.request(Method::POST, "/platforms/p1/migrate", Some(&s), Some(&fields));
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Bad numbers: the form again, the message beside its field, what was typed kept.
+    let r = ui.post("/platforms/p1/migrate", &s, &[("to", "p2"), ("parallel", "lots"), ("canary", "1")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("parallel must be a whole number") && r.body.contains("value=\"lots\""), "{}", r.body);
+    assert!(r.body.contains("aria-invalid=\"true\""), "{}", r.body);
+    let r = ui.post("/platforms/p1/migrate", &s, &[("to", "p2"), ("parallel", "0")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("parallel must be from 1 to 64"), "{}", r.body);
+    let r = ui.post("/platforms/p1/migrate", &s, &[("to", "p1")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("already on p1"), "{}", r.body);
+    let batches = |ui: &Ui| {
+        let tasks = ui.f.json(&["task", "list"]);
+        tasks.as_array().expect("tasks").iter().filter(|t| t["kind"] == "platform-migrate").count()
+    };
+    assert_eq!(batches(&ui), 0, "a refused form queued a batch");
+
+    // The dry run: the platform page with what would happen (no live site yet: nothing), no task.
+    let r = ui.post("/platforms/p1/migrate", &s, &[("to", "p2"), ("parallel", "2"), ("dry_run", "1")]);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("Dry run: what would happen") && r.body.contains("0 would migrate"), "{}", r.body);
+    assert_eq!(rows(&r.body, "preview"), 0);
+    assert_eq!(batches(&ui), 0, "a dry run queued a batch");
+
+    // The batch: one platform-migrate task, then its page.
+    state_sql(&ui, "UPDATE sites SET status = 'enabled'");
+    let r = ui.post("/platforms/p1/migrate", &s, &[("to", "p2"), ("parallel", "2"), ("canary", "1")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert!(r.location.starts_with("/tasks/"), "{}", r.location);
+    let id: i64 = r.location.trim_start_matches("/tasks/").parse().expect("task id");
+    let task = ui.get(&r.location, Some(&s));
+    assert!(task.body.contains("platform-migrate") && task.body.contains(">queued<"), "{}", task.body);
+
+    // Once the daemon has stored its summary and queued the sites' migrates, the page lists the sites
+    // with links to their tasks, and each of those links back to the batch.
+    let child = a_install; // a.example's install task stands in for its migrate
+    state_sql(&ui, &format!("UPDATE tasks SET parent_id = {id} WHERE id = {child}"));
+    let summary = json!({ "from": "p1", "to": "p2", "sites": [
+        { "site": 1, "domain": "a.example", "result": "migrated", "task": child, "downtime_ms": 812, "detail": "" },
+        { "site": 2, "domain": "b.example", "result": "running", "task": null, "downtime_ms": null, "detail": "" },
+    ] });
+    state_sql(&ui, &format!("UPDATE tasks SET result = '{summary}' WHERE id = {id}"));
+    let task = ui.get(&format!("/tasks/{id}"), Some(&s));
+    assert_eq!(rows(&task.body, "batch"), 2, "{}", task.body);
+    assert!(task.body.contains(&format!("href=\"/tasks/{child}\"")) && task.body.contains("812 ms"), "{}", task.body);
+    assert!(task.body.contains("1 migrated, 0 rolled back"), "{}", task.body);
+    let child_page = ui.get(&format!("/tasks/{child}"), Some(&s));
+    assert!(child_page.body.contains(&format!("href=\"/tasks/{id}\"")), "{}", child_page.body);
+
+    // A client user sees neither the batch nor the form.
+    let alice = ui.login("alice", &ui.alice_password);
+    assert_eq!(ui.get(&format!("/tasks/{id}"), Some(&alice)).status, StatusCode::NOT_FOUND);
+    let child_page = ui.get(&format!("/tasks/{child}"), Some(&alice));
+    assert!(!child_page.body.contains(&format!("/tasks/{id}\"")), "{}", child_page.body);
+    let r = ui.post("/platforms/p1/migrate", &alice, &[("to", "p2")]);
+    assert!(matches!(r.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{}", r.status);
+}

@@ -31,7 +31,8 @@ pub struct Route {
     pub auth: bool,
     /// The request body's schema (first) and those it refers to, if it takes one.
     pub body: Option<fn() -> Vec<NamedSchema>>,
-    /// What a success returns: "task" (202 with the queued task), "json", "sse", "none" (204).
+    /// What a success returns: "task" (202 with the queued task), "task-or-json" (202 with the task, or
+    /// 200 with a dry run's answer), "json", "sse", "none" (204).
     pub returns: &'static str,
     pub handler: fn() -> MethodRouter<AppState>,
 }
@@ -95,6 +96,7 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/platforms/{name}/verify", "platforms", "Verify a platform", auth = true, body = None, returns = "task", post(objects::verify_platform)),
     route!("post" "/api/platforms/{name}/lock", "platforms", "Lock a platform (no new sites)", auth = true, body = None, returns = "json", post(objects::lock_platform)),
     route!("post" "/api/platforms/{name}/unlock", "platforms", "Unlock a platform", auth = true, body = None, returns = "json", post(objects::unlock_platform)),
+    route!("post" "/api/platforms/{name}/migrate", "platforms", "Migrate every site of a platform (by name or id) to another: one platform-migrate task, parallel and canary; dry_run answers with what would happen to each site", auth = true, body = Some(schema::<crate::actions::PlatformMigrate>), returns = "task-or-json", post(objects::migrate_platform)),
     // sites
     route!("get" "/api/sites", "sites", "Sites: paginated, filtered (status, platform, client, q), sorted by domain", auth = true, body = None, returns = "json", get(sites::list)),
     route!("post" "/api/sites", "sites", "Create a site and queue its install", auth = true, body = Some(schema::<crate::actions::SiteCreate>), returns = "task", post(sites::create)),

@@ -1,7 +1,9 @@
 //! Health, clients, servers and platforms.
 
 use super::{act, Queued};
-use crate::actions::{ClientCreate, PhpRuntimeAdd, PlatformCreate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
+use crate::actions::{
+    ClientCreate, PhpRuntimeAdd, PlatformCreate, PlatformMigrate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState};
@@ -248,4 +250,41 @@ pub async fn remove_platform(
     Path(name): Path<String>,
 ) -> ApiResult<Queued> {
     platform_task(&state, &actor, &name, "platform.remove", TaskKind::PlatformRemove).await
+}
+
+/// How long a dry run waits for the sites' schema checks.
+pub const PREVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Migrate every site of a platform: `202` with the queued `platform-migrate` task, or, for a dry run,
+/// `200` with what would happen to each site (nothing changed; its schema checks are read-only tasks).
+pub async fn migrate_platform(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PlatformMigrate>,
+) -> ApiResult<Response> {
+    actor.require_manager()?;
+    let target = format!("platform:{name}");
+    let detail = format!(
+        "to {} (parallel {}, canary {}){}",
+        req.to,
+        req.parallel,
+        req.canary,
+        if req.dry_run { " dry run" } else { "" }
+    );
+    let actions = state.actions();
+    if req.dry_run {
+        let summary = act(&state, &actor, "platform.migrate", &target, &detail, async {
+            let from = actions.platform_by_name_or_id(&name).await?;
+            actions.preview_platform_migrate(&from, &req, &actor.created_by(), PREVIEW_WAIT).await
+        })
+        .await?;
+        return Ok(Json(summary.report(None)).into_response());
+    }
+    let task = act(&state, &actor, "platform.migrate", &target, &detail, async {
+        let from = actions.platform_by_name_or_id(&name).await?;
+        actions.platform_migrate(&from, &req, &actor.created_by()).await
+    })
+    .await?;
+    Ok(Queued(task).into_response())
 }

@@ -95,6 +95,17 @@ pub async fn show(
         .iter()
         .map(|s| serde_json::json!({ "idx": s.idx, "description": s.description, "status": s.status }))
         .collect::<Vec<_>>());
+    // A batch: its summary and the tasks it queued.
+    if task.kind == TaskKind::PlatformMigrate {
+        v["result"] = state.store.task_result(task.id).await?.unwrap_or(serde_json::Value::Null);
+        v["children"] = serde_json::json!(state
+            .store
+            .children(task.id)
+            .await?
+            .iter()
+            .map(|c| serde_json::json!({ "id": c.id, "kind": c.kind, "target_id": c.target_id, "status": c.status }))
+            .collect::<Vec<_>>());
+    }
     Ok(Json(v))
 }
 

@@ -2,7 +2,7 @@
 
 use super::tasks::task_rows;
 use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, Viewer};
-use crate::actions::{ClientCreate, PlatformCreate};
+use crate::actions::{ClientCreate, PlatformCreate, PlatformMigrate};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
@@ -137,7 +137,22 @@ fn app_text(p: &Platform) -> String {
     p.app.map(|a| a.as_str().to_string()).unwrap_or_else(|| "not detected".into())
 }
 
-async fn platform_page(state: &AppState, v: &Viewer, name: &str, to: Option<&str>, errors: FormErrors) -> UiResult {
+/// The "migrate all sites to…" form as last posted, and its dry run's answer.
+#[derive(Debug, Default)]
+struct MigrateView {
+    parallel: String,
+    canary: String,
+    preview: Option<BatchSummary>,
+}
+
+async fn platform_page(
+    state: &AppState,
+    v: &Viewer,
+    name: &str,
+    to: Option<&str>,
+    errors: FormErrors,
+    migrate: MigrateView,
+) -> UiResult {
     v.0.require_manager()?;
     let platform = state.store.platform_by_name(name).await?;
     let all = state.store.platforms().await?;
@@ -227,6 +242,11 @@ async fn platform_page(state: &AppState, v: &Viewer, name: &str, to: Option<&str
             sites => site_rows, sites_total => sites.total,
             targets => targets.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), compare,
             tasks => task_rows(state, &tasks).await?, errors => errors.fields, general => errors.general,
+            parallel => if migrate.parallel.is_empty() { "1".to_string() } else { migrate.parallel },
+            canary => if migrate.canary.is_empty() { "0".to_string() } else { migrate.canary },
+            preview => migrate.preview.as_ref().map(|p| context! {
+                sites => Value::from_serialize(&p.sites), line => p.counts_line(), all_ok => p.all_ok(),
+            }),
         },
     )
 }
@@ -237,7 +257,7 @@ pub async fn platform(
     Path(name): Path<String>,
     Query(q): Query<PlatformQuery>,
 ) -> UiResult {
-    platform_page(&state, &v, &name, given(&q.to), FormErrors::default()).await
+    platform_page(&state, &v, &name, given(&q.to), FormErrors::default(), MigrateView::default()).await
 }
 
 /// Verify, lock or unlock a platform.
@@ -269,11 +289,18 @@ pub async fn platform_action(
 pub struct MigrateAllForm {
     #[serde(default)]
     to: String,
+    #[serde(default)]
+    parallel: String,
+    #[serde(default)]
+    canary: String,
+    /// Set by the "Preview" button: a dry run.
+    #[serde(default)]
+    dry_run: Option<String>,
 }
 
-/// "Migrate all sites to…": one migrate task per live site of the platform, each planned and checked
-/// like `fjord site migrate` (a refusal stops before anything is queued for the sites after it), then
-/// the list of migrate tasks.
+/// "Migrate all sites to…": one `platform-migrate` task (the daemon queues a migrate per site,
+/// `parallel` at a time, canaries first) through the API's handler, then its task page; or, with the
+/// preview button, the platform page again with what would happen to each site.
 pub async fn migrate_platform(
     State(state): State<AppState>,
     v: Viewer,
@@ -281,61 +308,46 @@ pub async fn migrate_platform(
     CsrfForm(f): CsrfForm<MigrateAllForm>,
 ) -> UiResult {
     v.0.require_manager()?;
-    let platform = state.store.platform_by_name(&name).await?;
-    let target = state
-        .store
-        .platform_by_name(f.to.trim())
-        .await
-        .map_err(|_| ApiError::invalid("to", format!("no platform {:?}", f.to.trim())))?;
-    let mut sites = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = state
-            .store
-            .list_sites(&SiteQuery {
-                platform: Some(platform.id),
-                offset,
-                limit: fjord_store::MAX_PAGE,
-                ..Default::default()
-            })
-            .await?;
-        offset += page.items.len() as i64;
-        let done = page.items.is_empty() || offset >= page.total;
-        sites.extend(page.items.into_iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled)));
-        if done {
-            break;
+    let number = |field: &str, text: &str, default: usize| -> Result<usize, ApiError> {
+        match text.trim() {
+            "" => Ok(default),
+            t => t.parse().map_err(|_| ApiError::invalid(field, format!("{field} must be a whole number"))),
         }
-    }
-    let mut queued = 0;
-    for site in &sites {
-        let result = crate::api::act(
-            &state,
-            &v.0,
-            "site-migrate",
-            &format!("site:{}", site.domain),
-            &format!("to {} (migrate all of {})", target.name, platform.name),
-            async {
-                let args = state.actions().migrate_args(site, target.name.as_str(), None, true, None).await?;
-                state.actions().enqueue(TaskKind::SiteMigrate, site.id.0, args, &v.0.created_by()).await
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => queued += 1,
-            Err(e) => {
-                let errors = FormErrors {
-                    general: Some(format!(
-                        "{}: {e} ({queued} of {} sites were queued before it)",
-                        site.domain,
-                        sites.len()
-                    )),
-                    ..Default::default()
-                };
-                return platform_page(&state, &v, &name, Some(target.name.as_str()), errors).await;
-            }
+    };
+    let dry_run = f.dry_run.is_some();
+    let req = number("parallel", &f.parallel, 1).and_then(|parallel| {
+        Ok(PlatformMigrate { to: f.to.trim().to_string(), parallel, canary: number("canary", &f.canary, 0)?, dry_run })
+    });
+    let view = |preview| MigrateView { parallel: f.parallel.clone(), canary: f.canary.clone(), preview };
+    let to = Some(f.to.trim()).filter(|t| !t.is_empty());
+    let result = match req {
+        Ok(req) => {
+            crate::api::objects::migrate_platform(State(state.clone()), v.0.clone(), Path(name.clone()), ApiJson(req))
+                .await
+                .map(|r| (r.status(), r))
         }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((StatusCode::ACCEPTED, resp)) => {
+            let location =
+                resp.headers().get(axum::http::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or_default();
+            Ok(see_other(location.trim_start_matches("/api")))
+        }
+        Ok((_, resp)) => {
+            let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading the dry run: {e}")))?;
+            let preview: BatchSummary =
+                serde_json::from_slice(&body).map_err(|e| ApiError::Internal(format!("the dry run: {e}")))?;
+            platform_page(&state, &v, &name, to, FormErrors::default(), view(Some(preview))).await
+        }
+        Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
+            let errors = FormErrors::from_error(&e, &["parallel", "canary"], &[]);
+            platform_page(&state, &v, &name, to, errors, view(None)).await
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(see_other("/tasks?kind=site-migrate"))
 }
 
 // ---- clients ------------------------------------------------------------------------------------------

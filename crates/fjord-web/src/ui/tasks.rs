@@ -140,11 +140,27 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(id): Path<i64>)
         created_by => task.created_by, created_at => task.created_at, started_at => task.started_at,
         finished_at => task.finished_at, attempts => task.attempts, max_attempts => task.max_attempts,
     };
+    // A batch shows its sites (its stored summary) with links to their tasks; a task a batch queued
+    // links back to it (for those who may see the batch: managers).
+    let batch = match task.kind {
+        TaskKind::PlatformMigrate => {
+            state.store.task_result(task.id).await?.and_then(|r| serde_json::from_value::<BatchSummary>(r).ok()).map(
+                |b| {
+                    context! {
+                        from => b.from, to => b.to, sites => Value::from_serialize(&b.sites), line => b.counts_line(),
+                    }
+                },
+            )
+        }
+        _ => None,
+    };
+    let parent = task.parent.filter(|_| v.0.is_manager()).map(|p| p.0);
     v.page(
         "task.html",
         "tasks",
         context! {
             task => task_v, steps, log, last_seq, target, target_href, login_url, finished => final_, can_cancel, can_retry,
+            batch, parent,
         },
     )
 }

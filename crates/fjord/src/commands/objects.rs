@@ -233,8 +233,9 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
         PlatformCmd::Add(add) => platform_add(ctx, &store, add).await,
-        PlatformCmd::Migrate { name, to, parallel, canary } => {
-            super::migrate::platform_migrate(ctx, &name, &to, parallel, canary).await
+        PlatformCmd::Migrate { name, to, parallel, canary, no_wait } => {
+            let req = fjord_web::actions::PlatformMigrate { to, parallel, canary: canary.unwrap_or(0), dry_run: false };
+            super::migrate::platform_migrate(ctx, &name, req, no_wait).await
         }
         PlatformCmd::List => {
             let platforms = store.platforms().await?;

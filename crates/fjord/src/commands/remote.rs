@@ -4,10 +4,10 @@
 
 use super::task::print_tasks;
 use super::Ctx;
-use crate::cli::{Command, SiteCmd, TaskCmd};
+use crate::cli::{Command, PlatformCmd, SiteCmd, TaskCmd};
 use crate::output::{fields, table};
 use anyhow::{bail, Context as _, Result};
-use fjord_core::{Site, Task, TaskStatus};
+use fjord_core::{BatchSummary, Site, Task, TaskStatus};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt as _;
@@ -170,14 +170,24 @@ pub(super) async fn queued(ctx: &Ctx, remote: &Remote, v: Value) -> Result<ExitC
 }
 
 pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<ExitCode> {
-    if ctx.global.dry_run {
-        bail!("--dry-run is not available with --remote");
+    if ctx.global.dry_run && !matches!(command, Command::Platform(PlatformCmd::Migrate { .. })) {
+        bail!("--dry-run is not available with --remote (except for platform migrate)");
     }
     let token = read_token(ctx.global.token_file.as_deref())?;
     let remote = Remote::new(url, token)?;
     match command {
         Command::Site(cmd) => site(ctx, &remote, cmd).await,
         Command::Task(cmd) => task(ctx, &remote, cmd).await,
+        Command::Platform(PlatformCmd::Migrate { name, to, parallel, canary, no_wait }) => {
+            platform_migrate(
+                ctx,
+                &remote,
+                &name,
+                json!({ "to": to, "parallel": parallel, "canary": canary.unwrap_or(0) }),
+                no_wait,
+            )
+            .await
+        }
         Command::Server(cmd) => super::remote_objects::server(ctx, &remote, cmd).await,
         Command::Platform(cmd) => super::remote_objects::platform(ctx, &remote, cmd).await,
         Command::Client(cmd) => super::remote_objects::client(ctx, &remote, cmd).await,
@@ -190,6 +200,26 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
         }
         _ => bail!("this command works only on the Fjord itself, not with --remote"),
     }
+}
+
+/// `platform migrate` through the API: the dry run's plan, or the batch task followed to its end and
+/// its summary printed as the local command prints it.
+async fn platform_migrate(ctx: &Ctx, remote: &Remote, name: &str, mut body: Value, no_wait: bool) -> Result<ExitCode> {
+    body["dry_run"] = json!(ctx.global.dry_run);
+    let v = remote.post(&format!("/api/platforms/{}/migrate", encode(name)), body).await?;
+    if ctx.global.dry_run {
+        let summary: BatchSummary = serde_json::from_value(v).context("the server answered without a plan")?;
+        return Ok(super::migrate::print_summary(ctx, &summary, None, true));
+    }
+    if no_wait {
+        return queued(ctx, remote, v).await;
+    }
+    let id = v["id"].as_i64().context("the server answered with something other than a task")?;
+    let end = remote.log(id, true, !ctx.out.json).await?.context("the log stream ended early")?;
+    let task = remote.get(&format!("/api/tasks/{id}")).await?;
+    let summary: BatchSummary =
+        serde_json::from_value(task["result"].clone()).context("the batch task ended without a summary")?;
+    Ok(super::migrate::print_summary(ctx, &summary, Some(id), end.status == TaskStatus::Succeeded))
 }
 
 async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {

@@ -439,9 +439,6 @@ async fn migrate(
     queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
 }
 
-/// The arguments of a migrate task, stamped now.
-pub use fjord_web::actions::migrate_args;
-
 async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {
     Ok(match name {
         Some(name) => Some(store.client_by_name(name).await?.id),

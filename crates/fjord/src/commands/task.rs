@@ -126,7 +126,17 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
         TaskCmd::Show { id } => {
             let t = store.task(TaskId(id)).await?;
             let steps = store.steps(t.id).await?;
-            let v = serde_json::json!({ "task": t, "steps": steps });
+            let mut v = serde_json::json!({ "task": t, "steps": steps });
+            // A batch: its summary (state so far, or outcome).
+            let summary = match t.kind {
+                TaskKind::PlatformMigrate => {
+                    store.task_result(t.id).await?.and_then(|r| serde_json::from_value::<BatchSummary>(r).ok())
+                }
+                _ => None,
+            };
+            if let Some(s) = &summary {
+                v["result"] = s.report(Some(t.id.0));
+            }
             ctx.out.emit(&v, || {
                 fields(&[
                     ("id", t.id.to_string()),
@@ -139,7 +149,13 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
                     ("finished", when(t.finished_at)),
                     ("took", duration(t.duration_ms())),
                     ("error", t.error.clone().unwrap_or_else(|| "-".into())),
+                    ("batch", t.parent.map(|p| format!("task {p}")).unwrap_or_else(|| "-".into())),
                 ]);
+                if let Some(s) = &summary {
+                    println!("\nsites ({} -> {}):", s.from, s.to);
+                    super::migrate::summary_table(s);
+                    println!("{}", s.counts_line());
+                }
                 if !steps.is_empty() {
                     println!("\nsteps:");
                     table(

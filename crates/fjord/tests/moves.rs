@@ -757,7 +757,7 @@ fn mariadb_databases(prefix: &str) -> Vec<String> {
         .output()
         .expect("mariadb");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout).lines().filter(|d| d.starts_with(prefix)).map(str::to_string).collect()
 }
 
 #[track_caller]

@@ -100,7 +100,7 @@ impl Store {
         password_hash: &str,
         clients: &[ClientId],
     ) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let taken =
             sqlx::query("SELECT id FROM users WHERE name = $1").bind(name.as_str()).fetch_optional(&mut *tx).await?;
         if taken.is_some() {
@@ -163,7 +163,7 @@ impl Store {
 
     /// Sets a user's password hash and ends their sessions but `keep_session` (the one that changed it).
     pub async fn set_password_hash(&self, id: UserId, hash: &str, keep_session: Option<&str>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
             .bind(id.0)
@@ -184,7 +184,7 @@ impl Store {
 
     /// Changes a user's role and clients.
     pub async fn set_user_role(&self, id: UserId, role: Role, clients: &[ClientId]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
             .bind(id.0)
@@ -204,7 +204,7 @@ impl Store {
 
     /// Deletes a user with their sessions, tokens and client memberships (the audit log keeps their name).
     pub async fn delete_user(&self, id: UserId) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in ["sessions", "api_tokens", "user_clients"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1")).bind(id.0).execute(&mut *tx).await?;
         }
@@ -428,7 +428,7 @@ impl Store {
 
     /// Counts one failed login under each of `keys`, and forgets failures from before `forget_before`.
     pub async fn record_login_failure(&self, keys: &[&str], at: Millis, forget_before: Millis) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *tx).await?;
         for key in keys {
             sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")

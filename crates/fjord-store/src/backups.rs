@@ -68,7 +68,7 @@ impl Store {
             ScheduleTarget::Site(s) => (Some(s.0), None),
             ScheduleTarget::Platform(p) => (None, Some(p.0)),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let old: Option<i64> =
             sqlx::query("SELECT created_at FROM backup_schedules WHERE site_id = $1 OR platform_id = $2")
                 .bind(site)

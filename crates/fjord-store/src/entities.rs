@@ -57,7 +57,7 @@ impl Store {
     /// Records a server and queues its verify task.
     pub async fn add_server(&self, new: &NewServer, created_by: &str) -> StoreResult<(Server, Task)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.find_server_in(&mut tx, new.name.as_str()).await?.is_some() {
             return Err(StoreError::Conflict(format!("a server named {:?} already exists", new.name.as_str())));
         }
@@ -174,7 +174,7 @@ impl Store {
     /// Records a platform and queues its verify task.
     pub async fn add_platform(&self, new: &NewPlatform, created_by: &str) -> StoreResult<(Platform, Task)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let live = sqlx::query("SELECT COUNT(*) AS n FROM platforms WHERE name = $1 AND status <> 'deleted'")
             .bind(new.name.as_str())
             .fetch_one(&mut *tx)
@@ -283,7 +283,7 @@ impl Store {
         kind: Option<(TaskKind, serde_json::Value)>,
     ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
         sqlx::query("UPDATE platforms SET updated_at = updated_at WHERE id = $1")
             .bind(new.platform.0)
@@ -523,7 +523,7 @@ impl Store {
     /// Replaces a site's aliases and its redirect flag (the desired state; a verify then makes the
     /// host match). Refuses an alias another site already answers to.
     pub async fn set_site_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE sites SET redirect_aliases = $1, updated_at = $2 WHERE id = $3")
             .bind(redirect as i64)
             .bind(now_millis())

@@ -70,6 +70,16 @@ pub fn now_millis() -> Millis {
 }
 
 impl Store {
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting out the busy timeout: a deferred transaction that reads first and writes
+    /// later fails at once with "database is locked" when another process wrote in between.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Connects to `url` (`sqlite:///path/fjord.db` or `postgres://...`), creating the SQLite file if
     /// needed, and brings the schema up to date.
     pub async fn open(url: &str) -> StoreResult<Store> {

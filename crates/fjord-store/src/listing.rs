@@ -218,7 +218,7 @@ impl Store {
     /// finished tasks spread over them. Set-based statements, so 100,000 rows take seconds.
     pub async fn bench_fill(&self, sites: i64, tasks: i64, clients: i64) -> StoreResult<()> {
         let now = crate::now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let server: i64 = sqlx::query(
             "INSERT INTO servers (name, hostname, services, status, created_at, updated_at) \
              VALUES ('bench', 'localhost', '[]', 'enabled', $1, $1) RETURNING id",

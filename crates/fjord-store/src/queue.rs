@@ -210,7 +210,7 @@ impl Store {
     /// recovery, which needs the failure outcome).
     /// Writes `log` as the task's first line of this attempt, in the same transaction.
     pub async fn set_plan(&self, id: TaskId, plan: &Planned, log: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE tasks SET plan = $1 WHERE id = $2")
             .bind(serde_json::to_string(plan).expect("plan serializes"))
             .bind(id.0)
@@ -281,7 +281,7 @@ impl Store {
                 .rows_affected();
             return Ok(done > 0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(&end)
             .bind(status.as_str())
             .bind(error)
@@ -466,7 +466,7 @@ impl Store {
         lines: impl IntoIterator<Item = &'a str>,
     ) -> StoreResult<()> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for line in lines {
             insert_log(&mut tx, task, level, stream, line, now).await?;
         }
@@ -501,7 +501,7 @@ impl Store {
         undo: Option<&str>,
         log: Option<&str>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (task_id, idx) DO UPDATE SET description = excluded.description, status = excluded.status, \

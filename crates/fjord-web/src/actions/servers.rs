@@ -163,7 +163,8 @@ fn ip_address(field: &str, s: &str) -> ApiResult<()> {
 }
 
 impl Actions<'_> {
-    fn executor(&self) -> ApiResult<Executor> {
+    /// The executor on this machine, with Fjord's secrets store and undo dir.
+    pub(super) fn executor(&self) -> ApiResult<Executor> {
         let state = std::path::Path::new(&self.layout.state_dir);
         let secrets = SecretStore::open(state.join("secrets")).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
         Ok(Executor::new(Host::Local, secrets, state.join("undo")))

@@ -255,9 +255,10 @@ impl Actions<'_> {
                 left_out = meta.failed;
                 let key_secret = format!("site-{}-tls-upload", site.id);
                 if !dry_run {
-                    let state = std::path::Path::new(&self.layout.state_dir);
-                    fjord_exec::SecretStore::open(state.join("secrets"))
-                        .and_then(|s| s.put(&key_secret, &fjord_exec::Secret::new(key_pem)))
+                    let secret = fjord_exec::Secret::new(key_pem);
+                    self.executor()?
+                        .secrets
+                        .put(&key_secret, &secret)
                         .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
                 }
                 CertRequest::Uploaded { cert_pem: cert_pem.clone(), key_secret }

@@ -5,27 +5,80 @@ use fjord_core::*;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-pub(crate) fn text_enum<T>(row: &AnyRow, column: &'static str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
-    let s: String = row.try_get(column)?;
+/// Read access to one row's columns by name. A database row has it, and so has a JSON object the database
+/// built (`json_object(...)`), which is how a list page comes back in one value (see `listing.rs`):
+/// the model decoders below work on either.
+pub(crate) trait Columns {
+    fn opt_int(&self, column: &'static str) -> StoreResult<Option<i64>>;
+    fn opt_text(&self, column: &'static str) -> StoreResult<Option<String>>;
+
+    fn int(&self, column: &'static str) -> StoreResult<i64> {
+        self.opt_int(column)?.ok_or(StoreError::Corrupt { column, detail: "NULL".into() })
+    }
+    fn text(&self, column: &'static str) -> StoreResult<String> {
+        self.opt_text(column)?.ok_or(StoreError::Corrupt { column, detail: "NULL".into() })
+    }
+}
+
+impl Columns for AnyRow {
+    fn opt_int(&self, column: &'static str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+    fn opt_text(&self, column: &'static str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl Columns for serde_json::Map<String, serde_json::Value> {
+    fn opt_int(&self, column: &'static str) -> StoreResult<Option<i64>> {
+        match self.get(column) {
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or(StoreError::Corrupt { column, detail: v.to_string() }),
+            None => Err(StoreError::Corrupt { column, detail: "missing".into() }),
+        }
+    }
+    fn opt_text(&self, column: &'static str) -> StoreResult<Option<String>> {
+        match self.get(column) {
+            Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(StoreError::Corrupt { column, detail: v.to_string() }),
+            None => Err(StoreError::Corrupt { column, detail: "missing".into() }),
+        }
+    }
+}
+
+pub(crate) fn text_enum<T>(row: &impl Columns, column: &'static str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let s = row.text(column)?;
     parse(&s).ok_or(StoreError::Corrupt { column, detail: s })
 }
 
-pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
-    let s: String = row.try_get(column)?;
+pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &impl Columns, column: &'static str) -> StoreResult<T> {
+    let s = row.text(column)?;
     serde_json::from_str(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
-fn boolean(row: &AnyRow, column: &'static str) -> StoreResult<bool> {
-    Ok(row.try_get::<i64, _>(column)? != 0)
+/// A JSON column where NULL means the type's default.
+fn json_or_default<T: serde::de::DeserializeOwned + Default>(
+    row: &impl Columns,
+    column: &'static str,
+) -> StoreResult<T> {
+    match row.opt_text(column)? {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() }),
+        None => Ok(T::default()),
+    }
 }
 
-fn name(row: &AnyRow, column: &'static str) -> StoreResult<Name> {
-    let s: String = row.try_get(column)?;
+fn boolean(row: &impl Columns, column: &'static str) -> StoreResult<bool> {
+    Ok(row.int(column)? != 0)
+}
+
+fn name(row: &impl Columns, column: &'static str) -> StoreResult<Name> {
+    let s = row.text(column)?;
     Name::parse("name", &s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
-pub(crate) fn domain(row: &AnyRow, column: &'static str) -> StoreResult<Domain> {
-    let s: String = row.try_get(column)?;
+pub(crate) fn domain(row: &impl Columns, column: &'static str) -> StoreResult<Domain> {
+    let s = row.text(column)?;
     Domain::parse(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
@@ -65,11 +118,7 @@ pub(crate) fn platform(row: &AnyRow) -> StoreResult<Platform> {
         verified_at: row.try_get("verified_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-        details: match row.try_get::<Option<String>, _>("details")? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt { column: "details", detail: e.to_string() })?,
-            None => PlatformDetails::default(),
-        },
+        details: json_or_default(row, "details")?,
     })
 }
 
@@ -77,35 +126,31 @@ pub(crate) const SITE_COLS: &str = "id, domain, platform_id, db_server_id, db_en
      language, client_id, redirect_aliases, https, status, cron_interval, last_cron_at, health_marker, php_limits, isolation, tls, created_at, updated_at";
 
 /// Aliases live in `site_domains`; the caller fills them in.
-pub(crate) fn site(row: &AnyRow) -> StoreResult<Site> {
+pub(crate) fn site(row: &impl Columns) -> StoreResult<Site> {
     Ok(Site {
-        id: SiteId(row.try_get("id")?),
+        id: SiteId(row.int("id")?),
         domain: domain(row, "domain")?,
-        platform_id: PlatformId(row.try_get("platform_id")?),
-        db_server_id: row.try_get::<Option<i64>, _>("db_server_id")?.map(ServerId),
+        platform_id: PlatformId(row.int("platform_id")?),
+        db_server_id: row.opt_int("db_server_id")?.map(ServerId),
         db_engine: text_enum(row, "db_engine", DbEngine::parse)?,
-        db_name: row.try_get("db_name")?,
-        db_user: row.try_get("db_user")?,
-        php: row.try_get("php")?,
-        profile: row.try_get("profile")?,
-        language: row.try_get("language")?,
-        client_id: row.try_get::<Option<i64>, _>("client_id")?.map(ClientId),
+        db_name: row.text("db_name")?,
+        db_user: row.text("db_user")?,
+        php: row.opt_text("php")?,
+        profile: row.opt_text("profile")?,
+        language: row.text("language")?,
+        client_id: row.opt_int("client_id")?.map(ClientId),
         aliases: Vec::new(),
         redirect_aliases: boolean(row, "redirect_aliases")?,
         https: text_enum(row, "https", HttpsMode::parse)?,
         status: text_enum(row, "status", SiteStatus::parse)?,
-        cron_interval: row.try_get("cron_interval")?,
-        last_cron_at: row.try_get("last_cron_at")?,
-        health_marker: row.try_get("health_marker")?,
-        php_limits: match row.try_get::<Option<String>, _>("php_limits")? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt { column: "php_limits", detail: e.to_string() })?,
-            None => PhpLimits::default(),
-        },
+        cron_interval: row.opt_int("cron_interval")?,
+        last_cron_at: row.opt_int("last_cron_at")?,
+        health_marker: row.opt_text("health_marker")?,
+        php_limits: json_or_default(row, "php_limits")?,
         isolation: text_enum(row, "isolation", Isolation::parse)?,
         tls: site_tls(row)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }
 
@@ -187,11 +232,6 @@ pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
 }
 
 /// A site's TLS state, stored as JSON (NULL: never had HTTPS).
-pub(crate) fn site_tls(row: &AnyRow) -> StoreResult<SiteTls> {
-    match row.try_get::<Option<String>, _>("tls")? {
-        Some(text) => {
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column: "tls", detail: e.to_string() })
-        }
-        None => Ok(SiteTls::default()),
-    }
+pub(crate) fn site_tls(row: &impl Columns) -> StoreResult<SiteTls> {
+    json_or_default(row, "tls")
 }

@@ -452,10 +452,13 @@ pub enum StateChange {
         #[serde(default)]
         retry_at: crate::Millis,
     },
-    /// Queue another task (e.g. verify a platform again once its code is built).
+    /// Queue another task (e.g. verify a platform again once its code is built, archive what a restore
+    /// replaced), in the same transaction that records this one's success.
     FollowUp {
         kind: crate::TaskKind,
         target: i64,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        args: serde_json::Value,
     },
 }
 

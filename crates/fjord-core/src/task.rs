@@ -21,6 +21,7 @@ string_enum!(
         SiteImport = "site-import",
         SiteBackup = "site-backup",
         SiteRestore = "site-restore",
+        SiteArchiveReplaced = "site-archive-replaced",
         SiteClone = "site-clone",
         SiteMigrate = "site-migrate",
         SiteSync = "site-sync",
@@ -60,6 +61,7 @@ impl TaskKind {
             | TaskKind::SiteInstall
             | TaskKind::SiteImport
             | TaskKind::SiteRestore
+            | TaskKind::SiteArchiveReplaced
             | TaskKind::SiteClone
             | TaskKind::SiteMigrate
             | TaskKind::SiteSync
@@ -81,6 +83,7 @@ impl TaskKind {
             | TaskKind::SiteImport
             | TaskKind::SiteBackup
             | TaskKind::SiteRestore
+            | TaskKind::SiteArchiveReplaced
             | TaskKind::SiteClone
             | TaskKind::SiteMigrate
             | TaskKind::SiteSync

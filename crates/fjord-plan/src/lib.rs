@@ -111,6 +111,15 @@ pub struct RestoreArgs {
     pub stamp: String,
 }
 
+/// Arguments of a `site-archive-replaced` task, which a restore queues once the restored site serves:
+/// the restore's stamp (which names the directories it set aside) and the database it replaced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveReplacedArgs {
+    pub stamp: String,
+    pub db_name: String,
+}
+
 /// Arguments of a site delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +168,7 @@ pub fn plan(
         TaskKind::SiteImport => site_import(layout, snap),
         TaskKind::SiteBackup => site_backup(layout, snap, args::<BackupArgs>(task_args)?),
         TaskKind::SiteRestore => site_restore(layout, snap, args::<RestoreArgs>(task_args)?),
+        TaskKind::SiteArchiveReplaced => site_archive_replaced(layout, snap, args::<ArchiveReplacedArgs>(task_args)?),
         TaskKind::SiteVerify => {
             let site = site_of(snap)?;
             let target = if site.status == SiteStatus::Disabled { SiteStatus::Disabled } else { SiteStatus::Enabled };
@@ -367,7 +377,11 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
         }
         // A missing directory of an existing-directory platform fails above; a built one is verified
         // again once built.
-        let follow_up = StateChange::FollowUp { kind: TaskKind::PlatformVerify, target: platform.id.0 };
+        let follow_up = StateChange::FollowUp {
+            kind: TaskKind::PlatformVerify,
+            target: platform.id.0,
+            args: serde_json::Value::Null,
+        };
         let built = platform.source != PlatformSource::Path;
         return Ok(Planned { plan, on_success: if built { vec![follow_up] } else { vec![] }, on_failure: vec![] });
     }
@@ -772,31 +786,68 @@ fn site_import(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
 /// A backup archive of the site: its database dump, its own directories, and a manifest.
 fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Planned> {
     let ctx = site_ctx(layout, snap)?;
+    let trees = backup_trees(layout, &ctx, None);
+    backup_planned(layout, snap, &ctx, a, trees)
+}
+
+fn check_stamp(stamp: &str) -> PlanResult<()> {
+    if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(PlanError::Args(format!("bad stamp {stamp:?}")));
+    }
+    Ok(())
+}
+
+/// The directories a backup archives: the site's directory in the platform (less generated caches) as
+/// `site`, and its state directory (less temp files, logs and the SQLite file, which is dumped instead)
+/// as `state`. After a restore (`replaced_by`: its stamp), the `files` and `private` directories it
+/// set aside are archived in place of the live ones.
+fn backup_trees(layout: &Layout, ctx: &SiteCtx, replaced_by: Option<&str>) -> Vec<BackupTree> {
+    let caches = ["css", "js", "php"];
+    let mut trees = Vec::new();
+    let mut tree = |name: &str, path: String, exclude: Vec<String>| {
+        trees.push(BackupTree { name: name.into(), path, exclude });
+    };
+    if let Some(platform_dir) = App::of(ctx.platform).platform_site_dir(ctx) {
+        match replaced_by {
+            None => tree("site", platform_dir, caches.iter().map(|c| format!("files/{c}")).collect()),
+            Some(stamp) => {
+                tree("site", platform_dir.clone(), vec!["files".into(), set_aside_name("files", stamp)]);
+                let old_files = format!("{platform_dir}/{}", set_aside_name("files", stamp));
+                tree("site/files", old_files, caches.iter().map(|c| c.to_string()).collect());
+            }
+        }
+    }
+    let mut state_exclude: Vec<String> = ["tmp", "db", "log"].iter().map(|d| d.to_string()).collect();
+    if let Some(stamp) = replaced_by {
+        state_exclude.extend(["private".into(), set_aside_name("private", stamp)]);
+    }
+    tree("state", layout.site_dir(ctx.site), state_exclude);
+    if let Some(stamp) = replaced_by {
+        tree("state/private", format!("{}/{}", layout.site_dir(ctx.site), set_aside_name("private", stamp)), vec![]);
+    }
+    trees
+}
+
+/// Where a restore sets a live directory (`files`, `private`) aside until its archive is made.
+fn set_aside_name(dir: &str, stamp: &str) -> String {
+    format!("{dir}.before-restore-{stamp}")
+}
+
+/// Plans a backup of `ctx`'s site (whose database may be an old one a restore replaced) from `trees`.
+fn backup_planned(
+    layout: &Layout,
+    snap: &Snapshot,
+    ctx: &SiteCtx,
+    a: BackupArgs,
+    trees: Vec<BackupTree>,
+) -> PlanResult<Planned> {
     let site = ctx.site;
     if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
         return Err(PlanError::Refused(format!("site {} is {}: nothing to back up", site.domain, site.status)));
     }
-    if a.stamp.is_empty() || !a.stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(PlanError::Args(format!("bad stamp {:?}", a.stamp)));
-    }
+    check_stamp(&a.stamp)?;
     let dir = format!("{}/{}", layout.backups_dir(), site.domain);
     let archive = format!("{dir}/{}-{}.{}", site.domain, a.stamp, a.compression.extension());
-    let app = App::of(ctx.platform);
-    let mut trees = Vec::new();
-    if let Some(platform_dir) = app.platform_site_dir(&ctx) {
-        // Generated caches are left out; the site rebuilds them.
-        trees.push(BackupTree {
-            name: "site".into(),
-            path: platform_dir,
-            exclude: vec!["files/css".into(), "files/js".into(), "files/php".into()],
-        });
-    }
-    // The site's own state dir, less its temp files and the SQLite file (dumped instead).
-    trees.push(BackupTree {
-        name: "state".into(),
-        path: layout.site_dir(site),
-        exclude: vec!["tmp".into(), "db".into(), "log".into()],
-    });
     let manifest = serde_json::json!({
         "format": 1,
         "fjord_version": env!("CARGO_PKG_VERSION"),
@@ -811,8 +862,8 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     let mut plan = Plan::default();
     plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
     plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
-    let dump = Some(db::dump(&ctx)?);
-    let physical = if a.logical { None } else { db::physical(db_server(snap, site), &ctx, true)? };
+    let dump = Some(db::dump(ctx)?);
+    let physical = if a.logical { None } else { db::physical(db_server(snap, site), ctx, true)? };
     plan.push(Step::Backup { archive: archive.clone(), dump, trees, manifest, compression: a.compression, physical });
     Ok(Planned {
         plan,
@@ -827,14 +878,16 @@ fn site_backup(layout: &Layout, snap: &Snapshot, a: BackupArgs) -> PlanResult<Pl
     })
 }
 
-/// Restores a site from a backup: a pre-restore backup first, then the archive is checked and unpacked,
-/// its dump loaded into a *new* database, its files swapped in, and the settings pointed at the new
-/// database; the old database is dropped only at the very end. Any failure before that undoes it all
-/// and leaves the site as it was, still served.
+/// Restores a site from a backup: the archive is checked and unpacked, its dump loaded into a *new*
+/// database, the site's files swapped in (the live ones set aside), and the settings pointed at the new
+/// database. Any failure undoes it all and leaves the site as it was, still served. Nothing of the old
+/// state is removed here: once the restored site serves, a `site-archive-replaced` task archives the
+/// old database and directories (the pre-restore backup) and only then removes them. Archiving them
+/// before the restore, as the live site, took longer than the restore itself and delayed it.
 fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<Planned> {
     let ctx = site_ctx(layout, snap)?;
     let site = ctx.site;
-    let stamp_ok = !a.stamp.is_empty() && a.stamp.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let stamp_ok = check_stamp(&a.stamp).is_ok();
     let archive_ok = a.archive.starts_with(&format!("{}/", layout.backups_dir()))
         && !a.archive.contains("/../")
         && Compression::of_path(&a.archive).is_some();
@@ -845,12 +898,10 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
         // A new record for a site that was deleted: nothing live to keep aside.
         return moves::site_restore_new(layout, snap, a);
     }
-    let pre = site_backup(
-        layout,
-        snap,
-        BackupArgs { kind: BackupKind::PreRestore, stamp: format!("{}-pre-restore", a.stamp), ..Default::default() },
-    )?;
-    let mut plan = pre.plan;
+    if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
+        return Err(PlanError::Refused(format!("site {} is {}: nothing to restore", site.domain, site.status)));
+    }
+    let mut plan = Plan::default();
     let staging = format!("{}/restore-{}-{}", layout.backups_dir(), site.domain, a.stamp);
     plan.push(Step::Extract { archive: a.archive.clone(), sha256: a.sha256.clone(), dest: staging.clone() });
 
@@ -865,16 +916,14 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
 
     // The site's files: the current ones step aside, the backup's take their place.
     let app = App::of(ctx.platform);
-    let mut swaps = vec![(format!("{}/private", layout.site_dir(site)), format!("{staging}/state/private"))];
+    let mut swaps = vec![(layout.site_dir(site), "private", format!("{staging}/state/private"))];
     if let Some(dir) = app.platform_site_dir(&ctx) {
-        swaps.push((format!("{dir}/files"), format!("{staging}/site/files")));
+        swaps.push((dir, "files", format!("{staging}/site/files")));
     }
-    let mut aside = Vec::new();
-    for (live, from_backup) in swaps {
-        let old = format!("{live}.before-restore-{}", a.stamp);
-        plan.push(Step::Move { from: live.clone(), to: old.clone() });
+    for (parent, dir, from_backup) in swaps {
+        let live = format!("{parent}/{dir}");
+        plan.push(Step::Move { from: live.clone(), to: format!("{parent}/{}", set_aside_name(dir, &a.stamp)) });
         plan.push(Step::Move { from: from_backup, to: live });
-        aside.push(old);
     }
 
     // Settings now name the new database; everything else is regenerated as by verify.
@@ -884,18 +933,54 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
     plan.push(moves::commit());
+    plan.push(Step::RemovePath { path: staging });
+    let replaced = ArchiveReplacedArgs { stamp: a.stamp.clone(), db_name: site.db_name.clone() };
+    let on_success = vec![
+        StateChange::SiteDbName { site: site.id, db_name: restored.db_name.clone() },
+        StateChange::FollowUp {
+            kind: TaskKind::SiteArchiveReplaced,
+            target: site.id.0,
+            args: serde_json::to_value(replaced).expect("args serialize"),
+        },
+    ];
+    Ok(Planned { plan, on_success, on_failure: vec![] })
+}
+
+/// After a restore: archives the database and directories it replaced as the site's pre-restore backup,
+/// then removes them. Until the archive is written, nothing is removed: a failure here leaves the old
+/// data where the restore set it aside, and a retry archives it again.
+fn site_archive_replaced(layout: &Layout, snap: &Snapshot, a: ArchiveReplacedArgs) -> PlanResult<Planned> {
+    let site = site_of(snap)?;
+    check_stamp(&a.stamp)?;
+    if a.db_name == site.db_name || a.db_name.is_empty() {
+        // Never the live database: this task drops the one it archives.
+        return Err(PlanError::Refused(format!(
+            "database {:?} is the one site {} uses: it is not a replaced one",
+            a.db_name, site.domain
+        )));
+    }
+    let mut old = site.clone();
+    old.db_name = a.db_name.clone();
+    let mut old_snap = snap.clone();
+    old_snap.site = Some(old.clone());
+    let ctx = site_ctx(layout, &old_snap)?;
+    let trees = backup_trees(layout, &ctx, Some(&a.stamp));
+    let aside: Vec<String> = trees.iter().filter(|t| t.name.contains('/')).map(|t| t.path.clone()).collect();
+    let kind = BackupKind::PreRestore;
+    let stamp = format!("{}-pre-restore", a.stamp);
+    let mut planned = backup_planned(layout, snap, &ctx, BackupArgs { kind, stamp, ..Default::default() }, trees)?;
     // Only now, what cannot be undone: the old data goes.
-    for dir in aside.into_iter().chain([staging]) {
+    let plan = &mut planned.plan;
+    plan.push(moves::commit());
+    for dir in aside {
         plan.push(Step::RemovePath { path: dir });
     }
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::RemovePath { path: ctx.db.database.clone() });
-    } else if let Some(step) = db::drop_database(db_server(snap, site), site)? {
+    } else if let Some(step) = db::drop_database(db_server(snap, site), &old)? {
         plan.push(step);
     }
-    let mut on_success = vec![StateChange::SiteDbName { site: site.id, db_name: restored.db_name.clone() }];
-    on_success.extend(pre.on_success);
-    Ok(Planned { plan, on_success, on_failure: vec![] })
+    Ok(planned)
 }
 
 fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Planned> {

@@ -224,3 +224,68 @@ fn apache_server_verify_switching_from_nginx_with_a_disabled_site() {
     let out = show(TaskKind::ServerVerify, serde_json::json!({ "previous_web": "nginx" }), &s, &Facts::default());
     insta::assert_snapshot!(out);
 }
+
+/// A restore leaves the replaced data in place and queues its archiving; that task archives the set-aside
+/// directories and old database first, removes them only after, and never touches the live database.
+#[test]
+fn restore_hands_the_replaced_data_to_an_archive_task() {
+    let mut live = site(SiteStatus::Enabled, &[], false);
+    live.db_engine = DbEngine::Sqlite;
+    let s = snap(Some(live));
+    let args = serde_json::json!({
+        "archive": "/var/lib/fjord/backups/example.org/example.org-1.tar.zst",
+        "sha256": "a".repeat(64),
+        "stamp": "20261126-1",
+    });
+    let layout = Layout::new("/var/lib/fjord");
+    let restore = plan(&layout, TaskKind::SiteRestore, &args, &s, &Facts::default()).expect("plans");
+    for step in &restore.plan.steps {
+        let removes_old = matches!(step, Step::RemovePath { path } if !path.contains("/restore-example.org-"));
+        let drops = matches!(step, Step::Run { label, .. } if label.contains("drop"));
+        assert!(!removes_old && !drops && !matches!(step, Step::Backup { .. }), "{step:?}");
+    }
+    let follow_up = StateChange::FollowUp {
+        kind: TaskKind::SiteArchiveReplaced,
+        target: 3,
+        args: serde_json::json!({"stamp": "20261126-1", "db_name": "exampleorg"}),
+    };
+    assert!(restore.on_success.contains(&follow_up), "{:?}", restore.on_success);
+
+    let live_db = show(
+        TaskKind::SiteArchiveReplaced,
+        serde_json::json!({"stamp": "20261126-1", "db_name": "exampleorg"}),
+        &s,
+        &Facts::default(),
+    );
+    assert!(live_db.starts_with("refused: database \"exampleorg\" is the one"), "{live_db}");
+    let bad = show(
+        TaskKind::SiteArchiveReplaced,
+        serde_json::json!({"stamp": "../x", "db_name": "old"}),
+        &s,
+        &Facts::default(),
+    );
+    assert!(bad.starts_with("refused") || bad.contains("bad stamp"), "{bad}");
+
+    let args = serde_json::json!({"stamp": "20261126-1", "db_name": "exampleorg_old"});
+    let planned = plan(&layout, TaskKind::SiteArchiveReplaced, &args, &s, &Facts::default()).expect("plans");
+    let steps = &planned.plan.steps;
+    let backup = steps.iter().position(|st| matches!(st, Step::Backup { .. })).expect("a backup step");
+    let Step::Backup { trees, .. } = &steps[backup] else { unreachable!() };
+    let aside: Vec<&str> = trees.iter().filter(|t| t.name.contains('/')).map(|t| t.path.as_str()).collect();
+    assert!(aside.iter().all(|p| p.contains(".before-restore-20261126-1")) && aside.len() == 2, "{aside:?}");
+    let removed: Vec<(usize, &str)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, st)| match st {
+            Step::RemovePath { path } => Some((i, path.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(removed.iter().all(|(i, _)| *i > backup), "removed before archived: {steps:?}");
+    assert!(removed.iter().any(|(_, p)| p.ends_with("exampleorg_old.sqlite")), "{removed:?}");
+    assert!(
+        matches!(&planned.on_success[..], [StateChange::BackupRecorded { kind: BackupKind::PreRestore, .. }]),
+        "{:?}",
+        planned.on_success
+    );
+}

@@ -723,7 +723,7 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             .execute(&mut *conn)
             .await?;
         }
-        StateChange::FollowUp { kind, target } => {
+        StateChange::FollowUp { kind, target, args } => {
             let lane = match kind.target_kind() {
                 TargetKind::Platform => {
                     let row = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
@@ -755,7 +755,7 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                     kind: *kind,
                     target_id: *target,
                     lane,
-                    args: serde_json::json!({}),
+                    args: if args.is_null() { serde_json::json!({}) } else { args.clone() },
                     created_by: "fjord".into(),
                 },
                 now,

@@ -640,14 +640,24 @@ fn a_restore_brings_back_content_and_a_bad_archive_changes_nothing() {
         assert!(a.body.contains(&format!("<h1>{domain}</h1>")), "{engine}: content not restored: {}", a.body);
         assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1", "{engine}");
         assert!(!files.join("new.txt").exists(), "{engine}: a file added after the backup survived the restore");
-        let kinds: Vec<String> = f
-            .json(&["backup", "list", "--site", &domain])
-            .as_array()
-            .expect("list")
-            .iter()
-            .map(|b| b["kind"].to_string())
+        // The replaced data becomes the pre-restore backup once the restored site serves.
+        let pre_restore = || {
+            let list = f.json(&["backup", "list", "--site", &domain]);
+            list.as_array().expect("list").iter().find(|b| b["kind"] == "pre-restore").cloned()
+        };
+        f.wait_until("the pre-restore backup", || pre_restore().is_some());
+        let pre_id = pre_restore().expect("pre-restore")["id"].as_i64().expect("id").to_string();
+        let dir = files.parent().expect("site dir");
+        let set_aside: Vec<_> = std::fs::read_dir(dir)
+            .expect("site dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
             .collect();
-        assert!(kinds.iter().any(|k| k.contains("pre-restore")), "{engine}: no pre-restore backup: {kinds:?}");
+        assert!(set_aside.is_empty(), "{engine}: the replaced files were not removed after archiving");
+        let entries = f.backup_entries(&pre_id);
+        assert!(entries.iter().any(|e| e == "site/files/hello.txt"), "{engine}: {entries:?}");
+        assert!(entries.iter().any(|e| e == "site/files/new.txt"), "{engine}: the replaced files: {entries:?}");
+        assert!(!entries.iter().any(|e| e.contains("before-restore")), "{engine}: {entries:?}");
         let login = f.json(&["site", "login-link", &domain])["url"].as_str().expect("url").to_string();
         assert_eq!(f.get(port, &domain, &path_of(&login)).status, 302, "{engine}: the restored site cannot log in");
 
@@ -665,6 +675,12 @@ fn a_restore_brings_back_content_and_a_bad_archive_changes_nothing() {
             "{engine}: a failed restore changed the site"
         );
         assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1", "{engine}");
+
+        // The pre-restore backup is a whole backup: it brings back the site as it was before the restore.
+        f.ok(&["site", "restore", &domain, "--backup", &pre_id, "--wait"]);
+        assert!(f.get(port, &domain, "/").body.contains("<h1>Changed</h1>"), "{engine}: not the replaced site");
+        assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v2", "{engine}");
+        assert!(files.join("new.txt").exists(), "{engine}: the replaced files");
     }
 }
 

@@ -139,6 +139,13 @@ impl Fjord {
         }
     }
 
+    /// The names in a backup's archive (as `backup verify` reads them).
+    #[track_caller]
+    pub fn backup_entries(&self, id: &str) -> Vec<String> {
+        let v = self.json(&["backup", "verify", id]);
+        v["entries"].as_array().expect("entries").iter().filter_map(|e| e.as_str()).map(str::to_string).collect()
+    }
+
     pub fn task(&self, id: i64) -> Value {
         self.json(&["task", "show", &id.to_string()])["task"].clone()
     }

@@ -111,42 +111,41 @@ impl Store {
             );
         }
         let filter = clauses.join(" AND ");
-        // One statement, one row: the count, and the page (aliases included) as a JSON array the database
-        // builds. Row by row through the driver costs several times more than SQLite's own work here
-        // (each value copied, each row handed across threads), and this is the busiest page there is.
-        let (object, array, aliases) = match self.dialect {
-            crate::Dialect::Sqlite => (
-                "json_object",
-                "COALESCE(json_group_array",
-                "json((SELECT json_group_array(domain ORDER BY domain) FROM site_domains \
-                 WHERE site_id = page.id AND is_alias = 1))",
-            ),
-            crate::Dialect::Postgres => (
-                "json_build_object",
-                "COALESCE(json_agg",
-                "(SELECT COALESCE(json_agg(domain ORDER BY domain), '[]'::json) FROM site_domains \
-                 WHERE site_id = page.id AND is_alias = 1)",
-            ),
+        // A status alone (the common case, and the costly one to count: most sites match) is counted by
+        // the table the triggers of migration 0012 keep; other filters count the rows.
+        let only_status = q.platform.is_none() && q.client.is_none() && q.only_clients.is_none() && text.is_none();
+        let total_sql = match (only_status, q.status) {
+            (true, Some(s)) => format!("SELECT COALESCE(SUM(n), 0) FROM site_counts WHERE status = '{}'", s.as_str()),
+            (true, None) => "SELECT COALESCE(SUM(n), 0) FROM site_counts WHERE status <> 'deleted'".into(),
+            (false, _) => format!("SELECT COUNT(*) FROM sites WHERE {filter}"),
         };
-        let fields: Vec<String> = SITE_COLS.split(',').map(str::trim).map(|c| format!("'{c}', page.{c}")).collect();
-        let sql = format!(
-            "SELECT (SELECT COUNT(*) FROM sites WHERE {filter}) AS total, \
-             (SELECT CAST({array}({object}({fields}, 'aliases', {aliases}) ORDER BY page.domain, page.id), '[]') AS TEXT) \
-              FROM (SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}) page) AS items",
-            fields = fields.join(", ")
+        // The aliases of each site come inside its object, in the same statement.
+        let aliases = match self.dialect {
+            crate::Dialect::Sqlite => {
+                "json((SELECT json_group_array(domain ORDER BY domain) FROM site_domains \
+                 WHERE site_id = page.id AND is_alias = 1))"
+            }
+            crate::Dialect::Postgres => {
+                "(SELECT COALESCE(json_agg(domain ORDER BY domain), '[]'::json) FROM site_domains \
+                 WHERE site_id = page.id AND is_alias = 1)"
+            }
+        };
+        let items_sql = self.json_rows_sql(
+            SITE_COLS,
+            &format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}"),
+            "domain, id",
+            &[("aliases", aliases)],
         );
+        let sql = format!("SELECT CAST(({total_sql}) AS BIGINT) AS total, {items_sql} AS items");
         let mut query = sqlx::query(&sql);
         if let Some(t) = &text {
             query = query.bind(t.clone());
         }
         let row = query.fetch_one(&self.pool).await?;
         let total: i64 = row.try_get("total")?;
-        let items: String = row.try_get("items")?;
-        let objects: Vec<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&items)
-            .map_err(|e| crate::StoreError::Corrupt { column: "sites", detail: e.to_string() })?;
-        let mut items = Vec::with_capacity(objects.len());
-        for object in &objects {
-            let mut site = rows::site(object)?;
+        let mut items = Vec::with_capacity(limit as usize);
+        for object in rows::json_rows(&row, "items")? {
+            let mut site = rows::site(&object)?;
             site.aliases = serde_json::from_value::<Vec<String>>(object.get("aliases").cloned().unwrap_or_default())
                 .map_err(|e| crate::StoreError::Corrupt { column: "aliases", detail: e.to_string() })?
                 .iter()
@@ -214,13 +213,16 @@ impl Store {
 
     /// Live sites per status (for a dashboard), within `only_clients` if given.
     pub async fn site_status_counts(&self, only_clients: Option<&[ClientId]>) -> StoreResult<Vec<(SiteStatus, i64)>> {
-        let restrict =
-            only_clients.map(|c| format!(" AND client_id IN ({})", id_list(c.iter().map(|c| c.0)))).unwrap_or_default();
-        let rows = sqlx::query(&format!(
-            "SELECT status, COUNT(*) AS n FROM sites WHERE status <> 'deleted'{restrict} GROUP BY status ORDER BY status"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = match only_clients {
+            // Kept by triggers (migration 0012): no scan of every site.
+            None => "SELECT status, n FROM site_counts WHERE status <> 'deleted' AND n > 0 ORDER BY status".into(),
+            Some(c) => format!(
+                "SELECT status, COUNT(*) AS n FROM sites WHERE status <> 'deleted' AND client_id IN ({}) \
+                 GROUP BY status ORDER BY status",
+                id_list(c.iter().map(|c| c.0))
+            ),
+        };
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
         rows.iter().map(|r| Ok((rows::text_enum(r, "status", SiteStatus::parse)?, r.try_get("n")?))).collect()
     }
 
@@ -380,6 +382,24 @@ mod tests {
             );
             assert_eq!(store.backup_bytes(None).await.expect("bytes"), 0, "{label}");
             assert_eq!(store.list_backups(&BackupQuery::default()).await.expect("backups").total, 0);
+
+            // The counts the triggers keep agree with counting the rows, through status changes.
+            for sql in [
+                "UPDATE sites SET status = 'disabled' WHERE id IN (SELECT id FROM sites WHERE status = 'enabled' LIMIT 3)",
+                "UPDATE sites SET status = 'deleted' WHERE id IN (SELECT id FROM sites WHERE status = 'disabled' LIMIT 2)",
+                "UPDATE sites SET updated_at = updated_at + 1",
+            ] {
+                sqlx::query(sql).execute(&store.pool).await.expect("update");
+            }
+            let platform = store.list_sites(&SiteQuery::default()).await.expect("list").items[0].platform_id;
+            for status in [None, Some(SiteStatus::Enabled), Some(SiteStatus::Disabled), Some(SiteStatus::Deleted)] {
+                let kept = store.list_sites(&SiteQuery { status, ..Default::default() }).await.expect("list").total;
+                let q = SiteQuery { status, platform: Some(platform), ..Default::default() };
+                let counted = store.list_sites(&q).await.expect("list").total;
+                assert_eq!(kept, counted, "{label}: {status:?}");
+            }
+            let dashboard = store.site_status_counts(None).await.expect("counts");
+            assert_eq!(dashboard, vec![(SiteStatus::Disabled, 7), (SiteStatus::Enabled, 21)], "{label}");
 
             let name = Name::parse("user", "alice").expect("name");
             let user = store.add_user(&name, None, Role::Client, "hash", &[clients[0].id]).await.expect("user");

@@ -47,6 +47,40 @@ impl Columns for serde_json::Map<String, serde_json::Value> {
     }
 }
 
+/// Rows a statement returned as one JSON array of objects (see [`crate::Store::json_rows_sql`]).
+pub(crate) fn json_rows(
+    row: &AnyRow,
+    column: &'static str,
+) -> StoreResult<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let text = row.text(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+}
+
+impl crate::Store {
+    /// A scalar subquery giving the rows of `select` (whose columns are `cols`) as one JSON array of
+    /// objects, in `order`, with `extra` fields (name, SQL expression over `page`) in each object.
+    /// Lists read this way cost one value instead of one driver round trip per row and per column,
+    /// which on SQLite is most of a page's time.
+    pub(crate) fn json_rows_sql(&self, cols: &str, select: &str, order: &str, extra: &[(&str, &str)]) -> String {
+        let (array, object) = match self.dialect {
+            crate::Dialect::Sqlite => ("json_group_array", "json_object"),
+            crate::Dialect::Postgres => ("json_agg", "json_build_object"),
+        };
+        let fields: Vec<String> = cols
+            .split(',')
+            .map(str::trim)
+            .map(|c| format!("'{c}', page.{c}"))
+            .chain(extra.iter().map(|(name, expr)| format!("'{name}', {expr}")))
+            .collect();
+        let order: Vec<String> = order.split(',').map(|c| format!("page.{}", c.trim())).collect();
+        format!(
+            "(SELECT CAST(COALESCE({array}({object}({}) ORDER BY {}), '[]') AS TEXT) FROM ({select}) page)",
+            fields.join(", "),
+            order.join(", ")
+        )
+    }
+}
+
 pub(crate) fn text_enum<T>(row: &impl Columns, column: &'static str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
     let s = row.text(column)?;
     parse(&s).ok_or(StoreError::Corrupt { column, detail: s })
@@ -154,13 +188,15 @@ pub(crate) fn site(row: &impl Columns) -> StoreResult<Site> {
     })
 }
 
-pub(crate) fn client(row: &AnyRow) -> StoreResult<Client> {
+pub(crate) const CLIENT_COLS: &str = "id, name, title, site_quota, created_at";
+
+pub(crate) fn client(row: &impl Columns) -> StoreResult<Client> {
     Ok(Client {
-        id: ClientId(row.try_get("id")?),
+        id: ClientId(row.int("id")?),
         name: name(row, "name")?,
-        title: row.try_get("title")?,
-        site_quota: row.try_get("site_quota")?,
-        created_at: row.try_get("created_at")?,
+        title: row.text("title")?,
+        site_quota: row.opt_int("site_quota")?,
+        created_at: row.int("created_at")?,
     })
 }
 

@@ -228,6 +228,30 @@ fn file_size(path: &Path) -> Result<u64> {
     Ok(std::fs::metadata(path).with_context(|| format!("stat {}", path.display()))?.len())
 }
 
+/// Waits for the newest task of `kind` (queued by the task that just ended) to succeed; returns it.
+async fn wait_for_follow_up(d: &Driver, kind: &str) -> Result<Value> {
+    let tasks = d.json(&["task", "list", "--limit", "5"]).await?;
+    let id = tasks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["kind"] == kind)
+        .and_then(|t| t["id"].as_i64())
+        .with_context(|| format!("no {kind} task queued"))?
+        .to_string();
+    let t0 = Instant::now();
+    loop {
+        let task = d.json(&["task", "show", &id]).await?["task"].clone();
+        match task["status"].as_str() {
+            Some("succeeded") => return Ok(task),
+            Some("failed" | "cancelled") => bail!("{kind} task {id} did not succeed: {}", task["error"]),
+            _ => {}
+        }
+        ensure!(t0.elapsed() < LONG, "{kind} task {id} still not finished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How long each step of a task took, from its log: (label, ms).
 async fn step_times(d: &Driver, task: &Value) -> Result<Vec<(String, i64)>> {
     let id = task["id"].as_i64().context("task id")?.to_string();
@@ -590,16 +614,19 @@ async fn backup_bench(ctx: &mut Ctx, d: &Driver, size_mb: u64, clone: bool) -> R
     run_checked(&Cmd::new(["rm", "-rf", &restore_dir.to_string_lossy()]).timeout(LONG), None, None).await?;
     say(format!("baseline restore: {:.1} s ({:.1} s the database)", secs(base_restore), secs(base_import)));
 
-    // Fjord restore (which takes a pre-restore backup of the live site first).
+    // Fjord restore. The site is restored and served when its task ends; the data it replaced is then
+    // archived (the pre-restore backup) and removed by a follow-up task, timed separately.
     let (fj_restore, task) = d.timed_task(&["site", "restore", domain, "--backup", &backup_id, "--wait"]).await?;
     let restore_steps = step_times(d, &task).await?;
-    let pre_backup_ms: i64 = restore_steps.iter().filter(|(l, _)| l.starts_with("write backup")).map(|s| s.1).sum();
     ensure!(row_count(d, &db_name(d, domain).await?).await? == rows, "the restore lost rows");
-    let fj_restore_net = fj_restore.saturating_sub(Duration::from_millis(pre_backup_ms as u64));
+    let t0 = Instant::now();
+    let archived = wait_for_follow_up(d, "site-archive-replaced").await?;
+    let fj_archive_replaced = t0.elapsed();
+    let archive_steps = step_times(d, &archived).await?;
     say(format!(
-        "fjord restore: {:.1} s, of which {:.1} s the pre-restore backup",
+        "fjord restore: {:.1} s; then the pre-restore archive of the replaced data: {:.1} s more",
         secs(fj_restore),
-        pre_backup_ms as f64 / 1000.0
+        secs(fj_archive_replaced)
     ));
 
     // Clone vs. backup-then-restore.
@@ -630,12 +657,14 @@ async fn backup_bench(ctx: &mut Ctx, d: &Driver, size_mb: u64, clone: bool) -> R
         "fjord_backup_s": secs(fj_backup), "fjord_bytes": fj_size,
         "backup_speedup": r(base_backup, fj_backup), "size_ratio": fj_size as f64 / base_size as f64,
         "baseline_restore_s": secs(base_restore), "baseline_import_s": secs(base_import),
-        "fjord_restore_s": secs(fj_restore), "fjord_pre_restore_backup_s": pre_backup_ms as f64 / 1000.0,
-        "restore_speedup": r(base_restore, fj_restore), "restore_speedup_without_pre_backup": r(base_restore, fj_restore_net),
+        "fjord_restore_s": secs(fj_restore), "fjord_archive_replaced_s": secs(fj_archive_replaced),
+        "restore_speedup": r(base_restore, fj_restore),
+        "restore_speedup_with_archive_replaced": r(base_restore, fj_restore + fj_archive_replaced),
         "clone_s": clone_time.map(secs),
         "clone_vs_fjord_backup_restore": clone_time.map(|c| r(fj_backup + fj_restore, c)),
         "clone_vs_baseline_backup_restore": clone_time.map(|c| r(base_backup + base_restore, c)),
         "backup_steps": steps_json(&backup_steps), "restore_steps": steps_json(&restore_steps),
+        "archive_replaced_steps": steps_json(&archive_steps),
     });
     ctx.out.emit(&v, || {
         println!("site with {size_mb} MB of database ({rows} rows) and {size_mb} MB of files ({files} files):");
@@ -650,13 +679,18 @@ async fn backup_bench(ctx: &mut Ctx, d: &Driver, size_mb: u64, clone: bool) -> R
             fj_size as f64 / base_size as f64
         );
         println!(
-            "restore: fjord {:.1} s ({:.1} s without its pre-restore backup); baseline gunzip | mariadb + tar xzf \
-             {:.1} s: fjord is {:.2}x faster ({:.2}x without the pre-restore backup; target >= 2)",
+            "restore: fjord {:.1} s to the restored site served; baseline gunzip | mariadb + tar xzf {:.1} s: \
+             fjord is {:.2}x faster (target >= 2)",
             secs(fj_restore),
-            secs(fj_restore_net),
             secs(base_restore),
             r(base_restore, fj_restore),
-            r(base_restore, fj_restore_net)
+        );
+        println!(
+            "         then {:.1} s archiving the replaced data (the pre-restore backup) and removing it; \
+             with that, {:.1} s: {:.2}x",
+            secs(fj_archive_replaced),
+            secs(fj_restore + fj_archive_replaced),
+            r(base_restore, fj_restore + fj_archive_replaced)
         );
         if let Some(c) = clone_time {
             println!(
@@ -669,7 +703,9 @@ async fn backup_bench(ctx: &mut Ctx, d: &Driver, size_mb: u64, clone: bool) -> R
                 r(base_backup + base_restore, c)
             );
         }
-        for (what, steps) in [("backup", &backup_steps), ("restore", &restore_steps)] {
+        for (what, steps) in
+            [("backup", &backup_steps), ("restore", &restore_steps), ("archive-replaced", &archive_steps)]
+        {
             let slow: Vec<String> = steps
                 .iter()
                 .filter(|(_, ms)| *ms >= 500)

@@ -659,10 +659,10 @@ impl Store {
 
     pub async fn clients(&self) -> StoreResult<Vec<Client>> {
         // Read as one JSON value: a list page shows every client in its filter.
-        let list =
-            self.json_rows_sql(rows::CLIENT_COLS, &format!("SELECT {} FROM clients", rows::CLIENT_COLS), "name", &[]);
+        let (list, decode) =
+            self.json_list(rows::CLIENT_COLS, &format!("SELECT {} FROM clients", rows::CLIENT_COLS), "name", &[]);
         let row = sqlx::query(&format!("SELECT {list} AS items")).fetch_one(&self.pool).await?;
-        rows::json_rows(&row, "items")?.iter().map(rows::client).collect()
+        decode.rows(&row, "items")?.iter().map(rows::client).collect()
     }
 
     pub async fn client_by_name(&self, name: &str) -> StoreResult<Client> {

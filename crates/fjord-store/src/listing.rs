@@ -122,15 +122,14 @@ impl Store {
         // The aliases of each site come inside its object, in the same statement.
         let aliases = match self.dialect {
             crate::Dialect::Sqlite => {
-                "json((SELECT json_group_array(domain ORDER BY domain) FROM site_domains \
-                 WHERE site_id = page.id AND is_alias = 1))"
+                "json((SELECT json_group_array(domain) FROM site_domains WHERE site_id = page.id AND is_alias = 1))"
             }
             crate::Dialect::Postgres => {
                 "(SELECT COALESCE(json_agg(domain ORDER BY domain), '[]'::json) FROM site_domains \
                  WHERE site_id = page.id AND is_alias = 1)"
             }
         };
-        let items_sql = self.json_rows_sql(
+        let (items_sql, decode) = self.json_list(
             SITE_COLS,
             &format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}"),
             "domain, id",
@@ -144,7 +143,7 @@ impl Store {
         let row = query.fetch_one(&self.pool).await?;
         let total: i64 = row.try_get("total")?;
         let mut items = Vec::with_capacity(limit as usize);
-        for object in rows::json_rows(&row, "items")? {
+        for object in decode.rows(&row, "items")? {
             let mut site = rows::site(&object)?;
             site.aliases = serde_json::from_value::<Vec<String>>(object.get("aliases").cloned().unwrap_or_default())
                 .map_err(|e| crate::StoreError::Corrupt { column: "aliases", detail: e.to_string() })?
@@ -154,6 +153,10 @@ impl Store {
                         .map_err(|e| crate::StoreError::Corrupt { column: "aliases", detail: e.to_string() })
                 })
                 .collect::<StoreResult<_>>()?;
+            if self.dialect == crate::Dialect::Sqlite {
+                // SQLite gives them in no set order; its ORDER BY would compare bytes, as this does.
+                site.aliases.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            }
             items.push(site);
         }
         Ok(Page { items, total, offset, limit })

@@ -29,7 +29,28 @@ impl Columns for AnyRow {
     }
 }
 
-impl Columns for serde_json::Map<String, serde_json::Value> {
+/// A list read as one JSON value (see [`crate::Store::json_list`]): each row is a JSON array of its
+/// values in the order of `names`. Reading a page this way costs one value instead of one driver
+/// round trip per row and per column, which on SQLite is most of a list page's time.
+pub(crate) struct JsonList {
+    names: Vec<String>,
+    /// Positions of the columns the rows sort by; SQLite's rows are sorted here (see `json_list`).
+    sort_by: Option<Vec<usize>>,
+}
+
+/// One row of a [`JsonList`].
+pub(crate) struct JsonRow<'a> {
+    names: &'a [String],
+    values: Vec<serde_json::Value>,
+}
+
+impl JsonRow<'_> {
+    pub(crate) fn get(&self, column: &str) -> Option<&serde_json::Value> {
+        self.names.iter().position(|n| n == column).and_then(|i| self.values.get(i))
+    }
+}
+
+impl Columns for JsonRow<'_> {
     fn opt_int(&self, column: &'static str) -> StoreResult<Option<i64>> {
         match self.get(column) {
             Some(serde_json::Value::Null) => Ok(None),
@@ -47,37 +68,84 @@ impl Columns for serde_json::Map<String, serde_json::Value> {
     }
 }
 
-/// Rows a statement returned as one JSON array of objects (see [`crate::Store::json_rows_sql`]).
-pub(crate) fn json_rows(
-    row: &AnyRow,
-    column: &'static str,
-) -> StoreResult<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let text = row.text(column)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+impl JsonList {
+    /// The rows in `column` of `row`, in the list's order.
+    pub(crate) fn rows(&self, row: &AnyRow, column: &'static str) -> StoreResult<Vec<JsonRow<'_>>> {
+        let text = row.text(column)?;
+        let values: Vec<Vec<serde_json::Value>> =
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })?;
+        let mut rows: Vec<JsonRow> = values.into_iter().map(|values| JsonRow { names: &self.names, values }).collect();
+        if let Some(keys) = &self.sort_by {
+            rows.sort_by(|a, b| {
+                keys.iter()
+                    .map(|&k| compare_json(&a.values[k], &b.values[k]))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// Orders two JSON values of one column as SQLite's default (binary) collation does.
+fn compare_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value::*;
+    match (a, b) {
+        (String(x), String(y)) => x.cmp(y),
+        (Number(x), Number(y)) => x.as_i64().cmp(&y.as_i64()),
+        (Null, Null) => std::cmp::Ordering::Equal,
+        (Null, _) => std::cmp::Ordering::Less,
+        (_, Null) => std::cmp::Ordering::Greater,
+        _ => a.to_string().cmp(&b.to_string()),
+    }
 }
 
 impl crate::Store {
     /// A scalar subquery giving the rows of `select` (whose columns are `cols`) as one JSON array of
-    /// objects, in `order`, with `extra` fields (name, SQL expression over `page`) in each object.
-    /// Lists read this way cost one value instead of one driver round trip per row and per column,
-    /// which on SQLite is most of a page's time.
-    pub(crate) fn json_rows_sql(&self, cols: &str, select: &str, order: &str, extra: &[(&str, &str)]) -> String {
-        let (array, object) = match self.dialect {
-            crate::Dialect::Sqlite => ("json_group_array", "json_object"),
-            crate::Dialect::Postgres => ("json_agg", "json_build_object"),
+    /// rows, in `order` (columns of `cols`), each row followed by the `extra` fields (name, SQL
+    /// expression over `page`). PostgreSQL orders inside the aggregate; SQLite's aggregate `ORDER BY`
+    /// sorts again through a temporary b-tree, so its rows come as the subquery gives them and
+    /// [`JsonList::rows`] sorts them.
+    pub(crate) fn json_list(
+        &self,
+        cols: &str,
+        select: &str,
+        order: &str,
+        extra: &[(&str, &str)],
+    ) -> (String, JsonList) {
+        let mut names: Vec<String> = cols.split(',').map(|c| c.trim().to_string()).collect();
+        let mut values: Vec<String> = names.iter().map(|c| format!("page.{c}")).collect();
+        for (name, expr) in extra {
+            names.push(name.to_string());
+            values.push(expr.to_string());
+        }
+        let order: Vec<&str> = order.split(',').map(str::trim).collect();
+        let (sql, sort_by) = match self.dialect {
+            crate::Dialect::Sqlite => (
+                format!(
+                    "(SELECT CAST(COALESCE(json_group_array(json_array({})), '[]') AS TEXT) FROM ({select}) page)",
+                    values.join(", ")
+                ),
+                Some(
+                    order
+                        .iter()
+                        .map(|o| names.iter().position(|n| n == o).expect("order by a listed column"))
+                        .collect(),
+                ),
+            ),
+            crate::Dialect::Postgres => {
+                let order: Vec<String> = order.iter().map(|o| format!("page.{o}")).collect();
+                (
+                    format!(
+                        "(SELECT CAST(COALESCE(json_agg(json_build_array({}) ORDER BY {}), '[]') AS TEXT) FROM ({select}) page)",
+                        values.join(", "),
+                        order.join(", ")
+                    ),
+                    None,
+                )
+            }
         };
-        let fields: Vec<String> = cols
-            .split(',')
-            .map(str::trim)
-            .map(|c| format!("'{c}', page.{c}"))
-            .chain(extra.iter().map(|(name, expr)| format!("'{name}', {expr}")))
-            .collect();
-        let order: Vec<String> = order.split(',').map(|c| format!("page.{}", c.trim())).collect();
-        format!(
-            "(SELECT CAST(COALESCE({array}({object}({}) ORDER BY {}), '[]') AS TEXT) FROM ({select}) page)",
-            fields.join(", "),
-            order.join(", ")
-        )
+        (sql, JsonList { names, sort_by })
     }
 }
 

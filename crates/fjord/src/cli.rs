@@ -472,7 +472,7 @@ pub enum SiteCmd {
         #[arg(long)]
         logical: bool,
     },
-    /// Bring a site back to one of its backups (a pre-restore backup is taken first).
+    /// Bring a site back to one of its backups (the data it replaces becomes a pre-restore backup).
     Restore {
         domain: String,
         /// The backup's id (see `fjord backup list`).

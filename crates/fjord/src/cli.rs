@@ -785,6 +785,9 @@ pub enum BenchCmd {
         /// Requests per page measured.
         #[arg(long, default_value_t = 2000)]
         requests: usize,
+        /// Measure only this page (repeatable), e.g. `--page /sites` to profile one.
+        #[arg(long = "page", value_name = "PATH")]
+        pages: Vec<String>,
     },
     /// No-op tasks through the whole queue vs. bare INSERT+UPDATE statements.
     Queue {

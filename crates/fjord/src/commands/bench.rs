@@ -23,8 +23,8 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
             return super::bench_moves::backup(ctx, size_mb, !no_clone, env).await
         }
         BenchCmd::Migrate { sites, env } => return super::bench_moves::migrate(ctx, sites, env).await,
-        BenchCmd::Web { sites, tasks, concurrency, requests } => {
-            return super::bench_web::run(ctx, sites, tasks, concurrency, requests).await
+        BenchCmd::Web { sites, tasks, concurrency, requests, pages } => {
+            return super::bench_web::run(ctx, sites, tasks, concurrency, requests, &pages).await
         }
     };
     let dir = tempfile::tempdir()?;

@@ -25,7 +25,17 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
-pub async fn run(ctx: &mut Ctx, sites: i64, tasks: i64, concurrency: usize, requests: usize) -> Result<ExitCode> {
+pub async fn run(
+    ctx: &mut Ctx,
+    sites: i64,
+    tasks: i64,
+    concurrency: usize,
+    requests: usize,
+    only: &[String],
+) -> Result<ExitCode> {
+    if let Some(bad) = only.iter().find(|p| !p.starts_with('/')) {
+        anyhow::bail!("--page {bad:?}: give a path starting with /");
+    }
     let dir = tempfile::tempdir()?;
     let store = fjord_store::testing::sqlite_in(dir.path()).await?;
     let t0 = Instant::now();
@@ -67,6 +77,7 @@ pub async fn run(ctx: &mut Ctx, sites: i64, tasks: i64, concurrency: usize, requ
             println!("(debug build: expect several times the latency of a release build)");
         }
     }
+    let pages: Vec<&str> = if only.is_empty() { pages.to_vec() } else { only.iter().map(String::as_str).collect() };
     for page in pages {
         let url = format!("{base}{page}");
         // Warm the connection pool and SQLite's page cache.

@@ -222,11 +222,11 @@ impl Store {
     }
 
     pub async fn platforms(&self) -> StoreResult<Vec<Platform>> {
-        let rows =
-            sqlx::query(&format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted' ORDER BY name"))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(rows::platform).collect()
+        // Read as one JSON value: every sites page names them.
+        let select = format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted'");
+        let (list, decode) = self.json_list(PLATFORM_COLS, &select, "name", &[]);
+        let row = sqlx::query(&format!("SELECT {list} AS items")).fetch_one(&self.pool).await?;
+        decode.rows(&row, "items")?.iter().map(rows::platform).collect()
     }
 
     pub async fn platform(&self, id: PlatformId) -> StoreResult<Platform> {

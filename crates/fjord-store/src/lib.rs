@@ -18,7 +18,7 @@ mod rows;
 pub use accounts::{ApiToken, AuditEntry, LoginFailures, SessionRecord, TokenScope, UserAuth};
 pub use backups::{ScheduleTarget, ScheduledSite};
 pub use entities::{NewPlatform, NewServer, NewSite};
-pub use listing::{BackupQuery, Page, SiteQuery, TaskQuery, MAX_PAGE};
+pub use listing::{BackupQuery, Page, SiteQuery, SiteSummary, TaskQuery, MAX_PAGE};
 pub use queue::{ClaimedTask, TaskFilter};
 
 use fjord_core::{Millis, ValidationError};

@@ -6,7 +6,7 @@
 //! are in migration 0007.
 
 use crate::entities::BACKUP_COLS;
-use crate::rows::{self, SITE_COLS, TASK_COLS};
+use crate::rows::{self, Columns, SITE_COLS, TASK_COLS};
 use crate::{Store, StoreResult};
 use fjord_core::*;
 use serde::{Deserialize, Serialize};
@@ -87,8 +87,32 @@ fn sites_of_clients(clients: &[ClientId]) -> String {
     format!("SELECT id FROM sites WHERE client_id IN ({})", id_list(clients.iter().map(|c| c.0)))
 }
 
-impl Store {
-    pub async fn list_sites(&self, q: &SiteQuery) -> StoreResult<Page<Site>> {
+/// What a sites list page shows of each site: the UI's table needs these, not whole records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteSummary {
+    pub id: SiteId,
+    pub domain: Domain,
+    pub status: SiteStatus,
+    pub platform_id: PlatformId,
+    pub client_id: Option<ClientId>,
+    pub db_engine: DbEngine,
+    pub https: HttpsMode,
+    pub aliases: i64,
+}
+
+const SUMMARY_COLS: &str = "id, domain, status, platform_id, client_id, db_engine, https";
+
+/// The SQL of one sites page: its `WHERE`, the statement that counts it, and the text to bind as `$1`.
+struct SitesFilter {
+    filter: String,
+    total_sql: String,
+    text: Option<String>,
+    offset: i64,
+    limit: i64,
+}
+
+impl SitesFilter {
+    fn new(q: &SiteQuery) -> SitesFilter {
         let (offset, limit) = clamp(q.offset, q.limit);
         let mut clauses = vec![match q.status {
             Some(s) => format!("status = '{}'", s.as_str()),
@@ -119,6 +143,33 @@ impl Store {
             (true, None) => "SELECT COALESCE(SUM(n), 0) FROM site_counts WHERE status <> 'deleted'".into(),
             (false, _) => format!("SELECT COUNT(*) FROM sites WHERE {filter}"),
         };
+        SitesFilter { filter, total_sql, text, offset, limit }
+    }
+
+    /// The page's rows of `cols`, in the list's order.
+    fn page_sql(&self, cols: &str) -> String {
+        format!(
+            "SELECT {cols} FROM sites WHERE {} ORDER BY domain, id LIMIT {} OFFSET {}",
+            self.filter, self.limit, self.offset
+        )
+    }
+
+    /// Runs `SELECT total, <items_sql>` in one statement.
+    async fn fetch(&self, store: &Store, items_sql: &str) -> StoreResult<(i64, sqlx::any::AnyRow)> {
+        let sql = format!("SELECT CAST(({}) AS BIGINT) AS total, {items_sql} AS items", self.total_sql);
+        let mut query = sqlx::query(&sql);
+        if let Some(t) = &self.text {
+            query = query.bind(t.clone());
+        }
+        let row = query.fetch_one(&store.pool).await?;
+        Ok((row.try_get("total")?, row))
+    }
+}
+
+impl Store {
+    /// A page of whole site records (what the API returns), in one statement.
+    pub async fn list_sites(&self, q: &SiteQuery) -> StoreResult<Page<Site>> {
+        let f = SitesFilter::new(q);
         // The aliases of each site come inside its object, in the same statement.
         let aliases = match self.dialect {
             crate::Dialect::Sqlite => {
@@ -129,20 +180,10 @@ impl Store {
                  WHERE site_id = page.id AND is_alias = 1)"
             }
         };
-        let (items_sql, decode) = self.json_list(
-            SITE_COLS,
-            &format!("SELECT {SITE_COLS} FROM sites WHERE {filter} ORDER BY domain, id LIMIT {limit} OFFSET {offset}"),
-            "domain, id",
-            &[("aliases", aliases)],
-        );
-        let sql = format!("SELECT CAST(({total_sql}) AS BIGINT) AS total, {items_sql} AS items");
-        let mut query = sqlx::query(&sql);
-        if let Some(t) = &text {
-            query = query.bind(t.clone());
-        }
-        let row = query.fetch_one(&self.pool).await?;
-        let total: i64 = row.try_get("total")?;
-        let mut items = Vec::with_capacity(limit as usize);
+        let (items_sql, decode) =
+            self.json_list(SITE_COLS, &f.page_sql(SITE_COLS), "domain, id", &[("aliases", aliases)]);
+        let (total, row) = f.fetch(self, &items_sql).await?;
+        let mut items = Vec::with_capacity(f.limit as usize);
         for object in decode.rows(&row, "items")? {
             let mut site = rows::site(&object)?;
             site.aliases = serde_json::from_value::<Vec<String>>(object.get("aliases").cloned().unwrap_or_default())
@@ -159,7 +200,33 @@ impl Store {
             }
             items.push(site);
         }
-        Ok(Page { items, total, offset, limit })
+        Ok(Page { items, total, offset: f.offset, limit: f.limit })
+    }
+
+    /// A page of the same list with only what a list page shows of each site (and its count of aliases).
+    pub async fn list_site_summaries(&self, q: &SiteQuery) -> StoreResult<Page<SiteSummary>> {
+        let f = SitesFilter::new(q);
+        let aliases = "(SELECT COUNT(*) FROM site_domains WHERE site_id = page.id AND is_alias = 1)";
+        let (items_sql, decode) =
+            self.json_list(SUMMARY_COLS, &f.page_sql(SUMMARY_COLS), "domain, id", &[("aliases", aliases)]);
+        let (total, row) = f.fetch(self, &items_sql).await?;
+        let items = decode
+            .rows(&row, "items")?
+            .iter()
+            .map(|r| {
+                Ok(SiteSummary {
+                    id: SiteId(r.int("id")?),
+                    domain: rows::domain(r, "domain")?,
+                    status: rows::text_enum(r, "status", SiteStatus::parse)?,
+                    platform_id: PlatformId(r.int("platform_id")?),
+                    client_id: r.opt_int("client_id")?.map(ClientId),
+                    db_engine: rows::text_enum(r, "db_engine", DbEngine::parse)?,
+                    https: rows::text_enum(r, "https", HttpsMode::parse)?,
+                    aliases: r.int("aliases")?,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        Ok(Page { items, total, offset: f.offset, limit: f.limit })
     }
 
     pub async fn list_tasks(&self, q: &TaskQuery) -> StoreResult<Page<Task>> {
@@ -366,9 +433,16 @@ mod tests {
             assert_eq!(page.items[0], store.site(site.id).await.expect("site"), "{label}: list and get agree");
             let aliases: Vec<&str> = page.items[0].aliases.iter().map(|a| a.as_str()).collect();
             assert_eq!((aliases, page.items[0].redirect_aliases), (vec!["aa.example", "zz.example"], true), "{label}");
-            let page = store.list_sites(&SiteQuery { limit: 3, offset: 2, ..Default::default() }).await.expect("page");
-            let domains: Vec<&str> = page.items.iter().map(|s| s.domain.as_str()).collect();
-            assert_eq!(domains, ["site11.bench.example", "site12.bench.example", "site13.bench.example"], "{label}");
+            let summaries = store.list_site_summaries(&q).await.expect("summaries");
+            assert_eq!((summaries.total, summaries.items[0].aliases), (1, 2), "{label}");
+            assert_eq!(summaries.items[0].domain, page.items[0].domain, "{label}");
+            let all = SiteQuery { limit: 7, offset: 3, ..Default::default() };
+            let (sites, summaries) =
+                (store.list_sites(&all).await.expect("list"), store.list_site_summaries(&all).await.expect("list"));
+            assert_eq!(sites.total, summaries.total, "{label}");
+            let site_ids: Vec<SiteId> = sites.items.iter().map(|s| s.id).collect();
+            let summary_ids: Vec<SiteId> = summaries.items.iter().map(|s| s.id).collect();
+            assert_eq!(site_ids, summary_ids, "{label}");
             let q = SiteQuery { only_clients: Some(vec![]), ..Default::default() };
             assert_eq!(store.list_sites(&q).await.expect("none").total, 0, "{label}");
             let tasks = store.list_tasks(&TaskQuery { limit: 10, ..Default::default() }).await.expect("tasks");

@@ -40,7 +40,7 @@ pub async fn list(State(state): State<AppState>, v: Viewer, Query(q): Query<List
     let text: Option<String> = given(&q.q).map(|t| t.chars().take(253).collect());
     let found = state
         .store
-        .list_sites(&SiteQuery {
+        .list_site_summaries(&SiteQuery {
             status,
             platform: platform.map(|p| p.id),
             client: client.map(|c| c.id),
@@ -64,7 +64,7 @@ pub async fn list(State(state): State<AppState>, v: Viewer, Query(q): Query<List
                 client => s.client_id.and_then(|c| client_names.get(&c).copied()),
                 db_engine => s.db_engine.as_str(),
                 https => s.https.as_str(),
-                aliases => s.aliases.len(),
+                aliases => s.aliases,
             }
         })
         .collect();

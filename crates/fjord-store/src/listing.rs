@@ -245,16 +245,9 @@ impl Store {
             clauses.push(format!("target_kind = 'site' AND target_id IN ({})", sites_of_clients(only)));
         }
         let filter = clauses.join(" AND ");
-        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM tasks WHERE {filter}"))
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        let rows = sqlx::query(&format!(
-            "SELECT {TASK_COLS} FROM tasks WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(rows::task).collect::<StoreResult<Vec<_>>>()?;
+        let select =
+            format!("SELECT {TASK_COLS} FROM tasks WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}");
+        let (items, total) = self.newest_first(TASK_COLS, &select, &filter, "tasks", |r| rows::task(r)).await?;
         Ok(Page { items, total, offset, limit })
     }
 
@@ -268,17 +261,30 @@ impl Store {
             clauses.push(format!("site_id IN ({})", sites_of_clients(only)));
         }
         let filter = clauses.join(" AND ");
-        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM backups WHERE {filter}"))
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        let rows = sqlx::query(&format!(
-            "SELECT {BACKUP_COLS} FROM backups WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(rows::backup).collect::<StoreResult<Vec<_>>>()?;
+        let select =
+            format!("SELECT {BACKUP_COLS} FROM backups WHERE {filter} ORDER BY id DESC LIMIT {limit} OFFSET {offset}");
+        let (items, total) = self.newest_first(BACKUP_COLS, &select, &filter, "backups", |r| rows::backup(r)).await?;
         Ok(Page { items, total, offset, limit })
+    }
+
+    /// The rows of `select` (newest first, by id) decoded by `decode`, and how many rows of `table` match
+    /// `filter`: one statement, the rows as one JSON value.
+    async fn newest_first<T>(
+        &self,
+        cols: &str,
+        select: &str,
+        filter: &str,
+        table: &str,
+        decode: impl Fn(&rows::JsonRow<'_>) -> StoreResult<T>,
+    ) -> StoreResult<(Vec<T>, i64)> {
+        let (list, rows) = self.json_list(cols, select, "id", &[]);
+        let sql = format!("SELECT (SELECT COUNT(*) FROM {table} WHERE {filter}) AS total, {list} AS items");
+        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
+        let total: i64 = row.try_get("total")?;
+        let mut items = rows.rows(&row, "items")?.iter().map(decode).collect::<StoreResult<Vec<T>>>()?;
+        // The list comes in ascending order.
+        items.reverse();
+        Ok((items, total))
     }
 
     /// Live sites per status (for a dashboard), within `only_clients` if given.

@@ -326,31 +326,31 @@ pub(crate) const TASK_COLS: &str =
      attempts, max_attempts, cancel_requested, lease_owner, lease_until, error, created_by, created_at, started_at, \
      finished_at, run_after, parent_id";
 
-pub(crate) fn task(row: &AnyRow) -> StoreResult<Task> {
+pub(crate) fn task(row: &impl Columns) -> StoreResult<Task> {
     Ok(Task {
-        id: TaskId(row.try_get("id")?),
+        id: TaskId(row.int("id")?),
         kind: text_enum(row, "kind", TaskKind::parse)?,
         target_kind: text_enum(row, "target_kind", TargetKind::parse)?,
-        target_id: row.try_get("target_id")?,
+        target_id: row.int("target_id")?,
         lane: Lane {
-            server: ServerId(row.try_get("lane_server")?),
-            platform: row.try_get::<Option<i64>, _>("lane_platform")?.map(PlatformId),
-            site: row.try_get::<Option<i64>, _>("lane_site")?.map(SiteId),
+            server: ServerId(row.int("lane_server")?),
+            platform: row.opt_int("lane_platform")?.map(PlatformId),
+            site: row.opt_int("lane_site")?.map(SiteId),
         },
         args: json(row, "args")?,
         status: text_enum(row, "status", TaskStatus::parse)?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
+        attempts: row.int("attempts")?,
+        max_attempts: row.int("max_attempts")?,
         cancel_requested: boolean(row, "cancel_requested")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_until: row.try_get("lease_until")?,
-        error: row.try_get("error")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        run_after: row.try_get("run_after")?,
-        parent: row.try_get::<Option<i64>, _>("parent_id")?.map(TaskId),
+        lease_owner: row.opt_text("lease_owner")?,
+        lease_until: row.opt_int("lease_until")?,
+        error: row.opt_text("error")?,
+        created_by: row.text("created_by")?,
+        created_at: row.int("created_at")?,
+        started_at: row.opt_int("started_at")?,
+        finished_at: row.opt_int("finished_at")?,
+        run_after: row.int("run_after")?,
+        parent: row.opt_int("parent_id")?.map(TaskId),
     })
 }
 
@@ -375,16 +375,16 @@ pub(crate) fn step(row: &AnyRow) -> StoreResult<StepRecord> {
     })
 }
 
-pub(crate) fn backup(row: &AnyRow) -> StoreResult<Backup> {
+pub(crate) fn backup(row: &impl Columns) -> StoreResult<Backup> {
     Ok(Backup {
-        id: BackupId(row.try_get("id")?),
-        site_id: SiteId(row.try_get("site_id")?),
-        path: row.try_get("path")?,
-        size: row.try_get("size")?,
-        checksum: row.try_get("checksum")?,
+        id: BackupId(row.int("id")?),
+        site_id: SiteId(row.int("site_id")?),
+        path: row.text("path")?,
+        size: row.int("size")?,
+        checksum: row.text("checksum")?,
         kind: text_enum(row, "kind", BackupKind::parse)?,
-        created_at: row.try_get("created_at")?,
-        offsite: row.try_get("offsite")?,
+        created_at: row.int("created_at")?,
+        offsite: row.opt_text("offsite")?,
     })
 }
 

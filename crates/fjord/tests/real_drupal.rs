@@ -591,6 +591,17 @@ fn real_moves(real: &Real, engine: &str) {
         .to_string();
     ok(&f, &["site", "restore", &renamed, "--backup", &pre_delete, "--wait"]);
     serves(&renamed, d, "restored after its delete");
+
+    // A restore in place: served from the backup's data, and the data it replaced archived after.
+    ok(&f, &["site", "backup", &renamed, "--wait"]);
+    let backup = f.json(&["backup", "list", "--site", &renamed])[0]["id"].to_string();
+    ok(&f, &["site", "restore", &renamed, "--backup", &backup, "--wait"]);
+    serves(&renamed, d, "restored in place");
+    f.wait_until("the pre-restore backup", || {
+        let list = f.json(&["backup", "list", "--site", &renamed]);
+        list.as_array().expect("list").iter().any(|b| b["kind"] == "pre-restore")
+    });
+    serves(&renamed, d, "after the replaced data was archived and dropped");
     eprintln!("[{d}] moves PASSED in {:.1}s", t_all.elapsed().as_secs_f64());
 }
 

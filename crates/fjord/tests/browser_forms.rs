@@ -177,6 +177,18 @@ fn site_page_forms_change_what_is_served() {
     b.wait_task("succeeded");
     served(&b, &site_url(domain), "Before the backup");
 
+    // The same form with its "portable SQL dump" box ticked queues a logical backup.
+    b.goto(&format!("{panel}/sites/{domain}"));
+    b.click("input[name='logical']");
+    b.click_text("Back up now");
+    b.wait_task("succeeded");
+    let newest = f.json(&["task", "list", "--limit", "1"])[0].clone();
+    assert_eq!(
+        (newest["kind"].as_str(), newest["args"]["logical"].as_bool()),
+        (Some("site-backup"), Some(true)),
+        "{newest}"
+    );
+
     // The one-time login link: shown on its task's page, it logs into the site's app as its admin.
     b.goto(&format!("{panel}/sites/{domain}"));
     b.click_text("Log in as admin");

@@ -382,12 +382,21 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(domain): Path<S
     site_page(&state, &v, &domain, StatusCode::OK, SiteForms::default()).await
 }
 
+/// What a site action's form may carry besides its CSRF token: the backup form's "portable SQL dump"
+/// checkbox. The other actions are plain buttons.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionForm {
+    #[serde(default)]
+    logical: Option<String>,
+}
+
 /// The one-button actions on a site: each queues a task and shows it.
 pub async fn action(
     State(state): State<AppState>,
     v: Viewer,
     Path((domain, action)): Path<(String, String)>,
-    _: CsrfForm<NoFields>,
+    CsrfForm(form): CsrfForm<ActionForm>,
 ) -> UiResult {
     let (s, a, d) = (State(state.clone()), v.0.clone(), Path(domain));
     let queued = match action.as_str() {
@@ -395,7 +404,10 @@ pub async fn action(
         "enable" => api::enable(s, a, d).await,
         "disable" => api::disable(s, a, d).await,
         "login-link" => api::login_link(s, a, d).await,
-        "backup" => api::backup(s, a, d, crate::extract::OptionalJson(api::BackupRequest::default())).await,
+        "backup" => {
+            let request = api::BackupRequest { logical: form.logical.is_some(), ..Default::default() };
+            api::backup(s, a, d, crate::extract::OptionalJson(request)).await
+        }
         _ => return Err(ApiError::not_found("action", action).into()),
     }?;
     Ok(see_other(&format!("/tasks/{}", queued.0.id)))

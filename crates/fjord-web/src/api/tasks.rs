@@ -21,7 +21,8 @@ use std::time::Duration;
 fn site_action_of(kind: TaskKind) -> SiteAction {
     match kind {
         TaskKind::SiteBackup => SiteAction::Backup,
-        TaskKind::SiteRestore => SiteAction::Restore,
+        // Archiving what a restore replaced is the restore's second half: retried by whoever may restore.
+        TaskKind::SiteRestore | TaskKind::SiteArchiveReplaced => SiteAction::Restore,
         TaskKind::SiteLoginLink => SiteAction::LoginLink,
         TaskKind::SiteEnable => SiteAction::Enable,
         TaskKind::SiteDisable => SiteAction::Disable,
@@ -309,4 +310,17 @@ pub async fn verify_backup(
         Ok(entries) => serde_json::json!({ "id": id, "ok": true, "entries": entries }),
         Err(e) => serde_json::json!({ "id": id, "ok": false, "error": e.to_string() }),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_is_retried_by_whoever_may_do_it_to_the_site() {
+        assert_eq!(site_action_of(TaskKind::SiteRestore), SiteAction::Restore);
+        assert_eq!(site_action_of(TaskKind::SiteArchiveReplaced), SiteAction::Restore);
+        assert_eq!(site_action_of(TaskKind::SiteDelete), SiteAction::Delete);
+        assert_eq!(site_action_of(TaskKind::SiteCert), SiteAction::Settings);
+    }
 }

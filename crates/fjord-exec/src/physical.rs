@@ -185,14 +185,46 @@ async fn alter_tablespaces(
 /// Copies `from` to `to` (`copy_file_range`: a reflink where the filesystem shares extents), owned by
 /// `owner`, mode 0660 as the server makes them.
 fn copy_owned(from: &Path, to: &Path, owner: Option<(u32, u32)>) -> ExecResult<u64> {
-    use std::os::unix::fs::PermissionsExt;
     let n = std::fs::copy(from, to).map_err(io_err(format!("copy {} to {}", from.display(), to.display())))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o660))
-        .map_err(io_err(format!("chmod {}", to.display())))?;
-    if let Some(o) = owner {
-        crate::fsops::chown(to, o)?;
-    }
+    give_to(to, owner)?;
     Ok(n)
+}
+
+/// Mode 0660, owned by `owner` (the database server's user): what the server needs of a table file.
+fn give_to(path: &Path, owner: Option<(u32, u32)>) -> ExecResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io_err(format!("chmod {}", path.display())))?;
+    if let Some(o) = owner {
+        crate::fsops::chown(path, o)?;
+    }
+    Ok(())
+}
+
+/// Brings the files of `tables` from `from` to `to`, owned by `owner`, mode 0660: renamed when `rename`
+/// allows it and both are on one filesystem, copied otherwise. Blocking, on its own thread.
+async fn transfer_tables(
+    from: PathBuf,
+    to: PathBuf,
+    tables: Vec<String>,
+    owner: Option<(u32, u32)>,
+    rename: bool,
+) -> ExecResult<u64> {
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = 0;
+        for (name, path) in table_files(&from, &tables) {
+            let dest = to.join(&name);
+            if rename && std::fs::rename(&path, &dest).is_ok() {
+                bytes += std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+                give_to(&dest, owner)?;
+            } else {
+                bytes += copy_owned(&path, &dest, owner)?;
+            }
+        }
+        Ok(bytes)
+    })
+    .await
+    .map_err(|e| ExecError::Other(format!("table files thread: {e}")))?
 }
 
 /// The files of `tables` in `dir`: (file name, path), each table's `.ibd` then its `.cfg`.
@@ -243,22 +275,14 @@ where
     Ok(format!("{copied}; {} tables imported in {:.2} s", tables.len(), started.elapsed().as_secs_f64()))
 }
 
-/// Copies the tablespace files of `tables` from `from` to `to` (blocking, on its own thread).
+/// Copies the tablespace files of `tables` from `from` to `to`.
 pub async fn copy_tables(
     from: PathBuf,
     to: PathBuf,
     tables: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> ExecResult<u64> {
-    tokio::task::spawn_blocking(move || {
-        let mut bytes = 0;
-        for (name, path) in table_files(&from, &tables) {
-            bytes += copy_owned(&path, &to.join(name), owner)?;
-        }
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| ExecError::Other(format!("copy thread: {e}")))?
+    transfer_tables(from, to, tables, owner, false).await
 }
 
 /// A line for the task log, in the step's output.
@@ -292,26 +316,7 @@ pub async fn move_tables(
     tables: Vec<String>,
     owner: Option<(u32, u32)>,
 ) -> ExecResult<u64> {
-    tokio::task::spawn_blocking(move || {
-        use std::os::unix::fs::PermissionsExt;
-        let mut bytes = 0;
-        for (name, path) in table_files(&from, &tables) {
-            let dest = to.join(&name);
-            if std::fs::rename(&path, &dest).is_ok() {
-                bytes += std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o660))
-                    .map_err(io_err(format!("chmod {}", dest.display())))?;
-                if let Some(o) = owner {
-                    crate::fsops::chown(&dest, o)?;
-                }
-            } else {
-                bytes += copy_owned(&path, &dest, owner)?;
-            }
-        }
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| ExecError::Other(format!("move thread: {e}")))?
+    transfer_tables(from, to, tables, owner, true).await
 }
 
 impl Executor {

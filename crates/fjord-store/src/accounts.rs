@@ -226,7 +226,7 @@ impl Store {
     }
 
     pub async fn client(&self, id: ClientId) -> StoreResult<Client> {
-        let row = sqlx::query("SELECT id, name, title, site_quota, created_at FROM clients WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {} FROM clients WHERE id = $1", crate::rows::CLIENT_COLS))
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await?;

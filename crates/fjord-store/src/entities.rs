@@ -224,9 +224,7 @@ impl Store {
     pub async fn platforms(&self) -> StoreResult<Vec<Platform>> {
         // Read as one JSON value: every sites page names them.
         let select = format!("SELECT {PLATFORM_COLS} FROM platforms WHERE status <> 'deleted'");
-        let (list, decode) = self.json_list(PLATFORM_COLS, &select, "name", &[]);
-        let row = sqlx::query(&format!("SELECT {list} AS items")).fetch_one(&self.pool).await?;
-        decode.rows(&row, "items")?.iter().map(rows::platform).collect()
+        self.read_list(PLATFORM_COLS, &select, "name", |r| rows::platform(r)).await
     }
 
     pub async fn platform(&self, id: PlatformId) -> StoreResult<Platform> {
@@ -659,14 +657,12 @@ impl Store {
 
     pub async fn clients(&self) -> StoreResult<Vec<Client>> {
         // Read as one JSON value: a list page shows every client in its filter.
-        let (list, decode) =
-            self.json_list(rows::CLIENT_COLS, &format!("SELECT {} FROM clients", rows::CLIENT_COLS), "name", &[]);
-        let row = sqlx::query(&format!("SELECT {list} AS items")).fetch_one(&self.pool).await?;
-        decode.rows(&row, "items")?.iter().map(rows::client).collect()
+        let select = format!("SELECT {} FROM clients", rows::CLIENT_COLS);
+        self.read_list(rows::CLIENT_COLS, &select, "name", |r| rows::client(r)).await
     }
 
     pub async fn client_by_name(&self, name: &str) -> StoreResult<Client> {
-        let row = sqlx::query("SELECT id, name, title, site_quota, created_at FROM clients WHERE name = $1")
+        let row = sqlx::query(&format!("SELECT {} FROM clients WHERE name = $1", rows::CLIENT_COLS))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;

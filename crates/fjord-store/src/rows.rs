@@ -155,6 +155,20 @@ fn compare_json(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Order
 }
 
 impl crate::Store {
+    /// Every row of `select` (whose columns are `cols`), in `order`, decoded by `decode`: one statement
+    /// returning one value (see [`Store::json_list`](crate::Store::json_list)).
+    pub(crate) async fn read_list<T>(
+        &self,
+        cols: &str,
+        select: &str,
+        order: &str,
+        decode: impl Fn(&JsonRow<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        let (list, rows) = self.json_list(cols, select, order, &[]);
+        let row = sqlx::query(&format!("SELECT {list} AS items")).fetch_one(&self.pool).await?;
+        rows.rows(&row, "items")?.iter().map(decode).collect()
+    }
+
     /// A scalar subquery giving the rows of `select` (whose columns are `cols`) as one JSON array of
     /// rows, in `order` (columns of `cols`), each row followed by the `extra` fields (name, SQL
     /// expression over `page`). PostgreSQL orders inside the aggregate; SQLite's aggregate `ORDER BY`

@@ -156,13 +156,7 @@ impl SitesFilter {
 
     /// Runs `SELECT total, <items_sql>` in one statement.
     async fn fetch(&self, store: &Store, items_sql: &str) -> StoreResult<(i64, sqlx::any::AnyRow)> {
-        let sql = format!("SELECT CAST(({}) AS BIGINT) AS total, {items_sql} AS items", self.total_sql);
-        let mut query = sqlx::query(&sql);
-        if let Some(t) = &self.text {
-            query = query.bind(t.clone());
-        }
-        let row = query.fetch_one(&store.pool).await?;
-        Ok((row.try_get("total")?, row))
+        store.counted_list(&self.total_sql, items_sql, self.text.as_deref()).await
     }
 }
 
@@ -278,13 +272,29 @@ impl Store {
         decode: impl Fn(&rows::JsonRow<'_>) -> StoreResult<T>,
     ) -> StoreResult<(Vec<T>, i64)> {
         let (list, rows) = self.json_list(cols, select, "id", &[]);
-        let sql = format!("SELECT (SELECT COUNT(*) FROM {table} WHERE {filter}) AS total, {list} AS items");
-        let row = sqlx::query(&sql).fetch_one(&self.pool).await?;
-        let total: i64 = row.try_get("total")?;
+        let (total, row) =
+            self.counted_list(&format!("SELECT COUNT(*) FROM {table} WHERE {filter}"), &list, None).await?;
         let mut items = rows.rows(&row, "items")?.iter().map(decode).collect::<StoreResult<Vec<T>>>()?;
         // The list comes in ascending order.
         items.reverse();
         Ok((items, total))
+    }
+
+    /// One statement, one row: the count `total_sql` gives (as `total`) and the list `items_sql` gives
+    /// (as `items`), with `text` bound as `$1` if given.
+    async fn counted_list(
+        &self,
+        total_sql: &str,
+        items_sql: &str,
+        text: Option<&str>,
+    ) -> StoreResult<(i64, sqlx::any::AnyRow)> {
+        let sql = format!("SELECT CAST(({total_sql}) AS BIGINT) AS total, {items_sql} AS items");
+        let mut query = sqlx::query(&sql);
+        if let Some(t) = text {
+            query = query.bind(t.to_string());
+        }
+        let row = query.fetch_one(&self.pool).await?;
+        Ok((row.try_get("total")?, row))
     }
 
     /// Live sites per status (for a dashboard), within `only_clients` if given.

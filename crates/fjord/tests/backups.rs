@@ -87,6 +87,8 @@ fn gzip_archives_restore_and_a_small_disk_refuses_cleanly() {
     f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);
     assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1");
     assert!(f.get(port, domain, "/").body.contains(&format!("<h1>{domain}</h1>")));
+    // The restore's follow-up archives the data it replaced: let it finish before the next part.
+    f.wait_until("the pre-restore backup", || backups(&f, domain).iter().any(|b| b["kind"] == "pre-restore"));
 
     // A small backups filesystem: an 8 MiB tmpfs.
     let backups_dir = f.state.join("backups");
@@ -263,6 +265,8 @@ fn offsite_copies_restore_and_are_pruned() {
     f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);
     assert_eq!(std::fs::read_to_string(files.join("hello.txt")).expect("read"), "v1");
     assert!(f.get(port, domain, "/").body.contains(&format!("<h1>{domain}</h1>")));
+    // The restore's follow-up archives the data it replaced: let it finish before the next part.
+    f.wait_until("the pre-restore backup", || backups(&f, domain).iter().any(|b| b["kind"] == "pre-restore"));
 
     // Retention reaches the offsite copies: keep only the newest backup of this hour.
     f.ok(&["backup", "schedule", "set", "--site", domain, "--hourly", "1", "--prune-manual"]);

@@ -18,7 +18,8 @@ pub use batch::{BatchSite, BatchSummary, PlatformMigrateArgs, SiteOutcome, SiteR
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
 pub use plan::{
-    BackupTree, Command, FileContent, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot, StateChange, Step, TempFile,
+    BackupTree, CacheTables, Command, FileContent, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot, StateChange,
+    Step, TempFile,
 };
 pub use proxies::{RealIp, RealIpHeader};
 pub use task::*;

@@ -136,6 +136,30 @@ pub struct PhysicalDb {
     pub schema: Option<Command>,
 }
 
+/// Tables whose rows a backup leaves out: the application's caches (Drupal's `cache` and `cache_*`
+/// bins), rebuilt on demand. Their structure stays in the archive, so a restored site has them empty,
+/// as it has no generated CSS/JS aggregates (cached pages that link to those would be stale anyway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheTables {
+    /// Table names, or name prefixes ending in `*`.
+    pub patterns: Vec<String>,
+    /// For a dump that leaves out tables by name (`mariadb-dump`): lists the database's tables, one
+    /// per line, and `skip_arg` + a table name is the option that leaves out its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<Command>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub skip_arg: String,
+}
+
+impl CacheTables {
+    pub fn matches(&self, table: &str) -> bool {
+        self.patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => table.starts_with(prefix),
+            None => table == p,
+        })
+    }
+}
+
 /// A physical copy of database `source` into `target` on the same server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhysicalCopy {
@@ -261,6 +285,9 @@ pub enum Step {
         /// database allows it; the manifest's `db_format` says which was done.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         physical: Option<PhysicalDb>,
+        /// Tables archived without their rows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_tables: Option<CacheTables>,
     },
     /// Check a backup archive against its checksum and unpack it into `dest` (created 0700). Undo
     /// removes `dest`.

@@ -93,6 +93,21 @@ pub struct Executor {
 
 pub type ReloadGates = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Instant>>>>>>;
 
+/// What a `Backup` step archives of the database.
+pub(crate) struct BackupDb<'a> {
+    pub dump: Option<&'a Command>,
+    pub physical: Option<&'a fjord_core::PhysicalDb>,
+    pub cache_tables: Option<&'a fjord_core::CacheTables>,
+}
+
+/// Records (manifest, task log) the cache tables archived without their rows.
+fn note_rows_left_out(sink: &Option<OutputSink>, manifest: &mut serde_json::Value, skipped: Vec<String>) {
+    if !skipped.is_empty() {
+        crate::physical::note(sink, format!("cache tables archived without their rows: {}", skipped.join(", ")));
+    }
+    manifest["tables_without_rows"] = serde_json::json!(skipped);
+}
+
 impl Executor {
     pub fn new(host: Host, secrets: SecretStore, undo_dir: PathBuf) -> Executor {
         Executor { host, secrets, undo_dir, reload_gates: Default::default() }
@@ -196,18 +211,17 @@ impl Executor {
     }
     /// The `Backup` step: the database (dumped, or its tablespace files where `physical` allows) and
     /// the trees into one archive.
-    #[allow(clippy::too_many_arguments)]
     async fn backup(
         &self,
         archive: &Path,
-        dump: Option<&Command>,
+        db: BackupDb<'_>,
         trees: &[fjord_core::BackupTree],
         manifest: &serde_json::Value,
         compression: fjord_core::Compression,
-        physical: Option<&fjord_core::PhysicalDb>,
         sink: Option<OutputSink>,
         cancel: Option<watch::Receiver<bool>>,
     ) -> ExecResult<Option<String>> {
+        let BackupDb { dump, physical, cache_tables } = db;
         let dump_file = archive.with_extension("dump");
         let trees: Vec<crate::backup::Tree> = trees
             .iter()
@@ -219,10 +233,18 @@ impl Executor {
         let files = crate::backup::trees_size(&trees);
         crate::backup::check_space(&dir, files, "site files")?;
         let mut manifest = manifest.clone();
+        if let Some(cache) = cache_tables {
+            manifest["cache_tables"] = serde_json::json!(cache.patterns);
+        }
         if let Some(db) = physical {
             match crate::physical::probe(self, db, false).await? {
-                Ok(layout) => {
+                Ok(mut layout) => {
                     manifest["db_format"] = "physical".into();
+                    if let Some(cache) = cache_tables {
+                        let (skipped, kept) = layout.tables.into_iter().partition(|t| cache.matches(t));
+                        layout.tables = kept;
+                        note_rows_left_out(&sink, &mut manifest, skipped);
+                    }
                     return self.backup_physical(archive, db, layout, &manifest, trees, files, compression, sink).await;
                 }
                 Err(why) => crate::physical::note(&sink, format!("logical database dump: {why}")),
@@ -232,7 +254,24 @@ impl Executor {
             manifest["db_format"] = "logical".into();
         }
         if let Some(cmd) = dump {
-            let (mut c, _guard) = self.materialize(cmd)?;
+            let mut cmd = cmd.clone();
+            if let Some(cache) = cache_tables.filter(|c| c.list.is_some()) {
+                let list = cache.list.as_ref().expect("filtered");
+                let tables = self.run_command(list, None, cancel.clone()).await?.stdout;
+                let skipped: Vec<String> = tables
+                    .lines()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && cache.matches(t))
+                    .map(String::from)
+                    .collect();
+                // The database name is the dump's last argument; the options go before it.
+                let at = cmd.argv.len().saturating_sub(1);
+                for t in skipped.iter().rev() {
+                    cmd.argv.insert(at, format!("{}{t}", cache.skip_arg));
+                }
+                note_rows_left_out(&sink, &mut manifest, skipped);
+            }
+            let (mut c, _guard) = self.materialize(&cmd)?;
             c.stdout_file = Some(dump_file.clone());
             if let Err(e) = self.host.run_checked(&c, sink, cancel).await {
                 let _ = self.host.remove_all(&dump_file);
@@ -678,10 +717,14 @@ impl Executor {
                 self.host.rename(f, t)?;
                 Ok(None)
             }
-            Step::Backup { archive, dump, trees, manifest, compression, physical } => {
+            Step::Backup { archive, dump, trees, manifest, compression, physical, cache_tables } => {
                 let archive = PathBuf::from(archive);
-                self.backup(&archive, dump.as_ref(), trees, manifest, *compression, physical.as_ref(), sink, cancel)
-                    .await
+                let db = crate::steps::BackupDb {
+                    dump: dump.as_ref(),
+                    physical: physical.as_ref(),
+                    cache_tables: cache_tables.as_ref(),
+                };
+                self.backup(&archive, db, trees, manifest, *compression, sink, cancel).await
             }
             Step::LoadDatabase { dir, import, physical, .. } => {
                 self.load_database(Path::new(dir), import, physical.as_ref(), sink, cancel).await

@@ -93,6 +93,16 @@ impl App {
         }
     }
 
+    /// Tables holding only caches the application rebuilds on demand (name patterns, see
+    /// [`fjord_core::CacheTables`]): a backup keeps their structure but not their rows. Drupal's
+    /// cache bins; D8+'s `cachetags` is not one (it holds invalidation counters).
+    pub fn cache_tables(self) -> &'static [&'static str] {
+        match self {
+            App::Drupal7 | App::Drupal => &["cache", "cache_*"],
+            _ => &[],
+        }
+    }
+
     /// The site's directory inside the platform, for apps that keep one (Drupal's `sites/DOMAIN`).
     pub fn platform_site_dir(self, ctx: &SiteCtx) -> Option<String> {
         match self {

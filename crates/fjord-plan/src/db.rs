@@ -309,6 +309,35 @@ pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
     })
 }
 
+/// The dump a backup makes, and the tables it leaves without rows (`patterns`: the app's caches).
+/// PostgreSQL takes the patterns as they are; `mariadb-dump` needs each table named, so the executor
+/// lists them first; SQLite's `.dump` cannot leave rows out, so its archives keep them.
+pub fn backup_dump(ctx: &crate::apps::SiteCtx, patterns: &[&str]) -> PlanResult<(Command, Option<CacheTables>)> {
+    let mut dump = dump(ctx)?;
+    if patterns.is_empty() {
+        return Ok((dump, None));
+    }
+    let db = ctx.db.database.as_str();
+    let mut cache =
+        CacheTables { patterns: patterns.iter().map(|p| p.to_string()).collect(), list: None, skip_arg: String::new() };
+    match ctx.site.db_engine {
+        DbEngine::Mariadb => {
+            let list =
+                as_site(ctx, &["mariadb", "--batch", "--skip-column-names"], &[db]).stdin("SHOW TABLES;\n".to_string());
+            cache.list = Some(list.timeout(120));
+            cache.skip_arg = format!("--ignore-table-data={db}.");
+        }
+        DbEngine::Postgres => {
+            let at = dump.argv.len() - 1;
+            for p in patterns {
+                dump.argv.insert(at, format!("--exclude-table-data={p}"));
+            }
+        }
+        DbEngine::Sqlite => return Ok((dump, None)),
+    }
+    Ok((dump, Some(cache)))
+}
+
 /// The command that loads a dump (fed on stdin from `dump_file`) into the site's database, with the
 /// site's own account.
 pub fn import(ctx: &crate::apps::SiteCtx, dump_file: &str) -> PlanResult<Command> {

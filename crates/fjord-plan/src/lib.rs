@@ -862,9 +862,17 @@ fn backup_planned(
     let mut plan = Plan::default();
     plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
     plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
-    let dump = Some(db::dump(ctx)?);
+    let (dump, cache_tables) = db::backup_dump(ctx, App::of(ctx.platform).cache_tables())?;
     let physical = if a.logical { None } else { db::physical(db_server(snap, site), ctx, true)? };
-    plan.push(Step::Backup { archive: archive.clone(), dump, trees, manifest, compression: a.compression, physical });
+    plan.push(Step::Backup {
+        archive: archive.clone(),
+        dump: Some(dump),
+        trees,
+        manifest,
+        compression: a.compression,
+        physical,
+        cache_tables,
+    });
     Ok(Planned {
         plan,
         on_success: vec![StateChange::BackupRecorded {

@@ -411,6 +411,12 @@ pub fn path_of(url: &str) -> String {
 
 /// Runs SQL in a site's database as the test's database admin.
 pub fn sql_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) {
+    sql_output_as_admin(f, engine, domain, sql);
+}
+
+/// Runs SQL in a site's database as the test's database admin; returns what it printed (values
+/// only, tab-separated).
+pub fn sql_output_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) -> String {
     let site = f.json(&["site", "show", domain])["site"].clone();
     let db = site["db_name"].as_str().expect("db name").to_string();
     let out = match engine {
@@ -420,14 +426,17 @@ pub fn sql_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) {
             .output(),
         "mariadb" => std::process::Command::new("mariadb")
             .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-            .args(["-uroot", &db, "-e", sql])
+            .args(["-uroot", "--batch", "--skip-column-names", &db, "-e", sql])
             .output(),
         _ => {
             let url = std::env::var("FJORD_TEST_PG_URL").expect("pg url");
             let base = url.rsplit_once('/').expect("url").0;
-            std::process::Command::new("psql").args(["-X", "-q", &format!("{base}/{db}"), "-c", sql]).output()
+            std::process::Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", &format!("{base}/{db}"), "-c", sql])
+                .output()
         }
     }
     .expect("sql client runs");
     assert!(out.status.success(), "{engine}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

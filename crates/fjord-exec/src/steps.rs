@@ -211,6 +211,7 @@ impl Executor {
     }
     /// The `Backup` step: the database (dumped, or its tablespace files where `physical` allows) and
     /// the trees into one archive.
+    #[allow(clippy::too_many_arguments)]
     async fn backup(
         &self,
         archive: &Path,

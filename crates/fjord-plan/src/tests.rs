@@ -289,3 +289,33 @@ fn restore_hands_the_replaced_data_to_an_archive_task() {
         planned.on_success
     );
 }
+
+/// A Drupal site's backup leaves its cache bins' rows out: on MariaDB the executor lists the tables
+/// and names each bin to `mariadb-dump`; SQLite's dump cannot, and other apps have no bins.
+#[test]
+fn backups_leave_out_drupal_cache_rows() {
+    let layout = Layout::new("/var/lib/fjord");
+    let args = serde_json::json!({"kind": "manual", "stamp": "20261127-1"});
+    let cache_tables_of = |s: &Snapshot| {
+        let planned = plan(&layout, TaskKind::SiteBackup, &args, s, &Facts::default()).expect("plans");
+        planned.plan.steps.iter().find_map(|st| match st {
+            Step::Backup { cache_tables, .. } => Some(cache_tables.clone()),
+            _ => None,
+        })
+    };
+    let mariadb = cache_tables_of(&snap(Some(site(SiteStatus::Enabled, &[], false))))
+        .expect("a backup step")
+        .expect("cache tables");
+    assert_eq!(mariadb.patterns, ["cache", "cache_*"]);
+    assert_eq!(mariadb.skip_arg, "--ignore-table-data=exampleorg.");
+    assert_eq!(mariadb.list.as_ref().expect("a table list").stdin.as_deref(), Some("SHOW TABLES;\n"));
+    assert!(mariadb.matches("cache_render") && mariadb.matches("cache") && !mariadb.matches("cachetags"));
+    assert!(!mariadb.matches("node_cache") && !mariadb.matches("node"));
+
+    let mut sqlite = site(SiteStatus::Enabled, &[], false);
+    sqlite.db_engine = DbEngine::Sqlite;
+    assert_eq!(cache_tables_of(&snap(Some(sqlite))), Some(None));
+    let mut s = snap(Some(site(SiteStatus::Enabled, &[], false)));
+    s.platform.as_mut().expect("platform").app = Some(AppKind::Wordpress);
+    assert_eq!(cache_tables_of(&s), Some(None));
+}

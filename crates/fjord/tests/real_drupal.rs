@@ -594,6 +594,16 @@ fn real_moves(real: &Real, engine: &str) {
 
     // A restore in place: served from the backup's data, and the data it replaced archived after.
     ok(&f, &["site", "backup", &renamed, "--wait"]);
+    if engine == "mariadb" {
+        // Drupal's cache bins are archived without their rows (the executor lists them on MariaDB).
+        let task = f.json(&["task", "list", "--limit", "1"])[0]["id"].to_string();
+        let log = f.ok(&["task", "log", &task]);
+        check!(
+            &f,
+            log.contains("cache tables archived without their rows: ") && log.contains("cache_bootstrap"),
+            "{log}"
+        );
+    }
     let backup = f.json(&["backup", "list", "--site", &renamed])[0]["id"].to_string();
     ok(&f, &["site", "restore", &renamed, "--backup", &backup, "--wait"]);
     serves(&renamed, d, "restored in place");

@@ -103,6 +103,16 @@ impl App {
         }
     }
 
+    /// The directories of the site's own content in its state directory (what a backup holds and a
+    /// restore swaps): private files, and WordPress's uploads (Debian's WordPress would otherwise put
+    /// every site's uploads in its one shared `wp-content`).
+    pub fn state_content_dirs(self) -> &'static [&'static str] {
+        match self {
+            App::Wordpress => &["private", "uploads"],
+            _ => &["private"],
+        }
+    }
+
     /// The site's directory inside the platform, for apps that keep one (Drupal's `sites/DOMAIN`).
     pub fn platform_site_dir(self, ctx: &SiteCtx) -> Option<String> {
         match self {
@@ -129,7 +139,8 @@ impl App {
     /// Directories the site's PHP user must be able to write.
     pub fn writable_dirs(self, ctx: &SiteCtx) -> Vec<String> {
         let site_dir = ctx.site_dir();
-        let mut dirs = vec![format!("{site_dir}/private"), format!("{site_dir}/tmp"), format!("{site_dir}/log")];
+        let mut dirs: Vec<String> = self.state_content_dirs().iter().map(|d| format!("{site_dir}/{d}")).collect();
+        dirs.extend([format!("{site_dir}/tmp"), format!("{site_dir}/log")]);
         if self == App::Drupal {
             dirs.push(format!("{site_dir}/config"));
         }
@@ -212,6 +223,12 @@ impl App {
                 plan.push(Step::WriteFile {
                     path: format!("{}/mu-plugins/fjord-login.php", ctx.site_dir()),
                     content: FileContent::Text { text: render::wordpress_login_plugin()? },
+                    mode: 0o644,
+                    owner: None,
+                });
+                plan.push(Step::WriteFile {
+                    path: format!("{}/mu-plugins/fjord-uploads.php", ctx.site_dir()),
+                    content: FileContent::Text { text: render::wordpress_uploads_plugin(&ctx.site_dir())? },
                     mode: 0o644,
                     owner: None,
                 });

@@ -598,7 +598,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     } else {
         plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
     }
-    for sub in ["private", "tmp", "log"] {
+    for sub in app.state_content_dirs().iter().chain(&["tmp", "log"]) {
         plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
     }
     if site.db_engine == DbEngine::Sqlite {
@@ -818,12 +818,18 @@ fn backup_trees(layout: &Layout, ctx: &SiteCtx, replaced_by: Option<&str>) -> Ve
         }
     }
     let mut state_exclude: Vec<String> = ["tmp", "db", "log"].iter().map(|d| d.to_string()).collect();
+    let content_dirs = App::of(ctx.platform).state_content_dirs();
     if let Some(stamp) = replaced_by {
-        state_exclude.extend(["private".into(), set_aside_name("private", stamp)]);
+        for dir in content_dirs {
+            state_exclude.extend([dir.to_string(), set_aside_name(dir, stamp)]);
+        }
     }
     tree("state", layout.site_dir(ctx.site), state_exclude);
     if let Some(stamp) = replaced_by {
-        tree("state/private", format!("{}/{}", layout.site_dir(ctx.site), set_aside_name("private", stamp)), vec![]);
+        for dir in content_dirs {
+            let aside = format!("{}/{}", layout.site_dir(ctx.site), set_aside_name(dir, stamp));
+            tree(&format!("state/{dir}"), aside, vec![]);
+        }
     }
     trees
 }
@@ -924,7 +930,11 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
 
     // The site's files: the current ones step aside, the backup's take their place.
     let app = App::of(ctx.platform);
-    let mut swaps = vec![(layout.site_dir(site), "private", format!("{staging}/state/private"))];
+    let mut swaps: Vec<(String, &str, String)> = app
+        .state_content_dirs()
+        .iter()
+        .map(|dir| (layout.site_dir(site), *dir, format!("{staging}/state/{dir}")))
+        .collect();
     if let Some(dir) = app.platform_site_dir(&ctx) {
         swaps.push((dir, "files", format!("{staging}/site/files")));
     }

@@ -170,9 +170,20 @@ fn copy_dir(from: &str, to: &str, stamp: &str, plan: &mut Plan) {
     plan.push(Step::Move { from: temp, to: to.to_string() });
 }
 
+/// Copies the site's content directories in its state dir (`App::state_content_dirs`) from `from` to
+/// `to`. Each source is first made as verify makes it: a site from before a content directory was
+/// added (WordPress's `uploads`) has none yet.
+fn copy_state_content(app: App, from: &SiteCtx, to: &SiteCtx, stamp: &str, plan: &mut Plan) {
+    for dir in app.state_content_dirs() {
+        let source = format!("{}/{dir}", from.site_dir());
+        plan.push(Step::MakeDir { path: source.clone(), mode: 0o770, owner: Some(from.layout.php_owner(from.site)) });
+        copy_dir(&source, &format!("{}/{dir}", to.site_dir()), stamp, plan);
+    }
+}
+
 /// The directories that hold a site's own content: (in the platform, in Fjord's site dir).
 fn content_dirs(app: App, ctx: &SiteCtx) -> Vec<String> {
-    let mut dirs = vec![format!("{}/private", ctx.site_dir())];
+    let mut dirs: Vec<String> = app.state_content_dirs().iter().map(|d| format!("{}/{d}", ctx.site_dir())).collect();
     if let Some(dir) = app.platform_site_dir(ctx) {
         dirs.push(format!("{dir}/files"));
     }
@@ -252,7 +263,7 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     if let (Some(from), Some(to)) = (app.platform_site_dir(&src), app.platform_site_dir(&ctx)) {
         copy_dir(&from, &to, &stamp, &mut plan);
     }
-    copy_dir(&format!("{}/private", src.site_dir()), &format!("{}/private", ctx.site_dir()), &stamp, &mut plan);
+    copy_state_content(app, &src, &ctx, &stamp, &mut plan);
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
@@ -374,7 +385,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     plan.extend(create_new_database(new_db_server, &moved)?);
     if renamed {
         plan.push(Step::MakeDir { path: layout.site_dir(&moved), mode: 0o751, owner: None });
-        copy_dir(&format!("{}/private", ctx.site_dir()), &format!("{}/private", ctx2.site_dir()), &a.stamp, &mut plan);
+        copy_state_content(app, &ctx, &ctx2, &a.stamp, &mut plan);
         if app == App::Drupal {
             copy_dir(
                 &format!("{}/config", ctx.site_dir()),
@@ -561,7 +572,9 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
     plan.push(load_database(db_server(snap, site), &ctx, &staging, "into its database")?);
-    plan.push(Step::Move { from: format!("{staging}/state/private"), to: format!("{}/private", ctx.site_dir()) });
+    for dir in app.state_content_dirs() {
+        plan.push(Step::Move { from: format!("{staging}/state/{dir}"), to: format!("{}/{dir}", ctx.site_dir()) });
+    }
     if let Some(dir) = app.platform_site_dir(&ctx) {
         // The whole site directory of the backup (files, site-level modules); settings are regenerated.
         plan.push(Step::Move { from: format!("{staging}/site"), to: dir });

@@ -24,6 +24,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("apps/wordpress.config.php.j2", include_str!("../templates/apps/wordpress.config.php.j2")),
     ("apps/wordpress-script.php.j2", include_str!("../templates/apps/wordpress-script.php.j2")),
     ("apps/wordpress-login.php.j2", include_str!("../templates/apps/wordpress-login.php.j2")),
+    ("apps/wordpress-uploads.php.j2", include_str!("../templates/apps/wordpress-uploads.php.j2")),
     ("apps/schema-check.php.j2", include_str!("../templates/apps/schema-check.php.j2")),
 ];
 
@@ -219,6 +220,7 @@ pub(crate) fn vhost(
                 aliases,
                 redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
                 docroot => layout.docroot(platform),
+                uploads_dir => format!("{}/uploads", layout.site_dir(site)),
                 flavour,
                 disabled => serving != Serving::Live,
                 maintenance => serving == Serving::Maintenance,
@@ -250,6 +252,7 @@ pub(crate) fn vhost(
             aliases,
             redirect_aliases => site.redirect_aliases && !site.aliases.is_empty(),
             docroot => layout.docroot(platform),
+            uploads_dir => format!("{}/uploads", layout.site_dir(site)),
             flavour,
             disabled => serving != Serving::Live,
             maintenance => serving == Serving::Maintenance,
@@ -399,6 +402,11 @@ pub(crate) fn schema_check(ctx: &SiteCtx, app: &str, scan: &[String]) -> PlanRes
 
 pub(crate) fn wordpress_login_plugin() -> PlanResult<String> {
     render("apps/wordpress-login.php.j2", context! {})
+}
+
+/// The must-use plugin that keeps a WordPress site's uploads in its own directory.
+pub(crate) fn wordpress_uploads_plugin(site_dir: &str) -> PlanResult<String> {
+    render("apps/wordpress-uploads.php.j2", context! { site_dir })
 }
 
 pub(crate) fn php_settings(ctx: &SiteCtx) -> PlanResult<String> {

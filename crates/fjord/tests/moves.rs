@@ -485,10 +485,16 @@ fn wordpress_clones_and_migrates_with_its_database_upgrade() {
     let a = f.get(port, &domain, "/");
     assert!(a.status == 200 && a.body.contains(&domain), "{a:?}");
 
+    // The site's uploads (in its own directory) go with the clone.
+    let uploads = f.state.join("sites").join(&domain).join("uploads/2026/11");
+    std::fs::create_dir_all(&uploads).expect("mkdir");
+    std::fs::write(uploads.join("photo.txt"), "a photo").expect("write");
     let copy = format!("wpc{}.example", std::process::id());
     f.ok(&["site", "clone", &domain, &copy, "--wait"]);
     let a = f.get(port, &copy, "/");
     assert!(a.status == 200 && a.body.contains(&domain), "the clone does not show the source's blog: {a:?}");
+    let photo = f.get(port, &copy, "/wp-content/uploads/2026/11/photo.txt");
+    assert_eq!((photo.status, photo.body.as_str()), (200, "a photo"), "the clone's uploads: {photo:?}");
     for d in [&copy, &domain] {
         f.ok(&["site", "disable", d, "--wait"]);
         f.ok(&["site", "delete", d, "--wait"]);

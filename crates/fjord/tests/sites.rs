@@ -205,6 +205,35 @@ fn wordpress(web: &'static str) {
     assert!(admin.body.contains("Dashboard"), "not logged in to wp-admin");
     assert_eq!(f.get(port, &domain, &path_of(&link)).status, 403, "the login link worked twice");
     f.ok(&["site", "cron", &domain, "--wait"]);
+
+    // Uploads go to the site's own directory (not Debian's shared wp-content), are served from there,
+    // never run as PHP, and come back with the site from its backup.
+    let upload = format!(
+        "$_SERVER['HTTP_HOST'] = '{domain}'; $_SERVER['REQUEST_URI'] = '/'; $_SERVER['SERVER_PORT'] = '{port}'; \
+         require 'wp-load.php'; $u = wp_upload_bits('fjord-test.txt', null, 'uploaded'); echo $u['error'] ?: $u['url'];"
+    );
+    let url = f.ok(&["site", "exec", &domain, "--", "php", "-r", &upload]).trim().to_string();
+    assert!(url.contains("/wp-content/uploads/") && url.ends_with("/fjord-test.txt"), "{url}");
+    let uploads = f.state.join("sites").join(&domain).join("uploads");
+    let path = uploads.join(path_of(&url).trim_start_matches("/wp-content/uploads/"));
+    assert_eq!(std::fs::read_to_string(&path).expect("the upload in the site's directory"), "uploaded");
+    let served = f.get(port, &domain, &path_of(&url));
+    assert_eq!((served.status, served.body.as_str()), (200, "uploaded"), "{served:?}");
+    std::fs::write(uploads.join("evil.php"), "<?php echo 'ran';").expect("write");
+    let evil = f.get(port, &domain, "/wp-content/uploads/evil.php");
+    assert!(evil.status == 403 && !evil.body.contains("ran"), "{evil:?}");
+    f.ok(&["site", "disable", &domain, "--wait"]);
+    f.ok(&["site", "delete", &domain, "--wait"]);
+    assert!(!path.exists(), "the upload outlived its site");
+    let backups = f.json(&["backup", "list"]);
+    let id = backups.as_array().expect("list").iter().find(|b| b["kind"] == "pre-delete").expect("pre-delete")["id"]
+        .as_i64()
+        .expect("id")
+        .to_string();
+    f.ok(&["site", "restore", &domain, "--backup", &id, "--wait"]);
+    let served = f.get(port, &domain, &path_of(&url));
+    assert_eq!((served.status, served.body.as_str()), (200, "uploaded"), "after the restore: {served:?}");
+
     f.ok(&["site", "disable", &domain, "--wait"]);
     f.ok(&["site", "delete", &domain, "--wait"]);
     assert!(!Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(), "WordPress config left behind");

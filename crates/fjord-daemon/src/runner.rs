@@ -108,7 +108,22 @@ pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
         app_version: app.and_then(|(_, v)| v),
         sites_php,
         details,
+        unarchived_replaced: vec![],
     }
+}
+
+/// What a site's restores replaced and their `site-archive-replaced` tasks (`tasks`) did not archive:
+/// the arguments of failed or cancelled ones that no task with the same arguments has since done.
+fn unarchived_replaced(tasks: &[Task]) -> Vec<fjord_plan::ArchiveReplacedArgs> {
+    let args = |t: &Task| serde_json::from_value::<fjord_plan::ArchiveReplacedArgs>(t.args.clone()).ok();
+    let done: Vec<_> = tasks.iter().filter(|t| t.status == TaskStatus::Succeeded).filter_map(args).collect();
+    let mut left = Vec::new();
+    for a in tasks.iter().filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled)).filter_map(args) {
+        if !done.contains(&a) && !left.contains(&a) {
+            left.push(a);
+        }
+    }
+    left
 }
 
 async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
@@ -117,7 +132,11 @@ async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
         return fjord_plan::noop(args).map_err(|e| e.to_string());
     }
     let snap = ctx.store.snapshot(task).await.map_err(|e| e.to_string())?;
-    let facts = gather_facts(task.kind, &snap);
+    let mut facts = gather_facts(task.kind, &snap);
+    if task.kind == TaskKind::SiteDelete {
+        let archives = ctx.store.site_tasks_of_kind(task.target_id, TaskKind::SiteArchiveReplaced).await;
+        facts.unarchived_replaced = unarchived_replaced(&archives.map_err(|e| e.to_string())?);
+    }
     fjord_plan::plan(&ctx.config.layout, task.kind, &task.args, &snap, &facts).map_err(|e| e.to_string())
 }
 
@@ -624,4 +643,29 @@ async fn adopt_one(
         .await
         .map_err(|e| e.to_string())?;
     Ok(format!("adopted as site {domain}; its import is task {}", t.id))
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    /// Failed or cancelled archives count until a task with the same arguments succeeds.
+    #[test]
+    fn replaced_data_stays_unarchived_until_a_retry_succeeds() {
+        let task = |stamp: &str, status| {
+            let args = serde_json::json!({"stamp": stamp, "db_name": format!("old{stamp}")});
+            Task { status, ..Task::prospective(TaskKind::SiteArchiveReplaced, 1, Lane::batch(PlatformId(1)), args) }
+        };
+        let tasks = [
+            task("1", TaskStatus::Failed),
+            task("1", TaskStatus::Succeeded),
+            task("2", TaskStatus::Failed),
+            task("2", TaskStatus::Cancelled),
+            task("3", TaskStatus::Queued),
+        ];
+        let left = unarchived_replaced(&tasks);
+        let stamps: Vec<&str> = left.iter().map(|a| a.stamp.as_str()).collect();
+        assert_eq!(stamps, ["2"]);
+        assert_eq!(left[0].db_name, "old2");
+    }
 }

@@ -51,6 +51,9 @@ pub struct Facts {
     pub vendor: bool,
     /// Profiles, drush, PHP requirement, site directories found.
     pub details: PlatformDetails,
+    /// For a site delete: what restores replaced and their `site-archive-replaced` tasks failed to
+    /// archive (failed or cancelled, and not since archived by a retry).
+    pub unarchived_replaced: Vec<ArchiveReplacedArgs>,
 }
 
 /// Arguments of a no-op task (used by tests and the queue benchmark).
@@ -176,7 +179,7 @@ pub fn plan(
         }
         TaskKind::SiteEnable => site_apply(layout, snap, SiteStatus::Enabled, false),
         TaskKind::SiteDisable => site_apply(layout, snap, SiteStatus::Disabled, false),
-        TaskKind::SiteDelete => site_delete(layout, snap, args::<DeleteArgs>(task_args)?),
+        TaskKind::SiteDelete => site_delete(layout, snap, args::<DeleteArgs>(task_args)?, facts),
         TaskKind::SiteLoginLink => site_login_link(layout, snap),
         TaskKind::SiteCron => site_cron(layout, snap),
         TaskKind::SiteClone => moves::site_clone(layout, snap, args::<CloneArgs>(task_args)?),
@@ -968,6 +971,16 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
 /// then removes them. Until the archive is written, nothing is removed: a failure here leaves the old
 /// data where the restore set it aside, and a retry archives it again.
 fn site_archive_replaced(layout: &Layout, snap: &Snapshot, a: ArchiveReplacedArgs) -> PlanResult<Planned> {
+    let (mut planned, removals) = archive_replaced(layout, snap, a)?;
+    // Only now, what cannot be undone: the old data goes.
+    planned.plan.push(moves::commit());
+    planned.plan.extend(removals);
+    Ok(planned)
+}
+
+/// The pre-restore backup of what a restore replaced (`a`), and the steps that then remove it, which
+/// must come after the task's commit mark.
+fn archive_replaced(layout: &Layout, snap: &Snapshot, a: ArchiveReplacedArgs) -> PlanResult<(Planned, Vec<Step>)> {
     let site = site_of(snap)?;
     check_stamp(&a.stamp)?;
     if a.db_name == site.db_name || a.db_name.is_empty() {
@@ -986,22 +999,20 @@ fn site_archive_replaced(layout: &Layout, snap: &Snapshot, a: ArchiveReplacedArg
     let aside: Vec<String> = trees.iter().filter(|t| t.name.contains('/')).map(|t| t.path.clone()).collect();
     let kind = BackupKind::PreRestore;
     let stamp = format!("{}-pre-restore", a.stamp);
-    let mut planned = backup_planned(layout, snap, &ctx, BackupArgs { kind, stamp, ..Default::default() }, trees)?;
-    // Only now, what cannot be undone: the old data goes.
-    let plan = &mut planned.plan;
-    plan.push(moves::commit());
-    for dir in aside {
-        plan.push(Step::RemovePath { path: dir });
-    }
+    let planned = backup_planned(layout, snap, &ctx, BackupArgs { kind, stamp, ..Default::default() }, trees)?;
+    let mut removals: Vec<Step> = aside.into_iter().map(|path| Step::RemovePath { path }).collect();
     if site.db_engine == DbEngine::Sqlite {
-        plan.push(Step::RemovePath { path: ctx.db.database.clone() });
+        removals.push(Step::RemovePath { path: ctx.db.database.clone() });
     } else if let Some(step) = db::drop_database(db_server(snap, site), &old)? {
-        plan.push(step);
+        removals.push(step);
     }
-    Ok(planned)
+    Ok((planned, removals))
 }
 
-fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Planned> {
+/// Deletes a site, after its pre-delete backup. Data a restore replaced whose archiving failed
+/// (`facts.unarchived_replaced`) is archived first, as that follow-up would have, and removed with the
+/// site: otherwise its old database would stay behind on the server, belonging to no site.
+fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs, facts: &Facts) -> PlanResult<Planned> {
     let site = site_of(snap)?;
     if !matches!(site.status, SiteStatus::Disabled | SiteStatus::Failed) && !a.force {
         return Err(PlanError::Refused(format!(
@@ -1023,6 +1034,15 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
         plan.extend(pre.plan.steps);
         on_success.extend(pre.on_success);
     }
+    let mut replaced_removals = Vec::new();
+    if matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
+        for replaced in &facts.unarchived_replaced {
+            let (archive, removals) = archive_replaced(layout, snap, replaced.clone())?;
+            plan.extend(archive.plan.steps);
+            on_success.extend(archive.on_success);
+            replaced_removals.extend(removals);
+        }
+    }
     // First stop serving it, then remove what it had.
     let vhost = layout.vhost_path(&snap.server, site);
     plan.push(Step::RemovePath { path: vhost.clone() });
@@ -1043,10 +1063,11 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs) -> PlanResult<Pl
     // before can still fail and roll back to a whole site. A client's user stays for its other sites.
     let drop_db = db::drop_site_db(db_server(snap, site), site)?;
     let drop_user = (site.isolation == Isolation::Site).then(|| Step::RemoveUnixUser { name: layout.php_user(site) });
-    if drop_db.is_some() || drop_user.is_some() {
+    if drop_db.is_some() || drop_user.is_some() || !replaced_removals.is_empty() {
         plan.push(moves::commit());
     }
     plan.extend(drop_db);
+    plan.extend(replaced_removals);
     plan.extend(drop_user);
     Ok(Planned { plan, on_success, on_failure: vec![] })
 }

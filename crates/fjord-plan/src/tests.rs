@@ -319,3 +319,45 @@ fn backups_leave_out_drupal_cache_rows() {
     s.platform.as_mut().expect("platform").app = Some(AppKind::Wordpress);
     assert_eq!(cache_tables_of(&s), Some(None));
 }
+
+/// A delete archives what a restore replaced and its failed follow-up left, as that task would have,
+/// and drops the old database only past the commit mark, with the site's own.
+#[test]
+fn a_delete_archives_replaced_data_a_failed_follow_up_left() {
+    let mut s = snap(Some(site(SiteStatus::Disabled, &[], false)));
+    s.site.as_mut().expect("site").db_name = "exampleorg_r1".into();
+    let layout = Layout::new("/var/lib/fjord");
+    let replaced = ArchiveReplacedArgs { stamp: "20261127-1".into(), db_name: "exampleorg".into() };
+    let facts = Facts { unarchived_replaced: vec![replaced], ..Default::default() };
+    let args = serde_json::json!({"backup_stamp": "20261127-2"});
+    let planned = plan(&layout, TaskKind::SiteDelete, &args, &s, &facts).expect("plans");
+    let steps = &planned.plan.steps;
+    let commit = steps.iter().position(|st| matches!(st, Step::Mark { name } if name == "commit")).expect("commit");
+    let archives: Vec<usize> =
+        steps.iter().enumerate().filter_map(|(i, st)| matches!(st, Step::Backup { .. }).then_some(i)).collect();
+    assert_eq!(archives.len(), 2, "the pre-delete and the pre-restore backups: {steps:?}");
+    assert!(archives.iter().all(|i| *i < commit), "{steps:?}");
+    let drops: Vec<(usize, &str)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, st)| match st {
+            Step::Run { label, .. } if label.contains("drop") => Some((i, label.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert!(drops.iter().all(|(i, _)| *i > commit), "{drops:?}");
+    assert!(drops.iter().any(|(_, l)| l.contains("exampleorg") && !l.contains("exampleorg_r1")), "{drops:?}");
+    let kinds: Vec<BackupKind> = planned
+        .on_success
+        .iter()
+        .filter_map(|c| match c {
+            StateChange::BackupRecorded { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [BackupKind::PreDelete, BackupKind::PreRestore]);
+
+    // Without such data, the delete is as before: one backup.
+    let planned = plan(&layout, TaskKind::SiteDelete, &args, &s, &Facts::default()).expect("plans");
+    assert_eq!(planned.plan.steps.iter().filter(|st| matches!(st, Step::Backup { .. })).count(), 1);
+}

@@ -414,6 +414,15 @@ impl Store {
         row.as_ref().map(rows::task).transpose()?.ok_or(StoreError::NotFound { what: "task", name: id.to_string() })
     }
 
+    /// The tasks of `kind` on one site, oldest first.
+    pub async fn site_tasks_of_kind(&self, site: i64, kind: TaskKind) -> StoreResult<Vec<Task>> {
+        let sql = format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE target_kind = 'site' AND target_id = $1 AND kind = $2 ORDER BY id"
+        );
+        let rows = sqlx::query(&sql).bind(site).bind(kind.as_str()).fetch_all(&self.pool).await?;
+        rows.iter().map(rows::task).collect()
+    }
+
     /// Tasks, newest first.
     pub async fn tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
         let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE 1 = 1");

@@ -239,6 +239,60 @@ fn wordpress(web: &'static str) {
     assert!(!Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(), "WordPress config left behind");
 }
 
+/// Whether the test MariaDB has a database of that name.
+fn mariadb_has(db: &str) -> bool {
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
+        .output()
+        .expect("mariadb");
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l == db)
+}
+
+/// A restore's follow-up fails to archive the data it replaced; deleting the site then archives that
+/// data (the pre-restore backup) and drops the old database, which no site would own otherwise.
+#[test]
+fn a_delete_archives_what_a_failed_restore_follow_up_left() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, _port) = Fjord::with_server();
+    if !f.has_engine("mariadb") {
+        return;
+    }
+    fixture_platform(&f, "drupal10", "d10");
+    let domain = "orphan.example";
+    f.ok(&["site", "create", domain, "--platform", "d10", "--db-engine", "mariadb", "--wait"]);
+    f.ok(&["site", "backup", domain, "--wait"]);
+    let id = f.json(&["backup", "list", "--site", domain])[0]["id"].as_i64().expect("id").to_string();
+    // The follow-up's third step is its archive.
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", "site-archive-replaced:2:fail")]);
+    f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);
+    let failed = || {
+        let tasks = f.json(&["task", "list", "--status", "failed"]);
+        tasks.as_array().expect("tasks").iter().find(|t| t["kind"] == "site-archive-replaced").cloned()
+    };
+    f.wait_until("the follow-up to fail", || failed().is_some());
+    let old_db = failed().expect("failed")["args"]["db_name"].as_str().expect("db_name").to_string();
+    assert!(mariadb_has(&old_db), "the replaced database {old_db} is gone before anything archived it");
+    f.stop();
+    f.start_serve(&[]);
+
+    f.ok(&["site", "disable", domain, "--wait"]);
+    f.ok(&["site", "delete", domain, "--wait"]);
+    let kinds: Vec<String> = f
+        .json(&["backup", "list"])
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|b| b["path"].as_str().unwrap_or_default().contains(domain))
+        .map(|b| b["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(kinds.iter().any(|k| k == "pre-restore") && kinds.iter().any(|k| k == "pre-delete"), "{kinds:?}");
+    assert!(!mariadb_has(&old_db), "the replaced database {old_db} outlived its site");
+}
+
 #[test]
 fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
     if !services_available() {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, fixture_platform, services_available, sql_as_admin, Fjord};
+use common::{fixture, fixture_platform, mariadb_databases, services_available, sql_as_admin, Fjord};
 use std::path::PathBuf;
 
 fn engines(f: &Fjord) -> Vec<&'static str> {
@@ -753,18 +753,6 @@ fn last_task_log(f: &Fjord) -> String {
     let tasks = f.json(&["task", "list", "--limit", "2"]);
     let task = tasks.as_array().expect("tasks").iter().find(|t| t["kind"] != "site-archive-replaced").expect("task");
     f.ok(&["task", "log", &task["id"].as_i64().expect("id").to_string()])
-}
-
-/// The databases on the test MariaDB server.
-/// The databases on the test MariaDB whose names start with `prefix` (other tests share the server).
-fn mariadb_databases(prefix: &str) -> Vec<String> {
-    let out = std::process::Command::new("mariadb")
-        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-        .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
-        .output()
-        .expect("mariadb");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().filter(|d| d.starts_with(prefix)).map(str::to_string).collect()
 }
 
 /// On MariaDB, clone, backup and restore copy the tables' InnoDB files instead of SQL (transportable

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    copy_tree, fixture, fixture_platform, path_of, services_available, sql_as_admin, sql_output_as_admin, Fjord,
+    copy_tree, fixture, fixture_platform, mariadb_databases, path_of, services_available, sql_as_admin,
+    sql_output_as_admin, Fjord,
 };
 use std::path::Path;
 
@@ -71,13 +72,8 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
     assert!(f.not_served(port, domain), "{domain}: still served after delete");
     assert!(!f.state.join("sites").join(domain).exists(), "{domain}: site dir left");
     if engine == "mariadb" {
-        let dbs = std::process::Command::new("mariadb")
-            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-            .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
-            .output()
-            .expect("mariadb");
         let db_name: String = domain.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        assert!(!String::from_utf8_lossy(&dbs.stdout).lines().any(|l| l == db_name), "{domain}: database left behind");
+        assert!(!mariadb_databases(&db_name).contains(&db_name), "{domain}: database left behind");
     }
 }
 
@@ -239,16 +235,6 @@ fn wordpress(web: &'static str) {
     assert!(!Path::new(&format!("/etc/wordpress/config-{domain}.php")).exists(), "WordPress config left behind");
 }
 
-/// Whether the test MariaDB has a database of that name.
-fn mariadb_has(db: &str) -> bool {
-    let out = std::process::Command::new("mariadb")
-        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-        .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
-        .output()
-        .expect("mariadb");
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l == db)
-}
-
 /// A restore's follow-up fails to archive the data it replaced; deleting the site then archives that
 /// data (the pre-restore backup) and drops the old database, which no site would own otherwise.
 #[test]
@@ -275,7 +261,10 @@ fn a_delete_archives_what_a_failed_restore_follow_up_left() {
     };
     f.wait_until("the follow-up to fail", || failed().is_some());
     let old_db = failed().expect("failed")["args"]["db_name"].as_str().expect("db_name").to_string();
-    assert!(mariadb_has(&old_db), "the replaced database {old_db} is gone before anything archived it");
+    assert!(
+        mariadb_databases(&old_db).contains(&old_db),
+        "the replaced database {old_db} is gone before anything archived it"
+    );
     f.stop();
     f.start_serve(&[]);
 
@@ -290,7 +279,7 @@ fn a_delete_archives_what_a_failed_restore_follow_up_left() {
         .map(|b| b["kind"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(kinds.iter().any(|k| k == "pre-restore") && kinds.iter().any(|k| k == "pre-delete"), "{kinds:?}");
-    assert!(!mariadb_has(&old_db), "the replaced database {old_db} outlived its site");
+    assert!(!mariadb_databases(&old_db).contains(&old_db), "the replaced database {old_db} outlived its site");
 }
 
 #[test]
@@ -317,12 +306,7 @@ fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
     assert_eq!(f.json(&["site", "list", "--status", "failed"]).as_array().expect("list").len(), 1);
     assert_eq!(f.get(port, "keep.example", "/").status, 200, "the other site stopped being served");
     if engine == "mariadb" {
-        let dbs = std::process::Command::new("mariadb")
-            .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
-            .args(["-uroot", "--batch", "-e", "SHOW DATABASES"])
-            .output()
-            .expect("mariadb");
-        assert!(!String::from_utf8_lossy(&dbs.stdout).contains("goneexample"), "database left behind");
+        assert!(mariadb_databases("goneexample").is_empty(), "database left behind");
     }
 }
 

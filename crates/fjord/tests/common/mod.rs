@@ -440,3 +440,14 @@ pub fn sql_output_as_admin(f: &Fjord, engine: &str, domain: &str, sql: &str) -> 
     assert!(out.status.success(), "{engine}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The databases on the test MariaDB whose names start with `prefix` (other tests share the server).
+pub fn mariadb_databases(prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("mariadb")
+        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e", "SHOW DATABASES"])
+        .output()
+        .expect("mariadb");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|d| d.starts_with(prefix)).map(str::to_string).collect()
+}

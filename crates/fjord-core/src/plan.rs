@@ -104,6 +104,12 @@ impl Command {
         self.timeout_secs = secs;
         self
     }
+    /// Adds `option` just before the last argument (a dump's database name), where the clients take
+    /// their options.
+    pub fn insert_option(&mut self, option: String) {
+        let at = self.argv.len().saturating_sub(1);
+        self.argv.insert(at, option);
+    }
     pub fn redact(mut self, needle: impl Into<String>) -> Command {
         self.redact.push(needle.into());
         self

@@ -256,8 +256,7 @@ impl Executor {
         }
         if let Some(cmd) = dump {
             let mut cmd = cmd.clone();
-            if let Some(cache) = cache_tables.filter(|c| c.list.is_some()) {
-                let list = cache.list.as_ref().expect("filtered");
+            if let Some((cache, list)) = cache_tables.and_then(|c| c.list.as_ref().map(|l| (c, l))) {
                 let tables = self.run_command(list, None, cancel.clone()).await?.stdout;
                 let skipped: Vec<String> = tables
                     .lines()
@@ -265,10 +264,8 @@ impl Executor {
                     .filter(|t| !t.is_empty() && cache.matches(t))
                     .map(String::from)
                     .collect();
-                // The database name is the dump's last argument; the options go before it.
-                let at = cmd.argv.len().saturating_sub(1);
-                for t in skipped.iter().rev() {
-                    cmd.argv.insert(at, format!("{}{t}", cache.skip_arg));
+                for t in &skipped {
+                    cmd.insert_option(format!("{}{t}", cache.skip_arg));
                 }
                 note_rows_left_out(&sink, &mut manifest, skipped);
             }

@@ -328,9 +328,8 @@ pub fn backup_dump(ctx: &crate::apps::SiteCtx, patterns: &[&str]) -> PlanResult<
             cache.skip_arg = format!("--ignore-table-data={db}.");
         }
         DbEngine::Postgres => {
-            let at = dump.argv.len() - 1;
             for p in patterns {
-                dump.argv.insert(at, format!("--exclude-table-data={p}"));
+                dump.insert_option(format!("--exclude-table-data={p}"));
             }
         }
         DbEngine::Sqlite => return Ok((dump, None)),

@@ -578,6 +578,11 @@ fn ctx_for<'a>(
     })
 }
 
+/// A directory of the site's state dir that its PHP user writes (content, temp files, logs).
+fn site_subdir(layout: &Layout, site: &Site, path: String) -> Step {
+    Step::MakeDir { path, mode: 0o770, owner: Some(layout.php_owner(site)) }
+}
+
 /// Everything derived about a site that needs no service to be asked: its directories, settings,
 /// PHP-FPM pool and vhost. Returns what reloads watch.
 fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> PlanResult<SiteFiles> {
@@ -602,7 +607,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
         plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
     }
     for sub in app.state_content_dirs().iter().chain(&["tmp", "log"]) {
-        plan.push(Step::MakeDir { path: format!("{dir}/{sub}"), mode: 0o770, owner: owner.clone() });
+        plan.push(site_subdir(layout, site, format!("{dir}/{sub}")));
     }
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });

@@ -176,7 +176,7 @@ fn copy_dir(from: &str, to: &str, stamp: &str, plan: &mut Plan) {
 fn copy_state_content(app: App, from: &SiteCtx, to: &SiteCtx, stamp: &str, plan: &mut Plan) {
     for dir in app.state_content_dirs() {
         let source = format!("{}/{dir}", from.site_dir());
-        plan.push(Step::MakeDir { path: source.clone(), mode: 0o770, owner: Some(from.layout.php_owner(from.site)) });
+        plan.push(crate::site_subdir(from.layout, from.site, source.clone()));
         copy_dir(&source, &format!("{}/{dir}", to.site_dir()), stamp, plan);
     }
 }

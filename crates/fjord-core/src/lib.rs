@@ -6,6 +6,7 @@
 
 pub mod backups;
 pub mod batch;
+pub mod desired;
 pub mod model;
 pub mod names;
 pub mod plan;
@@ -14,6 +15,7 @@ pub mod task;
 pub mod tls;
 
 pub use backups::{BackupSchedule, Compression, Retention};
+pub use desired::{Change, DesiredChange};
 pub use batch::{BatchSite, BatchSummary, PlatformMigrateArgs, SiteOutcome, SiteResult};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};

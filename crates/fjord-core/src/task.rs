@@ -208,9 +208,14 @@ impl Task {
 pub struct NewTask {
     pub kind: TaskKind,
     pub target_id: i64,
-    pub lane: Lane,
     pub args: serde_json::Value,
     pub created_by: String,
+}
+
+impl NewTask {
+    pub fn new(kind: TaskKind, target_id: i64, args: serde_json::Value, created_by: impl Into<String>) -> NewTask {
+        NewTask { kind, target_id, args, created_by: created_by.into() }
+    }
 }
 
 string_enum!(LogLevel { Debug = "debug", Info = "info", Warn = "warn", Error = "error" });

@@ -8,7 +8,7 @@
 //! matching it against the tasks it had queued (a crash may fall between queueing a site's migrate
 //! and storing the summary that says so). A cancel queues no more sites; the running ones finish.
 
-use crate::runner::{gather_facts, Context};
+use crate::runner::Context;
 use fjord_core::batch::downtime_from_log;
 use fjord_core::*;
 use std::time::Duration;
@@ -176,18 +176,11 @@ async fn queue_site(
     if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
         return Err(skipped(&format!("the site is {}", site.status)));
     }
-    let kind = TaskKind::SiteMigrate;
-    let stamp = fjord_core::backups::backup_stamp(fjord_store::now_millis());
-    let margs = serde_json::json!({ "to_platform": args.to_platform, "keep_old_domain": true, "stamp": stamp });
-    let lane = ctx.store.lane_of(TargetKind::Site, site.id.0).await.map_err(|e| refused(e.to_string()))?;
-    let snap = ctx
-        .store
-        .snapshot(&Task::prospective(kind, site.id.0, lane, margs.clone()))
+    let margs = fjord_actions::migrate_args(PlatformId(args.to_platform), None, true);
+    let new = NewTask::new(TaskKind::SiteMigrate, site.id.0, margs, batch.created_by.clone());
+    fjord_actions::planning::plan_prospective(&ctx.store, &ctx.config.layout, &new, &[])
         .await
         .map_err(|e| refused(e.to_string()))?;
-    fjord_plan::plan(&ctx.config.layout, kind, &margs, &snap, &gather_facts(kind, &snap))
-        .map_err(|e| refused(e.to_string()))?;
-    let new = NewTask { kind, target_id: site.id.0, lane, args: margs, created_by: batch.created_by.clone() };
     Ok(ctx.store.enqueue_child(&new, batch.id).await.map_err(|e| refused(e.to_string()))?.id)
 }
 

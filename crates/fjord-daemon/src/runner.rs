@@ -3,7 +3,6 @@
 use crate::DaemonConfig;
 use fjord_core::*;
 use fjord_exec::{Executor, StepUndo};
-use fjord_plan::Facts;
 use fjord_store::Store;
 use std::path::Path;
 use std::time::Duration;
@@ -84,60 +83,9 @@ fn output_forwarder(
     (tx, handle)
 }
 
-/// What a planner needs to know about the host for `kind` (read-only). The CLI calls it too, for
-/// dry runs; both run on the host the task is for.
-pub fn gather_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
-    if kind != TaskKind::PlatformVerify {
-        return Facts::default();
-    }
-    let Some(platform) = &snap.platform else {
-        return Facts::default();
-    };
-    let root = Path::new(&platform.root);
-    let docroot = fjord_exec::probe::docroot(root);
-    let web = docroot.as_ref().map(|d| if d.is_empty() { root.to_path_buf() } else { root.join(d) });
-    let app = web.as_ref().and_then(|w| fjord_exec::probe::app(w));
-    let sites_php = web.as_ref().and_then(|w| std::fs::read_to_string(w.join("sites/sites.php")).ok());
-    let details = fjord_exec::probe::platform_details(root, web.as_deref());
-    Facts {
-        composer_json: root.join("composer.json").is_file(),
-        vendor: root.join("vendor").is_dir(),
-        root_exists: root.is_dir(),
-        docroot,
-        app: app.as_ref().map(|(a, _)| *a),
-        app_version: app.and_then(|(_, v)| v),
-        sites_php,
-        details,
-        unarchived_replaced: vec![],
-    }
-}
-
-/// What a site's restores replaced and their `site-archive-replaced` tasks (`tasks`) did not archive:
-/// the arguments of failed or cancelled ones that no task with the same arguments has since done.
-fn unarchived_replaced(tasks: &[Task]) -> Vec<fjord_plan::ArchiveReplacedArgs> {
-    let args = |t: &Task| serde_json::from_value::<fjord_plan::ArchiveReplacedArgs>(t.args.clone()).ok();
-    let done: Vec<_> = tasks.iter().filter(|t| t.status == TaskStatus::Succeeded).filter_map(args).collect();
-    let mut left = Vec::new();
-    for a in tasks.iter().filter(|t| matches!(t.status, TaskStatus::Failed | TaskStatus::Cancelled)).filter_map(args) {
-        if !done.contains(&a) && !left.contains(&a) {
-            left.push(a);
-        }
-    }
-    left
-}
-
+/// The task's plan, made the one way requests plan theirs (fjord-actions), so a dry run shows what runs.
 async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
-    if task.kind == TaskKind::Noop {
-        let args = serde_json::from_value(task.args.clone()).map_err(|e| format!("task arguments: {e}"))?;
-        return fjord_plan::noop(args).map_err(|e| e.to_string());
-    }
-    let snap = ctx.store.snapshot(task).await.map_err(|e| e.to_string())?;
-    let mut facts = gather_facts(task.kind, &snap);
-    if task.kind == TaskKind::SiteDelete {
-        let archives = ctx.store.site_tasks_of_kind(task.target_id, TaskKind::SiteArchiveReplaced).await;
-        facts.unarchived_replaced = unarchived_replaced(&archives.map_err(|e| e.to_string())?);
-    }
-    fjord_plan::plan(&ctx.config.layout, task.kind, &task.args, &snap, &facts).map_err(|e| e.to_string())
+    fjord_actions::planning::plan_task(&ctx.store, &ctx.config.layout, task).await.map_err(|e| e.to_string())
 }
 
 /// Renews the lease while the task runs; flips `cancel` when the task is asked to stop or the lease is
@@ -582,90 +530,10 @@ async fn adopt_one(
     web: &Path,
     domain: &Domain,
 ) -> Result<String, String> {
-    // The settings file is PHP: let PHP read it. Paths reach the script through the environment.
-    let script = "define('DRUPAL_ROOT', getenv('FJORD_WEB')); $app_root = getenv('FJORD_WEB'); \
-                  $site_path = 'sites/' . getenv('FJORD_SITE'); $databases = []; $settings = []; $conf = []; \
-                  include $app_root . '/' . $site_path . '/settings.php'; \
-                  echo json_encode($databases['default']['default'] ?? null);";
     let php = server.php_runtime(None).and_then(|r| r.cli.clone()).unwrap_or_else(|| "php".into());
-    let cmd = fjord_exec::Cmd::new([php.as_str(), "-r", script])
-        .env("FJORD_WEB", web.to_string_lossy())
-        .env("FJORD_SITE", domain.as_str())
-        .timeout(Duration::from_secs(60));
-    let out = ctx.executor.host.run_checked(&cmd, None, None).await.map_err(|e| e.to_string())?;
-    let db: serde_json::Value =
-        serde_json::from_str(out.stdout.trim()).map_err(|_| "no database settings".to_string())?;
-    let field = |k: &str| db[k].as_str().map(String::from).or_else(|| db[k].as_i64().map(|n| n.to_string()));
-    let engine = match field("driver").as_deref() {
-        Some("mysql") => DbEngine::Mariadb,
-        Some("pgsql") => DbEngine::Postgres,
-        Some(other) => {
-            return Err(format!("its {other} database cannot be adopted automatically; use `fjord site import`"))
-        }
-        None => return Err("no database driver in its settings".into()),
-    };
-    if server.db(engine).is_none() {
-        return Err(format!("server {} offers no {engine} database", server.name));
-    }
-    let (Some(name), Some(user), Some(password)) = (field("database"), field("username"), field("password")) else {
-        return Err("incomplete database settings".into());
-    };
-    let new = fjord_store::NewSite {
-        domain: domain.clone(),
-        platform: platform.id,
-        db_server: Some(server.id),
-        db_engine: engine,
-        php: None,
-        profile: None,
-        language: "en".into(),
-        client: None,
-        aliases: vec![],
-        redirect_aliases: false,
-        https: HttpsMode::Off,
-        cron_interval: Some(3600),
-        existing_db: Some((name, user)),
-    };
-    let (site, _) = ctx.store.create_site_with(&new, "daemon:adopt", None).await.map_err(|e| e.to_string())?;
-    ctx.executor
-        .secrets
-        .put(&fjord_plan::db::site_password_key(&site), &fjord_exec::Secret::new(password))
-        .map_err(|e| e.to_string())?;
-    let lane = Lane { server: server.id, platform: Some(platform.id), site: Some(site.id) };
-    let t = ctx
-        .store
-        .enqueue(&NewTask {
-            kind: TaskKind::SiteImport,
-            target_id: site.id.0,
-            lane,
-            args: serde_json::json!({}),
-            created_by: "daemon:adopt".into(),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(format!("adopted as site {domain}; its import is task {}", t.id))
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    /// Failed or cancelled archives count until a task with the same arguments succeeds.
-    #[test]
-    fn replaced_data_stays_unarchived_until_a_retry_succeeds() {
-        let task = |stamp: &str, status| {
-            let args = serde_json::json!({"stamp": stamp, "db_name": format!("old{stamp}")});
-            Task { status, ..Task::prospective(TaskKind::SiteArchiveReplaced, 1, Lane::batch(PlatformId(1)), args) }
-        };
-        let tasks = [
-            task("1", TaskStatus::Failed),
-            task("1", TaskStatus::Succeeded),
-            task("2", TaskStatus::Failed),
-            task("2", TaskStatus::Cancelled),
-            task("3", TaskStatus::Queued),
-        ];
-        let left = unarchived_replaced(&tasks);
-        let stamps: Vec<&str> = left.iter().map(|a| a.stamp.as_str()).collect();
-        assert_eq!(stamps, ["2"]);
-        assert_eq!(left[0].db_name, "old2");
-    }
+    let import = fjord_actions::drupal_db_settings(&php, web, domain, platform).await?;
+    let actions = fjord_actions::Actions::new(&ctx.store, &ctx.config.layout);
+    let (_, outcome) = actions.import_site(&import, "daemon:adopt", false).await.map_err(|e| e.to_string())?;
+    let task = outcome.task().map(|t| t.id.to_string()).unwrap_or_default();
+    Ok(format!("adopted as site {domain}; its import is task {task}"))
 }

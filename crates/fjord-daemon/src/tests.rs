@@ -23,7 +23,7 @@ fn lane(site: Option<i64>, platform: Option<i64>) -> Lane {
 
 async fn noop(store: &Store, lane: Lane, args: serde_json::Value) -> Task {
     store
-        .enqueue(&NewTask { kind: TaskKind::Noop, target_id: 0, lane, args, created_by: "test".into() })
+        .enqueue_noop(lane, args, "test")
         .await
         .expect("enqueue")
 }

@@ -114,14 +114,70 @@ pub fn php_runtimes() -> Vec<FoundPhp> {
     found
 }
 
+/// A Drupal site's `$databases['default']['default']`, read by running its `settings.php` in PHP
+/// (`php`, the CLI), as drush would: the file is PHP, so only PHP reads it right. Paths reach the
+/// script through the environment, never its text.
+pub async fn drupal_db_settings(php: &str, web: &Path, site_dir: &str) -> Result<serde_json::Value, String> {
+    let script = "define('DRUPAL_ROOT', getenv('FJORD_WEB')); $app_root = getenv('FJORD_WEB'); \
+                  $site_path = 'sites/' . getenv('FJORD_SITE'); $databases = []; $settings = []; $conf = []; \
+                  include $app_root . '/' . $site_path . '/settings.php'; \
+                  echo json_encode($databases['default']['default'] ?? null);";
+    let cmd = crate::Cmd::new([php, "-r", script])
+        .env("FJORD_WEB", web.to_string_lossy())
+        .env("FJORD_SITE", site_dir)
+        .timeout(std::time::Duration::from_secs(60));
+    let out = crate::cmd::run(&cmd, None, None).await.map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!("php could not read its settings: {}", out.stderr.trim()));
+    }
+    match serde_json::from_str::<serde_json::Value>(out.stdout.trim()) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err("no database settings".into()),
+    }
+}
+
+/// A text file's content, if it can be read.
+pub fn read_text(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// Whether a program named in a request may be run as root to probe it: an absolute path to an
+/// executable regular file that root owns and only root can change, in directories only root can
+/// change (else whoever could write it would run code as root). The error says why not.
+pub fn trusted_binary(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!("{path} is not an absolute path"));
+    }
+    let real = std::fs::canonicalize(p).map_err(|e| format!("{path}: {e}"))?;
+    let meta = std::fs::metadata(&real).map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() || meta.mode() & 0o111 == 0 {
+        return Err(format!("{path} is not an executable file"));
+    }
+    for part in real.ancestors() {
+        let m = std::fs::metadata(part).map_err(|e| format!("{}: {e}", part.display()))?;
+        if m.uid() != 0 || m.mode() & 0o022 != 0 {
+            return Err(format!("{} can be changed by a user other than root: not running {path}", part.display()));
+        }
+    }
+    Ok(())
+}
+
 /// What a PHP-FPM binary is: its `MAJOR.MINOR` version (`-v`) and its extensions (`-m` of the
-/// matching CLI if there is one, else of the FPM binary itself).
+/// matching CLI if there is one, else of the FPM binary itself). Both programs must pass
+/// [`trusted_binary`]; each gets 20 seconds.
 pub async fn php_fpm_info(fpm: &str, cli: Option<&str>) -> Option<(String, Vec<String>)> {
-    let out = crate::cmd::run(&crate::Cmd::new([fpm, "-v"]), None, None).await.ok()?;
+    trusted_binary(fpm).ok()?;
+    if let Some(c) = cli {
+        trusted_binary(c).ok()?;
+    }
+    let limit = std::time::Duration::from_secs(20);
+    let out = crate::cmd::run(&crate::Cmd::new([fpm, "-v"]).timeout(limit), None, None).await.ok()?;
     // "PHP 8.2.29 (fpm-fcgi) (built: …)"
     let full = out.stdout.strip_prefix("PHP ")?.split_whitespace().next()?.to_string();
     let version = full.split('.').take(2).collect::<Vec<_>>().join(".");
-    let modules = crate::cmd::run(&crate::Cmd::new([cli.unwrap_or(fpm), "-m"]), None, None).await.ok()?;
+    let modules = crate::cmd::run(&crate::Cmd::new([cli.unwrap_or(fpm), "-m"]).timeout(limit), None, None).await.ok()?;
     let extensions = modules
         .stdout
         .lines()
@@ -149,6 +205,22 @@ pub async fn apache_version() -> Option<String> {
 #[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_root_controlled_binaries_are_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(trusted_binary("/bin/true").is_ok());
+        assert!(trusted_binary("bin/true").is_err(), "relative");
+        assert!(trusted_binary("/etc/passwd").is_err(), "not executable");
+        assert!(trusted_binary("/no/such/php-fpm").is_err());
+        // /tmp is world-writable: anything under it could be swapped by another user.
+        let dir = tempfile::tempdir_in("/tmp").expect("tempdir");
+        let bin = dir.path().join("php-fpm");
+        std::fs::write(&bin, "#!/bin/sh\n").expect("write");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = trusted_binary(&bin.to_string_lossy()).expect_err("under /tmp");
+        assert!(err.contains("other than root"), "{err}");
+    }
 
     #[test]
     fn detects_drupal_wordpress_and_docroots() {

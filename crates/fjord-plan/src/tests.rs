@@ -361,3 +361,16 @@ fn a_delete_archives_replaced_data_a_failed_follow_up_left() {
     let planned = plan(&layout, TaskKind::SiteDelete, &args, &s, &Facts::default()).expect("plans");
     assert_eq!(planned.plan.steps.iter().filter(|st| matches!(st, Step::Backup { .. })).count(), 1);
 }
+
+#[test]
+fn a_desired_change_reaches_every_copy_of_its_site_in_a_snapshot() {
+    use fjord_core::desired::DesiredChange;
+    let site = site(SiteStatus::Enabled, &[], false);
+    let mut s = snap(Some(site.clone()));
+    s.sites = vec![site.clone()];
+    DesiredChange::SitePhp { site: site.id, runtime: Some("8.3".into()) }.apply(&mut s);
+    assert_eq!(s.site.as_ref().and_then(|x| x.php.as_deref()), Some("8.3"));
+    assert_eq!(s.sites[0].php.as_deref(), Some("8.3"));
+    DesiredChange::SitePhp { site: SiteId(site.id.0 + 1), runtime: None }.apply(&mut s);
+    assert_eq!(s.sites[0].php.as_deref(), Some("8.3"), "another site's change leaves this one alone");
+}

@@ -17,7 +17,6 @@ pub enum ScheduleTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduledSite {
     pub site: SiteId,
-    pub lane: Lane,
     pub schedule: BackupSchedule,
     /// When the daemon last queued a scheduled backup of it.
     pub last_queued: Option<Millis>,
@@ -153,11 +152,6 @@ impl Store {
             let site = SiteId(row.try_get("site")?);
             out.push(ScheduledSite {
                 site,
-                lane: Lane {
-                    server: ServerId(row.try_get("server")?),
-                    platform: Some(PlatformId(row.try_get("platform")?)),
-                    site: Some(site),
-                },
                 schedule,
                 last_queued: row.try_get("last_queued")?,
                 pending: row.try_get::<i64, _>("pending")? > 0,
@@ -189,13 +183,7 @@ impl Store {
                 "stamp": backups::backup_stamp(now),
                 "compression": s.schedule.compression,
             });
-            let new = NewTask {
-                kind: TaskKind::SiteBackup,
-                target_id: s.site.0,
-                lane: s.lane,
-                args,
-                created_by: "daemon:backup".into(),
-            };
+            let new = NewTask::new(TaskKind::SiteBackup, s.site.0, args, "daemon:backup");
             queued.push(insert_task(&mut conn, &new, now).await?);
         }
         Ok(queued)

@@ -78,7 +78,6 @@ impl Store {
             &NewTask {
                 kind: TaskKind::ServerVerify,
                 target_id: server.id.0,
-                lane: Lane { server: server.id, platform: None, site: None },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -112,17 +111,6 @@ impl Store {
         row.as_ref().map(rows::server).transpose()?.ok_or_else(|| not_found("server", id))
     }
 
-    /// Replaces the services a server offers (the desired state; its verify makes the host match).
-    pub async fn set_server_services(&self, id: ServerId, services: &[Service]) -> StoreResult<()> {
-        sqlx::query("UPDATE servers SET services = $1, updated_at = $2 WHERE id = $3")
-            .bind(serde_json::to_string(services).expect("services serialize"))
-            .bind(now_millis())
-            .bind(id.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// A provider's published proxy ranges as last refreshed: (ranges, source, updated_at).
     pub async fn proxy_ranges(&self, name: &str) -> StoreResult<Option<(Vec<String>, String, Millis)>> {
         let row = sqlx::query("SELECT ranges, source, updated_at FROM proxy_ranges WHERE name = $1")
@@ -134,34 +122,6 @@ impl Store {
         let ranges = serde_json::from_str(&ranges)
             .map_err(|e| StoreError::Corrupt { column: "proxy_ranges.ranges", detail: e.to_string() })?;
         Ok(Some((ranges, row.try_get("source")?, row.try_get("updated_at")?)))
-    }
-
-    /// Records a provider's refreshed ranges.
-    pub async fn set_proxy_ranges(&self, name: &str, ranges: &[String], source: &str) -> StoreResult<()> {
-        let ranges = serde_json::to_string(ranges).expect("ranges serialize");
-        sqlx::query(
-            "INSERT INTO proxy_ranges (name, ranges, source, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET ranges = excluded.ranges, source = excluded.source, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(ranges)
-        .bind(source)
-        .bind(now_millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Sets the PHP runtime a site runs on (`None`: the server's default); a verify moves its pool.
-    pub async fn set_site_php(&self, site: SiteId, runtime: Option<&str>) -> StoreResult<()> {
-        sqlx::query("UPDATE sites SET php = $1, updated_at = $2 WHERE id = $3")
-            .bind(runtime)
-            .bind(now_millis())
-            .bind(site.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     pub async fn server_by_name(&self, name: &str) -> StoreResult<Server> {
@@ -210,7 +170,6 @@ impl Store {
             &NewTask {
                 kind: TaskKind::PlatformVerify,
                 target_id: platform.id.0,
-                lane: Lane { server: platform.server_id, platform: Some(platform.id), site: None },
                 args: serde_json::json!({}),
                 created_by: created_by.into(),
             },
@@ -280,6 +239,19 @@ impl Store {
         created_by: &str,
         kind: Option<(TaskKind, serde_json::Value)>,
     ) -> StoreResult<(Site, Option<Task>)> {
+        self.create_site_then(new, created_by, kind, |_| Ok(())).await
+    }
+
+    /// [`Store::create_site_with`], running `before_commit` with the new record inside the transaction:
+    /// what must exist before any daemon can see the site's task (an imported site's password in the
+    /// secrets store). Its error rolls everything back.
+    pub async fn create_site_then(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<(TaskKind, serde_json::Value)>,
+        before_commit: impl FnOnce(&Site) -> Result<(), String>,
+    ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
@@ -319,32 +291,13 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let Some((kind, args)) = kind else {
-            tx.commit().await?;
-            return Ok((created, None));
+        let task = match kind {
+            Some((kind, args)) => Some(insert_task(&mut tx, &NewTask::new(kind, created.id.0, args, created_by), now).await?),
+            None => None,
         };
-        let platform = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
-            .bind(created.platform_id.0)
-            .fetch_one(&mut *tx)
-            .await?;
-        let task = insert_task(
-            &mut tx,
-            &NewTask {
-                kind,
-                target_id: created.id.0,
-                lane: Lane {
-                    server: ServerId(platform.try_get("server_id")?),
-                    platform: Some(created.platform_id),
-                    site: Some(created.id),
-                },
-                args,
-                created_by: created_by.into(),
-            },
-            now,
-        )
-        .await?;
+        before_commit(&created).map_err(StoreError::Conflict)?;
         tx.commit().await?;
-        Ok((created, Some(task)))
+        Ok((created, task))
     }
 
     pub(crate) async fn fill_aliases(&self, sites: &mut [Site]) -> StoreResult<()> {
@@ -409,28 +362,6 @@ impl Store {
         }
     }
 
-    /// Sets the limits of a site's PHP-FPM pool (a verify writes them into the pool).
-    pub async fn set_site_php_limits(&self, site: SiteId, limits: &PhpLimits) -> StoreResult<()> {
-        sqlx::query("UPDATE sites SET php_limits = $1, updated_at = $2 WHERE id = $3")
-            .bind(serde_json::to_string(limits).expect("limits serialize"))
-            .bind(now_millis())
-            .bind(site.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Sets whose Unix user the site's PHP runs as (a verify moves it).
-    pub async fn set_site_isolation(&self, site: SiteId, isolation: Isolation) -> StoreResult<()> {
-        sqlx::query("UPDATE sites SET isolation = $1, updated_at = $2 WHERE id = $3")
-            .bind(isolation.as_str())
-            .bind(now_millis())
-            .bind(site.0)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Sets (or clears) the text a site's front page must contain for its health checks to pass.
     pub async fn set_site_health_marker(&self, site: SiteId, marker: Option<&str>) -> StoreResult<()> {
         sqlx::query("UPDATE sites SET health_marker = $1, updated_at = $2 WHERE id = $3")
@@ -440,18 +371,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Sets a site's HTTPS mode and settings (the desired state; a `site-cert` or `site-verify` task then
-    /// makes the host match).
-    pub async fn set_site_https(&self, site: SiteId, mode: HttpsMode, tls: &SiteTls) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("UPDATE sites SET https = $1 WHERE id = $2")
-            .bind(mode.as_str())
-            .bind(site.0)
-            .execute(&mut *conn)
-            .await?;
-        crate::queue::set_site_tls(&mut conn, site, tls, now_millis()).await
     }
 
     /// Queues a `site-cert` task (with `args`) for every site with HTTPS whose ACME certificate is
@@ -493,15 +412,8 @@ impl Store {
             if pending.is_some() {
                 continue;
             }
-            let lane = self.lane_of(TargetKind::Site, site.id.0).await?;
             let mut conn = self.pool.acquire().await?;
-            let task = NewTask {
-                kind: TaskKind::SiteCert,
-                target_id: site.id.0,
-                lane,
-                args: args.clone(),
-                created_by: "daemon:renew".into(),
-            };
+            let task = NewTask::new(TaskKind::SiteCert, site.id.0, args.clone(), "daemon:renew");
             queued.push(insert_task(&mut conn, &task, now).await?);
         }
         Ok(queued)
@@ -518,55 +430,12 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces a site's aliases and its redirect flag (the desired state; a verify then makes the
-    /// host match). Refuses an alias another site already answers to.
-    pub async fn set_site_aliases(&self, site: &Site, aliases: &[Domain], redirect: bool) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE sites SET redirect_aliases = $1, updated_at = $2 WHERE id = $3")
-            .bind(redirect as i64)
-            .bind(now_millis())
-            .bind(site.id.0)
-            .execute(&mut *tx)
-            .await?;
-        let mut seen = std::collections::BTreeSet::new();
-        for a in aliases {
-            if a == &site.domain || !seen.insert(a.as_str()) {
-                return Err(StoreError::Conflict(format!("{a} is given more than once")));
-            }
-            let taken = sqlx::query(
-                "SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1 AND d.site_id <> $2",
-            )
-            .bind(a.as_str())
-            .bind(site.id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = taken {
-                let owner: String = row.try_get("domain")?;
-                return Err(StoreError::Conflict(format!("{a} already belongs to site {owner}")));
-            }
-        }
-        sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND is_alias = 1")
-            .bind(site.id.0)
-            .execute(&mut *tx)
-            .await?;
-        for a in aliases {
-            sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 1)")
-                .bind(a.as_str())
-                .bind(site.id.0)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Queues a cron task for every enabled site whose cron is due: none was queued within its
     /// interval, and its first run waits a per-site offset after creation so sites created together
     /// do not all run at once. Returns the tasks queued.
     pub async fn queue_due_cron(&self, now: Millis) -> StoreResult<Vec<Task>> {
         let rows = sqlx::query(
-            "SELECT s.id AS id, p.server_id AS server_id, s.platform_id AS platform_id FROM sites s \
-             JOIN platforms p ON p.id = s.platform_id \
+            "SELECT s.id AS id FROM sites s \
              WHERE s.status = 'enabled' AND s.cron_interval IS NOT NULL AND s.cron_interval > 0 \
              AND s.created_at + ((s.id * 7919) % s.cron_interval) * 1000 <= $1 \
              AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.target_kind = 'site' AND t.target_id = s.id \
@@ -580,26 +449,9 @@ impl Store {
         let mut queued = Vec::new();
         for row in rows {
             let site = SiteId(row.try_get("id")?);
-            let lane = Lane {
-                server: ServerId(row.try_get("server_id")?),
-                platform: Some(PlatformId(row.try_get("platform_id")?)),
-                site: Some(site),
-            };
             let mut conn = self.pool.acquire().await?;
-            queued.push(
-                insert_task(
-                    &mut conn,
-                    &NewTask {
-                        kind: TaskKind::SiteCron,
-                        target_id: site.0,
-                        lane,
-                        args: serde_json::json!({}),
-                        created_by: "daemon:cron".into(),
-                    },
-                    now,
-                )
-                .await?,
-            );
+            let new = NewTask::new(TaskKind::SiteCron, site.0, serde_json::json!({}), "daemon:cron");
+            queued.push(insert_task(&mut conn, &new, now).await?);
         }
         Ok(queued)
     }
@@ -852,4 +704,102 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         created_at: now,
         updated_at: now,
     })
+}
+
+/// Writes one change of the desired state (part of [`Store::commit_change`]'s transaction).
+pub(crate) async fn write_desired(conn: &mut AnyConnection, change: &DesiredChange, now: Millis) -> StoreResult<()> {
+    // One UPDATE of one column of one row, for the changes that are just that.
+    async fn set(conn: &mut AnyConnection, table: &str, column: &str, value: Option<String>, id: i64, now: Millis) -> StoreResult<()> {
+        sqlx::query(&format!("UPDATE {table} SET {column} = $1, updated_at = $2 WHERE id = $3"))
+            .bind(value)
+            .bind(now)
+            .bind(id)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+    match change {
+        DesiredChange::ServerServices { server, services } => {
+            set(conn, "servers", "services", Some(to_json(services)), server.0, now).await
+        }
+        DesiredChange::SitePhp { site, runtime } => set(conn, "sites", "php", runtime.clone(), site.0, now).await,
+        DesiredChange::SitePhpLimits { site, limits } => {
+            set(conn, "sites", "php_limits", Some(to_json(limits)), site.0, now).await
+        }
+        DesiredChange::SiteIsolation { site, isolation } => {
+            set(conn, "sites", "isolation", Some(isolation.as_str().to_string()), site.0, now).await
+        }
+        DesiredChange::SiteHttps { site, mode, tls } => {
+            set(conn, "sites", "https", Some(mode.as_str().to_string()), site.0, now).await?;
+            crate::queue::set_site_tls(conn, *site, tls, now).await
+        }
+        DesiredChange::ProxyRanges { name, ranges, source } => {
+            sqlx::query(
+                "INSERT INTO proxy_ranges (name, ranges, source, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET ranges = excluded.ranges, source = excluded.source, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(to_json(ranges))
+            .bind(source)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(())
+        }
+        DesiredChange::SiteAliases { site, aliases, redirect } => set_site_aliases(conn, *site, aliases, *redirect, now).await,
+    }
+}
+
+/// A JSON column's text.
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+/// Replaces a site's aliases and its redirect flag. Refuses an alias another site already answers to.
+async fn set_site_aliases(
+    conn: &mut AnyConnection,
+    site: SiteId,
+    aliases: &[Domain],
+    redirect: bool,
+    now: Millis,
+) -> StoreResult<()> {
+    let row = sqlx::query("SELECT domain FROM sites WHERE id = $1")
+        .bind(site.0)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| not_found("site", site))?;
+    let domain: String = row.try_get("domain")?;
+    sqlx::query("UPDATE sites SET redirect_aliases = $1, updated_at = $2 WHERE id = $3")
+        .bind(redirect as i64)
+        .bind(now)
+        .bind(site.0)
+        .execute(&mut *conn)
+        .await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for a in aliases {
+        if a.as_str() == domain || !seen.insert(a.as_str()) {
+            return Err(StoreError::Conflict(format!("{a} is given more than once")));
+        }
+        let taken = sqlx::query(
+            "SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1 AND d.site_id <> $2",
+        )
+        .bind(a.as_str())
+        .bind(site.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = taken {
+            let owner: String = row.try_get("domain")?;
+            return Err(StoreError::Conflict(format!("{a} already belongs to site {owner}")));
+        }
+    }
+    sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND is_alias = 1").bind(site.0).execute(&mut *conn).await?;
+    for a in aliases {
+        sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 1)")
+            .bind(a.as_str())
+            .bind(site.0)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

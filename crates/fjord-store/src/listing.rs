@@ -442,7 +442,8 @@ mod tests {
             assert_eq!(page.items[0].domain.as_str(), "site1.bench.example", "{label}");
             let site = page.items[0].clone();
             let aliases = [Domain::parse("zz.example").expect("alias"), Domain::parse("aa.example").expect("alias")];
-            store.set_site_aliases(&site, &aliases, true).await.expect("aliases");
+            let change = DesiredChange::SiteAliases { site: site.id, aliases: aliases.to_vec(), redirect: true };
+            store.commit_change(&Change { desired: vec![change], tasks: vec![] }).await.expect("aliases");
             let q = SiteQuery { text: Some("aa.exam".into()), limit: 100, ..Default::default() };
             let page = store.list_sites(&q).await.expect("search by alias");
             assert_eq!(page.total, 1, "{label}");

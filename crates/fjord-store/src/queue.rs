@@ -62,15 +62,63 @@ fn claim_sql(dialect: Dialect) -> String {
 }
 
 pub(crate) async fn insert_task(conn: &mut AnyConnection, new: &NewTask, now: Millis) -> StoreResult<Task> {
-    insert_child_task(conn, new, None, now).await
+    insert_child_task(conn, new, None, None, now).await
+}
+
+/// The lane a task on `target_id` runs in, derived from its kind and the state, in one place: every
+/// task is inserted through here. A `platform-migrate` batch gets [`Lane::batch`]; `noop` tasks (tests
+/// and benchmarks) have no target and are given their lane.
+pub(crate) async fn lane_in(conn: &mut AnyConnection, kind: TaskKind, target_id: i64) -> StoreResult<Lane> {
+    let missing = |what: &'static str| StoreError::NotFound { what, name: target_id.to_string() };
+    if kind == TaskKind::PlatformMigrate {
+        return Ok(Lane::batch(PlatformId(target_id)));
+    }
+    if kind == TaskKind::Noop {
+        return Err(StoreError::Conflict("a noop task is queued with its lane (enqueue_noop)".into()));
+    }
+    Ok(match kind.target_kind() {
+        TargetKind::Server => {
+            let row = sqlx::query("SELECT id FROM servers WHERE id = $1").bind(target_id).fetch_optional(conn).await?;
+            row.ok_or_else(|| missing("server"))?;
+            Lane { server: ServerId(target_id), platform: None, site: None }
+        }
+        TargetKind::Platform => {
+            let row = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
+                .bind(target_id)
+                .fetch_optional(conn)
+                .await?
+                .ok_or_else(|| missing("platform"))?;
+            Lane { server: ServerId(row.try_get("server_id")?), platform: Some(PlatformId(target_id)), site: None }
+        }
+        TargetKind::Site => {
+            let row = sqlx::query(
+                "SELECT s.platform_id AS p, pl.server_id AS s FROM sites s JOIN platforms pl ON pl.id = s.platform_id \
+                 WHERE s.id = $1",
+            )
+            .bind(target_id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| missing("site"))?;
+            Lane {
+                server: ServerId(row.try_get("s")?),
+                platform: Some(PlatformId(row.try_get("p")?)),
+                site: Some(SiteId(target_id)),
+            }
+        }
+    })
 }
 
 async fn insert_child_task(
     conn: &mut AnyConnection,
     new: &NewTask,
+    lane: Option<Lane>,
     parent: Option<TaskId>,
     now: Millis,
 ) -> StoreResult<Task> {
+    let lane = match lane {
+        Some(l) => l,
+        None => lane_in(conn, new.kind, new.target_id).await?,
+    };
     // Only the id comes back: the rest of the new task is known here, and decoding a whole row on the
     // queue's hottest path costs as much as the insert.
     let row = sqlx::query(
@@ -81,9 +129,9 @@ async fn insert_child_task(
     .bind(new.kind.as_str())
     .bind(new.kind.target_kind().as_str())
     .bind(new.target_id)
-    .bind(new.lane.server.0)
-    .bind(new.lane.platform.map(|p| p.0))
-    .bind(new.lane.site.map(|s| s.0))
+    .bind(lane.server.0)
+    .bind(lane.platform.map(|p| p.0))
+    .bind(lane.site.map(|s| s.0))
     .bind(new.args.to_string())
     .bind(MAX_ATTEMPTS)
     .bind(&new.created_by)
@@ -96,7 +144,7 @@ async fn insert_child_task(
         kind: new.kind,
         target_kind: new.kind.target_kind(),
         target_id: new.target_id,
-        lane: new.lane,
+        lane,
         args: new.args.clone(),
         status: TaskStatus::Queued,
         attempts: 0,
@@ -118,15 +166,41 @@ async fn insert_child_task(
 const MAX_ATTEMPTS: i64 = 3;
 
 impl Store {
+    /// Queues a task with no change of the desired state (its lane derived from its kind and target).
     pub async fn enqueue(&self, new: &NewTask) -> StoreResult<Task> {
         let mut conn = self.pool.acquire().await?;
         insert_task(&mut conn, new, now_millis()).await
     }
 
+    /// Queues a `noop` task (tests and benchmarks) in the lane given; its target is the lane's innermost
+    /// object.
+    pub async fn enqueue_noop(&self, lane: Lane, args: serde_json::Value, created_by: &str) -> StoreResult<Task> {
+        let mut conn = self.pool.acquire().await?;
+        let target = lane.site.map(|s| s.0).or(lane.platform.map(|p| p.0)).unwrap_or(lane.server.0);
+        let new = NewTask::new(TaskKind::Noop, target, args, created_by);
+        insert_child_task(&mut conn, &new, Some(lane), None, now_millis()).await
+    }
+
+    /// Records a change of the desired state and queues the tasks that apply it, in one transaction:
+    /// both or neither.
+    pub async fn commit_change(&self, change: &Change) -> StoreResult<Vec<Task>> {
+        let now = now_millis();
+        let mut tx = self.begin_write().await?;
+        for d in &change.desired {
+            crate::entities::write_desired(&mut tx, d, now).await?;
+        }
+        let mut tasks = Vec::new();
+        for t in &change.tasks {
+            tasks.push(insert_task(&mut tx, t, now).await?);
+        }
+        tx.commit().await?;
+        Ok(tasks)
+    }
+
     /// Queues a task on behalf of a batch task, which it names as its parent.
     pub async fn enqueue_child(&self, new: &NewTask, parent: TaskId) -> StoreResult<Task> {
         let mut conn = self.pool.acquire().await?;
-        insert_child_task(&mut conn, new, Some(parent), now_millis()).await
+        insert_child_task(&mut conn, new, None, Some(parent), now_millis()).await
     }
 
     /// The tasks a batch task queued, oldest first.
@@ -160,20 +234,21 @@ impl Store {
         }
     }
 
-    /// The lane a new task on this target runs in.
-    pub async fn lane_of(&self, target: TargetKind, id: i64) -> StoreResult<Lane> {
-        Ok(match target {
-            TargetKind::Server => Lane { server: self.server(ServerId(id)).await?.id, platform: None, site: None },
-            TargetKind::Platform => {
-                let p = self.platform(PlatformId(id)).await?;
-                Lane { server: p.server_id, platform: Some(p.id), site: None }
-            }
-            TargetKind::Site => {
-                let s = self.site(SiteId(id)).await?;
-                let p = self.platform(s.platform_id).await?;
-                Lane { server: p.server_id, platform: Some(p.id), site: Some(s.id) }
-            }
-        })
+    /// The lane a new task of `kind` on `target_id` would run in.
+    pub async fn lane(&self, kind: TaskKind, target_id: i64) -> StoreResult<Lane> {
+        let mut conn = self.pool.acquire().await?;
+        lane_in(&mut conn, kind, target_id).await
+    }
+
+    /// What a planner would see for a task not queued yet (a dry run, the check before queueing).
+    pub async fn prospective_snapshot(
+        &self,
+        kind: TaskKind,
+        target_id: i64,
+        args: &serde_json::Value,
+    ) -> StoreResult<Snapshot> {
+        let lane = self.lane(kind, target_id).await?;
+        self.snapshot(&Task::prospective(kind, target_id, lane, args.clone())).await
     }
 
     /// Claims the first runnable task, leasing it to `owner` until `now + lease_ms`.
@@ -390,20 +465,12 @@ impl Store {
                 task.status
             )));
         }
-        // The target may have moved (a site migrated to another platform): recompute its lane. No-op
-        // tasks have no real target and batches have a lane of their own: they keep theirs.
-        let lane = match task.kind {
-            TaskKind::Noop | TaskKind::PlatformMigrate => task.lane,
-            _ => self.lane_of(task.target_kind, task.target_id).await?,
-        };
-        self.enqueue(&NewTask {
-            kind: task.kind,
-            target_id: task.target_id,
-            lane,
-            args: task.args,
-            created_by: created_by.into(),
-        })
-        .await
+        // The target may have moved (a site migrated to another platform): its lane is derived again.
+        // No-op tasks have no real target: they keep theirs.
+        let new = NewTask::new(task.kind, task.target_id, task.args, created_by);
+        let lane = (task.kind == TaskKind::Noop).then_some(task.lane);
+        let mut conn = self.pool.acquire().await?;
+        insert_child_task(&mut conn, &new, lane, None, now_millis()).await
     }
 
     pub async fn task(&self, id: TaskId) -> StoreResult<Task> {
@@ -733,43 +800,8 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
             .await?;
         }
         StateChange::FollowUp { kind, target, args } => {
-            let lane = match kind.target_kind() {
-                TargetKind::Platform => {
-                    let row = sqlx::query("SELECT server_id FROM platforms WHERE id = $1")
-                        .bind(*target)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    Lane {
-                        server: ServerId(row.try_get("server_id")?),
-                        platform: Some(PlatformId(*target)),
-                        site: None,
-                    }
-                }
-                TargetKind::Server => Lane { server: ServerId(*target), platform: None, site: None },
-                TargetKind::Site => {
-                    let row = sqlx::query("SELECT s.platform_id AS p, pl.server_id AS s FROM sites s JOIN platforms pl ON pl.id = s.platform_id WHERE s.id = $1")
-                        .bind(*target)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    Lane {
-                        server: ServerId(row.try_get("s")?),
-                        platform: Some(PlatformId(row.try_get("p")?)),
-                        site: Some(SiteId(*target)),
-                    }
-                }
-            };
-            insert_task(
-                conn,
-                &NewTask {
-                    kind: *kind,
-                    target_id: *target,
-                    lane,
-                    args: if args.is_null() { serde_json::json!({}) } else { args.clone() },
-                    created_by: "fjord".into(),
-                },
-                now,
-            )
-            .await?;
+            let args = if args.is_null() { serde_json::json!({}) } else { args.clone() };
+            insert_task(conn, &NewTask::new(*kind, *target, args, "fjord"), now).await?;
         }
         StateChange::ServerStatus { server, status } => {
             sqlx::query("UPDATE servers SET status = $1, updated_at = $2 WHERE id = $3")

@@ -4,8 +4,6 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
@@ -45,29 +43,11 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 // ---- passwords ----------------------------------------------------------------------------------------
 
-/// Rejects passwords too short to resist guessing, or absurdly long (argon2 work is per byte too).
-pub fn check_password(password: &str) -> ApiResult<()> {
-    if password.chars().count() < 10 {
-        return Err(ApiError::invalid("password", "the password must have at least 10 characters"));
-    }
-    if password.len() > 1024 {
-        return Err(ApiError::invalid("password", "the password must be at most 1024 bytes"));
-    }
-    Ok(())
-}
+pub use fjord_actions::accounts::{check_password, verify_password};
 
 /// An argon2id PHC string with a random salt.
 pub fn hash_password(password: &str) -> ApiResult<String> {
-    check_password(password)?;
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| ApiError::Internal(format!("hashing a password: {e}")))
-}
-
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    Ok(fjord_actions::accounts::hash_password(password)?)
 }
 
 /// A new random password for a first admin (printed once).
@@ -142,6 +122,7 @@ pub struct NewSession {
 
 /// Checks a user name and password (rate limited, audited) and opens a session.
 pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<IpAddr>) -> ApiResult<NewSession> {
+    crate::audit::written();
     let audit = |user: Option<UserId>, outcome: &str, detail: &str| AuditEntry {
         id: 0,
         ts: 0,
@@ -366,6 +347,7 @@ impl Actor {
             remote_addr: self.remote.map(|a| a.to_string()),
             outcome: outcome.into(),
         };
+        crate::audit::written();
         if let Err(e) = state.store.audit(&entry).await {
             tracing::error!(error = %e, action, target, "could not write the audit log");
         }
@@ -454,6 +436,7 @@ impl FromRequestParts<AppState> for Actor {
         let Some(actor) = authenticate(parts, state).await? else {
             return Err(ApiError::Unauthenticated("log in or send an API token".into()));
         };
+        crate::audit::identified(&actor);
         check_request(parts, &actor)?;
         parts.extensions.insert(actor.clone());
         Ok(actor)

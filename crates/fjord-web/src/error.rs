@@ -1,5 +1,5 @@
 //! The one error type of the HTTP side, turned into an `application/problem+json` response (RFC 9457)
-//! in a single `IntoResponse` impl. The CLI shares the actions layer and gets the same messages.
+//! in a single `IntoResponse` impl. The actions layer's `ActionError` maps onto it one to one.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,20 +89,24 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<fjord_actions::ActionError> for ApiError {
+    fn from(e: fjord_actions::ActionError) -> Self {
+        use fjord_actions::ActionError as A;
+        match e {
+            A::Invalid { field, message } => ApiError::Invalid { field, message },
+            A::NotFound { what, name } => ApiError::NotFound { what, name },
+            A::Conflict(m) => ApiError::Conflict(m),
+            A::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<fjord_core::ValidationError> for ApiError {
     fn from(v: fjord_core::ValidationError) -> Self {
         ApiError::Invalid { field: Some(v.field.replace(' ', "_")), message: v.to_string() }
     }
 }
 
-impl From<fjord_plan::PlanError> for ApiError {
-    fn from(e: fjord_plan::PlanError) -> Self {
-        match e {
-            fjord_plan::PlanError::Refused(m) => ApiError::Conflict(m),
-            other => ApiError::Invalid { field: None, message: other.to_string() },
-        }
-    }
-}
 
 /// The problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

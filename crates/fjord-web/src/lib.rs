@@ -1,7 +1,7 @@
 //! Fjord's HTTP side, served by `fjord serve --listen ADDR` in the same process as the task daemon:
 //! accounts and authentication, authorization, the JSON API under `/api/`, and the server-rendered UI.
-//! It must not run processes or write host files (that is fjord-exec, reached only through tasks), and
-//! holds no SQL (fjord-store).
+//! It must not run processes or write host files (that is fjord-exec, reached only through the actions
+//! layer and tasks), and holds no SQL (fjord-store).
 //!
 //! # For route authors (API and UI alike)
 //!
@@ -20,7 +20,7 @@
 //! `only_clients` of the store's list queries (`fjord_store::SiteQuery`, `TaskQuery`, `BackupQuery`),
 //! so a client user's lists only ever hold their own sites.
 //!
-//! **Doing things.** Call the [`actions::Actions`] functions (`Actions::new(&state.store,
+//! **Doing things.** Call the [`fjord_actions::Actions`] functions (`Actions::new(&state.store,
 //! &state.layout)`): they validate, plan (a refusal is an error, nothing written), write the desired
 //! state and queue the task, exactly as the CLI does. Record each change with `actor.audit(&state,
 //! action, target, detail, outcome).await`; [`api::act`] shows the pattern.
@@ -34,8 +34,8 @@
 //! **Routes.** [`router`] merges the API routes (`api::router()`, all under `/api/`) with
 //! `ui::router()` (everything else); both are `Router<AppState>` with full paths (no nesting).
 
-pub mod actions;
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod csrf;
 pub mod error;
@@ -70,7 +70,7 @@ pub struct WebSettings {
     pub login_per_addr: u32,
     pub login_window: Duration,
     /// Where offsite copies live, to delete a backup's copy with the backup.
-    pub offsite: Option<fjord_exec::offsite::OffsiteConfig>,
+    pub offsite: Option<fjord_actions::OffsiteConfig>,
     /// The ACME account and directory certificates come from (`None`: only self-signed or uploaded).
     pub acme: Option<fjord_core::CertRequest>,
 }
@@ -105,8 +105,8 @@ impl AppState {
         AppState { store, layout: Arc::new(layout), settings: Arc::new(settings), limiter: Arc::new(limiter) }
     }
 
-    pub fn actions(&self) -> actions::Actions<'_> {
-        actions::Actions::new(&self.store, &self.layout)
+    pub fn actions(&self) -> fjord_actions::Actions<'_> {
+        fjord_actions::Actions::new(&self.store, &self.layout)
     }
 }
 
@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api::router())
         .merge(ui::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::every_change))
         // Extractors enforce the limit, so an oversize body is refused with a problem document.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -3,6 +3,7 @@
 //! fjord-exec, plans in fjord-plan, the worker pool in fjord-daemon.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod cli;
 mod commands;
 mod config;

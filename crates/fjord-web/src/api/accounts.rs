@@ -1,7 +1,7 @@
 //! Login, logout, the current user, passwords, API tokens, users and the audit log.
 
 use super::{act, Paging};
-use crate::actions::UserCreate;
+use fjord_actions::UserCreate;
 use crate::auth::{self, remote_addr};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
@@ -149,7 +149,7 @@ pub async fn new_token(
     actor: &Actor,
     req: &TokenCreate,
 ) -> ApiResult<(fjord_store::ApiToken, String)> {
-    let scope: TokenScope = crate::actions::parse_enum("scope", &req.scope)?;
+    let scope: TokenScope = fjord_actions::parse_enum("scope", &req.scope)?;
     if let auth::AuthVia::Token { scope: TokenScope::Read, .. } = actor.via {
         return Err(ApiError::Forbidden("a read-only token cannot create tokens".into()));
     }
@@ -170,7 +170,7 @@ pub async fn revoke_token(
         return Err(ApiError::not_found("token", id));
     }
     let t = act(&state, &actor, "token.revoke", &format!("token:{id}"), &token.name, async {
-        Ok(state.store.revoke_token(id).await?)
+        Ok::<_, ApiError>(state.store.revoke_token(id).await?)
     })
     .await?;
     Ok(Json(t))
@@ -255,7 +255,7 @@ pub async fn set_password(
         let u = user_by_name(&state, &name).await?;
         let hash = auth::hash_password(&req.password)?;
         state.store.set_password_hash(u.id, &hash, None).await?;
-        Ok(StatusCode::NO_CONTENT)
+        Ok::<_, ApiError>(StatusCode::NO_CONTENT)
     })
     .await
 }

@@ -9,7 +9,7 @@ pub(crate) mod site_settings;
 pub(crate) mod sites;
 pub(crate) mod tasks;
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::{Actor, AppState};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -71,35 +71,37 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/tokens", "accounts", "Create an API token; its secret is shown once", auth = true, body = Some(schema::<accounts::TokenCreate>), returns = "json", post(accounts::create_token)),
     route!("delete" "/api/tokens/{id}", "accounts", "Revoke an API token", auth = true, body = None, returns = "json", delete(accounts::revoke_token)),
     route!("get" "/api/users", "accounts", "Users (admin)", auth = true, body = None, returns = "json", get(accounts::users)),
-    route!("post" "/api/users", "accounts", "Add a user (admin)", auth = true, body = Some(schema::<crate::actions::UserCreate>), returns = "json", post(accounts::add_user)),
+    route!("post" "/api/users", "accounts", "Add a user (admin)", auth = true, body = Some(schema::<fjord_actions::UserCreate>), returns = "json", post(accounts::add_user)),
     route!("get" "/api/users/{name}", "accounts", "A user (admin, or yourself)", auth = true, body = None, returns = "json", get(accounts::user)),
     route!("delete" "/api/users/{name}", "accounts", "Delete a user (admin)", auth = true, body = None, returns = "none", delete(accounts::delete_user)),
     route!("post" "/api/users/{name}/password", "accounts", "Set a user's password (admin)", auth = true, body = Some(schema::<accounts::PasswordSet>), returns = "none", post(accounts::set_password)),
     route!("get" "/api/audit", "accounts", "The audit log, newest first (admin)", auth = true, body = None, returns = "json", get(accounts::audit)),
     // clients, servers, platforms
     route!("get" "/api/clients", "clients", "Clients (a client user sees their own)", auth = true, body = None, returns = "json", get(objects::clients)),
-    route!("post" "/api/clients", "clients", "Add a client (admin)", auth = true, body = Some(schema::<crate::actions::ClientCreate>), returns = "json", post(objects::add_client)),
+    route!("post" "/api/clients", "clients", "Add a client (admin)", auth = true, body = Some(schema::<fjord_actions::ClientCreate>), returns = "json", post(objects::add_client)),
     route!("get" "/api/servers", "servers", "Servers (admin, platform manager)", auth = true, body = None, returns = "json", get(objects::servers)),
     route!("get" "/api/servers/{name}", "servers", "A server", auth = true, body = None, returns = "json", get(objects::server)),
-    route!("post" "/api/servers", "servers", "Add a server (its database admin accounts must answer) and queue its verify (admin)", auth = true, body = Some(schema::<crate::actions::ServerCreate>), returns = "task", post(objects::add_server)),
+    route!("post" "/api/servers", "servers", "Add a server (its database admin accounts must answer) and queue its verify (admin)", auth = true, body = Some(schema::<fjord_actions::ServerCreate>), returns = "task", post(objects::add_server)),
     route!("delete" "/api/servers/{name}", "servers", "Remove a server with nothing on it (admin)", auth = true, body = None, returns = "task", delete(objects::remove_server)),
-    route!("post" "/api/servers/{name}/web", "servers", "Switch the server's web server (nginx, apache): every vhost moves over (admin)", auth = true, body = Some(schema::<crate::actions::WebSwitch>), returns = "task", post(objects::switch_web)),
-    route!("post" "/api/servers/{name}/php", "servers", "Add a PHP-FPM runtime, detected from its binary (admin)", auth = true, body = Some(schema::<crate::actions::PhpRuntimeAdd>), returns = "task", post(objects::add_php_runtime)),
+    route!("post" "/api/servers/{name}/web", "servers", "Switch the server's web server (nginx, apache): every vhost moves over (admin)", auth = true, body = Some(schema::<fjord_actions::WebSwitch>), returns = "task", post(objects::switch_web)),
+    route!("post" "/api/servers/{name}/php", "servers", "Add a PHP-FPM runtime, detected from its binary (admin)", auth = true, body = Some(schema::<fjord_actions::PhpRuntimeAdd>), returns = "task", post(objects::add_php_runtime)),
     route!("delete" "/api/servers/{name}/php/{runtime}", "servers", "Remove a PHP-FPM runtime no site runs on (admin)", auth = true, body = None, returns = "task", delete(objects::remove_php_runtime)),
-    route!("post" "/api/servers/{name}/real-ip", "servers", "Set the proxies trusted to say the visitor's address (admin)", auth = true, body = Some(schema::<crate::actions::RealIpSet>), returns = "task", post(objects::set_real_ip)),
+    route!("post" "/api/servers/{name}/real-ip", "servers", "Set the proxies trusted to say the visitor's address (admin)", auth = true, body = Some(schema::<fjord_actions::RealIpSet>), returns = "task", post(objects::set_real_ip)),
     route!("get" "/api/proxy-ranges", "servers", "Cloudflare's ranges as Fjord knows them, and since when", auth = true, body = None, returns = "json", get(objects::proxy_ranges)),
+    route!("post" "/api/proxy-ranges/refresh", "servers", "Fetch Cloudflare's ranges again and queue a verify of every server trusting them whose list changed (admin)", auth = true, body = Some(schema::<objects::ProxyRangesRefresh>), returns = "json", post(objects::refresh_proxy_ranges)),
     route!("post" "/api/servers/{name}/verify", "servers", "Verify a server (admin)", auth = true, body = None, returns = "task", post(objects::verify_server)),
     route!("get" "/api/platforms", "platforms", "Platforms", auth = true, body = None, returns = "json", get(objects::platforms)),
-    route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<crate::actions::PlatformCreate>), returns = "task", post(objects::add_platform)),
+    route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<fjord_actions::PlatformCreate>), returns = "task", post(objects::add_platform)),
     route!("get" "/api/platforms/{name}", "platforms", "A platform with its sites count", auth = true, body = None, returns = "json", get(objects::platform)),
     route!("delete" "/api/platforms/{name}", "platforms", "Remove a platform (refused while it has sites)", auth = true, body = None, returns = "task", delete(objects::remove_platform)),
     route!("post" "/api/platforms/{name}/verify", "platforms", "Verify a platform", auth = true, body = None, returns = "task", post(objects::verify_platform)),
     route!("post" "/api/platforms/{name}/lock", "platforms", "Lock a platform (no new sites)", auth = true, body = None, returns = "json", post(objects::lock_platform)),
     route!("post" "/api/platforms/{name}/unlock", "platforms", "Unlock a platform", auth = true, body = None, returns = "json", post(objects::unlock_platform)),
-    route!("post" "/api/platforms/{name}/migrate", "platforms", "Migrate every site of a platform (by name or id) to another: one platform-migrate task, parallel and canary; dry_run answers with what would happen to each site", auth = true, body = Some(schema::<crate::actions::PlatformMigrate>), returns = "task-or-json", post(objects::migrate_platform)),
+    route!("post" "/api/platforms/{name}/migrate", "platforms", "Migrate every site of a platform (by name or id) to another: one platform-migrate task, parallel and canary; dry_run answers with what would happen to each site", auth = true, body = Some(schema::<fjord_actions::PlatformMigrate>), returns = "task-or-json", post(objects::migrate_platform)),
     // sites
     route!("get" "/api/sites", "sites", "Sites: paginated, filtered (status, platform, client, q), sorted by domain", auth = true, body = None, returns = "json", get(sites::list)),
-    route!("post" "/api/sites", "sites", "Create a site and queue its install", auth = true, body = Some(schema::<crate::actions::SiteCreate>), returns = "task", post(sites::create)),
+    route!("post" "/api/sites", "sites", "Create a site and queue its install", auth = true, body = Some(schema::<fjord_actions::SiteCreate>), returns = "task", post(sites::create)),
+    route!("post" "/api/sites/import", "sites", "Adopt an existing site with its database (kept as it is) and queue its import (platform managers)", auth = true, body = Some(schema::<fjord_actions::SiteImport>), returns = "task", post(sites::import)),
     route!("get" "/api/sites/{domain}", "sites", "A site", auth = true, body = None, returns = "json", get(sites::show)),
     route!("delete" "/api/sites/{domain}", "sites", "Delete a site (pre-delete backup unless ?backup=false)", auth = true, body = None, returns = "task", delete(sites::delete)),
     route!("post" "/api/sites/{domain}/verify", "sites", "Verify a site", auth = true, body = None, returns = "task", post(sites::verify)),
@@ -111,14 +113,14 @@ pub static ROUTES: &[Route] = &[
     route!("post" "/api/sites/{domain}/migrate", "sites", "Migrate a site to another platform (or rename it)", auth = true, body = Some(schema::<sites::MigrateRequest>), returns = "task", post(sites::migrate)),
     route!("post" "/api/sites/{domain}/aliases", "sites", "Add or remove aliases", auth = true, body = Some(schema::<sites::AliasesRequest>), returns = "task", post(sites::aliases)),
     route!("post" "/api/sites/{domain}/login-link", "sites", "Queue a one-time login link (printed in the task's log)", auth = true, body = None, returns = "task", post(sites::login_link)),
-    route!("post" "/api/sites/{domain}/sync", "sites", "Copy another site's database and/or files into this one, after a backup of this one", auth = true, body = Some(schema::<crate::actions::SyncRequest>), returns = "task", post(site_settings::sync)),
+    route!("post" "/api/sites/{domain}/sync", "sites", "Copy another site's database and/or files into this one, after a backup of this one", auth = true, body = Some(schema::<fjord_actions::SyncRequest>), returns = "task", post(site_settings::sync)),
     route!("post" "/api/sites/{domain}/cron", "sites", "Run the site's cron now", auth = true, body = None, returns = "task", post(site_settings::cron)),
-    route!("post" "/api/sites/{domain}/php-limits", "sites", "Change the limits of the site's PHP-FPM pool (platform managers)", auth = true, body = Some(schema::<crate::actions::PhpLimitsChange>), returns = "task", post(site_settings::php_limits)),
+    route!("post" "/api/sites/{domain}/php-limits", "sites", "Change the limits of the site's PHP-FPM pool (platform managers)", auth = true, body = Some(schema::<fjord_actions::PhpLimitsChange>), returns = "task", post(site_settings::php_limits)),
     route!("post" "/api/sites/{domain}/php", "sites", "Move the site to another of its server's PHP runtimes (platform managers)", auth = true, body = Some(schema::<site_settings::PhpRuntimeChoice>), returns = "task", post(site_settings::php_runtime)),
     route!("post" "/api/sites/{domain}/isolation", "sites", "Whose Unix user the site's PHP runs as: site or client (platform managers)", auth = true, body = Some(schema::<site_settings::IsolationChoice>), returns = "task", post(site_settings::isolation)),
     route!("post" "/api/sites/{domain}/health-marker", "sites", "Set the text health checks look for on the front page (platform managers)", auth = true, body = Some(schema::<site_settings::HealthMarker>), returns = "json", post(site_settings::health_marker)),
-    route!("post" "/api/sites/{domain}/https", "sites", "Set the site's HTTPS mode (off, on, required) and HSTS, then get its certificate (platform managers)", auth = true, body = Some(schema::<crate::actions::HttpsChange>), returns = "task", post(site_settings::https)),
-    route!("post" "/api/sites/{domain}/cert", "sites", "A new certificate now: ACME, self-signed, or an uploaded PEM certificate and key (platform managers)", auth = true, body = Some(schema::<crate::actions::CertChange>), returns = "json", post(site_settings::cert)),
+    route!("post" "/api/sites/{domain}/https", "sites", "Set the site's HTTPS mode (off, on, required) and HSTS, then get its certificate (platform managers)", auth = true, body = Some(schema::<fjord_actions::HttpsChange>), returns = "task", post(site_settings::https)),
+    route!("post" "/api/sites/{domain}/cert", "sites", "A new certificate now: ACME, self-signed, or an uploaded PEM certificate and key (platform managers)", auth = true, body = Some(schema::<fjord_actions::CertChange>), returns = "json", post(site_settings::cert)),
     route!("get" "/api/sites/{domain}/tasks", "sites", "A site's tasks, newest first", auth = true, body = None, returns = "json", get(sites::tasks)),
     route!("get" "/api/sites/{domain}/backups", "sites", "A site's backups, newest first", auth = true, body = None, returns = "json", get(sites::backups)),
     // backups and tasks
@@ -142,7 +144,7 @@ pub fn router() -> Router<AppState> {
     }
     r.fallback(|uri: axum::http::Uri| async move {
         if uri.path().starts_with("/api/") {
-            crate::ApiError::not_found("route", uri.path()).into_response()
+            ApiError::not_found("route", uri.path()).into_response()
         } else {
             StatusCode::NOT_FOUND.into_response()
         }
@@ -172,16 +174,24 @@ pub struct Paging {
     pub limit: i64,
 }
 
+/// The task a change queued. The API asks for no dry runs through this path, so a plan here is a bug.
+pub fn queued(outcome: fjord_actions::Outcome) -> ApiResult<Queued> {
+    match outcome {
+        fjord_actions::Outcome::Queued(task) => Ok(Queued(task)),
+        fjord_actions::Outcome::Planned(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
+    }
+}
+
 /// Runs a mutating action and records it in the audit log with its outcome, ok or not.
-pub async fn act<T>(
+pub async fn act<T, E: Into<ApiError>>(
     state: &AppState,
     actor: &Actor,
     action: &str,
     target: &str,
     detail: &str,
-    f: impl std::future::Future<Output = ApiResult<T>>,
+    f: impl std::future::Future<Output = Result<T, E>>,
 ) -> ApiResult<T> {
-    let result = f.await;
+    let result = f.await.map_err(Into::into);
     let (outcome, detail) = match &result {
         Ok(_) => ("ok", detail.to_string()),
         Err(e) => (e.outcome(), format!("{detail} {e}").trim().to_string()),

@@ -1,7 +1,7 @@
 //! Health, clients, servers and platforms.
 
-use super::{act, Queued};
-use crate::actions::{
+use super::{act, queued, Queued};
+use fjord_actions::{
     ClientCreate, PhpRuntimeAdd, PlatformCreate, PlatformMigrate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE,
 };
 use crate::error::{ApiError, ApiResult};
@@ -109,7 +109,7 @@ async fn set_lock(state: AppState, actor: Actor, name: String, locked: bool) -> 
     act(&state, &actor, action, &target, "", async {
         let p = state.store.platform_by_name(&name).await?;
         state.store.set_platform_locked(p.id, locked).await?;
-        Ok(Json(state.store.platform(p.id).await?))
+        Ok::<_, ApiError>(Json(state.store.platform(p.id).await?))
     })
     .await
 }
@@ -175,10 +175,7 @@ where
     act(state, actor, action, &target, detail, async {
         let s = state.store.server_by_name(name).await?;
         let (s, services, args) = change(s).await?;
-        match state.actions().set_services_and_verify(&s, &services, args, &actor.created_by(), false).await? {
-            Ok(task) => Ok(Queued(task)),
-            Err(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
-        }
+        queued(state.actions().set_services_and_verify(&s, &services, args, &actor.created_by(), false).await?)
     })
     .await
 }
@@ -242,6 +239,30 @@ pub async fn proxy_ranges(State(state): State<AppState>, actor: Actor) -> ApiRes
     actor.require_manager()?;
     let (ranges, source, at) = state.actions().cloudflare_ranges().await?;
     Ok(Json(serde_json::json!({ "name": CLOUDFLARE, "ranges": ranges, "source": source, "updated_at": at })))
+}
+
+/// Where to fetch Cloudflare's ranges from.
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyRangesRefresh {
+    /// http, https or file URLs of lists of CIDR blocks (default: Cloudflare's own).
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+/// Fetches Cloudflare's ranges again, records them, and queues a verify of every server trusting
+/// Cloudflare whose list changed (admin).
+pub async fn refresh_proxy_ranges(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<ProxyRangesRefresh>,
+) -> ApiResult<Json<fjord_actions::ProxyRangesRefresh>> {
+    actor.require_admin()?;
+    let urls = if req.from.is_empty() { fjord_actions::cloudflare_urls() } else { req.from };
+    act(&state, &actor, "proxy-ranges.update", "proxy-ranges:cloudflare", &urls.join(" "), async {
+        Ok::<_, ApiError>(Json(state.actions().refresh_cloudflare_ranges(&urls, &actor.created_by()).await?))
+    })
+    .await
 }
 
 pub async fn remove_platform(

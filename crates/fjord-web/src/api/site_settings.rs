@@ -4,7 +4,7 @@
 
 use super::sites::site_for;
 use super::{act, Queued};
-use crate::actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
+use fjord_actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState, SiteAction};
@@ -25,17 +25,11 @@ async fn settings_change<F, Fut>(
 ) -> ApiResult<Queued>
 where
     F: FnOnce(Site) -> Fut,
-    Fut: std::future::Future<Output = ApiResult<Result<Task, Planned>>>,
+    Fut: std::future::Future<Output = fjord_actions::ActionResult<fjord_actions::Outcome>>,
 {
     let site = site_for(state, actor, domain, SiteAction::Settings).await?;
     let target = format!("site:{}", site.domain);
-    act(state, actor, action, &target, detail, async {
-        match f(site).await? {
-            Ok(task) => Ok(Queued(task)),
-            Err(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
-        }
-    })
-    .await
+    act(state, actor, action, &target, detail, async { super::queued(f(site).await?) }).await
 }
 
 pub async fn php_limits(
@@ -109,7 +103,7 @@ pub async fn health_marker(
     let target = format!("site:{}", site.domain);
     act(&state, &actor, "site-health-marker", &target, req.text.as_deref().unwrap_or(""), async {
         state.actions().set_health_marker(&site, req.text.as_deref()).await?;
-        Ok(Json(serde_json::json!({ "domain": site.domain, "health_marker": req.text })))
+        Ok::<_, ApiError>(Json(serde_json::json!({ "domain": site.domain, "health_marker": req.text })))
     })
     .await
 }
@@ -139,7 +133,7 @@ pub async fn sync(
             other => other,
         })?;
         let args = state.actions().sync_args(&source, &target_site, &req).await?;
-        state.actions().enqueue(TaskKind::SiteSync, target_site.id.0, args, &actor.created_by()).await
+        Ok::<_, ApiError>(state.actions().enqueue(TaskKind::SiteSync, target_site.id.0, args, &actor.created_by()).await?)
     })
     .await
     .map(Queued)
@@ -179,8 +173,8 @@ pub async fn cert(
         let acme = state.settings.acme.as_ref();
         let (outcome, left_out) =
             state.actions().new_certificate(&site, &req, acme, false, &actor.created_by()).await?;
-        let task = outcome.map_err(|_| ApiError::Internal("a dry run where none was asked".into()))?;
-        Ok(Json(serde_json::json!({ "task": task, "not_covered": left_out })))
+        let super::Queued(task) = super::queued(outcome)?;
+        Ok::<_, ApiError>(Json(serde_json::json!({ "task": task, "not_covered": left_out })))
     })
     .await
 }

@@ -1,7 +1,7 @@
 //! Sites: list, show, create, and every action on one.
 
 use super::{act, Queued};
-use crate::actions::{self, SiteCreate};
+use fjord_actions::{self as actions, SiteCreate};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::{Actor, AppState, SiteAction};
@@ -87,6 +87,21 @@ pub async fn create(
     )
     .await?;
     Ok(Queued(task))
+}
+
+/// Adopts an existing site with its database (platform managers): recorded, and its import queued.
+pub async fn import(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<fjord_actions::SiteImport>,
+) -> ApiResult<Queued> {
+    actor.require_manager()?;
+    let target = format!("site:{}", req.domain);
+    act(&state, &actor, "site.import", &target, &req.platform, async {
+        let (_, outcome) = state.actions().import_site(&req, &actor.created_by(), false).await?;
+        super::queued(outcome)
+    })
+    .await
 }
 
 pub async fn show(
@@ -296,10 +311,9 @@ pub async fn aliases(
     act(&state, &actor, "site.aliases", &target, &detail, async {
         let aliases = actions::changed_aliases(&site, &req.add, &req.remove, req.www)?;
         let redirect = req.redirect.unwrap_or(site.redirect_aliases);
-        state.actions().set_aliases(&site, &aliases, redirect, &actor.created_by()).await
+        super::queued(state.actions().set_aliases(&site, &aliases, redirect, &actor.created_by(), false).await?)
     })
     .await
-    .map(Queued)
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

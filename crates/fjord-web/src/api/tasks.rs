@@ -1,7 +1,7 @@
 //! Tasks (list, show, live log, cancel, retry) and backups.
 
 use super::{act, Queued};
-use crate::actions;
+use fjord_actions as actions;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
 use crate::{Actor, AppState, SiteAction};
@@ -186,7 +186,7 @@ pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.cancel", &format!("task:{id}"), task.kind.as_str(), async {
-        Ok(Json(state.store.cancel(task.id).await?))
+        Ok::<_, ApiError>(Json(state.store.cancel(task.id).await?))
     })
     .await
 }
@@ -195,7 +195,7 @@ pub async fn retry(State(state): State<AppState>, actor: Actor, Path(id): Path<i
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.retry", &format!("task:{id}"), task.kind.as_str(), async {
-        Ok(state.store.retry(task.id, &actor.created_by()).await?)
+        Ok::<_, ApiError>(state.store.retry(task.id, &actor.created_by()).await?)
     })
     .await
     .map(Queued)
@@ -288,7 +288,7 @@ pub async fn restore_deleted(
             .actions()
             .restore_deleted_site(&b, req.domain.as_deref(), req.platform.as_deref(), offsite, &actor.created_by())
             .await?;
-        Ok(Queued(task))
+        Ok::<_, ApiError>(Queued(task))
     })
     .await
 }
@@ -300,12 +300,7 @@ pub async fn verify_backup(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (b, site) = backup_for(&state, &actor, id, SiteAction::Backup).await?;
-    state.actions().fetch_backup_if_missing(&b, &site.domain, state.settings.offsite.as_ref()).await?;
-    let (path, sum) = (b.path.clone(), b.checksum.clone());
-    let checked =
-        tokio::task::spawn_blocking(move || fjord_exec::backup::verify_archive(std::path::Path::new(&path), &sum))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let checked = state.actions().verify_backup(&b, &site.domain, state.settings.offsite.as_ref()).await?;
     Ok(Json(match checked {
         Ok(entries) => serde_json::json!({ "id": id, "ok": true, "entries": entries }),
         Err(e) => serde_json::json!({ "id": id, "ok": false, "error": e.to_string() }),

@@ -290,7 +290,7 @@ pub async fn users(State(state): State<AppState>, v: Viewer, Query(q): Query<Not
 
 pub async fn add_user(State(state): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<UserForm>) -> UiResult {
     v.0.require_admin()?;
-    let req = crate::actions::UserCreate {
+    let req = fjord_actions::UserCreate {
         name: f.name.trim().to_string(),
         email: Some(f.email.trim().to_string()).filter(|e| !e.is_empty()),
         role: f.role.clone(),

@@ -2,7 +2,7 @@
 
 use super::tasks::task_rows;
 use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, Viewer};
-use crate::actions::{ClientCreate, PlatformCreate, PlatformMigrate};
+use fjord_actions::{ClientCreate, PlatformCreate, PlatformMigrate};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;

@@ -4,7 +4,7 @@
 
 use super::tasks::task_rows;
 use super::{see_other, FormErrors, NoFields, UiResult, Viewer};
-use crate::actions::{DbServiceCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch};
+use fjord_actions::{DbServiceCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;

@@ -150,7 +150,7 @@ pub async fn post(
         }
         "php-limits" => {
             let r = async {
-                let req = crate::actions::PhpLimitsChange {
+                let req = fjord_actions::PhpLimitsChange {
                     max_children: number("max_children", &f.max_children)?,
                     memory_limit: text(&f.memory_limit),
                     upload_max: text(&f.upload_max),
@@ -174,7 +174,7 @@ pub async fn post(
             (&["text"], api::health_marker(s, a, d, ApiJson(req)).await.map(|_| None))
         }
         "sync" => {
-            let req = crate::actions::SyncRequest {
+            let req = fjord_actions::SyncRequest {
                 from: f.from.clone().unwrap_or_default(),
                 db: f.db.is_some(),
                 files: f.files.is_some(),
@@ -183,7 +183,7 @@ pub async fn post(
         }
         "cron" => (&[], api::cron(s, a, d).await.map(|q| Some(q.0.id.0))),
         "https" => {
-            let req = crate::actions::HttpsChange {
+            let req = fjord_actions::HttpsChange {
                 mode: f.https_mode.clone().unwrap_or_default(),
                 hsts: Some(f.hsts.is_some()),
                 self_signed: f.self_signed.is_some(),
@@ -191,7 +191,7 @@ pub async fn post(
             (&["mode", "self_signed"], api::https(s, a, d, ApiJson(req)).await.map(|q| Some(q.0.id.0)))
         }
         "cert" => {
-            let req = crate::actions::CertChange { self_signed: f.self_signed.is_some(), ..Default::default() };
+            let req = fjord_actions::CertChange { self_signed: f.self_signed.is_some(), ..Default::default() };
             let r = api::cert(s, a, d, ApiJson(req)).await;
             (&["self_signed"], r.map(|j| j.0["task"]["id"].as_i64()))
         }

@@ -2,7 +2,7 @@
 
 use super::tasks::task_rows;
 use super::{given, page_number, query_escape, see_other, FormErrors, NoFields, Pager, UiResult, Viewer};
-use crate::actions::SiteCreate;
+use fjord_actions::SiteCreate;
 use crate::api::sites as api;
 use crate::api::tasks as api_tasks;
 use crate::csrf::CsrfForm;
@@ -488,7 +488,7 @@ pub async fn delete(
     }
     let force = site.status == SiteStatus::Enabled;
     let target = format!("site:{}", site.domain);
-    let args = crate::actions::delete_args(force, true);
+    let args = fjord_actions::delete_args(force, true);
     let (actions, created_by) = (state.actions(), v.0.created_by());
     let enqueue = actions.enqueue(TaskKind::SiteDelete, site.id.0, args, &created_by);
     let task = crate::api::act(&state, &v.0, TaskKind::SiteDelete.as_str(), &target, "", enqueue).await?;

@@ -6,7 +6,7 @@ use crate::cli::{TokenCmd, UserCmd};
 use crate::output::{table, when};
 use anyhow::{bail, Context as _, Result};
 use fjord_store::{AuditEntry, Store, TokenScope};
-use fjord_web::actions::{Actions, UserCreate};
+use fjord_actions::{Actions, UserCreate};
 use std::io::Read as _;
 use std::process::ExitCode;
 

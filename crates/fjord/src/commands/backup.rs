@@ -20,7 +20,7 @@ pub fn stamp(ms: Millis) -> String {
 pub async fn fetch_if_missing(ctx: &Ctx, store: &Store, b: &Backup, domain: &Domain) -> Result<()> {
     let layout = ctx.layout();
     let offsite = ctx.settings.offsite()?;
-    if fjord_web::actions::Actions::new(store, &layout).fetch_backup_if_missing(b, domain, offsite.as_ref()).await? {
+    if fjord_actions::Actions::new(store, &layout).fetch_backup_if_missing(b, domain, offsite.as_ref()).await? {
         eprintln!("fetched backup {} from {} (checksum verified)", b.id, b.offsite.as_deref().unwrap_or("offsite"));
     }
     Ok(())
@@ -186,7 +186,7 @@ pub async fn run(ctx: &mut Ctx, cmd: BackupCmd) -> Result<ExitCode> {
             }
             let offsite = ctx.settings.offsite()?;
             let layout = ctx.layout();
-            fjord_web::actions::Actions::new(&store, &layout).delete_backup(b.id, offsite.as_ref()).await?;
+            fjord_actions::Actions::new(&store, &layout).delete_backup(b.id, offsite.as_ref()).await?;
             ctx.out.emit(&serde_json::json!({ "deleted": id }), || println!("backup {id} deleted"));
         }
     }

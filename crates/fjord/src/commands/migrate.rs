@@ -8,7 +8,7 @@ use super::{admin, task, Ctx};
 use crate::output::table;
 use anyhow::Result;
 use fjord_core::*;
-use fjord_web::actions::{Actions, PlatformMigrate};
+use fjord_actions::{Actions, PlatformMigrate};
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -4,9 +4,6 @@
 mod accounts;
 mod admin;
 mod backup;
-mod bench;
-mod bench_moves;
-mod bench_web;
 mod migrate;
 mod objects;
 mod proxies;
@@ -87,17 +84,28 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backup(cmd) => backup::run(&mut ctx, cmd).await,
         Command::Site(cmd) => site::run(&mut ctx, cmd).await,
         Command::Task(cmd) => task::run(&mut ctx, cmd).await,
-        Command::Bench(cmd) => bench::run(&mut ctx, cmd).await,
+        Command::Bench(cmd) => crate::bench::run(&mut ctx, cmd).await,
         Command::ProxyRanges(cmd) => proxies::ranges(&mut ctx, cmd).await,
     }
 }
 
-/// A task that does not exist yet (shared with the API: fjord-web's actions layer).
-pub use fjord_web::actions::prospective_task;
+/// The actions layer, the one way every change is made (shared with the API, the UI and the daemon).
+pub fn actions<'a>(store: &'a Store, layout: &'a Layout) -> fjord_actions::Actions<'a> {
+    fjord_actions::Actions::new(store, layout)
+}
 
-/// Plans `kind` against `snap`; a refusal becomes the command's error, so nothing gets queued.
-pub fn plan_now(ctx: &Ctx, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
-    Ok(fjord_web::actions::plan_snapshot(&ctx.layout(), kind, args, snap)?)
+/// Plans a task on an object not recorded yet against `snap`; a refusal becomes the command's error.
+pub fn plan_now(ctx: &Ctx, store: &Store, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
+    let layout = ctx.layout();
+    Ok(actions(store, &layout).plan_new(kind, args, snap)?)
+}
+
+/// What a change came to: the queued task followed (`--wait`), or the dry run's plan printed.
+pub async fn outcome(ctx: &mut Ctx, kind: TaskKind, outcome: fjord_actions::Outcome) -> Result<ExitCode> {
+    match outcome {
+        fjord_actions::Outcome::Queued(t) => task::queued(ctx, &t).await,
+        fjord_actions::Outcome::Planned(planned) => print_plan(ctx, kind, &planned),
+    }
 }
 
 /// Prints a plan for `--dry-run`.
@@ -136,14 +144,13 @@ pub async fn enqueue_checked(
     target_id: i64,
     args: serde_json::Value,
 ) -> Result<Option<Task>> {
-    // The same checks and queueing as the API's (fjord-web's actions layer).
     let store = ctx.store().await?;
     let layout = ctx.layout();
-    let actions = fjord_web::actions::Actions::new(&store, &layout);
-    if ctx.global.dry_run {
-        let planned = actions.plan(kind, target_id, &args).await?;
-        print_plan(ctx, kind, &planned)?;
-        return Ok(None);
+    match actions(&store, &layout).run(kind, target_id, args, &ctx.actor(), ctx.global.dry_run).await? {
+        fjord_actions::Outcome::Queued(t) => Ok(Some(t)),
+        fjord_actions::Outcome::Planned(planned) => {
+            print_plan(ctx, kind, &planned)?;
+            Ok(None)
+        }
     }
-    Ok(Some(actions.enqueue(kind, target_id, args, &ctx.actor()).await?))
 }

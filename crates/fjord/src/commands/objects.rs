@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use fjord_core::names::{validate_abs_path, validate_token};
 use fjord_core::*;
 use fjord_store::{NewPlatform, Store};
-use fjord_web::actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
+use fjord_actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
 use std::process::ExitCode;
 
 /// `fjord server add`'s flags as the actions layer's request (passwords read from their files).
@@ -146,7 +146,7 @@ async fn php(ctx: &mut Ctx, cmd: PhpCmd) -> Result<ExitCode> {
 }
 
 /// Records a server's new services and queues its verify (with `args`). The new record is planned
-/// (and refused) like any other; a dry run or a refusal puts the old one back.
+/// (and refused) like any other first; a dry run or a refusal writes nothing.
 pub(super) async fn set_services_and_verify(
     ctx: &mut Ctx,
     s: &Server,
@@ -156,10 +156,8 @@ pub(super) async fn set_services_and_verify(
     let store = ctx.store().await?;
     let layout = ctx.layout();
     let actions = Actions::new(&store, &layout);
-    match actions.set_services_and_verify(s, services, args, &ctx.actor(), ctx.global.dry_run).await? {
-        Ok(t) => task::queued(ctx, &t).await,
-        Err(planned) => print_plan(ctx, TaskKind::ServerVerify, &planned),
-    }
+    let done = actions.set_services_and_verify(s, services, args, &ctx.actor(), ctx.global.dry_run).await?;
+    super::outcome(ctx, TaskKind::ServerVerify, done).await
 }
 
 /// `server list`, locally or through the API.
@@ -234,7 +232,7 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
     match cmd {
         PlatformCmd::Add(add) => platform_add(ctx, &store, add).await,
         PlatformCmd::Migrate { name, to, parallel, canary, no_wait } => {
-            let req = fjord_web::actions::PlatformMigrate { to, parallel, canary: canary.unwrap_or(0), dry_run: false };
+            let req = fjord_actions::PlatformMigrate { to, parallel, canary: canary.unwrap_or(0), dry_run: false };
             super::migrate::platform_migrate(ctx, &name, req, no_wait).await
         }
         PlatformCmd::List => {
@@ -393,7 +391,7 @@ async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<
             details: Default::default(),
         };
         let snap = Snapshot { platform: Some(platform), ..Snapshot::of_server(server) };
-        let planned = plan_now(ctx, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
+        let planned = plan_now(ctx, store, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);
     }
     let (p, t) = store.add_platform(&new, &ctx.actor()).await?;

@@ -1,12 +1,11 @@
 //! Sites.
 
-use super::{backup, plan_now, print_plan, queue_task, task, Ctx};
+use super::{backup, print_plan, queue_task, task, Ctx};
 use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Context as _, Result};
 use fjord_core::*;
-use fjord_store::NewSite;
-use fjord_web::actions::Actions;
+use fjord_actions::Actions;
 use std::process::ExitCode;
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
@@ -113,7 +112,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             };
             let layout = ctx.layout();
             let offsite = ctx.settings.offsite()?;
-            let args = fjord_web::actions::Actions::new(&store, &layout)
+            let args = fjord_actions::Actions::new(&store, &layout)
                 .restore_args_fetched(&site, BackupId(id), offsite.as_ref(), ctx.global.dry_run)
                 .await?;
             queue_task(ctx, TaskKind::SiteRestore, site.id.0, args).await
@@ -132,7 +131,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             let source = store.site_by_domain(&Domain::parse(&from)?).await?;
             let target = store.site_by_domain(&Domain::parse(&to)?).await?;
             let layout = ctx.layout();
-            let req = fjord_web::actions::SyncRequest { from, db, files };
+            let req = fjord_actions::SyncRequest { from, db, files };
             let args = Actions::new(&store, &layout).sync_args(&source, &target, &req).await?;
             queue_task(ctx, TaskKind::SiteSync, target.id.0, args).await
         }
@@ -152,7 +151,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         SiteCmd::PhpLimits { domain, max_children, memory_limit, upload_max, max_execution_time } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
             let req =
-                fjord_web::actions::PhpLimitsChange { max_children, memory_limit, upload_max, max_execution_time };
+                fjord_actions::PhpLimitsChange { max_children, memory_limit, upload_max, max_execution_time };
             let layout = ctx.layout();
             let outcome =
                 Actions::new(&store, &layout).set_php_limits(&site, &req, ctx.global.dry_run, &ctx.actor()).await?;
@@ -192,7 +191,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Isolation { domain, mode } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            let mode = fjord_web::actions::parse_isolation(&mode.to_string())?;
+            let mode = fjord_actions::parse_isolation(&mode.to_string())?;
             let layout = ctx.layout();
             let outcome =
                 Actions::new(&store, &layout).set_isolation(&site, mode, ctx.global.dry_run, &ctx.actor()).await?;
@@ -207,11 +206,8 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
 }
 
 /// Prints what an action that ends in a verify did: the queued task, or for a dry run its plan.
-async fn verify_queued(ctx: &mut Ctx, outcome: Result<Task, Planned>) -> Result<ExitCode> {
-    match outcome {
-        Ok(t) => task::queued(ctx, &t).await,
-        Err(planned) => print_plan(ctx, TaskKind::SiteVerify, &planned),
-    }
+async fn verify_queued(ctx: &mut Ctx, outcome: fjord_actions::Outcome) -> Result<ExitCode> {
+    super::outcome(ctx, TaskKind::SiteVerify, outcome).await
 }
 
 async fn on_site(ctx: &mut Ctx, domain: &str, kind: TaskKind, args: serde_json::Value) -> Result<ExitCode> {
@@ -223,7 +219,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let layout = ctx.layout();
     // The same validation and plan as the API's create (fjord-web's actions layer).
-    let req = fjord_web::actions::SiteCreate {
+    let req = fjord_actions::SiteCreate {
         domain: c.domain,
         platform: c.platform,
         aliases: c.aliases,
@@ -238,7 +234,7 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         https: c.https,
         cron_interval: c.cron_interval,
     };
-    let (new, planned) = fjord_web::actions::Actions::new(&store, &layout).prepare_site(&req).await?;
+    let (new, planned) = fjord_actions::Actions::new(&store, &layout).prepare_site(&req).await?;
     if ctx.global.dry_run {
         return print_plan(ctx, TaskKind::SiteInstall, &planned);
     }
@@ -289,92 +285,47 @@ async fn aliases(
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let aliases = fjord_web::actions::changed_aliases(&site, &add, &remove, www)?;
+    let aliases = fjord_actions::changed_aliases(&site, &add, &remove, www)?;
     let redirect = match redirect.as_deref() {
         None => site.redirect_aliases,
         Some("on") => true,
         Some("off") => false,
         Some(other) => bail!("invalid --redirect {other:?}: use on or off"),
     };
-    if ctx.global.dry_run {
-        let mut changed = site.clone();
-        changed.aliases = aliases;
-        changed.redirect_aliases = redirect;
-        let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
-        let mut snap = store
-            .snapshot(&super::prospective_task(TaskKind::SiteVerify, site.id.0, lane, serde_json::json!({})))
-            .await?;
-        snap.site = Some(changed);
-        let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
-        return print_plan(ctx, TaskKind::SiteVerify, &planned);
-    }
-    store.set_site_aliases(&site, &aliases, redirect).await?;
-    queue_task(ctx, TaskKind::SiteVerify, site.id.0, serde_json::json!({})).await
+    let layout = ctx.layout();
+    let done = Actions::new(&store, &layout).set_aliases(&site, &aliases, redirect, &ctx.actor(), ctx.global.dry_run).await?;
+    super::outcome(ctx, TaskKind::SiteVerify, done).await
 }
 
 /// Adopts an existing site: records it with its existing database, and queues the import, which
 /// takes over its settings, pool and vhost (and never drops the database, even when it fails).
 async fn import(ctx: &mut Ctx, i: crate::cli::SiteImport) -> Result<ExitCode> {
     let store = ctx.store().await?;
-    let domain = Domain::parse(&i.domain)?;
-    let aliases = i.aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?;
-    let db_engine: DbEngine = parse_enum("--db-engine", &i.db_engine)?;
-    if db_engine == DbEngine::Sqlite {
-        bail!("importing SQLite sites is not supported yet: their database file would have to move into Fjord's site directory");
-    }
-    let platform = store.platform_by_name(&i.platform).await?;
-    let server = store.server(platform.server_id).await?;
-    if !server.db_engines().any(|e| e == db_engine) {
-        bail!("server {} offers no {db_engine} database", server.name);
-    }
     let password = std::fs::read_to_string(&i.db_password_file)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", i.db_password_file))?;
-    let password = password.trim_end_matches(['\n', '\r']).to_string();
-    if password.is_empty() || password.contains(['\'', '\\', '\n']) {
-        bail!("{}: the password must be one line without quotes or backslashes", i.db_password_file);
-    }
-    let client = client_id(&store, i.client.as_deref()).await?;
-    let new = NewSite {
-        domain,
-        platform: platform.id,
-        db_server: Some(server.id),
-        db_engine,
-        php: i.php.clone(),
-        profile: None,
-        language: "en".into(),
-        client,
-        aliases,
-        redirect_aliases: false,
-        https: HttpsMode::Off,
-        cron_interval: Some(3600),
-        existing_db: Some((i.db_name.clone(), i.db_user.clone().unwrap_or_else(|| i.db_name.clone()))),
+    let req = fjord_actions::SiteImport {
+        domain: i.domain,
+        platform: i.platform,
+        db_engine: i.db_engine,
+        db_name: i.db_name,
+        db_user: i.db_user,
+        db_password: password,
+        aliases: i.aliases,
+        php: i.php,
+        client: i.client,
     };
-    let mut prospective = store.prepare_site(&new).await?;
-    prospective.status = SiteStatus::Enabled;
-    let snap = Snapshot::of_new_site(server, platform, prospective);
-    plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
-    if ctx.global.dry_run {
-        let planned = plan_now(ctx, TaskKind::SiteVerify, &serde_json::json!({}), &snap)?;
-        return print_plan(ctx, TaskKind::SiteImport, &planned);
-    }
-    let (site, _) = store.create_site_with(&new, &ctx.actor(), None).await?;
-    // The site keeps its password (Fjord's grants step re-asserts the same one): store it before the
-    // import is queued, so no daemon can get there first and generate another.
-    ctx.executor()?.secrets.put(&fjord_plan::db::site_password_key(&site), &fjord_exec::Secret::new(password))?;
-    let lane = store.lane_of(TargetKind::Site, site.id.0).await?;
-    let t = store
-        .enqueue(&NewTask {
-            kind: TaskKind::SiteImport,
-            target_id: site.id.0,
-            lane,
-            args: serde_json::json!({}),
-            created_by: ctx.actor(),
-        })
-        .await?;
-    if !ctx.out.json {
+    let layout = ctx.layout();
+    let (site, done) = Actions::new(&store, &layout)
+        .import_site(&req, &ctx.actor(), ctx.global.dry_run)
+        .await
+        .map_err(|e| match e.field() {
+            Some("db_password") => anyhow::anyhow!("{}: {e}", i.db_password_file),
+            _ => e.into(),
+        })?;
+    if let (Some(site), false) = (&site, ctx.out.json) {
         println!("site {} recorded for import", site.domain);
     }
-    task::queued(ctx, &t).await
+    super::outcome(ctx, TaskKind::SiteImport, done).await
 }
 
 /// Records the new site (checked like a create: free domain, quota, platform) and queues its clone.
@@ -389,7 +340,7 @@ async fn clone(
     let layout = ctx.layout();
     let src = store.site_by_domain(&Domain::parse(source)?).await?;
     // The same checks and plan as the API's clone (fjord-web's actions layer).
-    let (new, args, planned) = fjord_web::actions::Actions::new(&store, &layout)
+    let (new, args, planned) = fjord_actions::Actions::new(&store, &layout)
         .prepare_clone(&src, domain, platform.as_deref(), &aliases)
         .await?;
     if ctx.global.dry_run {
@@ -407,7 +358,7 @@ async fn clone(
 async fn restore_deleted(ctx: &mut Ctx, b: &Backup, domain: Domain, platform: Option<String>) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let layout = ctx.layout();
-    let actions = fjord_web::actions::Actions::new(&store, &layout);
+    let actions = fjord_actions::Actions::new(&store, &layout);
     let (domain, platform) = (Some(domain.as_str()), platform.as_deref());
     if ctx.global.dry_run {
         let (_, _, planned) = actions.prepare_restore_deleted(b, domain, platform).await?;
@@ -433,17 +384,10 @@ async fn migrate(
     let store = ctx.store().await?;
     let layout = ctx.layout();
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let args = fjord_web::actions::Actions::new(&store, &layout)
+    let args = fjord_actions::Actions::new(&store, &layout)
         .migrate_args(&site, to, new_domain, keep_old, db_server)
         .await?;
     queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
-}
-
-async fn client_id(store: &fjord_store::Store, name: Option<&str>) -> Result<Option<ClientId>> {
-    Ok(match name {
-        Some(name) => Some(store.client_by_name(name).await?.id),
-        None => None,
-    })
 }
 
 fn https_line(site: &Site) -> String {
@@ -483,18 +427,13 @@ async fn https(ctx: &mut Ctx, domain: &str, mode: &str, hsts: Option<String>, se
         Some("off") => Some(false),
         Some(other) => bail!("invalid --hsts {other:?}: use on or off"),
     };
-    let req = fjord_web::actions::HttpsChange { mode: mode.to_string(), hsts, self_signed };
+    let req = fjord_actions::HttpsChange { mode: mode.to_string(), hsts, self_signed };
     let acme = if self_signed { None } else { Some(ctx.settings.acme_request(false)?) };
     let layout = ctx.layout();
     let outcome =
         Actions::new(&store, &layout).set_https(&site, &req, acme.as_ref(), ctx.global.dry_run, &ctx.actor()).await?;
-    match outcome {
-        Ok(t) => task::queued(ctx, &t).await,
-        Err(planned) => {
-            let kind = if req.mode == "off" { TaskKind::SiteVerify } else { TaskKind::SiteCert };
-            print_plan(ctx, kind, &planned)
-        }
-    }
+    let kind = if req.mode == "off" { TaskKind::SiteVerify } else { TaskKind::SiteCert };
+    super::outcome(ctx, kind, outcome).await
 }
 
 /// `site cert`: a new certificate now (ACME by default; self-signed; or an uploaded one, checked here
@@ -508,7 +447,7 @@ async fn certificate(
 ) -> Result<ExitCode> {
     let store = ctx.store().await?;
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let mut req = fjord_web::actions::CertChange { self_signed, revoke_old, ..Default::default() };
+    let mut req = fjord_actions::CertChange { self_signed, revoke_old, ..Default::default() };
     let mut from = String::new();
     if let Some((cert, key)) = upload {
         req.cert_pem = Some(std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?);
@@ -524,8 +463,5 @@ async fn certificate(
     if !left_out.is_empty() {
         eprintln!("warning: the certificate does not cover {}", left_out.join(", "));
     }
-    match outcome {
-        Ok(t) => task::queued(ctx, &t).await,
-        Err(planned) => print_plan(ctx, TaskKind::SiteCert, &planned),
-    }
+    super::outcome(ctx, TaskKind::SiteCert, outcome).await
 }

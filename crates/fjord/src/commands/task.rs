@@ -211,15 +211,7 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
         TaskCmd::Noop { server, platform, site, sleep_ms, files, fail } => {
             let lane = Lane { server: ServerId(server), platform: platform.map(PlatformId), site: site.map(SiteId) };
             let args = serde_json::json!({ "sleep_ms": sleep_ms, "files": files, "fail": fail });
-            let t = store
-                .enqueue(&NewTask {
-                    kind: TaskKind::Noop,
-                    target_id: site.or(platform).unwrap_or(server),
-                    lane,
-                    args,
-                    created_by: ctx.actor(),
-                })
-                .await?;
+            let t = store.enqueue_noop(lane, args, &ctx.actor()).await?;
             return queued(ctx, &t).await;
         }
     }

@@ -1,8 +1,16 @@
+//! `fjord bench …`: every benchmark lives in this module (`moves`: backup, restore, clone and platform
+//! migrate against their baselines; `web`: the panel and API under load; here: the queue and verify).
+//! Benchmarks build their own scratch fixtures (directories, files, processes), which is why this
+//! module alone outside fjord-exec may touch the file system directly.
+//!
 //! `fjord bench queue`: no-op tasks through the whole queue (enqueue → claim → run → log → finish)
 //! against the same number of bare INSERT+UPDATE statements on the same database, in the same run. It
 //! prints ratios, not verdicts: performance is measured here, never asserted in a timed test.
 
-use super::Ctx;
+mod moves;
+mod web;
+
+use crate::commands::Ctx;
 use crate::cli::BenchCmd;
 use anyhow::Result;
 use fjord_core::*;
@@ -20,11 +28,11 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
         BenchCmd::Verify { sites, codebase } => return sites_bench::verify(ctx, sites, codebase).await,
         BenchCmd::Create { count, codebase } => return sites_bench::create(ctx, count, codebase).await,
         BenchCmd::Backup { size_mb, no_clone, env } => {
-            return super::bench_moves::backup(ctx, size_mb, !no_clone, env).await
+            return moves::backup(ctx, size_mb, !no_clone, env).await
         }
-        BenchCmd::Migrate { sites, env } => return super::bench_moves::migrate(ctx, sites, env).await,
+        BenchCmd::Migrate { sites, env } => return moves::migrate(ctx, sites, env).await,
         BenchCmd::Web { sites, tasks, concurrency, requests, pages } => {
-            return super::bench_web::run(ctx, sites, tasks, concurrency, requests, &pages).await
+            return web::run(ctx, sites, tasks, concurrency, requests, &pages).await
         }
     };
     let dir = tempfile::tempdir()?;
@@ -93,15 +101,7 @@ async fn queue_bench(
     for i in 0..count as i64 {
         let site = i % sites + 1;
         let lane = Lane { server: ServerId(1), platform: Some(PlatformId(1)), site: Some(SiteId(site)) };
-        store
-            .enqueue(&NewTask {
-                kind: TaskKind::Noop,
-                target_id: site,
-                lane,
-                args: serde_json::json!({}),
-                created_by: "bench".into(),
-            })
-            .await?;
+        store.enqueue_noop(lane, serde_json::json!({}), "bench").await?;
     }
     let enqueued = t0.elapsed();
     let mut handles = Vec::new();
@@ -280,18 +280,7 @@ mod sites_bench {
 
         /// Runs one task to its end and returns it with its log.
         async fn run_one(&self, kind: TaskKind, target: i64) -> Result<(Task, Vec<LogLine>)> {
-            let lane = self.ctx.store.lane_of(kind.target_kind(), target).await?;
-            let t = self
-                .ctx
-                .store
-                .enqueue(&NewTask {
-                    kind,
-                    target_id: target,
-                    lane,
-                    args: serde_json::json!({}),
-                    created_by: "bench".into(),
-                })
-                .await?;
+            let t = self.ctx.store.enqueue(&NewTask::new(kind, target, serde_json::json!({}), "bench")).await?;
             self.drain().await?;
             Ok((self.ctx.store.task(t.id).await?, self.ctx.store.logs(t.id, 0).await?))
         }
@@ -311,13 +300,11 @@ mod sites_bench {
             store.cancel(task.id).await?;
             store.set_site_status(site.id, SiteStatus::Enabled).await?;
             // No Unix user per benchmark site: the benchmark measures generating and writing files.
-            store.set_site_isolation(site.id, Isolation::Shared).await?;
+            let shared = DesiredChange::SiteIsolation { site: site.id, isolation: Isolation::Shared };
+            store.commit_change(&Change { desired: vec![shared], tasks: vec![] }).await?;
         }
         // Baseline: write the very files the verify writes, with the same atomic writes, same run.
-        let lane = store.lane_of(TargetKind::Server, 1).await?;
-        let snap = store
-            .snapshot(&super::super::prospective_task(TaskKind::ServerVerify, 1, lane, serde_json::json!({})))
-            .await?;
+        let snap = store.prospective_snapshot(TaskKind::ServerVerify, 1, &serde_json::json!({})).await?;
         let planned = fjord_plan::plan(
             &bench.ctx.config.layout,
             TaskKind::ServerVerify,

@@ -1,11 +1,24 @@
-//! The actions layer: what the CLI, the API and the UI do when someone asks for a change. Each function
-//! validates its input into model values, plans the task against the current state (so a refusal is
-//! an error and nothing is written), then writes the desired state and queues the task. Permission
-//! checks are not here: callers check the [`crate::Actor`] first (the CLI runs as the operator).
+//! The one way in: what the CLI, the API, the UI and the daemon do when a change is asked for. Each
+//! action validates its input into model values and describes the change as data (a
+//! [`fjord_core::Change`]: desired state and the tasks that apply it). [`Actions::submit`] plans every
+//! task against a snapshot with the change applied in memory (a refusal is an error, nothing written;
+//! a dry run stops there and returns the plan), then records the change and queues its tasks in one
+//! transaction. Permission checks are not here: callers check who asks first (the HTTP side's
+//! `Actor`; the CLI runs as the operator).
 //!
 //! The request types (`SiteCreate`, …) are the JSON bodies of the API and the forms of the UI alike.
+//! Errors are [`ActionError`]s, which the HTTP side maps to statuses and the CLI to messages.
 
-use crate::error::{ApiError, ApiResult};
+pub mod accounts;
+pub mod error;
+mod import;
+pub mod planning;
+
+pub use error::{ActionError, ActionResult};
+pub use import::{drupal_db_settings, SiteImport};
+/// Offsite storage settings, for callers that pass them on (the HTTP side's settings).
+pub use fjord_exec::offsite::OffsiteConfig;
+
 use fjord_core::names::{validate_abs_path, validate_token};
 use fjord_core::*;
 use fjord_plan::Layout;
@@ -16,7 +29,10 @@ use utoipa::ToSchema;
 mod restore;
 mod servers;
 mod site_settings;
-pub use servers::{DbServiceCreate, PhpCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE};
+pub use servers::{
+    cloudflare_urls, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ProxyRangesRefresh, RealIpSet, ServerCreate, WebSwitch,
+    CLOUDFLARE,
+};
 pub use site_settings::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 
 /// What every action needs: the state database and the host layout planners derive paths from.
@@ -26,14 +42,22 @@ pub struct Actions<'a> {
     pub layout: &'a Layout,
 }
 
-/// A task that does not exist yet, for planning a dry run or checking a task would be accepted.
-pub fn prospective_task(kind: TaskKind, target_id: i64, lane: Lane, args: serde_json::Value) -> Task {
-    Task::prospective(kind, target_id, lane, args)
+/// What a change request came to: its task queued, or (a dry run) the plan it would run.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    Queued(Task),
+    Planned(Planned),
 }
 
-/// Plans `kind` against `snap` with the facts the daemon would gather; a refusal is the error.
-pub fn plan_snapshot(layout: &Layout, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
-    Ok(fjord_plan::plan(layout, kind, args, snap, &fjord_daemon::runner::gather_facts(kind, snap))?)
+impl Outcome {
+    /// The queued task, if it was not a dry run.
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            Outcome::Queued(t) => Some(t),
+            Outcome::Planned(_) => None,
+        }
+    }
 }
 
 /// A new site, as the API's JSON body, the UI's form and `fjord site create` give it.
@@ -158,11 +182,11 @@ pub struct UserCreate {
     pub clients: Vec<String>,
 }
 
-pub fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> ApiResult<T> {
-    s.parse().map_err(|e| ApiError::invalid(field, format!("invalid {field}: {e}")))
+pub fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> ActionResult<T> {
+    s.parse().map_err(|e| ActionError::invalid(field, format!("invalid {field}: {e}")))
 }
 
-fn parse_aliases(aliases: &[String]) -> ApiResult<Vec<Domain>> {
+fn parse_aliases(aliases: &[String]) -> ActionResult<Vec<Domain>> {
     Ok(aliases.iter().map(|a| Domain::parse_field("alias", a)).collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -201,7 +225,7 @@ pub fn restore_args(backup: &Backup) -> serde_json::Value {
 
 /// A site's aliases after adding and removing some: refuses removing one it does not have or adding one
 /// twice.
-pub fn changed_aliases(site: &Site, add: &[String], remove: &[String], www: bool) -> ApiResult<Vec<Domain>> {
+pub fn changed_aliases(site: &Site, add: &[String], remove: &[String], www: bool) -> ActionResult<Vec<Domain>> {
     let mut aliases = site.aliases.clone();
     let mut adding = parse_aliases(add)?;
     if www {
@@ -210,13 +234,13 @@ pub fn changed_aliases(site: &Site, add: &[String], remove: &[String], www: bool
     for r in remove {
         let r = Domain::parse_field("alias", r)?;
         if !aliases.contains(&r) {
-            return Err(ApiError::invalid("remove", format!("{r} is not an alias of {}", site.domain)));
+            return Err(ActionError::invalid("remove", format!("{r} is not an alias of {}", site.domain)));
         }
         aliases.retain(|a| a != &r);
     }
     for a in adding {
         if aliases.contains(&a) {
-            return Err(ApiError::invalid("add", format!("{a} is already an alias of {}", site.domain)));
+            return Err(ActionError::invalid("add", format!("{a} is already an alias of {}", site.domain)));
         }
         aliases.push(a);
     }
@@ -231,36 +255,36 @@ impl<'a> Actions<'a> {
         &self,
         id: BackupId,
         offsite: Option<&fjord_exec::offsite::OffsiteConfig>,
-    ) -> ApiResult<Backup> {
+    ) -> ActionResult<Backup> {
         let b = self.store.backup(id).await?;
         let backups_dir = format!("{}/backups/", self.layout.state_dir.trim_end_matches('/'));
         if !b.path.starts_with(&backups_dir) || b.path.contains("/../") {
-            return Err(ApiError::Conflict(format!(
+            return Err(ActionError::Conflict(format!(
                 "backup {} is not under this state dir's backups/: not removing {}",
                 id.0, b.path
             )));
         }
         let busy = self.store.active_tasks_on(TargetKind::Site, b.site_id.0).await?;
         if busy > 0 {
-            return Err(ApiError::Conflict(format!(
+            return Err(ActionError::Conflict(format!(
                 "backup {}: its site has {busy} task(s) queued or running; try again when they are done",
                 id.0
             )));
         }
         if let Some(loc) = &b.offsite {
             let Some(cfg) = offsite else {
-                return Err(ApiError::Conflict(format!(
+                return Err(ActionError::Conflict(format!(
                     "backup {} has an offsite copy ({loc}): configure [offsite] to delete it too",
                     id.0
                 )));
             };
-            let store = fjord_exec::offsite::Offsite::open(cfg).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-            store.delete(loc).await.map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+            let store = fjord_exec::offsite::Offsite::open(cfg).map_err(|e| ActionError::Internal(format!("{e:#}")))?;
+            store.delete(loc).await.map_err(|e| ActionError::Internal(format!("{e:#}")))?;
         }
         let path = std::path::Path::new(&b.path);
-        fjord_exec::fsops::remove_all(path).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+        fjord_exec::fsops::remove_all(path).map_err(|e| ActionError::Internal(format!("{e:#}")))?;
         fjord_exec::fsops::remove_all(&fjord_exec::backup::checksum_path(path))
-            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+            .map_err(|e| ActionError::Internal(format!("{e:#}")))?;
         self.store.delete_backup(b.id).await?;
         Ok(b)
     }
@@ -269,26 +293,41 @@ impl<'a> Actions<'a> {
         Actions { store, layout }
     }
 
-    /// Plans `kind` against `snap`; a refusal is the error.
-    pub fn plan_snapshot(&self, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ApiResult<Planned> {
-        plan_snapshot(self.layout, kind, args, snap)
+    /// Plans a task on an object not recorded yet (a new server's first verify, a site's install, clone
+    /// or restore) against `snap`; a refusal is the error.
+    pub fn plan_new(&self, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> ActionResult<Planned> {
+        planning::plan_new(self.layout, kind, args, snap)
     }
 
     /// Plans a task on an existing object now, against the current state, without queueing it.
-    pub async fn plan(&self, kind: TaskKind, target_id: i64, args: &serde_json::Value) -> ApiResult<Planned> {
-        let lane = self.store.lane_of(kind.target_kind(), target_id).await?;
-        let snap = self.store.snapshot(&prospective_task(kind, target_id, lane, args.clone())).await?;
-        self.plan_snapshot(kind, args, &snap)
+    pub async fn plan(&self, kind: TaskKind, target_id: i64, args: &serde_json::Value) -> ActionResult<Planned> {
+        let task = NewTask::new(kind, target_id, args.clone(), "");
+        planning::plan_prospective(self.store, self.layout, &task, &[]).await
     }
 
-    /// Plans a task with `site` changed as given (aliases, limits: settings recorded before the verify
-    /// that applies them), for a dry run.
-    pub async fn plan_with_site(&self, kind: TaskKind, changed: Site) -> ApiResult<Planned> {
-        let args = serde_json::json!({});
-        let lane = self.store.lane_of(TargetKind::Site, changed.id.0).await?;
-        let mut snap = self.store.snapshot(&prospective_task(kind, changed.id.0, lane, args.clone())).await?;
-        snap.site = Some(changed);
-        self.plan_snapshot(kind, &args, &snap)
+    /// The one way a change is made: plans each of its tasks with the change applied (a refusal is the
+    /// error, and nothing is written); a dry run returns the first task's plan and writes nothing;
+    /// otherwise the desired state and the tasks are recorded in one transaction, and the first task
+    /// is returned.
+    pub async fn submit(&self, change: Change, dry_run: bool) -> ActionResult<Outcome> {
+        if change.tasks.is_empty() {
+            return Err(ActionError::Internal("a change without a task".into()));
+        }
+        let mut plans = self.plan_change(&change).await?;
+        if dry_run {
+            return Ok(Outcome::Planned(plans.remove(0)));
+        }
+        let mut tasks = self.store.commit_change(&change).await?;
+        Ok(Outcome::Queued(tasks.remove(0)))
+    }
+
+    /// Plans every task of `change` with its desired state applied; a refusal is the error.
+    pub async fn plan_change(&self, change: &Change) -> ActionResult<Vec<Planned>> {
+        let mut plans = Vec::new();
+        for task in &change.tasks {
+            plans.push(planning::plan_prospective(self.store, self.layout, task, &change.desired).await?);
+        }
+        Ok(plans)
     }
 
     /// Checks the task would be accepted (plans it), then queues it.
@@ -298,13 +337,26 @@ impl<'a> Actions<'a> {
         target_id: i64,
         args: serde_json::Value,
         created_by: &str,
-    ) -> ApiResult<Task> {
-        self.plan(kind, target_id, &args).await?;
-        let lane = self.store.lane_of(kind.target_kind(), target_id).await?;
-        Ok(self.store.enqueue(&NewTask { kind, target_id, lane, args, created_by: created_by.into() }).await?)
+    ) -> ActionResult<Task> {
+        match self.submit(Change::task(NewTask::new(kind, target_id, args, created_by)), false).await? {
+            Outcome::Queued(t) => Ok(t),
+            Outcome::Planned(_) => Err(ActionError::Internal("a dry run where none was asked".into())),
+        }
     }
 
-    async fn client_id(&self, name: Option<&str>) -> ApiResult<Option<ClientId>> {
+    /// [`Actions::enqueue`], or with `dry_run` the plan it would run.
+    pub async fn run(
+        &self,
+        kind: TaskKind,
+        target_id: i64,
+        args: serde_json::Value,
+        created_by: &str,
+        dry_run: bool,
+    ) -> ActionResult<Outcome> {
+        self.submit(Change::task(NewTask::new(kind, target_id, args, created_by)), dry_run).await
+    }
+
+    async fn client_id(&self, name: Option<&str>) -> ActionResult<Option<ClientId>> {
         Ok(match name {
             Some(name) => Some(self.store.client_by_name(name).await.map_err(|e| field_not_found(e, "client"))?.id),
             None => None,
@@ -313,7 +365,7 @@ impl<'a> Actions<'a> {
 
     /// Validates a new site against the state (names free, quota, platform, database server, PHP) and
     /// plans its install, writing nothing.
-    pub async fn prepare_site(&self, c: &SiteCreate) -> ApiResult<(NewSite, Planned)> {
+    pub async fn prepare_site(&self, c: &SiteCreate) -> ActionResult<(NewSite, Planned)> {
         let domain = Domain::parse(&c.domain)?;
         let mut aliases = parse_aliases(&c.aliases)?;
         if c.www {
@@ -325,7 +377,7 @@ impl<'a> Actions<'a> {
         let db_engine: DbEngine = parse_enum("db_engine", &c.db_engine)?;
         let https: HttpsMode = parse_enum("https", &c.https)?;
         if c.cron_interval < 0 {
-            return Err(ApiError::invalid("cron_interval", "cron_interval must not be negative"));
+            return Err(ActionError::invalid("cron_interval", "cron_interval must not be negative"));
         }
         if let Some(p) = &c.profile {
             Name::parse("profile", p)?;
@@ -337,7 +389,7 @@ impl<'a> Actions<'a> {
             || c.language.is_empty()
             || !c.language.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "language",
                 format!("invalid language {:?}: use a language code such as en or pt-br", c.language),
             ));
@@ -350,7 +402,7 @@ impl<'a> Actions<'a> {
         };
         let db_host = db_server.as_ref().unwrap_or(&server);
         if db_engine != DbEngine::Sqlite && !db_host.db_engines().any(|e| e == db_engine) {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "db_engine",
                 format!(
                     "server {} offers no {db_engine} database; add it to the server or choose the sqlite engine",
@@ -360,7 +412,7 @@ impl<'a> Actions<'a> {
         }
         if let Some(v) = &c.php {
             if !server.php_versions().any(|have| have == v) {
-                return Err(ApiError::invalid("php", format!("server {} has no PHP {v} runtime", server.name)));
+                return Err(ActionError::invalid("php", format!("server {} has no PHP {v} runtime", server.name)));
             }
         }
         let client = self.client_id(c.client.as_deref()).await?;
@@ -385,12 +437,12 @@ impl<'a> Actions<'a> {
             db_server: db_server.filter(|d| d.id != server_id),
             ..Snapshot::of_new_site(server, platform, prospective)
         };
-        let planned = self.plan_snapshot(TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
+        let planned = self.plan_new(TaskKind::SiteInstall, &serde_json::json!({}), &snap)?;
         Ok((new, planned))
     }
 
     /// Records a new site and queues its install.
-    pub async fn create_site(&self, c: &SiteCreate, created_by: &str) -> ApiResult<(Site, Task)> {
+    pub async fn create_site(&self, c: &SiteCreate, created_by: &str) -> ActionResult<(Site, Task)> {
         let (new, _) = self.prepare_site(c).await?;
         Ok(self.store.create_site(&new, created_by).await?)
     }
@@ -423,7 +475,7 @@ impl<'a> Actions<'a> {
         platform: Platform,
         other_site: Option<Site>,
         other_platform: Option<Platform>,
-    ) -> ApiResult<Snapshot> {
+    ) -> ActionResult<Snapshot> {
         let prospective = self.store.prepare_site(new).await?;
         let server = self.store.server(platform.server_id).await?;
         let db_server = match new.db_server {
@@ -440,7 +492,7 @@ impl<'a> Actions<'a> {
         domain: &str,
         platform: Option<&str>,
         aliases: &[String],
-    ) -> ApiResult<(NewSite, serde_json::Value, Planned)> {
+    ) -> ActionResult<(NewSite, serde_json::Value, Planned)> {
         let src_platform = self.store.platform(src.platform_id).await?;
         let platform = match platform {
             Some(name) => self.store.platform_by_name(name).await.map_err(|e| field_not_found(e, "platform"))?,
@@ -449,7 +501,7 @@ impl<'a> Actions<'a> {
         let new = self.site_like(src, Domain::parse(domain)?, &platform, parse_aliases(aliases)?);
         let args = serde_json::json!({ "source_site": src.id.0 });
         let snap = self.new_site_snapshot(&new, platform, Some(src.clone()), Some(src_platform)).await?;
-        let planned = self.plan_snapshot(TaskKind::SiteClone, &args, &snap)?;
+        let planned = self.plan_new(TaskKind::SiteClone, &args, &snap)?;
         Ok((new, args, planned))
     }
 
@@ -461,7 +513,7 @@ impl<'a> Actions<'a> {
         platform: Option<&str>,
         aliases: &[String],
         created_by: &str,
-    ) -> ApiResult<(Site, Task)> {
+    ) -> ActionResult<(Site, Task)> {
         let (new, args, _) = self.prepare_clone(src, domain, platform, aliases).await?;
         let (site, task) = self.store.create_site_with(&new, created_by, Some((TaskKind::SiteClone, args))).await?;
         Ok((site, task.expect("a task was asked for")))
@@ -475,14 +527,14 @@ impl<'a> Actions<'a> {
         new_domain: Option<&str>,
         keep_old: bool,
         db_server: Option<&str>,
-    ) -> ApiResult<serde_json::Value> {
+    ) -> ActionResult<serde_json::Value> {
         let target = self.store.platform_by_name(to).await.map_err(|e| field_not_found(e, "platform"))?;
         let new_domain = new_domain.map(|d| Domain::parse_field("new domain", d)).transpose()?;
         if let Some(d) = &new_domain {
             // The new name must be free, or one of this site's own aliases.
             match self.store.site_by_domain(d).await {
                 Ok(owner) if owner.id != site.id => {
-                    return Err(ApiError::invalid("new_domain", format!("{d} is already used by another site")))
+                    return Err(ActionError::invalid("new_domain", format!("{d} is already used by another site")))
                 }
                 _ => {}
             }
@@ -497,16 +549,16 @@ impl<'a> Actions<'a> {
     }
 
     /// The restore arguments for `backup` of `site`, refusing another site's backup.
-    pub async fn restore_args(&self, site: &Site, backup: BackupId) -> ApiResult<serde_json::Value> {
+    pub async fn restore_args(&self, site: &Site, backup: BackupId) -> ActionResult<serde_json::Value> {
         let b = self.store.backup(backup).await.map_err(|e| field_not_found(e, "backup"))?;
         if b.site_id != site.id {
-            return Err(ApiError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
+            return Err(ActionError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
         }
         Ok(restore_args(&b))
     }
 
     /// A platform by name, or by id when no platform has that name.
-    pub async fn platform_by_name_or_id(&self, name: &str) -> ApiResult<Platform> {
+    pub async fn platform_by_name_or_id(&self, name: &str) -> ActionResult<Platform> {
         match self.store.platform_by_name(name).await {
             Err(StoreError::NotFound { .. }) if name.parse::<i64>().is_ok() => {
                 let id = name.parse::<i64>().expect("checked above");
@@ -518,16 +570,16 @@ impl<'a> Actions<'a> {
 
     /// Validates a platform migrate of `from`: the target, `parallel`; returns the target and the sites
     /// that would move (the live ones, in the order they move: canaries first).
-    async fn platform_migrate_sites(&self, from: &Platform, req: &PlatformMigrate) -> ApiResult<(Platform, Vec<Site>)> {
+    async fn platform_migrate_sites(&self, from: &Platform, req: &PlatformMigrate) -> ActionResult<(Platform, Vec<Site>)> {
         let to = self.store.platform_by_name(req.to.trim()).await.map_err(|e| field_not_found(e, "to"))?;
         if to.id == from.id {
-            return Err(ApiError::invalid("to", format!("the sites of {} are already on {}", from.name, to.name)));
+            return Err(ActionError::invalid("to", format!("the sites of {} are already on {}", from.name, to.name)));
         }
         if to.status == ObjectStatus::Deleted {
-            return Err(ApiError::invalid("to", format!("platform {} is deleted", to.name)));
+            return Err(ActionError::invalid("to", format!("platform {} is deleted", to.name)));
         }
         if req.parallel == 0 || req.parallel > MAX_PARALLEL {
-            return Err(ApiError::invalid("parallel", format!("parallel must be from 1 to {MAX_PARALLEL}")));
+            return Err(ActionError::invalid("parallel", format!("parallel must be from 1 to {MAX_PARALLEL}")));
         }
         let sites = self.store.sites_on_platform(from.id).await?;
         let live = sites.into_iter().filter(|s| matches!(s.status, SiteStatus::Enabled | SiteStatus::Disabled));
@@ -537,9 +589,9 @@ impl<'a> Actions<'a> {
     /// Queues a platform-wide migrate: one `platform-migrate` task, which the daemon runs by queueing
     /// one site-migrate per site (each with its own backup and rollback). The sites are the platform's
     /// live sites now.
-    pub async fn platform_migrate(&self, from: &Platform, req: &PlatformMigrate, created_by: &str) -> ApiResult<Task> {
+    pub async fn platform_migrate(&self, from: &Platform, req: &PlatformMigrate, created_by: &str) -> ActionResult<Task> {
         if req.dry_run {
-            return Err(ApiError::invalid("dry_run", "a dry run queues nothing: ask for its preview instead"));
+            return Err(ActionError::invalid("dry_run", "a dry run queues nothing: ask for its preview instead"));
         }
         let (to, sites) = self.platform_migrate_sites(from, req).await?;
         let args = PlatformMigrateArgs {
@@ -549,14 +601,7 @@ impl<'a> Actions<'a> {
             sites: sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect(),
         };
         let args = serde_json::to_value(&args).expect("arguments serialize");
-        let new = NewTask {
-            kind: TaskKind::PlatformMigrate,
-            target_id: from.id.0,
-            lane: Lane::batch(from.id),
-            args,
-            created_by: created_by.into(),
-        };
-        Ok(self.store.enqueue(&new).await?)
+        Ok(self.store.enqueue(&NewTask::new(TaskKind::PlatformMigrate, from.id.0, args, created_by)).await?)
     }
 
     /// The dry run of a platform-wide migrate: what would happen to each site. Each site's migrate is
@@ -568,7 +613,7 @@ impl<'a> Actions<'a> {
         req: &PlatformMigrate,
         created_by: &str,
         wait: std::time::Duration,
-    ) -> ApiResult<BatchSummary> {
+    ) -> ActionResult<BatchSummary> {
         let (to, sites) = self.platform_migrate_sites(from, req).await?;
         let refs: Vec<BatchSite> =
             sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect();
@@ -636,24 +681,22 @@ impl<'a> Actions<'a> {
         aliases: &[Domain],
         redirect: bool,
         created_by: &str,
-    ) -> ApiResult<Task> {
-        let mut changed = site.clone();
-        changed.aliases = aliases.to_vec();
-        changed.redirect_aliases = redirect;
-        self.plan_with_site(TaskKind::SiteVerify, changed).await?;
-        self.store.set_site_aliases(site, aliases, redirect).await?;
-        self.enqueue(TaskKind::SiteVerify, site.id.0, serde_json::json!({}), created_by).await
+        dry_run: bool,
+    ) -> ActionResult<Outcome> {
+        let desired = DesiredChange::SiteAliases { site: site.id, aliases: aliases.to_vec(), redirect };
+        let verify = NewTask::new(TaskKind::SiteVerify, site.id.0, serde_json::json!({}), created_by);
+        self.submit(Change::with(desired, verify), dry_run).await
     }
 
     /// Validates a new platform; the caller decides between a dry run and [`Store::add_platform`].
-    pub async fn new_platform(&self, p: &PlatformCreate) -> ApiResult<NewPlatform> {
+    pub async fn new_platform(&self, p: &PlatformCreate) -> ActionResult<NewPlatform> {
         let name = Name::parse("platform name", &p.name)?;
         let server = match &p.server {
             Some(s) => self.store.server_by_name(s).await.map_err(|e| field_not_found(e, "server"))?,
             None => {
                 let mut all = self.store.servers().await?;
                 if all.len() != 1 {
-                    return Err(ApiError::invalid("server", "say which server: there is not exactly one"));
+                    return Err(ActionError::invalid("server", "say which server: there is not exactly one"));
                 }
                 all.remove(0)
             }
@@ -675,29 +718,29 @@ impl<'a> Actions<'a> {
                 (PlatformSource::Archive { file: validate_abs_path("archive", file)? }, default_root())
             }
             (None, None, None, None) => {
-                return Err(ApiError::invalid(
+                return Err(ActionError::invalid(
                     "path",
                     "say where the code is: path, git (and git_ref), composer or archive",
                 ))
             }
-            _ => return Err(ApiError::invalid("path", "give only one of path, git, composer, archive")),
+            _ => return Err(ActionError::invalid("path", "give only one of path, git, composer, archive")),
         };
         Ok(NewPlatform { name, server: server.id, root, source })
     }
 
     /// Records a platform and queues its verify.
-    pub async fn add_platform(&self, p: &PlatformCreate, created_by: &str) -> ApiResult<(Platform, Task)> {
+    pub async fn add_platform(&self, p: &PlatformCreate, created_by: &str) -> ActionResult<(Platform, Task)> {
         let new = self.new_platform(p).await?;
         Ok(self.store.add_platform(&new, created_by).await?)
     }
 
     /// Validates and adds a user (argon2-hashing the password).
-    pub async fn add_user(&self, req: &UserCreate) -> ApiResult<User> {
+    pub async fn add_user(&self, req: &UserCreate) -> ActionResult<User> {
         let name = Name::parse("user", &req.name)?;
         let role: Role = parse_enum("role", &req.role)?;
         if let Some(e) = &req.email {
             if e.len() > 254 || !e.contains('@') || e.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(ApiError::invalid("email", "not an e-mail address"));
+                return Err(ActionError::invalid("email", "not an e-mail address"));
             }
         }
         let mut clients = Vec::new();
@@ -705,33 +748,33 @@ impl<'a> Actions<'a> {
             clients.push(self.store.client_by_name(c).await.map_err(|e| field_not_found(e, "clients"))?.id);
         }
         if role == Role::Client && clients.is_empty() {
-            return Err(ApiError::invalid("clients", "a client user must belong to at least one client"));
+            return Err(ActionError::invalid("clients", "a client user must belong to at least one client"));
         }
         if role != Role::Client && !clients.is_empty() {
-            return Err(ApiError::invalid("clients", "only client users belong to clients"));
+            return Err(ActionError::invalid("clients", "only client users belong to clients"));
         }
-        let hash = crate::auth::hash_password(&req.password)?;
+        let hash = crate::accounts::hash_password(&req.password)?;
         Ok(self.store.add_user(&name, req.email.as_deref(), role, &hash, &clients).await?)
     }
 
     /// Records a client (no host work).
-    pub async fn add_client(&self, c: &ClientCreate) -> ApiResult<Client> {
+    pub async fn add_client(&self, c: &ClientCreate) -> ActionResult<Client> {
         let name = Name::parse_client(&c.name)?;
         if c.site_quota.is_some_and(|q| q < 0) {
-            return Err(ApiError::invalid("site_quota", "site_quota must not be negative"));
+            return Err(ActionError::invalid("site_quota", "site_quota must not be negative"));
         }
         let title = c.title.clone().unwrap_or_else(|| name.to_string());
         if title.chars().any(char::is_control) || title.len() > 255 {
-            return Err(ApiError::invalid("title", "the title must be printable and at most 255 bytes"));
+            return Err(ActionError::invalid("title", "the title must be printable and at most 255 bytes"));
         }
         Ok(self.store.add_client(&name, &title, c.site_quota).await?)
     }
 }
 
 /// A named object that does not exist is the fault of the field that named it.
-fn field_not_found(e: StoreError, field: &str) -> ApiError {
+fn field_not_found(e: StoreError, field: &str) -> ActionError {
     match e {
-        StoreError::NotFound { what, name } => ApiError::invalid(field, format!("{what} {name:?} not found")),
+        StoreError::NotFound { what, name } => ActionError::invalid(field, format!("{what} {name:?} not found")),
         other => other.into(),
     }
 }

@@ -2,8 +2,8 @@
 //! trusted proxies, remove. Each records the server's new services and queues its verify; the new
 //! record is planned first, and a refusal puts the old one back.
 
-use super::{parse_enum, Actions};
-use crate::error::{ApiError, ApiResult};
+use super::{parse_enum, Actions, Outcome};
+use crate::error::{ActionError, ActionResult};
 use fjord_core::names::validate_abs_path;
 use fjord_core::proxies::{parse_cidr, parse_range_list, CLOUDFLARE_RANGES};
 use fjord_core::*;
@@ -14,6 +14,11 @@ use utoipa::ToSchema;
 
 /// The proxy provider whose published ranges Fjord keeps.
 pub const CLOUDFLARE: &str = "cloudflare";
+
+/// Where Cloudflare publishes its edge ranges, one CIDR block a line.
+pub fn cloudflare_urls() -> Vec<String> {
+    vec!["https://www.cloudflare.com/ips-v4".into(), "https://www.cloudflare.com/ips-v6".into()]
+}
 
 /// A new server, as the API's JSON body and `fjord server add` give it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -155,30 +160,35 @@ pub async fn web_version(kind: HttpKind) -> Option<String> {
     }
 }
 
-fn ip_address(field: &str, s: &str) -> ApiResult<()> {
+fn ip_address(field: &str, s: &str) -> ActionResult<()> {
     match s.parse::<std::net::IpAddr>() {
         Ok(_) => Ok(()),
-        Err(_) => Err(ApiError::invalid(field, format!("invalid {field} {s:?}: give an IP address"))),
+        Err(_) => Err(ActionError::invalid(field, format!("invalid {field} {s:?}: give an IP address"))),
     }
 }
 
 impl Actions<'_> {
-    /// The executor on this machine, with Fjord's secrets store and undo dir.
-    pub(super) fn executor(&self) -> ApiResult<Executor> {
+    /// Fjord's secrets store.
+    pub(super) fn secrets(&self) -> ActionResult<SecretStore> {
+        SecretStore::open(std::path::Path::new(&self.layout.state_dir).join("secrets")).map_err(ActionError::internal)
+    }
+
+    /// The executor on this machine, with Fjord's secrets store and undo dir: host work needed to
+    /// answer a request (proving a database account) runs through it, as steps do.
+    pub(super) fn executor(&self) -> ActionResult<Executor> {
         let state = std::path::Path::new(&self.layout.state_dir);
-        let secrets = SecretStore::open(state.join("secrets")).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-        Ok(Executor::new(Host::Local, secrets, state.join("undo")))
+        Ok(Executor::new(Host::Local, self.secrets()?, state.join("undo")))
     }
 
     /// The services a new server offers: what the request says, completed on the local machine by
     /// what is installed (web server version, PHP-FPM runtimes).
-    async fn new_server_services(&self, req: &ServerCreate, local: bool) -> ApiResult<Vec<Service>> {
+    async fn new_server_services(&self, req: &ServerCreate, local: bool) -> ActionResult<Vec<Service>> {
         let mut services = Vec::new();
         if req.web != "none" {
             let kind: HttpKind = parse_enum("web", &req.web)?;
             let mode: WebMode = parse_enum("web_mode", &req.web_mode)?;
             if kind == HttpKind::Apache && mode != WebMode::Own {
-                return Err(ApiError::invalid("web_mode", "apache runs only as Fjord's own master: use web mode own"));
+                return Err(ActionError::invalid("web_mode", "apache runs only as Fjord's own master: use web mode own"));
             }
             if let Some(l) = &req.listen {
                 ip_address("listen", l)?;
@@ -197,7 +207,7 @@ impl Actions<'_> {
         for db in &req.databases {
             let engine: DbEngine = parse_enum("databases", &db.engine)?;
             if services.iter().any(|s| matches!(s, Service::Db(d) if d.engine == engine)) {
-                return Err(ApiError::invalid("databases", format!("database {engine} is given twice")));
+                return Err(ActionError::invalid("databases", format!("database {engine} is given twice")));
             }
             let socket = db.socket.as_deref().map(|p| validate_abs_path("database socket", p)).transpose()?;
             let (port, admin) = match engine {
@@ -210,7 +220,7 @@ impl Actions<'_> {
             } else {
                 let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
                 if host.parse::<std::net::IpAddr>().is_err() && Domain::parse(&host).is_err() {
-                    return Err(ApiError::invalid("databases", format!("invalid database host {host:?}")));
+                    return Err(ActionError::invalid("databases", format!("invalid database host {host:?}")));
                 }
                 DbService {
                     engine,
@@ -225,17 +235,17 @@ impl Actions<'_> {
                 }
             };
             if db.admin_password.as_deref().is_some_and(str::is_empty) {
-                return Err(ApiError::invalid("databases", format!("the {engine} admin password is empty")));
+                return Err(ActionError::invalid("databases", format!("the {engine} admin password is empty")));
             }
             services.push(Service::Db(service));
         }
         for php in &req.php {
             let version = &php.version;
             if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                return Err(ApiError::invalid("php", format!("PHP version {version:?} must look like 8.2")));
+                return Err(ActionError::invalid("php", format!("PHP version {version:?} must look like 8.2")));
             }
             if services.iter().any(|s| matches!(s, Service::Php(p) if &p.version == version)) {
-                return Err(ApiError::invalid("php", format!("PHP {version} is given twice")));
+                return Err(ActionError::invalid("php", format!("PHP {version} is given twice")));
             }
             let binary = validate_abs_path("php binary", &php.binary)?;
             let cli = format!("/usr/bin/php{version}");
@@ -262,7 +272,7 @@ impl Actions<'_> {
     }
 
     /// Validates a new server and plans its first verify, writing nothing.
-    pub async fn prepare_server(&self, req: &ServerCreate) -> ApiResult<(NewServer, Planned)> {
+    pub async fn prepare_server(&self, req: &ServerCreate) -> ActionResult<(NewServer, Planned)> {
         let hostname = if req.hostname == "localhost" {
             req.hostname.clone()
         } else {
@@ -270,18 +280,18 @@ impl Actions<'_> {
         };
         let name = Name::parse("server name", &req.name)?;
         if self.store.server_by_name(name.as_str()).await.is_ok() {
-            return Err(ApiError::invalid("name", format!("a server named {name:?} already exists")));
+            return Err(ActionError::invalid("name", format!("a server named {name:?} already exists")));
         }
         let local = hostname == "localhost";
         let new = NewServer { name, hostname, services: self.new_server_services(req, local).await? };
         let snap = Snapshot::of_server(prospective_server(&new));
-        let planned = self.plan_snapshot(TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
+        let planned = self.plan_new(TaskKind::ServerVerify, &serde_json::json!({}), &snap)?;
         Ok((new, planned))
     }
 
     /// Adds a server: its database admin passwords go to the secrets store and each database must
     /// answer as its admin before anything is recorded. Returns what answered, e.g. "mariadb 10.11.6".
-    pub async fn add_server(&self, req: &ServerCreate, created_by: &str) -> ApiResult<(Server, Task, Vec<String>)> {
+    pub async fn add_server(&self, req: &ServerCreate, created_by: &str) -> ActionResult<(Server, Task, Vec<String>)> {
         let (new, _) = self.prepare_server(req).await?;
         let server = prospective_server(&new);
         let ex = self.executor()?;
@@ -296,14 +306,14 @@ impl Actions<'_> {
             let Some(service) = server.db(engine).filter(|_| engine != DbEngine::Sqlite) else { continue };
             if let Some(pw) = &db.admin_password {
                 let key = fjord_plan::db::admin_password_key(&server, engine);
-                ex.secrets.put(&key, &Secret::new(pw)).map_err(|e| ApiError::Internal(format!("{e:#}")))?;
+                ex.secrets.put(&key, &Secret::new(pw)).map_err(|e| ActionError::Internal(format!("{e:#}")))?;
             }
             let cmd = fjord_plan::db::admin(&server, service, "SELECT version();\n".into());
             match ex.run_command(&cmd, None, None).await {
                 Ok(out) => reachable.push(format!("{engine} {}", out.stdout.lines().last().unwrap_or("").trim())),
                 Err(e) => {
                     forget(&ex);
-                    return Err(ApiError::invalid(
+                    return Err(ActionError::invalid(
                         "databases",
                         format!("cannot reach {engine} as its admin account: {e}"),
                     ));
@@ -319,8 +329,8 @@ impl Actions<'_> {
         }
     }
 
-    /// Records a server's new services and queues its verify with `args`; a refusal puts the old
-    /// record back. With `dry_run`, returns the plan and puts the old record back too.
+    /// Records a server's new services and queues its verify with `args` (a dry run: its plan). A
+    /// refusal records nothing.
     pub async fn set_services_and_verify(
         &self,
         s: &Server,
@@ -328,28 +338,21 @@ impl Actions<'_> {
         args: serde_json::Value,
         created_by: &str,
         dry_run: bool,
-    ) -> ApiResult<Result<Task, Planned>> {
-        self.store.set_server_services(s.id, services).await?;
-        let outcome = if dry_run {
-            self.plan(TaskKind::ServerVerify, s.id.0, &args).await.map(Err)
-        } else {
-            self.enqueue(TaskKind::ServerVerify, s.id.0, args, created_by).await.map(Ok)
-        };
-        if dry_run || outcome.is_err() {
-            self.store.set_server_services(s.id, &s.services).await?;
-        }
-        outcome
+    ) -> ActionResult<Outcome> {
+        let desired = DesiredChange::ServerServices { server: s.id, services: services.to_vec() };
+        let verify = NewTask::new(TaskKind::ServerVerify, s.id.0, args, created_by);
+        self.submit(Change::with(desired, verify), dry_run).await
     }
 
     /// The services with the web server switched to `web` (nginx or apache), and the args of the
     /// verify that moves every vhost over.
-    pub async fn web_switch(&self, s: &Server, req: &WebSwitch) -> ApiResult<(Vec<Service>, serde_json::Value)> {
+    pub async fn web_switch(&self, s: &Server, req: &WebSwitch) -> ActionResult<(Vec<Service>, serde_json::Value)> {
         let kind: HttpKind = parse_enum("web", &req.web)?;
         let Some(http) = s.http() else {
-            return Err(ApiError::invalid("web", format!("server {} has no web server", s.name)));
+            return Err(ActionError::invalid("web", format!("server {} has no web server", s.name)));
         };
         if kind == HttpKind::Apache && http.mode != WebMode::Own {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "web",
                 format!("Apache runs only as Fjord's own master; server {} uses the system nginx", s.name),
             ));
@@ -368,19 +371,19 @@ impl Actions<'_> {
     }
 
     /// The services with another PHP-FPM runtime, detected from its binary.
-    pub async fn php_runtime_added(&self, s: &Server, req: &PhpRuntimeAdd) -> ApiResult<Vec<Service>> {
+    pub async fn php_runtime_added(&self, s: &Server, req: &PhpRuntimeAdd) -> ActionResult<Vec<Service>> {
         let name = Name::parse("runtime name", &req.name)?.to_string();
         if name.len() > 24 {
             // It goes into socket paths, which Unix limits to 108 bytes.
-            return Err(ApiError::invalid("name", format!("runtime name {name:?}: at most 24 characters")));
+            return Err(ActionError::invalid("name", format!("runtime name {name:?}: at most 24 characters")));
         }
         if s.php_runtimes().any(|r| r.key() == name) {
-            return Err(ApiError::invalid("name", format!("server {} already has a PHP runtime {name}", s.name)));
+            return Err(ActionError::invalid("name", format!("server {} already has a PHP runtime {name}", s.name)));
         }
         let binary = validate_abs_path("php-fpm binary", &req.binary)?;
         let cli = req.cli.as_deref().map(|c| validate_abs_path("php cli", c)).transpose()?;
         let Some((version, extensions)) = fjord_exec::probe::php_fpm_info(&binary, cli.as_deref()).await else {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "binary",
                 format!("{binary} is not a PHP-FPM binary this machine can run (`{binary} -v` failed)"),
             ));
@@ -395,9 +398,9 @@ impl Actions<'_> {
     }
 
     /// The services without the runtime `name`, refused while a site runs on it.
-    pub async fn php_runtime_removed(&self, s: &Server, name: &str) -> ApiResult<Vec<Service>> {
+    pub async fn php_runtime_removed(&self, s: &Server, name: &str) -> ActionResult<Vec<Service>> {
         let Some(runtime) = s.php_runtimes().find(|r| r.key() == name) else {
-            return Err(ApiError::not_found("PHP runtime", name));
+            return Err(ActionError::not_found("PHP runtime", name));
         };
         let default = s.php_runtimes().next().map(|r| r.key()) == Some(runtime.key());
         let platforms: Vec<PlatformId> =
@@ -415,7 +418,7 @@ impl Actions<'_> {
             .map(|site| site.domain.to_string())
             .collect();
         if !users.is_empty() {
-            return Err(ApiError::Conflict(format!(
+            return Err(ActionError::Conflict(format!(
                 "PHP runtime {name} still runs {}: move them first (fjord site php DOMAIN --runtime R)",
                 users.join(", ")
             )));
@@ -424,11 +427,11 @@ impl Actions<'_> {
     }
 
     /// Cloudflare's ranges as last updated in the state database, or as shipped: (ranges, source, when).
-    pub async fn cloudflare_ranges(&self) -> ApiResult<(Vec<String>, String, Option<Millis>)> {
+    pub async fn cloudflare_ranges(&self) -> ActionResult<(Vec<String>, String, Option<Millis>)> {
         Ok(match self.store.proxy_ranges(CLOUDFLARE).await? {
             Some((ranges, source, at)) => (ranges, source, Some(at)),
             None => (
-                parse_range_list(CLOUDFLARE_RANGES).map_err(ApiError::Internal)?,
+                parse_range_list(CLOUDFLARE_RANGES).map_err(ActionError::Internal)?,
                 "shipped with Fjord".to_string(),
                 None,
             ),
@@ -436,25 +439,25 @@ impl Actions<'_> {
     }
 
     /// The services with the trusted proxies `req` names (or none, with `off`).
-    pub async fn real_ip_set(&self, s: &Server, req: &RealIpSet) -> ApiResult<Vec<Service>> {
+    pub async fn real_ip_set(&self, s: &Server, req: &RealIpSet) -> ActionResult<Vec<Service>> {
         if s.http().is_none() {
-            return Err(ApiError::invalid("trust", format!("server {} has no web server", s.name)));
+            return Err(ActionError::invalid("trust", format!("server {} has no web server", s.name)));
         }
         let real_ip = if req.off {
             if !req.trust.is_empty() || req.cloudflare || req.header.is_some() {
-                return Err(ApiError::invalid("off", "off trusts no proxy: give no trust, cloudflare or header"));
+                return Err(ActionError::invalid("off", "off trusts no proxy: give no trust, cloudflare or header"));
             }
             None
         } else {
             if req.trust.is_empty() && !req.cloudflare {
-                return Err(ApiError::invalid(
+                return Err(ActionError::invalid(
                     "trust",
                     "name the proxies to trust: trust CIDR blocks and/or cloudflare (or off)",
                 ));
             }
             let mut ranges = Vec::new();
             for t in &req.trust {
-                let r = parse_cidr(t).map_err(|e| ApiError::invalid("trust", format!("invalid trust: {e}")))?;
+                let r = parse_cidr(t).map_err(|e| ActionError::invalid("trust", format!("invalid trust: {e}")))?;
                 if !ranges.contains(&r) {
                     ranges.push(r);
                 }
@@ -462,7 +465,7 @@ impl Actions<'_> {
             let header = match &req.header {
                 Some(h) => {
                     RealIpHeader::ALL.iter().copied().find(|k| k.as_str().eq_ignore_ascii_case(h)).ok_or_else(|| {
-                        ApiError::invalid(
+                        ActionError::invalid(
                             "header",
                             format!("invalid header {h:?}: one of CF-Connecting-IP, X-Forwarded-For, X-Real-IP"),
                         )
@@ -481,5 +484,76 @@ impl Actions<'_> {
             }
         }
         Ok(services)
+    }
+}
+
+/// What refreshing a provider's proxy ranges did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProxyRangesRefresh {
+    pub ranges: Vec<String>,
+    /// One line per thing done, for people.
+    pub report: Vec<String>,
+    /// The verifies queued on servers that trust the provider.
+    pub tasks: Vec<i64>,
+}
+
+impl Actions<'_> {
+    /// Fetches Cloudflare's published ranges from `urls` (http, https or file), records them, and gives
+    /// every server that trusts Cloudflare the new list and a verify to apply it: one transaction.
+    /// All or nothing: one bad line and the recorded list stays as it was.
+    pub async fn refresh_cloudflare_ranges(&self, urls: &[String], created_by: &str) -> ActionResult<ProxyRangesRefresh> {
+        let mut text = String::new();
+        for url in urls {
+            if !["http://", "https://", "file://"].iter().any(|p| url.starts_with(p)) {
+                return Err(ActionError::invalid("from", format!("invalid --from {url:?}: an http://, https:// or file:// URL")));
+            }
+            // curl speaks all three; --proto keeps a redirect from leaving them.
+            let cmd = Command::new(["curl", "-fsS", "--max-time", "30", "--proto", "=http,https,file", "--", url]).timeout(60);
+            let out = self
+                .executor()?
+                .run_command(&cmd, None, None)
+                .await
+                .map_err(|e| ActionError::invalid("from", format!("fetching {url}: {e}")))?;
+            text.push_str(&out.stdout);
+            text.push('\n');
+        }
+        let ranges = parse_range_list(&text)
+            .map_err(|e| ActionError::invalid("from", format!("the fetched list is not valid: {e}")))?;
+        let old = self.store.proxy_ranges(CLOUDFLARE).await?.map(|(r, ..)| r);
+        let source = urls.join(" ");
+        let mut report = vec![format!(
+            "cloudflare: {} ranges from {source}{}",
+            ranges.len(),
+            if old.as_ref() == Some(&ranges) { " (unchanged)" } else { "" }
+        )];
+        let mut change = Change {
+            desired: vec![DesiredChange::ProxyRanges { name: CLOUDFLARE.into(), ranges: ranges.clone(), source }],
+            tasks: vec![],
+        };
+        let mut names = Vec::new();
+        for s in self.store.servers().await? {
+            let Some(mut rip) = s.http().and_then(|h| h.real_ip.clone()).filter(|r| r.cloudflare) else {
+                continue;
+            };
+            if rip.cloudflare_ranges == ranges {
+                continue;
+            }
+            rip.cloudflare_ranges = ranges.clone();
+            let mut services = s.services.clone();
+            for svc in &mut services {
+                if let Service::Http(h) = svc {
+                    h.real_ip = Some(rip.clone());
+                }
+            }
+            change.desired.push(DesiredChange::ServerServices { server: s.id, services });
+            change.tasks.push(NewTask::new(TaskKind::ServerVerify, s.id.0, serde_json::json!({}), created_by));
+            names.push(s.name.to_string());
+        }
+        self.plan_change(&change).await?;
+        let tasks = self.store.commit_change(&change).await?;
+        for (name, t) in names.iter().zip(&tasks) {
+            report.push(format!("server {name}: verify queued (task {})", t.id));
+        }
+        Ok(ProxyRangesRefresh { ranges, report, tasks: tasks.iter().map(|t| t.id.0).collect() })
     }
 }

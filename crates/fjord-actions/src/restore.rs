@@ -2,14 +2,14 @@
 //! of its backups as a new site record (under its old domain or another), built by a restore task.
 
 use super::{field_not_found, restore_args, Actions};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ActionError, ActionResult};
 use fjord_core::*;
 use fjord_exec::offsite::{Offsite, OffsiteConfig};
 use fjord_store::NewSite;
 use std::path::Path;
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("{e:#}"))
+fn internal(e: impl std::fmt::Display) -> ActionError {
+    ActionError::Internal(format!("{e:#}"))
 }
 
 impl Actions<'_> {
@@ -21,19 +21,19 @@ impl Actions<'_> {
         b: &Backup,
         domain: &Domain,
         offsite: Option<&OffsiteConfig>,
-    ) -> ApiResult<bool> {
+    ) -> ActionResult<bool> {
         let path = Path::new(&b.path);
         if path.is_file() {
             return Ok(false);
         }
         let Some(loc) = &b.offsite else {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "backup",
                 format!("backup {} is gone: {} does not exist and it has no offsite copy", b.id, b.path),
             ));
         };
         let Some(cfg) = offsite else {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "backup",
                 format!(
                     "backup {}'s archive is only offsite ({loc}): configure [offsite] in fjord.toml to fetch it",
@@ -43,7 +43,7 @@ impl Actions<'_> {
         };
         let dir = format!("{}/backups/{domain}", self.layout.state_dir);
         if path.parent() != Some(Path::new(&dir)) {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "backup",
                 format!("backup {} is not under {dir}: not fetching {}", b.id, b.path),
             ));
@@ -51,6 +51,22 @@ impl Actions<'_> {
         fjord_exec::fsops::create_dirs(Path::new(&dir), 0o700).map_err(internal)?;
         Offsite::open(cfg).map_err(internal)?.download(loc, path, &b.checksum).await.map_err(internal)?;
         Ok(true)
+    }
+
+    /// Re-reads a backup's archive (fetched back from offsite if only the copy there is left) and
+    /// checks it against its recorded checksum, entry by entry: the entries, or what is wrong.
+    pub async fn verify_backup(
+        &self,
+        b: &Backup,
+        domain: &Domain,
+        offsite: Option<&OffsiteConfig>,
+    ) -> ActionResult<Result<Vec<String>, String>> {
+        self.fetch_backup_if_missing(b, domain, offsite).await?;
+        let (path, sum) = (b.path.clone(), b.checksum.clone());
+        let checked = tokio::task::spawn_blocking(move || fjord_exec::backup::verify_archive(Path::new(&path), &sum))
+            .await
+            .map_err(internal)?;
+        Ok(checked.map_err(|e| e.to_string()))
     }
 
     /// The restore arguments for `backup` of `site` (another site's backup is refused), with the
@@ -61,7 +77,7 @@ impl Actions<'_> {
         backup: BackupId,
         offsite: Option<&OffsiteConfig>,
         dry_run: bool,
-    ) -> ApiResult<serde_json::Value> {
+    ) -> ActionResult<serde_json::Value> {
         let args = self.restore_args(site, backup).await?;
         if !dry_run {
             let b = self.store.backup(backup).await?;
@@ -77,10 +93,10 @@ impl Actions<'_> {
         b: &Backup,
         domain: Option<&str>,
         platform: Option<&str>,
-    ) -> ApiResult<(NewSite, serde_json::Value, Planned)> {
+    ) -> ActionResult<(NewSite, serde_json::Value, Planned)> {
         let old = self.store.site(b.site_id).await?;
         if old.status != SiteStatus::Deleted {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "backup",
                 format!("backup {} belongs to {}, which still exists; restore it there", b.id, old.domain),
             ));
@@ -97,7 +113,7 @@ impl Actions<'_> {
         let new = self.site_like(&old, domain, &platform, vec![]);
         let args = restore_args(b);
         let snap = self.new_site_snapshot(&new, platform, None, None).await?;
-        let planned = self.plan_snapshot(TaskKind::SiteRestore, &args, &snap)?;
+        let planned = self.plan_new(TaskKind::SiteRestore, &args, &snap)?;
         Ok((new, args, planned))
     }
 
@@ -110,7 +126,7 @@ impl Actions<'_> {
         platform: Option<&str>,
         offsite: Option<&OffsiteConfig>,
         created_by: &str,
-    ) -> ApiResult<(Site, Task)> {
+    ) -> ActionResult<(Site, Task)> {
         let (new, args, _) = self.prepare_restore_deleted(b, domain, platform).await?;
         let old = self.store.site(b.site_id).await?;
         self.fetch_backup_if_missing(b, &old.domain, offsite).await?;

@@ -2,8 +2,8 @@
 //! and content sync between two sites. Each checks its input, plans the task with the change, then
 //! records the change and queues the task; a refusal records nothing.
 
-use super::Actions;
-use crate::error::{ApiError, ApiResult};
+use super::{Actions, Outcome};
+use crate::error::{ActionError, ActionResult};
 use fjord_core::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,10 +37,10 @@ pub struct SyncRequest {
 }
 
 /// Whose Unix user a site's PHP runs as: `site` (its own) or `client` (one for its client's sites).
-pub fn parse_isolation(mode: &str) -> ApiResult<Isolation> {
+pub fn parse_isolation(mode: &str) -> ActionResult<Isolation> {
     let mode: Isolation = super::parse_enum("mode", mode)?;
     if mode == Isolation::Shared && std::env::var_os("FJORD_ALLOW_SHARED_POOL").is_none() {
-        return Err(ApiError::invalid(
+        return Err(ActionError::invalid(
             "mode",
             "isolation `shared` runs the site's PHP as the web server's user, able to read every other site's \
              settings: it exists only for tests (FJORD_ALLOW_SHARED_POOL=1)",
@@ -50,21 +50,16 @@ pub fn parse_isolation(mode: &str) -> ApiResult<Isolation> {
 }
 
 impl Actions<'_> {
-    /// Plans a verify with `changed` (a dry run returns that plan); otherwise records it with `record`
-    /// and queues the verify.
+    /// Records `desired` for `site` and queues the verify that applies it (a dry run: its plan).
     async fn verify_with(
         &self,
-        changed: Site,
+        site: &Site,
+        desired: DesiredChange,
         dry_run: bool,
         created_by: &str,
-        record: impl std::future::Future<Output = Result<(), fjord_store::StoreError>>,
-    ) -> ApiResult<Result<Task, Planned>> {
-        let planned = self.plan_with_site(TaskKind::SiteVerify, changed.clone()).await?;
-        if dry_run {
-            return Ok(Err(planned));
-        }
-        record.await?;
-        Ok(Ok(self.enqueue(TaskKind::SiteVerify, changed.id.0, serde_json::json!({}), created_by).await?))
+    ) -> ActionResult<Outcome> {
+        let verify = NewTask::new(TaskKind::SiteVerify, site.id.0, serde_json::json!({}), created_by);
+        self.submit(Change::with(desired, verify), dry_run).await
     }
 
     /// New pool limits for `site`, then the verify that writes them.
@@ -74,16 +69,14 @@ impl Actions<'_> {
         req: &PhpLimitsChange,
         dry_run: bool,
         created_by: &str,
-    ) -> ApiResult<Result<Task, Planned>> {
+    ) -> ActionResult<Outcome> {
         let mut limits = site.php_limits.clone();
         limits.max_children = req.max_children.unwrap_or(limits.max_children);
         limits.memory_limit = req.memory_limit.clone().unwrap_or(limits.memory_limit);
         limits.upload_max = req.upload_max.clone().unwrap_or(limits.upload_max);
         limits.max_execution_time = req.max_execution_time.unwrap_or(limits.max_execution_time);
-        limits.validate().map_err(|e| ApiError::invalid("php_limits", format!("invalid PHP limit: {e}")))?;
-        let mut changed = site.clone();
-        changed.php_limits = limits.clone();
-        self.verify_with(changed, dry_run, created_by, self.store.set_site_php_limits(site.id, &limits)).await
+        limits.validate().map_err(|e| ActionError::invalid("php_limits", format!("invalid PHP limit: {e}")))?;
+        self.verify_with(site, DesiredChange::SitePhpLimits { site: site.id, limits }, dry_run, created_by).await
     }
 
     /// Moves `site` to its server's PHP runtime `runtime` (by name), then the verify that moves its pool.
@@ -93,19 +86,18 @@ impl Actions<'_> {
         runtime: &str,
         dry_run: bool,
         created_by: &str,
-    ) -> ApiResult<Result<Task, Planned>> {
+    ) -> ActionResult<Outcome> {
         let platform = self.store.platform(site.platform_id).await?;
         let server = self.store.server(platform.server_id).await?;
         let Some(r) = server.php_runtimes().find(|r| r.key() == runtime) else {
             let known: Vec<&str> = server.php_runtimes().map(|r| r.key()).collect();
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "runtime",
                 format!("server {} has no PHP runtime {runtime} (it has: {})", server.name, known.join(", ")),
             ));
         };
-        let mut changed = site.clone();
-        changed.php = Some(r.key().to_string());
-        self.verify_with(changed, dry_run, created_by, self.store.set_site_php(site.id, Some(r.key()))).await
+        let desired = DesiredChange::SitePhp { site: site.id, runtime: Some(r.key().to_string()) };
+        self.verify_with(site, desired, dry_run, created_by).await
     }
 
     /// Sets whose Unix user `site`'s PHP runs as, then the verify that moves it there.
@@ -115,23 +107,22 @@ impl Actions<'_> {
         mode: Isolation,
         dry_run: bool,
         created_by: &str,
-    ) -> ApiResult<Result<Task, Planned>> {
+    ) -> ActionResult<Outcome> {
         if mode == Isolation::Client && site.client_id.is_none() {
-            return Err(ApiError::invalid(
+            return Err(ActionError::invalid(
                 "mode",
                 format!("site {} has no client: isolation `client` needs one", site.domain),
             ));
         }
-        let mut changed = site.clone();
-        changed.isolation = mode;
-        self.verify_with(changed, dry_run, created_by, self.store.set_site_isolation(site.id, mode)).await
+        let desired = DesiredChange::SiteIsolation { site: site.id, isolation: mode };
+        self.verify_with(site, desired, dry_run, created_by).await
     }
 
     /// Sets the text `site`'s front page must contain for its health checks (none: the status only).
-    pub async fn set_health_marker(&self, site: &Site, text: Option<&str>) -> ApiResult<()> {
+    pub async fn set_health_marker(&self, site: &Site, text: Option<&str>) -> ActionResult<()> {
         if let Some(t) = text {
             if t.trim().is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
-                return Err(ApiError::invalid(
+                return Err(ActionError::invalid(
                     "text",
                     "invalid health marker: one line of visible text, at most 200 bytes",
                 ));
@@ -141,12 +132,12 @@ impl Actions<'_> {
     }
 
     /// The arguments of copying `req.from`'s database and/or files into `target`.
-    pub async fn sync_args(&self, source: &Site, target: &Site, req: &SyncRequest) -> ApiResult<serde_json::Value> {
+    pub async fn sync_args(&self, source: &Site, target: &Site, req: &SyncRequest) -> ActionResult<serde_json::Value> {
         if !req.db && !req.files {
-            return Err(ApiError::invalid("db", "say what to copy: db, files, or both"));
+            return Err(ActionError::invalid("db", "say what to copy: db, files, or both"));
         }
         if source.id == target.id {
-            return Err(ApiError::invalid("from", "a site cannot be synced from itself"));
+            return Err(ActionError::invalid("from", "a site cannot be synced from itself"));
         }
         Ok(serde_json::json!({ "source_site": source.id.0, "db": req.db, "files": req.files,
                                "stamp": super::stamp_now() }))
@@ -204,7 +195,7 @@ impl Actions<'_> {
         acme: Option<&CertRequest>,
         dry_run: bool,
         created_by: &str,
-    ) -> ApiResult<Result<Task, Planned>> {
+    ) -> ActionResult<Outcome> {
         let mode: HttpsMode = super::parse_enum("mode", &req.mode)?;
         let mut tls = site.tls.clone();
         if let Some(h) = req.hsts {
@@ -214,7 +205,7 @@ impl Actions<'_> {
             CertRequest::SelfSigned { days: 365 }
         } else {
             acme.cloned().ok_or_else(|| {
-                ApiError::invalid("self_signed", "ACME is not configured here: ask for a self-signed certificate")
+                ActionError::invalid("self_signed", "ACME is not configured here: ask for a self-signed certificate")
             })?
         };
         let (kind, args) = if mode == HttpsMode::Off {
@@ -222,18 +213,8 @@ impl Actions<'_> {
         } else {
             (TaskKind::SiteCert, serde_json::json!({ "request": request }))
         };
-        let lane = self.store.lane_of(TargetKind::Site, site.id.0).await?;
-        let mut snap = self.store.snapshot(&super::prospective_task(kind, site.id.0, lane, args.clone())).await?;
-        if let Some(s) = snap.site.as_mut() {
-            s.https = mode;
-            s.tls = tls.clone();
-        }
-        let planned = self.plan_snapshot(kind, &args, &snap)?;
-        if dry_run {
-            return Ok(Err(planned));
-        }
-        self.store.set_site_https(site.id, mode, &tls).await?;
-        Ok(Ok(self.enqueue(kind, site.id.0, args, created_by).await?))
+        let desired = DesiredChange::SiteHttps { site: site.id, mode, tls };
+        self.submit(Change::with(desired, NewTask::new(kind, site.id.0, args, created_by)), dry_run).await
     }
 
     /// Queues a new certificate for `site` now. An uploaded one is checked first (it must parse, match
@@ -245,26 +226,21 @@ impl Actions<'_> {
         acme: Option<&CertRequest>,
         dry_run: bool,
         created_by: &str,
-    ) -> ApiResult<(Result<Task, Planned>, Vec<String>)> {
+    ) -> ActionResult<(Outcome, Vec<String>)> {
         let mut left_out = Vec::new();
+        let mut upload = None;
         let request = match (&req.cert_pem, &req.key_pem) {
             (Some(cert_pem), Some(key_pem)) => {
                 let names: Vec<String> = site.all_domains().map(|d| d.to_string()).collect();
                 let meta = fjord_exec::tls::check_upload(cert_pem, key_pem, &names, fjord_store::now_millis())
-                    .map_err(|e| ApiError::invalid("cert_pem", e.to_string()))?;
+                    .map_err(|e| ActionError::invalid("cert_pem", e.to_string()))?;
                 left_out = meta.failed;
                 let key_secret = format!("site-{}-tls-upload", site.id);
-                if !dry_run {
-                    let secret = fjord_exec::Secret::new(key_pem);
-                    self.executor()?
-                        .secrets
-                        .put(&key_secret, &secret)
-                        .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
-                }
+                upload = Some((key_secret.clone(), key_pem.clone()));
                 CertRequest::Uploaded { cert_pem: cert_pem.clone(), key_secret }
             }
             (Some(_), None) | (None, Some(_)) => {
-                return Err(ApiError::invalid("key_pem", "an uploaded certificate needs both cert_pem and key_pem"))
+                return Err(ActionError::invalid("key_pem", "an uploaded certificate needs both cert_pem and key_pem"))
             }
             (None, None) if req.self_signed => CertRequest::SelfSigned { days: 365 },
             (None, None) => match acme {
@@ -277,14 +253,32 @@ impl Actions<'_> {
                         revoke_old: req.revoke_old,
                     }
                 }
-                _ => return Err(ApiError::invalid("self_signed", "ACME is not configured here")),
+                _ => return Err(ActionError::invalid("self_signed", "ACME is not configured here")),
             },
         };
         let args = serde_json::json!({ "request": request });
-        let outcome = if dry_run {
-            Err(self.plan(TaskKind::SiteCert, site.id.0, &args).await?)
-        } else {
-            Ok(self.enqueue(TaskKind::SiteCert, site.id.0, args, created_by).await?)
+        let task = NewTask::new(TaskKind::SiteCert, site.id.0, args, created_by);
+        // Planned first: a refusal or a dry run stores no key. The key is stored before the task is
+        // queued, so the daemon finds it; a failure to queue takes it out again.
+        let planned = self.plan(task.kind, task.target_id, &task.args).await?;
+        let outcome = match upload {
+            _ if dry_run => Outcome::Planned(planned),
+            None => self.submit(Change::task(task), false).await?,
+            Some((key, pem)) => {
+                let secrets = self.secrets()?;
+                let previous = secrets.get(&key).map_err(ActionError::internal)?;
+                secrets.put(&key, &fjord_exec::Secret::new(pem)).map_err(ActionError::internal)?;
+                match self.submit(Change::task(task), false).await {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let _ = match previous {
+                            Some(p) => secrets.put(&key, &p),
+                            None => secrets.delete(&key),
+                        };
+                        return Err(e);
+                    }
+                }
+            }
         };
         Ok((outcome, left_out))
     }

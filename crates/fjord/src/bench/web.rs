@@ -5,7 +5,7 @@
 //! load generator together, so an upper bound for the server). Numbers from a debug build are
 //! pessimistic; the target is p99 < 50 ms and RSS < 50 MB.
 
-use super::Ctx;
+use crate::commands::Ctx;
 use anyhow::{Context as _, Result};
 use fjord_core::{Name, Role};
 use std::process::ExitCode;

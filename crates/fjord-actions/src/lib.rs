@@ -728,9 +728,34 @@ impl<'a> Actions<'a> {
         Ok(NewPlatform { name, server: server.id, root, source })
     }
 
-    /// Records a platform and queues its verify.
-    pub async fn add_platform(&self, p: &PlatformCreate, created_by: &str) -> ActionResult<(Platform, Task)> {
+    /// Validates a new platform and plans its first verify, writing nothing.
+    pub async fn prepare_platform(&self, p: &PlatformCreate) -> ActionResult<(NewPlatform, Planned)> {
         let new = self.new_platform(p).await?;
+        let server = self.store.server(new.server).await?;
+        let platform = Platform {
+            id: PlatformId(0),
+            name: new.name.clone(),
+            server_id: server.id,
+            root: new.root.clone(),
+            docroot: None,
+            source: new.source.clone(),
+            app: None,
+            app_version: None,
+            locked: false,
+            status: ObjectStatus::Queued,
+            verified_at: None,
+            created_at: 0,
+            updated_at: 0,
+            details: Default::default(),
+        };
+        let snap = Snapshot { platform: Some(platform), ..Snapshot::of_server(server) };
+        let planned = self.plan_new(TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
+        Ok((new, planned))
+    }
+
+    /// Records a platform and queues its verify (planned first: a refusal records nothing).
+    pub async fn add_platform(&self, p: &PlatformCreate, created_by: &str) -> ActionResult<(Platform, Task)> {
+        let (new, _) = self.prepare_platform(p).await?;
         Ok(self.store.add_platform(&new, created_by).await?)
     }
 

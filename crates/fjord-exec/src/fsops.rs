@@ -112,6 +112,16 @@ pub fn create_dirs(path: &Path, mode: u32) -> ExecResult<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))
 }
 
+/// Opens (creating it if missing, never truncating) a file that is only held for its lock.
+pub fn open_lock_file(path: &Path) -> ExecResult<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(format!("open {}", path.display())))
+}
+
 /// Where `remove_aside` puts a path: beside it, so the move is a rename on the same filesystem.
 pub fn aside_path(path: &Path, tag: &str) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

@@ -213,11 +213,7 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
 }
 
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    Ok(())
+    Ok(fjord_exec::fsops::create_dirs(path, mode)?)
 }
 
 pub fn check_url(url: &str) -> Result<()> {

@@ -89,12 +89,7 @@ fn store_kind(url: &str) -> String {
 
 /// Holds an exclusive lock on `serve.lock` while a daemon runs on this state dir.
 fn try_lock(path: &Path) -> Result<Option<nix::fcntl::Flock<File>>> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = fjord_exec::fsops::open_lock_file(path)?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(Some(lock)),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
@@ -220,7 +215,7 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
             _ => {}
         }
     }
-    let _ = std::fs::remove_file(ctx.settings.state_dir.join("serve.pid"));
+    let _ = fjord_exec::fsops::remove_all(&ctx.settings.state_dir.join("serve.pid"));
     tracing::info!("fjord serve stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -244,7 +239,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
 }
 
 pub fn man(dir: &Path) -> Result<ExitCode> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fjord_exec::fsops::create_dirs(dir, 0o755)?;
     clap_mangen::generate_to(Cli::command(), dir).context("writing man pages")?;
     println!("man pages written to {}", dir.display());
     Ok(ExitCode::SUCCESS)

@@ -94,12 +94,6 @@ pub fn actions<'a>(store: &'a Store, layout: &'a Layout) -> fjord_actions::Actio
     fjord_actions::Actions::new(store, layout)
 }
 
-/// Plans a task on an object not recorded yet against `snap`; a refusal becomes the command's error.
-pub fn plan_now(ctx: &Ctx, store: &Store, kind: TaskKind, args: &serde_json::Value, snap: &Snapshot) -> Result<Planned> {
-    let layout = ctx.layout();
-    Ok(actions(store, &layout).plan_new(kind, args, snap)?)
-}
-
 /// What a change came to: the queued task followed (`--wait`), or the dry run's plan printed.
 pub async fn outcome(ctx: &mut Ctx, kind: TaskKind, outcome: fjord_actions::Outcome) -> Result<ExitCode> {
     match outcome {

@@ -1,12 +1,11 @@
 //! Servers, platforms and clients.
 
-use super::{plan_now, print_plan, queue_task, task, Ctx};
+use super::{print_plan, queue_task, task, Ctx};
 use crate::cli::{ClientCmd, PhpCmd, PlatformAdd, PlatformCmd, ServerAdd, ServerCmd};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Result};
-use fjord_core::names::{validate_abs_path, validate_token};
 use fjord_core::*;
-use fjord_store::{NewPlatform, Store};
+use fjord_store::Store;
 use fjord_actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
 use std::process::ExitCode;
 
@@ -346,55 +345,24 @@ async fn set_lock(ctx: &Ctx, store: &Store, name: &str, locked: bool) -> Result<
 }
 
 async fn platform_add(ctx: &mut Ctx, store: &Store, add: PlatformAdd) -> Result<ExitCode> {
-    let name = Name::parse("platform name", &add.name)?;
+    // Which server, with the CLI's own words when it is not said and not obvious.
     let server = pick_server(store, add.server.as_deref()).await?;
-    let default_root = || format!("{}/platforms/{}", ctx.settings.state_str(), name);
-    let (source, root) = match (&add.path, &add.git, &add.composer, &add.archive) {
-        (Some(path), None, None, None) => (PlatformSource::Path, validate_abs_path("--path", path)?),
-        (None, Some(url), None, None) => {
-            let git_ref = add.git_ref.as_deref().unwrap_or("HEAD");
-            (
-                PlatformSource::Git {
-                    url: validate_token("--git", url, 2048)?,
-                    git_ref: validate_token("--ref", git_ref, 255)?,
-                },
-                default_root(),
-            )
-        }
-        (None, None, Some(pkg), None) => {
-            (PlatformSource::Composer { package: validate_token("--composer", pkg, 255)? }, default_root())
-        }
-        (None, None, None, Some(file)) => {
-            (PlatformSource::Archive { file: validate_abs_path("--archive", file)? }, default_root())
-        }
-        (None, None, None, None) => {
-            bail!("say where the code is: --path DIR, --git URL --ref REF, --composer PACKAGE or --archive FILE")
-        }
-        _ => bail!("give only one of --path, --git, --composer, --archive"),
+    let req = fjord_actions::PlatformCreate {
+        name: add.name,
+        server: Some(server.name.to_string()),
+        path: add.path,
+        git: add.git,
+        git_ref: add.git_ref,
+        composer: add.composer,
+        archive: add.archive,
     };
-    let new = NewPlatform { name, server: server.id, root, source };
+    let layout = ctx.layout();
+    let actions = Actions::new(store, &layout);
     if ctx.global.dry_run {
-        let platform = Platform {
-            id: PlatformId(0),
-            name: new.name.clone(),
-            server_id: server.id,
-            root: new.root.clone(),
-            docroot: None,
-            source: new.source.clone(),
-            app: None,
-            app_version: None,
-            locked: false,
-            status: ObjectStatus::Queued,
-            verified_at: None,
-            created_at: 0,
-            updated_at: 0,
-            details: Default::default(),
-        };
-        let snap = Snapshot { platform: Some(platform), ..Snapshot::of_server(server) };
-        let planned = plan_now(ctx, store, TaskKind::PlatformVerify, &serde_json::json!({}), &snap)?;
+        let (_, planned) = actions.prepare_platform(&req).await?;
         return print_plan(ctx, TaskKind::PlatformVerify, &planned);
     }
-    let (p, t) = store.add_platform(&new, &ctx.actor()).await?;
+    let (p, t) = actions.add_platform(&req, &ctx.actor()).await?;
     if !ctx.out.json {
         println!("platform {} added ({})", p.name, p.root);
     }

@@ -234,11 +234,12 @@ async fn create(ctx: &mut Ctx, c: SiteCreate) -> Result<ExitCode> {
         https: c.https,
         cron_interval: c.cron_interval,
     };
-    let (new, planned) = fjord_actions::Actions::new(&store, &layout).prepare_site(&req).await?;
+    let actions = fjord_actions::Actions::new(&store, &layout);
     if ctx.global.dry_run {
+        let (_, planned) = actions.prepare_site(&req).await?;
         return print_plan(ctx, TaskKind::SiteInstall, &planned);
     }
-    let (site, t) = store.create_site(&new, &ctx.actor()).await?;
+    let (site, t) = actions.create_site(&req, &ctx.actor()).await?;
     if !ctx.out.json {
         println!("site {} created", site.domain);
     }
@@ -339,18 +340,17 @@ async fn clone(
     let store = ctx.store().await?;
     let layout = ctx.layout();
     let src = store.site_by_domain(&Domain::parse(source)?).await?;
-    // The same checks and plan as the API's clone (fjord-web's actions layer).
-    let (new, args, planned) = fjord_actions::Actions::new(&store, &layout)
-        .prepare_clone(&src, domain, platform.as_deref(), &aliases)
-        .await?;
+    // The same checks and plan as the API's clone.
+    let actions = fjord_actions::Actions::new(&store, &layout);
     if ctx.global.dry_run {
+        let (_, _, planned) = actions.prepare_clone(&src, domain, platform.as_deref(), &aliases).await?;
         return print_plan(ctx, TaskKind::SiteClone, &planned);
     }
-    let (site, t) = store.create_site_with(&new, &ctx.actor(), Some((TaskKind::SiteClone, args))).await?;
+    let (site, t) = actions.clone_site(&src, domain, platform.as_deref(), &aliases, &ctx.actor()).await?;
     if !ctx.out.json {
         println!("site {} created as a clone of {source}", site.domain);
     }
-    task::queued(ctx, &t.expect("a task was asked for")).await
+    task::queued(ctx, &t).await
 }
 
 /// Brings a deleted site back from one of its backups: a new site record like the old one (under

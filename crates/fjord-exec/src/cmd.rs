@@ -5,6 +5,7 @@ use crate::{io_err, ExecError, ExecResult};
 use fjord_core::plan::shell_words;
 use fjord_core::LogStream;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -95,6 +96,15 @@ async fn pump<R: AsyncRead + Unpin>(reader: R, stream: LogStream, sink: Option<O
     all
 }
 
+/// Processes started so far, whichever way in.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many processes this Fjord has started (run, run_pipe, Session, exec_as): lets a test assert
+/// that something started none.
+pub fn processes_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
+
 /// How a process is started, besides what its [`Cmd`] says.
 struct Launch<'a> {
     stdin: Stdio,
@@ -136,7 +146,9 @@ fn start<C>(
         None => format!("cannot start `{}`", cmd.display()),
         Some(user) => format!("cannot start `{}` as {}", cmd.display(), user.name),
     };
-    spawn(command).map_err(io_err(context))
+    let child = spawn(command).map_err(io_err(context))?;
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(child)
 }
 
 /// Starts one of Fjord's own commands with stderr piped; dropping the child kills it.
@@ -528,8 +540,10 @@ mod tests {
         let cwd = dir.path().canonicalize().expect("canonical").to_str().expect("utf-8").to_string();
         let script = "/usr/bin/id -u > id; /usr/bin/env > env; /bin/pwd > pwd; /bin/cat /proc/self/stat > stat; exit 3";
         let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
+        let before = processes_started();
         let code = crate::users::exec_as(&name, &argv, &[("FJORD_X".into(), "1".into())], &cwd).expect("runs");
         assert_eq!(code, 3);
+        assert!(processes_started() > before);
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("written");
         assert_eq!(read("id"), format!("{}\n", user.uid));
         assert_eq!(read("pwd"), format!("{cwd}\n"));
@@ -539,5 +553,19 @@ mod tests {
         let env = read("env");
         let theirs: Vec<&str> = env.lines().filter(|l| !l.starts_with("PWD=")).collect();
         assert_eq!(theirs, ["FJORD_X=1"], "{env}");
+    }
+
+    #[tokio::test]
+    async fn started_processes_are_counted() {
+        // Other tests start processes at the same time: only a lower bound holds.
+        let before = processes_started();
+        run(&Cmd::new(["true"]), None, None).await.expect("runs");
+        assert!(processes_started() > before);
+        let before = processes_started();
+        run_pipe(&Cmd::new(["true"]), &Cmd::new(["true"]), None, None).await.expect("runs");
+        assert!(processes_started() >= before + 2);
+        let before = processes_started();
+        Session::start(&Cmd::new(["true"])).expect("starts").finish("").await.expect("exits 0");
+        assert!(processes_started() > before);
     }
 }

@@ -5,6 +5,7 @@ use crate::{io_err, ExecError, ExecResult};
 use fjord_core::plan::shell_words;
 use fjord_core::LogStream;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -95,48 +96,100 @@ async fn pump<R: AsyncRead + Unpin>(reader: R, stream: LogStream, sink: Option<O
     all
 }
 
-/// Runs `cmd` to completion. A non-zero exit is not an error here (see [`run_checked`]); a timeout or a
-/// cancel kills the whole process group and is.
-// The one place in Fjord that starts a process.
+/// Processes started so far, whichever way in.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many processes this Fjord has started (run, run_pipe, Session, exec_as): lets a test assert
+/// that something started none.
+pub fn processes_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
+
+/// How a process is started, besides what its [`Cmd`] says.
+struct Launch<'a> {
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+    /// `None`: one of Fjord's own commands, with Fjord's environment plus the Cmd's, in a process group
+    /// of its own so that a timeout or cancel kills the children it started too. `Some`: a person's
+    /// foreground command (`fjord site exec`) as this user, with exactly the Cmd's environment, left in
+    /// the caller's process group so that it keeps the terminal.
+    user: Option<&'a nix::unistd::User>,
+}
+
+/// Sets up and starts `cmd`: the one place in Fjord that starts a process, so every way in gets the
+/// same argv, environment, cwd and process group. `spawn` only starts the prepared command, with
+/// tokio or synchronously.
 #[allow(clippy::disallowed_methods)]
-pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
+fn start<C>(
+    cmd: &Cmd,
+    launch: Launch<'_>,
+    spawn: impl FnOnce(std::process::Command) -> std::io::Result<C>,
+) -> ExecResult<C> {
+    use std::os::unix::process::CommandExt;
     let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .stdin(match (&cmd.stdin_file, &cmd.stdin) {
-            (Some(path), _) => {
-                Stdio::from(std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?)
-            }
-            (None, Some(_)) => Stdio::piped(),
-            (None, None) => Stdio::null(),
-        })
-        .stdout(match &cmd.stdout_file {
-            Some(path) => {
-                use std::os::unix::fs::OpenOptionsExt;
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io_err(format!("create {}", path.display())))?;
-                Stdio::from(f)
-            }
-            None => Stdio::piped(),
-        })
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own process group, so a timeout kills the children it started too.
-        .process_group(0);
-    for (k, v) in &cmd.env {
-        command.env(k, v);
+    let mut command = std::process::Command::new(program);
+    command.args(args).stdin(launch.stdin).stdout(launch.stdout).stderr(launch.stderr);
+    match launch.user {
+        None => {
+            command.process_group(0);
+        }
+        Some(user) => {
+            command.env_clear().gid(user.gid.as_raw()).uid(user.uid.as_raw());
+        }
     }
+    command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &cmd.cwd {
         command.current_dir(cwd);
     }
+    let context = match launch.user {
+        None => format!("cannot start `{}`", cmd.display()),
+        Some(user) => format!("cannot start `{}` as {}", cmd.display(), user.name),
+    };
+    let child = spawn(command).map_err(io_err(context))?;
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(child)
+}
+
+/// Starts one of Fjord's own commands with stderr piped; dropping the child kills it.
+fn spawn(cmd: &Cmd, stdin: Stdio, stdout: Stdio) -> ExecResult<tokio::process::Child> {
+    let launch = Launch { stdin, stdout, stderr: Stdio::piped(), user: None };
+    start(cmd, launch, |command| tokio::process::Command::from(command).kill_on_drop(true).spawn())
+}
+
+/// Runs `cmd` in the foreground as `user`, sharing this process's terminal, and waits for it: no
+/// timeout, no log (see [`crate::users::exec_as`]).
+pub(crate) fn run_foreground(cmd: &Cmd, user: &nix::unistd::User) -> ExecResult<std::process::ExitStatus> {
+    let launch =
+        Launch { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit(), user: Some(user) };
+    let mut child = start(cmd, launch, |mut command| command.spawn())?;
+    child.wait().map_err(io_err(format!("waiting for `{}`", cmd.display())))
+}
+
+/// Runs `cmd` to completion. A non-zero exit is not an error here (see [`run_checked`]); a timeout or a
+/// cancel kills the whole process group and is.
+pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Receiver<bool>>) -> ExecResult<CmdOutput> {
+    let stdin = match (&cmd.stdin_file, &cmd.stdin) {
+        (Some(path), _) => Stdio::from(std::fs::File::open(path).map_err(io_err(format!("open {}", path.display())))?),
+        (None, Some(_)) => Stdio::piped(),
+        (None, None) => Stdio::null(),
+    };
+    let stdout = match &cmd.stdout_file {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io_err(format!("create {}", path.display())))?;
+            Stdio::from(f)
+        }
+        None => Stdio::piped(),
+    };
     let started = Instant::now();
-    let mut child = command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
+    let mut child = spawn(cmd, stdin, stdout)?;
     let pid = child.id();
     if let (Some(bytes), Some(mut stdin)) = (cmd.stdin.clone(), child.stdin.take()) {
         tokio::spawn(async move {
@@ -184,25 +237,12 @@ pub async fn run(cmd: &Cmd, sink: Option<OutputSink>, cancel: Option<watch::Rece
 /// Runs `from | to`: `from`'s stdout feeds `to`'s stdin through an OS pipe (no copy through Fjord), both
 /// in their own process groups; stderr of both goes to the log. Fails unless both exit 0; a timeout or
 /// cancel kills both. `to`'s stdout goes to the log.
-#[allow(clippy::disallowed_methods)]
 pub async fn run_pipe(
     from: &Cmd,
     to: &Cmd,
     sink: Option<OutputSink>,
     cancel: Option<watch::Receiver<bool>>,
 ) -> ExecResult<CmdOutput> {
-    let spawn = |cmd: &Cmd, stdin: Stdio, stdout: Stdio| -> ExecResult<tokio::process::Child> {
-        let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
-        let mut command = tokio::process::Command::new(program);
-        command.args(args).stdin(stdin).stdout(stdout).stderr(Stdio::piped()).kill_on_drop(true).process_group(0);
-        for (k, v) in &cmd.env {
-            command.env(k, v);
-        }
-        if let Some(cwd) = &cmd.cwd {
-            command.current_dir(cwd);
-        }
-        command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))
-    };
     let started = Instant::now();
     let mut producer = spawn(from, Stdio::null(), Stdio::piped())?;
     let pipe: Stdio = producer
@@ -274,22 +314,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts `cmd` (its `stdin` is ignored) with piped stdin and stdout.
-    #[allow(clippy::disallowed_methods)]
+    /// Starts `cmd` (its `stdin`, `stdin_file` and `stdout_file` are ignored) with piped stdin and stdout.
     pub fn start(cmd: &Cmd) -> ExecResult<Session> {
-        let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        for (k, v) in &cmd.env {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().map_err(io_err(format!("cannot start `{}`", cmd.display())))?;
+        let mut child = spawn(cmd, Stdio::piped(), Stdio::piped())?;
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
         let stderr = tokio::spawn(pump(child.stderr.take().expect("stderr piped"), LogStream::Stderr, None));
@@ -438,5 +465,107 @@ mod tests {
         }
         got.sort_by_key(|(s, _)| s.as_str());
         assert_eq!(got, vec![(LogStream::Stderr, "err".into()), (LogStream::Stdout, "out".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_session_starts_in_its_cwd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwd = dir.path().canonicalize().expect("canonical").to_str().expect("utf-8").to_string();
+        let mut cmd = Cmd::new(["/bin/pwd"]);
+        cmd.cwd = Some(cwd.clone());
+        let mut s = Session::start(&cmd).expect("starts");
+        s.wait_for(&cwd, Duration::from_secs(5)).await.expect("prints its cwd");
+    }
+
+    /// What `cmd` prints through each way in: run, either side of run_pipe, and a Session.
+    async fn through_every_way(cmd: &Cmd) -> Vec<(&'static str, String)> {
+        let run_out = run(cmd, None, None).await.expect("run").stdout;
+        let producer = run_pipe(cmd, &Cmd::new(["cat"]), None, None).await.expect("producer").stdout;
+        let consumer = run_pipe(&Cmd::new(["true"]), cmd, None, None).await.expect("consumer").stdout;
+        let mut s = Session::start(cmd).expect("session");
+        let mut session = String::new();
+        while let Some(line) = s.stdout.next_line().await.expect("reads") {
+            session.push_str(&line);
+            session.push('\n');
+        }
+        vec![("run", run_out), ("run_pipe producer", producer), ("run_pipe consumer", consumer), ("session", session)]
+    }
+
+    #[tokio::test]
+    async fn every_way_in_gets_the_same_env_and_cwd() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwd = dir.path().canonicalize().expect("canonical").to_str().expect("utf-8").to_string();
+        let with = |program: &str| {
+            let mut cmd = Cmd::new([program]).env("FJORD_X", "1");
+            cmd.cwd = Some(cwd.clone());
+            cmd
+        };
+        for (way, out) in through_every_way(&with("/bin/pwd")).await {
+            assert_eq!(out, format!("{cwd}\n"), "{way}");
+        }
+        let env = run(&with("/usr/bin/env"), None, None).await.expect("runs").stdout;
+        assert!(env.lines().any(|l| l == "FJORD_X=1"), "{env}");
+        // Fjord's own commands inherit its environment.
+        assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+        for (way, out) in through_every_way(&with("/usr/bin/env")).await {
+            assert_eq!(out, env, "{way}");
+        }
+        // Each in a process group of its own, which a timeout or cancel kills whole.
+        for (way, out) in through_every_way(&Cmd::new(["/bin/cat", "/proc/self/stat"])).await {
+            let (pid, pgrp) = pid_and_group(&out);
+            assert_eq!(pid, pgrp, "{way}");
+        }
+    }
+
+    /// The pid and process group in a `/proc/<pid>/stat` line.
+    fn pid_and_group(stat: &str) -> (i32, i32) {
+        let pid = stat.split(' ').next().and_then(|p| p.parse().ok()).expect("pid");
+        let after_comm = stat.rsplit_once(") ").expect("comm").1;
+        let pgrp = after_comm.split(' ').nth(2).and_then(|p| p.parse().ok()).expect("pgrp");
+        (pid, pgrp)
+    }
+
+    #[test]
+    fn exec_as_runs_as_its_user_with_only_its_env_in_the_foreground() {
+        use std::os::unix::fs::PermissionsExt;
+        // As root, a real switch to nobody; otherwise as oneself.
+        let me = nix::unistd::geteuid();
+        let name = if me.is_root() { "nobody".to_string() } else { std::env::var("USER").unwrap_or_default() };
+        let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
+            eprintln!("skipped: no user {name:?} to run as");
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let cwd = dir.path().canonicalize().expect("canonical").to_str().expect("utf-8").to_string();
+        let script = "/usr/bin/id -u > id; /usr/bin/env > env; /bin/pwd > pwd; /bin/cat /proc/self/stat > stat; exit 3";
+        let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
+        let before = processes_started();
+        let code = crate::users::exec_as(&name, &argv, &[("FJORD_X".into(), "1".into())], &cwd).expect("runs");
+        assert_eq!(code, 3);
+        assert!(processes_started() > before);
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("written");
+        assert_eq!(read("id"), format!("{}\n", user.uid));
+        assert_eq!(read("pwd"), format!("{cwd}\n"));
+        // Left in the caller's process group, which holds the terminal.
+        assert_eq!(pid_and_group(&read("stat")).1, nix::unistd::getpgrp().as_raw());
+        // Exactly the Cmd's environment (the shell adds its PWD), nothing of Fjord's.
+        let env = read("env");
+        let theirs: Vec<&str> = env.lines().filter(|l| !l.starts_with("PWD=")).collect();
+        assert_eq!(theirs, ["FJORD_X=1"], "{env}");
+    }
+
+    #[tokio::test]
+    async fn started_processes_are_counted() {
+        // Other tests start processes at the same time: only a lower bound holds.
+        let before = processes_started();
+        run(&Cmd::new(["true"]), None, None).await.expect("runs");
+        assert!(processes_started() > before);
+        let before = processes_started();
+        run_pipe(&Cmd::new(["true"]), &Cmd::new(["true"]), None, None).await.expect("runs");
+        assert!(processes_started() >= before + 2);
+        let before = processes_started();
+        Session::start(&Cmd::new(["true"])).expect("starts").finish("").await.expect("exits 0");
+        assert!(processes_started() > before);
     }
 }

@@ -117,23 +117,14 @@ pub async fn remove_user(host: &Host, name: &str, sink: Option<OutputSink>) -> E
 /// Runs `argv` in the foreground as Unix user `user` (its uid and primary group, no other groups),
 /// with exactly `env` as its environment, in `cwd`, sharing this process's terminal; returns its exit
 /// code. For `fjord site exec`: a command in a site's context.
-// A second place that starts a process: interactive, with the caller's terminal, not a task's log.
-#[allow(clippy::disallowed_methods)]
 pub fn exec_as(user: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> ExecResult<i32> {
-    use std::os::unix::process::CommandExt;
     let u = nix::unistd::User::from_name(user)
         .ok()
         .flatten()
         .ok_or_else(|| ExecError::Other(format!("no such user {user:?}: verify the site first")))?;
-    let (program, args) = argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
-    let status = std::process::Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(cwd)
-        .gid(u.gid.as_raw())
-        .uid(u.uid.as_raw())
-        .status()
-        .map_err(crate::io_err(format!("cannot start `{program}` as {user}")))?;
+    let mut cmd = Cmd::new(argv.iter().cloned());
+    cmd.env = env.to_vec();
+    cmd.cwd = Some(cwd.to_string());
+    let status = crate::cmd::run_foreground(&cmd, &u)?;
     Ok(status.code().unwrap_or(128 + 9))
 }

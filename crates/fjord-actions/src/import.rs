@@ -64,7 +64,12 @@ fn db_identifier(field: &str, s: &str) -> ActionResult<String> {
 
 impl Actions<'_> {
     /// Records an existing site and queues its import (a dry run: the import's plan, nothing written).
-    pub async fn import_site(&self, i: &SiteImport, created_by: &str, dry_run: bool) -> ActionResult<(Option<Site>, Outcome)> {
+    pub async fn import_site(
+        &self,
+        i: &SiteImport,
+        created_by: &str,
+        dry_run: bool,
+    ) -> ActionResult<(Option<Site>, Outcome)> {
         let domain = Domain::parse(&i.domain)?;
         let aliases = parse_aliases(&i.aliases)?;
         let db_engine: DbEngine = parse_enum("db_engine", &i.db_engine)?;
@@ -78,7 +83,10 @@ impl Actions<'_> {
         let db_user = db_identifier("db_user", i.db_user.as_deref().unwrap_or(&i.db_name))?;
         let password = i.db_password.trim_end_matches(['\n', '\r']).to_string();
         if password.is_empty() || password.contains(['\'', '\\', '\n']) {
-            return Err(ActionError::invalid("db_password", "the password must be one line without quotes or backslashes"));
+            return Err(ActionError::invalid(
+                "db_password",
+                "the password must be one line without quotes or backslashes",
+            ));
         }
         if let Some(v) = &i.php {
             fjord_core::names::validate_token("php", v, 16)?;
@@ -86,7 +94,10 @@ impl Actions<'_> {
         let platform = self.store.platform_by_name(&i.platform).await.map_err(|e| field_not_found(e, "platform"))?;
         let server = self.store.server(platform.server_id).await?;
         if !server.db_engines().any(|e| e == db_engine) {
-            return Err(ActionError::invalid("db_engine", format!("server {} offers no {db_engine} database", server.name)));
+            return Err(ActionError::invalid(
+                "db_engine",
+                format!("server {} offers no {db_engine} database", server.name),
+            ));
         }
         let client = self.client_id(i.client.as_deref()).await?;
         let new = NewSite {

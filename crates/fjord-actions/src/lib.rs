@@ -15,9 +15,9 @@ mod import;
 pub mod planning;
 
 pub use error::{ActionError, ActionResult};
-pub use import::{drupal_db_settings, SiteImport};
 /// Offsite storage settings, for callers that pass them on (the HTTP side's settings).
 pub use fjord_exec::offsite::OffsiteConfig;
+pub use import::{drupal_db_settings, SiteImport};
 
 use fjord_core::names::{validate_abs_path, validate_token};
 use fjord_core::*;
@@ -570,7 +570,11 @@ impl<'a> Actions<'a> {
 
     /// Validates a platform migrate of `from`: the target, `parallel`; returns the target and the sites
     /// that would move (the live ones, in the order they move: canaries first).
-    async fn platform_migrate_sites(&self, from: &Platform, req: &PlatformMigrate) -> ActionResult<(Platform, Vec<Site>)> {
+    async fn platform_migrate_sites(
+        &self,
+        from: &Platform,
+        req: &PlatformMigrate,
+    ) -> ActionResult<(Platform, Vec<Site>)> {
         let to = self.store.platform_by_name(req.to.trim()).await.map_err(|e| field_not_found(e, "to"))?;
         if to.id == from.id {
             return Err(ActionError::invalid("to", format!("the sites of {} are already on {}", from.name, to.name)));
@@ -589,7 +593,12 @@ impl<'a> Actions<'a> {
     /// Queues a platform-wide migrate: one `platform-migrate` task, which the daemon runs by queueing
     /// one site-migrate per site (each with its own backup and rollback). The sites are the platform's
     /// live sites now.
-    pub async fn platform_migrate(&self, from: &Platform, req: &PlatformMigrate, created_by: &str) -> ActionResult<Task> {
+    pub async fn platform_migrate(
+        &self,
+        from: &Platform,
+        req: &PlatformMigrate,
+        created_by: &str,
+    ) -> ActionResult<Task> {
         if req.dry_run {
             return Err(ActionError::invalid("dry_run", "a dry run queues nothing: ask for its preview instead"));
         }

@@ -11,8 +11,7 @@ use std::path::Path;
 /// Plans `task` (queued, or prospective) against the state as it is now.
 pub async fn plan_task(store: &Store, layout: &Layout, task: &Task) -> ActionResult<Planned> {
     if task.kind == TaskKind::Noop {
-        let args = serde_json::from_value(task.args.clone())
-            .map_err(|e| fjord_plan::PlanError::Args(e.to_string()))?;
+        let args = serde_json::from_value(task.args.clone()).map_err(|e| fjord_plan::PlanError::Args(e.to_string()))?;
         return Ok(fjord_plan::noop(args)?);
     }
     let snap = store.snapshot(task).await?;

@@ -188,7 +188,10 @@ impl Actions<'_> {
             let kind: HttpKind = parse_enum("web", &req.web)?;
             let mode: WebMode = parse_enum("web_mode", &req.web_mode)?;
             if kind == HttpKind::Apache && mode != WebMode::Own {
-                return Err(ActionError::invalid("web_mode", "apache runs only as Fjord's own master: use web mode own"));
+                return Err(ActionError::invalid(
+                    "web_mode",
+                    "apache runs only as Fjord's own master: use web mode own",
+                ));
             }
             if let Some(l) = &req.listen {
                 ip_address("listen", l)?;
@@ -501,14 +504,22 @@ impl Actions<'_> {
     /// Fetches Cloudflare's published ranges from `urls` (http, https or file), records them, and gives
     /// every server that trusts Cloudflare the new list and a verify to apply it: one transaction.
     /// All or nothing: one bad line and the recorded list stays as it was.
-    pub async fn refresh_cloudflare_ranges(&self, urls: &[String], created_by: &str) -> ActionResult<ProxyRangesRefresh> {
+    pub async fn refresh_cloudflare_ranges(
+        &self,
+        urls: &[String],
+        created_by: &str,
+    ) -> ActionResult<ProxyRangesRefresh> {
         let mut text = String::new();
         for url in urls {
             if !["http://", "https://", "file://"].iter().any(|p| url.starts_with(p)) {
-                return Err(ActionError::invalid("from", format!("invalid --from {url:?}: an http://, https:// or file:// URL")));
+                return Err(ActionError::invalid(
+                    "from",
+                    format!("invalid --from {url:?}: an http://, https:// or file:// URL"),
+                ));
             }
             // curl speaks all three; --proto keeps a redirect from leaving them.
-            let cmd = Command::new(["curl", "-fsS", "--max-time", "30", "--proto", "=http,https,file", "--", url]).timeout(60);
+            let cmd = Command::new(["curl", "-fsS", "--max-time", "30", "--proto", "=http,https,file", "--", url])
+                .timeout(60);
             let out = self
                 .executor()?
                 .run_command(&cmd, None, None)

@@ -13,15 +13,39 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "change", rename_all = "kebab-case")]
 pub enum DesiredChange {
     /// The services a server offers (web server, PHP runtimes, databases, trusted proxies).
-    ServerServices { server: ServerId, services: Vec<Service> },
+    ServerServices {
+        server: ServerId,
+        services: Vec<Service>,
+    },
     /// A provider's published proxy ranges (Cloudflare's), as last refreshed.
-    ProxyRanges { name: String, ranges: Vec<String>, source: String },
-    SiteAliases { site: SiteId, aliases: Vec<Domain>, redirect: bool },
-    SitePhpLimits { site: SiteId, limits: PhpLimits },
+    ProxyRanges {
+        name: String,
+        ranges: Vec<String>,
+        source: String,
+    },
+    SiteAliases {
+        site: SiteId,
+        aliases: Vec<Domain>,
+        redirect: bool,
+    },
+    SitePhpLimits {
+        site: SiteId,
+        limits: PhpLimits,
+    },
     /// The PHP runtime a site runs on (`None`: the server's default).
-    SitePhp { site: SiteId, runtime: Option<String> },
-    SiteIsolation { site: SiteId, isolation: Isolation },
-    SiteHttps { site: SiteId, mode: HttpsMode, tls: SiteTls },
+    SitePhp {
+        site: SiteId,
+        runtime: Option<String>,
+    },
+    SiteIsolation {
+        site: SiteId,
+        isolation: Isolation,
+    },
+    SiteHttps {
+        site: SiteId,
+        mode: HttpsMode,
+        tls: SiteTls,
+    },
 }
 
 impl DesiredChange {

@@ -15,8 +15,8 @@ pub mod task;
 pub mod tls;
 
 pub use backups::{BackupSchedule, Compression, Retention};
-pub use desired::{Change, DesiredChange};
 pub use batch::{BatchSite, BatchSummary, PlatformMigrateArgs, SiteOutcome, SiteResult};
+pub use desired::{Change, DesiredChange};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
 pub use plan::{

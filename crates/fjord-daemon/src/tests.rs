@@ -22,10 +22,7 @@ fn lane(site: Option<i64>, platform: Option<i64>) -> Lane {
 }
 
 async fn noop(store: &Store, lane: Lane, args: serde_json::Value) -> Task {
-    store
-        .enqueue_noop(lane, args, "test")
-        .await
-        .expect("enqueue")
+    store.enqueue_noop(lane, args, "test").await.expect("enqueue")
 }
 
 /// Runs the daemon until the queue has no active task.

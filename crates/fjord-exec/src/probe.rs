@@ -177,7 +177,8 @@ pub async fn php_fpm_info(fpm: &str, cli: Option<&str>) -> Option<(String, Vec<S
     // "PHP 8.2.29 (fpm-fcgi) (built: …)"
     let full = out.stdout.strip_prefix("PHP ")?.split_whitespace().next()?.to_string();
     let version = full.split('.').take(2).collect::<Vec<_>>().join(".");
-    let modules = crate::cmd::run(&crate::Cmd::new([cli.unwrap_or(fpm), "-m"]).timeout(limit), None, None).await.ok()?;
+    let modules =
+        crate::cmd::run(&crate::Cmd::new([cli.unwrap_or(fpm), "-m"]).timeout(limit), None, None).await.ok()?;
     let extensions = modules
         .stdout
         .lines()

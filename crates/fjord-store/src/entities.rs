@@ -292,7 +292,9 @@ impl Store {
                 .await?;
         }
         let task = match kind {
-            Some((kind, args)) => Some(insert_task(&mut tx, &NewTask::new(kind, created.id.0, args, created_by), now).await?),
+            Some((kind, args)) => {
+                Some(insert_task(&mut tx, &NewTask::new(kind, created.id.0, args, created_by), now).await?)
+            }
             None => None,
         };
         before_commit(&created).map_err(StoreError::Conflict)?;
@@ -709,7 +711,14 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
 /// Writes one change of the desired state (part of [`Store::commit_change`]'s transaction).
 pub(crate) async fn write_desired(conn: &mut AnyConnection, change: &DesiredChange, now: Millis) -> StoreResult<()> {
     // One UPDATE of one column of one row, for the changes that are just that.
-    async fn set(conn: &mut AnyConnection, table: &str, column: &str, value: Option<String>, id: i64, now: Millis) -> StoreResult<()> {
+    async fn set(
+        conn: &mut AnyConnection,
+        table: &str,
+        column: &str,
+        value: Option<String>,
+        id: i64,
+        now: Millis,
+    ) -> StoreResult<()> {
         sqlx::query(&format!("UPDATE {table} SET {column} = $1, updated_at = $2 WHERE id = $3"))
             .bind(value)
             .bind(now)
@@ -747,7 +756,9 @@ pub(crate) async fn write_desired(conn: &mut AnyConnection, change: &DesiredChan
             .await?;
             Ok(())
         }
-        DesiredChange::SiteAliases { site, aliases, redirect } => set_site_aliases(conn, *site, aliases, *redirect, now).await,
+        DesiredChange::SiteAliases { site, aliases, redirect } => {
+            set_site_aliases(conn, *site, aliases, *redirect, now).await
+        }
     }
 }
 
@@ -793,7 +804,10 @@ async fn set_site_aliases(
             return Err(StoreError::Conflict(format!("{a} already belongs to site {owner}")));
         }
     }
-    sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND is_alias = 1").bind(site.0).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM site_domains WHERE site_id = $1 AND is_alias = 1")
+        .bind(site.0)
+        .execute(&mut *conn)
+        .await?;
     for a in aliases {
         sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, 1)")
             .bind(a.as_str())

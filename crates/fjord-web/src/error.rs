@@ -107,7 +107,6 @@ impl From<fjord_core::ValidationError> for ApiError {
     }
 }
 
-
 /// The problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {

@@ -388,6 +388,18 @@ fn a_client_cannot_see_or_touch_another_clients_site_by_any_route() {
         "{audit}"
     );
     assert!(items.iter().any(|e| e["actor"] == "api:alice" && e["outcome"] == "invalid"), "{audit}");
+    // Refused before any handler's own audit record (the permission check, no credentials at all):
+    // in the log too, by method and path, with who and the outcome.
+    let r = api.call(Method::POST, "/api/sites/b.example/verify", Auth::None, None);
+    assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    let audit = api.get("/api/audit?limit=500", &api.admin).body;
+    let items = audit["items"].as_array().expect("items");
+    let refused = |actor: &str, action: &str| {
+        items.iter().any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == "denied")
+    };
+    assert!(refused("api:alice", "POST /api/clients"), "{audit}");
+    assert!(refused("api:alice", "POST /api/platforms"), "{audit}");
+    assert!(refused("anonymous", "POST /api/sites/b.example/verify"), "{audit}");
 
     // Deleting a backup: refused to a client (even for her own site), refused while the site has a task
     // queued, refused for an archive outside the state dir's backups/; then done by a manager.

@@ -72,11 +72,7 @@ fn top_modules(krate: &str) -> Vec<String> {
 fn code_lines(file: &Path) -> Vec<(usize, String)> {
     let text = read(file);
     let body = text.split("#[cfg(test)]").next().unwrap_or("");
-    body.lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim().to_string()))
-        .filter(|(_, l)| !l.starts_with("//"))
-        .collect()
+    body.lines().enumerate().map(|(i, l)| (i + 1, l.trim().to_string())).filter(|(_, l)| !l.starts_with("//")).collect()
 }
 
 /// Where any of `needles` appears in the non-test code of the crates `scope` selects.
@@ -176,7 +172,8 @@ fn changes_are_queued_only_through_the_actions_layer() {
     let callers = |krate: &str, file: &Path| {
         ["fjord", "fjord-web"].contains(&krate) && !file.to_string_lossy().contains("/src/bench/")
     };
-    let store_writes = ["store.enqueue(", "store.commit_change(", "store.create_site", "store.add_platform(", "store.add_server("];
+    let store_writes =
+        ["store.enqueue(", "store.commit_change(", "store.create_site", "store.add_platform(", "store.add_server("];
     let found = occurrences(callers, &store_writes);
     assert!(found.is_empty(), "changes queued around the actions layer:\n{}", found.join("\n"));
 }

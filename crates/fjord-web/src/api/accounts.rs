@@ -1,7 +1,6 @@
 //! Login, logout, the current user, passwords, API tokens, users and the audit log.
 
 use super::{act, Paging};
-use fjord_actions::UserCreate;
 use crate::auth::{self, remote_addr};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
@@ -11,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use fjord_actions::UserCreate;
 use fjord_core::*;
 use fjord_store::TokenScope;
 use serde::{Deserialize, Serialize};

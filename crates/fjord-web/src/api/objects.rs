@@ -1,9 +1,6 @@
 //! Health, clients, servers and platforms.
 
 use super::{act, queued, Queued};
-use fjord_actions::{
-    ClientCreate, PhpRuntimeAdd, PlatformCreate, PlatformMigrate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE,
-};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState};
@@ -11,6 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use fjord_actions::{
+    ClientCreate, PhpRuntimeAdd, PlatformCreate, PlatformMigrate, RealIpSet, ServerCreate, WebSwitch, CLOUDFLARE,
+};
 use fjord_core::*;
 
 pub async fn health(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {

@@ -4,12 +4,12 @@
 
 use super::sites::site_for;
 use super::{act, Queued};
-use fjord_actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::{Actor, AppState, SiteAction};
 use axum::extract::{Path, State};
 use axum::Json;
+use fjord_actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 use fjord_core::*;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -133,7 +133,9 @@ pub async fn sync(
             other => other,
         })?;
         let args = state.actions().sync_args(&source, &target_site, &req).await?;
-        Ok::<_, ApiError>(state.actions().enqueue(TaskKind::SiteSync, target_site.id.0, args, &actor.created_by()).await?)
+        Ok::<_, ApiError>(
+            state.actions().enqueue(TaskKind::SiteSync, target_site.id.0, args, &actor.created_by()).await?,
+        )
     })
     .await
     .map(Queued)

@@ -1,12 +1,12 @@
 //! Sites: list, show, create, and every action on one.
 
 use super::{act, Queued};
-use fjord_actions::{self as actions, SiteCreate};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, OptionalJson};
 use crate::{Actor, AppState, SiteAction};
 use axum::extract::{Path, State};
 use axum::Json;
+use fjord_actions::{self as actions, SiteCreate};
 use fjord_core::*;
 use fjord_store::{BackupQuery, Page, SiteQuery, TaskQuery};
 use serde::{Deserialize, Serialize};

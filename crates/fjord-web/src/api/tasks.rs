@@ -1,7 +1,6 @@
 //! Tasks (list, show, live log, cancel, retry) and backups.
 
 use super::{act, Queued};
-use fjord_actions as actions;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiQuery;
 use crate::{Actor, AppState, SiteAction};
@@ -9,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
+use fjord_actions as actions;
 use fjord_core::*;
 use fjord_store::{BackupQuery, Page, TaskQuery};
 use futures::Stream;

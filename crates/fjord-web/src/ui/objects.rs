@@ -2,7 +2,6 @@
 
 use super::tasks::task_rows;
 use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, Viewer};
-use fjord_actions::{ClientCreate, PlatformCreate, PlatformMigrate};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
@@ -10,6 +9,7 @@ use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use fjord_actions::{ClientCreate, PlatformCreate, PlatformMigrate};
 use fjord_core::*;
 use fjord_store::{BackupQuery, SiteQuery, TaskQuery};
 use minijinja::{context, Value};

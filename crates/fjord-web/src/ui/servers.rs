@@ -4,7 +4,6 @@
 
 use super::tasks::task_rows;
 use super::{see_other, FormErrors, NoFields, UiResult, Viewer};
-use fjord_actions::{DbServiceCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
@@ -12,6 +11,7 @@ use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use fjord_actions::{DbServiceCreate, PhpRuntimeAdd, RealIpSet, ServerCreate, WebSwitch};
 use fjord_core::*;
 use fjord_store::TaskQuery;
 use minijinja::{context, Value};

@@ -2,7 +2,6 @@
 
 use super::tasks::task_rows;
 use super::{given, page_number, query_escape, see_other, FormErrors, NoFields, Pager, UiResult, Viewer};
-use fjord_actions::SiteCreate;
 use crate::api::sites as api;
 use crate::api::tasks as api_tasks;
 use crate::csrf::CsrfForm;
@@ -11,6 +10,7 @@ use crate::extract::ApiJson;
 use crate::{AppState, SiteAction};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use fjord_actions::SiteCreate;
 use fjord_core::*;
 use fjord_store::{BackupQuery, SiteQuery, TaskQuery};
 use minijinja::{context, Value};

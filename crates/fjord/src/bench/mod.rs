@@ -10,8 +10,8 @@
 mod moves;
 mod web;
 
-use crate::commands::Ctx;
 use crate::cli::BenchCmd;
+use crate::commands::Ctx;
 use anyhow::Result;
 use fjord_core::*;
 use fjord_daemon::{runner, DaemonConfig};
@@ -27,9 +27,7 @@ pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
         BenchCmd::Queue { count, sites, workers } => (count, sites, workers),
         BenchCmd::Verify { sites, codebase } => return sites_bench::verify(ctx, sites, codebase).await,
         BenchCmd::Create { count, codebase } => return sites_bench::create(ctx, count, codebase).await,
-        BenchCmd::Backup { size_mb, no_clone, env } => {
-            return moves::backup(ctx, size_mb, !no_clone, env).await
-        }
+        BenchCmd::Backup { size_mb, no_clone, env } => return moves::backup(ctx, size_mb, !no_clone, env).await,
         BenchCmd::Migrate { sites, env } => return moves::migrate(ctx, sites, env).await,
         BenchCmd::Web { sites, tasks, concurrency, requests, pages } => {
             return web::run(ctx, sites, tasks, concurrency, requests, &pages).await

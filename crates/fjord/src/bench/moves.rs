@@ -4,8 +4,8 @@
 //! from outside, against the plain tools doing the same job in the same run (`mariadb-dump | gzip` +
 //! `tar czf`, and back). Like the other benches it prints times and ratios, never verdicts.
 
-use crate::commands::Ctx;
 use crate::cli::BenchEnv;
+use crate::commands::Ctx;
 use anyhow::{bail, ensure, Context as _, Result};
 use fjord_exec::cmd::{run, run_checked, run_pipe};
 use fjord_exec::Cmd;

@@ -5,8 +5,8 @@ use super::Ctx;
 use crate::cli::{TokenCmd, UserCmd};
 use crate::output::{table, when};
 use anyhow::{bail, Context as _, Result};
-use fjord_store::{AuditEntry, Store, TokenScope};
 use fjord_actions::{Actions, UserCreate};
+use fjord_store::{AuditEntry, Store, TokenScope};
 use std::io::Read as _;
 use std::process::ExitCode;
 

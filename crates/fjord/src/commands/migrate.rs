@@ -7,8 +7,8 @@
 use super::{admin, task, Ctx};
 use crate::output::table;
 use anyhow::Result;
-use fjord_core::*;
 use fjord_actions::{Actions, PlatformMigrate};
+use fjord_core::*;
 use std::process::ExitCode;
 use std::time::Duration;
 

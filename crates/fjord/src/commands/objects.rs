@@ -4,9 +4,9 @@ use super::{print_plan, queue_task, task, Ctx};
 use crate::cli::{ClientCmd, PhpCmd, PlatformAdd, PlatformCmd, ServerAdd, ServerCmd};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Result};
+use fjord_actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
 use fjord_core::*;
 use fjord_store::Store;
-use fjord_actions::{Actions, DbServiceCreate, PhpCreate, PhpRuntimeAdd, ServerCreate, WebSwitch};
 use std::process::ExitCode;
 
 /// `fjord server add`'s flags as the actions layer's request (passwords read from their files).

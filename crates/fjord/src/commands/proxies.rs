@@ -5,8 +5,8 @@ use super::Ctx;
 use crate::cli::{ProxyRangesCmd, ServerRealIp};
 use crate::output::{fields, when};
 use anyhow::Result;
-use fjord_core::*;
 use fjord_actions::{Actions, RealIpSet, CLOUDFLARE};
+use fjord_core::*;
 use std::process::ExitCode;
 
 /// Cloudflare's ranges as last updated in the state database, or as shipped.

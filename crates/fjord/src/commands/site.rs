@@ -4,8 +4,8 @@ use super::{backup, print_plan, queue_task, task, Ctx};
 use crate::cli::{SiteCmd, SiteCreate};
 use crate::output::{fields, table, when};
 use anyhow::{bail, Context as _, Result};
-use fjord_core::*;
 use fjord_actions::Actions;
+use fjord_core::*;
 use std::process::ExitCode;
 
 fn parse_enum<T: std::str::FromStr<Err = String>>(field: &str, s: &str) -> Result<T> {
@@ -150,8 +150,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::PhpLimits { domain, max_children, memory_limit, upload_max, max_execution_time } => {
             let site = store.site_by_domain(&Domain::parse(&domain)?).await?;
-            let req =
-                fjord_actions::PhpLimitsChange { max_children, memory_limit, upload_max, max_execution_time };
+            let req = fjord_actions::PhpLimitsChange { max_children, memory_limit, upload_max, max_execution_time };
             let layout = ctx.layout();
             let outcome =
                 Actions::new(&store, &layout).set_php_limits(&site, &req, ctx.global.dry_run, &ctx.actor()).await?;
@@ -294,7 +293,8 @@ async fn aliases(
         Some(other) => bail!("invalid --redirect {other:?}: use on or off"),
     };
     let layout = ctx.layout();
-    let done = Actions::new(&store, &layout).set_aliases(&site, &aliases, redirect, &ctx.actor(), ctx.global.dry_run).await?;
+    let done =
+        Actions::new(&store, &layout).set_aliases(&site, &aliases, redirect, &ctx.actor(), ctx.global.dry_run).await?;
     super::outcome(ctx, TaskKind::SiteVerify, done).await
 }
 
@@ -384,9 +384,8 @@ async fn migrate(
     let store = ctx.store().await?;
     let layout = ctx.layout();
     let site = store.site_by_domain(&Domain::parse(domain)?).await?;
-    let args = fjord_actions::Actions::new(&store, &layout)
-        .migrate_args(&site, to, new_domain, keep_old, db_server)
-        .await?;
+    let args =
+        fjord_actions::Actions::new(&store, &layout).migrate_args(&site, to, new_domain, keep_old, db_server).await?;
     queue_task(ctx, TaskKind::SiteMigrate, site.id.0, args).await
 }
 

@@ -115,8 +115,7 @@ impl Actions<'_> {
             cron_interval: Some(3600),
             existing_db: Some((db_name, db_user)),
         };
-        let mut prospective = self.store.prepare_site(&new).await?;
-        prospective.status = SiteStatus::Enabled;
+        let prospective = self.store.prepare_site(&new).await?;
         let snap = Snapshot::of_new_site(server, platform, prospective);
         let args = serde_json::json!({});
         let planned = self.plan_new(TaskKind::SiteImport, &args, &snap)?;

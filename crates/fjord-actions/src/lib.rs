@@ -653,15 +653,13 @@ impl<'a> Actions<'a> {
                 if !t.status.is_final() {
                     continue;
                 }
-                // The check prints a line per module with a pending update or a newer schema.
-                let lines: Vec<String> = self
-                    .store
-                    .logs(id, 0)
-                    .await?
+                // The check's findings, as its result: modules with pending updates or newer schemas.
+                let found = self.store.task_report(id).await?;
+                let lines: Vec<String> = found
+                    .pending
                     .iter()
-                    .filter(|l| l.stream != LogStream::Fjord)
-                    .map(|l| l.text.trim().to_string())
-                    .filter(|l| l.starts_with("pending:") || l.starts_with("refused:"))
+                    .map(|p| format!("pending: {p}"))
+                    .chain(found.refused.iter().map(|r| format!("refused: {r}")))
                     .collect();
                 let ok = t.status == TaskStatus::Succeeded;
                 o.result = if ok { SiteResult::WouldMigrate } else { SiteResult::WouldRefuse };

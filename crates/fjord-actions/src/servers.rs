@@ -385,6 +385,11 @@ impl Actions<'_> {
         }
         let binary = validate_abs_path("php-fpm binary", &req.binary)?;
         let cli = req.cli.as_deref().map(|c| validate_abs_path("php cli", c)).transpose()?;
+        // Probes run as root: never a program someone else could have put or changed there.
+        fjord_exec::probe::trusted_binary(&binary).map_err(|e| ActionError::invalid("binary", e))?;
+        if let Some(c) = &cli {
+            fjord_exec::probe::trusted_binary(c).map_err(|e| ActionError::invalid("cli", e))?;
+        }
         let Some((version, extensions)) = fjord_exec::probe::php_fpm_info(&binary, cli.as_deref()).await else {
             return Err(ActionError::invalid(
                 "binary",

@@ -175,11 +175,6 @@ impl BatchSummary {
     }
 }
 
-/// The maintenance window a site-migrate task logged ("maintenance: 812 ms"), if it got that far.
-pub fn downtime_from_log<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<u64> {
-    lines.into_iter().filter_map(|l| l.strip_prefix("maintenance: ")?.strip_suffix(" ms")?.parse().ok()).last()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +258,5 @@ mod tests {
             (Some(1), Some(1), Some(7))
         );
         assert_eq!(r["sites"][1]["result"], "rolled-back");
-        assert_eq!(downtime_from_log(["step 3/9: x", "maintenance: 812 ms", "done"]), Some(812));
-        assert_eq!(downtime_from_log(["maintenance: soon"]), None);
     }
 }

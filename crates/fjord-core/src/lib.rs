@@ -20,8 +20,8 @@ pub use desired::{Change, DesiredChange};
 pub use model::*;
 pub use names::{Domain, Name, ValidationError};
 pub use plan::{
-    BackupTree, CacheTables, Command, FileContent, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot, StateChange,
-    Step, TempFile,
+    BackupTree, CacheTables, Command, FileContent, Mark, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot,
+    StateChange, Step, TempFile,
 };
 pub use proxies::{RealIp, RealIpHeader};
 pub use task::*;

@@ -69,6 +69,34 @@ pub struct Command {
     /// prints).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// What of its output the task reports as data (its result), besides logging it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::task::Report>,
+}
+
+/// The points of a plan the runner acts on. Serialized as the names plans always had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mark {
+    /// The new state is in place and checked: a failure or crash before it rolls everything back;
+    /// after it the rest (cleanup that drops what a rollback would need) is finished, never undone.
+    #[serde(rename = "commit")]
+    Commit,
+    /// The site stops being served as before (a migrate's maintenance window begins) …
+    #[serde(rename = "maintenance-start")]
+    DowntimeStart,
+    /// … and is served again: the time between the two is the task's downtime.
+    #[serde(rename = "maintenance-end")]
+    DowntimeEnd,
+}
+
+impl std::fmt::Display for Mark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mark::Commit => "commit",
+            Mark::DowntimeStart => "maintenance-start",
+            Mark::DowntimeEnd => "maintenance-end",
+        })
+    }
 }
 
 impl Command {
@@ -82,7 +110,13 @@ impl Command {
             cwd: None,
             timeout_secs: 300,
             redact: Vec::new(),
+            report: None,
         }
+    }
+    /// Its output is reported as data in the task's result (see [`crate::task::Report`]).
+    pub fn reports(mut self, report: crate::task::Report) -> Command {
+        self.report = Some(report);
+        self
     }
     pub fn stdin(mut self, text: impl Into<String>) -> Command {
         self.stdin = Some(text.into());
@@ -273,9 +307,8 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<Command>,
     },
-    /// A named point in the task's timeline; the runner logs the time between a `…-start` mark and
-    /// its `…-end` (e.g. the maintenance window of a migrate).
-    Mark { name: String },
+    /// A point in the task's timeline the runner acts on (see [`Mark`]).
+    Mark { name: Mark },
     /// Write a backup archive: check the backups filesystem has room, run `dump` (if any) into a 0600
     /// temp file, then stream the manifest, the dump and the `trees` into `archive` (tar + zstd or
     /// gzip), with its SHA-256 beside it. Undo removes it.

@@ -203,6 +203,69 @@ impl Task {
     }
 }
 
+/// Output of a command that its task reports as data, not only as log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Report {
+    /// The last http(s) URL printed on stdout: a one-time login link.
+    LoginLink,
+    /// A migrate's schema check: `pending: MODULE …` on stdout, `refused: …` on stderr.
+    MigrateCheck,
+}
+
+/// What a (non-batch) task found out, stored as its result (`tasks.result`) when it ends: the values
+/// its callers need, so none of them reads its log back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    /// It passed its commit mark: its change is done and checked (a cleanup after it may have failed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub committed: bool,
+    /// How long its site was not served as before (a migrate's maintenance window), in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    /// A one-time login link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_link: Option<String>,
+    /// A migrate check's findings: modules with pending updates …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// … and reasons the migrate would be refused (a newer schema than the new code knows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
+impl TaskReport {
+    pub fn is_empty(&self) -> bool {
+        self == &TaskReport::default()
+    }
+
+    /// Takes what `report` asks for from a command's output lines.
+    pub fn take(&mut self, report: Report, lines: &[(LogStream, String)]) {
+        match report {
+            Report::LoginLink => {
+                let url = lines
+                    .iter()
+                    .filter(|(s, _)| *s == LogStream::Stdout)
+                    .map(|(_, l)| l.trim())
+                    .rfind(|t| t.starts_with("http://") || t.starts_with("https://"));
+                if let Some(u) = url {
+                    self.login_link = Some(u.to_string());
+                }
+            }
+            Report::MigrateCheck => {
+                for (_, l) in lines {
+                    let l = l.trim();
+                    if let Some(p) = l.strip_prefix("pending:") {
+                        self.pending.push(p.trim().to_string());
+                    } else if let Some(r) = l.strip_prefix("refused:") {
+                        self.refused.push(r.trim().to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A new task, before it has an id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewTask {
@@ -279,5 +342,37 @@ mod tests {
         for k in TaskKind::ALL {
             assert_eq!(TaskKind::parse(k.as_str()), Some(*k));
         }
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn reports_take_their_values_from_output() {
+        let lines = |v: &[(LogStream, &str)]| v.iter().map(|(s, l)| (*s, l.to_string())).collect::<Vec<_>>();
+        let mut r = TaskReport::default();
+        assert!(r.is_empty());
+        r.take(
+            Report::LoginLink,
+            &lines(&[
+                (LogStream::Stdout, "http://old.example/"),
+                (LogStream::Stderr, "https://not-this.example/"),
+                (LogStream::Stdout, " http://d.example/user/reset/1/2/3 "),
+            ]),
+        );
+        assert_eq!(r.login_link.as_deref(), Some("http://d.example/user/reset/1/2/3"));
+        r.take(
+            Report::MigrateCheck,
+            &lines(&[
+                (LogStream::Stdout, "pending: node 10301"),
+                (LogStream::Stderr, "refused: views schema 9000 > 8000"),
+            ]),
+        );
+        assert_eq!(r.pending, ["node 10301"]);
+        assert_eq!(r.refused, ["views schema 9000 > 8000"]);
+        let json = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(serde_json::from_value::<TaskReport>(json).expect("reads back"), r);
     }
 }

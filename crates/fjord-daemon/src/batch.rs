@@ -9,7 +9,6 @@
 //! and storing the summary that says so). A cancel queues no more sites; the running ones finish.
 
 use crate::runner::Context;
-use fjord_core::batch::downtime_from_log;
 use fjord_core::*;
 use std::time::Duration;
 
@@ -98,8 +97,7 @@ pub async fn run_batch(ctx: &Context, task: Task) {
             if !t.status.is_final() {
                 continue;
             }
-            let lines = ctx.store.logs(id, 0).await.unwrap_or_default();
-            s.downtime_ms = downtime_from_log(lines.iter().map(|l| l.text.as_str()));
+            s.downtime_ms = ctx.store.task_report(id).await.ok().and_then(|r| r.downtime_ms);
             s.result = if t.status == TaskStatus::Succeeded { SiteResult::Migrated } else { SiteResult::RolledBack };
             s.detail = t.error.unwrap_or_default();
             let downtime = s.downtime_ms.map(|d| format!(", downtime {d} ms")).unwrap_or_default();

@@ -72,13 +72,20 @@ impl Log<'_> {
 fn output_forwarder(
     store: &Store,
     task: TaskId,
-) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<()>) {
+    keep: bool,
+) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<Vec<(LogStream, String)>>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
     let store = store.clone();
     let handle = tokio::spawn(async move {
+        // The lines of a command whose output the task reports as data, for its report.
+        let mut kept = Vec::new();
         while let Some((stream, line)) = rx.recv().await {
             let _ = store.log(task, LogLevel::Info, stream, &line).await;
+            if keep {
+                kept.push((stream, line));
+            }
         }
+        kept
     });
     (tx, handle)
 }
@@ -127,7 +134,8 @@ pub async fn run_task(ctx: &Context, task: Task) {
     let log = Log { store: &ctx.store, task: task.id };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let beat = heartbeat(ctx, task.id, cancel_tx);
-    let outcome = execute(ctx, &task, &log, cancel_rx).await;
+    let mut report = TaskReport::default();
+    let outcome = execute(ctx, &task, &log, cancel_rx, &mut report).await;
     beat.abort();
     let (status, error, mut changes, undos, mut unlogged_start) = outcome;
     // A backup's size and checksum are known only once its archive is written.
@@ -171,6 +179,13 @@ pub async fn run_task(ctx: &Context, task: Task) {
     if status == TaskStatus::Succeeded {
         ctx.executor.forget(task.id, &undos, true);
     }
+    // What the task found out is its result, recorded before its end so whoever waits for the end
+    // finds it.
+    if !report.is_empty() {
+        if let Err(e) = ctx.store.set_task_report(task.id, &report).await {
+            tracing::error!(task = task.id.0, error = %e, "cannot record the task's result");
+        }
+    }
     match ctx
         .store
         .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes, &{
@@ -204,7 +219,14 @@ pub async fn run_task(ctx: &Context, task: Task) {
 /// Status, error, state changes, undo entries, and the "started" log line if it is still to be written.
 type Outcome = (TaskStatus, Option<String>, Vec<StateChange>, Vec<StepUndo>, Option<String>);
 
-async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Receiver<bool>) -> Outcome {
+/// Runs `task`'s plan; what it finds out as data (commit, downtime, a login link …) goes to `report`.
+async fn execute(
+    ctx: &Context,
+    task: &Task,
+    log: &Log<'_>,
+    cancel: watch::Receiver<bool>,
+    report: &mut TaskReport,
+) -> Outcome {
     let planned = match plan_task(ctx, task).await {
         Ok(p) => p,
         Err(e) => return (TaskStatus::Failed, Some(e), vec![], vec![], None),
@@ -224,8 +246,8 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
     // Paths this task really changed: a service reload watching none of them is skipped, so a verify
     // that changes nothing reloads nothing.
     let mut changed: Vec<String> = Vec::new();
-    // Times of `Step::Mark`s: the span from `X-start` to `X-end` is logged (a migrate's downtime).
-    let mut marks: std::collections::HashMap<String, std::time::Instant> = Default::default();
+    // When the site stopped being served as before (a migrate's maintenance window began).
+    let mut down_since: Option<std::time::Instant> = None;
     // Past a `commit` mark the new state is in place and checked: what follows is cleanup that is
     // finished, never rolled back (it may have dropped what a rollback would need).
     let mut committed = false;
@@ -268,10 +290,17 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
                 Ok(Some(format!("no config of {service} changed: no reload")))
             }
             _ => {
-                let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
+                let reported = match step {
+                    Step::Run { cmd, .. } => cmd.report,
+                    _ => None,
+                };
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, reported.is_some());
                 let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
                 // The forwarder ends when the last sender (held by the command) is gone.
-                let _ = forwarder.await;
+                let lines = forwarder.await.unwrap_or_default();
+                if let (Some(r), Ok(_)) = (reported, &result) {
+                    report.take(r, &lines);
+                }
                 result
             }
         };
@@ -291,13 +320,20 @@ async fn execute(ctx: &Context, task: &Task, log: &Log<'_>, cancel: watch::Recei
                 if let Some(note) = note {
                     log.info(&format!("  {note}")).await;
                 }
-                if let Step::Mark { name } = step {
-                    committed |= name == COMMIT_MARK;
-                    marks.insert(name.clone(), std::time::Instant::now());
-                    if let Some(begun) = name.strip_suffix("-end").and_then(|n| marks.get(&format!("{n}-start"))) {
-                        let span = begun.elapsed().as_millis();
-                        log.info(&format!("{}: {span} ms", name.trim_end_matches("-end").replace('-', " "))).await;
+                match step {
+                    Step::Mark { name: Mark::Commit } => {
+                        committed = true;
+                        report.committed = true;
                     }
+                    Step::Mark { name: Mark::DowntimeStart } => down_since = Some(std::time::Instant::now()),
+                    Step::Mark { name: Mark::DowntimeEnd } => {
+                        if let Some(begun) = down_since.take() {
+                            let span = begun.elapsed().as_millis() as u64;
+                            report.downtime_ms = Some(span);
+                            log.info(&format!("maintenance: {span} ms")).await;
+                        }
+                    }
+                    _ => {}
                 }
                 let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
                 if let Some(f) = injected {
@@ -349,7 +385,7 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
         undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { was_running: false, .. }));
     let (reloads, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
     for (idx, undo) in stops.into_iter().chain(others).chain(reloads) {
-        let (sink, forwarder) = output_forwarder(&ctx.store, task);
+        let (sink, forwarder) = output_forwarder(&ctx.store, task, false);
         let result = ctx.executor.undo(undo, Some(sink)).await;
         let _ = forwarder.await;
         match result {
@@ -391,7 +427,7 @@ pub async fn recover_task(ctx: &Context, task: Task) {
             let last = planned.plan.steps.len() - 1;
             return roll_forward(ctx, &task, &log, planned, last, &steps).await;
         }
-        let commit = planned.plan.steps.iter().position(|s| matches!(s, Step::Mark { name } if name == COMMIT_MARK));
+        let commit = planned.plan.steps.iter().position(|s| matches!(s, Step::Mark { name: Mark::Commit }));
         if let Some(c) =
             commit.filter(|c| steps.iter().any(|s| s.idx as usize == *c && s.status == StepStatus::Applied))
         {
@@ -442,9 +478,6 @@ pub async fn recover_task(ctx: &Context, task: Task) {
 /// runs its certificate pass at once instead of waiting for the next daily one.
 pub static CERT_CHECK_SOON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// The mark after which a task's change is done and checked (see `fjord_plan`'s moves).
-const COMMIT_MARK: &str = "commit";
-
 /// Finishes a recovered task that had passed its commit mark: its remaining (cleanup) steps run again
 /// — they are idempotent — and it succeeds, since rolling back could need what the cleanup dropped.
 async fn roll_forward(
@@ -456,6 +489,10 @@ async fn roll_forward(
     steps: &[StepRecord],
 ) {
     log.info("it had passed its point of no return: finishing its cleanup instead of rolling back").await;
+    let committed = TaskReport { committed: true, ..Default::default() };
+    if let Err(e) = ctx.store.set_task_report(task.id, &committed).await {
+        tracing::error!(task = task.id.0, error = %e, "cannot record the task's result");
+    }
     let mut undos: Vec<StepUndo> = steps.iter().filter_map(|s| serde_json::from_str(s.undo.as_deref()?).ok()).collect();
     let total = planned.plan.steps.len();
     for (idx, step) in planned.plan.steps.iter().enumerate().skip(commit + 1) {
@@ -469,7 +506,7 @@ async fn roll_forward(
                     .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&json), Some(&line))
                     .await;
                 undos.push(undo);
-                let (sink, forwarder) = output_forwarder(&ctx.store, task.id);
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, false);
                 let r = ctx.executor.apply(task.id, idx, step, Some(sink), None).await;
                 let _ = forwarder.await;
                 r

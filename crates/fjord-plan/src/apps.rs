@@ -342,7 +342,7 @@ impl App {
 
     /// A step whose output is a one-time login URL for the site's administrator.
     pub fn login_link(self, ctx: &SiteCtx) -> PlanResult<Step> {
-        Ok(match self {
+        let step = match self {
             App::Drupal => Step::Run {
                 label: "one-time login link".into(),
                 cmd: ctx.drush(&["user:login".into()]).timeout(120),
@@ -351,6 +351,13 @@ impl App {
             App::Drupal7 => ctx.php_script("one-time login link", render::drupal7_script(ctx, "login")?, &[]),
             App::Wordpress => ctx.php_script("one-time login link", render::wordpress_script(ctx, "login", "")?, &[]),
             App::Php => return Err(PlanError::Refused("a generic PHP site has no admin account to log in to".into())),
+        };
+        // The link is the task's result, not only a line of its log.
+        Ok(match step {
+            Step::Run { label, cmd, undo } => {
+                Step::Run { label, cmd: cmd.reports(fjord_core::Report::LoginLink), undo }
+            }
+            other => other,
         })
     }
 
@@ -405,7 +412,8 @@ impl App {
         let cmd = Command::new([php_cli(ctx.php), "{tmp:check.php}".to_string()])
             .file("check.php", script)
             .cwd(target_docroot.to_string())
-            .timeout(600);
+            .timeout(600)
+            .reports(fjord_core::Report::MigrateCheck);
         Ok(Some(Step::Run {
             label: "check the database's module schemas against the new code".into(),
             cmd,

@@ -64,7 +64,7 @@ pub struct MigrateCheckArgs {
 /// after this mark (dropping the old database, removing old directories) are finished even after a
 /// crash, never rolled back — a rollback could need what they dropped.
 pub fn commit() -> Step {
-    Step::Mark { name: "commit".into() }
+    Step::Mark { name: Mark::Commit }
 }
 
 fn check_stamp(stamp: &str) -> PlanResult<()> {
@@ -360,7 +360,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     plan.extend(backup.plan.steps);
 
     // Maintenance: no more writes reach the old database from here on.
-    plan.push(Step::Mark { name: "maintenance-start".into() });
+    plan.push(Step::Mark { name: Mark::DowntimeStart });
     let old_vhost = layout.vhost_path(&snap.server, site);
     if enabled {
         plan.push(Step::WriteFile {
@@ -429,7 +429,7 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     plan.extend(app.update(&ctx2)?);
     chown_writable(app, &ctx2, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, old_vhost])?);
-    plan.push(Step::Mark { name: "maintenance-end".into() });
+    plan.push(Step::Mark { name: Mark::DowntimeEnd });
     plan.extend(http_check(layout, &snap.server, &moved, site.status));
     plan.push(commit());
 

@@ -332,7 +332,8 @@ fn a_delete_archives_replaced_data_a_failed_follow_up_left() {
     let args = serde_json::json!({"backup_stamp": "20261127-2"});
     let planned = plan(&layout, TaskKind::SiteDelete, &args, &s, &facts).expect("plans");
     let steps = &planned.plan.steps;
-    let commit = steps.iter().position(|st| matches!(st, Step::Mark { name } if name == "commit")).expect("commit");
+    let commit =
+        steps.iter().position(|st| matches!(st, Step::Mark { name: fjord_core::plan::Mark::Commit })).expect("commit");
     let archives: Vec<usize> =
         steps.iter().enumerate().filter_map(|(i, st)| matches!(st, Step::Backup { .. }).then_some(i)).collect();
     assert_eq!(archives.len(), 2, "the pre-delete and the pre-restore backups: {steps:?}");

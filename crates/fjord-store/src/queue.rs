@@ -222,6 +222,21 @@ impl Store {
         Ok(())
     }
 
+    /// Records what a (non-batch) task found out: its result.
+    pub async fn set_task_report(&self, id: TaskId, report: &TaskReport) -> StoreResult<()> {
+        self.set_task_result(id, &serde_json::to_value(report).expect("a report serializes")).await
+    }
+
+    /// What a (non-batch) task found out; empty when it recorded nothing (yet).
+    pub async fn task_report(&self, id: TaskId) -> StoreResult<TaskReport> {
+        match self.task_result(id).await? {
+            Some(v) => {
+                serde_json::from_value(v).map_err(|e| StoreError::Corrupt { column: "result", detail: e.to_string() })
+            }
+            None => Ok(TaskReport::default()),
+        }
+    }
+
     /// A batch task's summary, if it stored one.
     pub async fn task_result(&self, id: TaskId) -> StoreResult<Option<serde_json::Value>> {
         let row = sqlx::query("SELECT result FROM tasks WHERE id = $1").bind(id.0).fetch_optional(&self.pool).await?;

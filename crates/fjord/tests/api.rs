@@ -814,6 +814,17 @@ fn servers_are_added_changed_and_removed_through_the_api() {
     assert_eq!(http(&show("web2")).expect("http")["kind"], "apache");
     let r = api.post("/api/servers/web2/php", &api.admin, json!({ "name": "alt", "binary": "/nonexistent/php-fpm" }));
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("binary"));
+    // Attack: a "PHP-FPM binary" that someone other than root can swap (here, under the world-writable
+    // /tmp). Fjord runs probes as root, so it must refuse it without running it.
+    let planted = tempfile::Builder::new().prefix("fjord-planted").tempdir_in("/tmp").expect("tempdir");
+    let ran = planted.path().join("ran");
+    let fake = planted.path().join("php-fpm8.2");
+    let script = format!("#!/bin/sh\ntouch {}\necho 'PHP 8.2.99 (fpm-fcgi) (built: now)'\n", ran.display());
+    std::fs::write(&fake, script).expect("plant");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let r = api.post("/api/servers/web2/php", &api.admin, json!({ "name": "alt", "binary": fake }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("binary"));
+    assert!(!ran.exists(), "a binary a non-root user could change was run as root");
     let r = api.call(Method::DELETE, "/api/servers/web2/php/nope", Auth::Token(&api.admin), None);
     assert_problem(&r, StatusCode::NOT_FOUND, None);
 

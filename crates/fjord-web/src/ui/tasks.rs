@@ -110,16 +110,12 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(id): Path<i64>)
     let log = state.store.logs(task.id, 0).await?;
     let last_seq = log.last().map(|l| l.seq).unwrap_or(0);
     let (target, target_href) = target_of(&state, task.target_kind, task.target_id).await;
-    // A login link task prints its one-time URL: shown on top, like `fjord site login-link` prints it.
-    let login_url = (task.kind == TaskKind::SiteLoginLink && task.status == TaskStatus::Succeeded)
-        .then(|| {
-            log.iter()
-                .filter(|l| l.stream == LogStream::Stdout)
-                .map(|l| l.text.trim())
-                .rfind(|t| t.starts_with("http://") || t.starts_with("https://"))
-                .map(str::to_string)
-        })
-        .flatten();
+    // A login link task's one-time URL (its result): shown on top, like `fjord site login-link` prints it.
+    let login_url = if task.kind == TaskKind::SiteLoginLink && task.status == TaskStatus::Succeeded {
+        state.store.task_report(task.id).await?.login_link
+    } else {
+        None
+    };
     let final_ = task.status.is_final();
     // Cancel and retry are offered to whoever may do the task's own action (the API checks again).
     let can_act = match task.target_kind {

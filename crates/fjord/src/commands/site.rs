@@ -264,12 +264,9 @@ async fn login_link(ctx: &mut Ctx, domain: &str) -> Result<ExitCode> {
         anyhow::bail!("login link task {} {}: {}", end.id, end.status, end.error.unwrap_or_default());
     }
     let url = store
-        .logs(task.id, 0)
+        .task_report(task.id)
         .await?
-        .into_iter()
-        .filter(|l| l.stream == LogStream::Stdout)
-        .map(|l| l.text.trim().to_string())
-        .rfind(|t| t.starts_with("http://") || t.starts_with("https://"))
+        .login_link
         .ok_or_else(|| anyhow::anyhow!("the login link task printed no URL (see `fjord task log {}`)", task.id))?;
     ctx.out.emit(&serde_json::json!({ "url": url, "task": task.id }), || println!("{url}"));
     Ok(ExitCode::SUCCESS)

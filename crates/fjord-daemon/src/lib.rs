@@ -7,6 +7,7 @@
 
 pub mod backups;
 pub mod batch;
+pub mod heartbeat;
 pub mod runner;
 
 pub use runner::Fault;

@@ -181,3 +181,38 @@ async fn an_expired_lease_is_taken_over_and_requeued() {
         );
     }
 }
+
+/// The one heartbeat: it keeps renewing the lease after a cancel request when its holder goes on (a
+/// batch waits for its running sites), and stops once the lease is lost.
+#[tokio::test]
+async fn heartbeat_goes_on_after_a_cancel_and_stops_on_a_lost_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({})).await;
+        let lease = Duration::from_millis(300);
+        store.claim("holder", lease.as_millis() as i64).await.expect("claim").expect("a task");
+        let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let _beat = heartbeat::start(&store, t.id, "holder", lease, Duration::from_millis(20), move |b| {
+            let _ = tx.send(b);
+            std::ops::ControlFlow::Continue(())
+        });
+        store.cancel(t.id).await.expect("cancel");
+        let first = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await.expect("in time");
+        assert_eq!(first, Some(heartbeat::Beat { cancel: true, lost: false }), "{label}");
+        // Several leases later it is still held.
+        tokio::time::sleep(lease * 3).await;
+        let held = store.task(t.id).await.expect("task");
+        assert!(held.lease_until.is_some_and(|u| u > fjord_store::now_millis()), "{label}: {held:?}");
+        // The task ends under it (as when another daemon recovers it): the heartbeat says so and stops.
+        store.finish(t.id, "holder", TaskStatus::Cancelled, None, &[], &[]).await.expect("finish");
+        let lost = async {
+            while let Some(b) = seen.recv().await {
+                if b.lost {
+                    return seen.recv().await.is_none();
+                }
+            }
+            false
+        };
+        assert!(tokio::time::timeout(Duration::from_secs(5), lost).await.expect("in time"), "{label}");
+    }
+}

@@ -8,6 +8,7 @@
 //! matching it against the tasks it had queued (a crash may fall between queueing a site's migrate
 //! and storing the summary that says so). A cancel queues no more sites; the running ones finish.
 
+use crate::heartbeat::{self, Beat};
 use crate::runner::Context;
 use fjord_core::*;
 use std::time::Duration;
@@ -71,25 +72,22 @@ pub async fn run_batch(ctx: &Context, task: Task) {
             }
         }
     }
-    let lease = ctx.config.lease;
-    let mut last_beat = tokio::time::Instant::now();
+    // The lease, and whether someone asked the batch to stop. A cancelled batch still waits for its
+    // running sites, so its heartbeat goes on until the lease is lost.
+    let (beat_tx, beat_rx) = tokio::sync::watch::channel(Beat::default());
+    let beat = heartbeat::start(&ctx.store, task.id, &ctx.config.node, ctx.config.lease, POLL, move |b| {
+        beat_tx.send_replace(b);
+        std::ops::ControlFlow::Continue(())
+    });
     let mut cancelled = task.cancel_requested;
     let mut stored = None;
     loop {
-        // The lease, and whether someone asked the batch to stop.
-        if last_beat.elapsed() >= lease / 3 {
-            last_beat = tokio::time::Instant::now();
-            match ctx.store.heartbeat(task.id, &ctx.config.node, lease.as_millis() as i64).await {
-                Ok(Some(c)) => cancelled |= c,
-                Ok(None) => {
-                    tracing::warn!(task = task.id.0, "batch: lease lost; another daemon carries on with it");
-                    return;
-                }
-                Err(e) => tracing::warn!(task = task.id.0, error = %e, "batch heartbeat failed"),
-            }
-        } else if let Ok(t) = ctx.store.task(task.id).await {
-            cancelled |= t.cancel_requested;
+        let seen = *beat_rx.borrow();
+        if seen.lost {
+            tracing::warn!(task = task.id.0, "batch: lease lost; another daemon carries on with it");
+            return;
         }
+        cancelled |= seen.cancel;
         // Sites whose migrate ended.
         for s in summary.sites.iter_mut().filter(|s| s.result == SiteResult::Running) {
             let Some(id) = s.task.map(TaskId) else { continue };
@@ -140,6 +138,7 @@ pub async fn run_batch(ctx: &Context, task: Task) {
         }
         tokio::time::sleep(POLL).await;
     }
+    drop(beat);
     for s in &summary.sites {
         let task = s.task.map(|t| format!(" task {t}")).unwrap_or_default();
         let downtime = s.downtime_ms.map(|d| format!(" downtime {d} ms")).unwrap_or_default();

@@ -4,9 +4,12 @@
 //! Shape (after mini-redis): [`run`] takes the shutdown signal as a future; a semaphore caps the number
 //! of tasks running at once; each running task has a heartbeat that renews its lease and notices a
 //! cancel request. Ordering and exclusion between tasks are the queue's job (see `fjord_store::queue`).
+//! The periodic passes (recovery of expired leases, cron, certificates, backups) run on their own
+//! clock, whatever the workers are doing.
 
 pub mod backups;
 pub mod batch;
+pub mod heartbeat;
 pub mod runner;
 
 pub use runner::Fault;
@@ -85,60 +88,20 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let ctx = Arc::new(runner::Context { store, executor, config });
     recover(&ctx, true).await?;
+    // The periodic passes keep their own clock: they must go on while every worker is busy (a dead
+    // daemon's tasks still get recovered, cron still gets queued).
+    let (stop_passes, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut pass_loop = tokio::spawn(passes(ctx.clone(), stopped));
     let permits = Arc::new(Semaphore::new(ctx.config.workers.max(1)));
-    let mut last_recovery = tokio::time::Instant::now();
-    let mut last_cron_check = tokio::time::Instant::now();
-    let mut last_cert_check: Option<tokio::time::Instant> = None;
-    let mut backup_pass: Option<tokio::task::JoinHandle<()>> = None;
-    let mut last_backup_check: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p.expect("semaphore is never closed"),
             _ = &mut shutdown => break,
+            // The passes end only when told to: a panic in one is the daemon's, as when they ran in
+            // this loop, rather than recovery and cron silently stopping.
+            Err(e) = &mut pass_loop => std::panic::resume_unwind(e.into_panic()),
         };
-        // Leases of other daemons may have run out: take their tasks over now and then.
-        if last_recovery.elapsed() > ctx.config.lease / 2 {
-            last_recovery = tokio::time::Instant::now();
-            if let Err(e) = recover(&ctx, false).await {
-                tracing::warn!(error = %e, "recovery pass failed");
-            }
-        }
-        // Scheduled work: each site's cron, at its interval.
-        if last_cron_check.elapsed() >= ctx.config.cron_check {
-            last_cron_check = tokio::time::Instant::now();
-            match ctx.store.queue_due_cron(fjord_store::now_millis()).await {
-                Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued cron runs"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
-            }
-        }
-        // Certificate renewals (and retries after failures, with back-off); at once after a site
-        // appeared under a name that may need its first certificate.
-        if runner::CERT_CHECK_SOON.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            last_cert_check = None;
-        }
-        if let Some(request) = &ctx.config.acme {
-            if last_cert_check.is_none_or(|t| t.elapsed() >= ctx.config.cert_check) {
-                last_cert_check = Some(tokio::time::Instant::now());
-                let args = serde_json::json!({ "request": request });
-                let before = ctx.config.cert_renew_before.as_millis() as i64;
-                match ctx.store.queue_due_certs(fjord_store::now_millis(), before, &args).await {
-                    Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued certificate renewals"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "certificate renewal scheduling failed"),
-                }
-            }
-        }
-        // Scheduled backups, offsite copies and retention: one pass at a time, in the background
-        // (uploads take a while).
-        if last_backup_check.is_none_or(|t| t.elapsed() >= ctx.config.backup_check)
-            && backup_pass.as_ref().is_none_or(|h| h.is_finished())
-        {
-            last_backup_check = Some(tokio::time::Instant::now());
-            let ctx = ctx.clone();
-            backup_pass = Some(tokio::spawn(async move { backups::pass(&ctx).await }));
-        }
         match ctx.store.claim(&ctx.config.node, ctx.config.lease.as_millis() as i64).await {
             Ok(Some(task)) if task.kind == fjord_core::TaskKind::PlatformMigrate => {
                 // A batch only queues and waits for other tasks: it takes no worker slot, so the
@@ -169,11 +132,84 @@ pub async fn run(
         }
     }
     tracing::info!("shutting down: waiting for running tasks");
+    let deadline = tokio::time::Instant::now() + grace;
+    // A pass under way (a recovery rolling a task back) ends first; no new one starts.
+    let _ = stop_passes.send(());
+    if tokio::time::timeout_at(deadline, &mut pass_loop).await.is_err() {
+        pass_loop.abort();
+    }
     let all = ctx.config.workers.max(1) as u32;
-    if tokio::time::timeout(grace, permits.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout_at(deadline, permits.acquire_many(all)).await.is_err() {
         tracing::warn!("tasks still running at shutdown; they will be recovered on the next start");
     }
     Ok(())
+}
+
+/// The daemon's periodic passes, each at its own interval, until `stop` fires (or its sender is gone):
+/// recovery of expired leases, cron, certificate renewals, and backups.
+async fn passes(ctx: Arc<runner::Context>, mut stop: tokio::sync::oneshot::Receiver<()>) {
+    use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+    let every = |first: Instant, period: Duration| -> Interval {
+        // A zero period would panic; a slow pass delays the next one rather than causing a burst.
+        let mut i = interval_at(first, period.max(Duration::from_millis(1)));
+        i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        i
+    };
+    let now = Instant::now();
+    let config = &ctx.config;
+    // Recovery has just run at startup and cron waits one interval; certificates and backups go at once.
+    let mut recovery = every(now + config.lease / 2, config.lease / 2);
+    let mut cron = every(now + config.cron_check, config.cron_check);
+    let mut certs = every(now, config.cert_check);
+    let mut backup = every(now, config.backup_check);
+    // How often to look whether a finished task asked for a certificate pass.
+    let mut cert_soon = every(now, config.poll);
+    let mut backup_pass: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let backup_idle = backup_pass.as_ref().is_none_or(|h| h.is_finished());
+        tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            // Leases of other daemons may have run out: take their tasks over.
+            _ = recovery.tick() => {
+                if let Err(e) = recover(&ctx, false).await {
+                    tracing::warn!(error = %e, "recovery pass failed");
+                }
+            }
+            // Scheduled work: each site's cron, at its interval.
+            _ = cron.tick() => match ctx.store.queue_due_cron(fjord_store::now_millis()).await {
+                Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued cron runs"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
+            },
+            _ = certs.tick() => cert_pass(&ctx).await,
+            // At once after a site appeared under a name that may need its first certificate.
+            _ = cert_soon.tick() => {
+                if runner::CERT_CHECK_SOON.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    certs.reset();
+                    cert_pass(&ctx).await;
+                }
+            }
+            // Scheduled backups, offsite copies and retention: one pass at a time, in the background
+            // (uploads take a while); a pass due while one still runs waits for it.
+            _ = backup.tick(), if backup_idle => {
+                let ctx = ctx.clone();
+                backup_pass = Some(tokio::spawn(async move { backups::pass(&ctx).await }));
+            }
+        }
+    }
+}
+
+/// Queues certificate renewals (and retries after failures, with back-off), when renewals are set up.
+async fn cert_pass(ctx: &runner::Context) {
+    let Some(request) = &ctx.config.acme else { return };
+    let args = serde_json::json!({ "request": request });
+    let before = ctx.config.cert_renew_before.as_millis() as i64;
+    match ctx.store.queue_due_certs(fjord_store::now_millis(), before, &args).await {
+        Ok(q) if !q.is_empty() => tracing::info!(count = q.len(), "queued certificate renewals"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "certificate renewal scheduling failed"),
+    }
 }
 
 /// Takes over the tasks a dead daemon left running: undoes their applied steps and requeues or fails

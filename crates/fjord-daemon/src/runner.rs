@@ -95,37 +95,14 @@ async fn plan_task(ctx: &Context, task: &Task) -> Result<Planned, String> {
     fjord_actions::planning::plan_task(&ctx.store, &ctx.config.layout, task).await.map_err(|e| e.to_string())
 }
 
-/// Renews the lease while the task runs; flips `cancel` when the task is asked to stop or the lease is
-/// lost (another daemon took it over).
-fn heartbeat(ctx: &Context, task: TaskId, cancel: watch::Sender<bool>) -> tokio::task::JoinHandle<()> {
-    let store = ctx.store.clone();
-    let owner = ctx.config.node.clone();
-    let lease = ctx.config.lease;
-    tokio::spawn(async move {
-        let every = (lease / 3).max(Duration::from_millis(50));
-        let poll = Duration::from_millis(200).min(every);
-        let mut since_beat = Duration::ZERO;
-        loop {
-            tokio::time::sleep(poll).await;
-            since_beat += poll;
-            // Cancel requests are checked often so a cancel takes effect quickly; the lease less often.
-            if since_beat >= every || poll == every {
-                since_beat = Duration::ZERO;
-                match store.heartbeat(task, &owner, lease.as_millis() as i64).await {
-                    Ok(Some(true)) | Ok(None) => {
-                        let _ = cancel.send(true);
-                        return;
-                    }
-                    Ok(Some(false)) => {}
-                    Err(e) => tracing::warn!(task = task.0, error = %e, "heartbeat failed"),
-                }
-            } else if let Ok(t) = store.task(task).await {
-                if t.cancel_requested {
-                    let _ = cancel.send(true);
-                    return;
-                }
-            }
-        }
+/// Renews the lease while the task runs; flips `cancel` (and stops) when the task is asked to stop or
+/// the lease is lost (another daemon took it over).
+fn heartbeat(ctx: &Context, task: TaskId, cancel: watch::Sender<bool>) -> crate::heartbeat::Heartbeat {
+    // Cancel requests are looked at often so a cancel takes effect quickly.
+    let poll = Duration::from_millis(200);
+    crate::heartbeat::start(&ctx.store, task, &ctx.config.node, ctx.config.lease, poll, move |_| {
+        let _ = cancel.send(true);
+        std::ops::ControlFlow::Break(())
     })
 }
 
@@ -136,7 +113,7 @@ pub async fn run_task(ctx: &Context, task: Task) {
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let mut report = TaskReport::default();
     let outcome = execute(ctx, &task, &log, cancel_rx, &mut report).await;
-    beat.abort();
+    drop(beat);
     let (status, error, mut changes, undos, mut unlogged_start) = outcome;
     // A backup's size and checksum are known only once its archive is written.
     for change in &mut changes {

@@ -178,3 +178,137 @@ async fn an_expired_lease_is_taken_over_and_requeued() {
         );
     }
 }
+
+/// Polls `done` every 20 ms for up to `within`; whether it came true.
+async fn eventually<F: std::future::Future<Output = bool>>(within: Duration, mut done: impl FnMut() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// An enabled site whose cron (every second) is due at once; the tasks that come with its server and
+/// platform are cancelled, so they take no worker.
+async fn site_with_cron(store: &Store) -> SiteId {
+    let new = fjord_store::NewServer {
+        name: Name::parse("name", "s1").expect("name"),
+        hostname: "localhost".into(),
+        services: vec![Service::Db(DbService::sqlite())],
+    };
+    let (server, verify) = store.add_server(&new, "test").await.expect("server");
+    store.cancel(verify.id).await.expect("cancel");
+    let new = fjord_store::NewPlatform {
+        name: Name::parse("name", "p1").expect("name"),
+        server: server.id,
+        root: "/srv/p1".into(),
+        source: PlatformSource::Path,
+    };
+    let (platform, verify) = store.add_platform(&new, "test").await.expect("platform");
+    store.cancel(verify.id).await.expect("cancel");
+    let new = fjord_store::NewSite {
+        domain: Domain::parse("cron.example").expect("domain"),
+        platform: platform.id,
+        db_server: None,
+        db_engine: DbEngine::Sqlite,
+        php: None,
+        profile: None,
+        language: "en".into(),
+        client: None,
+        aliases: vec![],
+        redirect_aliases: false,
+        https: HttpsMode::Off,
+        cron_interval: Some(1),
+        existing_db: None,
+    };
+    let (site, _) = store.create_site_with(&new, "test", None).await.expect("site");
+    store.set_site_status(site.id, SiteStatus::Enabled).await.expect("enable");
+    site.id
+}
+
+/// The periodic passes do not wait for a free worker: while the only worker runs a long task, another
+/// node's expired lease is still taken over and a site's cron still queued.
+#[tokio::test]
+async fn passes_go_on_while_every_worker_is_busy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let long = noop(&store, lane(Some(100), Some(100)), serde_json::json!({ "sleep_ms": 60_000 })).await;
+        let mut config = config(dir.path(), "test-node", 1);
+        // Recovery every 500 ms, cron every 100 ms.
+        config.lease = Duration::from_secs(1);
+        config.cron_check = Duration::from_millis(100);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let daemon = tokio::spawn(run(store.clone(), executor(dir.path()), config, shutdown, Duration::from_secs(10)));
+        let st = &store;
+        let running = move || async move { st.task(long.id).await.expect("task").status == TaskStatus::Running };
+        assert!(eventually(Duration::from_secs(10), running).await, "{label}: the long task never started");
+        // Only now, after the daemon's startup recovery: another node claims a task and dies, its 1 ms
+        // lease running out at once; and a site's cron falls due.
+        let dead = noop(&store, lane(Some(101), Some(100)), serde_json::json!({})).await;
+        let claimed = store.claim("ghost", 1).await.expect("claim").expect("a task");
+        assert_eq!(claimed.id, dead.id, "{label}");
+        let site = site_with_cron(&store).await;
+
+        // Taken over and queued again (it cannot run: the only worker is busy).
+        let recovered = move || async move {
+            let log = st.logs(dead.id, 0).await.expect("log");
+            st.task(dead.id).await.expect("task").status == TaskStatus::Queued
+                && log.iter().any(|l| l.text.contains("recovered by test-node"))
+        };
+        assert!(eventually(Duration::from_secs(5), recovered).await, "{label}: the expired lease was not taken over");
+        let cron_queued =
+            move || async move { !st.site_tasks_of_kind(site.0, TaskKind::SiteCron).await.expect("tasks").is_empty() };
+        assert!(eventually(Duration::from_secs(5), cron_queued).await, "{label}: the site's cron was not queued");
+        // The worker was busy all along.
+        let long_now = store.task(long.id).await.expect("task");
+        assert_eq!((long_now.status, long_now.lease_owner.as_deref()), (TaskStatus::Running, Some("test-node")));
+
+        // Its cron would be refused now, should it be claimed before the daemon stops.
+        store.set_site_status(site, SiteStatus::Disabled).await.expect("disable");
+        let _ = tx.send(());
+        store.cancel(long.id).await.expect("cancel");
+        daemon.await.expect("joins").expect("daemon ok");
+        assert_eq!(store.task(long.id).await.expect("task").status, TaskStatus::Cancelled, "{label}");
+    }
+}
+
+/// The one heartbeat: it keeps renewing the lease after a cancel request when its holder goes on (a
+/// batch waits for its running sites), and stops once the lease is lost.
+#[tokio::test]
+async fn heartbeat_goes_on_after_a_cancel_and_stops_on_a_lost_lease() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (label, store) in fjord_store::testing::all_backends(dir.path()).await.expect("stores") {
+        let t = noop(&store, lane(Some(1), Some(1)), serde_json::json!({})).await;
+        let lease = Duration::from_millis(300);
+        store.claim("holder", lease.as_millis() as i64).await.expect("claim").expect("a task");
+        let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let _beat = heartbeat::start(&store, t.id, "holder", lease, Duration::from_millis(20), move |b| {
+            let _ = tx.send(b);
+            std::ops::ControlFlow::Continue(())
+        });
+        store.cancel(t.id).await.expect("cancel");
+        let first = tokio::time::timeout(Duration::from_secs(5), seen.recv()).await.expect("in time");
+        assert_eq!(first, Some(heartbeat::Beat { cancel: true, lost: false }), "{label}");
+        // Several leases later it is still held.
+        tokio::time::sleep(lease * 3).await;
+        let held = store.task(t.id).await.expect("task");
+        assert!(held.lease_until.is_some_and(|u| u > fjord_store::now_millis()), "{label}: {held:?}");
+        // The task ends under it (as when another daemon recovers it): the heartbeat says so and stops.
+        store.finish(t.id, "holder", TaskStatus::Cancelled, None, &[], &[]).await.expect("finish");
+        let lost = async {
+            while let Some(b) = seen.recv().await {
+                if b.lost {
+                    return seen.recv().await.is_none();
+                }
+            }
+            false
+        };
+        assert!(tokio::time::timeout(Duration::from_secs(5), lost).await.expect("in time"), "{label}");
+    }
+}

@@ -34,7 +34,9 @@ const BLOCKS: &str =
 /// The database's own clock in milliseconds since the epoch, evaluated when the statement runs.
 fn db_now(dialect: Dialect) -> &'static str {
     match dialect {
-        Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        // Rounded: truncating the float came out 1 ms low about half the time, so a task could appear
+        // to start before the one it waited for had finished.
+        Dialect::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)",
         Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
     }
 }

@@ -685,6 +685,21 @@ fn the_cli_acts_on_a_remote_fjord_through_the_api() {
     let out = remote(&["task", "log", &id, "--follow"], &[]);
     assert_eq!(out.status.code(), Some(1), "a cancelled task's log exits non-zero");
     assert!(ok(&["health"]).contains("database ok"));
+    // Site import and the proxy ranges go through the API too: its refusals come back by field, and an
+    // update from a file records the list (no server trusts Cloudflare here: nothing to verify).
+    let pw = api.f.dir.path().join("import-pw");
+    std::fs::write(&pw, "secret-123\n").expect("pw");
+    let pw = pw.to_string_lossy().to_string();
+    let import = ["site", "import", "i.example", "--platform", "p1", "--db-name", "idb", "--db-password-file", &pw];
+    let out = remote(&[&import[..], &["--db-engine", "sqlite"]].concat(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("SQLite"), "{err}");
+    assert_problem(&api.get("/api/sites/i.example", &api.admin), StatusCode::NOT_FOUND, None);
+    let ranges = api.f.dir.path().join("ranges.txt");
+    std::fs::write(&ranges, "203.0.113.0/24\n2001:db8::/32\n").expect("ranges");
+    let from = format!("file://{}", ranges.display());
+    assert!(ok(&["proxy-ranges", "update", "--from", &from]).contains("cloudflare: 2 ranges"));
+    assert!(ok(&["--json", "proxy-ranges", "show"]).contains("203.0.113.0/24"));
     // A client's token sees only that client's sites, from the CLI too.
     let out = remote(&["--json", "site", "list"], &[("FJORD_TOKEN", &api.bob)]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");

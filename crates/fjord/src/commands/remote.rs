@@ -193,6 +193,20 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
         Command::Client(cmd) => super::remote_objects::client(ctx, &remote, cmd).await,
         Command::Backup(cmd) => super::remote_objects::backup(ctx, &remote, cmd).await,
         Command::User(cmd) => super::remote_objects::user(ctx, &remote, cmd).await,
+        Command::ProxyRanges(crate::cli::ProxyRangesCmd::Show) => {
+            let v = remote.get("/api/proxy-ranges").await?;
+            ctx.out.emit(&v, || println!("{}: {} ranges", v["name"], v["ranges"].as_array().map_or(0, Vec::len)));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyRanges(crate::cli::ProxyRangesCmd::Update { from }) => {
+            let v = remote.post("/api/proxy-ranges/refresh", json!({ "from": from })).await?;
+            ctx.out.emit(&v, || {
+                for line in v["report"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    println!("{line}");
+                }
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Health => {
             let v = remote.get("/api/health").await?;
             ctx.out.emit(&v, || println!("{url}: database ok, {} active task(s)", v["active_tasks"]));
@@ -268,6 +282,18 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
                 "https": c.https, "cron_interval": c.cron_interval,
             });
             let v = remote.post("/api/sites", body).await?;
+            queued(ctx, remote, v).await
+        }
+        SiteCmd::Import(i) => {
+            // The password travels in the body, over the API's connection, to the remote's secrets store.
+            let password = std::fs::read_to_string(&i.db_password_file)
+                .with_context(|| format!("reading {}", i.db_password_file))?;
+            let body = json!({
+                "domain": i.domain, "platform": i.platform, "db_engine": i.db_engine, "db_name": i.db_name,
+                "db_user": i.db_user, "db_password": password, "aliases": i.aliases, "php": i.php,
+                "client": i.client,
+            });
+            let v = remote.post("/api/sites/import", body).await?;
             queued(ctx, remote, v).await
         }
         SiteCmd::Backup { domain, compression, logical } => {

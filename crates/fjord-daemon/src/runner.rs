@@ -69,12 +69,15 @@ impl Log<'_> {
 }
 
 /// Forwards a command's output lines to the task log while it runs.
+/// A line of a command's output and where it came from.
+type OutputLine = (LogStream, String);
+
 fn output_forwarder(
     store: &Store,
     task: TaskId,
     keep: bool,
-) -> (mpsc::UnboundedSender<(LogStream, String)>, tokio::task::JoinHandle<Vec<(LogStream, String)>>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(LogStream, String)>();
+) -> (mpsc::UnboundedSender<OutputLine>, tokio::task::JoinHandle<Vec<OutputLine>>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<OutputLine>();
     let store = store.clone();
     let handle = tokio::spawn(async move {
         // The lines of a command whose output the task reports as data, for its report.

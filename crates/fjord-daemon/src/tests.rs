@@ -210,19 +210,8 @@ async fn site_with_cron(store: &Store) -> SiteId {
     let (platform, verify) = store.add_platform(&new, "test").await.expect("platform");
     store.cancel(verify.id).await.expect("cancel");
     let new = fjord_store::NewSite {
-        domain: Domain::parse("cron.example").expect("domain"),
-        platform: platform.id,
-        db_server: None,
-        db_engine: DbEngine::Sqlite,
-        php: None,
-        profile: None,
-        language: "en".into(),
-        client: None,
-        aliases: vec![],
-        redirect_aliases: false,
-        https: HttpsMode::Off,
         cron_interval: Some(1),
-        existing_db: None,
+        ..fjord_store::NewSite::sqlite(Domain::parse("cron.example").expect("domain"), platform.id)
     };
     let (site, _) = store.create_site_with(&new, "test", None).await.expect("site");
     store.set_site_status(site.id, SiteStatus::Enabled).await.expect("enable");

@@ -230,21 +230,7 @@ mod tests {
     use crate::{NewPlatform, NewServer, NewSite};
 
     async fn site(store: &Store, domain: &str, platform: PlatformId) -> SiteId {
-        let new = NewSite {
-            domain: Domain::parse(domain).expect("domain"),
-            platform,
-            db_server: None,
-            db_engine: DbEngine::Sqlite,
-            php: None,
-            profile: None,
-            language: "en".into(),
-            client: None,
-            aliases: vec![],
-            redirect_aliases: false,
-            https: HttpsMode::Off,
-            cron_interval: None,
-            existing_db: None,
-        };
+        let new = NewSite::sqlite(Domain::parse(domain).expect("domain"), platform);
         let (s, _) = store.create_site(&new, "test").await.expect("site");
         store.set_site_status(s.id, SiteStatus::Enabled).await.expect("enable");
         s.id

@@ -42,6 +42,27 @@ pub struct NewSite {
     pub existing_db: Option<(String, String)>,
 }
 
+impl NewSite {
+    /// A site on SQLite with every setting at its default (tests, benchmarks, fixtures).
+    pub fn sqlite(domain: Domain, platform: PlatformId) -> NewSite {
+        NewSite {
+            domain,
+            platform,
+            db_server: None,
+            db_engine: DbEngine::Sqlite,
+            php: None,
+            profile: None,
+            language: "en".into(),
+            client: None,
+            aliases: vec![],
+            redirect_aliases: false,
+            https: HttpsMode::Off,
+            cron_interval: None,
+            existing_db: None,
+        }
+    }
+}
+
 /// Longest database name we derive; MariaDB allows 64 and PostgreSQL 63, and we leave room for a suffix.
 const DB_NAME_MAX: usize = 48;
 

@@ -63,29 +63,16 @@ impl ApiError {
         }
     }
 
-    /// A short word for the audit log's outcome column.
+    /// A short word for the audit log's outcome column (the same word its status gives).
     pub fn outcome(&self) -> &'static str {
-        match self {
-            ApiError::Unauthenticated(_) | ApiError::Forbidden(_) | ApiError::NotFound { .. } => "denied",
-            ApiError::Invalid { .. } | ApiError::BadRequest { .. } | ApiError::PayloadTooLarge { .. } => "invalid",
-            ApiError::Conflict(_) => "refused",
-            ApiError::TooManyRequests { .. } => "limited",
-            ApiError::Internal(_) => "failed",
-        }
+        crate::audit::outcome_of(self.status())
     }
 }
 
+// The state database's and validation's errors mean what they mean to the actions layer.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Invalid(v) => ApiError::from(v),
-            StoreError::NotFound { what, name } => ApiError::NotFound { what, name },
-            StoreError::Conflict(m) => ApiError::Conflict(m),
-            other => {
-                tracing::error!(error = %other, "state database error");
-                ApiError::Internal(other.to_string())
-            }
-        }
+        fjord_actions::ActionError::from(e).into()
     }
 }
 
@@ -103,7 +90,7 @@ impl From<fjord_actions::ActionError> for ApiError {
 
 impl From<fjord_core::ValidationError> for ApiError {
     fn from(v: fjord_core::ValidationError) -> Self {
-        ApiError::Invalid { field: Some(v.field.replace(' ', "_")), message: v.to_string() }
+        fjord_actions::ActionError::from(v).into()
     }
 }
 

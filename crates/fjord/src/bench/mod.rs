@@ -259,21 +259,8 @@ mod sites_bench {
         }
 
         fn new_site(&self, domain: &str) -> Result<NewSite> {
-            Ok(NewSite {
-                domain: Domain::parse(domain)?,
-                platform: PlatformId(1),
-                db_server: None,
-                db_engine: DbEngine::Sqlite,
-                php: None,
-                profile: Some("minimal".into()),
-                language: "en".into(),
-                client: None,
-                aliases: vec![],
-                redirect_aliases: false,
-                https: HttpsMode::Off,
-                cron_interval: None,
-                existing_db: None,
-            })
+            let site = NewSite::sqlite(Domain::parse(domain)?, PlatformId(1));
+            Ok(NewSite { profile: Some("minimal".into()), ..site })
         }
 
         /// Runs one task to its end and returns it with its log.

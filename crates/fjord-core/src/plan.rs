@@ -72,6 +72,11 @@ pub struct Command {
     /// What of its output the task reports as data (its result), besides logging it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::task::Report>,
+    /// The Unix user it runs as (with that user's primary group and no other); `None`: root. A
+    /// command that runs a site's code (its PHP, drush, installers, cron) runs as the site's user,
+    /// never root: the site can change that code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The points of a plan the runner acts on. Serialized as the names plans always had.
@@ -111,7 +116,13 @@ impl Command {
             timeout_secs: 300,
             redact: Vec::new(),
             report: None,
+            user: None,
         }
+    }
+    /// Runs as `user` instead of root (see [`Command::user`]).
+    pub fn as_user(mut self, user: impl Into<String>) -> Command {
+        self.user = Some(user.into());
+        self
     }
     /// Its output is reported as data in the task's result (see [`crate::task::Report`]).
     pub fn reports(mut self, report: crate::task::Report) -> Command {
@@ -368,7 +379,10 @@ impl Step {
             Step::MakeDir { path, mode, .. } => format!("make directory {path} (mode {mode:o})"),
             Step::WriteFile { path, mode, .. } => format!("write {path} (mode {mode:o})"),
             Step::RemovePath { path } => format!("remove {path}"),
-            Step::Run { label, cmd, .. } => format!("{label}: run {}", shell_words(&cmd.argv)),
+            Step::Run { label, cmd, .. } => match &cmd.user {
+                Some(user) => format!("{label}: run as {user}: {}", shell_words(&cmd.argv)),
+                None => format!("{label}: run {}", shell_words(&cmd.argv)),
+            },
             Step::Service { service, .. } => format!("check and reload {service}"),
             Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
             Step::Pipe { label, from, to, .. } => {

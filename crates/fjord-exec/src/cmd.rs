@@ -25,6 +25,8 @@ pub struct Cmd {
     pub stdout_file: Option<std::path::PathBuf>,
     /// Read stdin from this file (a dump to import).
     pub stdin_file: Option<std::path::PathBuf>,
+    /// Run as this Unix user (its primary group, no supplementary groups, its HOME) instead of root.
+    pub user: Option<String>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -44,7 +46,13 @@ impl Cmd {
             timeout: Duration::from_secs(600),
             stdout_file: None,
             stdin_file: None,
+            user: None,
         }
+    }
+    /// Runs as `user` instead of root.
+    pub fn user(mut self, user: impl Into<String>) -> Cmd {
+        self.user = Some(user.into());
+        self
     }
     pub fn timeout(mut self, t: Duration) -> Cmd {
         self.timeout = t;
@@ -133,6 +141,12 @@ fn start<C>(
     match launch.user {
         None => {
             command.process_group(0);
+            if let Some(name) = &cmd.user {
+                // A site's code: as its user, never root. std drops supplementary groups with the uid.
+                let user = lookup_user(name)?;
+                command.gid(user.gid.as_raw()).uid(user.uid.as_raw());
+                command.env("HOME", &user.dir).env("USER", name).env("LOGNAME", name);
+            }
         }
         Some(user) => {
             command.env_clear().gid(user.gid.as_raw()).uid(user.uid.as_raw());
@@ -149,6 +163,14 @@ fn start<C>(
     let child = spawn(command).map_err(io_err(context))?;
     STARTED.fetch_add(1, Ordering::Relaxed);
     Ok(child)
+}
+
+/// A Unix user by name, or a clear error.
+pub(crate) fn lookup_user(name: &str) -> ExecResult<nix::unistd::User> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| ExecError::Other(format!("no such user {name:?}: verify the site first")))
 }
 
 /// Starts one of Fjord's own commands with stderr piped; dropping the child kills it.

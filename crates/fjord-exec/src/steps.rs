@@ -116,16 +116,31 @@ impl Executor {
     /// Turns a planned command into a runnable one: secret markers filled, temp files written (0600),
     /// `{tmp:NAME}` and `{pid:PATH}` replaced. The temp dir is removed when the guard drops.
     pub(crate) fn materialize(&self, c: &Command) -> ExecResult<(Cmd, Option<TempDirGuard>)> {
+        // A command run as a site's user gets its temp files in a directory of that user's, under a
+        // root-owned directory it may only pass through (the undo dir, root's, is closed to it).
+        let owner = c.user.as_deref().map(resolve_owner).transpose()?;
         let guard = if c.files.is_empty() {
             None
         } else {
-            let dir = self.undo_dir.join(format!("tmp-{:016x}", rand::random::<u64>()));
+            let name = format!("tmp-{:016x}", rand::random::<u64>());
+            let dir = match owner {
+                None => self.undo_dir.join(name),
+                Some(_) => {
+                    let base = self.user_tmp_dir();
+                    self.host.create_dirs(&base, 0o711)?;
+                    base.join(name)
+                }
+            };
             self.host.create_dirs(&dir, 0o700)?;
+            if let Some(o) = owner {
+                self.host.chown(&dir, o)?;
+            }
             for f in &c.files {
                 if f.name.contains('/') || f.name.starts_with('.') {
                     return Err(ExecError::Other(format!("bad temp file name {:?}", f.name)));
                 }
-                self.host.write_atomic(&dir.join(&f.name), self.resolve_secrets(&f.content)?.as_bytes(), 0o600)?;
+                let content = self.resolve_secrets(&f.content)?;
+                self.host.write_atomic_owned(&dir.join(&f.name), content.as_bytes(), 0o600, owner)?;
             }
             Some(TempDirGuard { host: self.host.clone(), dir })
         };
@@ -156,7 +171,13 @@ impl Executor {
         }
         cmd.stdin_file = c.stdin_file.as_ref().map(PathBuf::from);
         cmd.cwd = c.cwd.clone();
+        cmd.user = c.user.clone();
         Ok((cmd, guard))
+    }
+
+    /// Where commands run as a site's user keep their temp files: beside the undo dir, root's, 0711.
+    fn user_tmp_dir(&self) -> PathBuf {
+        self.undo_dir.with_file_name("user-tmp")
     }
 
     /// Runs a planned command; its output goes to `sink`, masked where the plan says so.

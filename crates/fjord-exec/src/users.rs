@@ -118,10 +118,7 @@ pub async fn remove_user(host: &Host, name: &str, sink: Option<OutputSink>) -> E
 /// with exactly `env` as its environment, in `cwd`, sharing this process's terminal; returns its exit
 /// code. For `fjord site exec`: a command in a site's context.
 pub fn exec_as(user: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> ExecResult<i32> {
-    let u = nix::unistd::User::from_name(user)
-        .ok()
-        .flatten()
-        .ok_or_else(|| ExecError::Other(format!("no such user {user:?}: verify the site first")))?;
+    let u = crate::cmd::lookup_user(user)?;
     let mut cmd = Cmd::new(argv.iter().cloned());
     cmd.env = env.to_vec();
     cmd.cwd = Some(cwd.to_string());

@@ -43,14 +43,21 @@ impl SiteCtx<'_> {
             format!("--uri={}", self.base_url),
         ];
         argv.extend(args.iter().cloned());
-        Command::new(argv).cwd(self.platform.root.clone())
+        Command::new(argv).cwd(self.platform.root.clone()).as_user(self.runs_as())
+    }
+
+    /// Who runs the site's code outside a web request (drush, installers, cron, login links, checks):
+    /// the user its PHP-FPM pool runs as. Never root: the site can change code it loads.
+    pub fn runs_as(&self) -> String {
+        self.layout.php_user(self.site)
     }
 
     fn php_script(&self, label: &str, script: String, redact: &[&str]) -> Step {
         let mut cmd = Command::new([php_cli(self.php), "{tmp:script.php}".to_string()])
             .file("script.php", script)
             .cwd(self.docroot())
-            .timeout(900);
+            .timeout(900)
+            .as_user(self.runs_as());
         for r in redact {
             cmd = cmd.redact(*r);
         }
@@ -158,10 +165,12 @@ impl App {
         let layout = ctx.layout;
         let isolated = layout.isolated(ctx.site);
         let owner = Some(layout.php_owner(ctx.site));
-        // Settings hold the database password: isolated, only the site's own user reads them (PHP-FPM
+        // Settings hold the database password: isolated, only the site's own group reads them (PHP-FPM
         // alone needs them; the web server only serves static files); shared, the web user's group.
+        // Root owns them either way, so the site can neither change its credentials nor add code to
+        // a file its bootstraps load.
         let (settings_mode, settings_owner) = if isolated {
-            (0o400, Some(layout.php_owner(ctx.site)))
+            (0o440, Some(format!("root:{}", layout.php_user(ctx.site))))
         } else {
             (0o640, Some(format!("root:{}", layout.web_user)))
         };
@@ -413,6 +422,7 @@ impl App {
             .file("check.php", script)
             .cwd(target_docroot.to_string())
             .timeout(600)
+            .as_user(ctx.runs_as())
             .reports(fjord_core::Report::MigrateCheck);
         Ok(Some(Step::Run {
             label: "check the database's module schemas against the new code".into(),

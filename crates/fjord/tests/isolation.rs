@@ -9,7 +9,7 @@ mod common;
 
 use common::{fixture, fixture_platform, services_available, Fjord};
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the two sites keep what the attacks go after.
 struct Paths {
@@ -144,10 +144,10 @@ fn isolated_sites_resist_every_attack_from_a_neighbour() {
     assert!(!p.platform_sites.join(b).join("files/written-by-a.txt").exists());
     assert!(!p.state_sites.join(b).join("private/written-by-a.txt").exists());
 
-    // Settings: the site's own user only; the web server never needs them.
+    // Settings: root's, read by the site's own group only; the web server never needs them.
     use std::os::unix::fs::MetadataExt;
     let settings = std::fs::metadata(p.platform_sites.join(b).join("settings.php")).expect("settings");
-    assert_eq!(settings.mode() & 0o777, 0o400, "B's settings mode");
+    assert_eq!((settings.uid(), settings.mode() & 0o777), (0, 0o440), "B's settings owner and mode");
     // B still serves its public files (nginx is in B's group) and runs its PHP.
     let public = f.get(port, b, &format!("/sites/{b}/files/secret-b.txt"));
     assert_eq!((public.status, public.body.as_str()), (200, "public file of b"));
@@ -307,4 +307,101 @@ fn a_site_moves_between_php_runtimes_without_a_failed_request() {
     assert!(statuses.len() > 10 && failed.is_empty(), "{} requests, failed: {failed:?}", statuses.len());
     f.ok(&["server", "php", "remove", "localhost", "alt", "--wait"]);
     assert_eq!(f.json(&["server", "php", "list", "localhost"]).as_array().map(|a| a.len()), Some(1));
+}
+
+/// The code a site's bootstraps load, planted where each app loads it: it writes a marker where only
+/// root may write, and notes (where the site may write) that it ran, so the test is not vacuous.
+fn root_probe(root_only: &Path, ran: &Path) -> String {
+    format!(
+        "<?php\n@file_put_contents('{}', 'root ran site code');\n@file_put_contents('{}', 'ran', FILE_APPEND);\n",
+        root_only.join("ran-as-root").display(),
+        ran.display()
+    )
+}
+
+/// A site's own code never runs as root: as the site's user, its settings cannot be changed, and every
+/// task that bootstraps the site (install, login link, cron, verify, backup, restore, clone, migrate,
+/// sync) runs the code it loads as the site's user. The probe stands for any code the site controls
+/// (a module, a compiled template, a settings include): run as root, it leaves a marker.
+#[test]
+fn a_sites_own_code_never_runs_as_root() {
+    if !services_available() {
+        return;
+    }
+    let (f, _port) = Fjord::with_server();
+    let root_only = f.dir.path().join("root-only");
+    std::fs::create_dir_all(&root_only).expect("mkdir");
+    let marker = root_only.join("ran-as-root");
+    let mut cases: Vec<(&str, &str)> = vec![("drupal10", "d10"), ("drupal7", "d7")];
+    let wordpress = Path::new("/usr/share/wordpress/wp-includes/version.php").exists() && f.has_engine("mariadb");
+    if wordpress {
+        cases.push(("wordpress", "wp"));
+    } else {
+        eprintln!("WordPress case skipped: Debian's wordpress package or MariaDB missing");
+    }
+    for (fixture_name, platform) in cases {
+        let domain = format!("root-{platform}.test");
+        let (engine, settings) = if platform == "wp" {
+            f.ok(&["platform", "add", "wp", "--path", "/usr/share/wordpress", "--wait"]);
+            ("mariadb", PathBuf::from(format!("/etc/wordpress/config-{domain}.php")))
+        } else {
+            fixture_platform(&f, fixture_name, platform);
+            let sites =
+                f.dir.path().join("code").join(platform).join(if platform == "d10" { "web/sites" } else { "sites" });
+            (engine(&f), sites.join(&domain).join("settings.php"))
+        };
+        f.ok(&["site", "create", &domain, "--platform", platform, "--db-engine", engine, "--wait"]);
+        let user = f.ok(&["site", "exec", &domain, "--", "id", "-un"]).trim().to_string();
+        assert!(user.starts_with("fj"), "{user}");
+
+        // The settings are root's, readable by the site's group only: the site cannot change them.
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&settings).expect("settings");
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o440), "{}", settings.display());
+        let before = std::fs::read(&settings).expect("read");
+        let path = settings.to_string_lossy().to_string();
+        for attempt in [vec!["chmod", "u+w", &path], vec!["sh", "-c", "echo '<?php system(\"id\");' >> \"$0\"", &path]]
+        {
+            let mut argv = vec!["site", "exec", &domain, "--"];
+            argv.extend(attempt.iter().copied());
+            assert!(!f.run(&argv).status.success(), "the site's user could {attempt:?}");
+        }
+        assert_eq!(std::fs::read(&settings).expect("read"), before, "the settings changed");
+
+        // Code the site's bootstraps load (see root_probe), then every task that bootstraps it.
+        let ran = f.state.join("sites").join(&domain).join("tmp/probe-ran");
+        let probe = root_probe(&root_only, &ran);
+        let load = if platform == "wp" {
+            f.state.join("sites").join(&domain).join("mu-plugins/probe.php")
+        } else {
+            settings.with_file_name("settings.local.php")
+        };
+        std::fs::write(&load, &probe).expect("plant");
+        let copy = format!("copy-{platform}.test");
+        let tasks: Vec<Vec<&str>> = vec![
+            vec!["site", "login-link", &domain],
+            vec!["site", "cron", &domain, "--wait"],
+            vec!["site", "verify", &domain, "--wait"],
+            vec!["site", "backup", &domain, "--wait"],
+            vec!["site", "clone", &domain, &copy, "--wait"],
+            vec!["site", "sync", &domain, &copy, "--db", "--files", "--wait"],
+        ];
+        for t in tasks {
+            f.ok(&t);
+            assert!(!marker.exists(), "{t:?} ran {domain}'s code as root");
+        }
+        let backups = f.json(&["backup", "list", "--site", &domain]);
+        let backup = backups.as_array().and_then(|b| b.first()).map(|b| b["id"].to_string()).expect("a backup");
+        f.ok(&["site", "restore", &domain, "--backup", &backup, "--wait"]);
+        assert!(!marker.exists(), "a restore ran {domain}'s code as root");
+        if platform != "wp" {
+            // A migrate to other code checks and updates the database with the site's code.
+            let other = format!("{platform}-new");
+            fixture_platform(&f, fixture_name, &other);
+            f.ok(&["site", "migrate", &domain, "--to", &other, "--wait"]);
+            assert!(!marker.exists(), "a migrate ran {domain}'s code as root");
+        }
+        let ran = std::fs::read_to_string(&ran).unwrap_or_default();
+        assert!(ran.contains("ran"), "the probe in {domain}'s code never ran: the test proves nothing");
+    }
 }

@@ -213,6 +213,17 @@ pub enum Report {
     MigrateCheck,
 }
 
+impl Report {
+    /// Whether a line of output is the reported value itself and stays out of the task's log: a login
+    /// link is a credential, and logs outlive its use.
+    pub fn is_secret(self, line: &str) -> bool {
+        self == Report::LoginLink && line.contains("://")
+    }
+}
+
+/// How long a one-time login link is offered after its task ended (drush's links last a day).
+pub const LOGIN_LINK_TTL_MS: Millis = 24 * 3600 * 1000;
+
 /// What a (non-batch) task found out, stored as its result (`tasks.result`) when it ends: the values
 /// its callers need, so none of them reads its log back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

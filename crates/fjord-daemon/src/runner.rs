@@ -75,7 +75,7 @@ type OutputLine = (LogStream, String);
 fn output_forwarder(
     store: &Store,
     task: TaskId,
-    keep: bool,
+    keep: Option<Report>,
 ) -> (mpsc::UnboundedSender<OutputLine>, tokio::task::JoinHandle<Vec<OutputLine>>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<OutputLine>();
     let store = store.clone();
@@ -83,8 +83,12 @@ fn output_forwarder(
         // The lines of a command whose output the task reports as data, for its report.
         let mut kept = Vec::new();
         while let Some((stream, line)) = rx.recv().await {
-            let _ = store.log(task, LogLevel::Info, stream, &line).await;
-            if keep {
+            let logged = match keep {
+                Some(r) if r.is_secret(&line) => "[the one-time login link: in the task's result, for whoever asked]",
+                _ => line.as_str(),
+            };
+            let _ = store.log(task, LogLevel::Info, stream, logged).await;
+            if keep.is_some() {
                 kept.push((stream, line));
             }
         }
@@ -274,7 +278,7 @@ async fn execute(
                     Step::Run { cmd, .. } => cmd.report,
                     _ => None,
                 };
-                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, reported.is_some());
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, reported);
                 let result = ctx.executor.apply(task.id, idx, step, Some(sink), Some(cancel.clone())).await;
                 // The forwarder ends when the last sender (held by the command) is gone.
                 let lines = forwarder.await.unwrap_or_default();
@@ -365,7 +369,7 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
         undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { was_running: false, .. }));
     let (reloads, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
     for (idx, undo) in stops.into_iter().chain(others).chain(reloads) {
-        let (sink, forwarder) = output_forwarder(&ctx.store, task, false);
+        let (sink, forwarder) = output_forwarder(&ctx.store, task, None);
         let result = ctx.executor.undo(undo, Some(sink)).await;
         let _ = forwarder.await;
         match result {
@@ -486,7 +490,7 @@ async fn roll_forward(
                     .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&json), Some(&line))
                     .await;
                 undos.push(undo);
-                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, false);
+                let (sink, forwarder) = output_forwarder(&ctx.store, task.id, None);
                 let r = ctx.executor.apply(task.id, idx, step, Some(sink), None).await;
                 let _ = forwarder.await;
                 r

@@ -96,6 +96,11 @@ pub async fn show(
         .iter()
         .map(|s| serde_json::json!({ "idx": s.idx, "description": s.description, "status": s.status }))
         .collect::<Vec<_>>());
+    // What the task found out; a login link only for whoever asked, while it lasts.
+    if task.kind != TaskKind::PlatformMigrate {
+        let report = visible_report(&actor, &task, state.store.task_report(task.id).await?);
+        v["result"] = serde_json::to_value(report).unwrap_or_default();
+    }
     // A batch: its summary and the tasks it queued.
     if task.kind == TaskKind::PlatformMigrate {
         v["result"] = state.store.task_result(task.id).await?.unwrap_or(serde_json::Value::Null);
@@ -305,6 +310,16 @@ pub async fn verify_backup(
         Ok(entries) => serde_json::json!({ "id": id, "ok": true, "entries": entries }),
         Err(e) => serde_json::json!({ "id": id, "ok": false, "error": e.to_string() }),
     }))
+}
+
+/// A task's report as `actor` may see it: a one-time login link is a credential, shown only to whoever
+/// asked for it, and only for a day after its task ended (as long as drush's links last).
+pub fn visible_report(actor: &Actor, task: &Task, mut report: TaskReport) -> TaskReport {
+    let fresh = task.finished_at.is_some_and(|at| fjord_store::now_millis() - at < LOGIN_LINK_TTL_MS);
+    if task.created_by != actor.created_by() || !fresh {
+        report.login_link = None;
+    }
+    report
 }
 
 #[cfg(test)]

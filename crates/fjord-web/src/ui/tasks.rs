@@ -112,7 +112,7 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(id): Path<i64>)
     let (target, target_href) = target_of(&state, task.target_kind, task.target_id).await;
     // A login link task's one-time URL (its result): shown on top, like `fjord site login-link` prints it.
     let login_url = if task.kind == TaskKind::SiteLoginLink && task.status == TaskStatus::Succeeded {
-        state.store.task_report(task.id).await?.login_link
+        api::visible_report(&v.0, &task, state.store.task_report(task.id).await?).login_link
     } else {
         None
     };

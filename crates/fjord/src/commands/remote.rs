@@ -316,7 +316,18 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             queued(ctx, remote, v).await
         }
         SiteCmd::LoginLink { domain } => {
-            queued(ctx, remote, remote.post(&action(&domain, "login-link"), json!({})).await?).await
+            // The link is the task's result (never in its log), handed to whoever asked.
+            let task: Task = serde_json::from_value(remote.post(&action(&domain, "login-link"), json!({})).await?)
+                .context("the server answered with something other than a task")?;
+            let end = remote.log(task.id.0, true, false).await?.context("the log stream ended early")?;
+            if end.status != TaskStatus::Succeeded {
+                bail!("login link task {} {}: {}", end.id, end.status, end.error.unwrap_or_default());
+            }
+            let shown = remote.get(&format!("/api/tasks/{}", task.id)).await?;
+            let url =
+                shown["result"]["login_link"].as_str().context("the login link task reported no URL")?.to_string();
+            ctx.out.emit(&json!({ "url": url, "task": task.id }), || println!("{url}"));
+            Ok(ExitCode::SUCCESS)
         }
         SiteCmd::Alias { domain, add, remove, redirect, www } => {
             let redirect = match redirect.as_deref() {

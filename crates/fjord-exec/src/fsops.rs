@@ -112,6 +112,11 @@ pub fn create_dirs(path: &Path, mode: u32) -> ExecResult<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))
 }
 
+/// Sets a file's or directory's mode.
+pub fn set_mode(path: &Path, mode: u32) -> ExecResult<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))
+}
+
 /// Opens (creating it if missing, never truncating) a file that is only held for its lock.
 pub fn open_lock_file(path: &Path) -> ExecResult<fs::File> {
     fs::OpenOptions::new()

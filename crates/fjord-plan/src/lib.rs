@@ -227,9 +227,13 @@ fn platform_of(snap: &Snapshot) -> PlanResult<&Platform> {
 fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanResult<Planned> {
     let server = &snap.server;
     let mut plan = Plan::default();
-    for dir in [layout.run_dir(), layout.log_dir(), layout.static_dir(), layout.acme_dir()] {
+    // The state dir: passed through (sites reach their own directories in it), never listed or read.
+    plan.push(Step::MakeDir { path: layout.state_dir.clone(), mode: 0o711, owner: None });
+    for dir in [layout.run_dir(), layout.static_dir(), layout.acme_dir()] {
         plan.push(Step::MakeDir { path: dir, mode: 0o755, owner: None });
     }
+    // Every site's access and error logs: root's (the web servers' masters write them as root).
+    plan.push(Step::MakeDir { path: layout.log_dir(), mode: 0o750, owner: None });
     plan.push(Step::WriteFile {
         path: format!("{}/fjord-site-disabled.html", layout.static_dir()),
         content: FileContent::Text { text: render::site_disabled_page()? },

@@ -212,6 +212,21 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
     )
 }
 
+/// The SQLite state database (and its WAL and shared-memory files, which SQLite creates with the
+/// database's mode) readable by root only: it holds every site's task logs, the panel's password hashes
+/// and the audit log.
+pub fn restrict_state_db(settings: &Settings) -> Result<()> {
+    let Some(path) = settings.database_url.strip_prefix("sqlite://") else { return Ok(()) };
+    let path = path.split('?').next().unwrap_or(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{path}{suffix}"));
+        if file.exists() {
+            fjord_exec::fsops::set_mode(&file, 0o600)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     Ok(fjord_exec::fsops::create_dirs(path, mode)?)
 }

@@ -144,6 +144,27 @@ fn isolated_sites_resist_every_attack_from_a_neighbour() {
     assert!(!p.platform_sites.join(b).join("files/written-by-a.txt").exists());
     assert!(!p.state_sites.join(b).join("private/written-by-a.txt").exists());
 
+    // Everything under the state directory, tried by A's user: Fjord's database, logs, backups, secrets
+    // and undo data, certificates' keys and B's files all stay closed; what A may read is its own, the
+    // web server's public pages, code, and generated configs (no secret in them).
+    let leaks = readable_by(&f, a, &f.state)
+        .into_iter()
+        .filter(|path| {
+            let rel = path.strip_prefix(&format!("{}/", f.state.display())).unwrap_or(path);
+            let parts: Vec<&str> = rel.split('/').collect();
+            let allowed = match parts.as_slice() {
+                ["sites", site, ..] if *site == a => true,
+                ["sites", _, "bin" | "mu-plugins", ..] | ["sites"] | ["sites", _] => true,
+                ["static" | "acme" | "run" | "servers" | "platforms", ..] => true,
+                ["tls", _, file] => *file != "key.pem",
+                ["tls"] | ["tls", _] => true,
+                _ => false,
+            };
+            !allowed
+        })
+        .collect::<Vec<_>>();
+    assert!(leaks.is_empty(), "A's user can read these: {leaks:#?}");
+
     // Settings: root's, read by the site's own group only; the web server never needs them.
     use std::os::unix::fs::MetadataExt;
     let settings = std::fs::metadata(p.platform_sites.join(b).join("settings.php")).expect("settings");
@@ -404,4 +425,26 @@ fn a_sites_own_code_never_runs_as_root() {
         let ran = std::fs::read_to_string(&ran).unwrap_or_default();
         assert!(ran.contains("ran"), "the probe in {domain}'s code never ran: the test proves nothing");
     }
+}
+
+/// Every file and directory under `dir` (as root sees them) that the site's user can read.
+fn readable_by(f: &Fjord, domain: &str, dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.to_string_lossy().into_owned());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&p, out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, &mut all);
+    // One shell as the site's user tests them all with access(2).
+    let mut argv =
+        vec!["site", "exec", domain, "--", "sh", "-c", "for p; do [ -r \"$p\" ] && echo \"$p\"; done; true", "sh"];
+    argv.extend(all.iter().map(String::as_str));
+    let out = f.run(&argv);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }

@@ -24,7 +24,8 @@ pub async fn init(ctx: &mut Ctx, args: InitArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    ensure_dir(&s.state_dir, 0o755)?;
+    // Passed through by sites on their way to their own directories; never listed by them.
+    ensure_dir(&s.state_dir, 0o711)?;
     for (dir, mode) in
         [(s.secrets_dir(), 0o700), (s.undo_dir(), 0o700), (s.state_dir.join("backups"), 0o700), (s.log_dir(), 0o750)]
     {
@@ -41,6 +42,7 @@ pub async fn init(ctx: &mut Ctx, args: InitArgs) -> Result<ExitCode> {
         true
     };
     let store = ctx.store().await?;
+    config::restrict_state_db(&ctx.settings)?;
     let servers = store.servers().await?.len();
     // The first admin, only while there are no users: running init again never adds another.
     let admin = if store.user_count(None).await? == 0 {
@@ -115,6 +117,8 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
         bail!("another `fjord serve` is already running on {}", ctx.settings.state_dir.display());
     };
     let store = ctx.store().await?;
+    // An older installation's database may still be readable by others: not from now on.
+    config::restrict_state_db(&ctx.settings)?;
     let file = &ctx.settings.file;
     let mut cfg = DaemonConfig::new(args.node.or(file.node.clone()).unwrap_or_else(default_node), ctx.layout());
     let listen = args.listen.clone().or(file.listen.clone());

@@ -119,12 +119,17 @@ pub fn set_mode(path: &Path, mode: u32) -> ExecResult<()> {
 
 /// Opens (creating it if missing, never truncating) a file that is only held for its lock.
 pub fn open_lock_file(path: &Path) -> ExecResult<fs::File> {
-    fs::OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(path)
-        .map_err(io_err(format!("open {}", path.display())))
+        .map_err(io_err(format!("open {}", path.display())))?;
+    // Root's alone, also when an older Fjord made it.
+    set_mode(path, 0o600)?;
+    Ok(file)
 }
 
 /// Where `remove_aside` puts a path: beside it, so the move is a rename on the same filesystem.

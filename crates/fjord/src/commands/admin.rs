@@ -167,7 +167,7 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     fjord_exec::fsops::write_atomic(
         &ctx.settings.state_dir.join("serve.pid"),
         format!("{}\n", std::process::id()).as_bytes(),
-        0o644,
+        0o600,
     )?;
     // One signal stops both the worker pool and the HTTP server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

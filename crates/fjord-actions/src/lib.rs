@@ -690,7 +690,11 @@ impl<'a> Actions<'a> {
         created_by: &str,
         dry_run: bool,
     ) -> ActionResult<Outcome> {
-        let desired = DesiredChange::SiteAliases { site: site.id, aliases: aliases.to_vec(), redirect };
+        // The store keeps a site's aliases as a set and reads them back in domain order: recorded in
+        // that order, the verify planned now (a dry run's) sees the site as the daemon will.
+        let mut aliases = aliases.to_vec();
+        aliases.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let desired = DesiredChange::SiteAliases { site: site.id, aliases, redirect };
         let verify = NewTask::new(TaskKind::SiteVerify, site.id.0, serde_json::json!({}), created_by);
         self.submit(Change::with(desired, verify), dry_run).await
     }

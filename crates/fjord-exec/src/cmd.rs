@@ -120,10 +120,18 @@ struct Launch<'a> {
     stderr: Stdio,
     /// `None`: one of Fjord's own commands, with Fjord's environment plus the Cmd's, in a process group
     /// of its own so that a timeout or cancel kills the children it started too. `Some`: a person's
-    /// foreground command (`fjord site exec`) as this user, with exactly the Cmd's environment, left in
-    /// the caller's process group so that it keeps the terminal.
+    /// foreground command (`fjord site exec`) as this user, with exactly the Cmd's environment, in a
+    /// session of its own through [`SETSID`]: it keeps the caller's stdin, stdout and stderr, but the
+    /// caller's terminal is not its controlling terminal, so it cannot push input into it (`TIOCSTI`)
+    /// for the caller's shell to run.
     user: Option<&'a nix::unistd::User>,
 }
+
+/// util-linux's `setsid(1)`, by absolute path: the command's `PATH` is the site's. The process Fjord
+/// starts is never a process group leader (it stays in Fjord's group), so `setsid` calls setsid(2)
+/// and execs the command in place (same pid, exit status passed on); `--wait` would keep the status
+/// if it ever forked. A safe `setsid` in the child would need `pre_exec` (unsafe, forbidden here).
+const SETSID: &str = "/usr/bin/setsid";
 
 /// Sets up and starts `cmd`: the one place in Fjord that starts a process, so every way in gets the
 /// same argv, environment, cwd and process group. `spawn` only starts the prepared command, with
@@ -136,22 +144,26 @@ fn start<C>(
 ) -> ExecResult<C> {
     use std::os::unix::process::CommandExt;
     let (program, args) = cmd.argv.split_first().ok_or_else(|| ExecError::Other("empty command".into()))?;
-    let mut command = std::process::Command::new(program);
-    command.args(args).stdin(launch.stdin).stdout(launch.stdout).stderr(launch.stderr);
-    match launch.user {
+    let mut command = match launch.user {
         None => {
-            command.process_group(0);
+            let mut command = std::process::Command::new(program);
+            command.args(args).process_group(0);
             if let Some(name) = &cmd.user {
                 // A site's code: as its user, never root. std drops supplementary groups with the uid.
                 let user = lookup_user(name)?;
                 command.gid(user.gid.as_raw()).uid(user.uid.as_raw());
                 command.env("HOME", &user.dir).env("USER", name).env("LOGNAME", name);
             }
+            command
         }
         Some(user) => {
+            let mut command = std::process::Command::new(SETSID);
+            command.args(["--wait", "--"]).args(&cmd.argv);
             command.env_clear().gid(user.gid.as_raw()).uid(user.uid.as_raw());
+            command
         }
-    }
+    };
+    command.stdin(launch.stdin).stdout(launch.stdout).stderr(launch.stderr);
     command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &cmd.cwd {
         command.current_dir(cwd);
@@ -179,13 +191,52 @@ fn spawn(cmd: &Cmd, stdin: Stdio, stdout: Stdio) -> ExecResult<tokio::process::C
     start(cmd, launch, |command| tokio::process::Command::from(command).kill_on_drop(true).spawn())
 }
 
-/// Runs `cmd` in the foreground as `user`, sharing this process's terminal, and waits for it: no
+/// Signals Fjord takes for a foreground command (see [`run_foreground`]) and whether it passes them
+/// on. The command is in a session of its own, so what the terminal sends its foreground job
+/// (`Ctrl-C`, `Ctrl-\`, a resize, a hangup) reaches Fjord alone: Fjord passes it on to the command's
+/// process group. `Ctrl-Z` is taken and dropped: a stop signal does not stop a process whose group is
+/// orphaned, as the command's is (its parent is in another session), and a Fjord stopped while its
+/// command runs on would let the command read the input meant for the caller's shell.
+const FOREGROUND_SIGNALS: [(nix::sys::signal::Signal, bool); 6] = {
+    use nix::sys::signal::Signal::*;
+    [(SIGINT, true), (SIGQUIT, true), (SIGTERM, true), (SIGHUP, true), (SIGWINCH, true), (SIGTSTP, false)]
+};
+
+/// Runs `cmd` in the foreground as `user`, with this process's stdin, stdout and stderr but in a new
+/// session without a controlling terminal, and waits for it, passing on the terminal's signals: no
 /// timeout, no log (see [`crate::users::exec_as`]).
-pub(crate) fn run_foreground(cmd: &Cmd, user: &nix::unistd::User) -> ExecResult<std::process::ExitStatus> {
+pub(crate) async fn run_foreground(cmd: &Cmd, user: &nix::unistd::User) -> ExecResult<std::process::ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Taken before the command starts, so that no Ctrl-C ends Fjord and leaves the command running.
+    let mut taken = Vec::new();
+    for (sig, forward) in FOREGROUND_SIGNALS {
+        let stream = signal(SignalKind::from_raw(sig as i32)).map_err(io_err(format!("take {sig}")))?;
+        taken.push((sig, forward, stream));
+    }
     let launch =
         Launch { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit(), user: Some(user) };
-    let mut child = start(cmd, launch, |mut command| command.spawn())?;
-    child.wait().map_err(io_err(format!("waiting for `{}`", cmd.display())))
+    let mut child = start(cmd, launch, |command| tokio::process::Command::from(command).spawn())?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let relays: Vec<_> = taken
+        .into_iter()
+        .map(|(sig, forward, mut stream)| {
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    if let (true, Some(pid)) = (forward, pid) {
+                        // Its group is its session; before setsid(2) ran it is still in Fjord's group.
+                        if nix::sys::signal::killpg(pid, sig).is_err() {
+                            let _ = nix::sys::signal::kill(pid, sig);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let status = child.wait().await.map_err(io_err(format!("waiting for `{}`", cmd.display())));
+    for relay in relays {
+        relay.abort();
+    }
+    status
 }
 
 /// Runs `cmd` to completion. A non-zero exit is not an error here (see [`run_checked`]); a timeout or a
@@ -547,34 +598,153 @@ mod tests {
         (pid, pgrp)
     }
 
-    #[test]
-    fn exec_as_runs_as_its_user_with_only_its_env_in_the_foreground() {
+    #[tokio::test]
+    async fn exec_as_runs_as_its_user_with_only_its_env_in_a_session_of_its_own() {
         use std::os::unix::fs::PermissionsExt;
-        // As root, a real switch to nobody; otherwise as oneself.
-        let me = nix::unistd::geteuid();
-        let name = if me.is_root() { "nobody".to_string() } else { std::env::var("USER").unwrap_or_default() };
-        let Some(user) = nix::unistd::User::from_name(&name).ok().flatten() else {
-            eprintln!("skipped: no user {name:?} to run as");
+        let Some(name) = exec_test_user() else {
+            eprintln!("skipped: no user to run as");
             return;
         };
+        let user = nix::unistd::User::from_name(&name).ok().flatten().expect("user");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let cwd = dir.path().canonicalize().expect("canonical").to_str().expect("utf-8").to_string();
         let script = "/usr/bin/id -u > id; /usr/bin/env > env; /bin/pwd > pwd; /bin/cat /proc/self/stat > stat; exit 3";
         let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
         let before = processes_started();
-        let code = crate::users::exec_as(&name, &argv, &[("FJORD_X".into(), "1".into())], &cwd).expect("runs");
+        let code = crate::users::exec_as(&name, &argv, &[("FJORD_X".into(), "1".into())], &cwd).await.expect("runs");
         assert_eq!(code, 3);
         assert!(processes_started() > before);
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("written");
         assert_eq!(read("id"), format!("{}\n", user.uid));
         assert_eq!(read("pwd"), format!("{cwd}\n"));
-        // Left in the caller's process group, which holds the terminal.
-        assert_eq!(pid_and_group(&read("stat")).1, nix::unistd::getpgrp().as_raw());
+        // In a session of its own (the shell's, whose group `cat` shares), without a controlling terminal.
+        let stat = read("stat");
+        let fields: Vec<&str> = stat.rsplit_once(") ").expect("comm").1.split(' ').collect();
+        let (pgrp, session, tty) = (fields[2], fields[3], fields[4]);
+        assert_eq!(pgrp, session, "{stat}");
+        assert_ne!(session, nix::unistd::getsid(None).expect("sid").to_string(), "{stat}");
+        assert_eq!(tty, "0", "no controlling terminal: {stat}");
         // Exactly the Cmd's environment (the shell adds its PWD), nothing of Fjord's.
         let env = read("env");
         let theirs: Vec<&str> = env.lines().filter(|l| !l.starts_with("PWD=")).collect();
         assert_eq!(theirs, ["FJORD_X=1"], "{env}");
+    }
+
+    /// The user `exec_as` tests run commands as: as root, a real switch to nobody; otherwise oneself.
+    fn exec_test_user() -> Option<String> {
+        let name = if nix::unistd::geteuid().is_root() { "nobody".to_string() } else { std::env::var("USER").ok()? };
+        nix::unistd::User::from_name(&name).ok().flatten().map(|_| name)
+    }
+
+    /// Set (to the user to run as) when this test binary runs as one of the `exec_as` helpers.
+    const EXEC_HELPER: &str = "FJORD_TEST_EXEC_HELPER";
+
+    /// A site's command must not be able to type into the operator's terminal (`TIOCSTI`), which the
+    /// operator's shell would run once the command exits. The operator is this test binary again, run
+    /// as [`tiocsti_helper`] in a session of its own whose controlling terminal (and stdin) is a new
+    /// pseudo-terminal: `setsid --ctty`, as a login shell would have it.
+    #[test]
+    fn exec_as_cannot_type_into_the_callers_terminal() {
+        let Some(user) = exec_test_user() else {
+            eprintln!("skipped: no user to run as");
+            return;
+        };
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let exe = std::env::current_exe().expect("test binary");
+        let exe = exe.to_str().expect("utf-8 path");
+        let argv =
+            ["setsid", "--ctty", "--wait", exe, "--exact", "cmd::tests::tiocsti_helper", "--ignored", "--nocapture"];
+        let cmd = Cmd::new(argv).env(EXEC_HELPER, user);
+        let launch =
+            Launch { stdin: Stdio::from(pty.slave), stdout: Stdio::piped(), stderr: Stdio::piped(), user: None };
+        let out = start(&cmd, launch, |mut command| command.output()).expect("runs");
+        drop(pty.master);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report = format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{report}");
+        assert!(stdout.contains("exec_as: exit 0"), "the helper ran the command: {report}");
+        assert!(stdout.contains("TIOCSTI refused"), "{report}");
+        assert!(stdout.contains("the terminal's next input: nothing"), "{report}");
+    }
+
+    /// The operator's side of [`exec_as_cannot_type_into_the_callers_terminal`]: runs, through
+    /// `exec_as`, a command that pushes `echo injected` into its stdin (the terminal), then reads what
+    /// a shell would read next from the terminal.
+    #[tokio::test]
+    #[ignore = "run by exec_as_cannot_type_into_the_callers_terminal, with a terminal"]
+    #[allow(clippy::print_stdout)] // its report to the test that runs it
+    async fn tiocsti_helper() {
+        let Ok(user) = std::env::var(EXEC_HELPER) else { return };
+        let inject = "import fcntl, termios\n\
+                      try:\n    \
+                      for b in b'echo injected\\n':\n        \
+                      fcntl.ioctl(0, termios.TIOCSTI, bytes([b]))\n    \
+                      print('TIOCSTI worked')\n\
+                      except OSError as e:\n    \
+                      print('TIOCSTI refused:', e)\n";
+        let argv = ["/usr/bin/python3".to_string(), "-c".into(), inject.into()];
+        let code = crate::users::exec_as(&user, &argv, &[], "/").await.expect("runs");
+        println!("exec_as: exit {code}");
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        fcntl(0, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("non-blocking stdin");
+        let mut buf = [0u8; 256];
+        match nix::unistd::read(0, &mut buf) {
+            Ok(n) if n > 0 => println!("the terminal's next input: {:?}", String::from_utf8_lossy(&buf[..n])),
+            other => println!("the terminal's next input: nothing ({other:?})"),
+        }
+    }
+
+    /// The command is outside the terminal's foreground job, so Fjord passes on what the terminal
+    /// sends that job: here `Ctrl-C`, a SIGINT to the process group of Fjord (this test binary again,
+    /// as [`interrupt_helper`]).
+    #[tokio::test]
+    async fn exec_as_passes_on_the_terminals_interrupt() {
+        let Some(user) = exec_test_user() else {
+            eprintln!("skipped: no user to run as");
+            return;
+        };
+        let exe = std::env::current_exe().expect("test binary");
+        let exe = exe.to_str().expect("utf-8 path");
+        let argv = [exe, "--exact", "cmd::tests::interrupt_helper", "--ignored", "--nocapture"];
+        let cmd = Cmd::new(argv).env(EXEC_HELPER, user).timeout(Duration::from_secs(30));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let helper = tokio::spawn(async move { run(&cmd, Some(tx), None).await });
+        let (mut group, mut command) = (None, None);
+        while let Some((_, line)) = rx.recv().await {
+            let pid = |p: &str| p.parse().ok().map(nix::unistd::Pid::from_raw);
+            if let Some(g) = line.strip_prefix("group ") {
+                group = pid(g);
+            }
+            if let Some(c) = line.strip_prefix("started ") {
+                command = pid(c);
+                let group = group.expect("the helper's group first");
+                nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).expect("interrupt");
+                break;
+            }
+        }
+        let out = helper.await.expect("joins");
+        // Had the interrupt not reached it, the command (a session of its own) would outlive the helper.
+        if let Some(command) = command {
+            let _ = nix::sys::signal::killpg(command, nix::sys::signal::Signal::SIGKILL);
+        }
+        let out = out.expect("the helper ends: the command was interrupted");
+        assert!(out.stdout.contains("interrupted\n"), "{out:?}");
+        assert!(out.stdout.contains("exec_as: exit 5\n"), "{out:?}");
+    }
+
+    /// The operator's side of [`exec_as_passes_on_the_terminals_interrupt`]: a command that waits for
+    /// a SIGINT, through `exec_as`.
+    #[tokio::test]
+    #[ignore = "run by exec_as_passes_on_the_terminals_interrupt"]
+    #[allow(clippy::print_stdout)] // its report to the test that runs it
+    async fn interrupt_helper() {
+        let Ok(user) = std::env::var(EXEC_HELPER) else { return };
+        println!("group {}", nix::unistd::getpgrp());
+        let script = "trap 'echo interrupted; exit 5' INT; echo started $$; while :; do sleep 0.1; done";
+        let argv = ["/bin/sh".to_string(), "-c".into(), script.into()];
+        let code = crate::users::exec_as(&user, &argv, &[], "/").await.expect("runs");
+        println!("exec_as: exit {code}");
     }
 
     #[tokio::test]

@@ -115,13 +115,16 @@ pub async fn remove_user(host: &Host, name: &str, sink: Option<OutputSink>) -> E
 }
 
 /// Runs `argv` in the foreground as Unix user `user` (its uid and primary group, no other groups),
-/// with exactly `env` as its environment, in `cwd`, sharing this process's terminal; returns its exit
-/// code. For `fjord site exec`: a command in a site's context.
-pub fn exec_as(user: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> ExecResult<i32> {
+/// with exactly `env` as its environment, in `cwd`, with this process's stdin, stdout and stderr but
+/// in a session of its own, without this process's terminal as its controlling terminal (so it cannot
+/// type into it); returns its exit code. For `fjord site exec`: a command in a site's context.
+pub async fn exec_as(user: &str, argv: &[String], env: &[(String, String)], cwd: &str) -> ExecResult<i32> {
     let u = crate::cmd::lookup_user(user)?;
     let mut cmd = Cmd::new(argv.iter().cloned());
     cmd.env = env.to_vec();
     cmd.cwd = Some(cwd.to_string());
-    let status = crate::cmd::run_foreground(&cmd, &u)?;
-    Ok(status.code().unwrap_or(128 + 9))
+    let status = crate::cmd::run_foreground(&cmd, &u).await?;
+    // Killed by a signal: what a shell reports (130 after Ctrl-C).
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(128 + 9))
 }

@@ -172,7 +172,7 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
             if let Ok(term) = std::env::var("TERM") {
                 exec.env.push(("TERM".into(), term));
             }
-            let code = fjord_exec::users::exec_as(&exec.user, &command, &exec.env, &exec.cwd)?;
+            let code = fjord_exec::users::exec_as(&exec.user, &command, &exec.env, &exec.cwd).await?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         SiteCmd::Aliases { domain } => {

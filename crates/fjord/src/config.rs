@@ -28,6 +28,25 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// Mark session cookies Secure: set when users reach Fjord over HTTPS (a TLS proxy in front).
     pub secure_cookies: Option<bool>,
+    /// The web panel and API: trusted proxies and login limits.
+    pub web: Option<WebFile>,
+}
+
+/// The `[web]` table.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` names the client, e.g. `["127.0.0.1/32"]` for a
+    /// TLS proxy on the same host; the header of any other peer is ignored. Default: none.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Failed logins from one address (any names) within the window before it is refused (default 50).
+    pub login_failures_per_address: Option<u32>,
+    /// Failed logins for one account before the addresses that failed for it must wait (default 5).
+    pub login_failures_per_account: Option<u32>,
+    /// Seconds failed logins are counted for (default 900).
+    pub login_window_seconds: Option<u64>,
+    /// Longest wait between tries for an account (default 300).
+    pub login_delay_max_seconds: Option<u64>,
 }
 
 /// The `[acme]` table. Environment: `FJORD_ACME_DIRECTORY`, `FJORD_ACME_CA_FILE`,
@@ -157,6 +176,27 @@ impl Settings {
         })
     }
 
+    /// The web side's settings from `[web]` and the top-level `secure_cookies` (offsite and ACME are
+    /// the caller's, as they need the environment).
+    pub fn web_settings(&self) -> Result<fjord_web::WebSettings> {
+        let web = self.file.web.clone().unwrap_or_default();
+        let mut s =
+            fjord_web::WebSettings { secure_cookies: self.file.secure_cookies.unwrap_or(false), ..Default::default() };
+        for block in web.trusted_proxies.unwrap_or_default() {
+            let cidr = block.parse().map_err(|e| anyhow::anyhow!("web.trusted_proxies: {e}"))?;
+            s.trusted_proxies.push(cidr);
+        }
+        s.login_per_addr = web.login_failures_per_address.unwrap_or(s.login_per_addr);
+        s.login_per_account = web.login_failures_per_account.unwrap_or(s.login_per_account);
+        if let Some(secs) = web.login_window_seconds {
+            s.login_window = std::time::Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = web.login_delay_max_seconds {
+            s.login_delay_max = std::time::Duration::from_secs(secs);
+        }
+        Ok(s)
+    }
+
     pub fn secrets_dir(&self) -> PathBuf {
         self.state_dir.join("secrets")
     }
@@ -190,6 +230,14 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # lease_seconds = 30   # a dead daemon's tasks are taken over after this\n\
          # listen = \"127.0.0.1:8080\"   # serve the web UI and HTTP API (fjord serve --listen)\n\
          # secure_cookies = true   # when users reach it over HTTPS (a TLS proxy in front)\n\
+         \n\
+         # The web panel and API.\n\
+         # [web]\n\
+         # trusted_proxies = [\"127.0.0.1/32\"]   # a TLS proxy on this host: its X-Forwarded-For names the client\n\
+         # login_failures_per_address = 50   # within the window, then that address is refused\n\
+         # login_failures_per_account = 5    # then an address that failed for it waits 2^n s between tries\n\
+         # login_window_seconds = 900\n\
+         # login_delay_max_seconds = 300\n\
          \n\
          # Offsite copies of every backup, in S3-compatible storage (retention applies there too).\n\
          # [offsite]\n\

@@ -273,3 +273,45 @@ pub fn check_url(url: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml_text: &str) -> Settings {
+        Settings {
+            state_dir: PathBuf::from("/var/lib/fjord"),
+            config_path: PathBuf::from("/var/lib/fjord/fjord.toml"),
+            database_url: "sqlite:///var/lib/fjord/fjord.db".into(),
+            file: toml::from_str(toml_text).expect("valid TOML"),
+        }
+    }
+
+    #[test]
+    fn the_web_table_sets_trusted_proxies_and_login_limits() {
+        let s = settings(
+            "secure_cookies = true\n[web]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+             login_failures_per_account = 3\nlogin_delay_max_seconds = 60\n",
+        )
+        .web_settings()
+        .expect("valid");
+        let proxies: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
+        assert!(s.secure_cookies);
+        assert_eq!((s.login_per_account, s.login_per_addr), (3, 50));
+        assert_eq!(s.login_delay_max, std::time::Duration::from_secs(60));
+        let defaults = settings("").web_settings().expect("valid");
+        assert!(defaults.trusted_proxies.is_empty() && defaults.login_per_account == 5);
+        let bad = settings("[web]\ntrusted_proxies = [\"10.0.0.1/8\"]\n").web_settings().expect_err("host bits");
+        assert!(bad.to_string().contains("web.trusted_proxies"), "{bad}");
+        assert!(toml::from_str::<ConfigFile>("[web]\ntrusted_proxy = []\n").is_err(), "unknown keys are refused");
+        // The commented defaults `fjord init` writes parse once uncommented.
+        let web: String = default_config_text(None)
+            .lines()
+            .skip_while(|l| !l.starts_with("# [web]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ").split("   #").next().unwrap_or("")))
+            .collect();
+        settings(&web).web_settings().expect("the documented [web] keys");
+    }
+}

@@ -625,7 +625,8 @@ fn tokens_sessions_csrf_and_login_limits() {
         None,
     );
 
-    // Five wrong passwords for a name, then even the right one is refused for a while.
+    // Five wrong passwords for a name from one address, then even the right one is refused from there
+    // for a while (2^5 s; other addresses are not: see the tests below).
     let r = api.post(
         "/api/users",
         &api.admin,

@@ -23,6 +23,6 @@ pub use plan::{
     BackupTree, CacheTables, Command, FileContent, Mark, PhysicalCopy, PhysicalDb, Plan, Planned, Snapshot,
     StateChange, Step, TempFile,
 };
-pub use proxies::{RealIp, RealIpHeader};
+pub use proxies::{Cidr, RealIp, RealIpHeader};
 pub use task::*;
 pub use tls::{CertMeta, CertRequest, CertSource, SiteTls};

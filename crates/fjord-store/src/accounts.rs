@@ -407,43 +407,134 @@ impl Store {
     }
 }
 
-/// How many failures a login rate-limit key has since a time, and the oldest of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the login limits look at, for one attempt: the failed logins since some time from its client
+/// address, for its account, and for the account from that address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoginFailures {
-    pub count: i64,
-    pub oldest: Option<Millis>,
+    /// From the address, any account, and the oldest of them.
+    pub addr: i64,
+    pub addr_oldest: Option<Millis>,
+    /// For the account, from any address.
+    pub account: i64,
+    /// For the account from the address, and the newest of them.
+    pub pair: i64,
+    pub pair_newest: Option<Millis>,
 }
 
 impl Store {
-    /// The failed logins counted under `key` since `since`.
-    pub async fn login_failures(&self, key: &str, since: Millis) -> StoreResult<LoginFailures> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n, MIN(at) AS oldest FROM login_failures WHERE key = $1 AND at >= $2")
-                .bind(key)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(LoginFailures { count: row.try_get("n")?, oldest: row.try_get("oldest")? })
-    }
-
-    /// Counts one failed login under each of `keys`, and forgets failures from before `forget_before`.
-    pub async fn record_login_failure(&self, keys: &[&str], at: Millis, forget_before: Millis) -> StoreResult<()> {
+    /// Records a login attempt for `account` from `addr` (counted as a failure until
+    /// [`Store::forget_login_attempt`] or [`Store::clear_login_failures`]), forgetting attempts from
+    /// before `forget_before`; returns its id.
+    pub async fn begin_login_attempt(
+        &self,
+        account: &str,
+        addr: &str,
+        at: Millis,
+        forget_before: Millis,
+    ) -> StoreResult<i64> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM login_failures WHERE at < $1").bind(forget_before).execute(&mut *tx).await?;
-        for key in keys {
-            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
-                .bind(key)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-        }
+        sqlx::query("DELETE FROM login_attempts WHERE at < $1").bind(forget_before).execute(&mut *tx).await?;
+        let id: i64 = sqlx::query("INSERT INTO login_attempts (account, addr, at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(account)
+            .bind(addr)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
         tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The failed logins since `since` that concern an attempt for `account` from `addr`, other than
+    /// the attempt `except` itself.
+    pub async fn login_failures(
+        &self,
+        account: &str,
+        addr: &str,
+        since: Millis,
+        except: i64,
+    ) -> StoreResult<LoginFailures> {
+        let row = sqlx::query(
+            "SELECT
+                 (SELECT COUNT(*) FROM login_attempts WHERE addr = $2 AND at >= $3 AND id <> $4) AS addr_n,
+                 (SELECT MIN(at) FROM login_attempts WHERE addr = $2 AND at >= $3 AND id <> $4) AS addr_oldest,
+                 (SELECT COUNT(*) FROM login_attempts WHERE account = $1 AND at >= $3 AND id <> $4) AS account_n,
+                 (SELECT COUNT(*) FROM login_attempts
+                   WHERE account = $1 AND addr = $2 AND at >= $3 AND id <> $4) AS pair_n,
+                 (SELECT MAX(at) FROM login_attempts
+                   WHERE account = $1 AND addr = $2 AND at >= $3 AND id <> $4) AS pair_newest",
+        )
+        .bind(account)
+        .bind(addr)
+        .bind(since)
+        .bind(except)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(LoginFailures {
+            addr: row.try_get("addr_n")?,
+            addr_oldest: row.try_get("addr_oldest")?,
+            account: row.try_get("account_n")?,
+            pair: row.try_get("pair_n")?,
+            pair_newest: row.try_get("pair_newest")?,
+        })
+    }
+
+    /// Dates a failed attempt when its answer was known (its password checked), which is when the
+    /// wait before the next one starts.
+    pub async fn login_attempt_failed(&self, id: i64, at: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE login_attempts SET at = $2 WHERE id = $1").bind(id).bind(at).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Forgets the failed logins counted under `key` (after a successful login).
-    pub async fn clear_login_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE key = $1").bind(key).execute(&self.pool).await?;
+    /// Forgets one attempt (refused before its password was checked).
+    pub async fn forget_login_attempt(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Forgets the failed logins for `account` from `addr` (after a successful login from there). Other
+    /// addresses' failures for the account stay counted: logging in does not reset an attacker's.
+    pub async fn clear_login_failures(&self, account: &str, addr: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_attempts WHERE account = $1 AND addr = $2")
+            .bind(account)
+            .bind(addr)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::LoginFailures;
+
+    /// The login counts, on every backend available (SQLite, and PostgreSQL when `FJORD_TEST_PG_URL`
+    /// is set).
+    #[tokio::test]
+    async fn login_attempts_are_counted_per_address_and_per_account() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (label, store) in crate::testing::all_backends(dir.path()).await.expect("stores") {
+            store.begin_login_attempt("admin", "a", 100, 0).await.expect("old");
+            let a1 = store.begin_login_attempt("admin", "a", 1000, 0).await.expect("a1");
+            store.login_attempt_failed(a1, 1500).await.expect("dated");
+            store.begin_login_attempt("bob", "a", 1200, 0).await.expect("bob");
+            store.begin_login_attempt("admin", "b", 1300, 0).await.expect("b");
+            let mine = store.begin_login_attempt("admin", "a", 2000, 0).await.expect("mine");
+            let f = store.login_failures("admin", "a", 500, mine).await.expect("counts");
+            let want = LoginFailures { addr: 2, addr_oldest: Some(1200), account: 2, pair: 1, pair_newest: Some(1500) };
+            assert_eq!(f, want, "{label}");
+            assert_eq!(store.login_failures("admin", "a", 0, mine).await.expect("counts").pair, 2, "{label}");
+            let none = store.login_failures("carol", "c", 0, 0).await.expect("counts");
+            assert_eq!(none, LoginFailures::default(), "{label}");
+            // Refused unchecked, cleared by a success there, pruned when old: another address's stay.
+            store.forget_login_attempt(mine).await.expect("forgotten");
+            store.clear_login_failures("admin", "a").await.expect("cleared");
+            let f = store.login_failures("admin", "a", 0, 0).await.expect("counts");
+            assert_eq!((f.addr, f.account, f.pair), (1, 1, 0), "{label}");
+            store.begin_login_attempt("dave", "d", 5000, 1250).await.expect("pruning");
+            let f = store.login_failures("admin", "b", 0, 0).await.expect("counts");
+            assert_eq!((f.addr, f.account, f.pair), (1, 1, 1), "{label}");
+            assert_eq!(store.login_failures("bob", "a", 0, 0).await.expect("counts").addr, 0, "{label}");
+        }
     }
 }

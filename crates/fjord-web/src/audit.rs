@@ -5,14 +5,13 @@
 //! outcome its status says.
 
 use crate::{Actor, AppState};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use fjord_core::UserId;
 use fjord_store::AuditEntry;
 use std::cell::RefCell;
-use std::net::SocketAddr;
 
 #[derive(Default)]
 struct Pending {
@@ -53,7 +52,7 @@ pub async fn every_change(State(state): State<AppState>, req: Request, next: Nex
         return next.run(req).await;
     }
     let action = format!("{} {}", req.method(), req.uri().path());
-    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let remote = crate::auth::client_addr_in(req.extensions()).map(|a| a.to_string());
     let pending = RefCell::new(Pending::default());
     let (resp, pending) = REQUEST
         .scope(pending, async move {

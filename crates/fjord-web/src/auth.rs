@@ -4,9 +4,11 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine as _;
 use fjord_core::*;
 use fjord_store::Store;
@@ -57,56 +59,94 @@ pub fn generate_password() -> String {
 
 // ---- login rate limiting ------------------------------------------------------------------------------
 
-/// Failed logins per (address, user name) and per address, in a sliding window. Counted in the state
-/// database, so restarting `fjord serve` does not reset them and every `fjord serve` on one database
-/// shares them.
+/// Login limits, counted apart per client address and per account, in the state database (so
+/// restarting `fjord serve` does not reset them and every `fjord serve` on one database shares them):
+///
+/// - an address with `per_addr` failed logins within `window` (whatever the names) is refused (429)
+///   until the oldest leaves the window;
+/// - once an account has `per_account` failures within `window`, from any address, an address that
+///   failed for it must wait 2^n seconds (n: the account's failures, at most `max_delay`) after its
+///   own last failure before trying that account again.
+///
+/// Nothing locks an account for everyone: an address that has not failed for the account is not made
+/// to wait, so an attacker cannot keep the admin (or anyone) out, while the attacker's own guesses for
+/// the account slow down the more there are, wherever they come from.
 #[derive(Debug)]
 pub struct LoginLimiter {
-    per_user: u32,
+    per_account: u32,
     per_addr: u32,
     window: Duration,
+    max_delay: Duration,
+}
+
+/// A login attempt let through: counted as a failure until [`LoginLimiter::succeeded`].
+#[derive(Debug)]
+pub struct LoginAttempt {
+    id: i64,
+    account: String,
+    addr: String,
 }
 
 impl LoginLimiter {
-    pub fn new(per_user: u32, per_addr: u32, window: Duration) -> LoginLimiter {
-        LoginLimiter { per_user, per_addr, window }
+    pub fn new(per_account: u32, per_addr: u32, window: Duration, max_delay: Duration) -> LoginLimiter {
+        LoginLimiter { per_account, per_addr, window, max_delay }
     }
 
     fn keys(addr: Option<IpAddr>, name: &str) -> (String, String) {
-        let a = addr.map(|a| a.to_string()).unwrap_or_default();
-        // Names are whatever was typed: bounded, so a key stays small.
+        // Names are whatever was typed: bounded, so a row stays small.
         let name: String = name.to_lowercase().chars().take(64).collect();
-        (format!("{a}|{name}"), a)
+        (name, addr.map(|a| a.to_string()).unwrap_or_default())
     }
 
     fn window_ms(&self) -> i64 {
         self.window.as_millis() as i64
     }
 
-    /// `Err` with the seconds to wait when either count is used up.
-    pub async fn check(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
-        let (user_key, addr_key) = Self::keys(addr, name);
-        let now = fjord_store::now_millis();
-        for (key, limit) in [(user_key, self.per_user), (addr_key, self.per_addr)] {
-            let f = store.login_failures(&key, now - self.window_ms()).await?;
-            if f.count >= i64::from(limit) {
-                let oldest = f.oldest.unwrap_or(now);
-                let wait = (oldest + self.window_ms() - now).max(1000) / 1000;
-                return Err(ApiError::TooManyRequests { retry_after: wait as u64 });
-            }
+    /// How long an account's failures make an address that failed for it wait: none below
+    /// `per_account`, then 2^n seconds, at most `max_delay`.
+    pub fn delay(&self, account_failures: i64) -> Duration {
+        if account_failures < i64::from(self.per_account) {
+            return Duration::ZERO;
         }
-        Ok(())
+        let secs = u32::try_from(account_failures).ok().and_then(|n| 1u64.checked_shl(n)).unwrap_or(u64::MAX);
+        Duration::from_secs(secs).min(self.max_delay)
     }
 
-    pub async fn failed(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
-        let (user_key, addr_key) = Self::keys(addr, name);
+    /// Milliseconds the attempt must wait, if any.
+    fn wait(&self, f: &fjord_store::LoginFailures, now: i64) -> Option<i64> {
+        if f.addr >= i64::from(self.per_addr) {
+            return Some(f.addr_oldest.unwrap_or(now) + self.window_ms() - now);
+        }
+        let last = f.pair_newest?;
+        let open = last + self.delay(f.account).as_millis() as i64;
+        (open > now).then_some(open - now)
+    }
+
+    /// Lets an attempt through, or refuses it with the seconds to wait.
+    pub async fn begin(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<LoginAttempt> {
+        let (account, addr) = Self::keys(addr, name);
         let now = fjord_store::now_millis();
-        Ok(store.record_login_failure(&[&user_key, &addr_key], now, now - self.window_ms()).await?)
+        // Recorded first, so parallel guesses count each other.
+        let id = store.begin_login_attempt(&account, &addr, now, now - self.window_ms()).await?;
+        let failures = store.login_failures(&account, &addr, now - self.window_ms(), id).await?;
+        if let Some(ms) = self.wait(&failures, now) {
+            // Refused unchecked: not a failure.
+            store.forget_login_attempt(id).await?;
+            let secs = (ms.max(1) as u64).div_ceil(1000);
+            return Err(ApiError::TooManyRequests { retry_after: secs });
+        }
+        Ok(LoginAttempt { id, account, addr })
     }
 
-    pub async fn succeeded(&self, store: &Store, addr: Option<IpAddr>, name: &str) -> ApiResult<()> {
-        let (user_key, _) = Self::keys(addr, name);
-        Ok(store.clear_login_failures(&user_key).await?)
+    /// The password was wrong: the attempt stays counted, and the wait before the next starts now.
+    pub async fn failed(&self, store: &Store, attempt: LoginAttempt) -> ApiResult<()> {
+        Ok(store.login_attempt_failed(attempt.id, fjord_store::now_millis()).await?)
+    }
+
+    /// The password was right: forgets this address's failures for the account (not other addresses').
+    pub async fn succeeded(&self, store: &Store, attempt: LoginAttempt) -> ApiResult<()> {
+        store.forget_login_attempt(attempt.id).await?;
+        Ok(store.clear_login_failures(&attempt.account, &attempt.addr).await?)
     }
 }
 
@@ -134,10 +174,13 @@ pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<
         remote_addr: remote.map(|a| a.to_string()),
         outcome: outcome.into(),
     };
-    if let Err(e) = state.limiter.check(&state.store, remote, name).await {
-        state.store.audit(&audit(None, "limited", "too many failed logins")).await?;
-        return Err(e);
-    }
+    let attempt = match state.limiter.begin(&state.store, remote, name).await {
+        Ok(a) => a,
+        Err(e) => {
+            state.store.audit(&audit(None, "limited", "too many failed logins")).await?;
+            return Err(e);
+        }
+    };
     let found = match state.store.user_auth(name).await {
         Ok(u) => Some(u),
         Err(fjord_store::StoreError::NotFound { .. }) => None,
@@ -147,11 +190,11 @@ pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<
     let hash = found.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_string());
     let password_ok = verify_password(&hash, password) && found.is_some();
     let Some(found) = found.filter(|_| password_ok) else {
-        state.limiter.failed(&state.store, remote, name).await?;
+        state.limiter.failed(&state.store, attempt).await?;
         state.store.audit(&audit(None, "denied", "wrong user name or password")).await?;
         return Err(ApiError::Unauthenticated("wrong user name or password".into()));
     };
-    state.limiter.succeeded(&state.store, remote, name).await?;
+    state.limiter.succeeded(&state.store, attempt).await?;
     let id = random_secret(32);
     let csrf = random_secret(32);
     let expires = fjord_store::now_millis() + state.settings.session_ttl.as_millis() as i64;
@@ -360,9 +403,34 @@ fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     })
 }
 
-/// The peer address (the TCP peer; Fjord does not trust forwarding headers).
+/// Who is asking, worked out once per request by [`client_address`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+/// Middleware: the client's address is the TCP peer's, or, when the peer is one of
+/// [`WebSettings::trusted_proxies`](crate::WebSettings), the rightmost `X-Forwarded-For` address that is
+/// not a trusted proxy (the header is anyone's to write, so it counts only from a proxy we trust).
+pub async fn client_address(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let addr = peer.map(|peer| {
+        let forwarded = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        fjord_core::proxies::client_address(peer, forwarded, &state.settings.trusted_proxies)
+    });
+    req.extensions_mut().insert(ClientAddr(addr));
+    next.run(req).await
+}
+
+/// The client's address (see [`client_address`]; the TCP peer if that middleware did not run).
 pub fn remote_addr(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())
+    client_addr_in(&parts.extensions)
+}
+
+/// [`remote_addr`] from a request's extensions.
+pub fn client_addr_in(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    match extensions.get::<ClientAddr>() {
+        Some(c) => c.0,
+        None => extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+    }
 }
 
 fn is_safe(method: &Method) -> bool {
@@ -474,28 +542,100 @@ mod tests {
         assert!(!verify_password(dummy_hash(), ""));
     }
 
-    #[tokio::test]
-    async fn limiter_blocks_after_failures_resets_and_survives_a_restart() {
+    async fn scratch_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = fjord_store::testing::sqlite_in(dir.path()).await.expect("store");
-        let l = LoginLimiter::new(3, 100, Duration::from_secs(60));
-        let a = Some(IpAddr::from([127, 0, 0, 1]));
-        for _ in 0..3 {
-            assert!(l.check(&store, a, "bob").await.is_ok());
-            l.failed(&store, a, "bob").await.expect("counted");
+        (dir, store)
+    }
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().expect("address"))
+    }
+
+    /// The seconds a refused attempt is told to wait, or `None` if it is let through (and then fails).
+    async fn fail(l: &LoginLimiter, store: &Store, addr: Option<IpAddr>, name: &str) -> Option<u64> {
+        match l.begin(store, addr, name).await {
+            Ok(a) => {
+                l.failed(store, a).await.expect("counted");
+                None
+            }
+            Err(ApiError::TooManyRequests { retry_after }) => Some(retry_after),
+            Err(e) => panic!("{e}"),
         }
-        assert!(matches!(l.check(&store, a, "bob").await, Err(ApiError::TooManyRequests { .. })));
-        // A new limiter (a restarted `fjord serve`) on the same database still says no.
-        let restarted = LoginLimiter::new(3, 100, Duration::from_secs(60));
-        assert!(matches!(restarted.check(&store, a, "BOB").await, Err(ApiError::TooManyRequests { .. })));
-        assert!(l.check(&store, a, "alice").await.is_ok());
-        l.succeeded(&store, a, "bob").await.expect("cleared");
-        assert!(l.check(&store, a, "bob").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_attackers_address_is_limited_but_the_accounts_it_tried_are_not() {
+        let (_dir, store) = scratch_store().await;
+        let l = LoginLimiter::new(5, 20, Duration::from_secs(60), Duration::from_secs(300));
+        let (attacker, other) = (ip("203.0.113.66"), ip("198.51.100.7"));
+        // Many wrong passwords for the admin: slowed down after five, for this address.
+        for _ in 0..5 {
+            assert_eq!(fail(&l, &store, attacker, "admin").await, None);
+        }
+        assert_eq!(fail(&l, &store, attacker, "Admin").await, Some(32));
+        // Many names: the address is refused once it has 20 failures, whatever the name.
+        for n in 0..15 {
+            assert_eq!(fail(&l, &store, attacker, &format!("user{n}")).await, None);
+        }
+        assert!(fail(&l, &store, attacker, "someone-new").await.is_some_and(|s| s > 50));
+        // Another address logs in as the admin, and as one of the names tried.
+        let a = l.begin(&store, other, "admin").await.expect("the admin is not locked out");
+        l.succeeded(&store, a).await.expect("cleared");
+        let a = l.begin(&store, other, "user3").await.expect("a user is not locked out");
+        l.succeeded(&store, a).await.expect("cleared");
+        // The admin logging in does not reset the attacker's slow-down, nor does a restart (a new
+        // limiter on the same database; one that allows the address more failures, to see the account's).
+        let restarted = LoginLimiter::new(5, 1000, Duration::from_secs(60), Duration::from_secs(300));
+        assert!(fail(&restarted, &store, attacker, "admin").await.is_some_and(|s| (25..=32).contains(&s)));
+        // One's own failures are forgotten by one's own success.
+        let l = LoginLimiter::new(2, 20, Duration::from_secs(60), Duration::from_secs(300));
+        let me = ip("192.0.2.1");
+        assert_eq!(fail(&l, &store, me, "carol").await, None);
+        let a = l.begin(&store, me, "carol").await.expect("one failure is allowed");
+        l.succeeded(&store, a).await.expect("cleared");
+        assert_eq!(fail(&l, &store, me, "carol").await, None);
+        assert_eq!(fail(&l, &store, me, "carol").await, None);
+        assert_eq!(fail(&l, &store, me, "carol").await, Some(4));
+    }
+
+    #[tokio::test]
+    async fn an_accounts_slow_down_grows_and_is_capped() {
+        let l = LoginLimiter::new(3, 100, Duration::from_secs(3600), Duration::from_secs(20));
+        let delays: Vec<u64> = (0..7).map(|n| l.delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 0, 0, 8, 16, 20, 20]);
+        assert_eq!(l.delay(i64::MAX), Duration::from_secs(20));
+        // Through the database: each failure (from wherever) doubles the wait of an address that
+        // failed, counted from its own last failure.
+        let (_dir, store) = scratch_store().await;
+        let l = LoginLimiter::new(1, 100, Duration::from_secs(3600), Duration::from_secs(100));
+        let a = ip("203.0.113.1");
+        assert_eq!(fail(&l, &store, a, "alice").await, None);
+        let mut waits = vec![fail(&l, &store, a, "alice").await];
+        for other in ["203.0.113.2", "203.0.113.3", "203.0.113.4", "203.0.113.5", "203.0.113.6"] {
+            assert_eq!(fail(&l, &store, ip(other), "alice").await, None, "first try from {other}");
+            waits.push(fail(&l, &store, a, "alice").await);
+        }
+        assert_eq!(waits, [Some(2), Some(4), Some(8), Some(16), Some(32), Some(64)]);
+        assert_eq!(fail(&l, &store, ip("203.0.113.2"), "alice").await, Some(64));
+        assert_eq!(fail(&l, &store, ip("203.0.113.7"), "alice").await, None);
+        assert_eq!(fail(&l, &store, a, "alice").await, Some(100), "capped");
         // Failures older than the window do not count.
-        let short = LoginLimiter::new(1, 100, Duration::from_millis(50));
-        short.failed(&store, a, "carol").await.expect("counted");
+        let short = LoginLimiter::new(1, 100, Duration::from_millis(50), Duration::from_secs(100));
+        assert_eq!(fail(&short, &store, a, "bob").await, None);
+        assert!(fail(&short, &store, a, "bob").await.is_some());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(short.check(&store, a, "carol").await.is_ok());
+        assert_eq!(fail(&short, &store, a, "bob").await, None);
+    }
+
+    #[tokio::test]
+    async fn guesses_sent_in_parallel_count_each_other() {
+        let (_dir, store) = scratch_store().await;
+        let l = LoginLimiter::new(100, 3, Duration::from_secs(60), Duration::from_secs(300));
+        let names: Vec<String> = (0..12).map(|n| format!("user{n}")).collect();
+        let tries = names.iter().map(|n| fail(&l, &store, ip("203.0.113.9"), n));
+        let through = futures::future::join_all(tries).await.iter().filter(|r| r.is_none()).count();
+        assert!((1..=3).contains(&through), "{through} let through");
     }
 
     #[test]

@@ -65,10 +65,17 @@ pub struct WebSettings {
     /// How long a session lasts after login.
     pub session_ttl: Duration,
     pub body_limit: usize,
-    /// Failed logins allowed per (address, user name) and per address within `login_window`.
-    pub login_per_user: u32,
+    /// Failed logins counted within `login_window`: an address with `login_per_addr` of them is refused
+    /// until the oldest leaves the window; an account with `login_per_account` makes each address that
+    /// failed for it wait 2^n seconds (n: the account's failures), at most `login_delay_max`, between
+    /// tries (see [`auth::LoginLimiter`]).
+    pub login_per_account: u32,
     pub login_per_addr: u32,
     pub login_window: Duration,
+    pub login_delay_max: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (e.g. a TLS proxy on the same host); from any
+    /// other peer the header is ignored.
+    pub trusted_proxies: Vec<fjord_core::Cidr>,
     /// Where offsite copies live, to delete a backup's copy with the backup.
     pub offsite: Option<fjord_actions::OffsiteConfig>,
     /// The ACME account and directory certificates come from (`None`: only self-signed or uploaded).
@@ -81,9 +88,11 @@ impl Default for WebSettings {
             secure_cookies: false,
             session_ttl: Duration::from_secs(12 * 3600),
             body_limit: BODY_LIMIT,
-            login_per_user: 5,
+            login_per_account: 5,
             login_per_addr: 50,
             login_window: Duration::from_secs(15 * 60),
+            login_delay_max: Duration::from_secs(5 * 60),
+            trusted_proxies: Vec::new(),
             offsite: None,
             acme: None,
         }
@@ -101,7 +110,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, layout: Layout, settings: WebSettings) -> AppState {
-        let limiter = auth::LoginLimiter::new(settings.login_per_user, settings.login_per_addr, settings.login_window);
+        let limiter = auth::LoginLimiter::new(
+            settings.login_per_account,
+            settings.login_per_addr,
+            settings.login_window,
+            settings.login_delay_max,
+        );
         AppState { store, layout: Arc::new(layout), settings: Arc::new(settings), limiter: Arc::new(limiter) }
     }
 
@@ -117,6 +131,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .merge(ui::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), audit::every_change))
+        // Outside the audit, which records the client's address it works out.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::client_address))
         // Extractors enforce the limit, so an oversize body is refused with a problem document.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -28,6 +28,25 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// Mark session cookies Secure: set when users reach Fjord over HTTPS (a TLS proxy in front).
     pub secure_cookies: Option<bool>,
+    /// The web panel and API: trusted proxies and login limits.
+    pub web: Option<WebFile>,
+}
+
+/// The `[web]` table.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` names the client, e.g. `["127.0.0.1/32"]` for a
+    /// TLS proxy on the same host; the header of any other peer is ignored. Default: none.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Failed logins from one address (any names) within the window before it is refused (default 50).
+    pub login_failures_per_address: Option<u32>,
+    /// Failed logins for one account before the addresses that failed for it must wait (default 5).
+    pub login_failures_per_account: Option<u32>,
+    /// Seconds failed logins are counted for (default 900).
+    pub login_window_seconds: Option<u64>,
+    /// Longest wait between tries for an account (default 300).
+    pub login_delay_max_seconds: Option<u64>,
 }
 
 /// The `[acme]` table. Environment: `FJORD_ACME_DIRECTORY`, `FJORD_ACME_CA_FILE`,
@@ -157,6 +176,27 @@ impl Settings {
         })
     }
 
+    /// The web side's settings from `[web]` and the top-level `secure_cookies` (offsite and ACME are
+    /// the caller's, as they need the environment).
+    pub fn web_settings(&self) -> Result<fjord_web::WebSettings> {
+        let web = self.file.web.clone().unwrap_or_default();
+        let mut s =
+            fjord_web::WebSettings { secure_cookies: self.file.secure_cookies.unwrap_or(false), ..Default::default() };
+        for block in web.trusted_proxies.unwrap_or_default() {
+            let cidr = block.parse().map_err(|e| anyhow::anyhow!("web.trusted_proxies: {e}"))?;
+            s.trusted_proxies.push(cidr);
+        }
+        s.login_per_addr = web.login_failures_per_address.unwrap_or(s.login_per_addr);
+        s.login_per_account = web.login_failures_per_account.unwrap_or(s.login_per_account);
+        if let Some(secs) = web.login_window_seconds {
+            s.login_window = std::time::Duration::from_secs(secs.max(1));
+        }
+        if let Some(secs) = web.login_delay_max_seconds {
+            s.login_delay_max = std::time::Duration::from_secs(secs);
+        }
+        Ok(s)
+    }
+
     pub fn secrets_dir(&self) -> PathBuf {
         self.state_dir.join("secrets")
     }
@@ -190,6 +230,14 @@ pub fn default_config_text(database_url: Option<&str>) -> String {
          # lease_seconds = 30   # a dead daemon's tasks are taken over after this\n\
          # listen = \"127.0.0.1:8080\"   # serve the web UI and HTTP API (fjord serve --listen)\n\
          # secure_cookies = true   # when users reach it over HTTPS (a TLS proxy in front)\n\
+         \n\
+         # The web panel and API.\n\
+         # [web]\n\
+         # trusted_proxies = [\"127.0.0.1/32\"]   # a TLS proxy on this host: its X-Forwarded-For names the client\n\
+         # login_failures_per_address = 50   # within the window, then that address is refused\n\
+         # login_failures_per_account = 5    # then an address that failed for it waits 2^n s between tries\n\
+         # login_window_seconds = 900\n\
+         # login_delay_max_seconds = 300\n\
          \n\
          # Offsite copies of every backup, in S3-compatible storage (retention applies there too).\n\
          # [offsite]\n\
@@ -239,4 +287,46 @@ pub fn check_url(url: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml_text: &str) -> Settings {
+        Settings {
+            state_dir: PathBuf::from("/var/lib/fjord"),
+            config_path: PathBuf::from("/var/lib/fjord/fjord.toml"),
+            database_url: "sqlite:///var/lib/fjord/fjord.db".into(),
+            file: toml::from_str(toml_text).expect("valid TOML"),
+        }
+    }
+
+    #[test]
+    fn the_web_table_sets_trusted_proxies_and_login_limits() {
+        let s = settings(
+            "secure_cookies = true\n[web]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+             login_failures_per_account = 3\nlogin_delay_max_seconds = 60\n",
+        )
+        .web_settings()
+        .expect("valid");
+        let proxies: Vec<String> = s.trusted_proxies.iter().map(|c| c.to_string()).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8"]);
+        assert!(s.secure_cookies);
+        assert_eq!((s.login_per_account, s.login_per_addr), (3, 50));
+        assert_eq!(s.login_delay_max, std::time::Duration::from_secs(60));
+        let defaults = settings("").web_settings().expect("valid");
+        assert!(defaults.trusted_proxies.is_empty() && defaults.login_per_account == 5);
+        let bad = settings("[web]\ntrusted_proxies = [\"10.0.0.1/8\"]\n").web_settings().expect_err("host bits");
+        assert!(bad.to_string().contains("web.trusted_proxies"), "{bad}");
+        assert!(toml::from_str::<ConfigFile>("[web]\ntrusted_proxy = []\n").is_err(), "unknown keys are refused");
+        // The commented defaults `fjord init` writes parse once uncommented.
+        let web: String = default_config_text(None)
+            .lines()
+            .skip_while(|l| !l.starts_with("# [web]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ").split("   #").next().unwrap_or("")))
+            .collect();
+        settings(&web).web_settings().expect("the documented [web] keys");
+    }
 }

@@ -17,6 +17,7 @@ struct Api {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     admin: String,
+    admin_password: String,
     alice: String,
     alice_password: String,
     bob: String,
@@ -40,20 +41,46 @@ struct Resp {
     text: String,
 }
 
+impl Resp {
+    async fn of(resp: reqwest::Response) -> Resp {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, headers, body, text }
+    }
+
+    /// The seconds of its `Retry-After` header.
+    fn retry_after(&self) -> u64 {
+        let v = self.headers.get("retry-after").and_then(|v| v.to_str().ok());
+        v.and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("a Retry-After in seconds: {v:?}"))
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 impl Api {
     fn start() -> Api {
+        Api::start_with("")
+    }
+
+    /// Starts with `config` added to `fjord.toml` (e.g. a `[web]` table).
+    fn start_with(config: &str) -> Api {
         let mut f = Fjord::new(None);
+        if !config.is_empty() {
+            let path = f.state.join("fjord.toml");
+            let text = std::fs::read_to_string(&path).expect("fjord.toml");
+            std::fs::write(&path, format!("{text}\n{config}")).expect("fjord.toml");
+        }
         f.ok(&["server", "add", "localhost", "--http-port", "8080", "--database", "sqlite"]);
         let code = f.make_codebase("p1");
         f.ok(&["platform", "add", "p1", "--path", &code]);
         f.ok(&["client", "add", "acme", "--quota", "3"]);
         f.ok(&["client", "add", "globex"]);
         let pw = |v: Value| v["password"].as_str().expect("a generated password").to_string();
-        pw(f.json(&["user", "passwd", "admin"]));
+        let admin_password = pw(f.json(&["user", "passwd", "admin"]));
         let alice_password = pw(f.json(&["user", "add", "alice", "--role", "client", "--client", "acme"]));
         f.json(&["user", "add", "bob", "--role", "client", "--client", "globex"]);
         f.json(&["user", "add", "pm", "--role", "platform-manager"]);
@@ -80,6 +107,7 @@ impl Api {
             rt,
             http: reqwest::Client::new(),
             admin,
+            admin_password,
             alice,
             alice_password,
             bob,
@@ -132,12 +160,20 @@ impl Api {
             if let Some(b) = body {
                 req = req.header("content-type", "application/json").body(b);
             }
-            let resp = req.send().await.expect("request is answered");
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let text = resp.text().await.expect("body");
-            let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-            Resp { status, headers, body, text }
+            Resp::of(req.send().await.expect("request is answered")).await
+        })
+    }
+
+    /// A login sent through `http` (e.g. a client bound to another local address, as a proxy), with
+    /// `forwarded` as its X-Forwarded-For header.
+    fn login_via(&self, http: &reqwest::Client, forwarded: Option<&str>, name: &str, password: &str) -> Resp {
+        self.rt.block_on(async {
+            let mut req =
+                http.post(format!("{}/api/login", self.base)).json(&json!({ "name": name, "password": password }));
+            if let Some(f) = forwarded {
+                req = req.header("x-forwarded-for", f);
+            }
+            Resp::of(req.send().await.expect("request is answered")).await
         })
     }
 
@@ -589,7 +625,8 @@ fn tokens_sessions_csrf_and_login_limits() {
         None,
     );
 
-    // Five wrong passwords for a name, then even the right one is refused for a while.
+    // Five wrong passwords for a name from one address, then even the right one is refused from there
+    // for a while (2^5 s; other addresses are not: see the tests below).
     let r = api.post(
         "/api/users",
         &api.admin,
@@ -631,6 +668,120 @@ fn tokens_sessions_csrf_and_login_limits() {
     let items = audit["items"].as_array().expect("items");
     assert!(items.iter().any(|e| e["action"] == "login" && e["outcome"] == "limited"), "{audit}");
     assert!(items.iter().any(|e| e["action"] == "logout" && e["actor"] == "web:alice"), "{audit}");
+}
+
+/// The audit log's login entries as (target, remote address, outcome).
+fn login_audit(api: &Api) -> Vec<(String, String, String)> {
+    let audit = api.get("/api/audit?limit=500", &api.admin).body;
+    let s = |e: &Value, k: &str| e[k].as_str().unwrap_or("").to_string();
+    let items = audit["items"].as_array().expect("items");
+    items
+        .iter()
+        .filter(|e| e["action"] == "login")
+        .map(|e| (s(e, "target"), s(e, "remote_addr"), s(e, "outcome")))
+        .collect()
+}
+
+/// Behind a TLS proxy on the same host (every TCP peer is 127.0.0.1), an attacker's failed logins, under
+/// many names and against the admin, limit the attacker's address only: a user and the admin still log
+/// in from their own addresses.
+#[test]
+fn an_attacker_behind_the_proxy_locks_out_neither_users_nor_the_admin() {
+    let api = Api::start_with("[web]\ntrusted_proxies = [\"127.0.0.1/32\"]\nlogin_failures_per_address = 20\n");
+    let http = api.http.clone();
+    let attacker = Some("203.0.113.66");
+    for _ in 0..5 {
+        assert_problem(&api.login_via(&http, attacker, "admin", "a wrong guess"), StatusCode::UNAUTHORIZED, None);
+    }
+    let r = api.login_via(&http, attacker, "admin", "another wrong guess");
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+    assert!((20..=32).contains(&r.retry_after()), "{:?}", r.headers);
+    for n in 0..15 {
+        let r = api.login_via(&http, attacker, &format!("user{n}"), "a wrong guess");
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    }
+    let r = api.login_via(&http, attacker, "nobody", "a wrong guess");
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+    assert!(r.retry_after() > 60, "the address waits for its failures to age: {:?}", r.headers);
+    // Others, behind the same proxy, log in at once: a user, and the admin the attacker tried.
+    let r = api.login_via(&http, Some("198.51.100.7"), "alice", &api.alice_password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api.login_via(&http, Some("198.51.100.8"), "admin", &api.admin_password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The audit log has every outcome under the address it came from.
+    let logins = login_audit(&api);
+    let count = |addr: &str, outcome: &str| logins.iter().filter(|(_, a, o)| a == addr && o == outcome).count();
+    assert_eq!((count("203.0.113.66", "denied"), count("203.0.113.66", "limited")), (20, 2), "{logins:?}");
+    assert!(logins.contains(&("user:admin".into(), "198.51.100.8".into(), "ok".into())), "{logins:?}");
+    assert!(logins.contains(&("user:alice".into(), "198.51.100.7".into(), "ok".into())), "{logins:?}");
+    assert!(logins.iter().all(|(_, a, _)| a != "127.0.0.1"), "{logins:?}");
+}
+
+/// X-Forwarded-For names the client only when a trusted proxy sends it: from any other peer it is
+/// ignored (an attacker cannot pick a new address for each guess), and behind the proxy two clients are
+/// counted apart.
+#[test]
+fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
+    let api = Api::start_with("[web]\ntrusted_proxies = [\"127.0.0.2/32\"]\nlogin_failures_per_address = 3\n");
+    // Straight from 127.0.0.1, which is no proxy, with a new forwarded address for each guess.
+    for n in 0..3 {
+        let r = api.login_via(&api.http, Some(&format!("192.0.2.{n}")), "alice", "a wrong guess");
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    }
+    let r = api.login_via(&api.http, Some("192.0.2.200"), "alice", &api.alice_password);
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+    // The proxy, at 127.0.0.2: one client behind it fails three times (what it writes left of the
+    // proxy's entry changes nothing) and is refused; another client behind it logs in.
+    let proxy =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().ok()).build().expect("client");
+    for n in 0..3 {
+        let r = api.login_via(&proxy, Some(&format!("10.9.9.{n}, 198.51.100.10")), &format!("user{n}"), "a guess");
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    }
+    let r = api.login_via(&proxy, Some("6.6.6.6, 198.51.100.10"), "alice", &api.alice_password);
+    assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+    let r = api.login_via(&proxy, Some("198.51.100.11"), "alice", &api.alice_password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let logins = login_audit(&api);
+    let addrs = |outcome: &str| {
+        let mut v: Vec<&str> = logins.iter().filter(|(_, _, o)| o == outcome).map(|(_, a, _)| a.as_str()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        addrs("denied"),
+        ["127.0.0.1", "127.0.0.1", "127.0.0.1", "198.51.100.10", "198.51.100.10", "198.51.100.10"]
+    );
+    assert_eq!(addrs("limited"), ["127.0.0.1", "198.51.100.10"]);
+    assert_eq!(addrs("ok"), ["198.51.100.11"]);
+}
+
+/// An account's failed logins make the address they came from wait before its next try, longer after
+/// each (2^n seconds, here at most 6), while the right password from elsewhere works at once.
+#[test]
+fn an_accounts_login_slow_down_grows() {
+    let api = Api::start_with(
+        "[web]\ntrusted_proxies = [\"127.0.0.1/32\"]\nlogin_failures_per_account = 1\nlogin_delay_max_seconds = 6\n",
+    );
+    let guesser = Some("203.0.113.7");
+    for expected in [2, 4, 6] {
+        assert_problem(&api.login_via(&api.http, guesser, "alice", "a wrong guess"), StatusCode::UNAUTHORIZED, None);
+        let r = api.login_via(&api.http, guesser, "alice", "a wrong guess");
+        assert_problem(&r, StatusCode::TOO_MANY_REQUESTS, None);
+        // Counted from the failed answer; a second may have gone by since.
+        assert!((expected - 1..=expected).contains(&r.retry_after()), "{expected}: {:?}", r.headers);
+        if expected < 6 {
+            std::thread::sleep(std::time::Duration::from_millis(expected * 1000 + 300));
+        }
+    }
+    // Meanwhile alice logs in from her own address, and that does not end the guesser's wait.
+    let r = api.login_via(&api.http, Some("198.51.100.7"), "alice", &api.alice_password);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_problem(
+        &api.login_via(&api.http, guesser, "alice", &api.alice_password),
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+    );
 }
 
 #[test]

@@ -72,7 +72,10 @@ pub async fn login(State(state): State<AppState>, Remote(remote): Remote, Form(f
             StatusCode::TOO_MANY_REQUESTS,
             &f.name,
             &next,
-            Some(format!("Too many failed logins; try again in {} minutes.", retry_after.div_ceil(60))),
+            Some(match retry_after {
+                0..=59 => format!("Too many failed logins; try again in {retry_after} seconds."),
+                _ => format!("Too many failed logins; try again in {} minutes.", retry_after.div_ceil(60)),
+            }),
         ),
         Err(e) => Err(e.into()),
     }

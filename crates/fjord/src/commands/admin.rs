@@ -176,10 +176,9 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
             let listener =
                 tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listening on {addr}"))?;
             let settings = fjord_web::WebSettings {
-                secure_cookies: file.secure_cookies.unwrap_or(false),
                 offsite: ctx.settings.offsite()?,
                 acme: ctx.settings.acme_request(false).ok(),
-                ..Default::default()
+                ..ctx.settings.web_settings()?
             };
             let state = fjord_web::AppState::new(store.clone(), ctx.layout(), settings);
             let local = listener.local_addr()?;

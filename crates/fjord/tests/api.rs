@@ -950,7 +950,7 @@ fn site_settings_sync_and_cron_through_the_api() {
     // Bad values are refused by field, before anything is planned or recorded.
     let before = api.get("/api/sites/a.example", &api.admin).body;
     let r = post("php-limits", &api.admin, json!({ "memory_limit": "lots" }));
-    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("php_limits"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("memory_limit"));
     let r = post("php-limits", &api.admin, json!({ "max_children": 4, "colour": "blue" }));
     assert_problem(&r, StatusCode::BAD_REQUEST, None);
     assert_problem(
@@ -1132,4 +1132,34 @@ fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
     let out = remote(&["platform", "migrate", "p1", "--to", "p1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already on p1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn php_sizes_php_would_read_differently_are_refused_naming_the_field() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    let state =
+        || (api.get("/api/sites/a.example", &api.admin).body, api.get("/api/tasks", &api.admin).body["total"].clone());
+    let before = state();
+    let post = |body: Value| api.post("/api/sites/a.example/php-limits", &api.admin, body);
+    // A sign or a space PHP would skip, a prefix it would read as hex, a unit it does not have, and a
+    // size past u64 (which used to wrap around to 1G).
+    for (field, value) in [
+        ("memory_limit", "+256M"),
+        ("memory_limit", "256 M"),
+        ("memory_limit", "256MB"),
+        ("upload_max", "+64M"),
+        ("upload_max", "0x40M"),
+        ("memory_limit", "17179869185G"),
+    ] {
+        let r = post(json!({ field: value }));
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
+        assert!(r.body["detail"].as_str().is_some_and(|d| d.contains(value)), "{value}: {}", r.text);
+    }
+    assert_eq!(state(), before, "a refused limit changed something");
+    // What PHP reads as written passes (units in either case) and reaches the planner, which refuses
+    // a site not installed yet (the workers are off).
+    let r = post(json!({ "memory_limit": "512m", "upload_max": "1G" }));
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.text.contains("a.example"), "{}", r.text);
 }

@@ -444,6 +444,10 @@ fn the_site_settings_page_changes_settings_and_shows_errors_by_field() {
         ui.post("/sites/a.example/settings/php-limits", &admin, &[("max_children", "many"), ("memory_limit", "256M")]);
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.body.contains("f-max_children-error") && r.body.contains("value=\"many\""), "{}", r.body);
+    // A size PHP would read differently is refused next to its own field.
+    let r = ui.post("/sites/a.example/settings/php-limits", &admin, &[("upload_max", "+64M")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("f-upload_max-error") && r.body.contains("value=\"+64M\""), "{}", r.body);
     let r = ui.post("/sites/a.example/settings/isolation", &admin, &[("mode", "shared")]);
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("f-mode-error"), "{}", r.body);

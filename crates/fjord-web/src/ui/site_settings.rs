@@ -159,7 +159,7 @@ pub async fn post(
                 api::php_limits(s, a, d, ApiJson(req)).await.map(|q| Some(q.0.id.0))
             }
             .await;
-            (&["max_children", "max_execution_time", "php_limits"], r)
+            (&["max_children", "memory_limit", "upload_max", "max_execution_time"], r)
         }
         "php" => {
             let req = api::PhpRuntimeChoice { runtime: f.runtime.clone().unwrap_or_default() };

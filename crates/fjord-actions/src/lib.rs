@@ -732,6 +732,22 @@ impl<'a> Actions<'a> {
             }
             _ => return Err(ActionError::invalid("path", "give only one of path, git, composer, archive")),
         };
+        // What the platform is built from must be there before anything is recorded. Only this
+        // machine's files can be looked at today: platforms on remote servers (reached over SSH, later)
+        // will need the same check made on their host, so it applies to the server named `localhost`.
+        use fjord_exec::probe::{path_kind, PathKind};
+        let needed = match &source {
+            PlatformSource::Path => Some(("path", root.as_str(), PathKind::Dir, "a directory")),
+            PlatformSource::Archive { file } => Some(("archive", file.as_str(), PathKind::File, "a file")),
+            PlatformSource::Git { .. } | PlatformSource::Composer { .. } => None,
+        };
+        if let (Some((field, path, kind, what)), true) = (needed, server.hostname == "localhost") {
+            match path_kind(std::path::Path::new(path)) {
+                Some(k) if k == kind => {}
+                Some(_) => return Err(ActionError::invalid(field, format!("{path} is not {what}"))),
+                None => return Err(ActionError::invalid(field, format!("{path} does not exist on this machine"))),
+            }
+        }
         Ok(NewPlatform { name, server: server.id, root, source })
     }
 

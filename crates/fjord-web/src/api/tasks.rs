@@ -2,9 +2,9 @@
 
 use super::{act, Queued};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::{Actor, AppState, SiteAction};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
@@ -87,7 +87,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let task = task_for(&state, &actor, id, None).await?;
     let steps = state.store.steps(task.id).await?;
@@ -130,7 +130,7 @@ const LOG_POLL: Duration = Duration::from_millis(300);
 pub async fn log(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
@@ -182,7 +182,7 @@ pub async fn log(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Task>> {
+pub async fn cancel(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Task>> {
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.cancel", &format!("task:{id}"), task.kind.as_str(), async {
@@ -191,7 +191,7 @@ pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<
     .await
 }
 
-pub async fn retry(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Queued> {
+pub async fn retry(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Queued> {
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.retry", &format!("task:{id}"), task.kind.as_str(), async {
@@ -228,7 +228,7 @@ pub async fn backups(
 pub async fn delete_backup(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Backup>> {
     act(&state, &actor, "backup.delete", &format!("backup:{id}"), "", async {
         let b = state.store.backup(BackupId(id)).await?;
@@ -242,7 +242,7 @@ pub async fn delete_backup(
     .await
 }
 
-pub async fn backup(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Backup>> {
+pub async fn backup(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Backup>> {
     let b = state.store.backup(BackupId(id)).await?;
     let site = state.store.site(b.site_id).await?;
     if !actor.can_view_site(&site) {
@@ -278,7 +278,7 @@ pub struct RestoreDeletedRequest {
 pub async fn restore_deleted(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     crate::extract::ApiJson(req): crate::extract::ApiJson<RestoreDeletedRequest>,
 ) -> ApiResult<Queued> {
     act(&state, &actor, "site-restore-deleted", &format!("backup:{id}"), req.domain.as_deref().unwrap_or(""), async {
@@ -297,7 +297,7 @@ pub async fn restore_deleted(
 pub async fn verify_backup(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (b, site) = backup_for(&state, &actor, id, SiteAction::Backup).await?;
     let checked = state.actions().verify_backup(&b, &site.domain, state.settings.offsite.as_ref()).await?;

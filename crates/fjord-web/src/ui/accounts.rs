@@ -5,7 +5,7 @@ use crate::api::accounts as api;
 use crate::auth::{self, MaybeActor};
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -221,7 +221,7 @@ pub async fn revoke_token(
     if token.user_id != v.0.user.id {
         return Err(ApiError::not_found("token", id).into());
     }
-    let _revoked = api::revoke_token(State(state), v.0.clone(), Path(id)).await?;
+    let _revoked = api::revoke_token(State(state), v.0.clone(), ApiPath(id)).await?;
     Ok(see_other("/account?done=revoked"))
 }
 
@@ -317,7 +317,7 @@ pub async fn delete_user(
     Path(name): Path<String>,
     _: CsrfForm<NoFields>,
 ) -> UiResult<Response> {
-    match api::delete_user(State(state), v.0.clone(), Path(name.clone())).await {
+    match api::delete_user(State(state), v.0.clone(), ApiPath(name.clone())).await {
         Ok(_) => Ok(see_other(&format!("/users?deleted={}", super::query_escape(&name)))),
         Err(e) => Err(UiError::Api(e)),
     }

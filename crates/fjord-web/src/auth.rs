@@ -313,6 +313,15 @@ impl Actor {
         Ok(())
     }
 
+    /// Refuses a client user's choice of platform for a site being built (a clone, a deleted site
+    /// restored): where sites run is for admins and platform managers to say.
+    pub fn require_platform_choice(&self, platform: Option<&str>) -> ApiResult<()> {
+        if platform.is_some() && !self.is_manager() {
+            return Err(ApiError::Forbidden("only an admin or platform manager may choose the platform".into()));
+        }
+        Ok(())
+    }
+
     /// Whether a client user belongs to `client`.
     pub fn in_client(&self, client: ClientId) -> bool {
         self.is_manager() || self.clients.contains(&client)

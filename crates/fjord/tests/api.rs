@@ -1134,6 +1134,26 @@ fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already on p1"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Records a backup of `domain` at `path`, as the daemon (absent here) would have; returns its id.
+fn insert_backup(api: &Api, domain: &str, path: &str) -> i64 {
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query(
+            "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
+             SELECT id, $1, 21, $3, 'pre-delete', 1 FROM sites WHERE domain = $2",
+        )
+        .bind(path)
+        .bind(domain)
+        .bind("ab".repeat(32))
+        .execute(&mut conn)
+        .await
+        .expect("insert backup");
+        sqlx::query_scalar::<_, i64>("SELECT max(id) FROM backups").fetch_one(&mut conn).await.expect("backup id")
+    })
+}
+
 #[test]
 fn php_sizes_php_would_read_differently_are_refused_naming_the_field() {
     let api = Api::start();
@@ -1162,6 +1182,50 @@ fn php_sizes_php_would_read_differently_are_refused_naming_the_field() {
     let r = post(json!({ "memory_limit": "512m", "upload_max": "1G" }));
     assert_problem(&r, StatusCode::CONFLICT, None);
     assert!(r.text.contains("a.example"), "{}", r.text);
+}
+
+#[test]
+fn a_client_restoring_a_deleted_site_may_not_choose_its_platform_as_for_a_clone() {
+    let api = Api::start();
+    api.create_site("gone.example", "globex");
+    api.create_site("b.example", "globex");
+    let dir = api.f.state.join("backups/gone.example");
+    std::fs::create_dir_all(&dir).expect("backups dir");
+    let archive = dir.join("gone.example-1.tar.zst");
+    std::fs::write(&archive, b"not really an archive").expect("archive");
+    let backup = insert_backup(&api, "gone.example", &archive.to_string_lossy());
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        for sql in [
+            "DELETE FROM site_domains WHERE site_id = (SELECT id FROM sites WHERE domain = 'gone.example')",
+            "UPDATE sites SET status = 'deleted' WHERE domain = 'gone.example'",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.expect("delete site");
+        }
+    });
+    // Bob (globex) may not say where his clone runs, nor where his deleted site comes back: one rule.
+    let clone = api.post("/api/sites/b.example/clone", &api.bob, json!({ "domain": "b2.example", "platform": "p1" }));
+    assert_problem(&clone, StatusCode::FORBIDDEN, None);
+    let path = format!("/api/backups/{backup}/restore");
+    let r = api.post(&path, &api.bob, json!({ "platform": "p1" }));
+    assert_problem(&r, StatusCode::FORBIDDEN, None);
+    assert_eq!(r.body["detail"], clone.body["detail"], "{}", r.text);
+    assert_eq!(api.get("/api/sites?q=gone", &api.admin).body["total"], 0, "a refusal recorded nothing");
+    let audit = api.get("/api/audit?limit=100", &api.admin).body;
+    let refused = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|e| e["actor"] == "api:bob" && e["action"] == "site-restore-deleted" && e["outcome"] == "denied");
+    assert!(refused, "{audit}");
+    // Without choosing, he may bring it back (on its old platform); a manager may choose.
+    let r = api.post(&path, &api.bob, json!({}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(api.get("/api/sites/gone.example", &api.admin).body["platform"], "p1");
+    let r = api.post(&path, &api.manager, json!({ "domain": "gone2.example", "platform": "p1" }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
 
 #[test]

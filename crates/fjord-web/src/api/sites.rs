@@ -245,9 +245,7 @@ pub async fn clone(
     ApiJson(req): ApiJson<CloneRequest>,
 ) -> ApiResult<Queued> {
     let src = site_for(&state, &actor, &domain, SiteAction::Clone).await?;
-    if req.platform.is_some() && !actor.is_manager() {
-        return Err(ApiError::Forbidden("only an admin or platform manager may choose the platform".into()));
-    }
+    actor.require_platform_choice(req.platform.as_deref())?;
     let target = format!("site:{}", req.domain);
     let (_, task) = act(&state, &actor, "site-clone", &target, &format!("from {}", src.domain), async {
         state.actions().clone_site(&src, &req.domain, req.platform.as_deref(), &req.aliases, &actor.created_by()).await

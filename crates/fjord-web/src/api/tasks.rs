@@ -283,6 +283,8 @@ pub async fn restore_deleted(
 ) -> ApiResult<Queued> {
     act(&state, &actor, "site-restore-deleted", &format!("backup:{id}"), req.domain.as_deref().unwrap_or(""), async {
         let (b, _) = backup_for(&state, &actor, id, SiteAction::Restore).await?;
+        // The same rule as a clone's: only a manager picks where a site is built.
+        actor.require_platform_choice(req.platform.as_deref())?;
         let offsite = state.settings.offsite.as_ref();
         let (_, task) = state
             .actions()

@@ -550,11 +550,15 @@ impl<'a> Actions<'a> {
 
     /// The restore arguments for `backup` of `site`, refusing another site's backup.
     pub async fn restore_args(&self, site: &Site, backup: BackupId) -> ActionResult<serde_json::Value> {
-        let b = self.store.backup(backup).await.map_err(|e| field_not_found(e, "backup"))?;
-        if b.site_id != site.id {
-            return Err(ActionError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
+        // Another site's backup and one that does not exist get the same answer: whoever asks about a
+        // site learns nothing of the others' backups.
+        let not_this_sites =
+            || ActionError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain));
+        match self.store.backup(backup).await {
+            Ok(b) if b.site_id == site.id => Ok(restore_args(&b)),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Err(not_this_sites()),
+            Err(e) => Err(e.into()),
         }
-        Ok(restore_args(&b))
     }
 
     /// A platform by name, or by id when no platform has that name.

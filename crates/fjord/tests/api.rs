@@ -1256,3 +1256,40 @@ fn path_parameters_that_do_not_parse_are_problems_naming_the_parameter() {
     // Without credentials the answer is still 401 first: nothing about the path is told to a stranger.
     assert_problem(&api.call(Method::GET, "/api/tasks/xyz", Auth::None, None), StatusCode::UNAUTHORIZED, None);
 }
+
+#[test]
+fn another_clients_backup_and_a_missing_one_answer_the_same() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    api.create_site("b.example", "globex");
+    let theirs = insert_backup(&api, "b.example", "/nowhere/b.tar.zst");
+    let missing = theirs + 1000;
+    let alice = &api.alice;
+    // The answer for an id, with the id itself taken out.
+    let answer = |method: &Method, path: &str, body: Option<Value>, id: i64| {
+        let r = api.call(method.clone(), path, Auth::Token(alice), body);
+        let ct = r.headers.get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+        (r.status, ct, r.text.replace(&id.to_string(), "ID"))
+    };
+    for (method, suffix, body) in [
+        (Method::GET, "", None),
+        (Method::DELETE, "", None),
+        (Method::POST, "/verify", Some(json!({}))),
+        (Method::POST, "/restore", Some(json!({}))),
+        (Method::POST, "/restore", Some(json!({ "domain": "mine.example" }))),
+    ] {
+        let a = answer(&method, &format!("/api/backups/{theirs}{suffix}"), body.clone(), theirs);
+        let b = answer(&method, &format!("/api/backups/{missing}{suffix}"), body, missing);
+        assert_eq!(a, b, "{method} /api/backups/ID{suffix}");
+        assert_eq!((a.0, a.1.as_deref()), (StatusCode::NOT_FOUND, Some("application/problem+json")), "{}", a.2);
+        assert!(!a.2.contains("b.example") && !a.2.contains("globex"), "{}", a.2);
+    }
+    // Restoring her own site from either: one refusal, naming the field.
+    let restore = |id: i64| answer(&Method::POST, "/api/sites/a.example/restore", Some(json!({ "backup": id })), id);
+    let (a, b) = (restore(theirs), restore(missing));
+    assert_eq!(a, b, "restoring a.example from another site's backup or a missing one");
+    assert_eq!(a.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.2);
+    // The admin still sees the backup, and "not found" for the missing one.
+    assert_eq!(api.get(&format!("/api/backups/{theirs}"), &api.admin).status, StatusCode::OK);
+    assert_problem(&api.get(&format!("/api/backups/{missing}"), &api.admin), StatusCode::NOT_FOUND, None);
+}

@@ -231,33 +231,33 @@ pub async fn delete_backup(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Backup>> {
     act(&state, &actor, "backup.delete", &format!("backup:{id}"), "", async {
-        let b = state.store.backup(BackupId(id)).await?;
-        let site = state.store.site(b.site_id).await?;
-        if !actor.can_view_site(&site) {
-            return Err(ApiError::not_found("backup", id));
-        }
+        let (b, _) = backup_for(&state, &actor, id, SiteAction::View).await?;
         actor.require_manager()?;
-        Ok(Json(state.actions().delete_backup(b.id, state.settings.offsite.as_ref()).await?))
+        Ok::<_, ApiError>(Json(state.actions().delete_backup(b.id, state.settings.offsite.as_ref()).await?))
     })
     .await
 }
 
 pub async fn backup(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Backup>> {
-    let b = state.store.backup(BackupId(id)).await?;
-    let site = state.store.site(b.site_id).await?;
-    if !actor.can_view_site(&site) {
-        return Err(ApiError::not_found("backup", id));
-    }
+    let (b, _) = backup_for(&state, &actor, id, SiteAction::View).await?;
     Ok(Json(b))
 }
 
-/// A backup that `actor` may `action` through the site it was taken of (404 otherwise), with that site.
+/// A backup that `actor` may `action` through the site it was taken of, with that site. One that does
+/// not exist and one of a site the actor may not see get the same answer, so a client learns nothing
+/// of other clients' backups, not even that an id is taken.
 async fn backup_for(state: &AppState, actor: &Actor, id: i64, action: SiteAction) -> ApiResult<(Backup, Site)> {
-    let b = state.store.backup(BackupId(id)).await?;
-    let site = state.store.site(b.site_id).await?;
-    if !actor.can_view_site(&site) {
-        return Err(ApiError::not_found("backup", id));
-    }
+    let hidden = || ApiError::not_found("backup", id);
+    let b = match state.store.backup(BackupId(id)).await {
+        Ok(b) => b,
+        Err(fjord_store::StoreError::NotFound { .. }) => return Err(hidden()),
+        Err(e) => return Err(e.into()),
+    };
+    let site = match state.store.site(b.site_id).await {
+        Ok(site) if actor.can_view_site(&site) => site,
+        Ok(_) | Err(fjord_store::StoreError::NotFound { .. }) => return Err(hidden()),
+        Err(e) => return Err(e.into()),
+    };
     actor.require_site(&site, action)?;
     Ok((b, site))
 }

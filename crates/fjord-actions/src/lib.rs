@@ -550,11 +550,15 @@ impl<'a> Actions<'a> {
 
     /// The restore arguments for `backup` of `site`, refusing another site's backup.
     pub async fn restore_args(&self, site: &Site, backup: BackupId) -> ActionResult<serde_json::Value> {
-        let b = self.store.backup(backup).await.map_err(|e| field_not_found(e, "backup"))?;
-        if b.site_id != site.id {
-            return Err(ActionError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain)));
+        // Another site's backup and one that does not exist get the same answer: whoever asks about a
+        // site learns nothing of the others' backups.
+        let not_this_sites =
+            || ActionError::invalid("backup", format!("backup {backup} is not a backup of {}", site.domain));
+        match self.store.backup(backup).await {
+            Ok(b) if b.site_id == site.id => Ok(restore_args(&b)),
+            Ok(_) | Err(StoreError::NotFound { .. }) => Err(not_this_sites()),
+            Err(e) => Err(e.into()),
         }
-        Ok(restore_args(&b))
     }
 
     /// A platform by name, or by id when no platform has that name.
@@ -736,6 +740,22 @@ impl<'a> Actions<'a> {
             }
             _ => return Err(ActionError::invalid("path", "give only one of path, git, composer, archive")),
         };
+        // What the platform is built from must be there before anything is recorded. Only this
+        // machine's files can be looked at today: platforms on remote servers (reached over SSH, later)
+        // will need the same check made on their host, so it applies to the server named `localhost`.
+        use fjord_exec::probe::{path_kind, PathKind};
+        let needed = match &source {
+            PlatformSource::Path => Some(("path", root.as_str(), PathKind::Dir, "a directory")),
+            PlatformSource::Archive { file } => Some(("archive", file.as_str(), PathKind::File, "a file")),
+            PlatformSource::Git { .. } | PlatformSource::Composer { .. } => None,
+        };
+        if let (Some((field, path, kind, what)), true) = (needed, server.hostname == "localhost") {
+            match path_kind(std::path::Path::new(path)) {
+                Some(k) if k == kind => {}
+                Some(_) => return Err(ActionError::invalid(field, format!("{path} is not {what}"))),
+                None => return Err(ActionError::invalid(field, format!("{path} does not exist on this machine"))),
+            }
+        }
         Ok(NewPlatform { name, server: server.id, root, source })
     }
 

@@ -75,7 +75,8 @@ impl Actions<'_> {
         limits.memory_limit = req.memory_limit.clone().unwrap_or(limits.memory_limit);
         limits.upload_max = req.upload_max.clone().unwrap_or(limits.upload_max);
         limits.max_execution_time = req.max_execution_time.unwrap_or(limits.max_execution_time);
-        limits.validate().map_err(|e| ActionError::invalid("php_limits", format!("invalid PHP limit: {e}")))?;
+        // The error names the request's field (`memory_limit`, …).
+        limits.validate()?;
         self.verify_with(site, DesiredChange::SitePhpLimits { site: site.id, limits }, dry_run, created_by).await
     }
 

@@ -1,7 +1,7 @@
 //! The entities of the hosting model. These are the desired state: everything on disk (vhosts, settings
 //! files, pools, grants) is derived from them by tasks.
 
-use crate::names::{Domain, Name};
+use crate::names::{Domain, Name, ValidationError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -319,32 +319,45 @@ impl Default for PhpLimits {
 }
 
 impl PhpLimits {
-    /// Checks every value; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        fn size(field: &str, v: &str) -> Result<(), String> {
-            let (digits, unit) = v.split_at(v.trim_end_matches(['K', 'M', 'G']).len());
-            let n: u64 = digits.parse().map_err(|_| format!("{field} {v:?}: a size such as 256M"))?;
-            let bytes = n * match unit {
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "" => 1,
-                _ => return Err(format!("{field} {v:?}: a size such as 256M")),
-            };
-            if !(1 << 20..=64 << 30).contains(&bytes) {
-                return Err(format!("{field} {v:?}: between 1M and 64G"));
-            }
-            Ok(())
-        }
+    /// Checks every value; the error names the field (`max children`, `memory limit`, `upload max`,
+    /// `max execution time`: with underscores, the request's field names).
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if !(1..=500).contains(&self.max_children) {
-            return Err(format!("max children {}: between 1 and 500", self.max_children));
+            return Err(ValidationError::new("max children", &self.max_children.to_string(), "between 1 and 500"));
         }
         if !(1..=86_400).contains(&self.max_execution_time) {
-            return Err(format!("max execution time {}: between 1 and 86400 seconds", self.max_execution_time));
+            let v = self.max_execution_time.to_string();
+            return Err(ValidationError::new("max execution time", &v, "between 1 and 86400 seconds"));
         }
-        size("memory limit", &self.memory_limit)?;
-        size("upload max", &self.upload_max)
+        for (field, v) in [("memory limit", &self.memory_limit), ("upload max", &self.upload_max)] {
+            let bytes = php_size(field, v)?;
+            if !(1 << 20..=64 << 30).contains(&bytes) {
+                return Err(ValidationError::new(field, v, "between 1M and 64G"));
+            }
+        }
+        Ok(())
     }
+}
+
+/// The bytes a PHP size setting (`memory_limit`, `upload_max_filesize`) stands for, accepting only
+/// what every PHP reads the same way: decimal digits without a leading zero (PHP reads `0…` as octal,
+/// `0x…` as hex), then at most one of the units K, M, G in either case (PHP's are case-insensitive).
+/// No sign, no spaces, nothing else (PHP would skip or guess at them), and no value that overflows.
+pub fn php_size(field: &'static str, v: &str) -> Result<u64, ValidationError> {
+    let bad = || ValidationError::new(field, v, "a whole number of bytes, or of K, M or G (e.g. 256M)");
+    let (digits, unit) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1u64 << 10),
+        Some(b'm' | b'M') => (&v[..v.len() - 1], 1 << 20),
+        Some(b'g' | b'G') => (&v[..v.len() - 1], 1 << 30),
+        _ => (v, 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return Err(bad());
+    }
+    // Digits only, so a parse error is an overflow.
+    let n: u64 = digits.parse().map_err(|_| ValidationError::new(field, v, "too large"))?;
+    n.checked_mul(unit).ok_or_else(|| ValidationError::new(field, v, "too large"))
 }
 
 /// What platform verify found in a codebase besides its app and version.
@@ -470,5 +483,72 @@ mod tests {
         assert!(bad(|l| l.max_execution_time = 0));
         let ok = PhpLimits { memory_limit: "1G".into(), ..Default::default() };
         assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn php_limits_name_their_field() {
+        let l = PhpLimits { upload_max: "+64M".into(), ..Default::default() };
+        assert_eq!(l.validate().map_err(|e| e.field), Err("upload max"));
+        let l = PhpLimits { memory_limit: "17179869185G".into(), ..Default::default() };
+        assert_eq!(l.validate().map_err(|e| e.field), Err("memory limit"));
+    }
+
+    #[test]
+    fn php_sizes_overflowing_u64_are_refused() {
+        // 17179869185 GiB is 2^64 bytes + 1 GiB: it used to wrap around to 1G and pass.
+        for v in ["17179869185G", "18446744073709551616", "18446744073709551615K", "99999999999999999999M"] {
+            let l = PhpLimits { memory_limit: v.into(), ..Default::default() };
+            assert!(l.validate().is_err(), "{v}");
+            let l = PhpLimits { upload_max: v.into(), ..Default::default() };
+            assert!(l.validate().is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn php_sizes_php_would_read_differently_are_refused() {
+        for v in [
+            "+256M",
+            "-256M",
+            " 256M",
+            "256M ",
+            "256 M",
+            "2 56M",
+            "256MB",
+            "256KM",
+            "256B",
+            "256T",
+            "M",
+            "",
+            "0256M",
+            "0x100M",
+            "0o400M",
+            "1.5G",
+            "256\u{0}M",
+            "２５６M",
+            "256Ｍ",
+        ] {
+            let l = PhpLimits { memory_limit: v.into(), ..Default::default() };
+            assert!(l.validate().is_err(), "{v:?} was accepted");
+            let l = PhpLimits { upload_max: v.into(), ..Default::default() };
+            assert!(l.validate().is_err(), "{v:?} was accepted");
+        }
+        // The units in either case, as PHP reads them, and plain bytes.
+        for v in ["256M", "256m", "2g", "2048k", "65536K", "1048576", "64G"] {
+            let l = PhpLimits { memory_limit: v.into(), upload_max: v.into(), ..Default::default() };
+            assert!(l.validate().is_ok(), "{v:?} was refused");
+        }
+    }
+
+    #[test]
+    fn php_sizes_are_read_as_php_reads_them() {
+        assert_eq!(php_size("memory limit", "256M").ok(), Some(256 << 20));
+        assert_eq!(php_size("memory limit", "256m").ok(), Some(256 << 20));
+        assert_eq!(php_size("memory limit", "2g").ok(), Some(2 << 30));
+        assert_eq!(php_size("memory limit", "2048k").ok(), Some(2 << 20));
+        assert_eq!(php_size("memory limit", "1048576").ok(), Some(1 << 20));
+        assert_eq!(php_size("memory limit", "18446744073709551615").ok(), Some(u64::MAX));
+        assert_eq!(php_size("memory limit", "16777216K").ok(), Some(16 << 30));
+        assert!(php_size("memory limit", "17179869184G").is_err(), "2^64 bytes");
+        assert!(php_size("memory limit", "0").is_ok_and(|n| n == 0), "out of range, but read");
     }
 }

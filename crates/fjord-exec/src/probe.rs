@@ -136,6 +136,28 @@ pub async fn drupal_db_settings(php: &str, web: &Path, site_dir: &str) -> Result
     }
 }
 
+/// What a path names on this machine, as [`path_kind`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Dir,
+    File,
+    /// A device, socket, FIFO…
+    Other,
+}
+
+/// What is at `path` on this machine (a symbolic link is followed), or `None` when nothing is there
+/// or it cannot be looked at. Read-only: one `stat`.
+pub fn path_kind(path: &Path) -> Option<PathKind> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(if meta.is_dir() {
+        PathKind::Dir
+    } else if meta.is_file() {
+        PathKind::File
+    } else {
+        PathKind::Other
+    })
+}
+
 /// A text file's content, if it can be read.
 pub fn read_text(path: &Path) -> Option<String> {
     std::fs::read_to_string(path).ok()
@@ -221,6 +243,17 @@ mod tests {
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let err = trusted_binary(&bin.to_string_lossy()).expect_err("under /tmp");
         assert!(err.contains("other than root"), "{err}");
+    }
+
+    #[test]
+    fn tells_directories_from_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(path_kind(dir.path()), Some(PathKind::Dir));
+        assert_eq!(path_kind(Path::new("/etc/passwd")), Some(PathKind::File));
+        assert_eq!(path_kind(Path::new("/dev/null")), Some(PathKind::Other));
+        assert_eq!(path_kind(&dir.path().join("nothing")), None);
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).expect("symlink");
+        assert_eq!(path_kind(&dir.path().join("link")), Some(PathKind::Dir), "a link is followed");
     }
 
     #[test]

@@ -160,10 +160,16 @@ pub struct NewSession {
     pub user: User,
 }
 
-/// Checks a user name and password (rate limited, audited) and opens a session.
-pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<IpAddr>) -> ApiResult<NewSession> {
+/// The audit entry of a login attempt as `name` (whatever was typed).
+pub fn login_audit(
+    name: &str,
+    remote: Option<IpAddr>,
+    user: Option<UserId>,
+    outcome: &str,
+    detail: &str,
+) -> AuditEntry {
     crate::audit::written();
-    let audit = |user: Option<UserId>, outcome: &str, detail: &str| AuditEntry {
+    AuditEntry {
         id: 0,
         ts: 0,
         user_id: user,
@@ -173,7 +179,13 @@ pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<
         detail: detail.into(),
         remote_addr: remote.map(|a| a.to_string()),
         outcome: outcome.into(),
-    };
+    }
+}
+
+/// Checks a user name and password (rate limited, audited) and opens a session.
+pub async fn login(state: &AppState, name: &str, password: &str, remote: Option<IpAddr>) -> ApiResult<NewSession> {
+    crate::audit::written();
+    let audit = |user: Option<UserId>, outcome: &str, detail: &str| login_audit(name, remote, user, outcome, detail);
     let attempt = match state.limiter.begin(&state.store, remote, name).await {
         Ok(a) => a,
         Err(e) => {
@@ -356,6 +368,15 @@ impl Actor {
         Ok(())
     }
 
+    /// Refuses a client user's choice of platform for a site being built (a clone, a deleted site
+    /// restored): where sites run is for admins and platform managers to say.
+    pub fn require_platform_choice(&self, platform: Option<&str>) -> ApiResult<()> {
+        if platform.is_some() && !self.is_manager() {
+            return Err(ApiError::Forbidden("only an admin or platform manager may choose the platform".into()));
+        }
+        Ok(())
+    }
+
     /// Whether a client user belongs to `client`.
     pub fn in_client(&self, client: ClientId) -> bool {
         self.is_manager() || self.clients.contains(&client)
@@ -397,8 +418,9 @@ impl Actor {
     }
 }
 
-fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+/// A cookie the request carries, by name.
+pub(crate) fn cookie_value<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
         v.split(';').map(str::trim).find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
     })
 }
@@ -450,7 +472,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> ApiResult<Option<Actor
             return Err(ApiError::Unauthenticated("unknown or revoked API token".into()));
         };
         (token.user_id, AuthVia::Token { id: token.id, scope: token.scope })
-    } else if let Some(id) = cookie_value(parts, SESSION_COOKIE).filter(|v| !v.is_empty()) {
+    } else if let Some(id) = cookie_value(&parts.headers, SESSION_COOKIE).filter(|v| !v.is_empty()) {
         let id_hash = secret_hash(id);
         let Some(session) = state.store.session(&id_hash).await? else {
             return Ok(None);

@@ -2,11 +2,20 @@
 //! carries it in the hidden field [`FIELD`], and [`CsrfForm`] refuses a POST without the right one
 //! before the handler runs. API calls made with a session cookie send it in the `X-CSRF-Token` header
 //! instead (checked by the [`Actor`] extractor); calls with an API token need none.
+//!
+//! The login form comes before any session, so it has its own token ([`LoginToken`]): a double-submit
+//! cookie. Serving the form sets a random value in an HttpOnly, `SameSite=Strict` cookie and puts the
+//! same value in the form; a login is accepted only when both arrive and match. Another site can make
+//! a browser post to `/login` but can neither read the cookie nor (with `SameSite=Strict`) have it sent
+//! with its post. Over HTTPS the cookie is `__Host-` prefixed, so a sibling subdomain (a hosted site)
+//! cannot plant one either; and a post the browser itself marks as coming from another site or
+//! subdomain (`Sec-Fetch-Site`) is refused whatever it carries. Works without JavaScript.
 
-use crate::auth::{same_secret, Actor};
+use crate::auth::{cookie_value, random_secret, same_secret, Actor};
 use crate::error::{serde_field, ApiError};
 use crate::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 
 /// The name of the hidden form field holding the token.
@@ -51,5 +60,103 @@ impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
             ApiError::BadRequest { field: serde_field(&message), message }
         })?;
         Ok(CsrfForm(value))
+    }
+}
+
+/// The login form's token and, when it is new, the `Set-Cookie` that gives it to the browser.
+#[derive(Debug, Clone)]
+pub struct LoginToken {
+    pub value: String,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+/// Random bytes in a login token (base64url: 43 characters).
+const LOGIN_TOKEN_BYTES: usize = 32;
+
+/// The login cookie's name: `__Host-` cookies must be `Secure`, so only when the panel is reached over
+/// HTTPS (`secure_cookies`).
+fn login_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-fjord_login"
+    } else {
+        "fjord_login"
+    }
+}
+
+/// The login token the browser sent in its cookie, if it has the shape of one.
+fn sent_login_cookie(secure: bool, headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, login_cookie_name(secure))
+        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// The token for a login form about to be served: the browser's own if it has one (so two open login
+/// pages both work), else a new one with its cookie. `secure`: the settings' `secure_cookies`.
+pub fn login_token(secure: bool, headers: &HeaderMap) -> LoginToken {
+    if let Some(v) = sent_login_cookie(secure, headers) {
+        return LoginToken { value: v.to_string(), set_cookie: None };
+    }
+    let value = random_secret(LOGIN_TOKEN_BYTES);
+    let attrs = if secure { "; Secure" } else { "" };
+    let cookie = format!("{}={value}; Path=/; HttpOnly; SameSite=Strict{attrs}", login_cookie_name(secure));
+    LoginToken { value, set_cookie: HeaderValue::from_str(&cookie).ok() }
+}
+
+/// Whether a login post came from our own login form: the token `sent` in its [`FIELD`] matches its
+/// cookie, and the browser does not say it was posted from another site. `Err` says why not.
+pub fn check_login_token(secure: bool, headers: &HeaderMap, sent: &str) -> Result<(), &'static str> {
+    // Sent by every current browser: `same-site` is a sibling subdomain (maybe a hosted site), `none`
+    // a request the user made themselves.
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return Err("login form posted from another site");
+    }
+    match sent_login_cookie(secure, headers) {
+        Some(expected) if same_secret(sent, expected) => Ok(()),
+        Some(_) => Err("login form with a wrong CSRF token"),
+        None => Err("login form without its CSRF cookie"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header::COOKIE;
+
+    fn with_cookie(c: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(c).expect("ascii"));
+        h
+    }
+
+    #[test]
+    fn a_login_form_token_is_a_cookie_the_form_must_repeat() {
+        for secure in [false, true] {
+            let t = login_token(secure, &HeaderMap::new());
+            let set = t.set_cookie.expect("a new cookie").to_str().expect("ascii").to_string();
+            assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+            assert_eq!(set.starts_with("__Host-") && set.contains("; Secure") && set.contains("Path=/;"), secure);
+            let cookie = with_cookie(set.split(';').next().expect("pair"));
+            // The browser's own token is kept, not replaced.
+            let again = login_token(secure, &cookie);
+            assert_eq!((again.value.as_str(), again.set_cookie.is_none()), (t.value.as_str(), true));
+            assert_eq!(check_login_token(secure, &cookie, &t.value), Ok(()));
+            assert!(check_login_token(secure, &cookie, "").is_err());
+            assert!(check_login_token(secure, &cookie, &random_secret(32)).is_err());
+            assert!(check_login_token(secure, &HeaderMap::new(), &t.value).is_err(), "no cookie");
+            // The browser says another site (or a sibling subdomain) posted it.
+            for site in ["cross-site", "same-site"] {
+                let mut h = cookie.clone();
+                h.insert("sec-fetch-site", HeaderValue::from_static(site));
+                assert!(check_login_token(secure, &h, &t.value).is_err(), "{site}");
+            }
+            let mut h = cookie.clone();
+            h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+            assert_eq!(check_login_token(secure, &h, &t.value), Ok(()));
+        }
+        // A plain-HTTP cookie is not taken for the `__Host-` one, nor a malformed value for a token.
+        let plain = login_token(false, &HeaderMap::new());
+        let cookie = with_cookie(&format!("fjord_login={}", plain.value));
+        assert!(check_login_token(true, &cookie, &plain.value).is_err());
+        assert!(check_login_token(false, &with_cookie("fjord_login=short"), "short").is_err());
     }
 }

@@ -1101,7 +1101,7 @@ fn site_settings_sync_and_cron_through_the_api() {
     // Bad values are refused by field, before anything is planned or recorded.
     let before = api.get("/api/sites/a.example", &api.admin).body;
     let r = post("php-limits", &api.admin, json!({ "memory_limit": "lots" }));
-    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("php_limits"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("memory_limit"));
     let r = post("php-limits", &api.admin, json!({ "max_children": 4, "colour": "blue" }));
     assert_problem(&r, StatusCode::BAD_REQUEST, None);
     assert_problem(
@@ -1283,4 +1283,164 @@ fn a_platform_migrate_is_one_batch_task_for_platform_managers() {
     let out = remote(&["platform", "migrate", "p1", "--to", "p1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already on p1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Records a backup of `domain` at `path`, as the daemon (absent here) would have; returns its id.
+fn insert_backup(api: &Api, domain: &str, path: &str) -> i64 {
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        sqlx::query(
+            "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
+             SELECT id, $1, 21, $3, 'pre-delete', 1 FROM sites WHERE domain = $2",
+        )
+        .bind(path)
+        .bind(domain)
+        .bind("ab".repeat(32))
+        .execute(&mut conn)
+        .await
+        .expect("insert backup");
+        sqlx::query_scalar::<_, i64>("SELECT max(id) FROM backups").fetch_one(&mut conn).await.expect("backup id")
+    })
+}
+
+#[test]
+fn php_sizes_php_would_read_differently_are_refused_naming_the_field() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    let state =
+        || (api.get("/api/sites/a.example", &api.admin).body, api.get("/api/tasks", &api.admin).body["total"].clone());
+    let before = state();
+    let post = |body: Value| api.post("/api/sites/a.example/php-limits", &api.admin, body);
+    // A sign or a space PHP would skip, a prefix it would read as hex, a unit it does not have, and a
+    // size past u64 (which used to wrap around to 1G).
+    for (field, value) in [
+        ("memory_limit", "+256M"),
+        ("memory_limit", "256 M"),
+        ("memory_limit", "256MB"),
+        ("upload_max", "+64M"),
+        ("upload_max", "0x40M"),
+        ("memory_limit", "17179869185G"),
+    ] {
+        let r = post(json!({ field: value }));
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some(field));
+        assert!(r.body["detail"].as_str().is_some_and(|d| d.contains(value)), "{value}: {}", r.text);
+    }
+    assert_eq!(state(), before, "a refused limit changed something");
+    // What PHP reads as written passes (units in either case) and reaches the planner, which refuses
+    // a site not installed yet (the workers are off).
+    let r = post(json!({ "memory_limit": "512m", "upload_max": "1G" }));
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.text.contains("a.example"), "{}", r.text);
+}
+
+#[test]
+fn a_client_restoring_a_deleted_site_may_not_choose_its_platform_as_for_a_clone() {
+    let api = Api::start();
+    api.create_site("gone.example", "globex");
+    api.create_site("b.example", "globex");
+    let dir = api.f.state.join("backups/gone.example");
+    std::fs::create_dir_all(&dir).expect("backups dir");
+    let archive = dir.join("gone.example-1.tar.zst");
+    std::fs::write(&archive, b"not really an archive").expect("archive");
+    let backup = insert_backup(&api, "gone.example", &archive.to_string_lossy());
+    let db = api.f.state.join("fjord.db");
+    api.rt.block_on(async {
+        use sqlx::ConnectOptions as _;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
+        for sql in [
+            "DELETE FROM site_domains WHERE site_id = (SELECT id FROM sites WHERE domain = 'gone.example')",
+            "UPDATE sites SET status = 'deleted' WHERE domain = 'gone.example'",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.expect("delete site");
+        }
+    });
+    // Bob (globex) may not say where his clone runs, nor where his deleted site comes back: one rule.
+    let clone = api.post("/api/sites/b.example/clone", &api.bob, json!({ "domain": "b2.example", "platform": "p1" }));
+    assert_problem(&clone, StatusCode::FORBIDDEN, None);
+    let path = format!("/api/backups/{backup}/restore");
+    let r = api.post(&path, &api.bob, json!({ "platform": "p1" }));
+    assert_problem(&r, StatusCode::FORBIDDEN, None);
+    assert_eq!(r.body["detail"], clone.body["detail"], "{}", r.text);
+    assert_eq!(api.get("/api/sites?q=gone", &api.admin).body["total"], 0, "a refusal recorded nothing");
+    let audit = api.get("/api/audit?limit=100", &api.admin).body;
+    let refused = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|e| e["actor"] == "api:bob" && e["action"] == "site-restore-deleted" && e["outcome"] == "denied");
+    assert!(refused, "{audit}");
+    // Without choosing, he may bring it back (on its old platform); a manager may choose.
+    let r = api.post(&path, &api.bob, json!({}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(api.get("/api/sites/gone.example", &api.admin).body["platform"], "p1");
+    let r = api.post(&path, &api.manager, json!({ "domain": "gone2.example", "platform": "p1" }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+}
+
+#[test]
+fn path_parameters_that_do_not_parse_are_problems_naming_the_parameter() {
+    let api = Api::start();
+    // The two of the issue, then every route with a numeric id in its path.
+    let r = api.get("/api/backups/abc", &api.admin);
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("id"));
+    assert!(r.text.contains("abc"), "{}", r.text);
+    assert_problem(&api.get("/api/tasks/xyz", &api.admin), StatusCode::BAD_REQUEST, Some("id"));
+    let doc = api.call(Method::GET, "/api/openapi.json", Auth::None, None).body;
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.contains("{id}") {
+            continue;
+        }
+        for method in item.as_object().expect("path item").keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let body = (m == Method::POST).then(|| json!({}));
+            for bad in ["xyz", "1.5", "99999999999999999999", "-"] {
+                let r = api.call(m.clone(), &path.replace("{id}", bad), Auth::Token(&api.admin), body.clone());
+                assert_problem(&r, StatusCode::BAD_REQUEST, Some("id"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 4 * 8, "only {checked} requests: where did the routes with an id go?");
+    // Without credentials the answer is still 401 first: nothing about the path is told to a stranger.
+    assert_problem(&api.call(Method::GET, "/api/tasks/xyz", Auth::None, None), StatusCode::UNAUTHORIZED, None);
+}
+
+#[test]
+fn another_clients_backup_and_a_missing_one_answer_the_same() {
+    let api = Api::start();
+    api.create_site("a.example", "acme");
+    api.create_site("b.example", "globex");
+    let theirs = insert_backup(&api, "b.example", "/nowhere/b.tar.zst");
+    let missing = theirs + 1000;
+    let alice = &api.alice;
+    // The answer for an id, with the id itself taken out.
+    let answer = |method: &Method, path: &str, body: Option<Value>, id: i64| {
+        let r = api.call(method.clone(), path, Auth::Token(alice), body);
+        let ct = r.headers.get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+        (r.status, ct, r.text.replace(&id.to_string(), "ID"))
+    };
+    for (method, suffix, body) in [
+        (Method::GET, "", None),
+        (Method::DELETE, "", None),
+        (Method::POST, "/verify", Some(json!({}))),
+        (Method::POST, "/restore", Some(json!({}))),
+        (Method::POST, "/restore", Some(json!({ "domain": "mine.example" }))),
+    ] {
+        let a = answer(&method, &format!("/api/backups/{theirs}{suffix}"), body.clone(), theirs);
+        let b = answer(&method, &format!("/api/backups/{missing}{suffix}"), body, missing);
+        assert_eq!(a, b, "{method} /api/backups/ID{suffix}");
+        assert_eq!((a.0, a.1.as_deref()), (StatusCode::NOT_FOUND, Some("application/problem+json")), "{}", a.2);
+        assert!(!a.2.contains("b.example") && !a.2.contains("globex"), "{}", a.2);
+    }
+    // Restoring her own site from either: one refusal, naming the field.
+    let restore = |id: i64| answer(&Method::POST, "/api/sites/a.example/restore", Some(json!({ "backup": id })), id);
+    let (a, b) = (restore(theirs), restore(missing));
+    assert_eq!(a, b, "restoring a.example from another site's backup or a missing one");
+    assert_eq!(a.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.2);
+    // The admin still sees the backup, and "not found" for the missing one.
+    assert_eq!(api.get(&format!("/api/backups/{theirs}"), &api.admin).status, StatusCode::OK);
+    assert_problem(&api.get(&format!("/api/backups/{missing}"), &api.admin), StatusCode::NOT_FOUND, None);
 }

@@ -38,7 +38,8 @@ fn dry_runs_and_bad_input_change_nothing() {
     ]);
     assert!(out.contains("dry run") && out.contains("+    server_name a.example b.example;"), "{out}");
     f.ok(&["--dry-run", "server", "add", "web2", "--http-port", "81"]);
-    f.ok(&["--dry-run", "platform", "add", "p2", "--path", "/srv/nowhere"]);
+    let p2 = f.make_codebase("p2");
+    f.ok(&["--dry-run", "platform", "add", "p2", "--path", &p2]);
     f.ok(&["--dry-run", "client", "add", "acme"]);
     for bad in [
         vec!["site", "create", "../etc/passwd", "--platform", "p1"],
@@ -54,7 +55,9 @@ fn dry_runs_and_bad_input_change_nothing() {
         vec!["platform", "add", "Bad Name", "--path", "/srv"],
         vec!["platform", "add", "p2", "--path", "relative/dir"],
         vec!["platform", "add", "p2", "--path", "/srv/../etc"],
-        vec!["platform", "add", "p1", "--path", "/srv/other"],
+        vec!["platform", "add", "p1", "--path", &p2],
+        vec!["platform", "add", "p2", "--path", "/srv/nowhere"],
+        vec!["platform", "add", "p2", "--path", "/etc/passwd"],
         vec!["platform", "add", "p2", "--git", "--upload-pack=evil", "--ref", "main"],
         vec!["server", "add", "web2", "--http", "iis"],
         vec!["server", "add", "web2", "--php", "8.2"],
@@ -68,6 +71,36 @@ fn dry_runs_and_bad_input_change_nothing() {
         assert!(err.starts_with("error"), "{bad:?}: {err}");
     }
     assert_eq!((f.files(), f.state_summary()), before, "a dry run or bad input changed the state");
+}
+
+#[test]
+fn a_platform_path_or_archive_that_is_not_there_is_refused_and_records_nothing() {
+    let f = Fjord::new(None);
+    setup(&f);
+    let code = f.dir.path().join("code");
+    let archive = code.join("p2.tar.gz");
+    std::fs::write(&archive, b"an archive").expect("archive");
+    let (code, archive) = (code.to_string_lossy().into_owned(), archive.to_string_lossy().into_owned());
+    let listed = || (f.json(&["platform", "list"]), f.json(&["task", "list", "--limit", "1000"]));
+    let before = listed();
+    for (args, says) in [
+        (vec!["platform", "add", "p2", "--path", "/etc/passwd"], "/etc/passwd is not a directory"),
+        (vec!["platform", "add", "p2", "--path", "/srv/nowhere"], "/srv/nowhere does not exist on this machine"),
+        (vec!["--dry-run", "platform", "add", "p2", "--path", "/etc/passwd"], "/etc/passwd is not a directory"),
+        (vec!["platform", "add", "p2", "--archive", "/srv/nowhere.tar.gz"], "/srv/nowhere.tar.gz does not exist"),
+        (vec!["platform", "add", "p2", "--archive", &code], "is not a file"),
+        (vec!["platform", "add", "p2", "--archive", "/dev/null"], "/dev/null is not a file"),
+    ] {
+        let err = f.fails(&args);
+        assert!(err.starts_with("error") && err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(listed(), before, "a refused platform was recorded");
+    // What is there is accepted: a directory for --path, a file for --archive.
+    f.ok(&["platform", "add", "p2", "--archive", &archive]);
+    f.ok(&["platform", "add", "p3", "--path", &code]);
+    let names: Vec<Value> =
+        f.json(&["platform", "list"]).as_array().expect("list").iter().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, ["p1", "p2", "p3"]);
 }
 
 #[test]

@@ -100,13 +100,27 @@ impl Ui {
         self.request(Method::POST, path, Some(s), Some(&all))
     }
 
+    /// The login page as a browser gets it: its cookie and the token its form carries.
+    fn login_form(&self) -> Session {
+        let r = self.get("/login", None);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let cookie = r
+            .headers
+            .get("set-cookie")
+            .map(|v| v.to_str().expect("ascii").split(';').next().expect("cookie").to_string())
+            .unwrap_or_default();
+        // (None on a version without the login form's token.)
+        let csrf = if r.body.contains("name=\"_csrf\"") { hidden_csrf(&r.body) } else { String::new() };
+        Session { cookie, csrf }
+    }
+
+    /// Posts the login form as a browser would, after loading it.
+    fn post_login(&self, fields: &[(&str, &str)]) -> Page {
+        self.post("/login", &self.login_form(), fields)
+    }
+
     fn login(&self, name: &str, password: &str) -> Session {
-        let r = self.request(
-            Method::POST,
-            "/login",
-            None,
-            Some(&[("name", name), ("password", password), ("next", "/sites")]),
-        );
+        let r = self.post_login(&[("name", name), ("password", password), ("next", "/sites")]);
         assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/sites"), "{}", r.body);
         let cookie = r.headers["set-cookie"].to_str().expect("ascii").split(';').next().expect("cookie").to_string();
         let mut s = Session { cookie, csrf: String::new() };
@@ -159,6 +173,67 @@ fn rows(html: &str, table_id: &str) -> usize {
 }
 
 #[test]
+fn a_login_post_without_the_forms_csrf_token_is_refused_and_audited() {
+    let ui = Ui::start();
+    let creds = [("name", "admin"), ("password", ui.admin_password.as_str()), ("next", "/sites")];
+    let session_opened = |p: &Page| {
+        p.headers.get_all("set-cookie").iter().any(|v| v.to_str().is_ok_and(|v| v.starts_with("fjord_session=")))
+    };
+    // What a page elsewhere can post: the right password, but neither the form's token nor its cookie.
+    let r = ui.request(Method::POST, "/login", None, Some(&creds));
+    assert_eq!((r.status, session_opened(&r)), (StatusCode::FORBIDDEN, false), "{}", r.body);
+    // The login page sets its token in a cookie scripts cannot read and other sites' posts do not carry.
+    let page = ui.get("/login", None);
+    let set = page.headers["set-cookie"].to_str().expect("ascii");
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let form = ui.login_form();
+    assert!(!form.cookie.is_empty() && !form.csrf.is_empty(), "the form carries a token");
+    // Without the token, with a wrong one, with the token but not its cookie: refused before the
+    // password is looked at, with the form again to retry with.
+    let refused = [
+        ui.request(Method::POST, "/login", Some(&form), Some(&creds)),
+        ui.post("/login", &Session { cookie: form.cookie.clone(), csrf: "x".repeat(43) }, &creds),
+        ui.post("/login", &Session { cookie: String::new(), csrf: form.csrf.clone() }, &creds),
+    ];
+    for r in &refused {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert!(!session_opened(r), "a session was opened");
+        assert!(r.body.contains("did not come from this site") && r.body.contains("name=\"_csrf\""), "{}", r.body);
+    }
+    // A post the browser says came from another site is refused even with both.
+    let cross = ui.rt.block_on(async {
+        let body = format!("_csrf={}&name=admin&password={}", form.csrf, urlencode(&ui.admin_password));
+        ui.http
+            .post(format!("{}/login", ui.base))
+            .header("cookie", &form.cookie)
+            .header("sec-fetch-site", "cross-site")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("answered")
+            .status()
+    });
+    assert_eq!(cross, StatusCode::FORBIDDEN);
+    // Each refusal is in the audit log.
+    let audit = ui.rt.block_on(async {
+        let r = ui.http.get(format!("{}/api/audit?limit=100", ui.base)).bearer_auth(&ui.admin_token).send().await;
+        r.expect("answered").json::<Value>().await.expect("audit")
+    });
+    let denied = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["action"] == "login" && e["outcome"] == "denied" && e["detail"] != "wrong user name or password")
+        .count();
+    assert_eq!(denied, 5, "{audit}");
+    // From the form itself, with its cookie, the login works.
+    let r = ui.post("/login", &form, &creds);
+    assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/sites"), "{}", r.body);
+    assert!(session_opened(&r));
+}
+
+#[test]
 fn pages_need_a_login_and_come_back_after_it() {
     let ui = Ui::start();
     let r = ui.get("/sites?status=queued", None);
@@ -167,16 +242,11 @@ fn pages_need_a_login_and_come_back_after_it() {
     let r = ui.get("/login?next=/sites", None);
     assert!(r.body.contains("name=\"password\"") && r.body.contains("<label for=\"f-password\">"), "{}", r.body);
     // A wrong password: the form again with a message, no cookie.
-    let r = ui.request(Method::POST, "/login", None, Some(&[("name", "admin"), ("password", "wrong password!")]));
+    let r = ui.post_login(&[("name", "admin"), ("password", "wrong password!")]);
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body.contains("Wrong user name or password.") && r.headers.get("set-cookie").is_none());
     // `next` never leaves the site.
-    let r = ui.request(
-        Method::POST,
-        "/login",
-        None,
-        Some(&[("name", "admin"), ("password", &ui.admin_password), ("next", "//evil.example/")]),
-    );
+    let r = ui.post_login(&[("name", "admin"), ("password", &ui.admin_password), ("next", "//evil.example/")]);
     assert_eq!((r.status, r.location.as_str()), (StatusCode::SEE_OTHER, "/"));
     let s = ui.login("admin", &ui.admin_password);
     let r = ui.get("/", Some(&s));
@@ -444,6 +514,10 @@ fn the_site_settings_page_changes_settings_and_shows_errors_by_field() {
         ui.post("/sites/a.example/settings/php-limits", &admin, &[("max_children", "many"), ("memory_limit", "256M")]);
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
     assert!(r.body.contains("f-max_children-error") && r.body.contains("value=\"many\""), "{}", r.body);
+    // A size PHP would read differently is refused next to its own field.
+    let r = ui.post("/sites/a.example/settings/php-limits", &admin, &[("upload_max", "+64M")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("f-upload_max-error") && r.body.contains("value=\"+64M\""), "{}", r.body);
     let r = ui.post("/sites/a.example/settings/isolation", &admin, &[("mode", "shared")]);
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.body.contains("f-mode-error"), "{}", r.body);

@@ -3,9 +3,9 @@
 use super::{act, Paging};
 use crate::auth::{self, remote_addr};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{Actor, AppState};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -163,7 +163,7 @@ pub async fn new_token(
 pub async fn revoke_token(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<fjord_store::ApiToken>> {
     let token = state.store.token(id).await?;
     if token.user_id != actor.user.id && !actor.is_admin() {
@@ -202,7 +202,7 @@ async fn user_by_name(state: &AppState, name: &str) -> ApiResult<User> {
 pub async fn user(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     if actor.user.name.as_str() != name {
         actor.require_admin()?;
@@ -225,7 +225,7 @@ pub async fn add_user(
 pub async fn delete_user(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     actor.require_admin()?;
     let target = format!("user:{name}");
@@ -246,7 +246,7 @@ pub async fn delete_user(
 pub async fn set_password(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<PasswordSet>,
 ) -> ApiResult<StatusCode> {
     actor.require_admin()?;

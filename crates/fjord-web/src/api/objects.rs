@@ -2,9 +2,9 @@
 
 use super::{act, queued, Queued};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::{Actor, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -39,12 +39,20 @@ pub async fn servers(State(state): State<AppState>, actor: Actor) -> ApiResult<J
     Ok(Json(state.store.servers().await?))
 }
 
-pub async fn server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Json<Server>> {
+pub async fn server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Server>> {
     actor.require_manager()?;
     Ok(Json(state.store.server_by_name(&name).await?))
 }
 
-pub async fn verify_server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Queued> {
+pub async fn verify_server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Queued> {
     server_task(&state, &actor, &name, "server.verify", TaskKind::ServerVerify).await
 }
 
@@ -56,7 +64,7 @@ pub async fn platforms(State(state): State<AppState>, actor: Actor) -> ApiResult
 pub async fn platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     actor.require_manager()?;
     let p = state.store.platform_by_name(&name).await?;
@@ -86,7 +94,7 @@ pub async fn add_platform(
 pub async fn verify_platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Queued> {
     platform_task(&state, &actor, &name, "platform.verify", TaskKind::PlatformVerify).await
 }
@@ -117,7 +125,7 @@ async fn set_lock(state: AppState, actor: Actor, name: String, locked: bool) -> 
 pub async fn lock_platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Platform>> {
     set_lock(state, actor, name, true).await
 }
@@ -125,7 +133,7 @@ pub async fn lock_platform(
 pub async fn unlock_platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Platform>> {
     set_lock(state, actor, name, false).await
 }
@@ -142,7 +150,11 @@ pub async fn add_server(
     Ok(Queued(task))
 }
 
-pub async fn remove_server(State(state): State<AppState>, actor: Actor, Path(name): Path<String>) -> ApiResult<Queued> {
+pub async fn remove_server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Queued> {
     server_task(&state, &actor, &name, "server.remove", TaskKind::ServerRemove).await
 }
 
@@ -183,7 +195,7 @@ where
 pub async fn switch_web(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<WebSwitch>,
 ) -> ApiResult<Queued> {
     let actions = state.actions();
@@ -197,7 +209,7 @@ pub async fn switch_web(
 pub async fn add_php_runtime(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<PhpRuntimeAdd>,
 ) -> ApiResult<Queued> {
     let actions = state.actions();
@@ -211,7 +223,7 @@ pub async fn add_php_runtime(
 pub async fn remove_php_runtime(
     State(state): State<AppState>,
     actor: Actor,
-    Path((name, runtime)): Path<(String, String)>,
+    ApiPath((name, runtime)): ApiPath<(String, String)>,
 ) -> ApiResult<Queued> {
     let actions = state.actions();
     change_services(&state, &actor, &name, "server.php.remove", &runtime, |s| async {
@@ -224,7 +236,7 @@ pub async fn remove_php_runtime(
 pub async fn set_real_ip(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<RealIpSet>,
 ) -> ApiResult<Queued> {
     let actions = state.actions();
@@ -268,7 +280,7 @@ pub async fn refresh_proxy_ranges(
 pub async fn remove_platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Queued> {
     platform_task(&state, &actor, &name, "platform.remove", TaskKind::PlatformRemove).await
 }
@@ -281,7 +293,7 @@ pub const PREVIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(120
 pub async fn migrate_platform(
     State(state): State<AppState>,
     actor: Actor,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<PlatformMigrate>,
 ) -> ApiResult<Response> {
     actor.require_manager()?;

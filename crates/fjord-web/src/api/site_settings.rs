@@ -5,9 +5,9 @@
 use super::sites::site_for;
 use super::{act, Queued};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::{Actor, AppState, SiteAction};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use fjord_actions::{parse_isolation, CertChange, HttpsChange, PhpLimitsChange, SyncRequest};
 use fjord_core::*;
@@ -35,7 +35,7 @@ where
 pub async fn php_limits(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<PhpLimitsChange>,
 ) -> ApiResult<Queued> {
     let (by, st) = (actor.created_by(), state.clone());
@@ -55,7 +55,7 @@ pub struct PhpRuntimeChoice {
 pub async fn php_runtime(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<PhpRuntimeChoice>,
 ) -> ApiResult<Queued> {
     let (by, st) = (actor.created_by(), state.clone());
@@ -75,7 +75,7 @@ pub struct IsolationChoice {
 pub async fn isolation(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<IsolationChoice>,
 ) -> ApiResult<Queued> {
     let (by, st) = (actor.created_by(), state.clone());
@@ -96,7 +96,7 @@ pub struct HealthMarker {
 pub async fn health_marker(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<HealthMarker>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let site = site_for(&state, &actor, &domain, SiteAction::Settings).await?;
@@ -108,7 +108,7 @@ pub async fn health_marker(
     .await
 }
 
-pub async fn cron(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+pub async fn cron(State(state): State<AppState>, actor: Actor, ApiPath(domain): ApiPath<String>) -> ApiResult<Queued> {
     let site = site_for(&state, &actor, &domain, SiteAction::Verify).await?;
     let target = format!("site:{}", site.domain);
     act(&state, &actor, "site-cron", &target, "", async {
@@ -122,7 +122,7 @@ pub async fn cron(State(state): State<AppState>, actor: Actor, Path(domain): Pat
 pub async fn sync(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<SyncRequest>,
 ) -> ApiResult<Queued> {
     let target_site = site_for(&state, &actor, &domain, SiteAction::Restore).await?;
@@ -145,7 +145,7 @@ pub async fn sync(
 pub async fn https(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<HttpsChange>,
 ) -> ApiResult<Queued> {
     let (by, st) = (actor.created_by(), state.clone());
@@ -159,7 +159,7 @@ pub async fn https(
 pub async fn cert(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<CertChange>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let site = site_for(&state, &actor, &domain, SiteAction::Settings).await?;

@@ -2,9 +2,9 @@
 
 use super::{act, Queued};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::{Actor, AppState, SiteAction};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use fjord_actions::{self as actions, SiteCreate};
 use fjord_core::*;
@@ -107,7 +107,7 @@ pub async fn import(
 pub async fn show(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let site = site_for(&state, &actor, &domain, SiteAction::View).await?;
     let platform = state.store.platform(site.platform_id).await?;
@@ -142,19 +142,35 @@ fn no_args(_: &Site) -> serde_json::Value {
     serde_json::json!({})
 }
 
-pub async fn verify(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+pub async fn verify(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Queued> {
     site_task(&state, &actor, &domain, SiteAction::Verify, TaskKind::SiteVerify, no_args).await
 }
 
-pub async fn enable(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+pub async fn enable(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Queued> {
     site_task(&state, &actor, &domain, SiteAction::Enable, TaskKind::SiteEnable, no_args).await
 }
 
-pub async fn disable(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+pub async fn disable(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Queued> {
     site_task(&state, &actor, &domain, SiteAction::Disable, TaskKind::SiteDisable, no_args).await
 }
 
-pub async fn login_link(State(state): State<AppState>, actor: Actor, Path(domain): Path<String>) -> ApiResult<Queued> {
+pub async fn login_link(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(domain): ApiPath<String>,
+) -> ApiResult<Queued> {
     site_task(&state, &actor, &domain, SiteAction::LoginLink, TaskKind::SiteLoginLink, no_args).await
 }
 
@@ -173,7 +189,7 @@ pub struct BackupRequest {
 pub async fn backup(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     OptionalJson(req): OptionalJson<BackupRequest>,
 ) -> ApiResult<Queued> {
     let compression: Compression = match &req.compression {
@@ -196,7 +212,7 @@ pub struct RestoreRequest {
 pub async fn restore(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<RestoreRequest>,
 ) -> ApiResult<Queued> {
     let site = site_for(&state, &actor, &domain, SiteAction::Restore).await?;
@@ -225,13 +241,11 @@ pub struct CloneRequest {
 pub async fn clone(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<CloneRequest>,
 ) -> ApiResult<Queued> {
     let src = site_for(&state, &actor, &domain, SiteAction::Clone).await?;
-    if req.platform.is_some() && !actor.is_manager() {
-        return Err(ApiError::Forbidden("only an admin or platform manager may choose the platform".into()));
-    }
+    actor.require_platform_choice(req.platform.as_deref())?;
     let target = format!("site:{}", req.domain);
     let (_, task) = act(&state, &actor, "site-clone", &target, &format!("from {}", src.domain), async {
         state.actions().clone_site(&src, &req.domain, req.platform.as_deref(), &req.aliases, &actor.created_by()).await
@@ -262,7 +276,7 @@ fn yes() -> bool {
 pub async fn migrate(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<MigrateRequest>,
 ) -> ApiResult<Queued> {
     let site = site_for(&state, &actor, &domain, SiteAction::Migrate).await?;
@@ -302,7 +316,7 @@ pub struct AliasesRequest {
 pub async fn aliases(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiJson(req): ApiJson<AliasesRequest>,
 ) -> ApiResult<Queued> {
     let site = site_for(&state, &actor, &domain, SiteAction::Aliases).await?;
@@ -330,7 +344,7 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Queued> {
     site_task(&state, &actor, &domain, SiteAction::Delete, TaskKind::SiteDelete, |_| {
@@ -352,7 +366,7 @@ pub struct SubListQuery {
 pub async fn tasks(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiQuery(q): ApiQuery<SubListQuery>,
 ) -> ApiResult<Json<Page<Task>>> {
     let site = site_for(&state, &actor, &domain, SiteAction::View).await?;
@@ -371,7 +385,7 @@ pub async fn tasks(
 pub async fn backups(
     State(state): State<AppState>,
     actor: Actor,
-    Path(domain): Path<String>,
+    ApiPath(domain): ApiPath<String>,
     ApiQuery(q): ApiQuery<SubListQuery>,
 ) -> ApiResult<Json<Page<Backup>>> {
     let site = site_for(&state, &actor, &domain, SiteAction::View).await?;

@@ -2,9 +2,9 @@
 
 use super::{act, Queued};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::{Actor, AppState, SiteAction};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
@@ -87,7 +87,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let task = task_for(&state, &actor, id, None).await?;
     let steps = state.store.steps(task.id).await?;
@@ -135,7 +135,7 @@ const LOG_POLL: Duration = Duration::from_millis(300);
 pub async fn log(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
@@ -187,7 +187,7 @@ pub async fn log(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Task>> {
+pub async fn cancel(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Task>> {
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.cancel", &format!("task:{id}"), task.kind.as_str(), async {
@@ -196,7 +196,7 @@ pub async fn cancel(State(state): State<AppState>, actor: Actor, Path(id): Path<
     .await
 }
 
-pub async fn retry(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Queued> {
+pub async fn retry(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Queued> {
     let task = state.store.task(TaskId(id)).await?;
     let task = task_for(&state, &actor, id, Some(site_action_of(task.kind))).await?;
     act(&state, &actor, "task.retry", &format!("task:{id}"), task.kind.as_str(), async {
@@ -233,36 +233,36 @@ pub async fn backups(
 pub async fn delete_backup(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Backup>> {
     act(&state, &actor, "backup.delete", &format!("backup:{id}"), "", async {
-        let b = state.store.backup(BackupId(id)).await?;
-        let site = state.store.site(b.site_id).await?;
-        if !actor.can_view_site(&site) {
-            return Err(ApiError::not_found("backup", id));
-        }
+        let (b, _) = backup_for(&state, &actor, id, SiteAction::View).await?;
         actor.require_manager()?;
-        Ok(Json(state.actions().delete_backup(b.id, state.settings.offsite.as_ref()).await?))
+        Ok::<_, ApiError>(Json(state.actions().delete_backup(b.id, state.settings.offsite.as_ref()).await?))
     })
     .await
 }
 
-pub async fn backup(State(state): State<AppState>, actor: Actor, Path(id): Path<i64>) -> ApiResult<Json<Backup>> {
-    let b = state.store.backup(BackupId(id)).await?;
-    let site = state.store.site(b.site_id).await?;
-    if !actor.can_view_site(&site) {
-        return Err(ApiError::not_found("backup", id));
-    }
+pub async fn backup(State(state): State<AppState>, actor: Actor, ApiPath(id): ApiPath<i64>) -> ApiResult<Json<Backup>> {
+    let (b, _) = backup_for(&state, &actor, id, SiteAction::View).await?;
     Ok(Json(b))
 }
 
-/// A backup that `actor` may `action` through the site it was taken of (404 otherwise), with that site.
+/// A backup that `actor` may `action` through the site it was taken of, with that site. One that does
+/// not exist and one of a site the actor may not see get the same answer, so a client learns nothing
+/// of other clients' backups, not even that an id is taken.
 async fn backup_for(state: &AppState, actor: &Actor, id: i64, action: SiteAction) -> ApiResult<(Backup, Site)> {
-    let b = state.store.backup(BackupId(id)).await?;
-    let site = state.store.site(b.site_id).await?;
-    if !actor.can_view_site(&site) {
-        return Err(ApiError::not_found("backup", id));
-    }
+    let hidden = || ApiError::not_found("backup", id);
+    let b = match state.store.backup(BackupId(id)).await {
+        Ok(b) => b,
+        Err(fjord_store::StoreError::NotFound { .. }) => return Err(hidden()),
+        Err(e) => return Err(e.into()),
+    };
+    let site = match state.store.site(b.site_id).await {
+        Ok(site) if actor.can_view_site(&site) => site,
+        Ok(_) | Err(fjord_store::StoreError::NotFound { .. }) => return Err(hidden()),
+        Err(e) => return Err(e.into()),
+    };
     actor.require_site(&site, action)?;
     Ok((b, site))
 }
@@ -283,11 +283,13 @@ pub struct RestoreDeletedRequest {
 pub async fn restore_deleted(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     crate::extract::ApiJson(req): crate::extract::ApiJson<RestoreDeletedRequest>,
 ) -> ApiResult<Queued> {
     act(&state, &actor, "site-restore-deleted", &format!("backup:{id}"), req.domain.as_deref().unwrap_or(""), async {
         let (b, _) = backup_for(&state, &actor, id, SiteAction::Restore).await?;
+        // The same rule as a clone's: only a manager picks where a site is built.
+        actor.require_platform_choice(req.platform.as_deref())?;
         let offsite = state.settings.offsite.as_ref();
         let (_, task) = state
             .actions()
@@ -302,7 +304,7 @@ pub async fn restore_deleted(
 pub async fn verify_backup(
     State(state): State<AppState>,
     actor: Actor,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let (b, site) = backup_for(&state, &actor, id, SiteAction::Backup).await?;
     let checked = state.actions().verify_backup(&b, &site.domain, state.settings.offsite.as_ref()).await?;

@@ -3,13 +3,13 @@
 use super::{given, safe_next, see_other, FormErrors, NoFields, UiError, UiResult, Viewer};
 use crate::api::accounts as api;
 use crate::auth::{self, MaybeActor};
-use crate::csrf::CsrfForm;
+use crate::csrf::{self, CsrfForm, LoginToken};
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use fjord_core::Role;
@@ -31,20 +31,30 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-fn login_page(status: StatusCode, name: &str, next: &str, error: Option<String>) -> UiResult {
-    let ctx = context! { name, next, error, asset_version => super::render::asset_version() };
+fn login_page(status: StatusCode, token: &LoginToken, name: &str, next: &str, error: Option<String>) -> UiResult {
+    let csrf = &token.value;
+    let ctx = context! { name, next, error, csrf, asset_version => super::render::asset_version() };
     let html = super::render::env().get_template("login.html")?.render(ctx)?;
     let mut resp = (status, Html(html)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    if let Some(cookie) = &token.set_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, cookie.clone());
+    }
     Ok(resp)
 }
 
-pub async fn login_form(MaybeActor(actor): MaybeActor, Query(q): Query<LoginQuery>) -> UiResult {
+pub async fn login_form(
+    State(state): State<AppState>,
+    MaybeActor(actor): MaybeActor,
+    headers: HeaderMap,
+    Query(q): Query<LoginQuery>,
+) -> UiResult {
     let next = safe_next(q.next.as_deref());
     if actor.is_some() {
         return Ok(see_other(&next));
     }
-    login_page(StatusCode::OK, "", &next, None)
+    let token = csrf::login_token(state.settings.secure_cookies, &headers);
+    login_page(StatusCode::OK, &token, "", &next, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,10 +65,29 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: Option<String>,
+    /// The login form's own CSRF token (see [`csrf::LoginToken`]).
+    #[serde(default, rename = "_csrf")]
+    csrf: String,
 }
 
-pub async fn login(State(state): State<AppState>, Remote(remote): Remote, Form(f): Form<LoginForm>) -> UiResult {
+pub async fn login(
+    State(state): State<AppState>,
+    Remote(remote): Remote,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> UiResult {
     let next = safe_next(f.next.as_deref());
+    let secure = state.settings.secure_cookies;
+    let token = csrf::login_token(secure, &headers);
+    // A post that did not come from our login form is refused before the password is looked at (and
+    // counts as no failed attempt); the form comes back with a token that works (its cookie's, or a
+    // new one), so someone whose browser lost the cookie logs in with the next try.
+    if let Err(why) = csrf::check_login_token(secure, &headers, &f.csrf) {
+        let entry = auth::login_audit(f.name.trim(), remote, None, "denied", why);
+        state.store.audit(&entry).await.map_err(ApiError::from)?;
+        let error = "The login form had expired or did not come from this site; please log in again.";
+        return login_page(StatusCode::FORBIDDEN, &token, &f.name, &next, Some(error.into()));
+    }
     match auth::login(&state, f.name.trim(), &f.password, remote).await {
         Ok(session) => {
             let mut resp = see_other(&next);
@@ -66,10 +95,11 @@ pub async fn login(State(state): State<AppState>, Remote(remote): Remote, Form(f
             Ok(resp)
         }
         Err(ApiError::Unauthenticated(_)) => {
-            login_page(StatusCode::UNAUTHORIZED, &f.name, &next, Some("Wrong user name or password.".into()))
+            login_page(StatusCode::UNAUTHORIZED, &token, &f.name, &next, Some("Wrong user name or password.".into()))
         }
         Err(ApiError::TooManyRequests { retry_after }) => login_page(
             StatusCode::TOO_MANY_REQUESTS,
+            &token,
             &f.name,
             &next,
             Some(match retry_after {
@@ -224,7 +254,7 @@ pub async fn revoke_token(
     if token.user_id != v.0.user.id {
         return Err(ApiError::not_found("token", id).into());
     }
-    let _revoked = api::revoke_token(State(state), v.0.clone(), Path(id)).await?;
+    let _revoked = api::revoke_token(State(state), v.0.clone(), ApiPath(id)).await?;
     Ok(see_other("/account?done=revoked"))
 }
 
@@ -320,7 +350,7 @@ pub async fn delete_user(
     Path(name): Path<String>,
     _: CsrfForm<NoFields>,
 ) -> UiResult<Response> {
-    match api::delete_user(State(state), v.0.clone(), Path(name.clone())).await {
+    match api::delete_user(State(state), v.0.clone(), ApiPath(name.clone())).await {
         Ok(_) => Ok(see_other(&format!("/users?deleted={}", super::query_escape(&name)))),
         Err(e) => Err(UiError::Api(e)),
     }

@@ -5,7 +5,7 @@ use super::{given, query_escape, see_other, FormErrors, NoFields, UiResult, View
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -267,7 +267,7 @@ pub async fn platform_action(
     Path((name, action)): Path<(String, String)>,
     _: CsrfForm<NoFields>,
 ) -> UiResult {
-    let (s, a, n) = (State(state), v.0.clone(), Path(name.clone()));
+    let (s, a, n) = (State(state), v.0.clone(), ApiPath(name.clone()));
     match action.as_str() {
         "verify" => {
             let queued = api::verify_platform(s, a, n).await?;
@@ -321,11 +321,14 @@ pub async fn migrate_platform(
     let view = |preview| MigrateView { parallel: f.parallel.clone(), canary: f.canary.clone(), preview };
     let to = Some(f.to.trim()).filter(|t| !t.is_empty());
     let result = match req {
-        Ok(req) => {
-            crate::api::objects::migrate_platform(State(state.clone()), v.0.clone(), Path(name.clone()), ApiJson(req))
-                .await
-                .map(|r| (r.status(), r))
-        }
+        Ok(req) => crate::api::objects::migrate_platform(
+            State(state.clone()),
+            v.0.clone(),
+            ApiPath(name.clone()),
+            ApiJson(req),
+        )
+        .await
+        .map(|r| (r.status(), r)),
         Err(e) => Err(e),
     };
     match result {

@@ -7,7 +7,7 @@ use super::{see_other, FormErrors, NoFields, UiResult, Viewer};
 use crate::api::objects as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -352,7 +352,7 @@ pub async fn server_action(
     Path((name, action)): Path<(String, String)>,
     CsrfForm(f): CsrfForm<ServerChangeForm>,
 ) -> UiResult {
-    let (s, a, n) = (State(state.clone()), v.0.clone(), Path(name.clone()));
+    let (s, a, n) = (State(state.clone()), v.0.clone(), ApiPath(name.clone()));
     let text = |o: &Option<String>| o.as_deref().map(str::trim).unwrap_or("").to_string();
     let (key, known, outcome): (&'static str, &[&str], _) = match action.as_str() {
         "verify" => ("verify", &[], api::verify_server(s, a, n).await),
@@ -407,7 +407,7 @@ pub async fn remove_runtime(
     Path((name, runtime)): Path<(String, String)>,
     _: CsrfForm<NoFields>,
 ) -> UiResult {
-    match api::remove_php_runtime(State(state.clone()), v.0.clone(), Path((name.clone(), runtime))).await {
+    match api::remove_php_runtime(State(state.clone()), v.0.clone(), ApiPath((name.clone(), runtime))).await {
         Ok(q) => Ok(see_other(&format!("/tasks/{}", q.0.id))),
         Err(e @ ApiError::Conflict(_)) => {
             let mut shown = Shown::default();

@@ -8,7 +8,7 @@ use crate::api::site_settings as api;
 use crate::api::sites as api_sites;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, SiteAction};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -136,7 +136,7 @@ pub async fn post(
     Path((domain, form)): Path<(String, String)>,
     CsrfForm(f): CsrfForm<SettingsForm>,
 ) -> UiResult {
-    let (s, a, d) = (State(state.clone()), v.0.clone(), Path(domain.clone()));
+    let (s, a, d) = (State(state.clone()), v.0.clone(), ApiPath(domain.clone()));
     let (known, outcome): (&[&str], Result<Option<i64>, ApiError>) = match form.as_str() {
         "aliases" => {
             let req = api_sites::AliasesRequest {
@@ -159,7 +159,7 @@ pub async fn post(
                 api::php_limits(s, a, d, ApiJson(req)).await.map(|q| Some(q.0.id.0))
             }
             .await;
-            (&["max_children", "max_execution_time", "php_limits"], r)
+            (&["max_children", "memory_limit", "upload_max", "max_execution_time"], r)
         }
         "php" => {
             let req = api::PhpRuntimeChoice { runtime: f.runtime.clone().unwrap_or_default() };

@@ -6,7 +6,7 @@ use crate::api::sites as api;
 use crate::api::tasks as api_tasks;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::{AppState, SiteAction};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -398,7 +398,7 @@ pub async fn action(
     Path((domain, action)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> UiResult {
-    let (s, a, d) = (State(state.clone()), v.0.clone(), Path(domain));
+    let (s, a, d) = (State(state.clone()), v.0.clone(), ApiPath(domain));
     let queued = match action.as_str() {
         "verify" => api::verify(s, a, d).await,
         "enable" => api::enable(s, a, d).await,
@@ -426,7 +426,7 @@ pub async fn clone(
     CsrfForm(f): CsrfForm<CloneForm>,
 ) -> UiResult {
     let req = api::CloneRequest { domain: f.new_domain.trim().to_string(), platform: None, aliases: vec![] };
-    match api::clone(State(state.clone()), v.0.clone(), Path(domain.clone()), ApiJson(req)).await {
+    match api::clone(State(state.clone()), v.0.clone(), ApiPath(domain.clone()), ApiJson(req)).await {
         Ok(q) => Ok(see_other(&format!("/tasks/{}", q.0.id))),
         Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
             let mut forms = SiteForms::default();
@@ -452,7 +452,7 @@ pub async fn migrate(
 ) -> UiResult {
     let req =
         api::MigrateRequest { platform: f.platform.clone(), new_domain: None, keep_old_domain: true, db_server: None };
-    match api::migrate(State(state.clone()), v.0.clone(), Path(domain.clone()), ApiJson(req)).await {
+    match api::migrate(State(state.clone()), v.0.clone(), ApiPath(domain.clone()), ApiJson(req)).await {
         Ok(q) => Ok(see_other(&format!("/tasks/{}", q.0.id))),
         Err(e @ (ApiError::Invalid { .. } | ApiError::Conflict(_))) => {
             let mut forms = SiteForms::default();
@@ -505,7 +505,7 @@ pub async fn backup_action(
     match action.as_str() {
         "restore" => {
             let req = api::RestoreRequest { backup: id };
-            let queued = api::restore(State(state), v.0.clone(), Path(domain), ApiJson(req)).await?;
+            let queued = api::restore(State(state), v.0.clone(), ApiPath(domain), ApiJson(req)).await?;
             Ok(see_other(&format!("/tasks/{}", queued.0.id)))
         }
         "delete" => {
@@ -515,7 +515,7 @@ pub async fn backup_action(
             if site.domain.as_str() != domain {
                 return Err(ApiError::not_found("backup", id).into());
             }
-            let _deleted = api_tasks::delete_backup(State(state), v.0.clone(), Path(id)).await?;
+            let _deleted = api_tasks::delete_backup(State(state), v.0.clone(), ApiPath(id)).await?;
             Ok(see_other(&format!("/sites/{domain}")))
         }
         _ => Err(ApiError::not_found("action", action).into()),

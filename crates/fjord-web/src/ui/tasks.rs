@@ -5,6 +5,7 @@ use super::{given, page_number, query_escape, see_other, NoFields, Pager, UiResu
 use crate::api::tasks as api;
 use crate::csrf::CsrfForm;
 use crate::error::ApiError;
+use crate::extract::ApiPath;
 use crate::AppState;
 use axum::extract::{Path, Query, State};
 use fjord_core::*;
@@ -170,11 +171,11 @@ pub async fn action(
 ) -> UiResult {
     match action.as_str() {
         "cancel" => {
-            let _cancelled = api::cancel(State(state), v.0.clone(), Path(id)).await?;
+            let _cancelled = api::cancel(State(state), v.0.clone(), ApiPath(id)).await?;
             Ok(see_other(&format!("/tasks/{id}")))
         }
         "retry" => {
-            let queued = api::retry(State(state), v.0.clone(), Path(id)).await?;
+            let queued = api::retry(State(state), v.0.clone(), ApiPath(id)).await?;
             Ok(see_other(&format!("/tasks/{}", queued.0.id)))
         }
         _ => Err(ApiError::not_found("action", action).into()),

@@ -87,6 +87,11 @@ pub async fn run(
     grace: Duration,
 ) -> Result<(), DaemonError> {
     let ctx = Arc::new(runner::Context { store, executor, config });
+    // Credentials a killed daemon's commands left in their temp files go first.
+    let swept = ctx.executor.sweep_orphan_temp_dirs();
+    if swept > 0 {
+        tracing::info!(count = swept, "removed temp files of commands whose daemon died");
+    }
     recover(&ctx, true).await?;
     // The periodic passes keep their own clock: they must go on while every worker is busy (a dead
     // daemon's tasks still get recovered, cron still gets queued).

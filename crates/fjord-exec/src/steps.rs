@@ -122,7 +122,9 @@ impl Executor {
         let guard = if c.files.is_empty() {
             None
         } else {
-            let name = format!("tmp-{:016x}", rand::random::<u64>());
+            // Named after this process, so a later daemon can tell an orphan (its process died
+            // mid-command, leaving credentials behind) from a command still running.
+            let name = format!("tmp-{}-{:016x}", std::process::id(), rand::random::<u64>());
             let dir = match owner {
                 None => self.undo_dir.join(name),
                 Some(_) => {
@@ -178,6 +180,28 @@ impl Executor {
     /// Where commands run as a site's user keep their temp files: beside the undo dir, root's, 0711.
     fn user_tmp_dir(&self) -> PathBuf {
         self.undo_dir.with_file_name("user-tmp")
+    }
+
+    /// Removes the temp directories of commands whose process is gone (a daemon killed mid-command
+    /// leaves them behind, with the credentials they held). Returns how many it removed.
+    pub fn sweep_orphan_temp_dirs(&self) -> usize {
+        let mut removed = 0;
+        for base in [self.undo_dir.clone(), self.user_tmp_dir()] {
+            for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix("tmp-") else { continue };
+                // `tmp-PID-RANDOM`; an older Fjord's `tmp-RANDOM` has no owner left either.
+                let owner = rest.split_once('-').and_then(|(pid, _)| pid.parse::<i32>().ok());
+                let orphan = match owner {
+                    Some(pid) => pid != std::process::id() as i32 && !pid_alive(pid),
+                    None => true,
+                };
+                if orphan && self.host.remove_all(&entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     /// Runs a planned command; its output goes to `sink`, masked where the plan says so.
@@ -1085,6 +1109,27 @@ mod tests {
         let undo = ex.prepare(TaskId(1), 0, step).expect("prepare");
         ex.apply(TaskId(1), 0, step, None, None).await.expect("apply");
         ex.undo(&undo, None).await.expect("undo");
+    }
+
+    /// A daemon killed mid-command leaves its command's temp files (credentials) behind: the next one
+    /// removes them, and never those of a command still running.
+    #[test]
+    fn orphaned_temp_dirs_are_swept_and_live_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ex = executor(dir.path());
+        let dead = ex.undo_dir.join("tmp-999999999-aa");
+        let dead_user = ex.user_tmp_dir().join("tmp-999999999-bb");
+        let old_format = ex.undo_dir.join("tmp-00000000000000cc");
+        let live = ex.undo_dir.join(format!("tmp-{}-dd", std::process::id()));
+        for d in [&dead, &dead_user, &old_format, &live] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::fs::write(d.join("site.cnf"), "[client]\npassword=secret\n").expect("write");
+        }
+        std::fs::create_dir_all(ex.undo_dir.join("task-1")).expect("undo data is not a temp dir");
+        assert_eq!(ex.sweep_orphan_temp_dirs(), 3);
+        assert!(!dead.exists() && !dead_user.exists() && !old_format.exists());
+        assert!(live.join("site.cnf").exists(), "a running command's temp files were removed");
+        assert!(ex.undo_dir.join("task-1").exists());
     }
 
     #[tokio::test]

@@ -58,6 +58,14 @@ impl Outcome {
             Outcome::Planned(_) => None,
         }
     }
+
+    /// The queued task of a request that asked for no dry run (a plan here is a bug).
+    pub fn queued(self) -> ActionResult<Task> {
+        match self {
+            Outcome::Queued(t) => Ok(t),
+            Outcome::Planned(_) => Err(ActionError::Internal("a dry run where none was asked".into())),
+        }
+    }
 }
 
 /// A new site, as the API's JSON body, the UI's form and `fjord site create` give it.
@@ -338,10 +346,7 @@ impl<'a> Actions<'a> {
         args: serde_json::Value,
         created_by: &str,
     ) -> ActionResult<Task> {
-        match self.submit(Change::task(NewTask::new(kind, target_id, args, created_by)), false).await? {
-            Outcome::Queued(t) => Ok(t),
-            Outcome::Planned(_) => Err(ActionError::Internal("a dry run where none was asked".into())),
-        }
+        self.run(kind, target_id, args, created_by, false).await?.queued()
     }
 
     /// [`Actions::enqueue`], or with `dry_run` the plan it would run.

@@ -259,28 +259,25 @@ impl Actions<'_> {
         };
         let args = serde_json::json!({ "request": request });
         let task = NewTask::new(TaskKind::SiteCert, site.id.0, args, created_by);
-        // Planned first: a refusal or a dry run stores no key. The key is stored before the task is
-        // queued, so the daemon finds it; a failure to queue takes it out again.
-        let planned = self.plan(task.kind, task.target_id, &task.args).await?;
-        let outcome = match upload {
-            _ if dry_run => Outcome::Planned(planned),
-            None => self.submit(Change::task(task), false).await?,
-            Some((key, pem)) => {
-                let secrets = self.secrets()?;
-                let previous = secrets.get(&key).map_err(ActionError::internal)?;
-                secrets.put(&key, &fjord_exec::Secret::new(pem)).map_err(ActionError::internal)?;
-                match self.submit(Change::task(task), false).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let _ = match previous {
-                            Some(p) => secrets.put(&key, &p),
-                            None => secrets.delete(&key),
-                        };
-                        return Err(e);
-                    }
-                }
-            }
+        let Some((key, pem)) = upload.filter(|_| !dry_run) else {
+            return Ok((self.submit(Change::task(task), dry_run).await?, left_out));
         };
-        Ok((outcome, left_out))
+        // Planned first: a refusal stores no key. The key is stored before the task is queued, so the
+        // daemon finds it; a failure to queue puts back what was there.
+        let change = Change::task(task);
+        self.plan_change(&change).await?;
+        let secrets = self.secrets()?;
+        let previous = secrets.get(&key).map_err(ActionError::internal)?;
+        secrets.put(&key, &fjord_exec::Secret::new(pem)).map_err(ActionError::internal)?;
+        match self.store.commit_change(&change).await {
+            Ok(mut tasks) => Ok((Outcome::Queued(tasks.remove(0)), left_out)),
+            Err(e) => {
+                let _ = match previous {
+                    Some(p) => secrets.put(&key, &p),
+                    None => secrets.delete(&key),
+                };
+                Err(e.into())
+            }
+        }
     }
 }

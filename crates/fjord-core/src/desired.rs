@@ -3,9 +3,7 @@
 //! (desired state and tasks together, or nothing); planners see it first through [`DesiredChange::apply`]
 //! on a snapshot in memory, which is how a dry run or a refusal is decided without writing anything.
 
-use crate::{
-    Domain, HttpsMode, Isolation, NewTask, PhpLimits, Server, ServerId, Service, Site, SiteId, SiteTls, Snapshot,
-};
+use crate::{Domain, HttpsMode, Isolation, NewTask, PhpLimits, ServerId, Service, Site, SiteId, SiteTls, Snapshot};
 use serde::{Deserialize, Serialize};
 
 /// One change of the desired state.
@@ -86,15 +84,6 @@ impl DesiredChange {
                     s.https = *mode;
                     s.tls = tls.clone();
                 }
-            }
-        }
-    }
-
-    /// A server's new record, for changes on servers that are not in a snapshot yet.
-    pub fn apply_to_server(&self, server: &mut Server) {
-        if let DesiredChange::ServerServices { server: id, services } = self {
-            if server.id == *id {
-                server.services = services.clone();
             }
         }
     }

@@ -68,10 +68,11 @@ impl Log<'_> {
     }
 }
 
-/// Forwards a command's output lines to the task log while it runs.
 /// A line of a command's output and where it came from.
 type OutputLine = (LogStream, String);
 
+/// Forwards a command's output lines to the task log while it runs; keeps them when the command
+/// reports a value (`keep`), and keeps that value itself out of the log when it is a secret.
 fn output_forwarder(
     store: &Store,
     task: TaskId,

@@ -109,7 +109,7 @@ pub fn missing_dirs(path: &Path) -> Vec<PathBuf> {
 /// Creates `path` and its missing parents, and sets `mode` on `path` itself.
 pub fn create_dirs(path: &Path, mode: u32) -> ExecResult<()> {
     fs::create_dir_all(path).map_err(io_err(format!("create directory {}", path.display())))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(format!("chmod {}", path.display())))
+    set_mode(path, mode)
 }
 
 /// Sets a file's or directory's mode.

@@ -252,7 +252,7 @@ impl Store {
     }
 
     /// The lane a new task of `kind` on `target_id` would run in.
-    pub async fn lane(&self, kind: TaskKind, target_id: i64) -> StoreResult<Lane> {
+    async fn lane(&self, kind: TaskKind, target_id: i64) -> StoreResult<Lane> {
         let mut conn = self.pool.acquire().await?;
         lane_in(&mut conn, kind, target_id).await
     }

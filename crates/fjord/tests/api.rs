@@ -1015,24 +1015,12 @@ fn a_deleted_site_comes_back_from_its_backup_through_the_api() {
     std::fs::create_dir_all(&dir).expect("backups dir");
     let archive = dir.join("gone.example-1.tar.zst");
     std::fs::write(&archive, b"not really an archive").expect("archive");
+    insert_backup(&api, "gone.example", &archive.to_string_lossy());
+    insert_backup(&api, "here.example", "/nowhere");
     let db = api.f.state.join("fjord.db");
     api.rt.block_on(async {
         use sqlx::ConnectOptions as _;
         let mut conn = sqlx::sqlite::SqliteConnectOptions::new().filename(&db).connect().await.expect("db");
-        for (domain, path) in
-            [("gone.example", archive.to_string_lossy().into_owned()), ("here.example", "/nowhere".into())]
-        {
-            sqlx::query(
-                "INSERT INTO backups (site_id, path, size, checksum, kind, created_at) \
-                 SELECT id, $1, 21, $3, 'pre-delete', 1 FROM sites WHERE domain = $2",
-            )
-            .bind(path)
-            .bind(domain)
-            .bind("ab".repeat(32))
-            .execute(&mut conn)
-            .await
-            .expect("insert backup");
-        }
         for sql in [
             "DELETE FROM site_domains WHERE site_id = (SELECT id FROM sites WHERE domain = 'gone.example')",
             "UPDATE sites SET status = 'deleted' WHERE domain = 'gone.example'",

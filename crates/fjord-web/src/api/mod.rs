@@ -174,12 +174,9 @@ pub struct Paging {
     pub limit: i64,
 }
 
-/// The task a change queued. The API asks for no dry runs through this path, so a plan here is a bug.
+/// The task a change queued (the API asks for no dry runs through this path).
 pub fn queued(outcome: fjord_actions::Outcome) -> ApiResult<Queued> {
-    match outcome {
-        fjord_actions::Outcome::Queued(task) => Ok(Queued(task)),
-        fjord_actions::Outcome::Planned(_) => Err(ApiError::Internal("a dry run where none was asked".into())),
-    }
+    Ok(Queued(outcome.queued()?))
 }
 
 /// Runs a mutating action and records it in the audit log with its outcome, ok or not.

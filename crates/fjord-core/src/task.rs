@@ -310,7 +310,16 @@ pub struct LogLine {
 
 string_enum!(
     /// The state of one step of a running task, as recorded in the undo log.
-    StepStatus { Pending = "pending", Applied = "applied", Failed = "failed", Undone = "undone", UndoFailed = "undo-failed" }
+    /// `undo-failed` steps are retried by the daemon until they succeed (`undone`) or a later task on
+    /// the same target makes the retry unsafe (`undo-superseded`: that task owns the target now).
+    StepStatus {
+        Pending = "pending",
+        Applied = "applied",
+        Failed = "failed",
+        Undone = "undone",
+        UndoFailed = "undo-failed",
+        UndoSuperseded = "undo-superseded",
+    }
 );
 
 /// One entry of a task's undo log: what a step did and what undoing it needs.

@@ -50,6 +50,8 @@ pub struct DaemonConfig {
     pub cert_retry: Duration,
     /// The request renewals are made with (the configured ACME directory); `None`: no renewals.
     pub acme: Option<fjord_core::CertRequest>,
+    /// How often to retry the undos that failed in a rollback (see [`runner::retry_failed_undos`]).
+    pub undo_retry: Duration,
 }
 
 impl DaemonConfig {
@@ -68,6 +70,7 @@ impl DaemonConfig {
             cert_renew_before: Duration::from_secs(30 * 86_400),
             cert_retry: Duration::from_secs(3600),
             acme: None,
+            undo_retry: Duration::from_secs(60),
         }
     }
 }
@@ -151,7 +154,7 @@ pub async fn run(
 }
 
 /// The daemon's periodic passes, each at its own interval, until `stop` fires (or its sender is gone):
-/// recovery of expired leases, cron, certificate renewals, and backups.
+/// recovery of expired leases, cron, certificate renewals, backups, and undos that failed.
 async fn passes(ctx: Arc<runner::Context>, mut stop: tokio::sync::oneshot::Receiver<()>) {
     use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
     let every = |first: Instant, period: Duration| -> Interval {
@@ -167,6 +170,7 @@ async fn passes(ctx: Arc<runner::Context>, mut stop: tokio::sync::oneshot::Recei
     let mut cron = every(now + config.cron_check, config.cron_check);
     let mut certs = every(now, config.cert_check);
     let mut backup = every(now, config.backup_check);
+    let mut undo_retry = every(now + config.undo_retry, config.undo_retry);
     // How often to look whether a finished task asked for a certificate pass.
     let mut cert_soon = every(now, config.poll);
     let mut backup_pass: Option<tokio::task::JoinHandle<()>> = None;
@@ -188,6 +192,8 @@ async fn passes(ctx: Arc<runner::Context>, mut stop: tokio::sync::oneshot::Recei
                 Err(e) => tracing::warn!(error = %e, "cron scheduling failed"),
             },
             _ = certs.tick() => cert_pass(&ctx).await,
+            // What a rollback could not undo (a database server was down) is tried again.
+            _ = undo_retry.tick() => runner::retry_failed_undos(&ctx).await,
             // At once after a site appeared under a name that may need its first certificate.
             _ = cert_soon.tick() => {
                 if runner::CERT_CHECK_SOON.swap(false, std::sync::atomic::Ordering::Relaxed) {

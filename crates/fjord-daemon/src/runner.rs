@@ -350,9 +350,9 @@ async fn execute(
         None => (TaskStatus::Succeeded, None, planned.on_success, all_undos, None),
         Some((status, error)) => {
             log.error(&format!("{error}; rolling back {} step(s)", undos.len())).await;
-            let undo_error = roll_back(ctx, task.id, log, &undos).await;
+            let undo_error = roll_back(ctx, task.id, log, &undos, true).await;
             let error = match undo_error {
-                Some(u) => format!("{error}; rollback incomplete: {u}"),
+                Some(u) => format!("{error}; rollback incomplete (retried until it succeeds): {u}"),
                 None => error,
             };
             (status, Some(error), planned.on_failure, all_undos, None)
@@ -361,8 +361,14 @@ async fn execute(
 }
 
 /// Undoes steps in reverse order; service reloads go last, once the old files are all back. Returns a
-/// description of undo failures, if any.
-async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, StepUndo)]) -> Option<String> {
+/// description of undo failures, if any (logged to the task when `log_failures`).
+async fn roll_back(
+    ctx: &Context,
+    task: TaskId,
+    log: &Log<'_>,
+    undos: &[(usize, StepUndo)],
+    log_failures: bool,
+) -> Option<String> {
     let mut failures = Vec::new();
     // Services this task started are stopped first (their pid files may go with later undos);
     // services that were running reload last, once the old files are all back.
@@ -370,9 +376,15 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
         undos.iter().rev().partition(|(_, u)| matches!(u, StepUndo::Reload { was_running: false, .. }));
     let (reloads, others): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, u)| matches!(u, StepUndo::Reload { .. }));
     for (idx, undo) in stops.into_iter().chain(others).chain(reloads) {
-        let (sink, forwarder) = output_forwarder(&ctx.store, task, None);
-        let result = ctx.executor.undo(undo, Some(sink)).await;
-        let _ = forwarder.await;
+        // A quiet retry keeps the task's log to what changed: its output is in the error it returns.
+        let result = if log_failures {
+            let (sink, forwarder) = output_forwarder(&ctx.store, task, None);
+            let result = ctx.executor.undo(undo, Some(sink)).await;
+            let _ = forwarder.await;
+            result
+        } else {
+            ctx.executor.undo(undo, None).await
+        };
         match result {
             Ok(()) => {
                 let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::Undone).await;
@@ -382,12 +394,58 @@ async fn roll_back(ctx: &Context, task: TaskId, log: &Log<'_>, undos: &[(usize, 
             }
             Err(e) => {
                 let _ = ctx.store.set_step_status(task, *idx as i64, StepStatus::UndoFailed).await;
-                log.error(&format!("undoing step {} failed: {e}", idx + 1)).await;
+                if log_failures {
+                    log.error(&format!("undoing step {} failed: {e}", idx + 1)).await;
+                }
                 failures.push(format!("step {}: {e}", idx + 1));
             }
         }
     }
     (!failures.is_empty()).then(|| failures.join("; "))
+}
+
+/// Retries the undos that failed in finished tasks' rollbacks: a database server that was down when a
+/// failed `site create` rolled back still holds the database and user it made, and a retry of the
+/// create would refuse ("exists"). Only commands are retried (dropping a database, a user): the undos
+/// of files run on this machine and do not wait for anything to come back. Once another task has been
+/// queued on the same target, the retry stops: that task owns the target now (a `site delete` of the
+/// failed site drops what exists itself), and undoing behind its back could remove what it made.
+pub async fn retry_failed_undos(ctx: &Context) {
+    let pending = match ctx.store.failed_undos(100).await {
+        Ok(p) => p,
+        Err(e) => return tracing::warn!(error = %e, "cannot look for failed undos"),
+    };
+    for (task, steps) in pending {
+        let log = Log { store: &ctx.store, task: task.id };
+        if let Ok(Some(next)) = ctx.store.next_task_on_target(&task).await {
+            for s in &steps {
+                let _ = ctx.store.set_step_status(task.id, s.idx, StepStatus::UndoSuperseded).await;
+            }
+            log.line(
+                LogLevel::Warn,
+                &format!(
+                    "undo of {} step(s) no longer retried: task #{} acts on this {} now",
+                    steps.len(),
+                    next.0,
+                    task.target_kind
+                ),
+            )
+            .await;
+            continue;
+        }
+        let undos: Vec<(usize, StepUndo)> = steps
+            .iter()
+            .filter_map(|s| Some((s.idx as usize, serde_json::from_str(s.undo.as_deref()?).ok()?)))
+            .filter(|(_, u): &(usize, StepUndo)| u.is_command())
+            .collect();
+        if undos.is_empty() {
+            continue;
+        }
+        match roll_back(ctx, task.id, &log, &undos, false).await {
+            None => log.info(&format!("rollback completed on a later try: {} step(s) undone", undos.len())).await,
+            Some(e) => tracing::debug!(task = task.id.0, error = %e, "undo still failing; retried later"),
+        }
+    }
 }
 
 /// Recovers a task a dead daemon left running (already marked interrupted and leased to us).
@@ -424,7 +482,7 @@ pub async fn recover_task(ctx: &Context, task: Task) {
         .filter(|s| matches!(s.status, StepStatus::Pending | StepStatus::Applied | StepStatus::Failed))
         .filter_map(|s| Some((s.idx as usize, serde_json::from_str(s.undo.as_deref()?).ok()?)))
         .collect();
-    let undo_error = roll_back(ctx, task.id, &log, &undos).await;
+    let undo_error = roll_back(ctx, task.id, &log, &undos, true).await;
     let on_failure = match ctx.store.plan_of(task.id).await {
         Ok(Some(p)) => p.on_failure,
         _ => vec![],

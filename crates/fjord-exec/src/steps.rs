@@ -79,6 +79,18 @@ pub enum StepUndo {
     },
 }
 
+impl StepUndo {
+    /// Whether undoing is only running commands (dropping a database and its user, say), which can be
+    /// tried again later when what they talk to was down.
+    pub fn is_command(&self) -> bool {
+        match self {
+            StepUndo::Run { .. } => true,
+            StepUndo::Many { entries } => !entries.is_empty() && entries.iter().all(StepUndo::is_command),
+            _ => false,
+        }
+    }
+}
+
 /// Applies steps on one host. Holds what steps need beyond their own data: the secrets store (to fill
 /// secret markers), where saved copies go, and the gates that coalesce service reloads.
 #[derive(Debug, Clone)]

@@ -634,6 +634,40 @@ impl Store {
         rows.iter().map(rows::step).collect()
     }
 
+    /// Finished tasks with a step whose undo failed (its database server was down during the
+    /// rollback, say), oldest first, each with those steps: the daemon retries them.
+    pub async fn failed_undos(&self, limit: i64) -> StoreResult<Vec<(Task, Vec<StepRecord>)>> {
+        let ids = sqlx::query(
+            "SELECT DISTINCT task_id FROM task_steps WHERE status = 'undo-failed' ORDER BY task_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in ids {
+            let task = self.task(TaskId(row.try_get("task_id")?)).await?;
+            if !matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled) {
+                continue;
+            }
+            let steps = self.steps(task.id).await?.into_iter().filter(|s| s.status == StepStatus::UndoFailed).collect();
+            out.push((task, steps));
+        }
+        Ok(out)
+    }
+
+    /// The first task queued after `task` on the same target, if any: from then on the target is that
+    /// task's, and what `task` left is for it to handle (a delete drops what a failed create left).
+    pub async fn next_task_on_target(&self, task: &Task) -> StoreResult<Option<TaskId>> {
+        let row =
+            sqlx::query("SELECT MIN(id) AS next FROM tasks WHERE target_kind = $1 AND target_id = $2 AND id > $3")
+                .bind(task.target_kind.as_str())
+                .bind(task.target_id)
+                .bind(task.id.0)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get::<Option<i64>, _>("next")?.map(TaskId))
+    }
+
     /// Forgets a task's undo log once it is settled for good (a new attempt starts a fresh one).
     pub async fn clear_steps(&self, task: TaskId) -> StoreResult<()> {
         sqlx::query("DELETE FROM task_steps WHERE task_id = $1").bind(task.0).execute(&self.pool).await?;

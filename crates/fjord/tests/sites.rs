@@ -956,3 +956,132 @@ fn a_server_switches_between_nginx_and_apache() {
     assert!(a.status == 200 && a.headers.contains("Server: nginx"), "{a:?}");
     assert!(!f.state.join("servers/localhost/apache").exists(), "the Apache config is left");
 }
+
+/// A Unix-socket relay in front of the test's MariaDB socket that the test can take down: a
+/// database server outage as the admin client sees it, without stopping the MariaDB other tests use.
+struct SocketRelay {
+    path: std::path::PathBuf,
+    /// Connections still let through (`usize::MAX`: up); the others are closed at once.
+    allow: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SocketRelay {
+    fn start(path: std::path::PathBuf, target: String) -> SocketRelay {
+        use std::sync::atomic::Ordering;
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind relay socket");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).expect("chmod socket");
+        let allow = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+        let gate = allow.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let left = gate.load(Ordering::SeqCst);
+                if left == 0 {
+                    continue; // dropped: the client sees the server go away
+                }
+                if left != usize::MAX {
+                    gate.store(left - 1, Ordering::SeqCst);
+                }
+                let Ok(server) = std::os::unix::net::UnixStream::connect(&target) else { continue };
+                let (mut c2, mut s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                let (mut c, mut s) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SocketRelay { path, allow }
+    }
+
+    /// Lets `n` more connections through, then none.
+    fn allow_only(&self, n: usize) {
+        self.allow.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn up(&self) {
+        self.allow.store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The database server goes down while a failed `site create` rolls back: its database and user stay
+/// behind for a while. The undo is retried until the server is back and then drops them; a failed
+/// site deleted meanwhile has them dropped by its delete, and the retry stands back.
+#[test]
+fn a_database_left_by_an_outage_during_rollback_is_dropped_later() {
+    if !services_available() {
+        return;
+    }
+    let mut f = Fjord::new(None);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(f.dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket = std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("MariaDB: run through scripts/test.sh");
+    let tcp = std::env::var("FJORD_TEST_MARIADB_PORT").expect("MariaDB port");
+    let relay = SocketRelay::start(f.dir.path().join("mysqld.sock"), socket);
+    let relay_path = relay.path.to_str().expect("utf-8").to_string();
+    let port = common::free_port().to_string();
+    let create = |f: &Fjord, domain: &str| -> i64 {
+        f.json(&["site", "create", domain, "--platform", "d10", "--db-engine", "mariadb"])["id"]
+            .as_i64()
+            .expect("task id")
+    };
+    let plan = {
+        f.start_serve(&[]);
+        #[rustfmt::skip]
+        f.ok(&["server", "add", "localhost", "--web", "nginx", "--http-port", &port, "--listen", "127.0.0.1",
+            "--database", "mariadb", "--mariadb-socket", &relay_path, "--mariadb-port", &tcp, "--wait"]);
+        fixture_platform(&f, "drupal10", "d10");
+        f.ok(&["--dry-run", "site", "create", "outage.example", "--platform", "d10", "--db-engine", "mariadb"])
+    };
+    let step = plan
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .position(|l| l.contains("create mariadb database"))
+        .expect("database step");
+    let fault = format!("site-install:{step}:fail");
+
+    // 1. The retry drops them once the server is back.
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &fault), ("FJORD_UNDO_RETRY_SECONDS", "1")]);
+    relay.allow_only(2); // the check and the CREATE DATABASE get through; the rollback's DROP does not
+    let id = create(&f, "outage.example");
+    let end = f.wait_task(id, "failed");
+    assert!(end["error"].as_str().expect("error").contains("rollback incomplete"), "{end}");
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // a retry or two while still down
+    assert_eq!(
+        mariadb_databases("outageexample"),
+        ["outageexample"],
+        "the outage should leave the database: {}",
+        f.ok(&["task", "log", &id.to_string()])
+    );
+    relay.up();
+    f.wait_until("the database dropped by the retried undo", || mariadb_databases("outageexample").is_empty());
+    let log = f.ok(&["task", "log", &id.to_string()]);
+    assert!(log.contains("rollback completed on a later try"), "{log}");
+    let users = std::process::Command::new("mariadb")
+        .arg(format!("--socket={}", std::env::var("FJORD_TEST_MARIADB_SOCKET").expect("socket")))
+        .args(["-uroot", "--batch", "--skip-column-names", "-e"])
+        .arg("SELECT COUNT(*) FROM mysql.user WHERE user = 'outageexample'")
+        .output()
+        .expect("mariadb runs");
+    assert_eq!(String::from_utf8_lossy(&users.stdout).trim(), "0", "the database user stayed");
+
+    // 2. A delete of the failed site drops them itself; the retry then stands back for good.
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &fault), ("FJORD_UNDO_RETRY_SECONDS", "3600")]);
+    relay.allow_only(2);
+    let id = create(&f, "outage2.example");
+    f.wait_task(id, "failed");
+    assert_eq!(mariadb_databases("outage2example"), ["outage2example"]);
+    relay.up();
+    f.ok(&["site", "delete", "outage2.example", "--force", "--wait"]);
+    assert!(mariadb_databases("outage2example").is_empty(), "the delete left the database");
+    f.stop();
+    f.start_serve(&[("FJORD_UNDO_RETRY_SECONDS", "1")]);
+    f.wait_until("the retry stands back", || f.ok(&["task", "log", &id.to_string()]).contains("no longer retried"));
+}

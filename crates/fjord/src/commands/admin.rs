@@ -161,6 +161,9 @@ pub async fn serve(ctx: &mut Ctx, args: ServeArgs) -> Result<ExitCode> {
     if let Some(s) = env_num("FJORD_CERT_RETRY_SECONDS")?.or(acme.retry_minutes.map(|m| m * 60)) {
         cfg.cert_retry = Duration::from_secs(s.max(1));
     }
+    if let Some(s) = env_num("FJORD_UNDO_RETRY_SECONDS")? {
+        cfg.undo_retry = Duration::from_secs(s.max(1));
+    }
     if let Ok(f) = std::env::var("FJORD_FAULT") {
         cfg.fault = Some(f.parse().map_err(anyhow::Error::msg)?);
     }

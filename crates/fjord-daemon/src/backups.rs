@@ -1,7 +1,8 @@
 //! The daemon's backup pass, run every `backup_check`: queues the scheduled backups that are due (as
 //! ordinary `site-backup` tasks of kind `scheduled`), copies new archives offsite, and prunes what each
 //! site's retention no longer keeps (archive, checksum, offsite copy, then the record), logging every
-//! backup it prunes. Pruning waits while a site has a task queued or running, so it never removes an
+//! backup it prunes, and removes the secrets of deleted sites once their last backup is gone. Pruning
+//! waits while a site has a task queued or running, so it never removes an
 //! archive a restore is reading.
 
 use crate::runner::Context;
@@ -29,6 +30,27 @@ pub async fn pass(ctx: &Context) {
         upload_new(ctx, o).await;
     }
     prune(ctx, offsite.as_ref(), now).await;
+    prune_secrets(ctx).await;
+}
+
+/// Removes the secrets (database password, salts) of sites that are deleted and whose last backup is
+/// gone: kept until then so a restore brings the site back as it was, never longer.
+async fn prune_secrets(ctx: &Context) {
+    let secrets = &ctx.executor.secrets;
+    let ids: Vec<i64> = match secrets.site_ids() {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => return tracing::warn!(error = %e, "cannot list the secrets"),
+    };
+    let gone = match ctx.store.sites_gone_for_good(&ids).await {
+        Ok(g) => g,
+        Err(e) => return tracing::warn!(error = %e, "cannot tell which sites are gone"),
+    };
+    for site in gone {
+        match secrets.delete_site(site) {
+            Ok(n) => tracing::info!(site, count = n, "removed the secrets of a deleted site with no backup left"),
+            Err(e) => tracing::warn!(site, error = %e, "cannot remove a deleted site's secrets"),
+        }
+    }
 }
 
 /// Copies archives that have no offsite copy yet.

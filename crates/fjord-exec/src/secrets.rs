@@ -91,6 +91,34 @@ impl SecretStore {
     pub fn delete(&self, key: &str) -> ExecResult<()> {
         crate::fsops::remove_all(&self.path(key)?)
     }
+
+    /// The sites that have secrets here (keys `site-ID-…`).
+    pub fn site_ids(&self) -> ExecResult<std::collections::BTreeSet<i64>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err(format!("list {}", self.dir.display())))?;
+        Ok(entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| site_of_key(&name))
+            .collect())
+    }
+
+    /// Removes every secret of one site (its database password, its app's salts, an uploaded key).
+    pub fn delete_site(&self, site: i64) -> ExecResult<usize> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err(format!("list {}", self.dir.display())))?;
+        let mut removed = 0;
+        for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            if site_of_key(&name) == Some(site) {
+                self.delete(&name)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The site a secret key belongs to: `site-12-db` → 12.
+fn site_of_key(key: &str) -> Option<i64> {
+    let (id, _) = key.strip_prefix("site-")?.split_once('-')?;
+    id.parse().ok()
 }
 
 #[cfg(test)]
@@ -107,5 +135,19 @@ mod tests {
         assert_eq!(crate::fsops::mode_of(&dir.path().join("secrets")), Some(0o700));
         assert_eq!(format!("{s:?}"), "Secret(********)");
         assert!(store.get("../etc/passwd").is_err());
+    }
+
+    #[test]
+    fn a_sites_secrets_go_together_and_no_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SecretStore::open(dir.path().join("secrets")).expect("open");
+        for key in ["site-1-db", "site-1-hash-salt", "site-12-db", "server-site-1-mariadb-admin"] {
+            store.get_or_generate(key).expect("generate");
+        }
+        assert_eq!(store.site_ids().expect("ids").into_iter().collect::<Vec<_>>(), [1, 12]);
+        assert_eq!(store.delete_site(1).expect("delete"), 2);
+        assert!(store.get("site-12-db").expect("get").is_some());
+        assert!(store.get("server-site-1-mariadb-admin").expect("get").is_some());
+        assert_eq!(store.site_ids().expect("ids").into_iter().collect::<Vec<_>>(), [12]);
     }
 }

@@ -189,6 +189,30 @@ impl Store {
         Ok(queued)
     }
 
+    /// Of `sites`, those deleted with no backup left and no task queued or running: nothing can bring
+    /// them back, so their secrets can go.
+    pub async fn sites_gone_for_good(&self, sites: &[i64]) -> StoreResult<Vec<i64>> {
+        let mut gone = Vec::new();
+        for chunk in sites.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id FROM sites WHERE status = 'deleted' AND id IN ({}) \
+                 AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.site_id = sites.id) \
+                 AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.lane_site = sites.id \
+                     AND t.status IN ('queued', 'running', 'interrupted'))",
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                gone.push(row.try_get("id")?);
+            }
+        }
+        Ok(gone)
+    }
+
     /// Backups not yet copied offsite, oldest first.
     pub async fn backups_without_offsite(&self, limit: i64) -> StoreResult<Vec<Backup>> {
         let rows = sqlx::query(&format!(

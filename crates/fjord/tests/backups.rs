@@ -281,3 +281,39 @@ fn offsite_copies_restore_and_are_pruned() {
     f.ok(&["backup", "delete", &last["id"].as_i64().expect("id").to_string()]);
     assert!(!stored(&cfg, &last_loc), "backup delete left the offsite copy");
 }
+
+/// The secrets of a deleted site (its database password, its app's salts) stay while a backup could
+/// bring it back, and go with its last backup.
+#[test]
+fn a_deleted_sites_secrets_go_with_its_last_backup() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, _port) = Fjord::with_server();
+    fixture_platform(&f, "d10");
+    let domain = "secrets.example";
+    site(&f, domain);
+    let id = f.json(&["site", "show", domain])["site"]["id"].as_i64().expect("site id");
+    let dir = f.state.join("secrets");
+    let secrets = || -> Vec<String> {
+        let prefix = format!("site-{id}-");
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .expect("secrets dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(!secrets().is_empty(), "a site on SQLite still has its app's salt");
+    f.ok(&["site", "delete", domain, "--force", "--wait"]);
+    let left: Vec<serde_json::Value> =
+        f.json(&["backup", "list"]).as_array().expect("list").iter().filter(|b| b["site_id"] == id).cloned().collect();
+    assert_eq!(left.len(), 1, "the pre-delete backup: {left:?}");
+    f.stop();
+    f.start_serve(&[("FJORD_BACKUP_CHECK_SECONDS", "1")]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!secrets().is_empty(), "secrets went while a backup could still bring the site back");
+    f.ok(&["backup", "delete", &left[0]["id"].to_string()]);
+    f.wait_until("the deleted site's secrets removed", || secrets().is_empty());
+}

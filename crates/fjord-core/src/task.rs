@@ -331,6 +331,9 @@ pub struct StepRecord {
     pub status: StepStatus,
     /// JSON the executor needs to undo the step (e.g. where the previous file content was saved).
     pub undo: Option<String>,
+    /// How long the step took to apply (or to fail), once it has.
+    #[serde(default)]
+    pub duration_ms: Option<i64>,
 }
 
 #[cfg(test)]

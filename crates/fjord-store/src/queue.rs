@@ -596,15 +596,17 @@ impl Store {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO task_steps (task_id, idx, description, status, undo) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO task_steps (task_id, idx, description, status, undo, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (task_id, idx) DO UPDATE SET description = excluded.description, status = excluded.status, \
-             undo = excluded.undo",
+             undo = excluded.undo, started_at = excluded.started_at, duration_ms = NULL",
         )
         .bind(task.0)
         .bind(idx)
         .bind(description)
         .bind(status.as_str())
         .bind(undo)
+        .bind(now_millis())
         .execute(&mut *tx)
         .await?;
         if let Some(text) = log {
@@ -614,19 +616,25 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a step's status; the step's end (applied or failed) also records how long it took.
     pub async fn set_step_status(&self, task: TaskId, idx: i64, status: StepStatus) -> StoreResult<()> {
-        sqlx::query("UPDATE task_steps SET status = $1 WHERE task_id = $2 AND idx = $3")
-            .bind(status.as_str())
-            .bind(task.0)
-            .bind(idx)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE task_steps SET status = $1, duration_ms = CASE WHEN status = 'pending' \
+             THEN $4 - started_at ELSE duration_ms END WHERE task_id = $2 AND idx = $3",
+        )
+        .bind(status.as_str())
+        .bind(task.0)
+        .bind(idx)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn steps(&self, task: TaskId) -> StoreResult<Vec<StepRecord>> {
         let rows = sqlx::query(
-            "SELECT task_id, idx, description, status, undo FROM task_steps WHERE task_id = $1 ORDER BY idx",
+            "SELECT task_id, idx, description, status, undo, duration_ms FROM task_steps WHERE task_id = $1 \
+             ORDER BY idx",
         )
         .bind(task.0)
         .fetch_all(&self.pool)

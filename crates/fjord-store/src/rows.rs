@@ -386,6 +386,7 @@ pub(crate) fn step(row: &AnyRow) -> StoreResult<StepRecord> {
         description: row.try_get("description")?,
         status: text_enum(row, "status", StepStatus::parse)?,
         undo: row.try_get("undo")?,
+        duration_ms: row.try_get("duration_ms")?,
     })
 }
 

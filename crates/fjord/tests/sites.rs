@@ -33,6 +33,21 @@ fn life_cycle(f: &Fjord, port: u16, platform: &str, engine: &str, domain: &str, 
     let shown = f.json(&["site", "show", domain]);
     assert_eq!(shown["site"]["status"], "enabled");
 
+    // Each step of the create says how long it took (where the time goes).
+    let create = f.json(&["task", "list", "--limit", "100"]);
+    let create = create
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["kind"] == "site-install" && t["target_id"] == shown["site"]["id"])
+        .expect("the create task")["id"]
+        .to_string();
+    let steps = f.json(&["task", "show", &create])["steps"].clone();
+    assert!(
+        steps.as_array().expect("steps").iter().all(|s| s["duration_ms"].as_i64().is_some_and(|ms| ms >= 0)),
+        "{steps}"
+    );
+
     // One-time login link really logs the admin in, once. It is a credential: the task's result holds
     // it, its log (which outlives its use, and others may read) does not.
     let asked = f.json(&["site", "login-link", domain]);

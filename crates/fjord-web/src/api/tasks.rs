@@ -94,7 +94,11 @@ pub async fn show(
     let mut v = serde_json::to_value(&task).unwrap_or_default();
     v["steps"] = serde_json::json!(steps
         .iter()
-        .map(|s| serde_json::json!({ "idx": s.idx, "description": s.description, "status": s.status }))
+        .map(|s| {
+            serde_json::json!({
+                "idx": s.idx, "description": s.description, "status": s.status, "duration_ms": s.duration_ms,
+            })
+        })
         .collect::<Vec<_>>());
     // What the task found out; a login link only for whoever asked, while it lasts.
     if task.kind != TaskKind::PlatformMigrate {

@@ -124,6 +124,15 @@ pub fn num(n: i64) -> String {
 }
 
 /// `1 h`, `15 min`, `1 day`, `90 s`.
+/// A step's or a task's run time: `840 ms`, `2.4 s`.
+pub fn millis(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 pub fn duration(secs: i64) -> String {
     match secs {
         s if s % 86_400 == 0 && s >= 86_400 => plural(s / 86_400, "day"),

@@ -126,8 +126,16 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(id): Path<i64>)
     let can_cancel =
         can_act && matches!(task.status, TaskStatus::Queued | TaskStatus::Running) && !task.cancel_requested;
     let can_retry = can_act && matches!(task.status, TaskStatus::Failed | TaskStatus::Cancelled);
-    let steps: Vec<Value> =
-        steps.iter().map(|s| context! { description => s.description, status => s.status.as_str() }).collect();
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|s| {
+            context! {
+                description => s.description,
+                status => s.status.as_str(),
+                took => s.duration_ms.map(crate::ui::render::millis),
+            }
+        })
+        .collect();
     let log: Vec<Value> = log
         .iter()
         .map(|l| context! { ts => l.ts, level => l.level.as_str(), stream => l.stream.as_str(), text => l.text })

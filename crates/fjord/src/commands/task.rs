@@ -159,10 +159,17 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
                 if !steps.is_empty() {
                     println!("\nsteps:");
                     table(
-                        &["#", "step", "state"],
+                        &["#", "step", "state", "took"],
                         &steps
                             .iter()
-                            .map(|s| vec![(s.idx + 1).to_string(), s.description.clone(), s.status.to_string()])
+                            .map(|s| {
+                                vec![
+                                    (s.idx + 1).to_string(),
+                                    s.description.clone(),
+                                    s.status.to_string(),
+                                    duration(s.duration_ms),
+                                ]
+                            })
                             .collect::<Vec<_>>(),
                     );
                 }

@@ -203,11 +203,11 @@ pub fn stamp_now() -> String {
     fjord_core::backups::backup_stamp(fjord_store::now_millis())
 }
 
-/// Arguments of a manual backup; `logical`: a SQL dump even where tablespace files could be archived.
-pub fn backup_args(compression: Compression, logical: bool) -> serde_json::Value {
+/// Arguments of a manual backup, its database copied by `method`.
+pub fn backup_args(compression: Compression, method: BackupMethod) -> serde_json::Value {
     let mut args = serde_json::json!({ "kind": "manual", "stamp": stamp_now(), "compression": compression });
-    if logical {
-        args["logical"] = serde_json::Value::Bool(true);
+    if method != BackupMethod::Auto {
+        args["method"] = serde_json::json!(method);
     }
     args
 }

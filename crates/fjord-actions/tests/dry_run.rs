@@ -346,7 +346,8 @@ async fn site_tasks_plan_as_their_dry_run() {
             same_plan(&w, what, none(), move |args, dry| a.run(kind, id, args, BY, dry)).await;
         }
 
-        let backup = twice(|| async { fjord_actions::backup_args(Compression::Zstd, false) }).await;
+        let backup =
+            twice(|| async { fjord_actions::backup_args(Compression::Zstd, fjord_core::BackupMethod::Auto) }).await;
         same_plan(&w, "site backup", backup, move |args, dry| a.run(TaskKind::SiteBackup, id, args, BY, dry)).await;
 
         let delete = twice(|| async { fjord_actions::delete_args(true, true) }).await;
@@ -369,9 +370,15 @@ async fn site_tasks_plan_as_their_dry_run() {
         same_plan(&w, "site sync", sync, move |args, dry| a.run(TaskKind::SiteSync, id, args, BY, dry)).await;
 
         // A backup to restore: one that ran (its archive recorded the way the daemon records it).
-        a.run(TaskKind::SiteBackup, id, fjord_actions::backup_args(Compression::Zstd, false), BY, false)
-            .await
-            .expect("queue a backup");
+        a.run(
+            TaskKind::SiteBackup,
+            id,
+            fjord_actions::backup_args(Compression::Zstd, fjord_core::BackupMethod::Auto),
+            BY,
+            false,
+        )
+        .await
+        .expect("queue a backup");
         run_queued(&w.store, &w.layout).await;
         let b = w.store.backups(Some(w.site)).await.expect("backups").remove(0).id;
         // The real run also fetches the archive back from offsite if it is gone (it is here).

@@ -14,7 +14,7 @@ pub mod proxies;
 pub mod task;
 pub mod tls;
 
-pub use backups::{BackupSchedule, Compression, Retention};
+pub use backups::{BackupMethod, BackupSchedule, Compression, Retention, PHYSICAL_BACKUP_MIN_BYTES};
 pub use batch::{BatchSite, BatchSummary, PlatformMigrateArgs, SiteOutcome, SiteResult};
 pub use desired::{Change, DesiredChange};
 pub use model::*;

@@ -185,6 +185,13 @@ pub struct PhysicalDb {
     /// account; set where this database is the source of a copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Command>,
+    /// Below this size (data and indexes) the logical path is taken: a dump is smaller and faster.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Tables whose rows a backup leaves out: the application's caches (Drupal's `cache` and `cache_*`

@@ -55,7 +55,9 @@ pub async fn probe(ex: &Executor, db: &PhysicalDb, writable: bool) -> ExecResult
          SELECT 'table', TABLE_NAME, TABLE_TYPE, IFNULL(ENGINE, '-'), IFNULL(NULLIF(CREATE_OPTIONS, ''), '-') \
          FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{name}' ORDER BY TABLE_NAME;\n\
          SELECT DISTINCT 'fulltext', TABLE_NAME FROM information_schema.STATISTICS \
-         WHERE TABLE_SCHEMA = '{name}' AND INDEX_TYPE = 'FULLTEXT';\n"
+         WHERE TABLE_SCHEMA = '{name}' AND INDEX_TYPE = 'FULLTEXT';\n\
+         SELECT 'size', IFNULL(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = '{name}';\n"
     );
     let out = match admin(ex, db, sql, None).await {
         Ok(out) => out,
@@ -87,6 +89,16 @@ pub async fn probe(ex: &Executor, db: &PhysicalDb, writable: bool) -> ExecResult
                 tables.push(table.to_string());
             }
             ["fulltext", table] => return Ok(Err(format!("table {table} has a FULLTEXT index"))),
+            ["size", bytes] => {
+                let bytes: u64 = bytes.parse().unwrap_or(0);
+                if bytes < db.min_bytes {
+                    return Ok(Err(format!(
+                        "the database holds {:.1} MB, below the {} MB from which copying its files pays off",
+                        bytes as f64 / 1e6,
+                        db.min_bytes / 1_000_000
+                    )));
+                }
+            }
             _ => return Ok(Err(format!("unexpected answer from the server: {line:?}"))),
         }
     }
@@ -334,7 +346,8 @@ impl Executor {
             Ok(layout) => layout,
             Err(why) => return Ok(Err(why)),
         };
-        let target = PhysicalDb { admin: copy.source.admin.clone(), database: copy.target.clone(), schema: None };
+        let target =
+            PhysicalDb { admin: copy.source.admin.clone(), database: copy.target.clone(), schema: None, min_bytes: 0 };
         if let Err(why) = probe(self, &target, true).await? {
             return Ok(Err(format!("the new database: {why}")));
         }

@@ -705,11 +705,16 @@ impl Executor {
             Step::HttpCheck { url, host, expect, contains, error_log } => {
                 // Errors the site logs from now on count against it.
                 let log_offset = error_log.as_deref().map(|l| self.host.file_len(Path::new(l)));
-                // A freshly started PHP-FPM or web server may need a moment: retry briefly.
+                // A freshly started PHP-FPM or web server may need a moment: ask again, soon at first
+                // (no fixed wait in a task's path), for up to five seconds.
                 let mut last = String::new();
-                for attempt in 0..20 {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                for attempt in 0u32.. {
                     if attempt > 0 {
-                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis((10u64 << attempt.min(5)).min(250))).await;
                     }
                     match crate::http::get(url, host, &[]).await {
                         Ok(a) if crate::steps::php_fatal(&a.body).is_some() => {

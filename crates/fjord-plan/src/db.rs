@@ -388,5 +388,5 @@ pub fn physical(server: Option<&Server>, ctx: &crate::apps::SiteCtx, source: boo
     let server = server.expect("service() checked it");
     let mut admin = admin(server, db, String::new()).timeout(6 * 3600);
     admin.stdin = None;
-    Ok(Some(PhysicalDb { admin, database: ctx.db.database.clone(), schema: source.then(|| schema(ctx)) }))
+    Ok(Some(PhysicalDb { admin, database: ctx.db.database.clone(), schema: source.then(|| schema(ctx)), min_bytes: 0 }))
 }

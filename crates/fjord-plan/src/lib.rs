@@ -88,10 +88,16 @@ pub struct BackupArgs {
     pub stamp: String,
     #[serde(default)]
     pub compression: Compression,
-    /// Always dump the database as SQL, even where its tablespace files could be archived: an archive
-    /// any MariaDB server can restore (a physical one needs the server on the restoring host).
+    /// How the database is copied (see [`BackupMethod`]): by its size unless told.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub method: BackupMethod,
+    /// The older spelling of `method: logical`, still read from tasks queued before it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logical: bool,
+}
+
+fn is_auto(m: &BackupMethod) -> bool {
+    *m == BackupMethod::Auto
 }
 
 impl Default for BackupArgs {
@@ -100,6 +106,7 @@ impl Default for BackupArgs {
             kind: BackupKind::Manual,
             stamp: "unstamped".into(),
             compression: Compression::Zstd,
+            method: BackupMethod::Auto,
             logical: false,
         }
     }
@@ -881,7 +888,14 @@ fn backup_planned(
     plan.push(Step::MakeDir { path: layout.backups_dir(), mode: 0o700, owner: None });
     plan.push(Step::MakeDir { path: dir, mode: 0o700, owner: None });
     let (dump, cache_tables) = db::backup_dump(ctx, App::of(ctx.platform).cache_tables())?;
-    let physical = if a.logical { None } else { db::physical(db_server(snap, site), ctx, true)? };
+    let method = if a.logical { BackupMethod::Logical } else { a.method };
+    let physical = match method {
+        BackupMethod::Logical => None,
+        _ => db::physical(db_server(snap, site), ctx, true)?.map(|p| PhysicalDb {
+            min_bytes: if method == BackupMethod::Auto { PHYSICAL_BACKUP_MIN_BYTES } else { 0 },
+            ..p
+        }),
+    };
     plan.push(Step::Backup {
         archive: archive.clone(),
         dump: Some(dump),

@@ -467,10 +467,14 @@ pub enum SiteCmd {
         /// zstd (multi-threaded, `.tar.zst`) or gzip (`.tar.gz`).
         #[arg(long, default_value = "zstd")]
         compression: String,
-        /// Dump the database as SQL even where its InnoDB tablespace files could be archived
-        /// (MariaDB on this host): an archive any database server can restore.
-        #[arg(long)]
+        /// Dump the database as SQL whatever its size: an archive any database server can restore.
+        /// By default a MariaDB database on this host is dumped when small and its InnoDB files are
+        /// archived when large (faster to restore).
+        #[arg(long, conflicts_with = "physical")]
         logical: bool,
+        /// Archive the database's InnoDB files whatever its size, where the server allows.
+        #[arg(long)]
+        physical: bool,
     },
     /// Bring a site back to one of its backups (the data it replaces becomes a pre-restore backup).
     Restore {

@@ -388,6 +388,9 @@ fn a_client_cannot_see_or_touch_another_clients_site_by_any_route() {
             assert!(r.headers.get("location").is_some());
         }
     }
+    // A backup is logical or physical, not both.
+    let r = api.post("/api/sites/a.example/backup", alice, json!({ "logical": true, "physical": true }));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("physical"));
     let r = api.post("/api/sites/a.example/clone", alice, json!({ "domain": "a2.example" }));
     assert!(r.status == StatusCode::ACCEPTED || r.status == StatusCode::CONFLICT, "{}", r.text);
     let r = api.post("/api/sites/a.example/clone", alice, json!({ "domain": "a2.example", "platform": "p1" }));

@@ -177,15 +177,15 @@ fn site_page_forms_change_what_is_served() {
     b.wait_task("succeeded");
     served(&b, &site_url(domain), "Before the backup");
 
-    // The same form with its "portable SQL dump" box ticked queues a logical backup.
+    // The same form with "portable SQL dump" chosen queues a logical backup.
     b.goto(&format!("{panel}/sites/{domain}"));
-    b.click("input[name='logical']");
+    b.select("select[name='method']", "logical");
     b.click_text("Back up now");
     b.wait_task("succeeded");
     let newest = f.json(&["task", "list", "--limit", "1"])[0].clone();
     assert_eq!(
-        (newest["kind"].as_str(), newest["args"]["logical"].as_bool()),
-        (Some("site-backup"), Some(true)),
+        (newest["kind"].as_str(), newest["args"]["method"].as_str()),
+        (Some("site-backup"), Some("logical")),
         "{newest}"
     );
 

@@ -288,10 +288,10 @@ fn every_form_needs_its_csrf_token() {
     }
     // Nothing happened; with the token, the action is queued and its task shown.
     assert!(!ui.get("/clients", Some(&s)).body.contains("initech"));
-    // The backup form's "portable SQL dump" box is a field it takes; an unknown one is refused. (The
-    // site is not installed here: the backup itself is refused the same way with or without the box.)
+    // The backup form's database copy method is a field it takes; an unknown one is refused. (The
+    // site is not installed here: the backup itself is refused the same way with or without it.)
     let plain = ui.post("/sites/a.example/backup", &s, &[]).status;
-    assert_eq!(ui.post("/sites/a.example/backup", &s, &[("logical", "1")]).status, plain);
+    assert_eq!(ui.post("/sites/a.example/backup", &s, &[("method", "logical")]).status, plain);
     let bogus = ui.post("/sites/a.example/backup", &s, &[("bogus", "1")]);
     assert!(bogus.status.is_client_error() && bogus.status != plain, "{}: {}", bogus.status, bogus.body);
     let r = ui.post("/platforms/p1/verify", &s, &[]);

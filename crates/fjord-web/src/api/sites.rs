@@ -180,10 +180,12 @@ pub struct BackupRequest {
     /// `zstd` (default) or `gzip`.
     #[serde(default)]
     pub compression: Option<String>,
-    /// Dump the database as SQL even where its tablespace files could be archived (a portable
-    /// archive; default false).
+    /// Dump the database as SQL whatever its size (a portable archive; default false: by size).
     #[serde(default)]
     pub logical: bool,
+    /// Archive the database's InnoDB files whatever its size, where the server allows (default false).
+    #[serde(default)]
+    pub physical: bool,
 }
 
 pub async fn backup(
@@ -196,8 +198,18 @@ pub async fn backup(
         Some(c) => actions::parse_enum("compression", c)?,
         None => Compression::default(),
     };
+    let method = match (req.logical, req.physical) {
+        (true, true) => {
+            return Err(
+                actions::ActionError::invalid("physical", "a backup is either logical or physical, not both").into()
+            )
+        }
+        (true, false) => BackupMethod::Logical,
+        (false, true) => BackupMethod::Physical,
+        (false, false) => BackupMethod::Auto,
+    };
     site_task(&state, &actor, &domain, SiteAction::Backup, TaskKind::SiteBackup, |_| {
-        actions::backup_args(compression, req.logical)
+        actions::backup_args(compression, method)
     })
     .await
 }

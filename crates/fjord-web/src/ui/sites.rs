@@ -382,13 +382,13 @@ pub async fn show(State(state): State<AppState>, v: Viewer, Path(domain): Path<S
     site_page(&state, &v, &domain, StatusCode::OK, SiteForms::default()).await
 }
 
-/// What a site action's form may carry besides its CSRF token: the backup form's "portable SQL dump"
-/// checkbox. The other actions are plain buttons.
+/// What a site action's form may carry besides its CSRF token: the backup form's database copy
+/// method (`auto`, `logical`, `physical`). The other actions are plain buttons.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionForm {
     #[serde(default)]
-    logical: Option<String>,
+    method: Option<String>,
 }
 
 /// The one-button actions on a site: each queues a task and shows it.
@@ -405,7 +405,12 @@ pub async fn action(
         "disable" => api::disable(s, a, d).await,
         "login-link" => api::login_link(s, a, d).await,
         "backup" => {
-            let request = api::BackupRequest { logical: form.logical.is_some(), ..Default::default() };
+            let method = form.method.as_deref().unwrap_or("auto");
+            let request = api::BackupRequest {
+                logical: method == "logical",
+                physical: method == "physical",
+                ..Default::default()
+            };
             api::backup(s, a, d, crate::extract::OptionalJson(request)).await
         }
         _ => return Err(ApiError::not_found("action", action).into()),

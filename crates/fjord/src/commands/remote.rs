@@ -296,8 +296,8 @@ async fn site(ctx: &Ctx, remote: &Remote, cmd: SiteCmd) -> Result<ExitCode> {
             let v = remote.post("/api/sites/import", body).await?;
             queued(ctx, remote, v).await
         }
-        SiteCmd::Backup { domain, compression, logical } => {
-            let body = json!({ "compression": compression, "logical": logical });
+        SiteCmd::Backup { domain, compression, logical, physical } => {
+            let body = json!({ "compression": compression, "logical": logical, "physical": physical });
             let v = remote.post(&action(&domain, "backup"), body).await?;
             queued(ctx, remote, v).await
         }

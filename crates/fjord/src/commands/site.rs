@@ -91,14 +91,14 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
         }
         SiteCmd::Import(i) => import(ctx, *i).await,
         SiteCmd::LoginLink { domain } => login_link(ctx, &domain).await,
-        SiteCmd::Backup { domain, compression, logical } => {
+        SiteCmd::Backup { domain, compression, logical, physical } => {
             let compression: Compression = parse_enum("--compression", &compression)?;
-            let stamp = backup::stamp(fjord_store::now_millis());
-            let mut args = serde_json::json!({ "kind": "manual", "stamp": stamp, "compression": compression });
-            if logical {
-                args["logical"] = serde_json::Value::Bool(true);
-            }
-            on_site(ctx, &domain, TaskKind::SiteBackup, args).await
+            let method = match (logical, physical) {
+                (true, _) => BackupMethod::Logical,
+                (_, true) => BackupMethod::Physical,
+                _ => BackupMethod::Auto,
+            };
+            on_site(ctx, &domain, TaskKind::SiteBackup, fjord_actions::backup_args(compression, method)).await
         }
         SiteCmd::Restore { domain, backup: id, platform } => {
             let domain = Domain::parse(&domain)?;

@@ -271,6 +271,16 @@ impl Actions<'_> {
                 }));
             }
         }
+        if local {
+            // What each runtime offers, for the checks of a platform's needs (`-m` of its CLI).
+            for svc in &mut services {
+                if let Service::Php(r) = svc {
+                    if let Some((_, extensions)) = fjord_exec::probe::php_fpm_info(&r.binary, r.cli.as_deref()).await {
+                        r.extensions = extensions;
+                    }
+                }
+            }
+        }
         Ok(services)
     }
 

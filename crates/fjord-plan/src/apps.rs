@@ -353,7 +353,30 @@ impl App {
             }
             App::Php => {}
         }
+        // An installer that exits 0 proves nothing (PHP printing a shell script does, so does
+        // WordPress unable to reach its database): its tables must be there before the HTTP check.
+        let tables = self.installed_tables();
+        if !tables.is_empty() {
+            plan.push(Step::Run {
+                label: format!(
+                    "check the installer created the site's tables ({}), as the site's database account",
+                    tables.join(", ")
+                ),
+                cmd: crate::db::check_tables(ctx, tables),
+                undo: None,
+            });
+        }
         Ok(())
+    }
+
+    /// Tables every installed site of the application has.
+    pub fn installed_tables(self) -> &'static [&'static str] {
+        match self {
+            App::Drupal => &["key_value", "users"],
+            App::Drupal7 => &["system", "variable", "users"],
+            App::Wordpress => &["wp_options", "wp_users"],
+            App::Php => &[],
+        }
     }
 
     /// A step whose output is a one-time login URL for the site's administrator.

@@ -309,6 +309,24 @@ pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
     })
 }
 
+/// A read-only query, as the site's own account the way the site connects, that fails unless every
+/// one of `tables` exists in the site's database: proof an installer did its work.
+pub fn check_tables(ctx: &crate::apps::SiteCtx, tables: &[&str]) -> Command {
+    let db = ctx.db.database.as_str();
+    let quote = |t: &str| match ctx.site.db_engine {
+        DbEngine::Mariadb => format!("`{t}`"),
+        _ => format!("\"{t}\""),
+    };
+    // Selecting no row from a table still fails when it does not exist.
+    let sql: String = tables.iter().map(|t| format!("SELECT 1 FROM {} LIMIT 0;\n", quote(t))).collect();
+    let cmd = match ctx.site.db_engine {
+        DbEngine::Mariadb => as_site(ctx, &["mariadb", "--batch"], &[db]),
+        DbEngine::Postgres => as_site(ctx, &["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], &["-d", db]),
+        DbEngine::Sqlite => as_site(ctx, &["sqlite3", "-bail", "-readonly", db], &[]),
+    };
+    cmd.stdin(sql).timeout(120)
+}
+
 /// The dump a backup makes, and the tables it leaves without rows (`patterns`: the app's caches).
 /// PostgreSQL takes the patterns as they are; `mariadb-dump` needs each table named, so the executor
 /// lists them first; SQLite's `.dump` cannot leave rows out, so its archives keep them.

@@ -78,6 +78,7 @@ fn host_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
         app_version: app.and_then(|(_, v)| v),
         sites_php,
         details,
+        missing_packages: fjord_exec::probe::missing_vendor_packages(root),
         unarchived_replaced: vec![],
     }
 }

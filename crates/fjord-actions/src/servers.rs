@@ -271,6 +271,16 @@ impl Actions<'_> {
                 }));
             }
         }
+        if local {
+            // What each runtime offers, for the checks of a platform's needs (`-m` of its CLI).
+            for svc in &mut services {
+                if let Service::Php(r) = svc {
+                    if let Some((_, extensions)) = fjord_exec::probe::php_fpm_info(&r.binary, r.cli.as_deref()).await {
+                        r.extensions = extensions;
+                    }
+                }
+            }
+        }
         Ok(services)
     }
 
@@ -312,8 +322,8 @@ impl Actions<'_> {
                 ex.secrets.put(&key, &Secret::new(pw)).map_err(|e| ActionError::Internal(format!("{e:#}")))?;
             }
             let cmd = fjord_plan::db::admin(&server, service, "SELECT version();\n".into());
-            match ex.run_command(&cmd, None, None).await {
-                Ok(out) => reachable.push(format!("{engine} {}", out.stdout.lines().last().unwrap_or("").trim())),
+            let version = match ex.run_command(&cmd, None, None).await {
+                Ok(out) => out.stdout.lines().last().unwrap_or("").trim().to_string(),
                 Err(e) => {
                     forget(&ex);
                     return Err(ActionError::invalid(
@@ -321,7 +331,13 @@ impl Actions<'_> {
                         format!("cannot reach {engine} as its admin account: {e}"),
                     ));
                 }
+            };
+            // The admin may answer through a socket while sites connect over TCP: prove their way.
+            if let Err(e) = self.prove_site_path(&ex, &server, service).await {
+                forget(&ex);
+                return Err(ActionError::invalid("databases", e));
             }
+            reachable.push(format!("{engine} {version}"));
         }
         match self.store.add_server(&new, created_by).await {
             Ok((server, task)) => Ok((server, task, reachable)),
@@ -330,6 +346,33 @@ impl Actions<'_> {
                 Err(e.into())
             }
         }
+    }
+
+    /// Logs in as a throwaway account of `service` the way sites are configured to connect (its host
+    /// and port), and removes the account again. The error says what sites would hit.
+    async fn prove_site_path(&self, ex: &Executor, server: &Server, service: &DbService) -> Result<(), String> {
+        let user = format!("fjordprobe{}", std::process::id());
+        let (create, login, drop) = fjord_plan::db::prove_site_path(server, service, &user);
+        let engine = service.engine;
+        let host = service.host.as_deref().unwrap_or("127.0.0.1");
+        let port = service.port.unwrap_or_default();
+        let result = match ex.run_command(&create, None, None).await {
+            Err(e) => Err(format!("cannot create a test account on {engine} as its admin: {e}")),
+            Ok(_) => ex.run_command(&login, None, None).await.map(|_| ()).map_err(|e| {
+                let admin_way = match &service.socket {
+                    Some(sock) => format!("its admin answers through the socket {sock}, but "),
+                    None => String::new(),
+                };
+                format!(
+                    "{engine}: {admin_way}sites connect to {host}:{port} and an account like theirs cannot: {e} \
+                     (give the port or host the database listens on: --{}-port / --{}-host)",
+                    engine, engine
+                )
+            }),
+        };
+        let _ = ex.run_command(&drop, None, None).await;
+        let _ = ex.secrets.delete(&fjord_plan::db::probe_password_key(server, engine));
+        result
     }
 
     /// Records a server's new services and queues its verify with `args` (a dry run: its plan). A

@@ -366,19 +366,44 @@ pub struct PlatformDetails {
     /// Install profiles (Drupal), by machine name.
     #[serde(default)]
     pub profiles: Vec<String>,
-    /// The site-local drush, relative to the platform root.
+    /// The site-local drush, relative to the platform root: its PHP entry point, run with the site's
+    /// `php` (or, with `drush_script`, a script that runs itself).
     #[serde(default)]
     pub drush: Option<String>,
-    /// The PHP version constraint the code declares (composer.json `require.php`).
+    /// `drush` is not PHP (a shell script): it runs itself, with the site's `php` first on `PATH`.
+    #[serde(default)]
+    pub drush_script: bool,
+    /// The PHP version the code declares it needs, for people: the constraints of
+    /// `php_requirements`, joined by "; " when they differ.
     #[serde(default)]
     pub php_requirement: Option<String>,
-    /// Whether one of the server's PHP runtimes satisfies `php_requirement` (`None`: no requirement
-    /// or not understood).
+    /// Each PHP version constraint the code declares, with where it says so (`composer.json`
+    /// `require.php`, `core/composer.json`, `vendor/composer/platform_check.php`,
+    /// `Drupal::MINIMUM_PHP`…). A runtime must satisfy all of them.
+    #[serde(default)]
+    pub php_requirements: Vec<PhpRequirement>,
+    /// The PHP extensions the code requires (`ext-*` of its composer metadata), lower case.
+    #[serde(default)]
+    pub php_extensions: Vec<String>,
+    /// Whether one of the server's PHP runtimes satisfies `php_requirements` and has
+    /// `php_extensions` (`None`: no requirement, or none understood).
     #[serde(default)]
     pub php_ok: Option<bool>,
+    /// The server's runtimes (their keys) the code can run on, as its last verify found.
+    #[serde(default)]
+    pub php_runtimes: Vec<String>,
     /// Site directories found under `sites/` that no Fjord site owns (candidates for `site import`).
     #[serde(default)]
     pub unknown_sites: Vec<String>,
+}
+
+/// A PHP version constraint a codebase declares, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhpRequirement {
+    /// The file or constant that says so, e.g. `core/composer.json` or `Drupal::MINIMUM_PHP`.
+    pub source: String,
+    /// A composer constraint, e.g. `>=8.3`.
+    pub constraint: String,
 }
 
 /// A domain alias of a site.

@@ -52,16 +52,20 @@ pub fn app(web: &Path) -> Option<(AppKind, Option<String>)> {
 /// Profiles, site-local drush, the declared PHP requirement and the site directories of a codebase.
 pub fn platform_details(root: &Path, web: Option<&Path>) -> fjord_core::PlatformDetails {
     let mut d = fjord_core::PlatformDetails::default();
-    for drush in ["vendor/bin/drush", "vendor/drush/drush/drush.php"] {
-        if root.join(drush).is_file() {
-            d.drush = Some(drush.into());
-            break;
+    (d.drush, d.drush_script) = match drush_entry(root) {
+        Some((path, script)) => (Some(path), script),
+        None => (None, false),
+    };
+    let (requirements, extensions) = php_needs(root, web);
+    let mut constraints: Vec<&str> = Vec::new();
+    for r in &requirements {
+        if !constraints.contains(&r.constraint.as_str()) {
+            constraints.push(&r.constraint);
         }
     }
-    d.php_requirement = std::fs::read_to_string(root.join("composer.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v["require"]["php"].as_str().map(String::from));
+    d.php_requirement = (!constraints.is_empty()).then(|| constraints.join("; "));
+    d.php_requirements = requirements;
+    d.php_extensions = extensions;
     let Some(web) = web else { return d };
     // Drupal 8+ keeps profiles in core/profiles and profiles/; Drupal 7 in profiles/.
     for dir in ["core/profiles", "profiles", "profiles/contrib", "profiles/custom"] {
@@ -84,6 +88,225 @@ pub fn platform_details(root: &Path, web: Option<&Path>) -> fjord_core::Platform
     }
     d.unknown_sites.sort();
     d
+}
+
+/// Whether a file is a PHP script (`<?php` first, or after a `#!…php` line), rather than a shell
+/// script or a binary: only a PHP script may be given to `php`.
+fn is_php_script(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else { return false };
+    let text = String::from_utf8_lossy(&head[..n]);
+    let body = match text.strip_prefix("#!") {
+        Some(rest) => {
+            let (shebang, body) = rest.split_once('\n').unwrap_or((rest, ""));
+            if !shebang.contains("php") {
+                return false;
+            }
+            body
+        }
+        None => &text,
+    };
+    body.trim_start().starts_with("<?php")
+}
+
+/// How a codebase's own drush is run, relative to its root: its PHP entry point (drush 9 to 13 have
+/// `drush.php`; composer's `vendor/bin/drush` is a PHP proxy up to drush 12, a shell script from
+/// drush 13), run with the site's `php`; or, when there is none, a script that runs itself
+/// (`true`), with the site's `php` first on `PATH`.
+pub fn drush_entry(root: &Path) -> Option<(String, bool)> {
+    for php in ["vendor/drush/drush/drush.php", "vendor/drush/drush/drush", "vendor/bin/drush.php", "vendor/bin/drush"]
+    {
+        if is_php_script(&root.join(php)) {
+            return Some((php.to_string(), false));
+        }
+    }
+    root.join("vendor/bin/drush").is_file().then(|| ("vendor/bin/drush".to_string(), true))
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+/// `ext-*` names in a composer `require` object, lower case, without the prefix.
+fn required_extensions(require: &serde_json::Value, into: &mut Vec<String>) {
+    for name in require.as_object().into_iter().flat_map(|o| o.keys()) {
+        if let Some(ext) = name.to_lowercase().strip_prefix("ext-") {
+            into.push(ext.to_string());
+        }
+    }
+}
+
+/// `PHP_VERSION_ID >= 80300` (composer's platform check) as the constraint `>=8.3.0`.
+fn version_id_constraint(text: &str) -> Option<String> {
+    let rest = &text[text.find("PHP_VERSION_ID >= ")? + "PHP_VERSION_ID >= ".len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let id: u32 = digits.parse().ok()?;
+    Some(format!(">={}.{}.{}", id / 10000, id / 100 % 100, id % 100))
+}
+
+/// What PHP a codebase says it needs: every version constraint it declares, with its source, and
+/// the extensions its composer metadata requires. Read from whichever of these the codebase has:
+/// `composer.json` and Drupal's `core/composer.json` (`require.php`, `ext-*`), composer's
+/// `vendor/composer/platform_check.php` (what the autoloader refuses to run without),
+/// `Drupal::MINIMUM_PHP`, Drupal 7's `DRUPAL_MINIMUM_PHP`, WordPress's `$required_php_version`, and
+/// the `ext-*` of every installed package (`vendor/composer/installed.json`).
+pub fn php_needs(root: &Path, web: Option<&Path>) -> (Vec<fjord_core::PhpRequirement>, Vec<String>) {
+    let mut requirements = Vec::new();
+    let mut extensions = Vec::new();
+    let mut require = |source: &str, constraint: String| {
+        requirements.push(fjord_core::PhpRequirement { source: source.into(), constraint })
+    };
+    let mut composer_files = vec![("composer.json".to_string(), root.join("composer.json"))];
+    if let Some(web) = web {
+        let rel = web.strip_prefix(root).ok().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = if rel.is_empty() { "core/composer.json".to_string() } else { format!("{rel}/core/composer.json") };
+        composer_files.push((name, web.join("core/composer.json")));
+    }
+    for (name, path) in composer_files {
+        let Some(json) = read_json(&path) else { continue };
+        if let Some(php) = json["require"]["php"].as_str() {
+            require(&name, php.to_string());
+        }
+        required_extensions(&json["require"], &mut extensions);
+    }
+    if let Some(text) = read_text(&root.join("vendor/composer/platform_check.php")) {
+        if let Some(c) = version_id_constraint(&text) {
+            require("vendor/composer/platform_check.php", c);
+        }
+        // `extension_loaded('gd') || $missingExtensions[] = 'gd';`
+        for part in text.split("extension_loaded(").skip(1) {
+            let name: String = part
+                .trim_start_matches(['\'', '"'])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == ' ')
+                .collect();
+            if !name.is_empty() {
+                extensions.push(name.to_lowercase());
+            }
+        }
+    }
+    if let Some(web) = web {
+        if let Some(v) = quoted_after(&web.join("core/lib/Drupal.php"), "const MINIMUM_PHP") {
+            require("Drupal::MINIMUM_PHP", format!(">={v}"));
+        }
+        if let Some(v) = quoted_after(&web.join("includes/bootstrap.inc"), "define('DRUPAL_MINIMUM_PHP'") {
+            require("DRUPAL_MINIMUM_PHP", format!(">={v}"));
+        }
+        if let Some(v) = quoted_after(&web.join("wp-includes/version.php"), "$required_php_version") {
+            require("$required_php_version", format!(">={v}"));
+        }
+    }
+    if let Some((packages, _)) = installed_packages(root) {
+        for p in &packages {
+            required_extensions(&p["require"], &mut extensions);
+        }
+    }
+    for e in &mut extensions {
+        *e = e.replace(' ', "-");
+    }
+    extensions.sort();
+    extensions.dedup();
+    (requirements, extensions)
+}
+
+/// The packages composer installed (`vendor/composer/installed.json`, composer 1 or 2), without the
+/// dev packages of a `--no-dev` install (listed, never installed), and the directory their
+/// `install-path`s are relative to.
+fn installed_packages(root: &Path) -> Option<(Vec<serde_json::Value>, std::path::PathBuf)> {
+    let composer_dir = root.join("vendor/composer");
+    let json = read_json(&composer_dir.join("installed.json"))?;
+    let (packages, dev_names) = match &json {
+        serde_json::Value::Array(list) => (list.clone(), vec![]),
+        v => {
+            let dev = v["dev"].as_bool().unwrap_or(true);
+            let names: Vec<String> = if dev {
+                vec![]
+            } else {
+                v["dev-package-names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str())
+                    .map(String::from)
+                    .collect()
+            };
+            (v["packages"].as_array().cloned().unwrap_or_default(), names)
+        }
+    };
+    let packages =
+        packages.into_iter().filter(|p| !dev_names.iter().any(|n| Some(n.as_str()) == p["name"].as_str())).collect();
+    Some((packages, composer_dir))
+}
+
+/// What is missing of the packages `vendor/composer/installed.json` lists: each as
+/// `NAME (what is missing)`: its directory, a file it autoloads (`autoload.files`), or the directory
+/// of a namespace it autoloads (`psr-4`, `psr-0`) and so the classes the autoloader cannot find.
+/// Empty when the codebase has no composer metadata.
+pub fn missing_vendor_packages(root: &Path) -> Vec<String> {
+    let Some((packages, composer_dir)) = installed_packages(root) else { return vec![] };
+    let mut missing = Vec::new();
+    if !root.join("vendor/autoload.php").is_file() {
+        missing.push("composer's autoloader (vendor/autoload.php)".to_string());
+    }
+    for p in &packages {
+        let Some(name) = p["name"].as_str() else { continue };
+        if p["type"].as_str() == Some("metapackage") {
+            continue;
+        }
+        let dir = match p["install-path"].as_str() {
+            Some(rel) => composer_dir.join(rel),
+            None => root.join("vendor").join(name),
+        };
+        if !dir.is_dir() {
+            missing.push(format!("{name} (no {})", shown(root, &dir)));
+            continue;
+        }
+        let autoload = &p["autoload"];
+        let mut gaps = Vec::new();
+        for file in autoload["files"].as_array().into_iter().flatten().filter_map(|f| f.as_str()) {
+            if !dir.join(file).is_file() {
+                gaps.push(format!("autoloaded file {file}"));
+            }
+        }
+        for kind in ["psr-4", "psr-0"] {
+            for (namespace, dirs) in autoload[kind].as_object().into_iter().flatten() {
+                let dirs: Vec<&str> = match dirs {
+                    serde_json::Value::String(d) => vec![d.as_str()],
+                    serde_json::Value::Array(list) => list.iter().filter_map(|d| d.as_str()).collect(),
+                    _ => vec![],
+                };
+                for d in dirs {
+                    if !dir.join(d).is_dir() {
+                        let classes =
+                            if namespace.is_empty() { "classes".to_string() } else { format!("{namespace}*") };
+                        gaps.push(format!("{} for {classes}", if d.is_empty() { "its directory" } else { d }));
+                    }
+                }
+            }
+        }
+        if !gaps.is_empty() {
+            missing.push(format!("{name} (missing {})", gaps.join(", ")));
+        }
+    }
+    missing
+}
+
+/// `path` relative to `root` when it is inside it.
+fn shown(root: &Path, path: &Path) -> String {
+    // install-paths go through vendor/composer/../: tidy them without touching the disk.
+    let mut parts: Vec<std::path::Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => parts.push(c),
+        }
+    }
+    let tidy: std::path::PathBuf = parts.iter().collect();
+    tidy.strip_prefix(root).unwrap_or(&tidy).to_string_lossy().into_owned()
 }
 
 /// A PHP-FPM runtime found on this machine.
@@ -274,5 +497,94 @@ mod tests {
         assert_eq!(docroot(&wp).as_deref(), Some(""));
         assert_eq!(app(&wp), Some((AppKind::Wordpress, Some("6.1.1".into()))));
         assert_eq!(docroot(&root.join("missing")), None);
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn finds_what_is_missing_of_the_installed_packages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        assert!(missing_vendor_packages(root).is_empty(), "no composer metadata, nothing to check");
+        let installed = serde_json::json!({
+            "dev": false,
+            "dev-package-names": ["phpunit/phpunit"],
+            "packages": [
+                {"name": "acme/whole", "install-path": "../acme/whole",
+                 "autoload": {"psr-4": {"Acme\\Whole\\": "src/"}, "files": ["helpers.php"]}},
+                {"name": "acme/gone", "install-path": "../acme/gone"},
+                {"name": "acme/half", "install-path": "../acme/half",
+                 "autoload": {"psr-4": {"Acme\\Half\\": ["src/", "lib/"]}, "files": ["boot.php"]}},
+                {"name": "acme/meta", "type": "metapackage"},
+                {"name": "phpunit/phpunit", "install-path": "../phpunit/phpunit"}
+            ]
+        });
+        write(root, "vendor/composer/installed.json", &installed.to_string());
+        write(root, "vendor/autoload.php", "<?php");
+        write(root, "vendor/acme/whole/src/A.php", "<?php");
+        write(root, "vendor/acme/whole/helpers.php", "<?php");
+        write(root, "vendor/acme/half/src/A.php", "<?php");
+        assert_eq!(
+            missing_vendor_packages(root),
+            ["acme/gone (no vendor/acme/gone)", "acme/half (missing autoloaded file boot.php, lib/ for Acme\\Half\\*)",]
+        );
+    }
+
+    #[test]
+    fn reads_the_php_a_codebase_needs_from_wherever_it_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        write(root, "composer.json", r#"{"require": {"php": ">=8.1", "ext-GD": "*", "drupal/core": "^11"}}"#);
+        write(root, "web/core/composer.json", r#"{"require": {"php": ">=8.3.0", "ext-pdo": "*"}}"#);
+        write(
+            root,
+            "web/core/lib/Drupal.php",
+            "class Drupal {\n  const VERSION = '11.1.0';\n  const MINIMUM_PHP = '8.3.0';\n}",
+        );
+        write(
+            root,
+            "vendor/composer/platform_check.php",
+            "<?php\n$issues = array();\nif (!(PHP_VERSION_ID >= 80300)) {\n    $issues[] = 'x';\n}\n$missingExtensions = array();\nextension_loaded('intl') || $missingExtensions[] = 'intl';\n",
+        );
+        write(
+            root,
+            "vendor/composer/installed.json",
+            r#"{"packages": [{"name": "a/b", "require": {"ext-mbstring": "*", "php": ">=7"}}]}"#,
+        );
+        let (req, ext) = php_needs(root, Some(&root.join("web")));
+        let pairs: Vec<(&str, &str)> = req.iter().map(|r| (r.source.as_str(), r.constraint.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("composer.json", ">=8.1"),
+                ("web/core/composer.json", ">=8.3.0"),
+                ("vendor/composer/platform_check.php", ">=8.3.0"),
+                ("Drupal::MINIMUM_PHP", ">=8.3.0"),
+            ]
+        );
+        assert_eq!(ext, ["gd", "intl", "mbstring", "pdo"]);
+        let d = platform_details(root, Some(&root.join("web")));
+        assert_eq!(d.php_requirement.as_deref(), Some(">=8.1; >=8.3.0"));
+    }
+
+    #[test]
+    fn runs_drush_by_its_php_entry_point() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        assert_eq!(drush_entry(root), None);
+        // Drush 13: composer's vendor/bin/drush is a shell proxy; drush.php is the PHP.
+        write(root, "vendor/bin/drush", "#!/usr/bin/env sh\nexec \"$dir/drush\" \"$@\"\n");
+        assert_eq!(drush_entry(root), Some(("vendor/bin/drush".into(), true)), "only a script: it runs itself");
+        write(root, "vendor/drush/drush/drush", "#!/usr/bin/env sh\nexec php drush.php \"$@\"\n");
+        write(root, "vendor/drush/drush/drush.php", "#!/usr/bin/env php\n<?php\nrequire 'x';\n");
+        assert_eq!(drush_entry(root), Some(("vendor/drush/drush/drush.php".into(), false)));
+        // Drush 12 and older fixtures: vendor/bin/drush is PHP.
+        let other = tempfile::tempdir().expect("tempdir");
+        write(other.path(), "vendor/bin/drush", "#!/usr/bin/env php\n<?php\n");
+        assert_eq!(drush_entry(other.path()), Some(("vendor/bin/drush".into(), false)));
     }
 }

@@ -34,16 +34,23 @@ impl SiteCtx<'_> {
     fn secret(&self, name: &str) -> String {
         secret_gen(&format!("site-{}-{name}", self.site.id))
     }
-    /// A command of the platform's site-local drush, on this site.
+    /// A command of the platform's site-local drush, on this site, run the way that drush runs: its
+    /// PHP entry point (as verify found it) with the site's `php`, never `php` on a shell script
+    /// (PHP would print it and succeed); a drush that is only a script runs itself, with the site's
+    /// `php` first on `PATH`.
     fn drush(&self, args: &[String]) -> Command {
-        let mut argv = vec![
-            php_cli(self.php),
-            format!("{}/vendor/bin/drush", self.platform.root),
-            format!("--root={}", self.docroot()),
-            format!("--uri={}", self.base_url),
-        ];
+        let details = &self.platform.details;
+        let entry = format!("{}/{}", self.platform.root, details.drush.as_deref().unwrap_or("vendor/bin/drush"));
+        let mut argv = if details.drush_script { vec![entry] } else { vec![php_cli(self.php), entry] };
+        argv.extend([format!("--root={}", self.docroot()), format!("--uri={}", self.base_url)]);
         argv.extend(args.iter().cloned());
-        Command::new(argv).cwd(self.platform.root.clone()).as_user(self.runs_as())
+        let cmd = Command::new(argv).cwd(self.platform.root.clone()).as_user(self.runs_as());
+        if details.drush_script {
+            let path = format!("{}:/usr/local/bin:/usr/bin:/bin", self.layout.site_bin_dir(self.site));
+            cmd.env("PATH", path)
+        } else {
+            cmd
+        }
     }
 
     /// Who runs the site's code outside a web request (drush, installers, cron, login links, checks):
@@ -346,7 +353,30 @@ impl App {
             }
             App::Php => {}
         }
+        // An installer that exits 0 proves nothing (PHP printing a shell script does, so does
+        // WordPress unable to reach its database): its tables must be there before the HTTP check.
+        let tables = self.installed_tables();
+        if !tables.is_empty() {
+            plan.push(Step::Run {
+                label: format!(
+                    "check the installer created the site's tables ({}), as the site's database account",
+                    tables.join(", ")
+                ),
+                cmd: crate::db::check_tables(ctx, tables),
+                undo: None,
+            });
+        }
         Ok(())
+    }
+
+    /// Tables every installed site of the application has.
+    pub fn installed_tables(self) -> &'static [&'static str] {
+        match self {
+            App::Drupal => &["key_value", "users"],
+            App::Drupal7 => &["system", "variable", "users"],
+            App::Wordpress => &["wp_options", "wp_users"],
+            App::Php => &[],
+        }
     }
 
     /// A step whose output is a one-time login URL for the site's administrator.

@@ -258,6 +258,66 @@ DROP ROLE :"n";
     }
 }
 
+/// The secret key of the throwaway account [`prove_site_path`] logs in with.
+pub fn probe_password_key(server: &Server, engine: DbEngine) -> String {
+    format!("server-{}-{engine}-probe", server.name)
+}
+
+/// How to prove a site's account will reach the database the way sites are configured to (the
+/// service's host and port: sites never use the admin's socket): `(create, connect, drop)`, a
+/// throwaway account `user` made by the admin, a login as it with the sites' connection options, and
+/// its removal (run it whatever the login did). MariaDB and PostgreSQL.
+pub fn prove_site_path(server: &Server, db: &DbService, user: &str) -> (Command, Command, Command) {
+    let password = secret_gen(&probe_password_key(server, db.engine));
+    let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let port = db.port.unwrap_or(if db.engine == DbEngine::Mariadb { 3306 } else { 5432 });
+    match db.engine {
+        DbEngine::Mariadb => {
+            let hosts: Vec<String> = WEB_HOSTS.iter().map(|h| format!("'{user}'@'{h}'")).collect();
+            let create =
+                hosts.iter().map(|u| format!("CREATE OR REPLACE USER {u} IDENTIFIED BY '{password}';\n")).collect();
+            let login =
+                Command::new(["mariadb", "--defaults-extra-file={tmp:site.cnf}", "--batch", "--skip-column-names"])
+                    .file(
+                        "site.cnf",
+                        format!("[client]\nuser={user}\npassword={password}\nhost={host}\nport={port}\nprotocol=tcp\n"),
+                    )
+                    .stdin("SELECT 1;\n".to_string())
+                    .timeout(30);
+            (
+                admin(server, db, create),
+                login,
+                admin(server, db, format!("DROP USER IF EXISTS {};\n", hosts.join(", "))),
+            )
+        }
+        _ => {
+            let create =
+                format!("DROP ROLE IF EXISTS \"{user}\";\nCREATE ROLE \"{user}\" LOGIN PASSWORD '{password}';\n");
+            let port = port.to_string();
+            let login = Command::new([
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &host,
+                "-p",
+                &port,
+                "-U",
+                user,
+                "-d",
+                "postgres",
+            ])
+            .file("pgpass", format!("*:*:*:{user}:{password}\n"))
+            .env("PGPASSFILE", "{tmp:pgpass}")
+            .stdin("SELECT 1;\n".to_string())
+            .timeout(30);
+            (admin(server, db, create), login, admin(server, db, format!("DROP ROLE IF EXISTS \"{user}\";\n")))
+        }
+    }
+}
+
 /// A client command as the site's own database account: `argv` first, then the connection options,
 /// then `tail`; the password goes in a 0600 temp file (MariaDB option file, PostgreSQL pgpass).
 fn as_site(ctx: &crate::apps::SiteCtx, argv: &[&str], tail: &[&str]) -> Command {
@@ -307,6 +367,24 @@ pub fn dump(ctx: &crate::apps::SiteCtx) -> PlanResult<Command> {
         DbEngine::Postgres => as_site(ctx, &["pg_dump", "--no-owner", "--no-privileges"], &[db]),
         DbEngine::Sqlite => as_site(ctx, &["sqlite3", "-readonly", db, ".dump"], &[]),
     })
+}
+
+/// A read-only query, as the site's own account the way the site connects, that fails unless every
+/// one of `tables` exists in the site's database: proof an installer did its work.
+pub fn check_tables(ctx: &crate::apps::SiteCtx, tables: &[&str]) -> Command {
+    let db = ctx.db.database.as_str();
+    let quote = |t: &str| match ctx.site.db_engine {
+        DbEngine::Mariadb => format!("`{t}`"),
+        _ => format!("\"{t}\""),
+    };
+    // Selecting no row from a table still fails when it does not exist.
+    let sql: String = tables.iter().map(|t| format!("SELECT 1 FROM {} LIMIT 0;\n", quote(t))).collect();
+    let cmd = match ctx.site.db_engine {
+        DbEngine::Mariadb => as_site(ctx, &["mariadb", "--batch"], &[db]),
+        DbEngine::Postgres => as_site(ctx, &["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1"], &["-d", db]),
+        DbEngine::Sqlite => as_site(ctx, &["sqlite3", "-bail", "-readonly", db], &[]),
+    };
+    cmd.stdin(sql).timeout(120)
 }
 
 /// The dump a backup makes, and the tables it leaves without rows (`patterns`: the app's caches).

@@ -51,6 +51,10 @@ pub struct Facts {
     pub vendor: bool,
     /// Profiles, drush, PHP requirement, site directories found.
     pub details: PlatformDetails,
+    /// Packages `vendor/composer/installed.json` lists whose files are not all there (see
+    /// `fjord_exec::probe::missing_vendor_packages`).
+    #[serde(default)]
+    pub missing_packages: Vec<String>,
     /// For a site delete: what restores replaced and their `site-archive-replaced` tasks failed to
     /// archive (failed or cancelled, and not since archived by a retry).
     pub unarchived_replaced: Vec<ArchiveReplacedArgs>,
@@ -410,6 +414,16 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
             undo: Some(Command::new(["rm", "-rf", "--", &format!("{}/vendor", platform.root)]).timeout(600)),
         });
     }
+    if facts.vendor && !facts.missing_packages.is_empty() {
+        // The first site install would die on a class the autoloader cannot find: say so now.
+        plan.push(Step::Fail {
+            message: format!(
+                "the codebase's vendor/ is incomplete (run composer install in {}): {}",
+                platform.root,
+                facts.missing_packages.join("; ")
+            ),
+        });
+    }
     if matches!(facts.app, Some(AppKind::Drupal | AppKind::Drupal7)) {
         // Drupal 8+ needs sites/sites.php for aliases; keep what is there and add Fjord's include.
         let mut verified = platform.clone();
@@ -437,11 +451,13 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
                     .filter(|d| !snap.sites.iter().any(|s| s.domain.as_str() == d.as_str()))
                     .cloned()
                     .collect(),
-                php_ok: facts.details.php_requirement.as_deref().and_then(|req| {
-                    let verdicts: Vec<bool> =
-                        snap.server.php_versions().filter_map(|v| php_satisfies(req, v)).collect();
-                    (!verdicts.is_empty()).then(|| verdicts.contains(&true))
-                }),
+                php_ok: php_ok(&facts.details, &snap.server),
+                php_runtimes: snap
+                    .server
+                    .php_runtimes()
+                    .filter(|r| php_misfit(&facts.details, r).is_none())
+                    .map(|r| r.key().to_string())
+                    .collect(),
                 ..facts.details.clone()
             },
             docroot: facts.docroot.clone(),
@@ -450,6 +466,63 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
         }],
         on_failure: vec![],
     })
+}
+
+/// Whether one of the server's runtimes can run the code (`None`: the code declares nothing Fjord
+/// understands).
+fn php_ok(details: &PlatformDetails, server: &Server) -> Option<bool> {
+    let understood = details.php_requirements.iter().any(|r| php_satisfies(&r.constraint, "8.2").is_some())
+        || !details.php_extensions.is_empty();
+    understood.then(|| server.php_runtimes().any(|r| php_misfit(details, r).is_none()))
+}
+
+/// Why `runtime` cannot run code with these details (a version constraint it fails, extensions it
+/// lacks), or `None` when nothing says it cannot. A runtime whose extensions are not known is not
+/// judged on them.
+pub fn php_misfit(details: &PlatformDetails, runtime: &PhpRuntime) -> Option<String> {
+    let mut why = Vec::new();
+    for r in &details.php_requirements {
+        if php_satisfies(&r.constraint, &runtime.version) == Some(false) {
+            why.push(format!("PHP {} does not satisfy {} ({})", runtime.version, r.constraint, r.source));
+        }
+    }
+    if !runtime.extensions.is_empty() {
+        let has = |e: &str| runtime.extensions.iter().any(|x| x.replace(' ', "-").eq_ignore_ascii_case(e));
+        let missing: Vec<&str> = details.php_extensions.iter().map(String::as_str).filter(|e| !has(e)).collect();
+        if !missing.is_empty() {
+            why.push(format!("it lacks the extension(s) {}", missing.join(", ")));
+        }
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// Refuses to put a site on `platform` with `runtime` when the code cannot run on it, naming the
+/// server's runtimes that can (or how to add one).
+pub(crate) fn check_php_fit(
+    server: &Server,
+    platform: &Platform,
+    runtime: &PhpRuntime,
+    domain: &Domain,
+) -> PlanResult<()> {
+    let Some(why) = php_misfit(&platform.details, runtime) else { return Ok(()) };
+    let fitting: Vec<String> = server
+        .php_runtimes()
+        .filter(|r| php_misfit(&platform.details, r).is_none())
+        .map(|r| format!("{} (PHP {})", r.key(), r.version))
+        .collect();
+    let instead = if fitting.is_empty() {
+        format!(
+            "no PHP runtime of server {} can run it: add one with `fjord server php add {} NAME --binary /usr/sbin/php-fpmX.Y`",
+            server.name, server.name
+        )
+    } else {
+        format!("choose a runtime that can (--php): {}", fitting.join(", "))
+    };
+    Err(PlanError::Refused(format!(
+        "{domain}: platform {} cannot run on PHP runtime {}: {why}; {instead}",
+        platform.name,
+        runtime.key()
+    )))
 }
 
 /// Whether PHP `version` (e.g. "8.2") satisfies a composer constraint such as `>=8.1`, `^8.1`,
@@ -744,6 +817,7 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     app.check_engine(site.db_engine)?;
     let mut plan = Plan::default();
     if install {
+        check_php_fit(&snap.server, ctx.platform, ctx.php, &site.domain)?;
         plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {

@@ -255,6 +255,7 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     let stamp = format!("clone-{}", site.id);
     let mut plan = Plan::default();
     if src_platform.id != ctx.platform.id {
+        crate::check_php_fit(&snap.server, ctx.platform, ctx.php, &site.domain)?;
         plan.extend(app.schema_check(&src, &ctx.docroot(), site_module_dirs(app, &src))?);
     }
     plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
@@ -345,6 +346,9 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     let mut moved = moved_site(site, target, &a);
     moved.db_server_id = new_db_server.map(|s| s.id).or(site.db_server_id);
     let ctx2 = ctx_for(layout, &snap.server, target, &moved, new_db_server)?;
+    if target.id != ctx.platform.id {
+        crate::check_php_fit(&snap.server, target, ctx2.php, &site.domain)?;
+    }
     let enabled = site.status == SiteStatus::Enabled;
     let mut plan = Plan::default();
 

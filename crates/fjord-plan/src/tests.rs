@@ -195,6 +195,81 @@ fn php_constraints() {
     }
 }
 
+#[test]
+fn an_incomplete_vendor_fails_platform_verify_naming_the_packages() {
+    let facts = Facts {
+        root_exists: true,
+        composer_json: true,
+        vendor: true,
+        app: Some(AppKind::Drupal),
+        docroot: Some("web".into()),
+        missing_packages: vec!["symfony/console (no vendor/symfony/console)".into()],
+        ..Facts::default()
+    };
+    let text = show(TaskKind::PlatformVerify, serde_json::json!({}), &snap(None), &facts);
+    assert!(
+        text.contains("vendor/ is incomplete") && text.contains("symfony/console (no vendor/symfony/console)"),
+        "{text}"
+    );
+}
+
+fn needs_php(constraint: &str, extensions: &[&str]) -> PlatformDetails {
+    PlatformDetails {
+        php_requirements: vec![PhpRequirement { source: "core/composer.json".into(), constraint: constraint.into() }],
+        php_extensions: extensions.iter().map(|e| e.to_string()).collect(),
+        ..PlatformDetails::default()
+    }
+}
+
+#[test]
+fn verify_records_which_runtimes_can_run_the_code() {
+    let mut s = snap(None);
+    s.server.services.push(Service::Php(PhpRuntime {
+        name: Some("php83".into()),
+        version: "8.3".into(),
+        binary: "/usr/sbin/php-fpm8.3".into(),
+        cli: None,
+        extensions: vec!["gd".into(), "Zend OPcache".into()],
+    }));
+    let facts = Facts { root_exists: true, details: needs_php(">=8.3", &["gd", "zend-opcache"]), ..Facts::default() };
+    let planned = plan(&Layout::new("/var/lib/fjord"), TaskKind::PlatformVerify, &serde_json::json!({}), &s, &facts)
+        .expect("planned");
+    let Some(StateChange::PlatformVerified { details, .. }) = planned.on_success.first() else { panic!("verified") };
+    assert_eq!(details.php_runtimes, ["php83"]);
+    assert_eq!(details.php_ok, Some(true));
+    // An extension no runtime has: none fits.
+    let facts = Facts { details: needs_php(">=8.3", &["gd", "sodium"]), ..facts };
+    let planned = plan(&Layout::new("/var/lib/fjord"), TaskKind::PlatformVerify, &serde_json::json!({}), &s, &facts)
+        .expect("planned");
+    let Some(StateChange::PlatformVerified { details, .. }) = planned.on_success.first() else { panic!("verified") };
+    assert!(details.php_runtimes.is_empty());
+    assert_eq!(details.php_ok, Some(false));
+}
+
+#[test]
+fn a_site_is_not_installed_on_a_runtime_the_code_cannot_run_on() {
+    let mut s = snap(Some(site(SiteStatus::Queued, &[], false)));
+    s.platform.as_mut().expect("platform").details = needs_php(">=8.3", &[]);
+    let text = show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default());
+    assert!(
+        text.starts_with("refused: example.org: platform d10 cannot run on PHP runtime 8.2: PHP 8.2 does not satisfy >=8.3 (core/composer.json)")
+            && text.contains("fjord server php add web1"),
+        "{text}"
+    );
+    s.server.services.push(Service::Php(PhpRuntime {
+        name: Some("php83".into()),
+        version: "8.3".into(),
+        binary: "/usr/sbin/php-fpm8.3".into(),
+        cli: None,
+        extensions: vec![],
+    }));
+    let text = show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default());
+    assert!(text.contains("choose a runtime that can (--php): php83 (PHP 8.3)"), "{text}");
+    s.site.as_mut().expect("site").php = Some("php83".into());
+    let text = show(TaskKind::SiteInstall, serde_json::json!({}), &s, &Facts::default());
+    assert!(!text.starts_with("refused"), "{text}");
+}
+
 fn on_apache(mut s: Snapshot) -> Snapshot {
     for svc in &mut s.server.services {
         if let Service::Http(h) = svc {

@@ -290,12 +290,32 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
                         if p.details.profiles.is_empty() { "-".into() } else { p.details.profiles.join(", ") },
                     ),
                     ("drush", p.details.drush.clone().unwrap_or_else(|| "-".into())),
-                    ("php needed", p.details.php_requirement.clone().unwrap_or_else(|| "-".into())),
+                    (
+                        "php needed",
+                        if p.details.php_requirements.is_empty() {
+                            p.details.php_requirement.clone().unwrap_or_else(|| "-".into())
+                        } else {
+                            p.details
+                                .php_requirements
+                                .iter()
+                                .map(|r| format!("{} ({})", r.constraint, r.source))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        },
+                    ),
+                    (
+                        "extensions needed",
+                        if p.details.php_extensions.is_empty() {
+                            "-".into()
+                        } else {
+                            p.details.php_extensions.join(", ")
+                        },
+                    ),
                     (
                         "php runtimes ok",
                         match p.details.php_ok {
-                            Some(true) => "yes".into(),
-                            Some(false) => "NO: no runtime of the server satisfies it".into(),
+                            Some(true) => p.details.php_runtimes.join(", "),
+                            Some(false) => "NONE: no runtime of the server satisfies it (fjord server php add)".into(),
                             None => "-".into(),
                         },
                     ),

@@ -397,10 +397,121 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Adds a platform from a copy of a fixture codebase.
 pub fn fixture_platform(f: &Fjord, fixture_name: &str, platform: &str) {
+    let dest = fixture_copy(f, fixture_name, platform);
+    f.ok(&["platform", "add", platform, "--path", &dest.to_string_lossy(), "--wait"]);
+}
+
+/// A copy of a fixture codebase under the test's `code/PLATFORM`, to shape into a variant (see
+/// [`shape`]) before adding it.
+pub fn fixture_copy(f: &Fjord, fixture_name: &str, platform: &str) -> PathBuf {
     let dest = f.dir.path().join("code").join(platform);
     std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
     copy_tree(&fixture(fixture_name), &dest);
-    f.ok(&["platform", "add", platform, "--path", &dest.to_string_lossy(), "--wait"]);
+    dest
+}
+
+/// Builders that turn a copy of the Drupal 10 fixture into other classes of real codebases.
+pub mod shape {
+    use std::path::Path;
+
+    pub fn write(root: &Path, rel: &str, text: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    fn executable(root: &Path, rel: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    /// Laid out like Drupal 11 needing PHP `min` (e.g. "8.3") and the extensions `ext`: the version in
+    /// `core/composer.json`, `Drupal::MINIMUM_PHP` and composer's `vendor/composer/platform_check.php`,
+    /// as `composer create-project drupal/recommended-project:^11` leaves them.
+    pub fn drupal11(root: &Path, min: &str, ext: &[&str]) {
+        let (major, minor) = min.split_once('.').expect("MAJOR.MINOR");
+        write(
+            root,
+            "web/core/lib/Drupal.php",
+            &format!(
+                "<?php\n\nclass Drupal {{\n\n  const VERSION = '11.1.99';\n\n  const MINIMUM_PHP = '{min}.0';\n\n}}\n"
+            ),
+        );
+        let mut require = serde_json::json!({ "php": format!(">={min}") });
+        for e in ext {
+            require[format!("ext-{e}")] = serde_json::json!("*");
+        }
+        write(
+            root,
+            "web/core/composer.json",
+            &serde_json::json!({ "name": "drupal/core", "require": require }).to_string(),
+        );
+        let id = major.parse::<u32>().expect("major") * 10000 + minor.parse::<u32>().expect("minor") * 100;
+        write(
+            root,
+            "vendor/composer/platform_check.php",
+            &format!(
+                "<?php\n\n$issues = array();\n\nif (!(PHP_VERSION_ID >= {id})) {{\n    $issues[] = 'Your Composer dependencies require a PHP version \">= {min}.0\".';\n}}\n"
+            ),
+        );
+    }
+
+    /// A composer `vendor/` whose `installed.json` lists `acme/widgets` (autoloading `Acme\Widgets\`
+    /// from `src/` and the file `bootstrap.php`) and `acme/gadgets`; only `acme/gadgets` is there, and
+    /// without its `helpers.php`.
+    pub fn incomplete_vendor(root: &Path) {
+        let installed = serde_json::json!({
+            "packages": [
+                { "name": "acme/widgets", "install-path": "../acme/widgets",
+                  "autoload": { "psr-4": { "Acme\\Widgets\\": "src/" }, "files": ["bootstrap.php"] } },
+                { "name": "acme/gadgets", "install-path": "../acme/gadgets",
+                  "autoload": { "files": ["helpers.php"] } }
+            ],
+            "dev": false,
+            "dev-package-names": []
+        });
+        write(root, "vendor/composer/installed.json", &installed.to_string());
+        write(root, "vendor/autoload.php", "<?php\n");
+        write(root, "vendor/acme/gadgets/README.md", "gadgets\n");
+    }
+
+    /// The missing files of [`incomplete_vendor`], as `composer install` would bring them.
+    pub fn complete_vendor(root: &Path) {
+        write(root, "vendor/acme/widgets/src/Widget.php", "<?php\n");
+        write(root, "vendor/acme/widgets/bootstrap.php", "<?php\n");
+        write(root, "vendor/acme/gadgets/helpers.php", "<?php\n");
+    }
+
+    /// Drush 13's layout: `vendor/drush/drush/drush.php` is the PHP, `vendor/drush/drush/drush` a shell
+    /// script that runs it, and composer's `vendor/bin/drush` a shell proxy (`php` on it prints it).
+    pub fn drush13(root: &Path) {
+        std::fs::create_dir_all(root.join("vendor/drush/drush")).expect("mkdir");
+        std::fs::rename(root.join("vendor/bin/drush"), root.join("vendor/drush/drush/drush.php")).expect("move drush");
+        write(
+            root,
+            "vendor/drush/drush/drush",
+            "#!/usr/bin/env sh\n# Runs drush.php with the php on PATH.\nexec php \"$(dirname \"$0\")/drush.php\" \"$@\"\n",
+        );
+        write(
+            root,
+            "vendor/bin/drush",
+            "#!/usr/bin/env sh\n\n# Proxy to ../drush/drush/drush, as composer writes for a script that is not PHP.\n\
+             dir=$(cd \"${0%[/\\\\]*}\" > /dev/null; cd '../drush/drush' && pwd)\nexec \"$dir/drush\" \"$@\"\n",
+        );
+        executable(root, "vendor/drush/drush/drush");
+        executable(root, "vendor/drush/drush/drush.php");
+        executable(root, "vendor/bin/drush");
+    }
+
+    /// A drush whose `site:install` logs success and exits 0 without installing anything.
+    pub fn idle_installer(root: &Path) {
+        write(
+            root,
+            "vendor/bin/drush",
+            "#!/usr/bin/env php\n<?php\nfwrite(STDERR, \" [success] Installation complete.\\n\");\nexit(0);\n",
+        );
+        executable(root, "vendor/bin/drush");
+    }
 }
 
 /// The path part of a URL (`http://host:port/a/b` → `/a/b`).

@@ -293,6 +293,7 @@ pub fn mode_of(path: &Path) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -257,6 +257,42 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owner: Option<String>,
     },
+    /// Run a command whose effect lasts and that only makes sure of something (a site's database,
+    /// account and grants; that an admin account can do its work), again only when it differs from
+    /// the one that last succeeded: `stamp` (a root-only file) holds a digest of that command, its
+    /// secrets filled in. A verify that changes nothing so starts no database client; a changed
+    /// name, password or server changes the digest. Removing the stamp makes the next verify run it.
+    /// Undo removes the stamp, then runs `undo`.
+    RunOnce {
+        label: String,
+        cmd: Command,
+        stamp: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<Command>,
+    },
+    /// Make sure a file exists (created empty if missing, never truncated) with `mode` and `owner`,
+    /// in process, changing only what differs. Undo removes it if this step created it, or gives it
+    /// back its old owner and mode.
+    EnsureFile {
+        path: String,
+        mode: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+    },
+    /// Give the trees at `paths` (those that exist) to `owner` (`user:group`), in process: each entry
+    /// is looked at and changed only when its owner differs, links are never followed, and nothing
+    /// outside the tree or on another filesystem is reached. With `written` (the task just wrote the
+    /// trees: a copy, an unpacked backup) every tree is walked. Otherwise only a tree whose top
+    /// directory has another owner is (a site's new user): the top is given last, after everything
+    /// in it, so a top with the right owner means its last walk finished, and a verify of a tree
+    /// already right costs one `lstat`, whatever its size. Undo gives a tree this step walked because
+    /// of its top back to that top's previous owner.
+    OwnTrees {
+        paths: Vec<String>,
+        owner: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        written: bool,
+    },
     /// Remove a file or directory tree. Undo puts it back (it is moved aside, not deleted, until the
     /// task has succeeded).
     RemovePath { path: String },
@@ -385,6 +421,15 @@ impl Step {
         match self {
             Step::MakeDir { path, mode, .. } => format!("make directory {path} (mode {mode:o})"),
             Step::WriteFile { path, mode, .. } => format!("write {path} (mode {mode:o})"),
+            Step::RunOnce { label, cmd, .. } => format!("{label}, unless done before: run {}", shell_words(&cmd.argv)),
+            Step::EnsureFile { path, mode, owner } => match owner {
+                Some(o) => format!("make sure {path} exists (mode {mode:o}, owner {o})"),
+                None => format!("make sure {path} exists (mode {mode:o})"),
+            },
+            Step::OwnTrees { paths, owner, written } => {
+                let when = if *written { "" } else { " where their owner differs" };
+                format!("give {} to {owner}{when}", paths.join(", "))
+            }
             Step::RemovePath { path } => format!("remove {path}"),
             Step::Run { label, cmd, .. } => match &cmd.user {
                 Some(user) => format!("{label}: run as {user}: {}", shell_words(&cmd.argv)),

@@ -120,7 +120,10 @@ pub async fn run_task(ctx: &Context, task: Task) {
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let beat = heartbeat(ctx, task.id, cancel_tx);
     let mut report = TaskReport::default();
-    let outcome = execute(ctx, &task, &log, cancel_rx, &mut report).await;
+    // Counted per task, so that a test (and whoever reads the log) sees what this task alone started:
+    // a verify that changes nothing starts none.
+    let (outcome, processes) =
+        fjord_exec::cmd::counting_processes(execute(ctx, &task, &log, cancel_rx, &mut report)).await;
     drop(beat);
     let (status, error, mut changes, undos, mut unlogged_start) = outcome;
     // A backup's size and checksum are known only once its archive is written.
@@ -153,6 +156,7 @@ pub async fn run_task(ctx: &Context, task: Task) {
         }
         adopt_found_sites(ctx, &task, &log).await;
     }
+    let started_processes = format!("processes started: {processes}");
     let last = match &error {
         None => (LogLevel::Info, format!("{} succeeded", task.kind)),
         Some(e) => (LogLevel::Error, format!("{} {}: {e}", task.kind, status)),
@@ -176,6 +180,7 @@ pub async fn run_task(ctx: &Context, task: Task) {
         .finish(task.id, &ctx.config.node, status, error.as_deref(), &changes, &{
             let mut lines: Vec<(LogLevel, &str)> =
                 unlogged_start.iter().map(|s| (LogLevel::Info, s.as_str())).collect();
+            lines.push((LogLevel::Info, &started_processes));
             lines.push((last.0, &last.1));
             lines
         })

@@ -113,6 +113,22 @@ pub fn processes_started() -> u64 {
     STARTED.load(Ordering::Relaxed)
 }
 
+tokio::task_local! {
+    /// The processes started by the future [`counting_processes`] runs (a task of the daemon).
+    static STARTED_HERE: std::cell::Cell<u64>;
+}
+
+/// Runs `work` and counts the processes it starts itself (not those of other tasks running at the
+/// same time, which the global [`processes_started`] would mix in): a task reports how many it started.
+pub async fn counting_processes<T>(work: impl std::future::Future<Output = T>) -> (T, u64) {
+    STARTED_HERE
+        .scope(std::cell::Cell::new(0), async {
+            let out = work.await;
+            (out, STARTED_HERE.with(|n| n.get()))
+        })
+        .await
+}
+
 /// How a process is started, besides what its [`Cmd`] says.
 struct Launch<'a> {
     stdin: Stdio,
@@ -174,6 +190,7 @@ fn start<C>(
     };
     let child = spawn(command).map_err(io_err(context))?;
     STARTED.fetch_add(1, Ordering::Relaxed);
+    let _ = STARTED_HERE.try_with(|n| n.set(n.get() + 1));
     Ok(child)
 }
 

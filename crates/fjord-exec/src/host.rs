@@ -94,6 +94,28 @@ impl Host {
         }
     }
 
+    /// See [`fsops::own_tree`].
+    pub fn own_tree(&self, root: &Path, owner: (u32, u32)) -> ExecResult<Option<fsops::TreeOwnership>> {
+        match self {
+            Host::Local => fsops::own_tree(root, owner),
+        }
+    }
+
+    /// See [`fsops::ensure_file`].
+    pub fn ensure_file(&self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> ExecResult<bool> {
+        match self {
+            Host::Local => fsops::ensure_file(path, mode, owner),
+        }
+    }
+
+    /// Owner of `path` itself (a link is not followed).
+    pub fn link_owner_of(&self, path: &Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        match self {
+            Host::Local => std::fs::symlink_metadata(path).ok().map(|m| (m.uid(), m.gid())),
+        }
+    }
+
     pub fn owner_of(&self, path: &Path) -> Option<(u32, u32)> {
         use std::os::unix::fs::MetadataExt;
         match self {

@@ -42,6 +42,15 @@ pub enum StepUndo {
         mode: Option<u32>,
         owner: Option<(u32, u32)>,
     },
+    /// Give `path` back to `owner` (with `tree`, everything in it too) and, for a file, `mode`.
+    Reown {
+        path: String,
+        owner: (u32, u32),
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+        #[serde(default)]
+        tree: bool,
+    },
     /// Move the removed path back from where it was put aside.
     MoveBack {
         path: String,
@@ -80,14 +89,25 @@ pub enum StepUndo {
 }
 
 impl StepUndo {
-    /// Whether undoing is only running commands (dropping a database and its user, say), which can be
-    /// tried again later when what they talk to was down.
+    /// Whether undoing runs commands (dropping a database and its user, say), which can be tried
+    /// again later when what they talk to was down, with nothing else that a second try could harm
+    /// (removing files again is harmless).
     pub fn is_command(&self) -> bool {
-        match self {
-            StepUndo::Run { .. } => true,
-            StepUndo::Many { entries } => !entries.is_empty() && entries.iter().all(StepUndo::is_command),
-            _ => false,
+        fn retryable(u: &StepUndo) -> bool {
+            match u {
+                StepUndo::Run { .. } | StepUndo::RemoveFiles { .. } => true,
+                StepUndo::Many { entries } => entries.iter().all(retryable),
+                _ => false,
+            }
         }
+        fn runs(u: &StepUndo) -> bool {
+            match u {
+                StepUndo::Run { .. } => true,
+                StepUndo::Many { entries } => entries.iter().any(runs),
+                _ => false,
+            }
+        }
+        retryable(self) && runs(self)
     }
 }
 
@@ -424,6 +444,40 @@ impl Executor {
         result
     }
 
+    /// The `OwnTrees` step: walks a tree only when the task wrote it (`written`) or its top has
+    /// another owner; says in the log what it walked and changed.
+    async fn own_trees(&self, paths: &[String], owner: &str, written: bool) -> ExecResult<Option<String>> {
+        let target = resolve_owner(owner)?;
+        let mut notes = Vec::new();
+        let mut unwalked = 0;
+        for path in paths {
+            let p = Path::new(path);
+            match self.host.link_owner_of(p) {
+                None => continue,
+                Some(o) if o == target && !written => {
+                    unwalked += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+            let (host, root) = (self.host.clone(), p.to_path_buf());
+            let done = tokio::task::spawn_blocking(move || host.own_tree(&root, target))
+                .await
+                .map_err(|e| ExecError::Other(format!("ownership thread: {e}")))??;
+            if let Some(d) = done {
+                let mounts = match d.other_filesystems {
+                    0 => String::new(),
+                    n => format!(", left {n} mount point(s) alone"),
+                };
+                notes.push(format!("walked {path}: {} entries, gave {} to {owner}{mounts}", d.walked, d.changed));
+            }
+        }
+        if unwalked > 0 {
+            notes.push(format!("{unwalked} tree(s) already {owner}'s: left as they are"));
+        }
+        Ok((!notes.is_empty()).then(|| notes.join("; ")))
+    }
+
     fn task_undo_dir(&self, task: TaskId) -> PathBuf {
         self.undo_dir.join(task.0.to_string())
     }
@@ -467,6 +521,38 @@ impl Executor {
                     saved,
                     mode: self.host.mode_of(p),
                     owner: self.host.owner_of(p),
+                }
+            }
+            Step::RunOnce { stamp, undo, .. } => {
+                let forget = StepUndo::RemoveFiles { paths: vec![stamp.clone()] };
+                match undo {
+                    None => forget,
+                    Some(cmd) => StepUndo::Many { entries: vec![forget, StepUndo::Run { cmd: cmd.clone() }] },
+                }
+            }
+            Step::EnsureFile { path, .. } => {
+                let p = Path::new(path);
+                match self.host.link_owner_of(p) {
+                    None => StepUndo::RemoveFiles { paths: vec![path.clone()] },
+                    Some(owner) => {
+                        StepUndo::Reown { path: path.clone(), owner, mode: self.host.mode_of(p), tree: false }
+                    }
+                }
+            }
+            Step::OwnTrees { written: true, .. } => StepUndo::Nothing,
+            Step::OwnTrees { paths, owner, written: false } => {
+                let target = resolve_owner(owner)?;
+                let mut entries: Vec<StepUndo> = paths
+                    .iter()
+                    .filter_map(|p| {
+                        let was = self.host.link_owner_of(Path::new(p)).filter(|o| *o != target)?;
+                        Some(StepUndo::Reown { path: p.clone(), owner: was, mode: None, tree: true })
+                    })
+                    .collect();
+                match entries.len() {
+                    0 => StepUndo::Nothing,
+                    1 => entries.remove(0),
+                    _ => StepUndo::Many { entries },
                 }
             }
             Step::RemovePath { path } => StepUndo::MoveBack {
@@ -613,6 +699,22 @@ impl Executor {
         Ok(Some(format!("{} certificate for {}{left_out}", meta.source, meta.names.join(", "))))
     }
 
+    /// A digest of what running `c` would do: its argv, environment, input and files with their
+    /// secrets filled in (a new password is a new command).
+    fn command_digest(&self, c: &Command) -> ExecResult<String> {
+        use sha2::Digest;
+        let mut resolved = c.clone();
+        resolved.stdin = c.stdin.as_deref().map(|s| self.resolve_secrets(s)).transpose()?;
+        for f in &mut resolved.files {
+            f.content = self.resolve_secrets(&f.content)?;
+        }
+        for (_, v) in &mut resolved.env {
+            *v = self.resolve_secrets(v)?;
+        }
+        let json = serde_json::to_vec(&resolved).expect("a command serializes");
+        Ok(hex::encode(sha2::Sha256::digest(&json)))
+    }
+
     /// Fills secret markers in file content from the secrets store.
     pub fn resolve_secrets(&self, text: &str) -> ExecResult<String> {
         let mut out = String::with_capacity(text.len());
@@ -673,6 +775,25 @@ impl Executor {
                 self.host.write_atomic_owned(p, &bytes, *mode, owner)?;
                 Ok(None)
             }
+            Step::RunOnce { label, cmd, stamp, .. } => {
+                let digest = self.command_digest(cmd)?;
+                let stamp = Path::new(stamp);
+                if self.host.read(stamp)?.as_deref() == Some(digest.as_bytes()) {
+                    return Ok(Some(format!("{label}: done before, nothing changed since")));
+                }
+                self.run_command(cmd, sink, cancel).await?;
+                if let Some(dir) = stamp.parent() {
+                    self.host.create_dirs(dir, 0o700)?;
+                }
+                self.host.write_atomic(stamp, digest.as_bytes(), 0o600)?;
+                Ok(None)
+            }
+            Step::EnsureFile { path, mode, owner } => {
+                let owner = owner.as_deref().map(resolve_owner).transpose()?;
+                let changed = self.host.ensure_file(Path::new(path), *mode, owner)?;
+                Ok((!changed).then(|| format!("{path} is already in place")))
+            }
+            Step::OwnTrees { paths, owner, written } => self.own_trees(paths, owner, *written).await,
             Step::RemovePath { path } => {
                 let p = Path::new(path);
                 if !self.host.exists(p) {
@@ -866,6 +987,18 @@ impl Executor {
                 }
                 None => self.host.remove_all(Path::new(path)),
             },
+            StepUndo::Reown { path, owner, mode, tree } => {
+                let p = Path::new(path);
+                if *tree {
+                    let (host, root, owner) = (self.host.clone(), p.to_path_buf(), *owner);
+                    tokio::task::spawn_blocking(move || host.own_tree(&root, owner))
+                        .await
+                        .map_err(|e| ExecError::Other(format!("ownership thread: {e}")))??;
+                } else if self.host.exists(p) {
+                    self.host.ensure_file(p, mode.unwrap_or(0o644), Some(*owner))?;
+                }
+                Ok(())
+            }
             StepUndo::MoveBack { path, aside } => {
                 let (p, a) = (Path::new(path), Path::new(aside));
                 if self.host.exists(a) && !self.host.exists(p) {
@@ -968,7 +1101,11 @@ impl Executor {
                         .header(&format!("{path} (now)"), &format!("{path} (planned)"))
                 )
             }
-            Step::Run { cmd, undo, .. } => {
+            Step::Run { cmd, .. } | Step::RunOnce { cmd, .. } => {
+                let undo = match step {
+                    Step::Run { undo, .. } | Step::RunOnce { undo, .. } => undo.as_ref(),
+                    _ => None,
+                };
                 let mut out = format!("{}\n  run: {}", step.describe(), shell_words(&cmd.argv));
                 if let Some(stdin) = &cmd.stdin {
                     out.push_str(&format!("\n  stdin:\n{}", indent(&mask_secrets(stdin))));
@@ -1174,6 +1311,65 @@ mod tests {
         };
         apply_and_undo(&ex, &step).await;
         assert!(!q.exists());
+    }
+
+    /// A tree whose top has the right owner is not walked; one whose top has another is, and its
+    /// undo gives it back; a tree the task wrote is walked whatever its top says.
+    #[tokio::test]
+    async fn own_trees_walks_only_what_needs_it() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: giving files away needs root");
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ex = executor(dir.path());
+        let tree = dir.path().join("files");
+        std::fs::create_dir_all(tree.join("a")).expect("mkdir");
+        std::fs::write(tree.join("a/f"), b"x").expect("write");
+        let step = |written| Step::OwnTrees {
+            paths: vec![tree.to_string_lossy().into(), dir.path().join("missing").to_string_lossy().into()],
+            owner: "nobody:nogroup".into(),
+            written,
+        };
+        let undo = ex.prepare(TaskId(1), 0, &step(false)).expect("prepare");
+        let note = ex.apply(TaskId(1), 0, &step(false), None, None).await.expect("apply").expect("a note");
+        assert!(note.contains("3 entries") && note.contains("gave 3"), "{note}");
+        assert_ne!(std::fs::metadata(tree.join("a/f")).expect("stat").uid(), 0);
+        // The top is right: nothing below is looked at, even what is not right.
+        crate::fsops::chown(&tree.join("a/f"), (0, 0)).expect("chown");
+        let note = ex.apply(TaskId(1), 0, &step(false), None, None).await.expect("apply").expect("a note");
+        assert!(note.contains("left as they are") && !note.contains("walked"), "{note}");
+        assert_eq!(std::fs::metadata(tree.join("a/f")).expect("stat").uid(), 0);
+        // Written by the task: walked.
+        let note = ex.apply(TaskId(1), 0, &step(true), None, None).await.expect("apply").expect("a note");
+        assert!(note.contains("gave 1"), "{note}");
+        ex.undo(&undo, None).await.expect("undo");
+        for p in ["", "a", "a/f"] {
+            assert_eq!(std::fs::metadata(tree.join(p)).expect("stat").uid(), 0, "{p}");
+        }
+    }
+
+    /// A command that only makes sure of something runs again only when it changed.
+    #[tokio::test]
+    async fn run_once_runs_again_only_when_the_command_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ex = executor(dir.path());
+        let stamp = dir.path().join("stamps/x").to_string_lossy().into_owned();
+        let count = dir.path().join("count");
+        let step = |text: &str| Step::RunOnce {
+            label: "append".into(),
+            cmd: Command::new(["sh", "-c", "echo x >> \"$0\"", &count.to_string_lossy()]).stdin(text),
+            stamp: stamp.clone(),
+            undo: None,
+        };
+        let before = crate::cmd::processes_started();
+        assert_eq!(ex.apply(TaskId(1), 0, &step("a"), None, None).await.expect("apply"), None);
+        assert!(ex.apply(TaskId(1), 0, &step("a"), None, None).await.expect("apply").is_some());
+        assert_eq!(ex.apply(TaskId(1), 0, &step("b"), None, None).await.expect("apply"), None);
+        assert_eq!(std::fs::read_to_string(&count).expect("read").lines().count(), 2);
+        assert!(crate::cmd::processes_started() >= before + 2);
+        assert_eq!(crate::fsops::mode_of(Path::new(&stamp)), Some(0o600));
     }
 
     #[tokio::test]

@@ -194,6 +194,12 @@ impl App {
                 plan.push(Step::MakeDir { path: dir.clone(), mode: site_dir_mode, owner: site_dir_owner });
                 plan.push(Step::MakeDir { path: format!("{dir}/files"), mode: files_mode, owner: owner.clone() });
                 if self == App::Drupal {
+                    // Both the user's from the start: `config` is one of its writable trees.
+                    plan.push(Step::MakeDir {
+                        path: format!("{}/config", ctx.site_dir()),
+                        mode: 0o770,
+                        owner: owner.clone(),
+                    });
                     plan.push(Step::MakeDir {
                         path: format!("{}/config/sync", ctx.site_dir()),
                         mode: 0o770,

@@ -162,6 +162,10 @@ impl Layout {
     pub fn static_dir(&self) -> String {
         format!("{}/static", self.state_dir)
     }
+    /// Root's alone: what `RunOnce` steps last ran (see `fjord_core::Step::RunOnce`).
+    pub fn stamp_path(&self, name: &str) -> String {
+        format!("{}/stamps/{name}", self.state_dir)
+    }
     pub fn run_dir(&self) -> String {
         format!("{}/run", self.state_dir)
     }

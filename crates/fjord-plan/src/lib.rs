@@ -272,9 +272,7 @@ fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanR
             continue;
         };
         let ctx = ctx_for(layout, server, platform, site, Some(server))?;
-        php_watch.extend(site_files(&ctx, App::of(platform), serving(site.status), &mut plan)?.php_watch);
-        // A site moving to its own user takes over what the web user owned.
-        plan.push(chown_writable(App::of(platform), &ctx));
+        php_watch.extend(site_files(&ctx, App::of(platform), serving(site.status), &[], &mut plan)?.php_watch);
         site_dirs.push(layout.site_dir(site));
     }
     // A reload only if some generated config changed; a service that is not running is started.
@@ -303,7 +301,8 @@ fn server_verify(layout: &Layout, snap: &Snapshot, a: ServerVerifyArgs) -> PlanR
     }
     for engine in [DbEngine::Mariadb, DbEngine::Postgres] {
         if let Some(db) = server.db(engine) {
-            plan.push(db::prove_admin(server, db));
+            let stamp = layout.stamp_path(&format!("server-{}-{engine}-admin", server.id));
+            plan.push(run_once(db::prove_admin(server, db), stamp));
         }
     }
     Ok(Planned {
@@ -668,8 +667,9 @@ fn site_subdir(layout: &Layout, site: &Site, path: String) -> Step {
 }
 
 /// Everything derived about a site that needs no service to be asked: its directories, settings,
-/// PHP-FPM pool and vhost. Returns what reloads watch.
-fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> PlanResult<SiteFiles> {
+/// PHP-FPM pool and vhost. `written`: the trees this task wrote as root (copies, an unpacked
+/// backup), which the site's PHP user gets whole. Returns what reloads watch.
+fn site_files(ctx: &SiteCtx, app: App, serving: Serving, written: &[String], plan: &mut Plan) -> PlanResult<SiteFiles> {
     let layout = ctx.layout;
     let site = ctx.site;
     let dir = layout.site_dir(site);
@@ -690,6 +690,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     } else {
         plan.push(Step::MakeDir { path: dir.clone(), mode: 0o751, owner: None });
     }
+    own_writable(ctx, app, written, plan);
     for sub in app.state_content_dirs().iter().chain(&["tmp", "log"]) {
         plan.push(site_subdir(layout, site, format!("{dir}/{sub}")));
     }
@@ -697,17 +698,7 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
         plan.push(Step::MakeDir { path: format!("{dir}/db"), mode: 0o770, owner: owner.clone() });
         // The database file exists from the start (an empty file is an empty SQLite database), so a
         // backup or copy of a site whose app has not written to it yet has something to read.
-        let file = ctx.db.database.clone();
-        plan.push(Step::Run {
-            label: "make sure the SQLite database file exists".into(),
-            cmd: Command::new(["touch", "--", file.as_str()]).timeout(60),
-            undo: None,
-        });
-        plan.push(Step::Run {
-            label: "the site's PHP user owns the SQLite database file".into(),
-            cmd: Command::new(["chown", layout.php_owner(site).as_str(), "--", file.as_str()]).timeout(60),
-            undo: None,
-        });
+        plan.push(Step::EnsureFile { path: ctx.db.database.clone(), mode: 0o660, owner: owner.clone() });
     }
     app.settings(ctx, plan)?;
     app.drush_alias_files(ctx, plan);
@@ -745,15 +736,30 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, plan: &mut Plan) -> Pla
     Ok(SiteFiles { pool, vhost, php_watch })
 }
 
-/// The step that gives the site's PHP user its writable directories (installers, copies and
-/// restores run as root; a site that gets its own user takes over what the web user owned).
-fn chown_writable(app: App, ctx: &SiteCtx) -> Step {
-    let mut chown = vec!["chown".to_string(), "-R".into(), ctx.layout.php_owner(ctx.site)];
-    chown.extend(app.writable_dirs(ctx));
-    Step::Run {
-        label: "give the site's PHP user its writable directories".into(),
-        cmd: Command::new(chown).timeout(600),
-        undo: None,
+/// Gives the site's PHP user its writable trees, in process. A tree this task wrote (`written`: a
+/// copy or an unpacked backup, made as root) is walked whole. Any other is walked only when its top
+/// directory has another owner: a site that got a user of its own (or lost it) takes over what the
+/// old user owned, once. Walking every tree on every verify would cost a stat per file (a server of
+/// sites with 100,000 uploads each, for hours) and a `chown -R` rewrote every inode besides; a
+/// tree's top is given last, so its owner says whether the last walk finished. The step goes before
+/// the directories are made, which give their tops to the user and would hide a change of user.
+/// What the site's code writes (installers, updates) runs as the user and is the user's already.
+fn own_writable(ctx: &SiteCtx, app: App, written: &[String], plan: &mut Plan) {
+    let owner = ctx.layout.php_owner(ctx.site);
+    let in_written = |d: &String| written.iter().any(|w| d == w || d.starts_with(&format!("{w}/")));
+    let (walked, checked): (Vec<String>, Vec<String>) = app.writable_dirs(ctx).into_iter().partition(in_written);
+    for (paths, written) in [(checked, false), (walked, true)] {
+        if !paths.is_empty() {
+            plan.push(Step::OwnTrees { paths, owner: owner.clone(), written });
+        }
+    }
+}
+
+/// A `Run` step as a [`Step::RunOnce`] recorded in `stamp`.
+fn run_once(step: Step, stamp: String) -> Step {
+    match step {
+        Step::Run { label, cmd, undo } => Step::RunOnce { label, cmd, stamp, undo },
+        other => other,
     }
 }
 
@@ -821,9 +827,10 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
         plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     }
     if let Some(step) = db::ensure_site_db(db_server(snap, site), site, install)? {
-        plan.push(step);
+        // A verify makes sure of the database again only when what it asks for changed.
+        plan.push(run_once(step, layout.stamp_path(&format!("site-{}-db", site.id))));
     }
-    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, serving(status), &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, serving(status), &[], &mut plan)?;
     // The vhost was written with the other files, but nginx reloads only after the installer: a site
     // is served only once it is installed.
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
@@ -833,8 +840,6 @@ fn site_apply(layout: &Layout, snap: &Snapshot, status: SiteStatus, install: boo
     if install {
         app.install(&ctx, &mut plan)?;
     }
-    // Installers run as root; give the site's PHP user back what it must write.
-    plan.push(chown_writable(app, &ctx));
     // The site dir changes when the site gets its own user: the web server's workers must be
     // restarted to gain the site's group.
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, layout.site_dir(site)])?);
@@ -1038,15 +1043,16 @@ fn site_restore(layout: &Layout, snap: &Snapshot, a: RestoreArgs) -> PlanResult<
     if let Some(dir) = app.platform_site_dir(&ctx) {
         swaps.push((dir, "files", format!("{staging}/site/files")));
     }
+    let mut written = Vec::new();
     for (parent, dir, from_backup) in swaps {
         let live = format!("{parent}/{dir}");
         plan.push(Step::Move { from: live.clone(), to: format!("{parent}/{}", set_aside_name(dir, &a.stamp)) });
-        plan.push(Step::Move { from: from_backup, to: live });
+        plan.push(Step::Move { from: from_backup, to: live.clone() });
+        written.push(live);
     }
 
     // Settings now name the new database; everything else is regenerated as by verify.
-    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
-    plan.push(chown_writable(app, &ctx2));
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &written, &mut plan)?;
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
@@ -1154,6 +1160,7 @@ fn site_delete(layout: &Layout, snap: &Snapshot, a: DeleteArgs, facts: &Facts) -
         plan.push(Step::RemovePath { path: dir });
     }
     plan.push(Step::RemovePath { path: layout.site_dir(site) });
+    plan.push(Step::RemovePath { path: layout.stamp_path(&format!("site-{}-db", site.id)) });
     // Its certificate and key go with it.
     plan.push(Step::RemovePath { path: layout.tls_dir(site) });
     // Dropping the database and the site's Unix user cannot be undone, so they come last: anything

@@ -160,7 +160,7 @@ fn copy_database(from: &SiteCtx, to: &SiteCtx, to_server: Option<&Server>) -> Pl
 /// Copies directory `from` to `to`, which must not exist: into a temp name beside `to` first (with
 /// reflinks where the filesystem has them), then renamed into place, so a partial copy is never seen
 /// and undo removes only what this task made.
-fn copy_dir(from: &str, to: &str, stamp: &str, plan: &mut Plan) {
+fn copy_dir(from: &str, to: &str, stamp: &str, plan: &mut Plan) -> String {
     let temp = format!("{to}.fjord-copy-{stamp}");
     plan.push(Step::Run {
         label: format!("copy {from}"),
@@ -168,17 +168,20 @@ fn copy_dir(from: &str, to: &str, stamp: &str, plan: &mut Plan) {
         undo: Some(Command::new(["rm", "-rf", "--", temp.as_str()]).timeout(3600)),
     });
     plan.push(Step::Move { from: temp, to: to.to_string() });
+    to.to_string()
 }
 
 /// Copies the site's content directories in its state dir (`App::state_content_dirs`) from `from` to
 /// `to`. Each source is first made as verify makes it: a site from before a content directory was
 /// added (WordPress's `uploads`) has none yet.
-fn copy_state_content(app: App, from: &SiteCtx, to: &SiteCtx, stamp: &str, plan: &mut Plan) {
+fn copy_state_content(app: App, from: &SiteCtx, to: &SiteCtx, stamp: &str, plan: &mut Plan) -> Vec<String> {
+    let mut copied = Vec::new();
     for dir in app.state_content_dirs() {
         let source = format!("{}/{dir}", from.site_dir());
         plan.push(crate::site_subdir(from.layout, from.site, source.clone()));
-        copy_dir(&source, &format!("{}/{dir}", to.site_dir()), stamp, plan);
+        copied.push(copy_dir(&source, &format!("{}/{dir}", to.site_dir()), stamp, plan));
     }
+    copied
 }
 
 /// The directories that hold a site's own content: (in the platform, in Fjord's site dir).
@@ -221,11 +224,6 @@ fn live(site: &Site, role: &str) -> PlanResult<()> {
     Ok(())
 }
 
-/// Gives the site's PHP user back its writable directories (copies and updates run as root).
-fn chown_writable(app: App, ctx: &SiteCtx, plan: &mut Plan) {
-    plan.push(crate::chown_writable(app, ctx));
-}
-
 /// The module directories that travel with a site (Drupal's `sites/DOMAIN/modules` and `themes`).
 fn site_module_dirs(app: App, ctx: &SiteCtx) -> Vec<String> {
     app.platform_site_dir(ctx).map(|d| vec![format!("{d}/modules"), format!("{d}/themes")]).unwrap_or_default()
@@ -261,20 +259,20 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     plan.extend(db::ensure_site_db(db_server(snap, site), site, true)?);
     plan.push(Step::MakeDir { path: layout.site_dir(site), mode: 0o751, owner: None });
+    let mut written = Vec::new();
     if let (Some(from), Some(to)) = (app.platform_site_dir(&src), app.platform_site_dir(&ctx)) {
-        copy_dir(&from, &to, &stamp, &mut plan);
+        written.push(copy_dir(&from, &to, &stamp, &mut plan));
     }
-    copy_state_content(app, &src, &ctx, &stamp, &mut plan);
+    written.extend(copy_state_content(app, &src, &ctx, &stamp, &mut plan));
     if site.db_engine == DbEngine::Sqlite {
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
     plan.push(copy_database(&src, &ctx, db_server(snap, site))?);
-    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &written, &mut plan)?;
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     if src_platform.id != ctx.platform.id {
         plan.extend(app.update(&ctx)?);
     }
-    chown_writable(app, &ctx, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, SiteStatus::Enabled));
     Ok(Planned {
@@ -387,16 +385,17 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
 
     // The new place: database, directories, settings.
     plan.extend(create_new_database(new_db_server, &moved)?);
+    let mut written = Vec::new();
     if renamed {
         plan.push(Step::MakeDir { path: layout.site_dir(&moved), mode: 0o751, owner: None });
-        copy_state_content(app, &ctx, &ctx2, &a.stamp, &mut plan);
+        written.extend(copy_state_content(app, &ctx, &ctx2, &a.stamp, &mut plan));
         if app == App::Drupal {
-            copy_dir(
+            written.push(copy_dir(
                 &format!("{}/config", ctx.site_dir()),
                 &format!("{}/config", ctx2.site_dir()),
                 &a.stamp,
                 &mut plan,
-            );
+            ));
         }
     }
     if site.db_engine == DbEngine::Sqlite {
@@ -405,11 +404,11 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     let (old_dir, new_dir) = (app.platform_site_dir(&ctx), app.platform_site_dir(&ctx2));
     if let (Some(from), Some(to)) = (&old_dir, &new_dir) {
         if from != to {
-            copy_dir(from, to, &a.stamp, &mut plan);
+            written.push(copy_dir(from, to, &a.stamp, &mut plan));
         }
     }
     plan.push(copy_database(&ctx, &ctx2, new_db_server)?);
-    let SiteFiles { pool, vhost, mut php_watch } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
+    let SiteFiles { pool, vhost, mut php_watch } = site_files(&ctx2, app, serving(site.status), &written, &mut plan)?;
 
     // What the old place had and the new one does not need, put aside (undone on failure).
     let old_pool = layout.php_pool(&snap.server, ctx.php.key(), site);
@@ -431,7 +430,6 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     php_watch.push(old_pool);
     plan.push(services::php_reload(layout, &snap.server, ctx2.php, php_watch));
     plan.extend(app.update(&ctx2)?);
-    chown_writable(app, &ctx2, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost, old_vhost])?);
     plan.push(Step::Mark { name: Mark::DowntimeEnd });
     plan.extend(http_check(layout, &snap.server, &moved, site.status));
@@ -527,18 +525,19 @@ pub(crate) fn site_sync(layout: &Layout, snap: &Snapshot, a: SyncArgs) -> PlanRe
         plan.push(copy_database(&src, &ctx2, db_server(snap, site))?);
     }
     let mut aside = Vec::new();
+    let mut written = Vec::new();
     if a.files {
         for (from, live) in content_dirs(app, &src).into_iter().zip(content_dirs(app, &ctx)) {
             let incoming = format!("{live}.sync-{}", a.stamp);
             copy_dir(&from, &incoming, &a.stamp, &mut plan);
             let old = format!("{live}.before-sync-{}", a.stamp);
             plan.push(Step::Move { from: live.clone(), to: old.clone() });
-            plan.push(Step::Move { from: incoming, to: live });
+            plan.push(Step::Move { from: incoming, to: live.clone() });
             aside.push(old);
+            written.push(live);
         }
     }
-    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &mut plan)?;
-    chown_writable(app, &ctx2, &mut plan);
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx2, app, serving(site.status), &written, &mut plan)?;
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, site.status));
@@ -576,16 +575,19 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
         plan.push(Step::MakeDir { path: format!("{}/db", ctx.site_dir()), mode: 0o770, owner: None });
     }
     plan.push(load_database(db_server(snap, site), &ctx, &staging, "into its database")?);
+    let mut written = Vec::new();
     for dir in app.state_content_dirs() {
-        plan.push(Step::Move { from: format!("{staging}/state/{dir}"), to: format!("{}/{dir}", ctx.site_dir()) });
+        let to = format!("{}/{dir}", ctx.site_dir());
+        plan.push(Step::Move { from: format!("{staging}/state/{dir}"), to: to.clone() });
+        written.push(to);
     }
     if let Some(dir) = app.platform_site_dir(&ctx) {
         // The whole site directory of the backup (files, site-level modules); settings are regenerated.
-        plan.push(Step::Move { from: format!("{staging}/site"), to: dir });
+        plan.push(Step::Move { from: format!("{staging}/site"), to: dir.clone() });
+        written.push(dir);
     }
-    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &mut plan)?;
+    let SiteFiles { php_watch, vhost, .. } = site_files(&ctx, app, Serving::Live, &written, &mut plan)?;
     plan.push(services::php_reload(layout, &snap.server, ctx.php, php_watch));
-    chown_writable(app, &ctx, &mut plan);
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, SiteStatus::Enabled));
     plan.push(Step::RemovePath { path: staging });

@@ -107,7 +107,11 @@ fn show(kind: TaskKind, args: serde_json::Value, snap: &Snapshot, facts: &Facts)
                             out.push_str(&format!("    | {line}\n"));
                         }
                     }
-                    Step::Run { cmd, undo, .. } => {
+                    Step::Run { cmd, .. } | Step::RunOnce { cmd, .. } => {
+                        let undo = match step {
+                            Step::Run { undo, .. } | Step::RunOnce { undo, .. } => undo.as_ref(),
+                            _ => None,
+                        };
                         for line in cmd.stdin.iter().chain(cmd.files.iter().map(|f| &f.content)).flat_map(|t| t.lines())
                         {
                             out.push_str(&format!("    < {line}\n"));

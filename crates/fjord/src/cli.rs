@@ -807,6 +807,10 @@ pub enum BenchCmd {
     Verify {
         #[arg(long, default_value_t = 1000)]
         sites: usize,
+        /// Uploads in each site's files directory (empty files, ten per directory, two levels deep),
+        /// written as root before the first verify, which gives them to the site's user.
+        #[arg(long, default_value_t = 0)]
+        files_per_site: usize,
         /// Platform codebase [default: the Drupal 10 fixture under tests/fixtures/platforms].
         #[arg(long)]
         codebase: Option<String>,

@@ -1100,3 +1100,85 @@ fn a_database_left_by_an_outage_during_rollback_is_dropped_later() {
     f.start_serve(&[("FJORD_UNDO_RETRY_SECONDS", "1")]);
     f.wait_until("the retry stands back", || f.ok(&["task", "log", &id.to_string()]).contains("no longer retried"));
 }
+
+/// The number a task's log gives for the processes it started.
+fn processes_started(out: &str) -> u64 {
+    let line = out.lines().find(|l| l.contains("processes started: ")).unwrap_or_else(|| panic!("no count: {out}"));
+    line.rsplit(' ').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("bad count: {line}"))
+}
+
+/// The ctime of every entry under `dir`: what a chown (or any rewrite of an inode) changes.
+fn ctimes(dir: &Path) -> Vec<(String, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, out: &mut Vec<(String, i64, i64)>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let m = e.path().symlink_metadata().expect("lstat");
+            out.push((e.path().to_string_lossy().into_owned(), m.ctime(), m.ctime_nsec()));
+            if m.is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A verify that finds everything in place starts no process (no `chown -R`, no `touch`, no database
+/// client) and rewrites no inode of a site's files; a change of the site's user is walked once, in
+/// Fjord's process, and the task log says so.
+#[test]
+fn a_verify_that_changes_nothing_starts_no_process() {
+    if !services_available() {
+        return;
+    }
+    let (f, _port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    let mut sites = Vec::new();
+    for engine in engines(&f).into_iter().filter(|e| *e != "postgres") {
+        for shared in [false, true] {
+            let domain = format!("noop-{engine}{}.example", if shared { "-shared" } else { "" });
+            f.ok(&["site", "create", &domain, "--platform", "d10", "--db-engine", engine, "--wait"]);
+            if shared {
+                let out = f
+                    .command(&["site", "isolation", &domain, "--mode", "shared", "--wait"])
+                    .env("FJORD_ALLOW_SHARED_POOL", "1")
+                    .output()
+                    .expect("fjord runs");
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
+            sites.push(domain);
+        }
+    }
+    assert!(sites.iter().any(|d| d.contains("mariadb")), "the test needs MariaDB");
+    // Some content in a site's files, nested.
+    let files = |d: &str| f.dir.path().join(format!("code/d10/web/sites/{d}/files"));
+    let files_of_first = files(&sites[0]);
+    assert!(files_of_first.is_dir(), "{}", files_of_first.display());
+    std::fs::create_dir_all(files_of_first.join("a/b")).expect("mkdir");
+    std::fs::write(files_of_first.join("a/b/upload.txt"), "x").expect("write");
+
+    // The first verify may change things (the upload above is root's); the second finds it all done.
+    f.ok(&["server", "verify", "localhost", "--wait"]);
+    let before: Vec<_> = sites.iter().map(|d| ctimes(&files(d))).collect();
+    let out = f.ok(&["server", "verify", "localhost", "--wait"]);
+    assert_eq!(processes_started(&out), 0, "a server verify that changes nothing started processes:\n{out}");
+    for d in &sites {
+        let out = f.ok(&["site", "verify", d, "--wait"]);
+        assert_eq!(processes_started(&out), 0, "{d}: a verify that changes nothing started processes:\n{out}");
+        assert!(!out.contains("walked"), "{d}: a tree already owned was walked:\n{out}");
+    }
+    let after: Vec<_> = sites.iter().map(|d| ctimes(&files(d))).collect();
+    assert_eq!(before, after, "a verify that changes nothing rewrote files");
+
+    // A new user for a site: the first verify walks its trees (in process) and says so.
+    let shared = sites.iter().find(|d| d.ends_with("-shared.example")).expect("a shared site");
+    let out = f.ok(&["site", "isolation", shared, "--mode", "site", "--wait"]);
+    assert!(out.contains("walked"), "{shared}: {out}");
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(files(shared)).expect("stat").uid();
+    assert_ne!(owner, 33, "{shared}: files still the web user's");
+    let out = f.ok(&["site", "verify", shared, "--wait"]);
+    assert_eq!(processes_started(&out), 0, "{shared}: {out}");
+}

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 pub async fn run(ctx: &mut Ctx, cmd: BenchCmd) -> Result<ExitCode> {
     let (count, sites, workers) = match cmd {
         BenchCmd::Queue { count, sites, workers } => (count, sites, workers),
-        BenchCmd::Verify { sites, codebase } => return sites_bench::verify(ctx, sites, codebase).await,
+        BenchCmd::Verify { sites, files_per_site, codebase } => {
+            return sites_bench::verify(ctx, sites, files_per_site, codebase).await
+        }
         BenchCmd::Create { count, codebase } => return sites_bench::create(ctx, count, codebase).await,
         BenchCmd::Backup { size_mb, no_clone, env } => return moves::backup(ctx, size_mb, !no_clone, env).await,
         BenchCmd::Migrate { sites, env } => return moves::migrate(ctx, sites, env).await,
@@ -154,6 +156,7 @@ mod sites_bench {
     use super::*;
     use anyhow::Context as _;
     use fjord_store::{NewPlatform, NewServer, NewSite};
+    use std::path::Path;
 
     struct Bench {
         ctx: Arc<runner::Context>,
@@ -277,9 +280,48 @@ mod sites_bench {
         steps - log.iter().filter(|l| l.text.contains("no config of nginx")).count()
     }
 
-    pub async fn verify(ctx: &mut Ctx, sites: usize, codebase: Option<String>) -> Result<ExitCode> {
+    /// The processes a task says it started.
+    fn processes(log: &[LogLine]) -> u64 {
+        log.iter().rev().find_map(|l| l.text.strip_prefix("processes started: ")?.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// The peak resident memory of this process (the daemon's work runs in it), in MB, since the last
+    /// [`reset_peak_memory`].
+    fn peak_memory_mb() -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok());
+        kb.unwrap_or(0.0) / 1024.0
+    }
+
+    /// Starts a new peak for [`peak_memory_mb`] (Linux: `clear_refs` 5).
+    fn reset_peak_memory() {
+        #[allow(clippy::disallowed_methods)]
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
+    /// `count` empty uploads under `dir`, ten per directory, two levels deep (`d3/d7/f375`).
+    fn uploads(dir: &Path, count: usize) -> Result<()> {
+        for i in 0..count {
+            let sub = dir.join(format!("d{}/d{}", i / 100, (i / 10) % 10));
+            if i % 10 == 0 {
+                std::fs::create_dir_all(&sub)?;
+            }
+            std::fs::File::create(sub.join(format!("f{i}")))?;
+        }
+        Ok(())
+    }
+
+    pub async fn verify(
+        ctx: &mut Ctx,
+        sites: usize,
+        files_per_site: usize,
+        codebase: Option<String>,
+    ) -> Result<ExitCode> {
         let bench = Bench::new(codebase).await?;
         let store = &bench.ctx.store;
+        let layout = &bench.ctx.config.layout;
+        let platform = store.platform(PlatformId(1)).await?;
+        let mut domains = Vec::new();
         for i in 0..sites {
             let (site, task) = store.create_site(&bench.new_site(&format!("s{i}.bench.example"))?, "bench").await?;
             store.cancel(task.id).await?;
@@ -287,16 +329,16 @@ mod sites_bench {
             // No Unix user per benchmark site: the benchmark measures generating and writing files.
             let shared = DesiredChange::SiteIsolation { site: site.id, isolation: Isolation::Shared };
             store.commit_change(&Change { desired: vec![shared], tasks: vec![] }).await?;
+            if files_per_site > 0 {
+                let files = format!("{}/sites/{}/files", layout.docroot(&platform), site.domain);
+                uploads(Path::new(&files), files_per_site)?;
+            }
+            domains.push(site.domain);
         }
         // Baseline: write the very files the verify writes, with the same atomic writes, same run.
         let snap = store.prospective_snapshot(TaskKind::ServerVerify, 1, &serde_json::json!({})).await?;
-        let planned = fjord_plan::plan(
-            &bench.ctx.config.layout,
-            TaskKind::ServerVerify,
-            &serde_json::json!({}),
-            &snap,
-            &Default::default(),
-        )?;
+        let planned =
+            fjord_plan::plan(layout, TaskKind::ServerVerify, &serde_json::json!({}), &snap, &Default::default())?;
         let scratch = bench.dir.path().join("baseline");
         std::fs::create_dir_all(&scratch)?;
         let t0 = Instant::now();
@@ -309,38 +351,69 @@ mod sites_bench {
             }
         }
         let baseline = t0.elapsed();
-        let t0 = Instant::now();
-        let (first, log1) = bench.run_one(TaskKind::ServerVerify, 1).await?;
-        let first_time = t0.elapsed();
-        anyhow::ensure!(first.status == TaskStatus::Succeeded, "verify failed: {:?}", first.error);
-        let t0 = Instant::now();
-        let (second, log2) = bench.run_one(TaskKind::ServerVerify, 1).await?;
-        let second_time = t0.elapsed();
-        anyhow::ensure!(second.status == TaskStatus::Succeeded, "second verify failed: {:?}", second.error);
+        let run = |what: &'static str| {
+            let bench = &bench;
+            async move {
+                let t0 = Instant::now();
+                let (task, log) = bench.run_one(TaskKind::ServerVerify, 1).await?;
+                let took = t0.elapsed();
+                anyhow::ensure!(task.status == TaskStatus::Succeeded, "{what} failed: {:?}", task.error);
+                Ok::<_, anyhow::Error>((took, log))
+            }
+        };
+        reset_peak_memory();
+        let (first_time, log1) = run("the first verify").await?;
+        let first_memory = peak_memory_mb();
+        // One derived file per site differs from what it should be: the verify rewrites it.
+        let vhost_dir = format!("{}/servers/bench/nginx/vhost.d", layout.state_dir);
+        for d in &domains {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().append(true).open(format!("{vhost_dir}/{d}.conf"))?;
+            writeln!(f, "# changed by hand")?;
+        }
+        let (changed_time, log2) = run("the verify of one changed file per site").await?;
+        reset_peak_memory();
+        let (noop_time, log3) = run("the verify that changes nothing").await?;
+        let noop_memory = peak_memory_mb();
         let per_site = |d: Duration| d.as_secs_f64() * 1000.0 / sites as f64;
+        let ratio = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64().max(1e-9);
         let overhead = per_site(first_time.saturating_sub(baseline));
         let v = serde_json::json!({
-            "sites": sites, "files": files, "baseline_ms": baseline.as_secs_f64() * 1000.0,
+            "sites": sites, "files_per_site": files_per_site, "files": files,
+            "baseline_ms": baseline.as_secs_f64() * 1000.0, "baseline_per_site_ms": per_site(baseline),
             "verify_ms": first_time.as_secs_f64() * 1000.0, "verify_per_site_ms": per_site(first_time),
-            "overhead_per_site_ms": overhead, "reloads": nginx_reloads(&log1),
-            "second_verify_ms": second_time.as_secs_f64() * 1000.0, "second_reloads": nginx_reloads(&log2),
+            "verify_ratio": ratio(first_time), "overhead_per_site_ms": overhead, "reloads": nginx_reloads(&log1),
+            "processes": processes(&log1), "max_rss_mb": first_memory,
+            "changed_verify_ms": changed_time.as_secs_f64() * 1000.0, "changed_per_site_ms": per_site(changed_time),
+            "changed_ratio": ratio(changed_time), "changed_reloads": nginx_reloads(&log2),
+            "changed_processes": processes(&log2),
+            "second_verify_ms": noop_time.as_secs_f64() * 1000.0, "second_per_site_ms": per_site(noop_time),
+            "second_ratio": ratio(noop_time), "second_reloads": nginx_reloads(&log3),
+            "second_processes": processes(&log3), "second_max_rss_mb": noop_memory,
         });
         ctx.out.emit(&v, || {
             println!(
-                "verify of {sites} sites ({files} files): {:.0} ms ({:.2} ms/site), {} nginx reload(s); \
-                 baseline writing the same files {:.0} ms; Fjord overhead {:.2} ms/site (target <= 10)",
-                first_time.as_secs_f64() * 1000.0,
-                per_site(first_time),
-                nginx_reloads(&log1),
+                "{sites} sites, {files_per_site} uploads each; baseline writing the verify's {files} files: {:.0} ms \
+                 ({:.2} ms/site)",
                 baseline.as_secs_f64() * 1000.0,
-                overhead
+                per_site(baseline)
             );
-            println!(
-                "second verify, nothing changed: {:.0} ms ({:.2} ms/site), {} nginx reload(s)",
-                second_time.as_secs_f64() * 1000.0,
-                per_site(second_time),
-                nginx_reloads(&log2)
-            );
+            for (what, took, log, memory) in [
+                ("first verify", first_time, &log1, Some(first_memory)),
+                ("verify, one file per site changed", changed_time, &log2, None),
+                ("verify, nothing changed", noop_time, &log3, Some(noop_memory)),
+            ] {
+                println!(
+                    "{what}: {:.0} ms, {:.2} ms/site, {:.2}x baseline, {} nginx reload(s), {} process(es){}",
+                    took.as_secs_f64() * 1000.0,
+                    per_site(took),
+                    ratio(took),
+                    nginx_reloads(log),
+                    processes(log),
+                    memory.map(|m| format!(", peak RSS {m:.0} MB")).unwrap_or_default()
+                );
+            }
+            println!("Fjord overhead of the first verify: {overhead:.2} ms/site (target <= 10)");
         });
         Ok(ExitCode::SUCCESS)
     }

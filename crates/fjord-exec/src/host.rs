@@ -135,6 +135,21 @@ impl Host {
         }
     }
 
+    /// Whether `path` itself (a link is not followed) is a regular file.
+    pub fn is_regular_file(&self, path: &Path) -> bool {
+        match self {
+            Host::Local => path.symlink_metadata().is_ok_and(|m| m.file_type().is_file()),
+        }
+    }
+
+    /// Permission bits of `path` itself (a link is not followed).
+    pub fn link_mode_of(&self, path: &Path) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        match self {
+            Host::Local => path.symlink_metadata().ok().map(|m| m.permissions().mode() & 0o7777),
+        }
+    }
+
     pub fn exists(&self, path: &Path) -> bool {
         match self {
             Host::Local => path.symlink_metadata().is_ok(),

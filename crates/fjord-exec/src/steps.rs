@@ -478,6 +478,45 @@ impl Executor {
         Ok((!notes.is_empty()).then(|| notes.join("; ")))
     }
 
+    /// Whether applying `step` would change nothing (the directory, file, stamp or trees are already
+    /// as it says): looked at in process, without acting. The runner neither records nor applies such
+    /// a step, so a verify of a site whose derived state is on disk costs a few `stat`s and reads,
+    /// not a write to the state database per step. Steps that act elsewhere (commands, services,
+    /// HTTP checks) are never "in place".
+    pub fn in_place(&self, step: &Step) -> ExecResult<bool> {
+        // The same comparisons `apply` makes before it acts.
+        let has = |p: &Path, mode: u32, owner: &Option<String>| -> ExecResult<bool> {
+            let owner = owner.as_deref().map(resolve_owner).transpose()?;
+            Ok(self.host.exists(p)
+                && self.host.mode_of(p) == Some(mode)
+                && owner.is_none_or(|o| self.host.owner_of(p) == Some(o)))
+        };
+        Ok(match step {
+            Step::MakeDir { path, mode, owner } => has(Path::new(path), *mode, owner)?,
+            Step::WriteFile { path, content, mode, owner } => {
+                let FileContent::Text { text } = content;
+                let p = Path::new(path);
+                has(p, *mode, owner)? && self.host.read(p)?.as_deref() == Some(self.resolve_secrets(text)?.as_bytes())
+            }
+            Step::EnsureFile { path, mode, owner } => {
+                let p = Path::new(path);
+                let owner = owner.as_deref().map(resolve_owner).transpose()?;
+                self.host.is_regular_file(p)
+                    && self.host.link_mode_of(p) == Some(*mode)
+                    && owner.is_none_or(|o| self.host.link_owner_of(p) == Some(o))
+            }
+            Step::RunOnce { cmd, stamp, .. } => {
+                self.host.read(Path::new(stamp))?.as_deref() == Some(self.command_digest(cmd)?.as_bytes())
+            }
+            Step::OwnTrees { paths, owner, written: false } => {
+                let target = resolve_owner(owner)?;
+                paths.iter().all(|p| self.host.link_owner_of(Path::new(p)).is_none_or(|o| o == target))
+            }
+            Step::RemovePath { path } => !self.host.exists(Path::new(path)),
+            _ => false,
+        })
+    }
+
     fn task_undo_dir(&self, task: TaskId) -> PathBuf {
         self.undo_dir.join(task.0.to_string())
     }

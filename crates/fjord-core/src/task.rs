@@ -42,6 +42,12 @@ pub enum InterruptPolicy {
 }
 
 impl TaskKind {
+    /// The kinds that build a new site record, and leave it `failed` when they fail: retrying that
+    /// task is how the site is tried again.
+    pub fn makes_site(self) -> bool {
+        matches!(self, TaskKind::SiteInstall | TaskKind::SiteClone | TaskKind::SiteRestore)
+    }
+
     pub fn on_interrupt(self) -> InterruptPolicy {
         match self {
             TaskKind::ServerVerify

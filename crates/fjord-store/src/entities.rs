@@ -621,6 +621,12 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
     if platform.status == ObjectStatus::Deleted {
         return Err(not_found("platform", platform.name));
     }
+    if platform.status == ObjectStatus::Failed {
+        return Err(StoreError::Conflict(format!(
+            "platform {} failed its verify: verify it again before it takes sites",
+            platform.name
+        )));
+    }
     if platform.locked {
         return Err(StoreError::Conflict(format!("platform {} is locked: it takes no new sites", platform.name)));
     }
@@ -629,17 +635,26 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         if !seen.insert(d.as_str()) {
             return Err(StoreError::Conflict(format!("{d} is given more than once")));
         }
-        let taken =
-            sqlx::query("SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1")
-                .bind(d.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+        let taken = sqlx::query(
+            "SELECT s.domain, s.status FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1",
+        )
+        .bind(d.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
         if let Some(row) = taken {
             let owner: String = row.try_get("domain")?;
-            return Err(StoreError::Conflict(if owner == d.as_str() {
-                format!("a site {d} already exists")
+            let status: String = row.try_get("status")?;
+            // A failed site holds its domain until it is retried or deleted: say so, or the user
+            // cannot tell why a domain they see no working site for is taken.
+            let failed = if status == SiteStatus::Failed.as_str() {
+                format!(" (status failed: retry its failed task or delete site {owner} first)")
             } else {
-                format!("{d} is already an alias of site {owner}")
+                String::new()
+            };
+            return Err(StoreError::Conflict(if owner == d.as_str() {
+                format!("a site {d} already exists{failed}")
+            } else {
+                format!("{d} is already an alias of site {owner}{failed}")
             }));
         }
     }

@@ -312,6 +312,29 @@ fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
     if engine == "mariadb" {
         assert!(mariadb_databases("goneexample").is_empty(), "database left behind");
     }
+    // The failed record keeps its domain: retried once the fault is gone, it installs and serves.
+    let shown = f.json(&["site", "show", "gone.example"]);
+    assert_eq!(shown["site"]["status"], "failed", "{shown}");
+    let install = shown["recent_tasks"][0]["id"].to_string();
+    f.stop();
+    f.start_serve(&[]);
+    f.ok(&["task", "retry", &install, "--wait"]);
+    assert_eq!(f.json(&["site", "show", "gone.example"])["site"]["status"], "enabled");
+    assert_eq!(f.get(port, "gone.example", "/").status, 200);
+    // Another failed one is deleted by its domain, which is then free for one new record.
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-install:{step}:fail"))]);
+    let failed = f.run(&["site", "create", "again.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
+    assert!(!failed.status.success());
+    f.stop();
+    f.start_serve(&[]);
+    f.ok(&["site", "delete", "again.example", "--wait"]);
+    assert!(f.fails(&["site", "show", "again.example"]).contains("not found"));
+    f.ok(&["site", "create", "again.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
+    let sites = f.json(&["site", "list"]);
+    let again: Vec<&serde_json::Value> =
+        sites.as_array().expect("list").iter().filter(|s| s["domain"] == "again.example").collect();
+    assert_eq!(again.len(), 1, "{sites}");
 }
 
 #[test]

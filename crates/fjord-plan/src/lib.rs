@@ -731,8 +731,17 @@ fn http_check(layout: &Layout, server: &Server, site: &Site, status: SiteStatus)
     Some(Step::HttpCheck {
         url: format!("http://{addr}:{}/", http.port),
         host: site.domain.to_string(),
-        expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
-        contains: site.health_marker.clone().filter(|_| status == SiteStatus::Enabled),
+        expect: match status {
+            // HTTPS required: plain HTTP is sent over to HTTPS before it can say the site is disabled.
+            SiteStatus::Disabled if site.https == HttpsMode::Required => vec![301, 503],
+            SiteStatus::Disabled => vec![503],
+            _ => vec![200, 301, 302, 303, 307, 308, 403],
+        },
+        // Over plain HTTP a site with HTTPS required answers only its redirect: no page to look in.
+        contains: site
+            .health_marker
+            .clone()
+            .filter(|_| status == SiteStatus::Enabled && site.https != HttpsMode::Required),
         error_log: (status == SiteStatus::Enabled).then(|| layout.php_error_log(site)),
     })
 }

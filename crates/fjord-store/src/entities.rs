@@ -273,6 +273,30 @@ impl Store {
         kind: Option<(TaskKind, serde_json::Value)>,
         before_commit: impl FnOnce(&Site) -> Result<(), String>,
     ) -> StoreResult<(Site, Option<Task>)> {
+        self.create_site_inner(new, created_by, kind, |_| vec![], before_commit).await
+    }
+
+    /// [`Store::create_site_with`], with the changes `settings` gives for the new site's id written in
+    /// the same transaction (a site brought back with the settings its backup recorded): no daemon
+    /// can plan its task before they are there.
+    pub async fn create_site_with_settings(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<(TaskKind, serde_json::Value)>,
+        settings: impl FnOnce(SiteId) -> Vec<DesiredChange>,
+    ) -> StoreResult<(Site, Option<Task>)> {
+        self.create_site_inner(new, created_by, kind, settings, |_| Ok(())).await
+    }
+
+    async fn create_site_inner(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<(TaskKind, serde_json::Value)>,
+        settings: impl FnOnce(SiteId) -> Vec<DesiredChange>,
+        before_commit: impl FnOnce(&Site) -> Result<(), String>,
+    ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
@@ -303,6 +327,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let mut created = rows::site(&row)?;
+        let settings = settings(created.id);
+        if !settings.is_empty() {
+            for change in &settings {
+                write_desired(&mut tx, change, now).await?;
+            }
+            let row = sqlx::query(&format!("SELECT {SITE_COLS} FROM sites WHERE id = $1"))
+                .bind(created.id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            created = rows::site(&row)?;
+        }
         created.aliases = site.aliases.clone();
         for (domain, is_alias) in created.all_domains().enumerate().map(|(i, d)| (d, i > 0)) {
             sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, $3)")
@@ -773,6 +808,9 @@ pub(crate) async fn write_desired(conn: &mut AnyConnection, change: &DesiredChan
         }
         DesiredChange::SiteIsolation { site, isolation } => {
             set(conn, "sites", "isolation", Some(isolation.as_str().to_string()), site.0, now).await
+        }
+        DesiredChange::SiteHealthMarker { site, marker } => {
+            set(conn, "sites", "health_marker", marker.clone(), site.0, now).await
         }
         DesiredChange::SiteHttps { site, mode, tls } => {
             set(conn, "sites", "https", Some(mode.as_str().to_string()), site.0, now).await?;

@@ -274,6 +274,23 @@ fn two_daemons_share_one_postgres_queue() {
     b.stop();
 }
 
+/// `fjord task list | head -5`: a reader that closed its end ends any command quietly (no panic, no
+/// message), with the status a closed pipe gives (128 + SIGPIPE).
+#[test]
+fn every_command_exits_quietly_when_its_output_is_closed() {
+    let f = Fjord::new(None);
+    setup(&f);
+    for args in [vec!["task", "list"], vec!["--json", "site", "list"], vec!["server", "show", "localhost"]] {
+        // A pipe whose reading end is already closed: the first write fails.
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        let out = f.command(&args).stdout(std::process::Stdio::from(write)).output().expect("fjord runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn completions_man_pages_and_health() {
     let f = Fjord::new(None);

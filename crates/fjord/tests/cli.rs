@@ -44,6 +44,8 @@ fn dry_runs_and_bad_input_change_nothing() {
     for bad in [
         vec!["site", "create", "../etc/passwd", "--platform", "p1"],
         vec!["site", "create", "a..example", "--platform", "p1"],
+        vec!["site", "create", "localhost", "--platform", "p1", "--db-engine", "sqlite"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--db-engine", "sqlite", "--alias", "localhost"],
         vec!["site", "create", "a.example", "--platform", "nope"],
         vec!["site", "create", "a.example", "--platform", "p1", "--alias", "bad domain"],
         vec!["site", "create", "a.example", "--platform", "p1", "--alias", "a.example", "--db-engine", "sqlite"],

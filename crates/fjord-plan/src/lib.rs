@@ -165,6 +165,8 @@ pub fn plan(
     match kind {
         TaskKind::ServerVerify => server_verify(layout, snap, args::<ServerVerifyArgs>(task_args)?),
         TaskKind::ServerRemove => server_remove(layout, snap),
+        TaskKind::ServerStop => services::stop_masters(layout, &snap.server),
+        TaskKind::ServerStart => services::start_masters(layout, &snap.server),
         TaskKind::PlatformVerify => platform_verify(layout, snap, facts),
         TaskKind::PlatformRemove => platform_remove(snap),
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),

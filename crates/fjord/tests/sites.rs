@@ -979,3 +979,32 @@ fn a_server_switches_between_nginx_and_apache() {
     assert!(a.status == 200 && a.headers.contains("Server: nginx"), "{a:?}");
     assert!(!f.state.join("servers/localhost/apache").exists(), "the Apache config is left");
 }
+
+/// `server stop` stops Fjord's own web-server and PHP-FPM masters (the sites stop being served, as
+/// after a reboot); `server start` brings them back, and on running masters is only a reload.
+#[test]
+fn server_stop_and_start_take_the_masters_down_and_up() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    f.ok(&["site", "create", "updown.example", "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
+    let plan = f.ok(&["--dry-run", "server", "stop", "localhost"]);
+    assert!(plan.contains("stop the nginx master") && plan.contains("stop the PHP-FPM"), "{plan}");
+    f.ok(&["server", "stop", "localhost", "--wait"]);
+    let pids = || {
+        std::fs::read_dir(f.state.join("run"))
+            .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "pid")).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(pids(), 0, "a master's pid file is left");
+    assert!(f.not_served(port, "updown.example"), "still served after server stop");
+    // Stopping what is stopped is fine.
+    f.ok(&["server", "stop", "localhost", "--wait"]);
+    f.ok(&["server", "start", "localhost", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
+    f.ok(&["server", "start", "localhost", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
+}

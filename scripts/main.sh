@@ -63,8 +63,8 @@ if ! fjord --state "$STATE" server show localhost >/dev/null 2>&1; then
     echo "==> registering this machine as server localhost (nginx on port $PORT, PHP-FPM, SQLite)"
     fjord --state "$STATE" server add localhost --http-port "$PORT" --database sqlite --wait
 else
-    # Brings Fjord's nginx and PHP-FPM back up after a reboot; changes nothing otherwise.
-    fjord --state "$STATE" server verify localhost --wait >/dev/null
+    # After a reboot Fjord's nginx and PHP-FPM masters are gone: start them (a reload if running).
+    fjord --state "$STATE" server start localhost --wait >/dev/null
 fi
 
 # The demo platform is the project's Drupal 10-shaped fixture app (a real PHP app with its own

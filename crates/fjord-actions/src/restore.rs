@@ -94,6 +94,20 @@ impl Actions<'_> {
         domain: Option<&str>,
         platform: Option<&str>,
     ) -> ActionResult<(NewSite, serde_json::Value, Planned)> {
+        let (new, args, planned, _) = self.plan_restore_deleted(b, domain, platform).await?;
+        Ok((new, args, planned))
+    }
+
+    /// [`Actions::prepare_restore_deleted`], with the site as the backup recorded it, whose settings
+    /// the new record takes: its aliases (under its old domain only: another domain is a copy, and
+    /// the aliases belong to the original), runtime, client, cron, PHP limits, isolation, HTTPS
+    /// settings and health marker.
+    async fn plan_restore_deleted(
+        &self,
+        b: &Backup,
+        domain: Option<&str>,
+        platform: Option<&str>,
+    ) -> ActionResult<(NewSite, serde_json::Value, Planned, Site)> {
         let old = self.store.site(b.site_id).await?;
         if old.status != SiteStatus::Deleted {
             return Err(ActionError::invalid(
@@ -109,16 +123,24 @@ impl Actions<'_> {
             Some(name) => self.store.platform_by_name(name).await.map_err(|e| field_not_found(e, "platform"))?,
             None => self.store.platform(old.platform_id).await?,
         };
-        // Aliases and HTTPS stay with the old record: they are set again once the site is back.
-        let new = self.site_like(&old, domain, &platform, vec![]);
+        let recorded = recorded_site(b, &old);
+        let aliases = if domain == old.domain { recorded.aliases.clone() } else { vec![] };
+        let mut new = self.site_like(&recorded, domain, &platform, aliases);
+        new.https = recorded.https;
         let args = restore_args(b);
-        let snap = self.new_site_snapshot(&new, platform, None, None).await?;
+        let mut snap = self.new_site_snapshot(&new, platform, None, None).await?;
+        if let Some(prospective) = snap.site.as_ref().map(|s| s.id) {
+            for change in DesiredChange::settings_of(prospective, &recorded) {
+                change.apply(&mut snap);
+            }
+        }
         let planned = self.plan_new(TaskKind::SiteRestore, &args, &snap)?;
-        Ok((new, args, planned))
+        Ok((new, args, planned, recorded))
     }
 
-    /// Records the deleted site again (checked like a create: free domain, the client's quota) and
-    /// queues the restore that builds it from the archive, fetched back from offsite if need be.
+    /// Records the deleted site again (checked like a create: free domain, the client's quota) with
+    /// the settings its backup recorded, and queues the restore that builds it from the archive,
+    /// fetched back from offsite if need be.
     pub async fn restore_deleted_site(
         &self,
         b: &Backup,
@@ -127,10 +149,25 @@ impl Actions<'_> {
         offsite: Option<&OffsiteConfig>,
         created_by: &str,
     ) -> ActionResult<(Site, Task)> {
-        let (new, args, _) = self.prepare_restore_deleted(b, domain, platform).await?;
+        // Checked before anything is fetched, planned again once the archive (its manifest) is here.
+        self.plan_restore_deleted(b, domain, platform).await?;
         let old = self.store.site(b.site_id).await?;
         self.fetch_backup_if_missing(b, &old.domain, offsite).await?;
-        let (site, task) = self.store.create_site_with(&new, created_by, Some((TaskKind::SiteRestore, args))).await?;
+        let (new, args, _, recorded) = self.plan_restore_deleted(b, domain, platform).await?;
+        let (site, task) = self
+            .store
+            .create_site_with_settings(&new, created_by, Some((TaskKind::SiteRestore, args)), |id| {
+                DesiredChange::settings_of(id, &recorded)
+            })
+            .await?;
         Ok((site, task.expect("a task was asked for")))
     }
+}
+
+/// The site as backup `b` recorded it (its archive's manifest), else as its deleted record `old` holds
+/// it (an archive only offsite during a dry run, or a manifest that does not parse), without the
+/// aliases a deleted record no longer has.
+fn recorded_site(b: &Backup, old: &Site) -> Site {
+    let manifest = fjord_exec::backup::read_manifest(Path::new(&b.path)).ok();
+    manifest.and_then(|m| serde_json::from_value::<Site>(m["site"].clone()).ok()).unwrap_or_else(|| old.clone())
 }

@@ -222,7 +222,7 @@ impl Actions<'_> {
                 DbService::sqlite()
             } else {
                 let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
-                if host.parse::<std::net::IpAddr>().is_err() && Domain::parse(&host).is_err() {
+                if host.parse::<std::net::IpAddr>().is_err() && Domain::parse_host("database host", &host).is_err() {
                     return Err(ActionError::invalid("databases", format!("invalid database host {host:?}")));
                 }
                 DbService {

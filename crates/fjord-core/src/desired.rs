@@ -44,6 +44,11 @@ pub enum DesiredChange {
         mode: HttpsMode,
         tls: SiteTls,
     },
+    /// The text a site's front page must contain for its health checks (`None`: the status only).
+    SiteHealthMarker {
+        site: SiteId,
+        marker: Option<String>,
+    },
 }
 
 impl DesiredChange {
@@ -85,7 +90,26 @@ impl DesiredChange {
                     s.tls = tls.clone();
                 }
             }
+            DesiredChange::SiteHealthMarker { site, marker } => {
+                for s in sites_mut(snap, *site) {
+                    s.health_marker = marker.clone();
+                }
+            }
         }
+    }
+
+    /// The settings of `like` a site create does not take, as changes of `site`: its PHP limits,
+    /// isolation, HTTPS mode and settings (not its certificate, which is obtained again) and health
+    /// marker. With a create's own (aliases, runtime, client, cron), they bring a site back as a
+    /// backup recorded it.
+    pub fn settings_of(site: SiteId, like: &Site) -> Vec<DesiredChange> {
+        let tls = SiteTls { hsts: like.tls.hsts, source: like.tls.source, ..Default::default() };
+        vec![
+            DesiredChange::SitePhpLimits { site, limits: like.php_limits.clone() },
+            DesiredChange::SiteIsolation { site, isolation: like.isolation },
+            DesiredChange::SiteHttps { site, mode: like.https, tls },
+            DesiredChange::SiteHealthMarker { site, marker: like.health_marker.clone() },
+        ]
     }
 }
 

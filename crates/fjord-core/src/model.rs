@@ -63,7 +63,8 @@ string_enum!(
 );
 
 string_enum!(
-    /// Life-cycle of a site. `Failed` marks a site whose install did not complete (nothing of it is on disk).
+    /// Life-cycle of a site. `Failed` marks a site whose install did not complete (nothing of it is on disk);
+    /// it keeps its domain, by which it is shown, retried (its failed task) and deleted.
     SiteStatus { Queued = "queued", Enabled = "enabled", Disabled = "disabled", Failed = "failed", Deleted = "deleted" }
 );
 

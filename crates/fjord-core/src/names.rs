@@ -26,8 +26,8 @@ impl ValidationError {
 }
 
 /// A fully qualified host name in its ASCII (punycode) lowercase form, e.g. `www.example.org` or
-/// `xn--bcher-kva.example`. Single-label names such as `localhost` are allowed because test and intranet
-/// sites use them.
+/// `xn--bcher-kva.example`. Single-label names are allowed because test and intranet sites use them;
+/// `localhost` itself is not a site's name (every machine answers to it, like an IP address).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Domain(String);
@@ -42,6 +42,16 @@ impl Domain {
 
     /// Like [`Domain::parse`] but names the field in the error (e.g. "alias").
     pub fn parse_field(field: &'static str, input: &str) -> Result<Domain, ValidationError> {
+        let domain = Self::parse_host(field, input)?;
+        if domain.0 == "localhost" {
+            return Err(ValidationError::new(field, input, "is this machine's own name; sites need a host name"));
+        }
+        Ok(domain)
+    }
+
+    /// Any host name, `localhost` included: a database server's host, and names read back from the
+    /// state (recorded before `localhost` was refused as a site's name).
+    pub fn parse_host(field: &'static str, input: &str) -> Result<Domain, ValidationError> {
         let err = |reason: &str| ValidationError::new(field, input, reason);
         let trimmed = input.strip_suffix('.').unwrap_or(input);
         if trimmed.is_empty() {
@@ -104,7 +114,7 @@ impl Domain {
 impl TryFrom<String> for Domain {
     type Error = ValidationError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Domain::parse(&value)
+        Domain::parse_host("domain", &value)
     }
 }
 
@@ -255,7 +265,11 @@ mod tests {
     fn domains() {
         check_domain("Example.ORG", Ok("example.org"));
         check_domain("example.org.", Ok("example.org"));
-        check_domain("localhost", Ok("localhost"));
+        check_domain("localhost", Err("this machine's own name"));
+        check_domain("LocalHost.", Err("this machine's own name"));
+        check_domain("intranet", Ok("intranet"));
+        check_domain("a.localhost", Ok("a.localhost"));
+        assert_eq!(Domain::parse_host("host", "localhost").map(|d| d.to_string()), Ok("localhost".to_string()));
         check_domain("bücher.example", Ok("xn--bcher-kva.example"));
         check_domain("a-b.c-d.example", Ok("a-b.c-d.example"));
         check_domain("", Err("empty"));

@@ -437,8 +437,17 @@ impl Step {
             },
             Step::Service { service, .. } => format!("check and reload {service}"),
             Step::HttpCheck { url, host, .. } => format!("request {url} as {host}"),
-            Step::Pipe { label, from, to, .. } => {
-                format!("{label}: run {} | {}", shell_words(&from.argv), shell_words(&to.argv))
+            Step::Pipe { label, from, to, physical, .. } => {
+                let pipe = format!("{} | {}", shell_words(&from.argv), shell_words(&to.argv));
+                match physical {
+                    // Which one runs is decided on the host, when the step runs (and logged): say both.
+                    Some(p) => format!(
+                        "{label}: copy the tablespace files of {} into {} where its tables allow (a physical \
+                         copy), else run {pipe}",
+                        p.source.database, p.target
+                    ),
+                    None => format!("{label}: run {pipe}"),
+                }
             }
             Step::LoadDatabase { label, dir, .. } => format!("{label}: load the database in {dir}"),
             Step::Mark { name } => format!("mark {name}"),
@@ -506,6 +515,21 @@ mod tests {
     fn secrets_are_masked() {
         let text = format!("user=a\npass={}\nend", secret_ref("site-1-db"));
         assert_eq!(mask_secrets(&text), "user=a\npass=********\nend");
+    }
+
+    #[test]
+    fn a_pipe_that_may_copy_physically_says_both() {
+        let from = Command::new(["mariadb-dump", "a"]);
+        let to = Command::new(["mariadb", "b"]);
+        let pipe =
+            |physical| Step::Pipe { label: "copy".into(), from: from.clone(), to: to.clone(), undo: None, physical };
+        assert_eq!(pipe(None).describe(), "copy: run mariadb-dump a | mariadb b");
+        let source = PhysicalDb { admin: Command::new(["mariadb"]), database: "a".into(), schema: None };
+        let both = pipe(Some(PhysicalCopy { source, target: "b".into() })).describe();
+        assert!(
+            both.contains("tablespace files of a into b") && both.ends_with("else run mariadb-dump a | mariadb b"),
+            "{both}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ string_enum!(
     TaskKind {
         ServerVerify = "server-verify",
         ServerRemove = "server-remove",
+        ServerStop = "server-stop",
+        ServerStart = "server-start",
         PlatformVerify = "platform-verify",
         PlatformRemove = "platform-remove",
         SiteInstall = "site-install",
@@ -42,9 +44,17 @@ pub enum InterruptPolicy {
 }
 
 impl TaskKind {
+    /// The kinds that build a new site record, and leave it `failed` when they fail: retrying that
+    /// task is how the site is tried again.
+    pub fn makes_site(self) -> bool {
+        matches!(self, TaskKind::SiteInstall | TaskKind::SiteClone | TaskKind::SiteRestore)
+    }
+
     pub fn on_interrupt(self) -> InterruptPolicy {
         match self {
             TaskKind::ServerVerify
+            | TaskKind::ServerStop
+            | TaskKind::ServerStart
             | TaskKind::PlatformVerify
             | TaskKind::SiteVerify
             | TaskKind::SiteEnable
@@ -71,7 +81,9 @@ impl TaskKind {
 
     pub fn target_kind(self) -> TargetKind {
         match self {
-            TaskKind::ServerVerify | TaskKind::ServerRemove => TargetKind::Server,
+            TaskKind::ServerVerify | TaskKind::ServerRemove | TaskKind::ServerStop | TaskKind::ServerStart => {
+                TargetKind::Server
+            }
             TaskKind::PlatformVerify | TaskKind::PlatformRemove | TaskKind::PlatformMigrate => TargetKind::Platform,
             TaskKind::SiteInstall
             | TaskKind::SiteVerify

@@ -320,6 +320,25 @@ pub fn verify_archive(archive: &Path, expected_sha256: &str) -> ExecResult<Vec<S
     Ok(names)
 }
 
+/// The manifest an archive starts with (written first, so only the archive's start is read). Its
+/// checksum is not checked here: whatever restores the archive checks it as it unpacks.
+pub fn read_manifest(archive: &Path) -> ExecResult<serde_json::Value> {
+    let mut tar = tar::Archive::new(open_decoder(archive)?);
+    let mut entry = tar
+        .entries()
+        .map_err(io_err("read the archive"))?
+        .next()
+        .ok_or_else(|| ExecError::Other(format!("{} is empty", archive.display())))?
+        .map_err(io_err("read an archive entry"))?;
+    if entry.path().map_err(io_err("entry path"))?.to_str() != Some("manifest.json") {
+        return Err(ExecError::Other(format!("{} does not start with its manifest", archive.display())));
+    }
+    // A manifest is a few kilobytes; anything much larger is not one.
+    let mut text = Vec::new();
+    (&mut entry).take(1 << 20).read_to_end(&mut text).map_err(io_err("read the manifest"))?;
+    serde_json::from_slice(&text).map_err(|e| ExecError::Other(format!("{}: bad manifest: {e}", archive.display())))
+}
+
 /// Hashes what passes through it: the archive is checked in the same pass that unpacks it.
 struct HashingReader<R> {
     inner: R,
@@ -395,8 +414,11 @@ mod tests {
         let archive = dir.path().join("b.tar.zst");
         let trees =
             [Tree { name: "site".into(), path: site.to_string_lossy().into(), exclude: vec!["files/css".into()] }];
-        let info = write_archive(&archive, b"{}", ArchiveDb::Dump(&dump), &trees, Compression::Zstd).expect("archive");
+        let manifest = br#"{"site":{"domain":"a.example"}}"#;
+        let info =
+            write_archive(&archive, manifest, ArchiveDb::Dump(&dump), &trees, Compression::Zstd).expect("archive");
         assert_eq!(crate::fsops::mode_of(&archive), Some(0o600));
+        assert_eq!(read_manifest(&archive).expect("manifest")["site"]["domain"], "a.example");
         let names = verify_archive(&archive, &info.sha256).expect("verifies");
         for want in ["manifest.json", "database.sql", "site/settings.php", "site/files/a.txt"] {
             assert!(names.iter().any(|n| n.trim_end_matches('/') == want), "{want} missing from {names:?}");

@@ -91,6 +91,41 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
+/// What a failed command's summary says: the root cause found in its output ([`root_cause`]), else
+/// the last lines of its stderr. The whole output stays in the task's log.
+fn failure_summary(stderr: &str, stdout: &str) -> String {
+    root_cause(stderr).or_else(|| root_cause(stdout)).unwrap_or_else(|| tail(stderr, 5))
+}
+
+/// The line of a failed command's output a person can act on, rather than the end of a stack trace:
+/// a composer platform check ("Your Composer dependencies require a PHP version …"), a PHP fatal or
+/// parse error, an uncaught `Error:`/`…Exception:` line (drush prints the class that was not found
+/// this way), drush's first `[error]` line, a database client's `ERROR nnnn`, WordPress's
+/// "Error establishing a database connection". `None` when the output has none of these.
+pub fn root_cause(output: &str) -> Option<String> {
+    let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let first = |test: &dyn Fn(&str) -> bool| lines.iter().find(|l| test(l)).map(|l| l.to_string());
+    let composer = first(&|l| l.contains("Your Composer dependencies require"));
+    let cause = composer
+        .map(|l| l.trim_start_matches("Composer detected issues in your platform:").trim().to_string())
+        .or_else(|| crate::steps::php_fatal(output).map(|l| l.trim().to_string()))
+        .or_else(|| first(&|l| l.starts_with("Fatal error:") || l.starts_with("Parse error:")))
+        .or_else(|| {
+            first(&|l| {
+                let head = l.split(':').next().unwrap_or_default();
+                l.contains(": ")
+                    && !head.contains(' ')
+                    && (head == "Error" || head.ends_with("Error") || head.ends_with("Exception"))
+            })
+        })
+        .or_else(|| lines.iter().find_map(|l| l.split_once("[error]").map(|(_, rest)| rest.trim().to_string())))
+        .or_else(|| first(&|l| l.strip_prefix("ERROR ").is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))))
+        .or_else(|| first(&|l| l.contains("Error establishing a database connection")))?;
+    // Stack traces follow on the same line in some logs.
+    let cause = cause.split(" Stack trace:").next().unwrap_or_default().trim();
+    (!cause.is_empty()).then(|| cause.chars().take(400).collect())
+}
+
 async fn pump<R: AsyncRead + Unpin>(reader: R, stream: LogStream, sink: Option<OutputSink>) -> String {
     let mut lines = BufReader::new(reader).lines();
     let mut all = String::new();
@@ -385,7 +420,7 @@ pub async fn run_pipe(
             return Err(ExecError::Failed {
                 command: cmd.display(),
                 status: status.code().map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
-                stderr_tail: tail(&stderr, 5),
+                stderr_tail: failure_summary(&stderr, &stdout),
             });
         }
     }
@@ -442,7 +477,7 @@ impl Session {
                 Err(ExecError::Failed {
                     command: self.display.clone(),
                     status: "an early exit".into(),
-                    stderr_tail: tail(&stderr, 5),
+                    stderr_tail: failure_summary(&stderr, ""),
                 })
             }
             Err(_) => Err(ExecError::Timeout { command: self.display.clone(), secs: timeout.as_secs() }),
@@ -459,7 +494,7 @@ impl Session {
             return Err(ExecError::Failed {
                 command: self.display.clone(),
                 status: status.code().map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
-                stderr_tail: tail(&stderr, 5),
+                stderr_tail: failure_summary(&stderr, ""),
             });
         }
         Ok(())
@@ -479,7 +514,7 @@ pub async fn run_checked(
         Err(ExecError::Failed {
             command: cmd.display(),
             status: out.code.map(|c| format!("exit code {c}")).unwrap_or_else(|| "a signal".into()),
-            stderr_tail: tail(&out.stderr, 5),
+            stderr_tail: failure_summary(&out.stderr, &out.stdout),
         })
     }
 }
@@ -487,6 +522,47 @@ pub async fn run_checked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_causes_are_found_in_the_common_shapes() {
+        // Drush 12 with a class missing from vendor/: the cause, not the end of the trace.
+        let drush = "PHP Fatal error:  Uncaught Error: Class \"Symfony\\Foo\" not found in /srv/d10/vendor/a.php:12\n\
+            Stack trace:\n#0 /srv/d10/vendor/b.php(3): a()\n#33 {main}\n  thrown in /srv/d10/vendor/a.php on line 12\n \
+            [warning] Drush command terminated abnormally.";
+        assert_eq!(
+            root_cause(drush).as_deref(),
+            Some("PHP Fatal error:  Uncaught Error: Class \"Symfony\\Foo\" not found in /srv/d10/vendor/a.php:12")
+        );
+        let error = "In Kernel.php line 12:\nError: Class \"Drupal\\x\\Y\" not found in Drupal\\Core\\Z->a() (line 4 of /s/z.php).\n#0 {main}";
+        assert_eq!(
+            root_cause(error).as_deref(),
+            Some("Error: Class \"Drupal\\x\\Y\" not found in Drupal\\Core\\Z->a() (line 4 of /s/z.php).")
+        );
+        let typed = "TypeError: Argument 1 passed to f() must be string in /a.php:3\n#0 {main}";
+        assert!(root_cause(typed).is_some_and(|c| c.starts_with("TypeError: Argument 1")));
+        // drush's own messages: the first [error] line.
+        let logged = " [notice] Starting\n [error]  Unable to install modules: config x missing \n [error]  Second\n [warning] Drush command terminated abnormally.";
+        assert_eq!(root_cause(logged).as_deref(), Some("Unable to install modules: config x missing"));
+        // Composer's platform check, ahead of the fatal error it raises.
+        let composer = "PHP Fatal error:  Uncaught RuntimeException: Composer detected issues in your platform: \
+            Your Composer dependencies require a PHP version \">= 8.3.0\". You are running 8.2.7. in /v/platform_check.php:24";
+        assert!(root_cause(composer)
+            .is_some_and(|c| c.contains("require a PHP version \">= 8.3.0\". You are running 8.2.7")));
+        let plain =
+            "Composer detected issues in your platform: Your Composer dependencies require a PHP version \">= 8.3.0\".";
+        assert_eq!(
+            root_cause(plain).as_deref(),
+            Some("Your Composer dependencies require a PHP version \">= 8.3.0\".")
+        );
+        // Database clients and WordPress.
+        let db = "mysqldump: warning\nERROR 1045 (28000): Access denied for user 'x'@'localhost'";
+        assert_eq!(root_cause(db).as_deref(), Some("ERROR 1045 (28000): Access denied for user 'x'@'localhost'"));
+        assert!(root_cause("<h1>Error establishing a database connection</h1>").is_some());
+        // Nothing recognisable: no cause (the summary keeps the last lines).
+        assert_eq!(root_cause("something went wrong\nexit"), None);
+        assert_eq!(failure_summary("a\nb", ""), "a | b");
+        assert!(failure_summary("", drush).starts_with("PHP Fatal error"));
+    }
 
     #[tokio::test]
     async fn runs_argv_without_a_shell() {

@@ -176,6 +176,8 @@ pub fn plan(
     match kind {
         TaskKind::ServerVerify => server_verify(layout, snap, args::<ServerVerifyArgs>(task_args)?),
         TaskKind::ServerRemove => server_remove(layout, snap),
+        TaskKind::ServerStop => services::stop_masters(layout, &snap.server),
+        TaskKind::ServerStart => services::start_masters(layout, &snap.server),
         TaskKind::PlatformVerify => platform_verify(layout, snap, facts),
         TaskKind::PlatformRemove => platform_remove(snap),
         TaskKind::SiteInstall => site_apply(layout, snap, SiteStatus::Enabled, true),
@@ -400,7 +402,11 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
             args: serde_json::Value::Null,
         };
         let built = platform.source != PlatformSource::Path;
-        return Ok(Planned { plan, on_success: if built { vec![follow_up] } else { vec![] }, on_failure: vec![] });
+        return Ok(Planned {
+            plan,
+            on_success: if built { vec![follow_up] } else { vec![] },
+            on_failure: never_verified_failed(platform),
+        });
     }
     if facts.composer_json && !facts.vendor {
         // A composer project without its dependencies: install them (no dev packages on a server).
@@ -463,7 +469,7 @@ fn platform_verify(layout: &Layout, snap: &Snapshot, facts: &Facts) -> PlanResul
             app: facts.app,
             app_version: facts.app_version.clone(),
         }],
-        on_failure: vec![],
+        on_failure: never_verified_failed(platform),
     })
 }
 
@@ -524,6 +530,17 @@ pub(crate) fn check_php_fit(
     )))
 }
 
+/// A platform whose first verify fails is marked failed, so lists say so and no site is put on it
+/// until a verify succeeds; one that has been verified keeps its status (its sites still serve).
+fn never_verified_failed(platform: &Platform) -> Vec<StateChange> {
+    match platform.status {
+        ObjectStatus::Queued | ObjectStatus::Failed => {
+            vec![StateChange::PlatformStatus { platform: platform.id, status: ObjectStatus::Failed }]
+        }
+        _ => vec![],
+    }
+}
+
 /// Whether PHP `version` (e.g. "8.2") satisfies a composer constraint such as `>=8.1`, `^8.1`,
 /// `~8.2.0`, `>=7.4 <8.3` or `^7.4 || ^8.0`. `None` when the constraint is not understood.
 pub fn php_satisfies(constraint: &str, version: &str) -> Option<bool> {
@@ -574,11 +591,24 @@ pub fn php_satisfies(constraint: &str, version: &str) -> Option<bool> {
 fn platform_remove(snap: &Snapshot) -> PlanResult<Planned> {
     let platform = platform_of(snap)?;
     if !snap.sites.is_empty() {
+        // Named with their status, so a failed site that holds the platform is not a mystery.
+        let mut named: Vec<String> = snap
+            .sites
+            .iter()
+            .take(5)
+            .map(|s| match s.status {
+                SiteStatus::Enabled => s.domain.to_string(),
+                other => format!("{} ({other})", s.domain),
+            })
+            .collect();
+        if snap.sites.len() > named.len() {
+            named.push("…".into());
+        }
         return Err(PlanError::Refused(format!(
-            "platform {} still has {} site(s), e.g. {}; migrate or delete them first",
+            "platform {} still has {} site(s): {}; migrate or delete them first",
             platform.name,
             snap.sites.len(),
-            snap.sites[0].domain
+            named.join(", ")
         )));
     }
     Ok(Planned {
@@ -789,8 +819,17 @@ fn http_check(layout: &Layout, server: &Server, site: &Site, status: SiteStatus)
     Some(Step::HttpCheck {
         url: format!("http://{addr}:{}/", http.port),
         host: site.domain.to_string(),
-        expect: if status == SiteStatus::Disabled { vec![503] } else { vec![200, 301, 302, 303, 307, 308, 403] },
-        contains: site.health_marker.clone().filter(|_| status == SiteStatus::Enabled),
+        expect: match status {
+            // HTTPS required: plain HTTP is sent over to HTTPS before it can say the site is disabled.
+            SiteStatus::Disabled if site.https == HttpsMode::Required => vec![301, 503],
+            SiteStatus::Disabled => vec![503],
+            _ => vec![200, 301, 302, 303, 307, 308, 403],
+        },
+        // Over plain HTTP a site with HTTPS required answers only its redirect: no page to look in.
+        contains: site
+            .health_marker
+            .clone()
+            .filter(|_| status == SiteStatus::Enabled && site.https != HttpsMode::Required),
         error_log: (status == SiteStatus::Enabled).then(|| layout.php_error_log(site)),
     })
 }
@@ -877,7 +916,9 @@ fn site_import(layout: &Layout, snap: &Snapshot) -> PlanResult<Planned> {
         s.status = SiteStatus::Enabled;
     }
     let mut planned = site_apply(layout, &imported, SiteStatus::Enabled, false)?;
-    planned.on_failure = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }];
+    // A failed import leaves no record: deleting a failed record drops its database, which here is
+    // the user's own. The domain is free for another import (or the daemon's next adoption).
+    planned.on_failure = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Deleted }];
     Ok(planned)
 }
 

@@ -591,9 +591,17 @@ pub(crate) fn site_restore_new(layout: &Layout, snap: &Snapshot, a: crate::Resto
     plan.push(services::web_reload(layout, &snap.server, vec![vhost])?);
     plan.extend(http_check(layout, &snap.server, site, SiteStatus::Enabled));
     plan.push(Step::RemovePath { path: staging });
+    let mut on_success = vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Enabled }];
+    if site.https != HttpsMode::Off && site.tls.source == CertSource::SelfSigned && !site.tls.installed() {
+        // Its HTTPS comes back with it: a new self-signed certificate (the daemon's certificate pass
+        // gets an ACME one; an uploaded one must be uploaded again).
+        let request = CertRequest::SelfSigned { days: 365 };
+        let args = serde_json::json!({ "request": request });
+        on_success.push(StateChange::FollowUp { kind: TaskKind::SiteCert, target: site.id.0, args });
+    }
     Ok(Planned {
         plan,
-        on_success: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Enabled }],
+        on_success,
         on_failure: vec![StateChange::SiteStatus { site: site.id, status: SiteStatus::Failed }],
     })
 }

@@ -89,24 +89,60 @@ pub fn web_switch(layout: &Layout, server: &Server, previous: HttpKind, plan: &m
         return Err(PlanError::Refused("web server steps without a check".into()));
     };
     plan.push(Step::Run { label: format!("check the new {} config", http.kind), cmd: check, undo: None });
-    plan.push(Step::Run {
-        label: format!("stop the {previous} master"),
-        // Waits until it is gone (its port is free); nothing running is fine.
+    plan.push(stop(&format!("the {previous} master"), &old_pid, previous == HttpKind::Apache, old_start));
+    Ok(())
+}
+
+/// Stops Fjord's own masters of the server (web server first, so nothing is sent to a PHP-FPM that
+/// is going; then every PHP runtime), each waited for until it is gone. A system web server
+/// (`--http-mode system`) is not Fjord's to stop. A failure restarts what was stopped.
+pub fn stop_masters(layout: &Layout, server: &Server) -> PlanResult<Planned> {
+    let mut plan = Plan::default();
+    if let Some(http) = server.http().filter(|h| h.mode == WebMode::Own) {
+        if let Step::Service { start, pidfile, .. } = web_reload(layout, server, vec![])? {
+            plan.push(stop(&format!("the {} master", http.kind), &pidfile, http.kind == HttpKind::Apache, start));
+        }
+    }
+    for runtime in server.php_runtimes() {
+        if let Step::Service { start, pidfile, .. } = php_reload(layout, server, runtime, vec![]) {
+            plan.push(stop(&format!("the PHP-FPM {} master", runtime.key()), &pidfile, false, start));
+        }
+    }
+    Ok(Planned { plan, ..Default::default() })
+}
+
+/// Starts Fjord's own masters of the server from the config a verify wrote (PHP-FPM first, so the
+/// sites' sockets are there when the web server takes requests); one already running is reloaded.
+/// After a reboot this is what brings the sites back.
+pub fn start_masters(layout: &Layout, server: &Server) -> PlanResult<Planned> {
+    let mut plan = Plan::default();
+    for runtime in server.php_runtimes() {
+        plan.push(php_reload(layout, server, runtime, vec![]));
+    }
+    if server.http().is_some() {
+        plan.push(web_reload(layout, server, vec![])?);
+    }
+    Ok(Planned { plan, ..Default::default() })
+}
+
+/// Stops the master whose pid is in `pidfile` and waits until it is gone (its port free); one that is
+/// not running is fine. nginx and PHP-FPM stop gracefully on QUIT; Apache's master would die of it and
+/// leave its children holding the port: it stops (children first) on TERM.
+fn stop(what: &str, pidfile: &str, apache: bool, start: Command) -> Step {
+    Step::Run {
+        label: format!("stop {what}"),
         cmd: Command::new([
             "start-stop-daemon",
             "--stop",
             "--oknodo",
             "--pidfile",
-            old_pid.as_str(),
+            pidfile,
             "--retry",
-            // nginx stops gracefully on QUIT; Apache's master would die of it and leave its
-            // children holding the port: it stops (children first) on TERM.
-            if previous == HttpKind::Apache { "TERM/15/KILL/5" } else { "QUIT/15/TERM/5" },
+            if apache { "TERM/15/KILL/5" } else { "QUIT/15/TERM/5" },
         ])
         .timeout(60),
-        undo: Some(old_start),
-    });
-    Ok(())
+        undo: Some(start),
+    }
 }
 
 /// Files and directories the server's web server needs (before any vhost).

@@ -273,6 +273,30 @@ impl Store {
         kind: Option<(TaskKind, serde_json::Value)>,
         before_commit: impl FnOnce(&Site) -> Result<(), String>,
     ) -> StoreResult<(Site, Option<Task>)> {
+        self.create_site_inner(new, created_by, kind, |_| vec![], before_commit).await
+    }
+
+    /// [`Store::create_site_with`], with the changes `settings` gives for the new site's id written in
+    /// the same transaction (a site brought back with the settings its backup recorded): no daemon
+    /// can plan its task before they are there.
+    pub async fn create_site_with_settings(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<(TaskKind, serde_json::Value)>,
+        settings: impl FnOnce(SiteId) -> Vec<DesiredChange>,
+    ) -> StoreResult<(Site, Option<Task>)> {
+        self.create_site_inner(new, created_by, kind, settings, |_| Ok(())).await
+    }
+
+    async fn create_site_inner(
+        &self,
+        new: &NewSite,
+        created_by: &str,
+        kind: Option<(TaskKind, serde_json::Value)>,
+        settings: impl FnOnce(SiteId) -> Vec<DesiredChange>,
+        before_commit: impl FnOnce(&Site) -> Result<(), String>,
+    ) -> StoreResult<(Site, Option<Task>)> {
         let now = now_millis();
         let mut tx = self.begin_write().await?;
         // Writing first takes SQLite's write lock at once, so the checks below cannot race another writer.
@@ -303,6 +327,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let mut created = rows::site(&row)?;
+        let settings = settings(created.id);
+        if !settings.is_empty() {
+            for change in &settings {
+                write_desired(&mut tx, change, now).await?;
+            }
+            let row = sqlx::query(&format!("SELECT {SITE_COLS} FROM sites WHERE id = $1"))
+                .bind(created.id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            created = rows::site(&row)?;
+        }
         created.aliases = site.aliases.clone();
         for (domain, is_alias) in created.all_domains().enumerate().map(|(i, d)| (d, i > 0)) {
             sqlx::query("INSERT INTO site_domains (domain, site_id, is_alias) VALUES ($1, $2, $3)")
@@ -621,6 +656,12 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
     if platform.status == ObjectStatus::Deleted {
         return Err(not_found("platform", platform.name));
     }
+    if platform.status == ObjectStatus::Failed {
+        return Err(StoreError::Conflict(format!(
+            "platform {} failed its verify: verify it again before it takes sites",
+            platform.name
+        )));
+    }
     if platform.locked {
         return Err(StoreError::Conflict(format!("platform {} is locked: it takes no new sites", platform.name)));
     }
@@ -629,17 +670,26 @@ async fn prepare_site_in(conn: &mut AnyConnection, new: &NewSite) -> StoreResult
         if !seen.insert(d.as_str()) {
             return Err(StoreError::Conflict(format!("{d} is given more than once")));
         }
-        let taken =
-            sqlx::query("SELECT s.domain FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1")
-                .bind(d.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+        let taken = sqlx::query(
+            "SELECT s.domain, s.status FROM site_domains d JOIN sites s ON s.id = d.site_id WHERE d.domain = $1",
+        )
+        .bind(d.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
         if let Some(row) = taken {
             let owner: String = row.try_get("domain")?;
-            return Err(StoreError::Conflict(if owner == d.as_str() {
-                format!("a site {d} already exists")
+            let status: String = row.try_get("status")?;
+            // A failed site holds its domain until it is retried or deleted: say so, or the user
+            // cannot tell why a domain they see no working site for is taken.
+            let failed = if status == SiteStatus::Failed.as_str() {
+                format!(" (status failed: retry its failed task or delete site {owner} first)")
             } else {
-                format!("{d} is already an alias of site {owner}")
+                String::new()
+            };
+            return Err(StoreError::Conflict(if owner == d.as_str() {
+                format!("a site {d} already exists{failed}")
+            } else {
+                format!("{d} is already an alias of site {owner}{failed}")
             }));
         }
     }
@@ -758,6 +808,9 @@ pub(crate) async fn write_desired(conn: &mut AnyConnection, change: &DesiredChan
         }
         DesiredChange::SiteIsolation { site, isolation } => {
             set(conn, "sites", "isolation", Some(isolation.as_str().to_string()), site.0, now).await
+        }
+        DesiredChange::SiteHealthMarker { site, marker } => {
+            set(conn, "sites", "health_marker", marker.clone(), site.0, now).await
         }
         DesiredChange::SiteHttps { site, mode, tls } => {
             set(conn, "sites", "https", Some(mode.as_str().to_string()), site.0, now).await?;

@@ -184,7 +184,7 @@ impl Store {
                 .map_err(|e| crate::StoreError::Corrupt { column: "aliases", detail: e.to_string() })?
                 .iter()
                 .map(|a| {
-                    Domain::parse(a)
+                    Domain::parse_host("alias", a)
                         .map_err(|e| crate::StoreError::Corrupt { column: "aliases", detail: e.to_string() })
                 })
                 .collect::<StoreResult<_>>()?;

@@ -732,8 +732,9 @@ async fn apply_change(conn: &mut AnyConnection, change: &StateChange, now: Milli
                 .bind(site.0)
                 .execute(&mut *conn)
                 .await?;
-            if matches!(status, SiteStatus::Deleted | SiteStatus::Failed) {
-                // A deleted or never-installed site frees its domain and aliases for reuse.
+            if *status == SiteStatus::Deleted {
+                // A deleted site frees its domain and aliases for reuse. A failed one keeps them: it is
+                // shown, retried and deleted by its domain, and no second site can take it meanwhile.
                 sqlx::query("DELETE FROM site_domains WHERE site_id = $1").bind(site.0).execute(&mut *conn).await?;
             }
         }

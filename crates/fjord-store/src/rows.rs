@@ -249,7 +249,7 @@ fn name(row: &impl Columns, column: &'static str) -> StoreResult<Name> {
 
 pub(crate) fn domain(row: &impl Columns, column: &'static str) -> StoreResult<Domain> {
     let s = row.text(column)?;
-    Domain::parse(&s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
+    Domain::parse_host("domain", &s).map_err(|e| StoreError::Corrupt { column, detail: e.to_string() })
 }
 
 pub(crate) const SERVER_COLS: &str = "id, name, hostname, services, status, created_at, updated_at";

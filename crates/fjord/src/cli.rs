@@ -190,6 +190,14 @@ pub enum ServerCmd {
     Verify {
         name: String,
     },
+    /// Stop Fjord's own web-server and PHP-FPM masters of the server (its sites stop being served).
+    Stop {
+        name: String,
+    },
+    /// Start Fjord's own web-server and PHP-FPM masters of the server (e.g. after a reboot).
+    Start {
+        name: String,
+    },
     /// Remove a server (refused while it has platforms).
     Remove {
         name: String,

@@ -126,6 +126,18 @@ impl Api {
         self.wait_listening();
     }
 
+    /// Runs what is queued on a daemon with a worker (with `env`, e.g. an injected fault) until
+    /// nothing is left, then serves without workers again.
+    fn run_queued(&mut self, env: &[(&str, &str)]) {
+        self.f.stop();
+        let listen = self.base.trim_start_matches("http://").to_string();
+        self.f.start_serve_with(&["--workers", "1", "--listen", &listen], env);
+        self.f.wait_until("the queue ran", || self.f.json(&["health"])["active_tasks"] == 0);
+        self.f.stop();
+        self.f.start_serve_with(&["--workers", "0", "--listen", &listen], &[]);
+        self.wait_listening();
+    }
+
     fn wait_listening(&self) {
         for _ in 0..200 {
             let up = self.rt.block_on(async {
@@ -1434,4 +1446,61 @@ fn another_clients_backup_and_a_missing_one_answer_the_same() {
     // The admin still sees the backup, and "not found" for the missing one.
     assert_eq!(api.get(&format!("/api/backups/{theirs}"), &api.admin).status, StatusCode::OK);
     assert_problem(&api.get(&format!("/api/backups/{missing}"), &api.admin), StatusCode::NOT_FOUND, None);
+}
+
+/// A failed site create and a failed platform add leave records the API shows, retries and deletes
+/// by name; the same domain or name never gets a second record.
+#[test]
+fn a_failed_create_or_platform_add_is_shown_retried_and_deleted_through_the_api() {
+    let mut api = Api::start();
+    // The server's and platform's verifies would start this machine's web server: not here.
+    for t in api.f.json(&["task", "list", "--status", "queued"]).as_array().expect("tasks") {
+        api.f.ok(&["task", "cancel", &t["id"].to_string()]);
+    }
+    let install = api.create_site("a.example", "acme");
+    let code = api.f.make_codebase("p2");
+    let r = api.post("/api/platforms", &api.admin, json!({ "name": "p2", "server": "localhost", "path": code }));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    std::fs::remove_dir_all(&code).expect("codebase gone before its verify");
+    api.run_queued(&[("FJORD_FAULT", "site-install:1:fail")]);
+    assert_eq!(api.get(&format!("/api/tasks/{}", install["id"]), &api.admin).body["status"], "failed");
+
+    // The site: shown, listed once, its domain not given again, retried, holding its platform, deleted.
+    let site = api.get("/api/sites/a.example", &api.admin);
+    assert_eq!((site.status, site.body["status"].clone()), (StatusCode::OK, json!("failed")), "{}", site.text);
+    assert_eq!(api.get("/api/sites/a.example", &api.alice).status, StatusCode::OK, "its client sees it too");
+    assert_eq!(domains(&api.get("/api/sites?status=failed", &api.admin).body), ["a.example"]);
+    let again =
+        api.post("/api/sites", &api.admin, json!({ "domain": "a.example", "platform": "p1", "db_engine": "sqlite" }));
+    assert_problem(&again, StatusCode::CONFLICT, None);
+    assert!(again.body["detail"].as_str().expect("detail").contains("status failed"), "{}", again.text);
+    assert_eq!(api.get("/api/sites?q=a.example", &api.admin).body["total"], 1);
+    let retry = api.post(&format!("/api/tasks/{}/retry", install["id"]), &api.admin, json!({}));
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.text);
+    assert_eq!(
+        (retry.body["kind"].clone(), retry.body["target_id"].clone()),
+        (json!("site-install"), site.body["id"].clone())
+    );
+    api.f.ok(&["task", "cancel", &retry.body["id"].to_string()]);
+    let r = api.call(Method::DELETE, "/api/platforms/p1", Auth::Token(&api.admin), None);
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.body["detail"].as_str().expect("detail").contains("a.example (failed)"), "{}", r.text);
+    let r = api.call(Method::DELETE, "/api/sites/a.example", Auth::Token(&api.admin), None);
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!((r.body["kind"].clone(), r.body["target_id"].clone()), (json!("site-delete"), site.body["id"].clone()));
+
+    // The platform: shown failed, its name not given again, no sites on it, verified again or removed.
+    let p2 = api.get("/api/platforms/p2", &api.admin);
+    assert_eq!(p2.body["status"], "failed", "{}", p2.text);
+    let other = api.f.make_codebase("p3");
+    let r = api.post("/api/platforms", &api.admin, json!({ "name": "p2", "server": "localhost", "path": other }));
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    let r =
+        api.post("/api/sites", &api.admin, json!({ "domain": "b.example", "platform": "p2", "db_engine": "sqlite" }));
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.body["detail"].as_str().expect("detail").contains("failed its verify"), "{}", r.text);
+    let r = api.post("/api/platforms/p2/verify", &api.admin, json!({}));
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = api.call(Method::DELETE, "/api/platforms/p2", Auth::Token(&api.admin), None);
+    assert_eq!((r.status, r.body["kind"].clone()), (StatusCode::ACCEPTED, json!("platform-remove")), "{}", r.text);
 }

@@ -44,6 +44,8 @@ fn dry_runs_and_bad_input_change_nothing() {
     for bad in [
         vec!["site", "create", "../etc/passwd", "--platform", "p1"],
         vec!["site", "create", "a..example", "--platform", "p1"],
+        vec!["site", "create", "localhost", "--platform", "p1", "--db-engine", "sqlite"],
+        vec!["site", "create", "a.example", "--platform", "p1", "--db-engine", "sqlite", "--alias", "localhost"],
         vec!["site", "create", "a.example", "--platform", "nope"],
         vec!["site", "create", "a.example", "--platform", "p1", "--alias", "bad domain"],
         vec!["site", "create", "a.example", "--platform", "p1", "--alias", "a.example", "--db-engine", "sqlite"],
@@ -101,6 +103,98 @@ fn a_platform_path_or_archive_that_is_not_there_is_refused_and_records_nothing()
     let names: Vec<Value> =
         f.json(&["platform", "list"]).as_array().expect("list").iter().map(|p| p["name"].clone()).collect();
     assert_eq!(names, ["p1", "p2", "p3"]);
+}
+
+/// Cancels every queued task (the server's and platforms' verifies: this test machine's web server is
+/// not started here), so a daemon runs only what the test queues next.
+fn cancel_queued(f: &Fjord) {
+    for t in f.json(&["task", "list", "--status", "queued"]).as_array().expect("tasks") {
+        f.ok(&["task", "cancel", &id(t).to_string()]);
+    }
+}
+
+/// A failed, rolled-back site create leaves a record every command finds by its domain: shown with
+/// the way to retry or delete it, retried, holding the platform visibly, deletable; the domain is
+/// never given to a second record. A platform whose first verify fails is shown failed, takes no
+/// sites, is verified again or removed by its name.
+#[test]
+fn a_failed_create_or_platform_add_is_shown_retried_and_deleted() {
+    let mut f = Fjord::new(None);
+    setup(&f);
+    cancel_queued(&f);
+    f.start_serve(&[("FJORD_FAULT", "site-install:1:fail")]);
+    let create = ["site", "create", "a.example", "--platform", "p1", "--db-engine", "sqlite"];
+    let out = f.run(&[&create[..], &["--wait"]].concat());
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let shown = f.json(&["site", "show", "a.example"]);
+    assert_eq!(shown["site"]["status"], "failed", "{shown}");
+    let install = id(&shown["recent_tasks"][0]);
+    let text = f.ok(&["site", "show", "a.example"]);
+    assert!(
+        text.contains(&format!("fjord task retry {install}")) && text.contains("fjord site delete a.example"),
+        "{text}"
+    );
+    let one_record = |f: &Fjord| {
+        let sites = f.json(&["site", "list"]);
+        assert_eq!(sites.as_array().expect("sites").len(), 1, "{sites}");
+    };
+    // Neither the domain nor an alias of it gets a second record.
+    for args in [
+        create.to_vec(),
+        vec!["site", "create", "b.example", "--platform", "p1", "--db-engine", "sqlite", "--alias", "a.example"],
+    ] {
+        let err = f.fails(&args);
+        assert!(err.contains("a.example") && err.contains("status failed"), "{err}");
+    }
+    one_record(&f);
+    // Retried: the same record (failing again under the injected fault).
+    let retried = f.json(&["task", "retry", &install.to_string()]);
+    assert_eq!(retried["target_id"], shown["site"]["id"]);
+    f.wait_task(id(&retried), "failed");
+    one_record(&f);
+    // It holds its platform, and the refusal says which site and why.
+    let err = f.fails(&["platform", "remove", "p1"]);
+    assert!(err.contains("a.example (failed)"), "{err}");
+    f.stop();
+    // Deleted by its domain (the lead's delete of what a failed site left runs it; here it is queued).
+    let delete = f.json(&["site", "delete", "a.example", "--force"]);
+    assert_eq!(
+        (delete["kind"].clone(), delete["target_id"].clone()),
+        ("site-delete".into(), shown["site"]["id"].clone())
+    );
+    f.ok(&["task", "cancel", &id(&delete).to_string()]);
+
+    // A platform whose codebase is gone by the time its first verify runs.
+    let p2 = f.make_codebase("p2");
+    let p3 = f.make_codebase("p3");
+    f.ok(&["platform", "add", "p2", "--path", &p2]);
+    f.ok(&["platform", "add", "p3", "--path", &p3]);
+    let moved = format!("{p2}.away");
+    std::fs::rename(&p2, &moved).expect("move p2 away");
+    std::fs::remove_dir_all(&p3).expect("remove p3");
+    f.start_serve(&[]);
+    f.wait_until("both verifies failed", || {
+        f.json(&["task", "list", "--status", "failed"]).as_array().expect("tasks").len() >= 4
+    });
+    let p4 = f.make_codebase("p4");
+    for name in ["p2", "p3"] {
+        let shown = f.json(&["platform", "show", name]);
+        assert_eq!(shown["platform"]["status"], "failed", "{shown}");
+        let err = f.fails(&["platform", "add", name, "--path", &p4]);
+        assert!(err.contains("already exists"), "{err}");
+        let err = f.fails(&["site", "create", "c.example", "--platform", name, "--db-engine", "sqlite"]);
+        assert!(err.contains("failed its verify"), "{err}");
+    }
+    let names = |f: &Fjord| -> Vec<Value> {
+        f.json(&["platform", "list"]).as_array().expect("list").iter().map(|p| p["name"].clone()).collect()
+    };
+    assert_eq!(names(&f), ["p1", "p2", "p3"], "one record per name");
+    // Retried once its codebase is back; removed by its name.
+    std::fs::rename(&moved, &p2).expect("move p2 back");
+    f.ok(&["platform", "verify", "p2", "--wait"]);
+    assert_eq!(f.json(&["platform", "show", "p2"])["platform"]["status"], "enabled");
+    f.ok(&["platform", "remove", "p3", "--wait"]);
+    assert_eq!(names(&f), ["p1", "p2"]);
 }
 
 #[test]
@@ -180,6 +274,23 @@ fn two_daemons_share_one_postgres_queue() {
     }
     a.stop();
     b.stop();
+}
+
+/// `fjord task list | head -5`: a reader that closed its end ends any command quietly (no panic, no
+/// message), with the status a closed pipe gives (128 + SIGPIPE).
+#[test]
+fn every_command_exits_quietly_when_its_output_is_closed() {
+    let f = Fjord::new(None);
+    setup(&f);
+    for args in [vec!["task", "list"], vec!["--json", "site", "list"], vec!["server", "show", "localhost"]] {
+        // A pipe whose reading end is already closed: the first write fails.
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        drop(read);
+        let out = f.command(&args).stdout(std::process::Stdio::from(write)).output().expect("fjord runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -583,6 +583,69 @@ fn a_deleted_site_comes_back_from_its_pre_delete_backup() {
     }
 }
 
+/// A deleted site comes back from its backup with everything its manifest records: aliases and their
+/// redirect, HTTPS mode and HSTS (a new certificate of the same kind), PHP limits, isolation, client,
+/// health marker, cron. `backup list` names the deleted site.
+#[test]
+fn a_restored_site_has_every_setting_it_was_deleted_with() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    f.ok(&["client", "add", "acme"]);
+    let domain = "settings.example";
+    f.ok(&[
+        "site",
+        "create",
+        domain,
+        "--platform",
+        "d10",
+        "--db-engine",
+        "sqlite",
+        "--client",
+        "acme",
+        "--alias",
+        "www.settings.example",
+        "--alias",
+        "old.settings.example",
+        "--redirect-aliases",
+        "--cron-interval",
+        "900",
+        "--wait",
+    ]);
+    set_name(&f, "sqlite", domain, "Settings kept");
+    f.ok(&["site", "https", domain, "--mode", "required", "--hsts", "on", "--self-signed", "--wait"]);
+    f.ok(&["site", "php-limits", domain, "--max-children", "7", "--memory-limit", "192M", "--wait"]);
+    f.ok(&["site", "isolation", domain, "--mode", "client", "--wait"]);
+    f.ok(&["site", "health-marker", domain, "Settings kept"]);
+    // What may differ: the record's id and times, its database's name, and the new certificate's dates.
+    let settings = |f: &Fjord| {
+        let mut v = f.json(&["site", "show", domain])["site"].clone();
+        for volatile in ["id", "created_at", "updated_at", "last_cron_at", "db_name", "db_user"] {
+            v.as_object_mut().expect("site").remove(volatile);
+        }
+        for volatile in ["not_after", "issued_at"] {
+            v["tls"].as_object_mut().expect("tls").remove(volatile);
+        }
+        v
+    };
+    let before = settings(&f);
+    assert_eq!(before["tls"]["source"], "self-signed", "{before}");
+    f.ok(&["site", "disable", domain, "--wait"]);
+    f.ok(&["site", "delete", domain, "--wait"]);
+    let list = f.ok(&["backup", "list"]);
+    let pre_delete = list.lines().find(|l| l.contains("pre-delete")).unwrap_or_else(|| panic!("{list}"));
+    assert!(pre_delete.split_whitespace().nth(1) == Some(domain), "the deleted site is not named: {list}");
+    let id = pre_delete.split_whitespace().next().expect("id").to_string();
+    f.ok(&["site", "restore", domain, "--backup", &id, "--wait"]);
+    // Its new self-signed certificate is a task of its own, queued by the restore's success.
+    f.wait_until("the certificate", || settings(&f)["tls"]["names"] == before["tls"]["names"]);
+    assert_eq!(settings(&f), before);
+    // HTTPS required again: plain HTTP is sent over.
+    assert_eq!(f.get(port, domain, "/").status, 301);
+}
+
 #[test]
 fn the_health_check_decides_a_migrate_marker_text_and_php_fatals() {
     if !services_available() {

@@ -327,6 +327,29 @@ fn a_failed_install_leaves_nothing_and_other_sites_keep_serving() {
     if engine == "mariadb" {
         assert!(mariadb_databases("goneexample").is_empty(), "database left behind");
     }
+    // The failed record keeps its domain: retried once the fault is gone, it installs and serves.
+    let shown = f.json(&["site", "show", "gone.example"]);
+    assert_eq!(shown["site"]["status"], "failed", "{shown}");
+    let install = shown["recent_tasks"][0]["id"].to_string();
+    f.stop();
+    f.start_serve(&[]);
+    f.ok(&["task", "retry", &install, "--wait"]);
+    assert_eq!(f.json(&["site", "show", "gone.example"])["site"]["status"], "enabled");
+    assert_eq!(f.get(port, "gone.example", "/").status, 200);
+    // Another failed one is deleted by its domain, which is then free for one new record.
+    f.stop();
+    f.start_serve(&[("FJORD_FAULT", &format!("site-install:{step}:fail"))]);
+    let failed = f.run(&["site", "create", "again.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
+    assert!(!failed.status.success());
+    f.stop();
+    f.start_serve(&[]);
+    f.ok(&["site", "delete", "again.example", "--wait"]);
+    assert!(f.fails(&["site", "show", "again.example"]).contains("not found"));
+    f.ok(&["site", "create", "again.example", "--platform", "d10", "--db-engine", engine, "--wait"]);
+    let sites = f.json(&["site", "list"]);
+    let again: Vec<&serde_json::Value> =
+        sites.as_array().expect("list").iter().filter(|s| s["domain"] == "again.example").collect();
+    assert_eq!(again.len(), 1, "{sites}");
 }
 
 #[test]
@@ -1180,4 +1203,33 @@ fn a_verify_that_changes_nothing_starts_no_process() {
     assert_ne!(owner, 33, "{shared}: files still the web user's");
     let out = f.ok(&["site", "verify", shared, "--wait"]);
     assert_eq!(processes_started(&out), 0, "{shared}: {out}");
+}
+
+/// `server stop` stops Fjord's own web-server and PHP-FPM masters (the sites stop being served, as
+/// after a reboot); `server start` brings them back, and on running masters is only a reload.
+#[test]
+fn server_stop_and_start_take_the_masters_down_and_up() {
+    if !services_available() {
+        return;
+    }
+    let (f, port) = Fjord::with_server();
+    fixture_platform(&f, "drupal10", "d10");
+    f.ok(&["site", "create", "updown.example", "--platform", "d10", "--db-engine", "sqlite", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
+    let plan = f.ok(&["--dry-run", "server", "stop", "localhost"]);
+    assert!(plan.contains("stop the nginx master") && plan.contains("stop the PHP-FPM"), "{plan}");
+    f.ok(&["server", "stop", "localhost", "--wait"]);
+    let pids = || {
+        std::fs::read_dir(f.state.join("run"))
+            .map(|rd| rd.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "pid")).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(pids(), 0, "a master's pid file is left");
+    assert!(f.not_served(port, "updown.example"), "still served after server stop");
+    // Stopping what is stopped is fine.
+    f.ok(&["server", "stop", "localhost", "--wait"]);
+    f.ok(&["server", "start", "localhost", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
+    f.ok(&["server", "start", "localhost", "--wait"]);
+    assert_eq!(f.get(port, "updown.example", "/").status, 200);
 }

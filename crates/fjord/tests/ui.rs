@@ -695,3 +695,69 @@ fn migrate_all_sites_queues_one_batch_with_parallel_canary_and_a_dry_run() {
     let r = ui.post("/platforms/p1/migrate", &alice, &[("to", "p2")]);
     assert!(matches!(r.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND), "{}", r.status);
 }
+
+/// A failed site create and a failed platform add leave pages that say so, with the way to retry or
+/// delete them; the same domain or name never gets a second record.
+#[test]
+fn a_failed_create_or_platform_add_is_shown_retried_and_deleted_from_its_page() {
+    let mut ui = Ui::start();
+    // The server's and platform's verifies would start this machine's web server: not here.
+    for t in ui.f.json(&["task", "list", "--status", "queued"]).as_array().expect("tasks") {
+        ui.f.ok(&["task", "cancel", &t["id"].to_string()]);
+    }
+    let s = ui.login("admin", &ui.admin_password);
+    let install = ui.create_site("a.example", "acme");
+    let code = ui.f.make_codebase("p2");
+    let r = ui.post("/platforms", &s, &[("name", "p2"), ("server", "localhost"), ("path", &code)]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    std::fs::remove_dir_all(&code).expect("codebase gone before its verify");
+    // Run the queue once, the install failing, then serve without workers again.
+    let listen = ui.base.trim_start_matches("http://").to_string();
+    ui.f.stop();
+    ui.f.start_serve_with(&["--workers", "1", "--listen", &listen], &[("FJORD_FAULT", "site-install:1:fail")]);
+    ui.f.wait_until("the queue ran", || ui.f.json(&["health"])["active_tasks"] == 0);
+    ui.f.stop();
+    ui.f.start_serve_with(&["--workers", "0", "--listen", &listen], &[]);
+    ui.f.wait_until("listening", || std::net::TcpStream::connect(&listen).is_ok());
+    // (Connections kept alive to the daemon that stopped are gone.)
+    ui.http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    // The site's page: failed, why, a retry button and the delete form.
+    let page = ui.get("/sites/a.example", Some(&s));
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // (Form actions are HTML-escaped.)
+    let page = Page { body: page.body.replace("&#x2f;", "/"), ..page };
+    let retry = format!("action=\"/tasks/{install}/retry\"");
+    assert!(page.body.contains("failed to install") && page.body.contains(&retry), "{}", page.body);
+    assert!(page.body.contains("action=\"/sites/a.example/delete\""), "{}", page.body);
+    assert!(!page.body.contains("action=\"/sites/a.example/verify\""), "a verify it refuses is offered");
+    let list = ui.get("/sites?status=failed", Some(&s));
+    assert_eq!(rows(&list.body, "sites"), 1, "{}", list.body);
+    // The same domain from the form: refused, saying why.
+    let r = ui.post("/sites", &s, &[("domain", "a.example"), ("platform", "p1"), ("db_engine", "sqlite")]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.body.contains("status failed"), "{}", r.body);
+    let r = ui.post(&format!("/tasks/{install}/retry"), &s, &[]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let retried: i64 = r.location.trim_start_matches("/tasks/").parse().expect("a task page");
+    ui.f.ok(&["task", "cancel", &retried.to_string()]);
+    let r = ui.post("/sites/a.example/delete", &s, &[("confirm", "a.example")]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let deleting = ui.f.task(r.location.trim_start_matches("/tasks/").parse().expect("a task page"));
+    assert_eq!(deleting["kind"], "site-delete", "{deleting}");
+
+    // The platform's page: failed, why, verify and remove buttons; its name is not given again.
+    let page = ui.get("/platforms/p2", Some(&s));
+    let page = Page { body: page.body.replace("&#x2f;", "/"), ..page };
+    assert!(page.body.contains("failed its verify"), "{}", page.body);
+    for action in ["verify", "remove"] {
+        assert!(page.body.contains(&format!("action=\"/platforms/p2/{action}\"")), "{action}: {}", page.body);
+    }
+    let other = ui.f.make_codebase("p3");
+    let r = ui.post("/platforms", &s, &[("name", "p2"), ("server", "localhost"), ("path", &other)]);
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = ui.post("/platforms/p2/remove", &s, &[]);
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let removing = ui.f.task(r.location.trim_start_matches("/tasks/").parse().expect("a task page"));
+    assert_eq!(removing["kind"], "platform-remove", "{removing}");
+}

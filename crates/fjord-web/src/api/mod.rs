@@ -90,6 +90,8 @@ pub static ROUTES: &[Route] = &[
     route!("get" "/api/proxy-ranges", "servers", "Cloudflare's ranges as Fjord knows them, and since when", auth = true, body = None, returns = "json", get(objects::proxy_ranges)),
     route!("post" "/api/proxy-ranges/refresh", "servers", "Fetch Cloudflare's ranges again and queue a verify of every server trusting them whose list changed (admin)", auth = true, body = Some(schema::<objects::ProxyRangesRefresh>), returns = "json", post(objects::refresh_proxy_ranges)),
     route!("post" "/api/servers/{name}/verify", "servers", "Verify a server (admin)", auth = true, body = None, returns = "task", post(objects::verify_server)),
+    route!("post" "/api/servers/{name}/stop", "servers", "Stop Fjord's own web-server and PHP-FPM masters of the server (admin)", auth = true, body = None, returns = "task", post(objects::stop_server)),
+    route!("post" "/api/servers/{name}/start", "servers", "Start Fjord's own web-server and PHP-FPM masters of the server, e.g. after a reboot (admin)", auth = true, body = None, returns = "task", post(objects::start_server)),
     route!("get" "/api/platforms", "platforms", "Platforms", auth = true, body = None, returns = "json", get(objects::platforms)),
     route!("post" "/api/platforms", "platforms", "Add a platform and queue its verify", auth = true, body = Some(schema::<fjord_actions::PlatformCreate>), returns = "task", post(objects::add_platform)),
     route!("get" "/api/platforms/{name}", "platforms", "A platform with its sites count", auth = true, body = None, returns = "json", get(objects::platform)),

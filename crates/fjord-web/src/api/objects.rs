@@ -56,6 +56,22 @@ pub async fn verify_server(
     server_task(&state, &actor, &name, "server.verify", TaskKind::ServerVerify).await
 }
 
+pub async fn stop_server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Queued> {
+    server_task(&state, &actor, &name, "server.stop", TaskKind::ServerStop).await
+}
+
+pub async fn start_server(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Queued> {
+    server_task(&state, &actor, &name, "server.start", TaskKind::ServerStart).await
+}
+
 pub async fn platforms(State(state): State<AppState>, actor: Actor) -> ApiResult<Json<Vec<Platform>>> {
     actor.require_manager()?;
     Ok(Json(state.store.platforms().await?))

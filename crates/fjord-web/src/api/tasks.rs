@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// What a client user may do with a task on one of their sites, by its kind: the same they may do to
 /// the site (a client may retry a backup of their site, not a delete someone else started).
-fn site_action_of(kind: TaskKind) -> SiteAction {
+pub(crate) fn site_action_of(kind: TaskKind) -> SiteAction {
     match kind {
         TaskKind::SiteBackup => SiteAction::Backup,
         // Archiving what a restore replaced is the restore's second half: retried by whoever may restore.

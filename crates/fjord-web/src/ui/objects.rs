@@ -226,6 +226,12 @@ async fn platform_page(
         .filter(|t| t.target_kind == TargetKind::Platform && t.target_id == platform.id.0)
         .take(10)
         .collect();
+    // A platform that failed its first verify: why (its failed verify) and what to do.
+    let failed_verify = tasks
+        .iter()
+        .filter(|_| platform.status == ObjectStatus::Failed)
+        .find(|t| t.kind == TaskKind::PlatformVerify && t.status == TaskStatus::Failed)
+        .map(|t| context! { id => t.id.0, error => t.error });
     let platform_v = context! {
         name => platform.name.as_str(), status => platform.status.as_str(), locked => platform.locked,
         app => platform.app.map(|a| a.as_str()), app_version => platform.app_version, root => platform.root,
@@ -239,7 +245,7 @@ async fn platform_page(
         "platforms",
         context! {
             platform => platform_v, server => server_name(platform.server_id), source => platform.source.describe(),
-            sites => site_rows, sites_total => sites.total,
+            sites => site_rows, sites_total => sites.total, failed_verify,
             targets => targets.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), compare,
             tasks => task_rows(state, &tasks).await?, errors => errors.fields, general => errors.general,
             parallel => if migrate.parallel.is_empty() { "1".to_string() } else { migrate.parallel },
@@ -260,7 +266,7 @@ pub async fn platform(
     platform_page(&state, &v, &name, given(&q.to), FormErrors::default(), MigrateView::default()).await
 }
 
-/// Verify, lock or unlock a platform.
+/// Verify, lock, unlock or remove a platform.
 pub async fn platform_action(
     State(state): State<AppState>,
     v: Viewer,
@@ -280,6 +286,10 @@ pub async fn platform_action(
         "unlock" => {
             let _unlocked = api::unlock_platform(s, a, n).await?;
             Ok(see_other(&format!("/platforms/{}", query_escape(&name))))
+        }
+        "remove" => {
+            let queued = api::remove_platform(s, a, n).await?;
+            Ok(see_other(&format!("/tasks/{}", queued.0.id)))
         }
         _ => Err(ApiError::not_found("action", action).into()),
     }

@@ -356,6 +356,8 @@ pub async fn server_action(
     let text = |o: &Option<String>| o.as_deref().map(str::trim).unwrap_or("").to_string();
     let (key, known, outcome): (&'static str, &[&str], _) = match action.as_str() {
         "verify" => ("verify", &[], api::verify_server(s, a, n).await),
+        "stop" => ("verify", &[], api::stop_server(s, a, n).await),
+        "start" => ("verify", &[], api::start_server(s, a, n).await),
         "web" => ("web", &["web"], api::switch_web(s, a, n, ApiJson(WebSwitch { web: text(&f.web) })).await),
         "php" => {
             let req = PhpRuntimeAdd { name: text(&f.runtime_name), binary: text(&f.binary), cli: None };

@@ -306,6 +306,16 @@ async fn site_page(state: &AppState, v: &Viewer, domain: &str, status: StatusCod
         .iter()
         .find(|t| matches!(t.status, TaskStatus::Queued | TaskStatus::Running))
         .map(|t| context! { id => t.id.0, status => t.status.as_str(), kind => t.kind.as_str() });
+    // A failed site's way back: the task that failed to make it, to retry (or the site is deleted).
+    let failed_task = tasks
+        .items
+        .iter()
+        .filter(|_| site.status == SiteStatus::Failed)
+        .find(|t| t.status == TaskStatus::Failed && t.kind.makes_site())
+        .map(|t| {
+            let can_retry = v.0.can_site(&site, crate::api::tasks::site_action_of(t.kind));
+            context! { id => t.id.0, kind => t.kind.as_str(), error => t.error, can_retry }
+        });
     let migrate_options: Vec<(String, String)> = if v.0.can_site(&site, SiteAction::Migrate) {
         state
             .store
@@ -372,7 +382,7 @@ async fn site_page(state: &AppState, v: &Viewer, domain: &str, status: StatusCod
         "sites",
         context! {
             site => site_v, platform => platform_v, db_server, php, client, cert, backups,
-            tasks => task_rows(state, &tasks.items).await?, more_tasks, busy, can, migrate_options,
+            tasks => task_rows(state, &tasks.items).await?, more_tasks, busy, failed_task, can, migrate_options,
             form => forms.form, errors,
         },
     )

@@ -164,7 +164,14 @@ pub async fn run(ctx: &mut Ctx, cmd: BackupCmd) -> Result<ExitCode> {
                 None => None,
             };
             let backups = store.backups(site).await?;
-            print_backups(ctx, &backups, &store.sites(None).await?);
+            // Deleted sites too: their backups are how they come back, so their domain is shown.
+            let mut sites = store.sites(None).await?;
+            for b in &backups {
+                if !sites.iter().any(|s| s.id == b.site_id) {
+                    sites.push(store.site(b.site_id).await?);
+                }
+            }
+            print_backups(ctx, &backups, &sites);
         }
         BackupCmd::Verify { id } => {
             let b = store.backup(BackupId(id)).await?;

@@ -106,6 +106,14 @@ pub async fn server(ctx: &mut Ctx, cmd: ServerCmd) -> Result<ExitCode> {
             let s = store.server_by_name(&name).await?;
             queue_task(ctx, TaskKind::ServerVerify, s.id.0, serde_json::json!({})).await
         }
+        ServerCmd::Stop { name } => {
+            let s = store.server_by_name(&name).await?;
+            queue_task(ctx, TaskKind::ServerStop, s.id.0, serde_json::json!({})).await
+        }
+        ServerCmd::Start { name } => {
+            let s = store.server_by_name(&name).await?;
+            queue_task(ctx, TaskKind::ServerStart, s.id.0, serde_json::json!({})).await
+        }
         ServerCmd::Web { name, kind } => {
             let s = store.server_by_name(&name).await?;
             let layout = ctx.layout();

@@ -36,6 +36,8 @@ pub async fn server(ctx: &Ctx, remote: &Remote, cmd: ServerCmd) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         ServerCmd::Verify { name } => queued(ctx, remote, remote.post(&at(&name, "/verify"), json!({})).await?).await,
+        ServerCmd::Stop { name } => queued(ctx, remote, remote.post(&at(&name, "/stop"), json!({})).await?).await,
+        ServerCmd::Start { name } => queued(ctx, remote, remote.post(&at(&name, "/start"), json!({})).await?).await,
         ServerCmd::Remove { name } => queued(ctx, remote, remote.delete(&at(&name, "")).await?).await,
         ServerCmd::Web { name, kind } => {
             queued(ctx, remote, remote.post(&at(&name, "/web"), json!({ "web": kind })).await?).await

@@ -76,6 +76,15 @@ pub async fn run(ctx: &mut Ctx, cmd: SiteCmd) -> Result<ExitCode> {
                 ]);
                 println!("\nrecent tasks:");
                 task::print_tasks(&tasks);
+                if site.status == SiteStatus::Failed {
+                    // What a user can do with it, and which task to retry.
+                    let failed = tasks.iter().find(|t| t.status == TaskStatus::Failed && t.kind.makes_site());
+                    let retry = failed.map(|t| format!("`fjord task retry {}`, or ", t.id)).unwrap_or_default();
+                    println!(
+                        "\nthe site failed to install: retry with {retry}remove it with `fjord site delete {}`",
+                        site.domain
+                    );
+                }
             });
             Ok(ExitCode::SUCCESS)
         }

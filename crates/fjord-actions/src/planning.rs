@@ -66,7 +66,8 @@ async fn migrate_pending(layout: &Layout, args: &serde_json::Value, snap: &Snaps
     let executor = fjord_exec::Executor::new(fjord_exec::Host::Local, secrets, state.join("undo"));
     match executor.run_command(&probe, None, None).await {
         Ok(out) => {
-            let lines: Vec<(LogStream, String)> = out.stdout.lines().map(|l| (LogStream::Stdout, l.to_string())).collect();
+            let lines: Vec<(LogStream, String)> =
+                out.stdout.lines().map(|l| (LogStream::Stdout, l.to_string())).collect();
             let mut found = TaskReport::default();
             found.take(Report::MigrateCheck, &lines);
             Some(found.pending)

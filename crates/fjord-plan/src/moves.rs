@@ -540,8 +540,17 @@ fn migrate_live(app: App, ctx: &SiteCtx, ctx2: &SiteCtx, stamp: &str, backup: Pl
         // Uploaded through the old code since the copy (undone with the copy it adds to).
         plan.push(Step::Run {
             label: "bring over the files uploaded during the switch".into(),
-            cmd: Command::new(["cp", "-a", "-u", "--reflink=auto", "-T", "--", &format!("{from}/files"), &format!("{to}/files")])
-                .timeout(3600),
+            cmd: Command::new([
+                "cp",
+                "-a",
+                "-u",
+                "--reflink=auto",
+                "-T",
+                "--",
+                &format!("{from}/files"),
+                &format!("{to}/files"),
+            ])
+            .timeout(3600),
             undo: None,
         });
     }

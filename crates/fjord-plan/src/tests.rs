@@ -494,7 +494,8 @@ fn a_code_move_without_pending_updates_switches_live() {
 
     // Pending updates, an unknown answer, a rename, a database move or the window asked for: the
     // maintenance window, a new database.
-    let pending = Facts { migrate_pending: Some(vec!["system: updates after 8805 up to 10100".into()]), ..Default::default() };
+    let pending =
+        Facts { migrate_pending: Some(vec!["system: updates after 8805 up to 10100".into()]), ..Default::default() };
     for (args, facts) in [
         (serde_json::json!({ "to_platform": 5 }), &pending),
         (serde_json::json!({ "to_platform": 5 }), &Facts::default()),

@@ -130,6 +130,10 @@ pub struct PlatformMigrate {
     /// Migrate this many sites first; if any of them does not migrate, the rest are skipped.
     #[serde(default)]
     pub canary: usize,
+    /// Move every site through a maintenance window, even those the new code has no database
+    /// updates for (which otherwise switch live, served throughout).
+    #[serde(default)]
+    pub maintenance: bool,
     /// Only report what would happen to each site (with its module schema check); change nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -616,6 +620,7 @@ impl<'a> Actions<'a> {
             to_platform: to.id.0,
             parallel: req.parallel,
             canary: req.canary,
+            maintenance: req.maintenance,
             sites: sites.iter().map(|s| BatchSite { id: s.id.0, domain: s.domain.to_string() }).collect(),
         };
         let args = serde_json::to_value(&args).expect("arguments serialize");

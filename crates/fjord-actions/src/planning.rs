@@ -47,7 +47,36 @@ pub async fn plan_snapshot(
         let archives = store.site_tasks_of_kind(target_id, TaskKind::SiteArchiveReplaced).await?;
         facts.unarchived_replaced = unarchived_replaced(&archives);
     }
+    if kind == TaskKind::SiteMigrate {
+        facts.migrate_pending = migrate_pending(layout, args, snap).await;
+    }
     Ok(fjord_plan::plan(layout, kind, args, snap, &facts)?)
+}
+
+/// For a migrate that moves only a site's code: the database updates the target code has for it,
+/// from the read-only schema check run now as the site's user (never root: it reads code the site
+/// can change). `None` when there is nothing to ask, or no clear answer (the check failed or refused):
+/// the migrate then keeps its maintenance window. Asked again each time the migrate is planned, so
+/// the daemon plans on what the database says when the task starts.
+async fn migrate_pending(layout: &Layout, args: &serde_json::Value, snap: &Snapshot) -> Option<Vec<String>> {
+    let args: fjord_plan::MigrateArgs = serde_json::from_value(args.clone()).ok()?;
+    let probe = fjord_plan::migrate_probe(layout, snap, &args)?;
+    let state = Path::new(&layout.state_dir);
+    let secrets = fjord_exec::SecretStore::open(state.join("secrets")).ok()?;
+    let executor = fjord_exec::Executor::new(fjord_exec::Host::Local, secrets, state.join("undo"));
+    match executor.run_command(&probe, None, None).await {
+        Ok(out) => {
+            let lines: Vec<(LogStream, String)> =
+                out.stdout.lines().map(|l| (LogStream::Stdout, l.to_string())).collect();
+            let mut found = TaskReport::default();
+            found.take(Report::MigrateCheck, &lines);
+            Some(found.pending)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "migrate probe: no answer, the migrate keeps its maintenance window");
+            None
+        }
+    }
 }
 
 /// Plans a task on a site that is not recorded yet (install, clone, a deleted site's restore).
@@ -79,7 +108,7 @@ fn host_facts(kind: TaskKind, snap: &Snapshot) -> Facts {
         sites_php,
         details,
         missing_packages: fjord_exec::probe::missing_vendor_packages(root),
-        unarchived_replaced: vec![],
+        ..Facts::default()
     }
 }
 

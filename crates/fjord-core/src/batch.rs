@@ -19,6 +19,9 @@ pub struct PlatformMigrateArgs {
     /// This many sites move first; if any of them does not migrate, the rest are skipped.
     #[serde(default)]
     pub canary: usize,
+    /// Every site through a maintenance window, even without database updates.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     pub sites: Vec<BatchSite>,
 }
 

@@ -92,6 +92,10 @@ pub enum Mark {
     /// … and is served again: the time between the two is the task's downtime.
     #[serde(rename = "maintenance-end")]
     DowntimeEnd,
+    /// The site is switched while it is served (a code move with no database updates): there is no
+    /// window, its downtime is 0.
+    #[serde(rename = "no-maintenance")]
+    NoDowntime,
 }
 
 impl std::fmt::Display for Mark {
@@ -100,6 +104,7 @@ impl std::fmt::Display for Mark {
             Mark::Commit => "commit",
             Mark::DowntimeStart => "maintenance-start",
             Mark::DowntimeEnd => "maintenance-end",
+            Mark::NoDowntime => "no-maintenance",
         })
     }
 }

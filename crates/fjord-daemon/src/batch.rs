@@ -173,7 +173,10 @@ async fn queue_site(
     if !matches!(site.status, SiteStatus::Enabled | SiteStatus::Disabled) {
         return Err(skipped(&format!("the site is {}", site.status)));
     }
-    let margs = fjord_actions::migrate_args(PlatformId(args.to_platform), None, true);
+    let mut margs = fjord_actions::migrate_args(PlatformId(args.to_platform), None, true);
+    if args.maintenance {
+        margs["maintenance"] = true.into();
+    }
     let new = NewTask::new(TaskKind::SiteMigrate, site.id.0, margs, batch.created_by.clone());
     fjord_actions::planning::plan_prospective(&ctx.store, &ctx.config.layout, &new, &[])
         .await

@@ -325,6 +325,10 @@ async fn execute(
                         report.committed = true;
                     }
                     Step::Mark { name: Mark::DowntimeStart } => down_since = Some(std::time::Instant::now()),
+                    Step::Mark { name: Mark::NoDowntime } => {
+                        report.downtime_ms = Some(0);
+                        log.info("no maintenance window: the site is served throughout the switch").await;
+                    }
                     Step::Mark { name: Mark::DowntimeEnd } => {
                         if let Some(begun) = down_since.take() {
                             let span = begun.elapsed().as_millis() as u64;

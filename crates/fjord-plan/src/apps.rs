@@ -443,8 +443,15 @@ impl App {
     /// A read-only step that refuses when the code at `target_docroot` is older than the site's
     /// database (a module's installed schema is newer than the code has, or a module is missing), and
     /// lists the updates it will run. `ctx` is the site as it is now; `extra` are further directories
-    /// whose modules go with the site (its own `sites/DOMAIN/modules`).
-    pub fn schema_check(self, ctx: &SiteCtx, target_docroot: &str, extra: Vec<String>) -> PlanResult<Option<Step>> {
+    /// whose modules go with the site (its own `sites/DOMAIN/modules`). With `no_updates` it refuses
+    /// pending updates too (a live migrate planned on there being none).
+    pub fn schema_check(
+        self,
+        ctx: &SiteCtx,
+        target_docroot: &str,
+        extra: Vec<String>,
+        no_updates: bool,
+    ) -> PlanResult<Option<Step>> {
         let app = match self {
             App::Drupal => "drupal",
             App::Drupal7 => "drupal7",
@@ -453,18 +460,33 @@ impl App {
         };
         let mut scan = vec![target_docroot.to_string()];
         scan.extend(extra);
-        let script = render::schema_check(ctx, app, &scan)?;
+        let script = render::schema_check(ctx, app, &scan, no_updates)?;
         let cmd = Command::new([php_cli(ctx.php), "{tmp:check.php}".to_string()])
             .file("check.php", script)
             .cwd(target_docroot.to_string())
             .timeout(600)
             .as_user(ctx.runs_as())
             .reports(fjord_core::Report::MigrateCheck);
-        Ok(Some(Step::Run {
-            label: "check the database's module schemas against the new code".into(),
-            cmd,
-            undo: None,
-        }))
+        let label = if no_updates {
+            "check the database's module schemas against the new code: no database updates pending"
+        } else {
+            "check the database's module schemas against the new code"
+        };
+        Ok(Some(Step::Run { label: label.into(), cmd, undo: None }))
+    }
+
+    /// The command that rebuilds the caches the code fills in the database (Drupal's cache
+    /// rebuild, Drupal 7's cache flush with its class registry); `None` for apps without such caches.
+    /// A live migrate runs it after the switch, the old code's as its undo.
+    pub fn cache_rebuild(self, ctx: &SiteCtx) -> PlanResult<Option<Command>> {
+        Ok(match self {
+            App::Drupal => Some(ctx.drush(&["cache:rebuild".into()]).timeout(900)),
+            App::Drupal7 => match ctx.php_script("", render::drupal7_script(ctx, "cache")?, &[]) {
+                Step::Run { cmd, .. } => Some(cmd),
+                _ => None,
+            },
+            App::Wordpress | App::Php => None,
+        })
     }
 
     /// A step that runs the site's cron.

@@ -13,7 +13,7 @@ mod moves;
 mod render;
 pub mod services;
 
-pub use moves::{CloneArgs, MigrateArgs, MigrateCheckArgs, SyncArgs};
+pub use moves::{migrate_probe, CloneArgs, MigrateArgs, MigrateCheckArgs, SyncArgs};
 use render::Serving;
 
 pub use layout::Layout;
@@ -58,6 +58,12 @@ pub struct Facts {
     /// For a site delete: what restores replaced and their `site-archive-replaced` tasks failed to
     /// archive (failed or cancelled, and not since archived by a retry).
     pub unarchived_replaced: Vec<ArchiveReplacedArgs>,
+    /// For a site migrate that moves only the code: the database updates the target code would run,
+    /// as the read-only schema check ([`migrate_probe`]) found them, run as the site's user just
+    /// before planning. `None`: not known (not probed, or the check failed or refused), so the
+    /// migrate takes the safe path (a copy of the database, updated in a maintenance window).
+    #[serde(default)]
+    pub migrate_pending: Option<Vec<String>>,
 }
 
 /// Arguments of a no-op task (used by tests and the queue benchmark).
@@ -196,7 +202,7 @@ pub fn plan(
         TaskKind::SiteLoginLink => site_login_link(layout, snap),
         TaskKind::SiteCron => site_cron(layout, snap),
         TaskKind::SiteClone => moves::site_clone(layout, snap, args::<CloneArgs>(task_args)?),
-        TaskKind::SiteMigrate => moves::site_migrate(layout, snap, args::<MigrateArgs>(task_args)?),
+        TaskKind::SiteMigrate => moves::site_migrate(layout, snap, args::<MigrateArgs>(task_args)?, facts),
         TaskKind::SiteSync => moves::site_sync(layout, snap, args::<SyncArgs>(task_args)?),
         TaskKind::SiteMigrateCheck => moves::site_migrate_check(layout, snap, args::<MigrateCheckArgs>(task_args)?),
         TaskKind::SiteCert => site_cert(layout, snap, args::<CertArgs>(task_args)?),
@@ -700,6 +706,15 @@ fn site_subdir(layout: &Layout, site: &Site, path: String) -> Step {
 /// PHP-FPM pool and vhost. `written`: the trees this task wrote as root (copies, an unpacked
 /// backup), which the site's PHP user gets whole. Returns what reloads watch.
 fn site_files(ctx: &SiteCtx, app: App, serving: Serving, written: &[String], plan: &mut Plan) -> PlanResult<SiteFiles> {
+    let files = site_files_before_switch(ctx, app, written, plan)?;
+    plan.push(pool_file(ctx, app, &[])?);
+    plan.push(vhost_file(ctx, app, serving)?);
+    Ok(files)
+}
+
+/// Everything [`site_files`] writes but the pool and the vhost, which decide what is served: a live
+/// migrate writes those itself, in its own order.
+fn site_files_before_switch(ctx: &SiteCtx, app: App, written: &[String], plan: &mut Plan) -> PlanResult<SiteFiles> {
     let layout = ctx.layout;
     let site = ctx.site;
     let dir = layout.site_dir(site);
@@ -740,30 +755,47 @@ fn site_files(ctx: &SiteCtx, app: App, serving: Serving, written: &[String], pla
         mode: 0o755,
         owner: None,
     });
-    let pool = layout.php_pool(ctx.server, ctx.php.key(), site);
-    plan.push(Step::WriteFile {
-        path: pool.clone(),
-        content: FileContent::Text {
-            text: render::php_pool(layout, site, &if layout.isolated(site) { app.open_basedir(ctx) } else { vec![] })?,
-        },
-        mode: 0o644,
-        owner: None,
-    });
-    let vhost = layout.vhost_path(ctx.server, site);
-    plan.push(Step::WriteFile {
-        path: vhost.clone(),
-        content: FileContent::Text {
-            text: render::vhost(layout, ctx.server, ctx.platform, site, app.vhost_flavour(), serving)?,
-        },
-        mode: 0o644,
-        owner: None,
-    });
+    Ok(site_files_watch(ctx, app))
+}
+
+/// The paths of a site's pool and vhost, and what its PHP reload watches.
+fn site_files_watch(ctx: &SiteCtx, app: App) -> SiteFiles {
+    let pool = ctx.layout.php_pool(ctx.server, ctx.php.key(), ctx.site);
     // PHP-FPM reloads when the settings change too: its opcache may keep the old settings.php (and
     // the old database name) for seconds otherwise.
-    let mut php_watch = vec![pool.clone(), dir];
+    let mut php_watch = vec![pool.clone(), ctx.site_dir()];
     php_watch.extend(app.platform_site_dir(ctx));
     php_watch.extend(app.external_files(ctx));
-    Ok(SiteFiles { pool, vhost, php_watch })
+    SiteFiles { pool, vhost: ctx.layout.vhost_path(ctx.server, ctx.site), php_watch }
+}
+
+/// The site's PHP-FPM pool; isolated, its PHP opens only its code and directories, and `also`
+/// (the old code's root while a live migrate switches).
+fn pool_file(ctx: &SiteCtx, app: App, also: &[String]) -> PlanResult<Step> {
+    let layout = ctx.layout;
+    let site = ctx.site;
+    let mut open_basedir = if layout.isolated(site) { app.open_basedir(ctx) } else { vec![] };
+    if !open_basedir.is_empty() {
+        open_basedir.extend(also.iter().cloned());
+    }
+    Ok(Step::WriteFile {
+        path: layout.php_pool(ctx.server, ctx.php.key(), site),
+        content: FileContent::Text { text: render::php_pool(layout, site, &open_basedir)? },
+        mode: 0o644,
+        owner: None,
+    })
+}
+
+/// The site's vhost, serving it as `serving` says.
+fn vhost_file(ctx: &SiteCtx, app: App, serving: Serving) -> PlanResult<Step> {
+    Ok(Step::WriteFile {
+        path: ctx.layout.vhost_path(ctx.server, ctx.site),
+        content: FileContent::Text {
+            text: render::vhost(ctx.layout, ctx.server, ctx.platform, ctx.site, app.vhost_flavour(), serving)?,
+        },
+        mode: 0o644,
+        owner: None,
+    })
 }
 
 /// Gives the site's PHP user its writable trees, in process. A tree this task wrote (`written`: a

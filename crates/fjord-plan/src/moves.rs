@@ -10,8 +10,8 @@
 use crate::apps::{App, SiteCtx};
 use crate::render::Serving;
 use crate::{
-    ctx_for, db, db_server, http_check, render, services, serving, site_backup, site_ctx, site_files, BackupArgs,
-    Layout, PlanError, PlanResult, SiteFiles,
+    ctx_for, db, db_server, http_check, pool_file, render, services, serving, site_backup, site_ctx, site_files,
+    site_files_before_switch, vhost_file, BackupArgs, Facts, Layout, PlanError, PlanResult, SiteFiles,
 };
 use fjord_core::*;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,10 @@ pub struct MigrateArgs {
     /// Move the database to this server too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_server: Option<i64>,
+    /// Take the maintenance-window path (a copy of the database, updated while the site shows its
+    /// maintenance page) even when a live switch is possible.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub maintenance: bool,
     pub stamp: String,
 }
 
@@ -254,7 +258,7 @@ pub(crate) fn site_clone(layout: &Layout, snap: &Snapshot, a: CloneArgs) -> Plan
     let mut plan = Plan::default();
     if src_platform.id != ctx.platform.id {
         crate::check_php_fit(&snap.server, ctx.platform, ctx.php, &site.domain)?;
-        plan.extend(app.schema_check(&src, &ctx.docroot(), site_module_dirs(app, &src))?);
+        plan.extend(app.schema_check(&src, &ctx.docroot(), site_module_dirs(app, &src), false)?);
     }
     plan.extend(db::ensure_absent(db_server(snap, site), site, true)?);
     plan.extend(db::ensure_site_db(db_server(snap, site), site, true)?);
@@ -301,12 +305,44 @@ fn moved_site(site: &Site, target: &Platform, a: &MigrateArgs) -> Site {
     moved
 }
 
-/// Moves a site to another platform (a code update) and/or a new domain. In order: a schema check
+/// Whether a migrate moves only the site's code: another platform, the same domain and database.
+fn code_move(site: &Site, platform: &Platform, a: &MigrateArgs) -> bool {
+    a.to_platform != platform.id.0
+        && a.domain.as_ref().is_none_or(|d| d == &site.domain)
+        && a.db_server.is_none_or(|id| Some(ServerId(id)) == site.db_server_id)
+}
+
+/// The read-only probe whose findings ([`Facts::migrate_pending`]) decide how a code move switches:
+/// the target code's schema check against the site's database, run as the site's user before
+/// planning. `None` when nothing decides by it: not a code move (a rename or a database move always
+/// takes the maintenance window), the window asked for, or an app without database updates.
+pub fn migrate_probe(layout: &Layout, snap: &Snapshot, a: &MigrateArgs) -> Option<Command> {
+    let ctx = site_ctx(layout, snap).ok()?;
+    let target = snap.other_platform.as_ref().filter(|p| p.id.0 == a.to_platform)?;
+    if a.maintenance || !code_move(ctx.site, ctx.platform, a) {
+        return None;
+    }
+    let app = App::of(ctx.platform);
+    match app.schema_check(&ctx, &layout.docroot(target), site_module_dirs(app, &ctx), false) {
+        // A probe answers a plan, a request waits for it: it may take a minute, not ten.
+        Ok(Some(Step::Run { cmd, .. })) => Some(cmd.timeout(120)),
+        _ => None,
+    }
+}
+
+/// Moves a site to another platform (a code update) and/or a new domain.
+///
+/// A code move whose target has no database updates for the site (as `facts` found before planning,
+/// see [`migrate_probe`]) switches live: [`migrate_live`]. Otherwise, in order: a schema check
 /// (refuses a downgrade before anything happens), a pre-migrate backup, maintenance mode, a new
 /// database filled from the old one, the site's directories copied to the new place, new settings,
 /// the new code's database updates, the switch in one reload, a health check; the old database and
 /// directories go only after that. The maintenance window is measured.
-pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> PlanResult<Planned> {
+///
+/// Why a fact and not a plan with both paths: a plan stays one list of steps, the same for the dry
+/// run, the runner and a recovery, and its state changes (the database name) say what happens. A
+/// guard step re-checks the fact when the live path runs.
+pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs, facts: &Facts) -> PlanResult<Planned> {
     check_stamp(&a.stamp)?;
     let ctx = site_ctx(layout, snap)?;
     let site = ctx.site;
@@ -341,6 +377,21 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
         return Err(PlanError::Refused(format!("platform {} is locked: it takes no new sites", target.name)));
     }
     let app = same_app(ctx.platform, target)?;
+    let backup = site_backup(
+        layout,
+        snap,
+        BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp), ..Default::default() },
+    )?;
+    let no_updates = match app.update(&ctx)?.is_empty() {
+        true => true,
+        false => facts.migrate_pending.as_ref().is_some_and(Vec::is_empty),
+    };
+    if code_move(site, ctx.platform, &a) && !a.maintenance && no_updates {
+        let moved = Site { platform_id: target.id, ..site.clone() };
+        let ctx2 = ctx_for(layout, &snap.server, target, &moved, old_db_server)?;
+        crate::check_php_fit(&snap.server, target, ctx2.php, &site.domain)?;
+        return migrate_live(app, &ctx, &ctx2, &a.stamp, backup);
+    }
     let mut moved = moved_site(site, target, &a);
     moved.db_server_id = new_db_server.map(|s| s.id).or(site.db_server_id);
     let ctx2 = ctx_for(layout, &snap.server, target, &moved, new_db_server)?;
@@ -352,13 +403,8 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
 
     // Before any downtime: can the new code run this database at all?
     if target.id != ctx.platform.id {
-        plan.extend(app.schema_check(&ctx, &ctx2.docroot(), site_module_dirs(app, &ctx))?);
+        plan.extend(app.schema_check(&ctx, &ctx2.docroot(), site_module_dirs(app, &ctx), false)?);
     }
-    let backup = site_backup(
-        layout,
-        snap,
-        BackupArgs { kind: BackupKind::PreMigrate, stamp: format!("{}-pre-migrate", a.stamp), ..Default::default() },
-    )?;
     plan.extend(backup.plan.steps);
 
     // Maintenance: no more writes reach the old database from here on.
@@ -459,6 +505,83 @@ pub(crate) fn site_migrate(layout: &Layout, snap: &Snapshot, a: MigrateArgs) -> 
     Ok(Planned { plan, on_success, on_failure: vec![] })
 }
 
+/// A code move with no database updates pending, switched while the site is served: no maintenance
+/// page and no copy of the database, which the old and the new code share. In order: a guard (the
+/// schema check, refusing updates that appeared since planning), the pre-migrate backup, the site's
+/// directory copied into the new platform with its settings there, the pool opened to both codes,
+/// the switch in one web-server reload, files uploaded meanwhile brought over, the new code's caches
+/// rebuilt (the old code's as the undo), the pool closed to the old code, the old directory put
+/// aside, a health check. Until the commit a failure switches the old vhost, pool and settings back:
+/// the database is untouched, so that is a full rollback.
+fn migrate_live(app: App, ctx: &SiteCtx, ctx2: &SiteCtx, stamp: &str, backup: Planned) -> PlanResult<Planned> {
+    let (layout, server, site) = (ctx.layout, ctx.server, ctx.site);
+    let mut plan = Plan::default();
+    plan.extend(app.schema_check(ctx, &ctx2.docroot(), site_module_dirs(app, ctx), true)?);
+    plan.extend(backup.plan.steps);
+
+    // The new place, beside the served one: the site's directory in the new platform and settings.
+    let (old_dir, new_dir) = (app.platform_site_dir(ctx), app.platform_site_dir(ctx2));
+    let mut written = Vec::new();
+    if let (Some(from), Some(to)) = (&old_dir, &new_dir) {
+        written.push(copy_dir(from, to, stamp, &mut plan));
+    }
+    let SiteFiles { pool, vhost, php_watch } = site_files_before_switch(ctx2, app, &written, &mut plan)?;
+    // The pool serves both codes while the web server switches from one to the other.
+    plan.push(pool_file(ctx2, app, &[format!("{}/", ctx.platform.root)])?);
+    plan.push(services::php_reload(layout, server, ctx2.php, php_watch));
+
+    // The switch: one reload, no window.
+    plan.push(Step::Mark { name: Mark::NoDowntime });
+    plan.push(vhost_file(ctx2, app, serving(site.status))?);
+    plan.push(services::web_reload(layout, server, vec![vhost])?);
+    if let (Some(from), Some(to)) = (&old_dir, &new_dir) {
+        // Uploaded through the old code since the copy (undone with the copy it adds to).
+        plan.push(Step::Run {
+            label: "bring over the files uploaded during the switch".into(),
+            cmd: Command::new([
+                "cp",
+                "-a",
+                "-u",
+                "--reflink=auto",
+                "-T",
+                "--",
+                &format!("{from}/files"),
+                &format!("{to}/files"),
+            ])
+            .timeout(3600),
+            undo: None,
+        });
+    }
+    if let Some(cmd) = app.cache_rebuild(ctx2)? {
+        plan.push(Step::Run {
+            label: "rebuild caches for the new code".into(),
+            cmd,
+            // Back on the old code, its caches must be its own again.
+            undo: app.cache_rebuild(ctx)?,
+        });
+    }
+    plan.push(pool_file(ctx2, app, &[])?);
+    plan.push(services::php_reload(layout, server, ctx2.php, vec![pool]));
+    let new_paths = app.external_files(ctx2);
+    let mut old_paths = app.external_files(ctx);
+    old_paths.extend(old_dir);
+    for path in old_paths.into_iter().filter(|p| !new_paths.contains(p)) {
+        plan.push(Step::RemovePath { path });
+    }
+    plan.extend(http_check(layout, server, ctx2.site, site.status));
+    plan.push(commit());
+    let mut on_success = vec![StateChange::SiteMoved {
+        site: site.id,
+        platform: ctx2.platform.id,
+        domain: site.domain.clone(),
+        db_name: site.db_name.clone(),
+        db_server: None,
+        old_domain_alias: false,
+    }];
+    on_success.extend(backup.on_success);
+    Ok(Planned { plan, on_success, on_failure: vec![] })
+}
+
 /// Whether two server records reach the same database service (one server known under two names):
 /// then an account "on the old server" is the one the site still uses.
 fn same_service(a: Option<&Server>, b: Option<&Server>, engine: DbEngine) -> bool {
@@ -480,7 +603,7 @@ pub(crate) fn site_migrate_check(layout: &Layout, snap: &Snapshot, a: MigrateChe
     same_server(snap, target)?;
     let app = same_app(ctx.platform, target)?;
     let mut plan = Plan::default();
-    plan.extend(app.schema_check(&ctx, &layout.docroot(target), site_module_dirs(app, &ctx))?);
+    plan.extend(app.schema_check(&ctx, &layout.docroot(target), site_module_dirs(app, &ctx), false)?);
     Ok(Planned { plan, ..Default::default() })
 }
 

@@ -324,6 +324,7 @@ pub(crate) fn drupal_settings(ctx: &SiteCtx, drupal7: bool, hash_salt: &str) -> 
             trusted_hosts => trusted_hosts(ctx.site),
             site_dir => ctx.site_dir(),
             reverse_proxy => ctx.reverse_proxy,
+            platform => ctx.platform.id.0,
         },
     )
 }
@@ -393,10 +394,12 @@ pub(crate) fn wordpress_script(ctx: &SiteCtx, action: &str, admin_password: &str
 
 /// The read-only script that compares a site's installed schemas with the code under `scan` (the
 /// target docroot first).
-pub(crate) fn schema_check(ctx: &SiteCtx, app: &str, scan: &[String]) -> PlanResult<String> {
+pub(crate) fn schema_check(ctx: &SiteCtx, app: &str, scan: &[String], no_updates: bool) -> PlanResult<String> {
     render(
         "apps/schema-check.php.j2",
-        context! { domain => ctx.site.domain.as_str(), docroot => scan[0], db => db_value(ctx, false), app, scan },
+        context! {
+            domain => ctx.site.domain.as_str(), docroot => scan[0], db => db_value(ctx, false), app, scan, no_updates,
+        },
     )
 }
 

@@ -454,3 +454,61 @@ fn a_desired_change_reaches_every_copy_of_its_site_in_a_snapshot() {
     DesiredChange::SitePhp { site: SiteId(site.id.0 + 1), runtime: None }.apply(&mut s);
     assert_eq!(s.sites[0].php.as_deref(), Some("8.3"), "another site's change leaves this one alone");
 }
+
+/// A site migrate from `d10` to a second Drupal 10 platform with `args` and `facts`: its steps, and
+/// the database name it records.
+fn migrate(args: serde_json::Value, facts: &Facts) -> (Vec<String>, String) {
+    let layout = Layout::new("/var/lib/fjord");
+    let target = Platform {
+        id: PlatformId(5),
+        name: Name::parse("name", "d10b").expect("valid"),
+        root: "/srv/platforms/d10b".into(),
+        ..platform()
+    };
+    let s = Snapshot { other_platform: Some(target), ..snap(Some(site(SiteStatus::Enabled, &[], false))) };
+    let mut args = args;
+    args["stamp"] = "20260101-101010-001".into();
+    let planned = plan(&layout, TaskKind::SiteMigrate, &args, &s, facts).expect("plans");
+    let db_name = planned
+        .on_success
+        .iter()
+        .find_map(|c| match c {
+            StateChange::SiteMoved { db_name, platform, .. } if *platform == PlatformId(5) => Some(db_name.clone()),
+            _ => None,
+        })
+        .expect("the site moves");
+    (planned.plan.steps.iter().map(|s| s.describe()).collect(), db_name)
+}
+
+#[test]
+fn a_code_move_without_pending_updates_switches_live() {
+    let none_pending = Facts { migrate_pending: Some(vec![]), ..Default::default() };
+    let (steps, db_name) = migrate(serde_json::json!({ "to_platform": 5 }), &none_pending);
+    let text = steps.join("\n");
+    insta::assert_snapshot!(text);
+    // No window and no copy: the database is the site's own, untouched.
+    assert!(!text.contains("maintenance-start") && text.contains("mark no-maintenance"), "{text}");
+    assert!(!text.contains("copy the database") && !text.contains("updatedb"), "{text}");
+    assert_eq!(db_name, "exampleorg");
+    let at = |needle: &str| steps.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle}"));
+    // The guard first; the pool opened to both codes before the switch, closed after it.
+    assert!(at("no database updates pending") < at("pre-migrate"));
+    assert!(at("reload php-fpm") < at("mark no-maintenance") && at("mark no-maintenance") < at("reload nginx"));
+    assert!(at("rebuild caches for the new code") < at("mark commit"));
+
+    // Pending updates, an unknown answer, a rename, a database move or the window asked for: the
+    // maintenance window, a new database.
+    let pending =
+        Facts { migrate_pending: Some(vec!["system: updates after 8805 up to 10100".into()]), ..Default::default() };
+    for (args, facts) in [
+        (serde_json::json!({ "to_platform": 5 }), &pending),
+        (serde_json::json!({ "to_platform": 5 }), &Facts::default()),
+        (serde_json::json!({ "to_platform": 5, "domain": "new.example.org" }), &none_pending),
+        (serde_json::json!({ "to_platform": 5, "maintenance": true }), &none_pending),
+    ] {
+        let (steps, db_name) = migrate(args.clone(), facts);
+        let text = steps.join("\n");
+        assert!(text.contains("mark maintenance-start") && text.contains("updatedb"), "{args}: {text}");
+        assert_ne!(db_name, "exampleorg", "{args}");
+    }
+}

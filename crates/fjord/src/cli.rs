@@ -363,6 +363,11 @@ pub enum PlatformCmd {
         /// Migrate this many sites first and stop before the rest if any of them fails.
         #[arg(long)]
         canary: Option<usize>,
+        /// Move every site through a maintenance window (a copy of its database, updated while it
+        /// shows a maintenance page), even those the new code has no database updates for, which
+        /// otherwise switch live.
+        #[arg(long)]
+        maintenance: bool,
         /// Queue the batch and return (follow it with `fjord task log ID --follow`) instead of
         /// waiting for its summary.
         #[arg(long)]

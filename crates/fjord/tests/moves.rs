@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixture, fixture_platform, mariadb_databases, services_available, sql_as_admin, Fjord};
+use common::{fixture, fixture_platform, mariadb_databases, services_available, sql_as_admin, Fjord, Load};
 use std::path::PathBuf;
 
 fn engines(f: &Fjord) -> Vec<&'static str> {
@@ -233,6 +233,106 @@ fn a_migrate_runs_the_new_codes_updates_and_a_failing_one_rolls_back() {
             assert_eq!(f.json(&["site", "show", &domain])["platform"], b.as_str());
             assert_eq!(h1(&f, port, &domain), "Updated by 8001", "{domain}");
         }
+    }
+}
+
+/// Migrates `domain` to `to` while a visitor requests it; returns `task show` of the migrate (ended)
+/// and what the visitor saw.
+fn migrate_under_load(f: &Fjord, port: u16, domain: &str, to: &str) -> (serde_json::Value, common::LoadReport) {
+    let load = Load::start(port, domain);
+    let id = f.json(&["site", "migrate", domain, "--to", to])["id"].as_i64().expect("id");
+    f.wait_until(&format!("the migrate of {domain} to end"), || {
+        matches!(f.task(id)["status"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+    });
+    // A few more requests on the code it ended on.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    (f.json(&["task", "show", &id.to_string()]), load.stop())
+}
+
+/// The index (as `FJORD_FAULT` counts) of the first step of `domain`'s migrate to `to` whose
+/// description contains `needle`, from its dry run.
+fn step_of(f: &Fjord, domain: &str, to: &str, needle: &str) -> usize {
+    let plan = f.ok(&["--dry-run", "site", "migrate", domain, "--to", to]);
+    let steps: Vec<&str> = plan.lines().filter(|l| l.starts_with('[')).collect();
+    steps.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no step {needle:?} in:\n{plan}"))
+}
+
+#[test]
+fn a_migrate_without_pending_updates_is_served_throughout_and_one_with_updates_keeps_its_window() {
+    if !services_available() {
+        return;
+    }
+    let (mut f, port) = Fjord::with_server();
+    for fx in ["drupal10", "drupal7"] {
+        let d7 = fx == "drupal7";
+        let docroot = if d7 { "" } else { "web" };
+        let (a, b, c) = (format!("{fx}-la"), format!("{fx}-lb"), format!("{fx}-lc"));
+        platform_with_module(&f, fx, &a, &[]);
+        platform_with_module(&f, fx, &b, &[]);
+        platform_with_module(&f, fx, &c, &[(8001, &rename_update(d7, "Updated by 8001"))]);
+        let engines = engines(&f);
+        for engine in &engines {
+            let domain = format!("live-{fx}-{engine}.example");
+            f.ok(&["site", "create", &domain, "--platform", &a, "--db-engine", engine, "--wait"]);
+            set_name(&f, engine, &domain, "Before");
+            std::fs::write(site_files_dir(&f, &a, docroot, &domain).join("f.txt"), "moves").expect("write");
+            let db_before = f.json(&["site", "show", &domain])["site"]["db_name"].clone();
+
+            // No database updates: no maintenance page, not one request lost, the database kept.
+            let plan = f.ok(&["--dry-run", "site", "migrate", &domain, "--to", &b]);
+            assert!(plan.contains("no-maintenance") && !plan.contains("copy the database"), "{domain}: {plan}");
+            let (shown, seen) = migrate_under_load(&f, port, &domain, &b);
+            assert_eq!(shown["task"]["status"], "succeeded", "{domain}: {shown}");
+            assert!(
+                seen.requests > 0 && seen.failed.is_empty(),
+                "{domain}: requests failed during the switch: {seen:?}"
+            );
+            assert_eq!(shown["result"]["downtime_ms"], 0, "{domain}: {shown}");
+            let log = f.ok(&["task", "log", &shown["task"]["id"].to_string()]);
+            assert!(log.contains("no maintenance window"), "{domain}: {log}");
+            let site = f.json(&["site", "show", &domain]);
+            assert_eq!(site["platform"], b.as_str(), "{domain}");
+            assert_eq!(site["site"]["db_name"], db_before, "{domain}: a live switch keeps its database");
+            assert_eq!(h1(&f, port, &domain), "Before", "{domain}");
+            let moved = site_files_dir(&f, &b, docroot, &domain).join("f.txt");
+            assert_eq!(std::fs::read_to_string(moved).expect("moved"), "moves", "{domain}");
+            assert!(!site_files_dir(&f, &a, docroot, &domain).exists(), "{domain}: old site dir left");
+        }
+
+        // A failure after the switch (the new code's caches rebuilt): back on the old code, served.
+        let domain = format!("live-{fx}-{}.example", engines[0]);
+        let step = step_of(&f, &domain, &a, "rebuild caches for the new code");
+        f.stop();
+        f.start_serve(&[("FJORD_FAULT", &format!("site-migrate:{step}:fail"))]);
+        let (shown, seen) = migrate_under_load(&f, port, &domain, &a);
+        assert_eq!(shown["task"]["status"], "failed", "{domain}: {shown}");
+        eprintln!(
+            "{domain}: a live migrate rolled back after its switch: {} requests, failed: {:?}",
+            seen.requests, seen.failed
+        );
+        assert_eq!(f.json(&["site", "show", &domain])["platform"], b.as_str());
+        assert_eq!(h1(&f, port, &domain), "Before", "{domain}: not served by the old code after the rollback");
+        assert!(!site_files_dir(&f, &a, docroot, &domain).exists(), "{domain}: copy left on the target");
+
+        // With an update: the window stays, and a failure in it rolls back to the old database.
+        let step = step_of(&f, &domain, &c, "mark maintenance-end");
+        f.stop();
+        f.start_serve(&[("FJORD_FAULT", &format!("site-migrate:{step}:fail"))]);
+        let db_before = f.json(&["site", "show", &domain])["site"]["db_name"].clone();
+        let (shown, _) = migrate_under_load(&f, port, &domain, &c);
+        assert_eq!(shown["task"]["status"], "failed", "{domain}: {shown}");
+        let site = f.json(&["site", "show", &domain]);
+        assert_eq!((&site["platform"], &site["site"]["db_name"]), (&b.as_str().into(), &db_before), "{domain}");
+        assert_eq!(h1(&f, port, &domain), "Before", "{domain}: the rollback did not bring back the old database");
+        f.stop();
+        f.start_serve(&[]);
+        let (shown, seen) = migrate_under_load(&f, port, &domain, &c);
+        assert_eq!(shown["task"]["status"], "succeeded", "{domain}: {shown}");
+        assert!(shown["result"]["downtime_ms"].as_u64().is_some_and(|ms| ms > 0), "{domain}: {shown}");
+        eprintln!("{domain}: migrate with an update: {} requests, failed: {:?}", seen.requests, seen.failed);
+        assert!(seen.failed.iter().all(|(_, status)| *status == 503), "{domain}: not the maintenance page: {seen:?}");
+        assert_eq!(h1(&f, port, &domain), "Updated by 8001", "{domain}: the update did not run");
+        assert_ne!(f.json(&["site", "show", &domain])["site"]["db_name"], db_before, "{domain}");
     }
 }
 
@@ -484,6 +584,14 @@ fn wordpress_clones_and_migrates_with_its_database_upgrade() {
     assert_eq!(wp_db_version(&f, &domain), current, "the database upgrade did not run");
     let a = f.get(port, &domain, "/");
     assert!(a.status == 200 && a.body.contains(&domain), "{a:?}");
+
+    // Back to the same code, no upgrade to run: switched live, served throughout, database kept.
+    let db = f.json(&["site", "show", &domain])["site"]["db_name"].clone();
+    let (shown, seen) = migrate_under_load(&f, port, &domain, "wp1");
+    assert_eq!(shown["task"]["status"], "succeeded", "{shown}");
+    assert!(seen.requests > 0 && seen.failed.is_empty(), "requests failed during the switch: {seen:?}");
+    assert_eq!(shown["result"]["downtime_ms"], 0, "{shown}");
+    assert_eq!(f.json(&["site", "show", &domain])["site"]["db_name"], db);
 
     // The site's uploads (in its own directory) go with the clone.
     let uploads = f.state.join("sites").join(&domain).join("uploads/2026/11");

@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::{copy_tree, services_available, Fjord};
+use common::{copy_tree, services_available, Fjord, Load};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -559,9 +559,42 @@ fn real_moves(real: &Real, engine: &str) {
     eprintln!("[{d}] clone: {:.1}s", t0.elapsed().as_secs_f64());
     serves(&copy, d, "the clone shows the source's site name");
 
+    // The same code on both platforms, no database updates: switched live while a visitor requests
+    // the site; then back through the maintenance window and live again, as platform migrates.
     let t0 = Instant::now();
+    let load = Load::start(port, d);
     let out = ok(&f, &["site", "migrate", d, "--to", second.platform, "--wait"]);
-    eprintln!("[{d}] migrate: {:.1}s\n{out}", t0.elapsed().as_secs_f64());
+    let seen = load.stop();
+    eprintln!(
+        "[{d}] migrate: {:.1}s, {} requests, failed: {:?}\n{out}",
+        t0.elapsed().as_secs_f64(),
+        seen.requests,
+        seen.failed
+    );
+    check!(&f, seen.failed.is_empty(), "{d}: requests failed during a live migrate: {:?}", seen.failed);
+    check!(&f, f.json(&["site", "show", d])["platform"] == second.platform, "{d}: not on {}", second.platform);
+    for (from, to, how) in [(second.platform, real.platform, "--maintenance"), (real.platform, second.platform, "")] {
+        let t0 = Instant::now();
+        let load = Load::start(port, d);
+        let mut args = vec!["--json", "platform", "migrate", from, "--to", to];
+        args.extend([how].into_iter().filter(|h| !h.is_empty()));
+        let summary = f.run(&args);
+        let seen = load.stop();
+        let summary: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap_or_default();
+        let window: Vec<_> =
+            summary["sites"].as_array().into_iter().flatten().map(|s| s["downtime_ms"].clone()).collect();
+        let unavailable = match (seen.failed.first(), seen.failed.last()) {
+            (Some(a), Some(b)) => b.0 - a.0,
+            _ => 0,
+        };
+        eprintln!(
+            "[{d}] platform migrate {from} -> {to} {how}: {:.1}s, maintenance window per site {window:?} ms; the visitor \
+             of {d}: {} of {} requests failed, from first to last failure {unavailable} ms",
+            t0.elapsed().as_secs_f64(),
+            seen.failed.len(),
+            seen.requests
+        );
+    }
     check!(&f, f.json(&["site", "show", d])["platform"] == second.platform, "{d}: not on {}", second.platform);
     serves(d, d, "after the migrate");
     let login = f.json(&["site", "login-link", d])["url"].as_str().expect("url").to_string();

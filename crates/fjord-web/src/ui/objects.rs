@@ -326,7 +326,13 @@ pub async fn migrate_platform(
     };
     let dry_run = f.dry_run.is_some();
     let req = number("parallel", &f.parallel, 1).and_then(|parallel| {
-        Ok(PlatformMigrate { to: f.to.trim().to_string(), parallel, canary: number("canary", &f.canary, 0)?, dry_run })
+        Ok(PlatformMigrate {
+            to: f.to.trim().to_string(),
+            parallel,
+            canary: number("canary", &f.canary, 0)?,
+            maintenance: false,
+            dry_run,
+        })
     });
     let view = |preview| MigrateView { parallel: f.parallel.clone(), canary: f.canary.clone(), preview };
     let to = Some(f.to.trim()).filter(|t| !t.is_empty());

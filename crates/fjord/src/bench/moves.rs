@@ -23,6 +23,8 @@ struct Driver {
     dir: tempfile::TempDir,
     state: PathBuf,
     socket: String,
+    /// The web server's port on 127.0.0.1.
+    http_port: u16,
     serve: Option<(tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
 }
 
@@ -40,10 +42,11 @@ impl Driver {
         // Web-server workers and PHP-FPM pools run as www-data: they must reach the state dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let state = dir.path().join("state");
-        let mut d = Driver { exe, dir, state, socket: env.mariadb_socket.clone(), serve: None };
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut d = Driver { exe, dir, state, socket: env.mariadb_socket.clone(), http_port, serve: None };
         d.fjord(&["init"]).await?;
         d.start_serve().await?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port().to_string();
+        let port = http_port.to_string();
         let db_port = env.mariadb_port.to_string();
         d.fjord(&[
             "server",
@@ -785,63 +788,180 @@ pub async fn migrate(ctx: &mut Ctx, sites: usize, env: BenchEnv) -> Result<ExitC
     result
 }
 
+/// Visitors of the sites: one thread per site requesting its front page through the real web server
+/// in a loop (a new connection each time, as a visitor's browser would open), until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<SiteLoad>>,
+}
+
+/// What the visitor of one site saw.
+#[derive(Default)]
+struct SiteLoad {
+    requests: u64,
+    /// Answers that were not 2xx or 3xx (503 maintenance pages, 502s, refused connections).
+    failed: u64,
+    /// How long the site did not answer well: from each failed answer after a good one to the next
+    /// good one, summed.
+    unavailable: Duration,
+}
+
+impl Load {
+    fn start(port: u16, domains: &[String]) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = domains
+            .iter()
+            .map(|domain| {
+                let (stop, host) = (stop.clone(), format!("{domain}:{port}"));
+                std::thread::spawn(move || {
+                    let mut seen = SiteLoad::default();
+                    let mut down_since: Option<Instant> = None;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let good = (200..400).contains(&get_status(port, &host));
+                        let now = Instant::now();
+                        seen.requests += 1;
+                        match (good, down_since) {
+                            (false, None) => down_since = Some(now),
+                            (true, Some(t)) => {
+                                seen.unavailable += now - t;
+                                down_since = None;
+                            }
+                            _ => {}
+                        }
+                        seen.failed += u64::from(!good);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    if let Some(t) = down_since {
+                        seen.unavailable += t.elapsed();
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    fn stop(self) -> Vec<SiteLoad> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().map(|t| t.join().unwrap_or_default()).collect()
+    }
+}
+
+/// One GET of `/` with the Host header `host`: the status, 0 without an answer.
+fn get_status(port: u16, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let answer = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        write!(s, "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head)?;
+        // The rest of the page is read to its end, as a visitor would.
+        std::io::copy(&mut s, &mut std::io::sink())?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    });
+    answer.ok().and_then(|a| a.split_whitespace().nth(1).and_then(|s| s.parse().ok())).unwrap_or(0)
+}
+
 struct Batch {
     wall: Duration,
     migrated: u64,
+    /// The maintenance window each migrate reported (0: switched live).
     downtimes: Vec<u64>,
+    /// What the sites' visitors saw meanwhile.
+    load: Vec<SiteLoad>,
 }
 
-async fn platform_migrate(d: &Driver, from: &str, to: &str, parallel: usize) -> Result<Batch> {
+/// A platform migrate of every site while each has a visitor; `maintenance` forces the window.
+async fn platform_migrate(
+    d: &Driver,
+    domains: &[String],
+    (from, to): (&str, &str),
+    parallel: usize,
+    maintenance: bool,
+) -> Result<Batch> {
     let p = parallel.to_string();
-    let cmd = d.cmd(&["--json", "platform", "migrate", from, "--to", to, "--parallel", &p]);
+    let mut args = vec!["--json", "platform", "migrate", from, "--to", to, "--parallel", &p];
+    if maintenance {
+        args.push("--maintenance");
+    }
+    let cmd = d.cmd(&args);
+    let load = Load::start(d.http_port, domains);
     let t0 = Instant::now();
-    let out = run(&cmd, None, None).await?;
+    let out = run(&cmd, None, None).await;
     let wall = t0.elapsed();
+    let load = load.stop();
+    let out = out?;
     let v: Value = serde_json::from_str(&out.stdout)
         .with_context(|| format!("platform migrate {from} --to {to}: {}", out.stderr))?;
     let mut downtimes: Vec<u64> =
         v["sites"].as_array().into_iter().flatten().filter_map(|s| s["downtime_ms"].as_u64()).collect();
     downtimes.sort();
-    Ok(Batch { wall, migrated: v["migrated"].as_u64().unwrap_or(0), downtimes })
+    Ok(Batch { wall, migrated: v["migrated"].as_u64().unwrap_or(0), downtimes, load })
 }
 
 async fn migrate_bench(ctx: &mut Ctx, d: &Driver, sites: usize) -> Result<ExitCode> {
     let t0 = Instant::now();
-    for i in 0..sites {
-        let domain = format!("m{i}.bench.example");
-        d.fjord(&["site", "create", &domain, "--platform", "old", "--db-engine", "mariadb", "--wait"]).await?;
+    let domains: Vec<String> = (0..sites).map(|i| format!("m{i}.bench.example")).collect();
+    for domain in &domains {
+        d.fjord(&["site", "create", domain, "--platform", "old", "--db-engine", "mariadb", "--wait"]).await?;
     }
     if !ctx.out.json {
         eprintln!("created {sites} sites in {:.0} s", secs(t0.elapsed()));
     }
-    // One at a time there, two at a time back: the same sites, the same kind of move.
-    let one = platform_migrate(d, "old", "new", 1).await?;
-    let two = platform_migrate(d, "new", "old", 2).await?;
+    // The same code move each time (the two platforms hold the same code: no database updates):
+    // switched live, then the same sites back through the maintenance window as every migrate had it
+    // before, then live again two at a time.
+    let live = platform_migrate(d, &domains, ("old", "new"), 1, false).await?;
+    let window = platform_migrate(d, &domains, ("new", "old"), 1, true).await?;
+    let two = platform_migrate(d, &domains, ("old", "new"), 2, false).await?;
     let stats = |b: &Batch| {
         let n = b.downtimes.len().max(1);
         let mean = b.downtimes.iter().sum::<u64>() as f64 / n as f64;
         let p50 = b.downtimes.get(b.downtimes.len() / 2).copied().unwrap_or(0);
         let max = b.downtimes.last().copied().unwrap_or(0);
+        let mut unavailable: Vec<u64> = b.load.iter().map(|l| l.unavailable.as_millis() as u64).collect();
+        unavailable.sort();
+        let requests: u64 = b.load.iter().map(|l| l.requests).sum();
+        let failed: u64 = b.load.iter().map(|l| l.failed).sum();
         serde_json::json!({ "wall_s": secs(b.wall), "migrated": b.migrated, "per_site_s": secs(b.wall) / sites as f64,
-            "downtime_mean_ms": mean, "downtime_p50_ms": p50, "downtime_max_ms": max, "downtime_ms": b.downtimes })
+            "downtime_mean_ms": mean, "downtime_p50_ms": p50, "downtime_max_ms": max, "downtime_ms": b.downtimes,
+            "requests": requests, "failed_requests": failed,
+            "unavailable_mean_ms": unavailable.iter().sum::<u64>() as f64 / unavailable.len().max(1) as f64,
+            "unavailable_max_ms": unavailable.last().copied().unwrap_or(0), "unavailable_ms": unavailable })
     };
-    let v = serde_json::json!({ "sites": sites, "parallel_1": stats(&one), "parallel_2": stats(&two),
-        "speedup": secs(one.wall) / secs(two.wall).max(1e-9) });
+    let runs = [("live, --parallel 1", &live), ("--maintenance, --parallel 1", &window), ("live, --parallel 2", &two)];
+    let v = serde_json::json!({ "sites": sites, "live": stats(&live), "maintenance": stats(&window),
+        "live_parallel_2": stats(&two), "speedup": secs(live.wall) / secs(two.wall).max(1e-9) });
     ctx.out.emit(&v, || {
-        for (label, b) in [("--parallel 1", &one), ("--parallel 2", &two)] {
+        for (label, b) in runs {
             let s = stats(b);
             println!(
-                "platform migrate of {sites} sites {label}: {:.1} s ({:.2} s/site), {} migrated; downtime per site: \
-                 mean {:.0} ms, p50 {} ms, max {} ms",
+                "platform migrate of {sites} sites ({label}): {:.1} s ({:.2} s/site), {} migrated; maintenance window \
+                 per site: mean {:.0} ms, max {} ms; a visitor per site: {} of {} requests failed, unavailable \
+                 mean {:.0} ms, max {} ms",
                 secs(b.wall),
                 secs(b.wall) / sites as f64,
                 b.migrated,
                 s["downtime_mean_ms"].as_f64().unwrap_or(0.0),
-                s["downtime_p50_ms"],
-                s["downtime_max_ms"]
+                s["downtime_max_ms"],
+                s["failed_requests"],
+                s["requests"],
+                s["unavailable_mean_ms"].as_f64().unwrap_or(0.0),
+                s["unavailable_max_ms"],
             );
         }
-        println!("--parallel 2 is {:.2}x faster than one at a time", secs(one.wall) / secs(two.wall).max(1e-9));
+        let (l, w) = (stats(&live), stats(&window));
+        println!(
+            "live switch vs maintenance window: {} vs {} failed requests, unavailable {:.0} vs {:.0} ms per site, \
+             {:.2}x the time per site",
+            l["failed_requests"],
+            w["failed_requests"],
+            l["unavailable_mean_ms"].as_f64().unwrap_or(0.0),
+            w["unavailable_mean_ms"].as_f64().unwrap_or(0.0),
+            secs(live.wall) / secs(window.wall).max(1e-9)
+        );
+        println!("--parallel 2 is {:.2}x faster than one at a time", secs(live.wall) / secs(two.wall).max(1e-9));
     });
-    Ok(if one.migrated == sites as u64 && two.migrated == sites as u64 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let all = [&live, &window, &two].iter().all(|b| b.migrated == sites as u64);
+    Ok(if all { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -238,8 +238,14 @@ pub async fn platform(ctx: &mut Ctx, cmd: PlatformCmd) -> Result<ExitCode> {
     let store = ctx.store().await?;
     match cmd {
         PlatformCmd::Add(add) => platform_add(ctx, &store, add).await,
-        PlatformCmd::Migrate { name, to, parallel, canary, no_wait } => {
-            let req = fjord_actions::PlatformMigrate { to, parallel, canary: canary.unwrap_or(0), dry_run: false };
+        PlatformCmd::Migrate { name, to, parallel, canary, maintenance, no_wait } => {
+            let req = fjord_actions::PlatformMigrate {
+                to,
+                parallel,
+                canary: canary.unwrap_or(0),
+                maintenance,
+                dry_run: false,
+            };
             super::migrate::platform_migrate(ctx, &name, req, no_wait).await
         }
         PlatformCmd::List => {

@@ -178,12 +178,12 @@ pub async fn dispatch(ctx: &mut Ctx, url: &str, command: Command) -> Result<Exit
     match command {
         Command::Site(cmd) => site(ctx, &remote, cmd).await,
         Command::Task(cmd) => task(ctx, &remote, cmd).await,
-        Command::Platform(PlatformCmd::Migrate { name, to, parallel, canary, no_wait }) => {
+        Command::Platform(PlatformCmd::Migrate { name, to, parallel, canary, maintenance, no_wait }) => {
             platform_migrate(
                 ctx,
                 &remote,
                 &name,
-                json!({ "to": to, "parallel": parallel, "canary": canary.unwrap_or(0) }),
+                json!({ "to": to, "parallel": parallel, "canary": canary.unwrap_or(0), "maintenance": maintenance }),
                 no_wait,
             )
             .await

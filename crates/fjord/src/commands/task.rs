@@ -134,8 +134,15 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
                 }
                 _ => None,
             };
+            // Another task: what it found out (a migrate's maintenance window, 0 when it switched live).
+            let report = match summary {
+                Some(_) => TaskReport::default(),
+                None => store.task_report(t.id).await?,
+            };
             if let Some(s) = &summary {
                 v["result"] = s.report(Some(t.id.0));
+            } else if !report.is_empty() {
+                v["result"] = serde_json::to_value(&report)?;
             }
             ctx.out.emit(&v, || {
                 fields(&[
@@ -151,6 +158,9 @@ pub async fn run(ctx: &mut Ctx, cmd: TaskCmd) -> Result<ExitCode> {
                     ("error", t.error.clone().unwrap_or_else(|| "-".into())),
                     ("batch", t.parent.map(|p| format!("task {p}")).unwrap_or_else(|| "-".into())),
                 ]);
+                if let Some(ms) = report.downtime_ms {
+                    fields(&[("maintenance", if ms == 0 { "none: switched live".into() } else { format!("{ms} ms") })]);
+                }
                 if let Some(s) = &summary {
                     println!("\nsites ({} -> {}):", s.from, s.to);
                     super::migrate::summary_table(s);

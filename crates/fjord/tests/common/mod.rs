@@ -562,3 +562,54 @@ pub fn mariadb_databases(prefix: &str) -> Vec<String> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|d| d.starts_with(prefix)).map(str::to_string).collect()
 }
+
+/// A visitor requesting a site in a loop, on a thread of its own, through the real web server: every
+/// answer's status (0: no answer) and when it came, for tests that a site stays served while it moves.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<(Duration, u16)>>,
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub requests: usize,
+    /// The answers that were not 2xx or 3xx, with when they came (ms since the start).
+    pub failed: Vec<(u128, u16)>,
+}
+
+impl Load {
+    pub fn start(port: u16, host: &str) -> Load {
+        use std::io::{Read, Write};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, host) = (stop.clone(), host.to_string());
+        let handle = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = std::net::TcpStream::connect(("127.0.0.1", port))
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                        write!(s, "GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n")?;
+                        let mut answer = Vec::new();
+                        s.read_to_end(&mut answer)?;
+                        Ok(answer)
+                    })
+                    .ok()
+                    .and_then(|a| String::from_utf8_lossy(&a).split_whitespace().nth(1).and_then(|s| s.parse().ok()))
+                    .unwrap_or(0);
+                seen.push((t0.elapsed(), status));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        Load { stop, handle }
+    }
+
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = self.handle.join().expect("the load thread");
+        let failed = seen.iter().filter(|(_, s)| !(200..400).contains(s)).map(|(t, s)| (t.as_millis(), *s)).collect();
+        LoadReport { requests: seen.len(), failed }
+    }
+}

@@ -269,6 +269,10 @@ pub fn missing_vendor_packages(root: &Path) -> Vec<String> {
                 gaps.push(format!("autoloaded file {file}"));
             }
         }
+        // Namespace directories are looked at as a whole: real packages declare some their archives
+        // leave out (civicrm-core's `tests/phpunit/`), which the autoloader tolerates; a package none
+        // of whose namespace directories is there has lost its code.
+        let mut declared = Vec::new();
         for kind in ["psr-4", "psr-0"] {
             for (namespace, dirs) in autoload[kind].as_object().into_iter().flatten() {
                 let dirs: Vec<&str> = match dirs {
@@ -276,13 +280,13 @@ pub fn missing_vendor_packages(root: &Path) -> Vec<String> {
                     serde_json::Value::Array(list) => list.iter().filter_map(|d| d.as_str()).collect(),
                     _ => vec![],
                 };
-                for d in dirs {
-                    if !dir.join(d).is_dir() {
-                        let classes =
-                            if namespace.is_empty() { "classes".to_string() } else { format!("{namespace}*") };
-                        gaps.push(format!("{} for {classes}", if d.is_empty() { "its directory" } else { d }));
-                    }
-                }
+                declared.extend(dirs.into_iter().map(|d| (namespace.clone(), d)));
+            }
+        }
+        if !declared.is_empty() && declared.iter().all(|(_, d)| !dir.join(d).is_dir()) {
+            for (namespace, d) in &declared {
+                let classes = if namespace.is_empty() { "classes".to_string() } else { format!("{namespace}*") };
+                gaps.push(format!("{} for {classes}", if d.is_empty() { "its directory" } else { d }));
             }
         }
         if !gaps.is_empty() {
@@ -519,6 +523,8 @@ mod tests {
                 {"name": "acme/gone", "install-path": "../acme/gone"},
                 {"name": "acme/half", "install-path": "../acme/half",
                  "autoload": {"psr-4": {"Acme\\Half\\": ["src/", "lib/"]}, "files": ["boot.php"]}},
+                {"name": "acme/hollow", "install-path": "../acme/hollow",
+                 "autoload": {"psr-4": {"Acme\\Hollow\\": "src/"}, "psr-0": {"Acme_": "lib/"}}},
                 {"name": "acme/meta", "type": "metapackage"},
                 {"name": "phpunit/phpunit", "install-path": "../phpunit/phpunit"}
             ]
@@ -528,9 +534,16 @@ mod tests {
         write(root, "vendor/acme/whole/src/A.php", "<?php");
         write(root, "vendor/acme/whole/helpers.php", "<?php");
         write(root, "vendor/acme/half/src/A.php", "<?php");
+        write(root, "vendor/acme/hollow/README.md", "");
+        // A namespace directory left out beside others that are there is tolerated, as the
+        // autoloader does; a package with none of its namespace directories is not.
         assert_eq!(
             missing_vendor_packages(root),
-            ["acme/gone (no vendor/acme/gone)", "acme/half (missing autoloaded file boot.php, lib/ for Acme\\Half\\*)",]
+            [
+                "acme/gone (no vendor/acme/gone)",
+                "acme/half (missing autoloaded file boot.php)",
+                "acme/hollow (missing src/ for Acme\\Hollow\\*, lib/ for Acme_*)",
+            ]
         );
     }
 

@@ -149,8 +149,7 @@ fn version_id_constraint(text: &str) -> Option<String> {
 /// the extensions its composer metadata requires. Read from whichever of these the codebase has:
 /// `composer.json` and Drupal's `core/composer.json` (`require.php`, `ext-*`), composer's
 /// `vendor/composer/platform_check.php` (what the autoloader refuses to run without),
-/// `Drupal::MINIMUM_PHP`, Drupal 7's `DRUPAL_MINIMUM_PHP`, WordPress's `$required_php_version`, and
-/// the `ext-*` of every installed package (`vendor/composer/installed.json`).
+/// `Drupal::MINIMUM_PHP`, Drupal 7's `DRUPAL_MINIMUM_PHP` and WordPress's `$required_php_version`.
 pub fn php_needs(root: &Path, web: Option<&Path>) -> (Vec<fjord_core::PhpRequirement>, Vec<String>) {
     let mut requirements = Vec::new();
     let mut extensions = Vec::new();
@@ -197,11 +196,9 @@ pub fn php_needs(root: &Path, web: Option<&Path>) -> (Vec<fjord_core::PhpRequire
             require("$required_php_version", format!(">={v}"));
         }
     }
-    if let Some((packages, _)) = installed_packages(root) {
-        for p in &packages {
-            required_extensions(&p["require"], &mut extensions);
-        }
-    }
+    // The `ext-*` of single packages are not counted: they are often for features a site never
+    // uses (civicrm-core wants bcmath and zip, and a Drupal 10 site with it runs without them), and
+    // the autoloader does not refuse to run without them unless platform_check.php says so.
     for e in &mut extensions {
         *e = e.replace(' ', "-");
     }
@@ -579,7 +576,8 @@ mod tests {
                 ("Drupal::MINIMUM_PHP", ">=8.3.0"),
             ]
         );
-        assert_eq!(ext, ["gd", "intl", "mbstring", "pdo"]);
+        // A single package's own `ext-*` (mbstring here) is not a requirement of the codebase.
+        assert_eq!(ext, ["gd", "intl", "pdo"]);
         let d = platform_details(root, Some(&root.join("web")));
         assert_eq!(d.php_requirement.as_deref(), Some(">=8.1; >=8.3.0"));
     }

@@ -529,7 +529,7 @@ mod tests {
         let pipe =
             |physical| Step::Pipe { label: "copy".into(), from: from.clone(), to: to.clone(), undo: None, physical };
         assert_eq!(pipe(None).describe(), "copy: run mariadb-dump a | mariadb b");
-        let source = PhysicalDb { admin: Command::new(["mariadb"]), database: "a".into(), schema: None };
+        let source = PhysicalDb { admin: Command::new(["mariadb"]), database: "a".into(), schema: None, min_bytes: 0 };
         let both = pipe(Some(PhysicalCopy { source, target: "b".into() })).describe();
         assert!(
             both.contains("tablespace files of a into b") && both.ends_with("else run mariadb-dump a | mariadb b"),

@@ -63,6 +63,11 @@ fn service(server: Option<&Server>, engine: DbEngine) -> PlanResult<&DbService> 
 }
 
 /// An admin command on the database server, with `sql` on stdin.
+/// `psql` on the `postgres` database as `user`, stopping at the first error.
+fn psql(host: &str, port: &str, user: &str) -> Command {
+    Command::new(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-U", user, "-d", "postgres"])
+}
+
 pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
     match db.engine {
         DbEngine::Mariadb => {
@@ -84,23 +89,7 @@ pub fn admin(server: &Server, db: &DbService, sql: String) -> Command {
             let host = db.socket.clone().or_else(|| db.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
             let user = db.admin_user.clone().unwrap_or_else(|| "postgres".into());
             let port = db.port.unwrap_or(5432).to_string();
-            let mut cmd = Command::new([
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &host,
-                "-p",
-                &port,
-                "-U",
-                &user,
-                "-d",
-                "postgres",
-            ])
-            .stdin(sql)
-            .timeout(120);
+            let mut cmd = psql(&host, &port, &user).stdin(sql).timeout(120);
             if db.admin_password {
                 cmd = cmd
                     .file("pgpass", format!("*:*:*:{user}:{}\n", secret_ref(&admin_password_key(server, db.engine))))
@@ -294,25 +283,11 @@ pub fn prove_site_path(server: &Server, db: &DbService, user: &str) -> (Command,
             let create =
                 format!("DROP ROLE IF EXISTS \"{user}\";\nCREATE ROLE \"{user}\" LOGIN PASSWORD '{password}';\n");
             let port = port.to_string();
-            let login = Command::new([
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &host,
-                "-p",
-                &port,
-                "-U",
-                user,
-                "-d",
-                "postgres",
-            ])
-            .file("pgpass", format!("*:*:*:{user}:{password}\n"))
-            .env("PGPASSFILE", "{tmp:pgpass}")
-            .stdin("SELECT 1;\n".to_string())
-            .timeout(30);
+            let login = psql(&host, &port, user)
+                .file("pgpass", format!("*:*:*:{user}:{password}\n"))
+                .env("PGPASSFILE", "{tmp:pgpass}")
+                .stdin("SELECT 1;\n".to_string())
+                .timeout(30);
             (admin(server, db, create), login, admin(server, db, format!("DROP ROLE IF EXISTS \"{user}\";\n")))
         }
     }

@@ -244,42 +244,84 @@ async fn execute(
     // Steps whose effect is already on disk are neither recorded nor applied: nothing to undo, and a
     // verify that changes nothing writes nothing per step to the state database.
     let mut in_place = 0usize;
-    for (idx, step) in planned.plan.steps.iter().enumerate() {
+    let steps = &planned.plan.steps;
+    let faulty = |i: usize| ctx.config.fault.as_ref().is_some_and(|f| f.kind == task.kind && f.step == i);
+    // A run of file steps (directories, files) is recorded in one transaction before the first of
+    // them applies, and marked applied in one after: undo entries are still on record before their
+    // step runs (undoing a step that did not run is harmless), at one commit per run, not two per step.
+    let mut prerecorded: std::collections::HashMap<usize, StepUndo> = Default::default();
+    let mut applied_run: Vec<(i64, i64)> = Vec::new();
+    for (idx, step) in steps.iter().enumerate() {
+        if !prerecorded.contains_key(&idx) && !applied_run.is_empty() {
+            let _ = ctx.store.set_steps_applied(task.id, &std::mem::take(&mut applied_run)).await;
+        }
         if *cancel.borrow() && !committed {
             failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
             break;
         }
-        if ctx.config.fault.as_ref().is_none_or(|f| f.kind != task.kind || f.step != idx)
-            && ctx.executor.in_place(step).unwrap_or(false)
-        {
+        if !faulty(idx) && ctx.executor.in_place(step).unwrap_or(false) {
             in_place += 1;
             continue;
         }
         let description = step.describe();
-        let undo = match ctx.executor.prepare(task.id, idx, step) {
-            Ok(u) => u,
-            Err(e) => {
-                failure = Some((TaskStatus::Failed, format!("step {} ({description}): {e}", idx + 1)));
-                break;
+        if is_file_step(step) && !prerecorded.contains_key(&idx) && !faulty(idx) {
+            let mut run = Vec::new();
+            for (i, s) in steps.iter().enumerate().skip(idx).take(256) {
+                if !is_file_step(s) || faulty(i) || (i > idx && ctx.executor.in_place(s).unwrap_or(false)) {
+                    break;
+                }
+                // A step whose undo cannot be worked out fails on its own below.
+                let Ok(undo) = ctx.executor.prepare(task.id, i, s) else { break };
+                run.push((i, undo));
+            }
+            let rows: Vec<(i64, String, String, String)> = run
+                .iter()
+                .map(|(i, undo)| {
+                    let d = steps[*i].describe();
+                    let log = format!("step {}/{}: {d}", i + 1, steps.len());
+                    (*i as i64, d, serde_json::to_string(undo).expect("undo serializes"), log)
+                })
+                .collect();
+            if !rows.is_empty() {
+                if let Err(e) = ctx.store.record_steps(task.id, &rows).await {
+                    failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
+                    break;
+                }
+                prerecorded.extend(run);
+            }
+        }
+        let batched = prerecorded.contains_key(&idx);
+        let undo = match prerecorded.remove(&idx) {
+            Some(u) => u,
+            None => {
+                let undo = match ctx.executor.prepare(task.id, idx, step) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        failure = Some((TaskStatus::Failed, format!("step {} ({description}): {e}", idx + 1)));
+                        break;
+                    }
+                };
+                let undo_json = serde_json::to_string(&undo).expect("undo serializes");
+                if let Err(e) = ctx
+                    .store
+                    .record_step(
+                        task.id,
+                        idx as i64,
+                        &description,
+                        StepStatus::Pending,
+                        Some(&undo_json),
+                        Some(&format!("step {}/{}: {description}", idx + 1, steps.len())),
+                    )
+                    .await
+                {
+                    failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
+                    break;
+                }
+                undo
             }
         };
-        let undo_json = serde_json::to_string(&undo).expect("undo serializes");
-        if let Err(e) = ctx
-            .store
-            .record_step(
-                task.id,
-                idx as i64,
-                &description,
-                StepStatus::Pending,
-                Some(&undo_json),
-                Some(&format!("step {}/{}: {description}", idx + 1, planned.plan.steps.len())),
-            )
-            .await
-        {
-            failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
-            break;
-        }
         undos.push((idx, undo));
+        let step_started = std::time::Instant::now();
         let result = match step {
             Step::Service { watch, service, pidfile, .. }
                 if !watch.is_empty()
@@ -338,7 +380,11 @@ async fn execute(
                     }
                     _ => {}
                 }
-                let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
+                if batched {
+                    applied_run.push((idx as i64, step_started.elapsed().as_millis() as i64));
+                } else {
+                    let _ = ctx.store.set_step_status(task.id, idx as i64, StepStatus::Applied).await;
+                }
                 if let Some(f) = injected {
                     if f.crash {
                         tracing::error!(task = task.id.0, "fault injection: aborting the daemon");
@@ -358,6 +404,9 @@ async fn execute(
                 break;
             }
         }
+    }
+    if !applied_run.is_empty() {
+        let _ = ctx.store.set_steps_applied(task.id, &applied_run).await;
     }
     if in_place > 0 {
         log.info(&format!("{in_place} of {} steps already in place", planned.plan.steps.len())).await;
@@ -379,6 +428,11 @@ async fn execute(
             (status, Some(error), planned.on_failure, all_undos, None)
         }
     }
+}
+
+/// Steps that only make directories and files here: recorded and marked applied in runs.
+fn is_file_step(step: &Step) -> bool {
+    matches!(step, Step::MakeDir { .. } | Step::WriteFile { .. } | Step::EnsureFile { .. })
 }
 
 /// Undoes steps in reverse order; service reloads go last, once the old files are all back. Returns a

@@ -616,6 +616,48 @@ impl Store {
         Ok(())
     }
 
+    /// Records several steps about to be applied, each with its undo entry and log line, in one
+    /// transaction: a run of file steps costs one commit, not one each.
+    pub async fn record_steps(&self, task: TaskId, steps: &[(i64, String, String, String)]) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        for (idx, description, undo, log) in steps {
+            sqlx::query(
+                "INSERT INTO task_steps (task_id, idx, description, status, undo, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (task_id, idx) DO UPDATE SET description = excluded.description, status = excluded.status, \
+                 undo = excluded.undo, started_at = excluded.started_at, duration_ms = NULL",
+            )
+            .bind(task.0)
+            .bind(*idx)
+            .bind(description)
+            .bind(StepStatus::Pending.as_str())
+            .bind(undo)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            insert_log(&mut tx, task, LogLevel::Info, LogStream::Fjord, log, now).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks steps applied, each with how long it took, in one transaction.
+    pub async fn set_steps_applied(&self, task: TaskId, steps: &[(i64, i64)]) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for (idx, ms) in steps {
+            sqlx::query("UPDATE task_steps SET status = $1, duration_ms = $2 WHERE task_id = $3 AND idx = $4")
+                .bind(StepStatus::Applied.as_str())
+                .bind(*ms)
+                .bind(task.0)
+                .bind(*idx)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Sets a step's status; the step's end (applied or failed) also records how long it took.
     pub async fn set_step_status(&self, task: TaskId, idx: i64, status: StepStatus) -> StoreResult<()> {
         sqlx::query(

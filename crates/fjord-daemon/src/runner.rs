@@ -259,7 +259,9 @@ async fn execute(
             failure = Some((TaskStatus::Cancelled, "cancelled before step ".to_string() + &(idx + 1).to_string()));
             break;
         }
-        if !faulty(idx) && ctx.executor.in_place(step).unwrap_or(false) {
+        // A step of a run was looked at when the run was recorded (applying it again if it has
+        // come into place since is a no-op: `apply` compares first).
+        if !prerecorded.contains_key(&idx) && !faulty(idx) && ctx.executor.in_place(step).unwrap_or(false) {
             in_place += 1;
             continue;
         }
@@ -302,17 +304,9 @@ async fn execute(
                     }
                 };
                 let undo_json = serde_json::to_string(&undo).expect("undo serializes");
-                if let Err(e) = ctx
-                    .store
-                    .record_step(
-                        task.id,
-                        idx as i64,
-                        &description,
-                        StepStatus::Pending,
-                        Some(&undo_json),
-                        Some(&format!("step {}/{}: {description}", idx + 1, steps.len())),
-                    )
-                    .await
+                let line = format!("step {}/{}: {description}", idx + 1, steps.len());
+                if let Err(e) =
+                    ctx.store.record_steps(task.id, &[(idx as i64, description.clone(), undo_json, line)]).await
                 {
                     failure = Some((TaskStatus::Failed, format!("cannot record step {}: {e}", idx + 1)));
                     break;
@@ -619,10 +613,7 @@ async fn roll_forward(
             Ok(undo) => {
                 let json = serde_json::to_string(&undo).expect("undo serializes");
                 let line = format!("step {}/{total}: {description}", idx + 1);
-                let _ = ctx
-                    .store
-                    .record_step(task.id, idx as i64, &description, StepStatus::Pending, Some(&json), Some(&line))
-                    .await;
+                let _ = ctx.store.record_steps(task.id, &[(idx as i64, description.clone(), json, line)]).await;
                 undos.push(undo);
                 let (sink, forwarder) = output_forwarder(&ctx.store, task.id, None);
                 let r = ctx.executor.apply(task.id, idx, step, Some(sink), None).await;

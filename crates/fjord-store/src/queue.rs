@@ -581,43 +581,9 @@ impl Store {
 
     // ---- undo log ------------------------------------------------------------------------------------
 
-    /// Records a step's state and the data its undo needs. Called before a step runs (pending, with the
-    /// undo data already known, so a crash mid-step can still be undone) and after.
-    /// `log`, if given, is written to the task log in the same transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_step(
-        &self,
-        task: TaskId,
-        idx: i64,
-        description: &str,
-        status: StepStatus,
-        undo: Option<&str>,
-        log: Option<&str>,
-    ) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO task_steps (task_id, idx, description, status, undo, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (task_id, idx) DO UPDATE SET description = excluded.description, status = excluded.status, \
-             undo = excluded.undo, started_at = excluded.started_at, duration_ms = NULL",
-        )
-        .bind(task.0)
-        .bind(idx)
-        .bind(description)
-        .bind(status.as_str())
-        .bind(undo)
-        .bind(now_millis())
-        .execute(&mut *tx)
-        .await?;
-        if let Some(text) = log {
-            insert_log(&mut tx, task, LogLevel::Info, LogStream::Fjord, text, now_millis()).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Records several steps about to be applied, each with its undo entry and log line, in one
-    /// transaction: a run of file steps costs one commit, not one each.
+    /// Records steps about to be applied (pending), each with its undo entry and its log line, in one
+    /// transaction: recorded before its step runs, so a crash mid-step can still be undone; a run of
+    /// file steps costs one commit, not one each.
     pub async fn record_steps(&self, task: TaskId, steps: &[(i64, String, String, String)]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let now = now_millis();

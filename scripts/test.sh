@@ -214,8 +214,11 @@ as_postgres() {
 }
 
 port_in_use() {
-    # A successful TCP connect means someone is listening.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    # A successful TCP connect means someone is listening. A port that a connection still holds
+    # (a client's ephemeral port, in TIME-WAIT after the tests' database connections) cannot be
+    # bound either: pebble then fails with "address already in use".
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    command -v ss >/dev/null && [ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
 }
 
 start_postgres() {
